@@ -1,0 +1,106 @@
+//! Typed errors of the bridge library.
+//! Every error that comes from user input carries a [`Location`] (file, line, field) so the CLI can print it for people.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Where in the user's files an error was found.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Location {
+    /// The file, relative to the project root when possible.
+    pub file: PathBuf,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// 1-based column, when known.
+    pub column: Option<usize>,
+}
+
+impl Location {
+    /// A location that names only a file.
+    pub fn file(file: impl Into<PathBuf>) -> Self {
+        Location {
+            file: file.into(),
+            line: None,
+            column: None,
+        }
+    }
+
+    /// A location at a line of a file.
+    pub fn at(file: impl Into<PathBuf>, line: Option<usize>) -> Self {
+        Location {
+            file: file.into(),
+            line,
+            column: None,
+        }
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+            if let Some(col) = self.column {
+                write!(f, ":{col}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Errors of the bridge library.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A pipeline or config file is malformed (YAML syntax, unknown field, wrong type).
+    #[error("{location}: {message}")]
+    Spec { location: Location, message: String },
+
+    /// A template (pipeline YAML or SQL file) failed to render.
+    #[error("{location}: {message}")]
+    Render { location: Location, message: String },
+
+    /// The pipeline's steps do not form a valid DAG (unknown reference, cycle, duplicate id).
+    #[error("{location}: {message}")]
+    Plan { location: Location, message: String },
+
+    /// A step failed while planning or running on DataFusion.
+    #[error("step `{step}` failed: {message}")]
+    Step { step: String, message: String },
+
+    /// The run was cancelled before it finished; nothing was committed.
+    #[error("run cancelled; nothing was committed")]
+    Cancelled,
+
+    /// A feature the user asked for is not available in this build.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+impl Error {
+    /// Wraps an I/O error with the path it concerns.
+    pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.as_ref().to_path_buf(),
+            source,
+        }
+    }
+
+    /// A step failure from any displayable cause.
+    pub fn step(step: impl Into<String>, message: impl fmt::Display) -> Self {
+        Error::Step {
+            step: step.into(),
+            message: message.to_string(),
+        }
+    }
+}
+
+/// Result with the library's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

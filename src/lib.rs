@@ -1,0 +1,10 @@
+//! sql-databricks-bridge: declarative pipelines that move data between SQL Server and Databricks.
+//! Pipelines are YAML files rendered with per-country parameters and run as a DAG on DataFusion.
+
+pub mod error;
+pub mod pipeline;
+pub mod sinks;
+pub mod sources;
+pub mod sql;
+
+pub use error::{Error, Location, Result};

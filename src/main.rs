@@ -1,0 +1,348 @@
+//! The `bridge` command line: parses arguments, calls the library, prints results and errors.
+//! Exit codes: 0 success, 1 the run failed, 2 invalid input (pipeline, config, query, arguments).
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use bridge::pipeline::extract::extract_plan;
+use bridge::pipeline::spec::pipeline_json_schema;
+use bridge::pipeline::validate::validate;
+use bridge::pipeline::{Plan, PlanOptions, Project, RunOptions, RunSummary, run};
+use bridge::{Error, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(name = "bridge", version, about = "Moves data between SQL Server and Databricks with declarative pipelines")]
+struct Cli {
+    /// Project folder holding pipelines/, queries/ and config/.
+    #[arg(long, global = true, default_value = ".", env = "BRIDGE_ROOT")]
+    root: PathBuf,
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
+    output: Output,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a pipeline.
+    Run {
+        /// The pipeline file.
+        pipeline: PathBuf,
+        #[command(flatten)]
+        args: RunArgs,
+        /// Open sources and plan every step, but write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Print a pipeline's DAG and rendered SQL without running anything.
+    Plan {
+        /// The pipeline file.
+        pipeline: PathBuf,
+        #[command(flatten)]
+        args: RunArgs,
+    },
+    /// Check pipelines (all under pipelines/ by default) and queries, for every country.
+    Validate {
+        /// Pipeline files or folders to check instead of the whole project.
+        paths: Vec<PathBuf>,
+    },
+    /// List the SQL files a country uses.
+    ListQueries {
+        #[arg(long)]
+        country: Option<String>,
+    },
+    /// Show the parameters a country's runs see.
+    ShowParams {
+        #[arg(long)]
+        country: String,
+    },
+    /// Extract every query of a country to a destination (the original CLI's command).
+    Extract {
+        #[arg(long)]
+        queries_path: Option<PathBuf>,
+        #[arg(long)]
+        config_path: Option<PathBuf>,
+        #[arg(long)]
+        country: String,
+        /// Local folder or URL the Parquet files go to.
+        #[arg(long)]
+        destination: String,
+        /// Parameter override, `name=value`; repeatable.
+        #[arg(long = "param", value_parser = parse_param)]
+        params: Vec<(String, String)>,
+    },
+    /// Print the JSON Schema of pipeline files.
+    Schema,
+    /// Print the version.
+    Version,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Country whose parameters and queries are used.
+    #[arg(long)]
+    country: Option<String>,
+    /// Parameter override, `name=value`; repeatable.
+    #[arg(long = "param", value_parser = parse_param)]
+    params: Vec<(String, String)>,
+}
+
+impl RunArgs {
+    fn options(&self) -> PlanOptions {
+        PlanOptions {
+            country: self.country.clone(),
+            params: self.params.clone(),
+        }
+    }
+}
+
+fn parse_param(s: &str) -> std::result::Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` is not name=value"))?;
+    let k = k.trim();
+    if k.is_empty() || !k.chars().all(|c| c.is_alphanumeric() || c == '_') {
+        return Err(format!("`{k}` is not a parameter name (letters, digits, `_`)"));
+    }
+    Ok((k.to_string(), v.to_string()))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| {
+                    // delta_kernel logs an ERROR when a table does not exist yet; a new table is normal.
+                    tracing_subscriber::EnvFilter::new("warn,buoyant_kernel::snapshot=off")
+                }),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let _ = dotenvy::from_path(cli.root.join(".env"));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime starts");
+    match runtime.block_on(execute(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            if let Some(hint) = hint(&e) {
+                eprintln!("hint: {hint}");
+            }
+            match e {
+                Error::Spec { .. } | Error::Render { .. } | Error::Plan { .. } => ExitCode::from(2),
+                _ => ExitCode::from(1),
+            }
+        }
+    }
+}
+
+fn hint(e: &Error) -> Option<&'static str> {
+    match e {
+        Error::Spec { .. } => Some("`bridge schema` prints every field a pipeline accepts"),
+        Error::Plan { .. } => Some("`bridge plan PIPELINE` shows the steps and their rendered SQL"),
+        _ => None,
+    }
+}
+
+async fn execute(cli: Cli) -> Result<ExitCode> {
+    let project = Project::new(&cli.root);
+    let json = cli.output == Output::Json;
+    match cli.command {
+        Command::Run {
+            pipeline,
+            args,
+            dry_run,
+        } => {
+            let plan = Plan::from_file(&project, &pipeline, &args.options())?;
+            run_plan(&project, &plan, dry_run, json).await
+        }
+        Command::Plan { pipeline, args } => {
+            let plan = Plan::from_file(&project, &pipeline, &args.options())?;
+            if json {
+                print_json(&plan.summary());
+            } else {
+                print_plan(&plan);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Validate { paths } => {
+            let report = validate(&project, &paths)?;
+            if json {
+                print_json(&serde_json::json!({
+                    "pipelines": report.pipelines,
+                    "queries": report.queries,
+                    "errors": report.errors,
+                }));
+            } else {
+                for e in &report.errors {
+                    eprintln!("error: {e}");
+                }
+                println!(
+                    "{} pipeline(s), {} query file(s) checked: {}",
+                    report.pipelines.len(),
+                    report.queries,
+                    if report.errors.is_empty() {
+                        "ok".to_string()
+                    } else {
+                        format!("{} error(s)", report.errors.len())
+                    }
+                );
+            }
+            Ok(if report.errors.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            })
+        }
+        Command::ListQueries { country } => {
+            let country = country.map(|c| c.to_lowercase());
+            if let Some(c) = &country {
+                project.config_params(Some(c))?;
+            }
+            let queries = project.list_queries(country.as_deref())?;
+            if json {
+                let list: Vec<_> = queries
+                    .iter()
+                    .map(|(name, path)| {
+                        serde_json::json!({"name": name, "path": project.display_path(path)})
+                    })
+                    .collect();
+                print_json(&list);
+            } else {
+                for (name, path) in queries {
+                    println!("{name}\t{}", project.display_path(&path).display());
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ShowParams { country } => {
+            let country = country.to_lowercase();
+            let mut params = project.config_params(Some(&country))?;
+            params.insert("country".into(), country.into());
+            if json {
+                print_json(&params);
+            } else {
+                print!("{}", serde_yaml::to_string(&params).expect("params serialize"));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Extract {
+            queries_path,
+            config_path,
+            country,
+            destination,
+            params,
+        } => {
+            let mut project = project;
+            if let Some(q) = queries_path {
+                project = project.with_queries_dir(q);
+            }
+            if let Some(c) = config_path {
+                project = project.with_config_dir(c);
+            }
+            let plan = extract_plan(&project, &country, &destination, params)?;
+            run_plan(&project, &plan, false, json).await
+        }
+        Command::Schema => {
+            print!("{}", pipeline_json_schema());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Version => {
+            println!("bridge {}", env!("CARGO_PKG_VERSION"));
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn run_plan(project: &Project, plan: &Plan, dry_run: bool, json: bool) -> Result<ExitCode> {
+    let options = RunOptions {
+        dry_run,
+        progress: !json && std::io::stderr().is_terminal(),
+        run_id: None,
+    };
+    let summary = run(project, plan, &options).await?;
+    if json {
+        print_json(&summary);
+    } else {
+        print_summary(&summary);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_json<T: serde::Serialize>(value: &T) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("output serializes")
+    );
+}
+
+fn print_plan(plan: &Plan) {
+    let summary = plan.summary();
+    println!(
+        "pipeline {}{}",
+        summary.pipeline,
+        summary
+            .country
+            .map(|c| format!(" (country {c})"))
+            .unwrap_or_default()
+    );
+    for step in summary.steps {
+        let deps = if step.depends_on.is_empty() {
+            String::new()
+        } else {
+            format!(" <- {}", step.depends_on.join(", "))
+        };
+        println!("\n[{}] {}{deps}", step.kind, step.id);
+        if let Some(file) = step.query_file {
+            println!("  query file: {file}");
+        }
+        if let Some(sql) = step.sql {
+            for line in sql.trim_end().lines() {
+                println!("    {line}");
+            }
+            for (i, p) in step.sql_params.iter().enumerate() {
+                println!("  param {}: {p}", i + 1);
+            }
+        }
+    }
+}
+
+fn print_summary(summary: &RunSummary) {
+    println!(
+        "{} {} run {} in {:.2}s{}",
+        if summary.dry_run { "planned" } else { "finished" },
+        summary.pipeline,
+        summary.run_id,
+        summary.duration_ms as f64 / 1000.0,
+        if summary.dry_run { " (dry run: nothing written)" } else { "" }
+    );
+    println!(
+        "{:<24} {:<9} {:>12} {:>12} {:>10}",
+        "step", "kind", "rows", "bytes", "ms"
+    );
+    for s in &summary.steps {
+        println!(
+            "{:<24} {:<9} {:>12} {:>12} {:>10}",
+            s.id,
+            s.kind.to_string(),
+            s.rows,
+            s.bytes,
+            s.duration_ms
+        );
+        for o in &s.outputs {
+            println!("    -> {o}");
+        }
+    }
+}

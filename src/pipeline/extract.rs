@@ -1,0 +1,117 @@
+//! `bridge extract`, the original CLI's command: every query of a country to a destination folder.
+//! It writes an ordinary pipeline (one source and one volume sink per query) and plans it.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::error::{Error, Location, Result};
+use crate::pipeline::plan::{Plan, PlanOptions};
+use crate::pipeline::project::Project;
+use crate::pipeline::spec::{
+    Compression, PipelineSpec, SinkSpec, SourceSpec, SqliteSourceSpec, StepSpec, VolumeSinkSpec,
+};
+
+/// Parameter naming the SQLite database `extract` reads (set in `config/defaults.yaml`).
+pub const EXTRACT_DATABASE_PARAM: &str = "extract_database";
+
+/// Optional parameter naming a SQL script that creates that database when it is missing.
+pub const EXTRACT_SEED_PARAM: &str = "extract_seed";
+
+/// Builds the extraction pipeline of a country: `{destination}/{country}/{query}/{query}-00000.parquet`.
+pub fn extract_pipeline(project: &Project, country: &str, destination: &str) -> Result<PipelineSpec> {
+    let country = country.to_lowercase();
+    let queries = project.list_queries(Some(&country))?;
+    if queries.is_empty() {
+        return Err(Error::Spec {
+            location: Location::file(project.display_path(&project.queries_dir().join(&country))),
+            message: format!("no .sql files for country `{country}` (nor in queries/common/)"),
+        });
+    }
+    let params = project.config_params(Some(&country))?;
+    let database = params
+        .get(EXTRACT_DATABASE_PARAM)
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| Error::Spec {
+            location: Location::file(project.display_path(&project.config_dir().join("defaults.yaml"))),
+            message: format!(
+                "missing parameter `{EXTRACT_DATABASE_PARAM}`: the SQLite database to extract from"
+            ),
+        })?
+        .to_string();
+    let seed = params
+        .get(EXTRACT_SEED_PARAM)
+        .and_then(|v| v.as_str())
+        .map(str::to_string);
+    let mut steps = Vec::new();
+    for (name, _) in &queries {
+        let stem = Path::new(name)
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| name.clone());
+        let id: String = stem
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
+            .collect();
+        let id = if id.starts_with(|c: char| c.is_ascii_digit()) {
+            format!("q_{id}")
+        } else {
+            id
+        };
+        steps.push(StepSpec {
+            id: id.clone(),
+            description: Some(format!("query {name}")),
+            depends_on: Vec::new(),
+            source: Some(SourceSpec::Sqlite(SqliteSourceSpec {
+                database: database.clone(),
+                query: Some(name.clone()),
+                sql: None,
+                table: None,
+                batch_size: None,
+                seed: seed.clone(),
+            })),
+            transform: None,
+            sink: None,
+        });
+        steps.push(StepSpec {
+            id: format!("{id}_to_volume"),
+            description: None,
+            depends_on: Vec::new(),
+            source: None,
+            transform: None,
+            sink: Some(SinkSpec::Volume(VolumeSinkSpec {
+                from: id.clone(),
+                destination: destination.to_string(),
+                path: format!("{country}/{stem}"),
+                file_name: Some(stem.clone()),
+                compression: Compression::Zstd,
+                row_group_size: None,
+                max_rows_per_file: None,
+                partition_by: None,
+            })),
+        });
+    }
+    Ok(PipelineSpec {
+        name: format!("extract-{country}"),
+        description: Some(format!("every query of {country} to {destination}")),
+        schedule: None,
+        params: BTreeMap::new(),
+        max_parallel: None,
+        steps,
+    })
+}
+
+/// Plans the extraction of a country.
+pub fn extract_plan(
+    project: &Project,
+    country: &str,
+    destination: &str,
+    params: Vec<(String, String)>,
+) -> Result<Plan> {
+    let spec = extract_pipeline(project, country, destination)?;
+    let text = serde_yaml::to_string(&spec).expect("pipeline specs serialize");
+    let options = PlanOptions {
+        country: Some(country.to_lowercase()),
+        params,
+    };
+    Plan::from_text(project, Path::new("<extract>"), &text, &options)
+}

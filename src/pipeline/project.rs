@@ -1,0 +1,282 @@
+//! The project folder: `pipelines/`, `queries/{country}/`, `config/` and how files are found in it.
+//! Paths given in pipelines are relative to the project root and may not escape it with `..`.
+
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{Error, Location, Result};
+use crate::pipeline::spec::yaml_error;
+
+/// Template parameters, by name.
+pub type Params = BTreeMap<String, serde_yaml::Value>;
+
+/// A project folder holding `pipelines/`, `queries/` and `config/`.
+#[derive(Debug, Clone)]
+pub struct Project {
+    root: PathBuf,
+    queries: Option<PathBuf>,
+    config: Option<PathBuf>,
+}
+
+/// A parameters file in `config/` (`defaults.yaml`, `countries/{country}.yaml`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    /// Template parameters.
+    #[serde(default)]
+    params: Params,
+}
+
+impl Project {
+    /// A project rooted at `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Project {
+            root: root.into(),
+            queries: None,
+            config: None,
+        }
+    }
+
+    /// Uses another folder for SQL files (the original CLI's `--queries-path`).
+    pub fn with_queries_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.queries = Some(dir.into());
+        self
+    }
+
+    /// Uses another folder for parameters (the original CLI's `--config-path`).
+    pub fn with_config_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.config = Some(dir.into());
+        self
+    }
+
+    /// The project root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `queries/` under the root.
+    pub fn queries_dir(&self) -> PathBuf {
+        self.queries
+            .clone()
+            .unwrap_or_else(|| self.root.join("queries"))
+    }
+
+    /// `config/` under the root.
+    pub fn config_dir(&self) -> PathBuf {
+        self.config
+            .clone()
+            .unwrap_or_else(|| self.root.join("config"))
+    }
+
+    /// `pipelines/` under the root.
+    pub fn pipelines_dir(&self) -> PathBuf {
+        self.root.join("pipelines")
+    }
+
+    /// A path for messages: relative to the root when it is inside it.
+    pub fn display_path(&self, path: &Path) -> PathBuf {
+        path.strip_prefix(&self.root)
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|_| path.to_path_buf())
+    }
+
+    /// Resolves a path written in a pipeline: absolute paths and URLs stay as they are, relative paths
+    /// are joined to the root.
+    pub fn resolve(&self, path: &str) -> PathBuf {
+        let p = Path::new(path);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.root.join(p)
+        }
+    }
+
+    /// Countries that have a parameters file under `config/countries/`.
+    pub fn countries(&self) -> Result<Vec<String>> {
+        let dir = self.config_dir().join("countries");
+        let mut countries = Vec::new();
+        if dir.is_dir() {
+            for entry in std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
+                let path = entry.map_err(|e| Error::io(&dir, e))?.path();
+                if path.extension().is_some_and(|e| e == "yaml" || e == "yml")
+                    && let Some(stem) = path.file_stem()
+                {
+                    countries.push(stem.to_string_lossy().into_owned());
+                }
+            }
+        }
+        countries.sort();
+        Ok(countries)
+    }
+
+    /// Parameters from `config/defaults.yaml` then `config/countries/{country}.yaml`; a country
+    /// without a file is an error that lists the known ones.
+    pub fn config_params(&self, country: Option<&str>) -> Result<Params> {
+        let mut params = Params::new();
+        let defaults = self.config_dir().join("defaults.yaml");
+        if defaults.is_file() {
+            params.extend(self.read_config(&defaults)?.params);
+        }
+        if let Some(country) = country {
+            let file = self.country_file(country);
+            if !file.is_file() {
+                let known = self.countries()?;
+                return Err(Error::Spec {
+                    location: Location::file(self.display_path(&file)),
+                    message: format!(
+                        "unknown country `{country}`: no parameters file; known countries: {}",
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                });
+            }
+            params.extend(self.read_config(&file)?.params);
+        }
+        Ok(params)
+    }
+
+    fn country_file(&self, country: &str) -> PathBuf {
+        let dir = self.config_dir().join("countries");
+        let yml = dir.join(format!("{country}.yml"));
+        if yml.is_file() {
+            yml
+        } else {
+            dir.join(format!("{country}.yaml"))
+        }
+    }
+
+    fn read_config(&self, path: &Path) -> Result<ConfigFile> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        if text.trim().is_empty() {
+            return Ok(ConfigFile {
+                params: Params::new(),
+            });
+        }
+        serde_yaml::from_str(&text).map_err(|e| yaml_error(&self.display_path(path), &e))
+    }
+
+    /// Finds a SQL file: `queries/{country}/{name}` first, then `queries/common/{name}`.
+    pub fn find_query(&self, country: Option<&str>, name: &str) -> Result<PathBuf> {
+        check_relative(name).map_err(|message| Error::Spec {
+            location: Location::file(name),
+            message,
+        })?;
+        let mut tried = Vec::new();
+        let dirs = country.into_iter().chain(std::iter::once("common"));
+        for dir in dirs {
+            let candidate = self.queries_dir().join(dir).join(name);
+            if candidate.is_file() {
+                return Ok(candidate);
+            }
+            tried.push(self.display_path(&candidate).display().to_string());
+        }
+        Err(Error::Spec {
+            location: Location::file(name),
+            message: format!("query file not found; looked in {}", tried.join(" and ")),
+        })
+    }
+
+    /// SQL files of a country (its own folder, then `common/` files it does not override), by name.
+    pub fn list_queries(&self, country: Option<&str>) -> Result<Vec<(String, PathBuf)>> {
+        let mut found: BTreeMap<String, PathBuf> = BTreeMap::new();
+        for dir in ["common"].into_iter().chain(country) {
+            let dir = self.queries_dir().join(dir);
+            if !dir.is_dir() {
+                continue;
+            }
+            for entry in std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
+                let path = entry.map_err(|e| Error::io(&dir, e))?.path();
+                if path.extension().is_some_and(|e| e == "sql") {
+                    let name = path
+                        .file_name()
+                        .expect("read_dir entries have names")
+                        .to_string_lossy()
+                        .into_owned();
+                    found.insert(name, path);
+                }
+            }
+        }
+        Ok(found.into_iter().collect())
+    }
+
+    /// All pipeline files under `pipelines/`, sorted.
+    pub fn pipeline_files(&self) -> Result<Vec<PathBuf>> {
+        let dir = self.pipelines_dir();
+        if dir.is_dir() {
+            pipeline_files_in(&dir)
+        } else {
+            Ok(Vec::new())
+        }
+    }
+}
+
+/// Pipeline files (`*.yaml`, `*.yml`) directly inside a folder, sorted.
+pub fn pipeline_files_in(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let path = entry.map_err(|e| Error::io(dir, e))?.path();
+        if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Refuses absolute paths and `..` in a path that must stay under a base folder.
+pub fn check_relative(path: &str) -> std::result::Result<(), String> {
+    let p = Path::new(path);
+    if path.is_empty() {
+        return Err("path is empty".into());
+    }
+    for c in p.components() {
+        match c {
+            Component::Normal(_) | Component::CurDir => {}
+            Component::ParentDir => return Err(format!("path `{path}` may not contain `..`")),
+            Component::RootDir | Component::Prefix(_) => {
+                return Err(format!("path `{path}` must be relative"));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_paths_are_confined() {
+        assert!(check_relative("a/b.sql").is_ok());
+        assert!(check_relative("../x.sql").is_err());
+        assert!(check_relative("a/../../x").is_err());
+        assert!(check_relative("/etc/passwd").is_err());
+        assert!(check_relative("").is_err());
+    }
+
+    #[test]
+    fn country_queries_override_common() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = dir.path().join("queries");
+        std::fs::create_dir_all(q.join("common")).unwrap();
+        std::fs::create_dir_all(q.join("colombia")).unwrap();
+        std::fs::write(q.join("common/a.sql"), "select 1").unwrap();
+        std::fs::write(q.join("common/b.sql"), "select 2").unwrap();
+        std::fs::write(q.join("colombia/a.sql"), "select 3").unwrap();
+        let project = Project::new(dir.path());
+        let found = project.find_query(Some("colombia"), "a.sql").unwrap();
+        assert!(found.ends_with("colombia/a.sql"));
+        let found = project.find_query(Some("colombia"), "b.sql").unwrap();
+        assert!(found.ends_with("common/b.sql"));
+        let err = project.find_query(Some("colombia"), "c.sql").unwrap_err();
+        assert!(err.to_string().contains("queries/colombia/c.sql"), "{err}");
+        let listed = project.list_queries(Some("colombia")).unwrap();
+        assert_eq!(listed.len(), 2);
+        assert!(listed[0].1.ends_with("colombia/a.sql"));
+    }
+}

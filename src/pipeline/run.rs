@@ -1,0 +1,348 @@
+//! Executes a [`Plan`] on DataFusion: sources and transforms become tables, sinks stream them out.
+//! Everything that can fail on bad input (schemas, SQL, sink settings) is checked before the first
+//! byte is written; sinks stage concurrently, then commit together.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use deltalake::datafusion::common::ScalarValue;
+use deltalake::datafusion::execution::context::SQLOptions;
+use deltalake::datafusion::prelude::{DataFrame, SessionContext};
+use futures::StreamExt;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::pipeline::metrics::{CountingTable, StepMetrics};
+use crate::pipeline::plan::{Plan, PlannedStep};
+use crate::pipeline::project::Project;
+use crate::pipeline::spec::StepKind;
+use crate::sinks::{self, RunInfo, Sink, StagedOutput};
+use crate::sources;
+use crate::sql::SqlValue;
+
+/// How to run a plan.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Open sources and plan every step, but write nothing.
+    pub dry_run: bool,
+    /// Show progress bars on stderr.
+    pub progress: bool,
+    /// Use this run id instead of a new one.
+    pub run_id: Option<String>,
+}
+
+/// What a run did, per step.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    pub run_id: String,
+    pub pipeline: String,
+    pub country: Option<String>,
+    pub dry_run: bool,
+    pub duration_ms: u64,
+    pub steps: Vec<StepReport>,
+}
+
+/// One step of a [`RunSummary`].
+#[derive(Debug, Clone, Serialize)]
+pub struct StepReport {
+    pub id: String,
+    pub kind: StepKind,
+    /// Rows written by a sink, or streamed out of a source or transform (its largest scan).
+    pub rows: u64,
+    /// Parquet bytes written by a volume sink; Arrow bytes streamed for other steps.
+    pub bytes: u64,
+    pub duration_ms: u64,
+    /// How many times a source or transform was scanned (once per reader; nothing is buffered).
+    pub scans: usize,
+    /// Files or tables a sink wrote.
+    pub outputs: Vec<String>,
+}
+
+/// A sink ready to run: built, input planned, schema checked.
+struct ReadySink {
+    id: String,
+    sink: Box<dyn Sink>,
+    input: DataFrame,
+    /// Sinks before this one in `depends_on` order; 0 for sinks that depend on no sink.
+    level: usize,
+}
+
+/// Runs a plan to the end and reports what it did.
+pub async fn run(project: &Project, plan: &Plan, options: &RunOptions) -> Result<RunSummary> {
+    let started = Instant::now();
+    let run = RunInfo {
+        run_id: options
+            .run_id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+        pipeline: plan.name.clone(),
+        country: plan.country.clone(),
+    };
+    // delta-rs' session: DataFusion with the Delta planner (needed by Delta writes) and
+    // case-sensitive identifiers, so mixed-case SQL Server column names work unquoted.
+    let ctx = deltalake::delta_datafusion::create_session().into_inner();
+    let metrics: BTreeMap<String, Arc<StepMetrics>> = plan
+        .steps
+        .iter()
+        .map(|s| (s.id.clone(), Arc::default()))
+        .collect();
+
+    let mut ready = Vec::new();
+    let mut levels: BTreeMap<&str, usize> = BTreeMap::new();
+    for step in &plan.steps {
+        let level = step
+            .depends_on
+            .iter()
+            .map(|d| {
+                let is_sink = plan.step(d).is_some_and(|s| s.kind == StepKind::Sink);
+                levels.get(d.as_str()).copied().unwrap_or(0) + usize::from(is_sink)
+            })
+            .max()
+            .unwrap_or(0);
+        levels.insert(&step.id, level);
+        tracing::debug!(step = %step.id, kind = %step.kind, "planning step");
+        match step.kind {
+            StepKind::Source => {
+                let source = sources::build(project, step)?;
+                let table = source.open(&ctx).await?;
+                register(&ctx, step, table, &metrics)?;
+            }
+            StepKind::Transform => {
+                let df = transform_frame(&ctx, step).await?;
+                register(&ctx, step, df.into_view(), &metrics)?;
+            }
+            StepKind::Sink => {
+                let sink = sinks::build(project, step, &run)?;
+                let from = step.spec.sink.as_ref().expect("sink step").from();
+                let input = ctx.table(from).await.map_err(|e| Error::step(&step.id, e))?;
+                sink.check(input.schema().as_arrow())?;
+                ready.push(ReadySink {
+                    id: step.id.clone(),
+                    sink,
+                    input,
+                    level,
+                });
+            }
+        }
+    }
+
+    let mut reports: BTreeMap<String, (Duration, Vec<String>)> = BTreeMap::new();
+    if !options.dry_run {
+        let progress = options.progress.then(|| Progress::start(&ready, &metrics));
+        let result = stage_and_commit(&ctx, ready, &metrics, plan.max_parallel, &mut reports).await;
+        if let Some(progress) = progress {
+            progress.finish().await;
+        }
+        result?;
+    }
+
+    Ok(RunSummary {
+        run_id: run.run_id,
+        pipeline: plan.name.clone(),
+        country: plan.country.clone(),
+        dry_run: options.dry_run,
+        duration_ms: started.elapsed().as_millis() as u64,
+        steps: plan
+            .steps
+            .iter()
+            .map(|s| {
+                let m = &metrics[&s.id];
+                let (duration, outputs) = reports
+                    .remove(&s.id)
+                    .unwrap_or_else(|| (m.duration(), Vec::new()));
+                StepReport {
+                    id: s.id.clone(),
+                    kind: s.kind,
+                    rows: m.rows(),
+                    bytes: m.bytes(),
+                    duration_ms: duration.as_millis() as u64,
+                    scans: m.scans(),
+                    outputs,
+                }
+            })
+            .collect(),
+    })
+}
+
+fn register(
+    ctx: &SessionContext,
+    step: &PlannedStep,
+    table: Arc<dyn deltalake::datafusion::catalog::TableProvider>,
+    metrics: &BTreeMap<String, Arc<StepMetrics>>,
+) -> Result<()> {
+    let counted = CountingTable::new(table, Arc::clone(&metrics[&step.id]));
+    ctx.register_table(step.id.as_str(), Arc::new(counted))
+        .map_err(|e| Error::step(&step.id, e))?;
+    Ok(())
+}
+
+/// Plans a transform's SQL (read-only: no DDL, DML or SET statements) with its bound parameters.
+async fn transform_frame(ctx: &SessionContext, step: &PlannedStep) -> Result<DataFrame> {
+    let sql = step.sql.as_ref().expect("transforms have SQL");
+    let where_ = step
+        .query_file
+        .as_ref()
+        .map(|f| format!(" (in {})", f.display()))
+        .unwrap_or_default();
+    let options = SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false);
+    let df = ctx
+        .sql_with_options(&sql.text, options)
+        .await
+        .map_err(|e| Error::Plan {
+            location: step.location.clone(),
+            message: format!("step `{}`: SQL error{where_}: {}", step.id, first_line(&e)),
+        })?;
+    if sql.params.is_empty() {
+        return Ok(df);
+    }
+    let values: Vec<ScalarValue> = sql.params.iter().map(scalar).collect();
+    df.with_param_values(values).map_err(|e| Error::Plan {
+        location: step.location.clone(),
+        message: format!("step `{}`: parameters{where_}: {}", step.id, first_line(&e)),
+    })
+}
+
+fn first_line(e: &dyn std::fmt::Display) -> String {
+    e.to_string().lines().next().unwrap_or_default().to_string()
+}
+
+fn scalar(value: &SqlValue) -> ScalarValue {
+    match value {
+        SqlValue::Null => ScalarValue::Null,
+        SqlValue::Bool(b) => ScalarValue::Boolean(Some(*b)),
+        SqlValue::Int(i) => ScalarValue::Int64(Some(*i)),
+        SqlValue::Float(f) => ScalarValue::Float64(Some(*f)),
+        SqlValue::Text(s) => ScalarValue::Utf8(Some(s.clone())),
+    }
+}
+
+/// Stages every sink (level by level, concurrently within a level), then commits them in order.
+/// If any stage fails, everything staged is removed and nothing is committed.
+async fn stage_and_commit(
+    ctx: &SessionContext,
+    mut ready: Vec<ReadySink>,
+    metrics: &BTreeMap<String, Arc<StepMetrics>>,
+    max_parallel: usize,
+    reports: &mut BTreeMap<String, (Duration, Vec<String>)>,
+) -> Result<()> {
+    ready.sort_by_key(|s| s.level);
+    let max_level = ready.iter().map(|s| s.level).max().unwrap_or(0);
+    let mut staged: Vec<(String, Duration, Box<dyn StagedOutput>)> = Vec::new();
+    let mut failure: Option<Error> = None;
+    let mut by_level: Vec<Vec<ReadySink>> = (0..=max_level).map(|_| Vec::new()).collect();
+    for sink in ready {
+        by_level[sink.level].push(sink);
+    }
+    for level in by_level {
+        if failure.is_some() {
+            break;
+        }
+        let results: Vec<(String, Duration, Result<Box<dyn StagedOutput>>)> =
+            futures::stream::iter(level.into_iter().map(|s| {
+                let m = Arc::clone(&metrics[&s.id]);
+                async move {
+                    let t = Instant::now();
+                    tracing::info!(step = %s.id, "staging sink");
+                    let r = s.sink.stage(ctx, s.input, m).await;
+                    (s.id, t.elapsed(), r)
+                }
+            }))
+            .buffered(max_parallel)
+            .collect()
+            .await;
+        for (id, elapsed, result) in results {
+            match result {
+                Ok(output) => staged.push((id, elapsed, output)),
+                Err(e) => {
+                    tracing::error!(step = %id, error = %e, "sink failed");
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+    }
+    if let Some(e) = failure {
+        for (_, _, output) in staged {
+            output.abort().await;
+        }
+        return Err(e);
+    }
+    // Writes that happen at commit time (Delta) go first: if one fails, no file has been published.
+    staged.sort_by_key(|(_, _, output)| !output.writes_on_commit());
+    let mut staged = staged.into_iter();
+    while let Some((id, elapsed, output)) = staged.next() {
+        let t = Instant::now();
+        match output.commit().await {
+            Ok(outputs) => {
+                tracing::info!(step = %id, "committed");
+                reports.insert(id, (elapsed + t.elapsed(), outputs));
+            }
+            Err(e) => {
+                for (_, _, rest) in staged {
+                    rest.abort().await;
+                }
+                let committed: Vec<&str> = reports.keys().map(String::as_str).collect();
+                return Err(match e {
+                    Error::Step { step, message } if !committed.is_empty() => Error::Step {
+                        step,
+                        message: format!(
+                            "{message} (already committed by this run: {})",
+                            committed.join(", ")
+                        ),
+                    },
+                    other => other,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Progress bars on stderr, one per sink, refreshed from the step counters.
+struct Progress {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Progress {
+    fn start(ready: &[ReadySink], metrics: &BTreeMap<String, Arc<StepMetrics>>) -> Progress {
+        let multi = indicatif::MultiProgress::new();
+        let style = indicatif::ProgressStyle::with_template("{spinner} {prefix:>20} {msg}")
+            .expect("valid template");
+        let bars: Vec<(indicatif::ProgressBar, Arc<StepMetrics>)> = ready
+            .iter()
+            .map(|s| {
+                let bar = multi.add(indicatif::ProgressBar::new_spinner());
+                bar.set_style(style.clone());
+                bar.set_prefix(s.id.clone());
+                (bar, Arc::clone(&metrics[&s.id]))
+            })
+            .collect();
+        let (stop, mut stopped) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(120));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = &mut stopped => break,
+                }
+                for (bar, m) in &bars {
+                    bar.set_message(format!("{} rows", m.rows()));
+                    bar.tick();
+                }
+            }
+            for (bar, m) in &bars {
+                bar.finish_with_message(format!("{} rows", m.rows()));
+            }
+        });
+        Progress { stop, task }
+    }
+
+    async fn finish(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}

@@ -1,0 +1,97 @@
+//! `bridge validate`: plans every pipeline for every country and renders every query, offline.
+//! Collects all problems instead of stopping at the first, so one run lists everything to fix.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Location, Result};
+use crate::pipeline::plan::{Plan, PlanOptions};
+use crate::pipeline::project::{Project, pipeline_files_in};
+use crate::pipeline::render::Renderer;
+use crate::sql::Dialect;
+
+/// What validation looked at and what it found.
+#[derive(Debug, Default)]
+pub struct ValidationReport {
+    /// Pipeline files checked.
+    pub pipelines: Vec<PathBuf>,
+    /// Query files checked.
+    pub queries: usize,
+    /// Problems, each once, as printed.
+    pub errors: Vec<String>,
+}
+
+/// Validates the given pipeline files (or folders of them); with no paths, every pipeline under
+/// `pipelines/` and every query under `queries/`.
+pub fn validate(project: &Project, paths: &[PathBuf]) -> Result<ValidationReport> {
+    let mut report = ValidationReport::default();
+    let countries = project.countries()?;
+    let runs: Vec<Option<String>> = if countries.is_empty() {
+        vec![None]
+    } else {
+        countries.iter().cloned().map(Some).collect()
+    };
+    let mut files = Vec::new();
+    if paths.is_empty() {
+        files = project.pipeline_files()?;
+    } else {
+        for path in paths {
+            if path.is_dir() {
+                files.extend(pipeline_files_in(path)?);
+            } else {
+                files.push(path.clone());
+            }
+        }
+    }
+    let mut seen = BTreeSet::new();
+    let mut push = |report: &mut ValidationReport, e: Error| {
+        let text = e.to_string();
+        if seen.insert(text.clone()) {
+            report.errors.push(text);
+        }
+    };
+    for file in &files {
+        for country in &runs {
+            let options = PlanOptions {
+                country: country.clone(),
+                params: Vec::new(),
+            };
+            if let Err(e) = Plan::from_file(project, file, &options) {
+                push(&mut report, e);
+            }
+        }
+        report.pipelines.push(file.clone());
+    }
+    if paths.is_empty() {
+        let mut checked = BTreeSet::new();
+        for country in &runs {
+            let renderer = match project.config_params(country.as_deref()) {
+                Ok(mut params) => {
+                    params.insert("run_date".into(), "2000-01-01".into());
+                    if let Some(c) = country {
+                        params.insert("country".into(), c.clone().into());
+                    }
+                    Renderer::new(params)
+                }
+                Err(e) => {
+                    push(&mut report, e);
+                    continue;
+                }
+            };
+            for (_, path) in project.list_queries(country.as_deref())? {
+                checked.insert(path.clone());
+                if let Err(e) = check_query(project, &renderer, &path) {
+                    push(&mut report, e);
+                }
+            }
+        }
+        report.queries = checked.len();
+    }
+    Ok(report)
+}
+
+fn check_query(project: &Project, renderer: &Renderer, path: &Path) -> Result<()> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let location = Location::at(project.display_path(path), Some(1));
+    renderer.render_sql(&location, &text, Dialect::Sqlite).map(|_| ())
+}

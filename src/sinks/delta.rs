@@ -1,0 +1,108 @@
+//! `delta` sink: appends to or overwrites a Delta table in one delta-rs commit.
+//! The write streams the input plan; it runs in the commit phase, after every other sink staged.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use deltalake::arrow::datatypes::Schema;
+use deltalake::datafusion::prelude::{DataFrame, SessionContext};
+use deltalake::protocol::SaveMode;
+use deltalake::DeltaTable;
+
+use crate::error::{Error, Result};
+use crate::pipeline::metrics::{CountingTable, StepMetrics};
+use crate::pipeline::project::Project;
+use crate::pipeline::spec::{DeltaSinkSpec, DeltaWriteMode};
+use crate::sinks::{Sink, StagedOutput, check_columns};
+use crate::sources::location_string;
+
+/// Writes a Delta table.
+#[derive(Debug)]
+pub struct DeltaSink {
+    step: String,
+    spec: DeltaSinkSpec,
+    location: String,
+}
+
+impl DeltaSink {
+    /// A Delta sink for a step.
+    pub fn new(project: &Project, step: &str, spec: &DeltaSinkSpec) -> Self {
+        DeltaSink {
+            step: step.to_string(),
+            spec: spec.clone(),
+            location: location_string(project, &spec.path),
+        }
+    }
+}
+
+#[async_trait]
+impl Sink for DeltaSink {
+    fn check(&self, schema: &Schema) -> Result<()> {
+        check_columns(&self.step, schema, "partition_by", self.spec.partition_by.iter())
+    }
+
+    async fn stage(
+        &self,
+        ctx: &SessionContext,
+        input: DataFrame,
+        metrics: Arc<StepMetrics>,
+    ) -> Result<Box<dyn StagedOutput>> {
+        // Counting wraps the input so rows written are known without reading the table back.
+        let counted = ctx
+            .read_table(Arc::new(CountingTable::new(input.into_view(), Arc::clone(&metrics))))
+            .map_err(|e| Error::step(&self.step, e))?;
+        Ok(Box::new(PendingDeltaWrite {
+            step: self.step.clone(),
+            location: self.location.clone(),
+            mode: self.spec.mode,
+            partition_by: self.spec.partition_by.clone(),
+            ctx: ctx.clone(),
+            input: counted,
+        }))
+    }
+}
+
+/// A Delta write that happens when the run commits.
+struct PendingDeltaWrite {
+    step: String,
+    location: String,
+    mode: DeltaWriteMode,
+    partition_by: Vec<String>,
+    ctx: SessionContext,
+    input: DataFrame,
+}
+
+#[async_trait]
+impl StagedOutput for PendingDeltaWrite {
+    fn writes_on_commit(&self) -> bool {
+        true
+    }
+
+    async fn commit(self: Box<Self>) -> Result<Vec<String>> {
+        let fail = |e: &dyn std::fmt::Display| {
+            Error::step(&self.step, format!("Delta table {}: {e}", self.location))
+        };
+        if !self.location.contains("://") {
+            std::fs::create_dir_all(&self.location).map_err(|e| Error::io(&self.location, e))?;
+        }
+        let url = deltalake::ensure_table_uri(&self.location).map_err(|e| fail(&e))?;
+        let table = DeltaTable::try_from_url(url).await.map_err(|e| fail(&e))?;
+        let mode = match self.mode {
+            DeltaWriteMode::Append => SaveMode::Append,
+            DeltaWriteMode::Overwrite => SaveMode::Overwrite,
+        };
+        let mut write = table
+            .write(Vec::new())
+            .with_input_plan(self.input.logical_plan().clone())
+            .with_session_state(Arc::new(self.ctx.state()))
+            .with_save_mode(mode);
+        if !self.partition_by.is_empty() {
+            write = write.with_partition_columns(self.partition_by.clone());
+        }
+        let table = write.await.map_err(|e| fail(&e))?;
+        let version = table.version().unwrap_or_default();
+        Ok(vec![format!("{} (version {version})", self.location)])
+    }
+
+    async fn abort(self: Box<Self>) {}
+}

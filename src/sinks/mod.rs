@@ -1,0 +1,96 @@
+//! Sink kinds: each one writes a step's rows in two phases, staged then committed.
+//! A run stages every sink first; only when all staged cleanly are they committed, so a failed
+//! run publishes nothing.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use deltalake::arrow::datatypes::Schema;
+use deltalake::datafusion::prelude::{DataFrame, SessionContext};
+
+use crate::error::{Error, Result};
+use crate::pipeline::metrics::StepMetrics;
+use crate::pipeline::plan::PlannedStep;
+use crate::pipeline::project::Project;
+use crate::pipeline::spec::SinkSpec;
+
+pub mod delta;
+pub mod volume;
+
+/// What a sink knows about the run it writes for.
+#[derive(Debug, Clone)]
+pub struct RunInfo {
+    /// Unique id of this run.
+    pub run_id: String,
+    /// Pipeline name.
+    pub pipeline: String,
+    /// Country of the run, if any.
+    pub country: Option<String>,
+}
+
+/// Writes a step's output.
+#[async_trait]
+pub trait Sink: Send + Sync + Debug {
+    /// Checks the configuration against the input's schema before anything is written.
+    fn check(&self, schema: &Schema) -> Result<()>;
+
+    /// Streams the input somewhere readers cannot see yet and returns what to commit.
+    async fn stage(
+        &self,
+        ctx: &SessionContext,
+        input: DataFrame,
+        metrics: Arc<StepMetrics>,
+    ) -> Result<Box<dyn StagedOutput>>;
+}
+
+/// Output written but not yet visible.
+#[async_trait]
+pub trait StagedOutput: Send + Sync {
+    /// Whether `commit` still streams data (and so may fail for data reasons); such outputs are
+    /// committed before those that only publish staged files.
+    fn writes_on_commit(&self) -> bool {
+        false
+    }
+
+    /// Makes the output visible; returns the locations written.
+    async fn commit(self: Box<Self>) -> Result<Vec<String>>;
+
+    /// Removes what was staged; best effort, errors are logged.
+    async fn abort(self: Box<Self>);
+}
+
+/// Builds the sink of a planned step.
+pub fn build(project: &Project, step: &PlannedStep, run: &RunInfo) -> Result<Box<dyn Sink>> {
+    let spec = step
+        .spec
+        .sink
+        .as_ref()
+        .ok_or_else(|| Error::step(&step.id, "not a sink step"))?;
+    Ok(match spec {
+        SinkSpec::Volume(v) => Box::new(volume::VolumeSink::new(project, &step.id, v, run)?),
+        SinkSpec::Delta(d) => Box::new(delta::DeltaSink::new(project, &step.id, d)),
+    })
+}
+
+/// Checks that the named columns exist in the sink's input.
+pub(crate) fn check_columns<'a>(
+    step: &str,
+    schema: &Schema,
+    field: &str,
+    columns: impl IntoIterator<Item = &'a String>,
+) -> Result<()> {
+    for column in columns {
+        if schema.field_with_name(column).is_err() {
+            let available: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+            return Err(Error::step(
+                step,
+                format!(
+                    "{field}: column `{column}` is not in the input (columns: {})",
+                    available.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(())
+}

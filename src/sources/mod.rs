@@ -1,0 +1,50 @@
+//! Source kinds: each one turns a step's configuration into a DataFusion table that streams rows.
+//! One module per kind behind the [`Source`] trait; SQL Server and Databricks plug in the same way.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use deltalake::datafusion::catalog::TableProvider;
+use deltalake::datafusion::prelude::SessionContext;
+
+use crate::error::{Error, Result};
+use crate::pipeline::plan::PlannedStep;
+use crate::pipeline::project::Project;
+use crate::pipeline::spec::SourceSpec;
+
+pub mod csv;
+pub mod delta;
+pub mod parquet;
+pub mod sqlite;
+
+/// A readable table: opening it checks it exists and learns its schema, reading it streams batches.
+#[async_trait]
+pub trait Source: Send + Sync + Debug {
+    /// Opens the source as a table provider. Each scan of the provider reads the source again.
+    async fn open(&self, ctx: &SessionContext) -> Result<Arc<dyn TableProvider>>;
+}
+
+/// Builds the source of a planned step.
+pub fn build(project: &Project, step: &PlannedStep) -> Result<Box<dyn Source>> {
+    let spec = step
+        .spec
+        .source
+        .as_ref()
+        .ok_or_else(|| Error::step(&step.id, "not a source step"))?;
+    Ok(match spec {
+        SourceSpec::Sqlite(s) => Box::new(sqlite::SqliteSource::new(project, step, s)?),
+        SourceSpec::Parquet(p) => Box::new(parquet::ParquetSource::new(project, &step.id, p)),
+        SourceSpec::Csv(c) => Box::new(csv::CsvSource::new(project, &step.id, c)?),
+        SourceSpec::Delta(d) => Box::new(delta::DeltaSource::new(project, &step.id, d)),
+    })
+}
+
+/// Turns a local path or URL written in a pipeline into a URL string DataFusion and delta-rs accept.
+pub(crate) fn location_string(project: &Project, path: &str) -> String {
+    if path.contains("://") {
+        path.to_string()
+    } else {
+        project.resolve(path).display().to_string()
+    }
+}

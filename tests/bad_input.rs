@@ -1,0 +1,168 @@
+//! Bad input through the real binary: each error names the file, line and field, exits non-zero,
+//! and nothing is written (no volume files, no Delta table, no staging left behind).
+
+mod common;
+
+use common::*;
+
+/// A scratch project with a seeded database outside `output/` and a pipeline under test.
+fn project(pipeline: &str) -> Scratch {
+    let s = Scratch::new();
+    let db = s.path("data/sales.db");
+    std::fs::create_dir_all(db.parent().unwrap()).unwrap();
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch(&std::fs::read_to_string(s.path("config/demo/sales_seed.sql")).unwrap())
+        .unwrap();
+    s.write("pipelines/test.yaml", pipeline);
+    s
+}
+
+/// Runs the test pipeline, expects exit code `code`, returns stderr, and checks nothing was written.
+fn fails(s: &Scratch, code: i32) -> String {
+    let o = s.bridge(&["run", "pipelines/test.yaml", "--country", "colombia"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(code), "stdout:\n{}\nstderr:\n{err}", stdout(&o));
+    assert!(err.starts_with("error: "), "{err}");
+    let written: Vec<String> = list_files(&s.path("output"))
+        .into_iter()
+        .filter(|f| !f.starts_with("demo/"))
+        .collect();
+    assert!(written.is_empty(), "files were written: {written:?}");
+    err
+}
+
+const GOOD_HEAD: &str = "name: t
+steps:
+  - id: sales
+    source:
+      type: sqlite
+      database: data/sales.db
+      query: sales.sql
+";
+
+#[test]
+fn malformed_yaml_names_line() {
+    let s = project("name: t\nsteps:\n  - id: a\n    source: {type: sqlite\n");
+    let err = fails(&s, 2);
+    assert!(err.contains("pipelines/test.yaml:5:1"), "{err}");
+}
+
+#[test]
+fn unknown_field_names_field_and_expected() {
+    let s = project(&format!("{GOOD_HEAD}      batchsize: 10\n"));
+    let err = fails(&s, 2);
+    assert!(err.contains("pipelines/test.yaml:5:"), "{err}");
+    assert!(err.contains("steps[0].source: unknown field `batchsize`"), "{err}");
+    assert!(err.contains("batch_size"), "expected fields are listed: {err}");
+}
+
+#[test]
+fn unknown_step_kind_lists_kinds() {
+    let s = project("name: t\nsteps:\n  - id: a\n    extract:\n      type: sqlite\n");
+    let err = fails(&s, 2);
+    assert!(err.contains("pipelines/test.yaml:3:"), "{err}");
+    assert!(err.contains("unknown field `extract`"), "{err}");
+    assert!(err.contains("`source`, `transform`, `sink`"), "{err}");
+}
+
+#[test]
+fn unknown_source_type_lists_types() {
+    let s = project("name: t\nsteps:\n  - id: a\n    source:\n      type: oracle\n      path: x\n");
+    let err = fails(&s, 2);
+    assert!(err.contains("steps[0].source: unknown variant `oracle`"), "{err}");
+    assert!(err.contains("`sqlite`, `parquet`, `csv`, `delta`"), "{err}");
+}
+
+#[test]
+fn missing_parameter_names_it_and_the_line() {
+    let s = project(&format!(
+        "{GOOD_HEAD}  - id: out\n    sink:\n      type: volume\n      from: sales\n      destination: output/v\n      path: \"{{{{ regionn }}}}/x\"\n"
+    ));
+    let err = fails(&s, 2);
+    assert!(err.contains("pipelines/test.yaml:8:"), "{err}");
+    assert!(err.contains("step `out`.sink.path: missing parameter `regionn`"), "{err}");
+}
+
+#[test]
+fn missing_parameter_in_query_file_names_the_query_line() {
+    let s = project(GOOD_HEAD);
+    s.write(
+        "queries/colombia/sales.sql",
+        "SELECT *\nFROM sales\nWHERE sale_date >= {{ since | bind }}\n",
+    );
+    let err = fails(&s, 2);
+    assert!(err.contains("queries/colombia/sales.sql:3:"), "{err}");
+    assert!(err.contains("missing parameter `since`"), "{err}");
+}
+
+#[test]
+fn missing_query_file_names_where_it_looked() {
+    let s = project(&GOOD_HEAD.replace("sales.sql", "nope.sql"));
+    let err = fails(&s, 2);
+    assert!(err.contains("pipelines/test.yaml:3:"), "{err}");
+    assert!(err.contains("query `nope.sql`: query file not found"), "{err}");
+    assert!(err.contains("queries/colombia/nope.sql and queries/common/nope.sql"), "{err}");
+}
+
+#[test]
+fn cycle_is_named() {
+    let s = project(&format!(
+        "{GOOD_HEAD}  - id: a\n    transform:\n      sql: SELECT * FROM b\n  - id: b\n    transform:\n      sql: SELECT * FROM a\n"
+    ));
+    let err = fails(&s, 2);
+    assert!(err.contains("pipelines/test.yaml:8: dependency cycle: a -> b -> a"), "{err}");
+}
+
+#[test]
+fn unknown_reference_names_step_file_and_line() {
+    let s = project(&format!(
+        "{GOOD_HEAD}  - id: out\n    sink:\n      type: delta\n      from: sale\n      path: output/d\n"
+    ));
+    let err = fails(&s, 2);
+    assert!(
+        err.contains("pipelines/test.yaml:8: step `out` refers to `sale`, which is not a step"),
+        "{err}"
+    );
+}
+
+#[test]
+fn sql_error_in_transform_names_step_and_writes_nothing() {
+    let s = project(&format!(
+        "{GOOD_HEAD}  - id: agg\n    transform:\n      sql: SELECT regionn, COUNT(*) FROM sales GROUP BY regionn\n  - id: raw_out\n    sink:\n      type: volume\n      from: sales\n      destination: output/v\n      path: raw\n  - id: out\n    sink:\n      type: delta\n      from: agg\n      path: output/d\n"
+    ));
+    let err = fails(&s, 2);
+    assert!(err.contains("pipelines/test.yaml:8: step `agg`: SQL error"), "{err}");
+    assert!(err.contains("regionn"), "{err}");
+}
+
+#[test]
+fn text_pasted_into_sql_is_refused() {
+    let s = project(GOOD_HEAD);
+    s.write(
+        "queries/colombia/sales.sql",
+        "SELECT * FROM sales\nWHERE region_id IN (SELECT region_id FROM regions WHERE country = '{{ country }}')\n",
+    );
+    let err = fails(&s, 2);
+    assert!(err.contains("queries/colombia/sales.sql:2:"), "{err}");
+    assert!(err.contains("| bind"), "{err}");
+}
+
+#[test]
+fn failure_while_streaming_publishes_nothing() {
+    // `good` stages fine; `bad` fails mid-stream (a cast error on real data): neither is published.
+    let s = project(&format!(
+        "{GOOD_HEAD}  - id: broken\n    transform:\n      sql: SELECT CAST(region AS INT) AS r FROM sales\n  - id: good\n    sink:\n      type: volume\n      from: sales\n      destination: output/v\n      path: good\n  - id: bad\n    sink:\n      type: volume\n      from: broken\n      destination: output/v\n      path: bad\n  - id: lake\n    sink:\n      type: delta\n      from: sales\n      path: output/d\n"
+    ));
+    let err = fails(&s, 1);
+    assert!(err.contains("step `bad` failed"), "{err}");
+}
+
+#[test]
+fn unknown_country_lists_known_ones() {
+    let s = project(GOOD_HEAD);
+    let o = s.bridge(&["run", "pipelines/test.yaml", "--country", "peru"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(err.contains("config/countries/peru.yaml: unknown country `peru`"), "{err}");
+    assert!(err.contains("known countries: colombia, mexico"), "{err}");
+}
