@@ -13,7 +13,11 @@ use bridge::{Error, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
-#[command(name = "bridge", version, about = "Moves data between SQL Server and Databricks with declarative pipelines")]
+#[command(
+    name = "bridge",
+    version,
+    about = "Moves data between SQL Server and Databricks with declarative pipelines"
+)]
 struct Cli {
     /// Project folder holding pipelines/, queries/ and config/.
     #[arg(long, global = true, default_value = ".", env = "BRIDGE_ROOT")]
@@ -111,7 +115,9 @@ fn parse_param(s: &str) -> std::result::Result<(String, String), String> {
         .ok_or_else(|| format!("`{s}` is not name=value"))?;
     let k = k.trim();
     if k.is_empty() || !k.chars().all(|c| c.is_alphanumeric() || c == '_') {
-        return Err(format!("`{k}` is not a parameter name (letters, digits, `_`)"));
+        return Err(format!(
+            "`{k}` is not a parameter name (letters, digits, `_`)"
+        ));
     }
     Ok((k.to_string(), v.to_string()))
 }
@@ -120,11 +126,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| {
-                    // delta_kernel logs an ERROR when a table does not exist yet; a new table is normal.
-                    tracing_subscriber::EnvFilter::new("warn,buoyant_kernel::snapshot=off")
-                }),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                // delta_kernel logs an ERROR when a table does not exist yet; a new table is normal.
+                tracing_subscriber::EnvFilter::new("warn,buoyant_kernel::snapshot=off")
+            }),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -165,11 +170,13 @@ async fn execute(cli: Cli) -> Result<ExitCode> {
             args,
             dry_run,
         } => {
-            let plan = Plan::from_file(&project, &pipeline, &args.options())?;
+            let plan =
+                Plan::from_file(&project, &input_path(&cli.root, pipeline), &args.options())?;
             run_plan(&project, &plan, dry_run, json).await
         }
         Command::Plan { pipeline, args } => {
-            let plan = Plan::from_file(&project, &pipeline, &args.options())?;
+            let plan =
+                Plan::from_file(&project, &input_path(&cli.root, pipeline), &args.options())?;
             if json {
                 print_json(&plan.summary());
             } else {
@@ -178,6 +185,10 @@ async fn execute(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Validate { paths } => {
+            let paths: Vec<PathBuf> = paths
+                .into_iter()
+                .map(|p| input_path(&cli.root, p))
+                .collect();
             let report = validate(&project, &paths)?;
             if json {
                 print_json(&serde_json::json!({
@@ -234,7 +245,10 @@ async fn execute(cli: Cli) -> Result<ExitCode> {
             if json {
                 print_json(&params);
             } else {
-                print!("{}", serde_yaml::to_string(&params).expect("params serialize"));
+                print!(
+                    "{}",
+                    serde_yaml::to_string(&params).expect("params serialize")
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -263,6 +277,15 @@ async fn execute(cli: Cli) -> Result<ExitCode> {
             println!("bridge {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// A path from the command line: as given when it exists, else relative to the project root.
+fn input_path(root: &std::path::Path, path: PathBuf) -> PathBuf {
+    if path.is_relative() && !path.exists() && root.join(&path).exists() {
+        root.join(path)
+    } else {
+        path
     }
 }
 
@@ -308,6 +331,9 @@ fn print_plan(plan: &Plan) {
         if let Some(file) = step.query_file {
             println!("  query file: {file}");
         }
+        if let Some(writes) = step.writes {
+            println!("  writes: {writes}");
+        }
         if let Some(sql) = step.sql {
             for line in sql.trim_end().lines() {
                 println!("    {line}");
@@ -322,11 +348,19 @@ fn print_plan(plan: &Plan) {
 fn print_summary(summary: &RunSummary) {
     println!(
         "{} {} run {} in {:.2}s{}",
-        if summary.dry_run { "planned" } else { "finished" },
+        if summary.dry_run {
+            "planned"
+        } else {
+            "finished"
+        },
         summary.pipeline,
         summary.run_id,
         summary.duration_ms as f64 / 1000.0,
-        if summary.dry_run { " (dry run: nothing written)" } else { "" }
+        if summary.dry_run {
+            " (dry run: nothing written)"
+        } else {
+            ""
+        }
     );
     println!(
         "{:<24} {:<9} {:>12} {:>12} {:>10}",

@@ -21,7 +21,12 @@ fn project(pipeline: &str) -> Scratch {
 fn fails(s: &Scratch, code: i32) -> String {
     let o = s.bridge(&["run", "pipelines/test.yaml", "--country", "colombia"]);
     let err = stderr(&o);
-    assert_eq!(o.status.code(), Some(code), "stdout:\n{}\nstderr:\n{err}", stdout(&o));
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "stdout:\n{}\nstderr:\n{err}",
+        stdout(&o)
+    );
     assert!(err.starts_with("error: "), "{err}");
     let written: Vec<String> = list_files(&s.path("output"))
         .into_iter()
@@ -51,17 +56,24 @@ fn malformed_yaml_names_line() {
 fn unknown_field_names_field_and_expected() {
     let s = project(&format!("{GOOD_HEAD}      batchsize: 10\n"));
     let err = fails(&s, 2);
-    assert!(err.contains("pipelines/test.yaml:5:"), "{err}");
-    assert!(err.contains("steps[0].source: unknown field `batchsize`"), "{err}");
-    assert!(err.contains("batch_size"), "expected fields are listed: {err}");
+    assert!(
+        err.contains("pipelines/test.yaml:8:7: steps[0]: unknown field `batchsize`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("batch_size"),
+        "expected fields are listed: {err}"
+    );
 }
 
 #[test]
 fn unknown_step_kind_lists_kinds() {
     let s = project("name: t\nsteps:\n  - id: a\n    extract:\n      type: sqlite\n");
     let err = fails(&s, 2);
-    assert!(err.contains("pipelines/test.yaml:3:"), "{err}");
-    assert!(err.contains("unknown field `extract`"), "{err}");
+    assert!(
+        err.contains("pipelines/test.yaml:4:5: steps[0]: unknown field `extract`"),
+        "{err}"
+    );
     assert!(err.contains("`source`, `transform`, `sink`"), "{err}");
 }
 
@@ -69,7 +81,10 @@ fn unknown_step_kind_lists_kinds() {
 fn unknown_source_type_lists_types() {
     let s = project("name: t\nsteps:\n  - id: a\n    source:\n      type: oracle\n      path: x\n");
     let err = fails(&s, 2);
-    assert!(err.contains("steps[0].source: unknown variant `oracle`"), "{err}");
+    assert!(
+        err.contains("pipelines/test.yaml:5:7: steps[0].source.type: unknown variant `oracle`"),
+        "{err}"
+    );
     assert!(err.contains("`sqlite`, `parquet`, `csv`, `delta`"), "{err}");
 }
 
@@ -80,7 +95,10 @@ fn missing_parameter_names_it_and_the_line() {
     ));
     let err = fails(&s, 2);
     assert!(err.contains("pipelines/test.yaml:8:"), "{err}");
-    assert!(err.contains("step `out`.sink.path: missing parameter `regionn`"), "{err}");
+    assert!(
+        err.contains("step `out`.sink.path: missing parameter `regionn`"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -100,8 +118,14 @@ fn missing_query_file_names_where_it_looked() {
     let s = project(&GOOD_HEAD.replace("sales.sql", "nope.sql"));
     let err = fails(&s, 2);
     assert!(err.contains("pipelines/test.yaml:3:"), "{err}");
-    assert!(err.contains("query `nope.sql`: query file not found"), "{err}");
-    assert!(err.contains("queries/colombia/nope.sql and queries/common/nope.sql"), "{err}");
+    assert!(
+        err.contains("query `nope.sql`: query file not found"),
+        "{err}"
+    );
+    assert!(
+        err.contains("queries/colombia/nope.sql and queries/common/nope.sql"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -110,7 +134,10 @@ fn cycle_is_named() {
         "{GOOD_HEAD}  - id: a\n    transform:\n      sql: SELECT * FROM b\n  - id: b\n    transform:\n      sql: SELECT * FROM a\n"
     ));
     let err = fails(&s, 2);
-    assert!(err.contains("pipelines/test.yaml:8: dependency cycle: a -> b -> a"), "{err}");
+    assert!(
+        err.contains("pipelines/test.yaml:8: dependency cycle: a -> b -> a"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -131,7 +158,10 @@ fn sql_error_in_transform_names_step_and_writes_nothing() {
         "{GOOD_HEAD}  - id: agg\n    transform:\n      sql: SELECT regionn, COUNT(*) FROM sales GROUP BY regionn\n  - id: raw_out\n    sink:\n      type: volume\n      from: sales\n      destination: output/v\n      path: raw\n  - id: out\n    sink:\n      type: delta\n      from: agg\n      path: output/d\n"
     ));
     let err = fails(&s, 2);
-    assert!(err.contains("pipelines/test.yaml:8: step `agg`: SQL error"), "{err}");
+    assert!(
+        err.contains("pipelines/test.yaml:8: step `agg`: SQL error"),
+        "{err}"
+    );
     assert!(err.contains("regionn"), "{err}");
 }
 
@@ -163,6 +193,9 @@ fn unknown_country_lists_known_ones() {
     let o = s.bridge(&["run", "pipelines/test.yaml", "--country", "peru"]);
     assert_eq!(o.status.code(), Some(2));
     let err = stderr(&o);
-    assert!(err.contains("config/countries/peru.yaml: unknown country `peru`"), "{err}");
+    assert!(
+        err.contains("config/countries/peru.yaml: unknown country `peru`"),
+        "{err}"
+    );
     assert!(err.contains("known countries: colombia, mexico"), "{err}");
 }

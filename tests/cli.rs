@@ -32,18 +32,33 @@ fn repository_pipelines_and_queries_are_valid() {
 #[test]
 fn validate_reports_every_error_and_fails() {
     let s = Scratch::new();
-    s.write("pipelines/broken.yaml", "name: b\nsteps:\n  - id: x\n    sink: {type: delta, from: y, path: p}\n");
+    s.write(
+        "pipelines/broken.yaml",
+        "name: b\nsteps:\n  - id: x\n    sink: {type: delta, from: y, path: p}\n",
+    );
     s.write("queries/common/bad.sql", "SELECT {{ nope | bind }}\n");
     s.write("pipelines/typo.yaml", "name: t\nstep: []\n");
     let o = s.bridge(&["validate"]);
     assert_eq!(o.status.code(), Some(2));
     let err = stderr(&o);
-    assert!(err.contains("pipelines/broken.yaml:3: step `x` refers to `y`"), "{err}");
-    assert!(err.contains("queries/common/bad.sql:1: missing parameter `nope`"), "{err}");
-    assert!(err.contains("pipelines/typo.yaml:2:1: unknown field `step`"), "{err}");
+    assert!(
+        err.contains("pipelines/broken.yaml:3: step `x` refers to `y`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("queries/common/bad.sql:1: missing parameter `nope`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("pipelines/typo.yaml:2:1: unknown field `step`"),
+        "{err}"
+    );
     assert!(stdout(&o).contains("3 pipeline(s)"), "{}", stdout(&o));
     // A single valid file validates on its own.
-    ok(s.bridge(&["validate", &s.path("pipelines/demo.yaml").display().to_string()]));
+    ok(s.bridge(&[
+        "validate",
+        &s.path("pipelines/demo.yaml").display().to_string(),
+    ]));
 }
 
 #[test]
@@ -87,12 +102,14 @@ fn extract_runs_every_query_of_a_country() {
             "colombia/sales/sales-00000.parquet",
         ]
     );
-    let products = batch_lines(&read_parquet(&dest.join("colombia/products/products-00000.parquet")));
+    let products = batch_lines(&read_parquet(
+        &dest.join("colombia/products/products-00000.parquet"),
+    ));
     assert_eq!(
         products,
         sqlite_lines(
             &s.path("output/demo/sales.db"),
-            "SELECT product_id, name, category, unit_price, CASE active WHEN 1 THEN 'true' ELSE 'false' END FROM products ORDER BY product_id"
+            "SELECT product_id, name, category, printf('%.2f', unit_price), CASE active WHEN 1 THEN 'true' ELSE 'false' END FROM products ORDER BY product_id"
         )
     );
 }
@@ -100,7 +117,10 @@ fn extract_runs_every_query_of_a_country() {
 #[tokio::test]
 async fn csv_parquet_and_delta_sources_with_delta_append() {
     let s = Scratch::empty();
-    s.write("in/people.csv", "id,name,score\n1,Ana,3.5\n2,Luis,4.25\n3,Sofía,\n");
+    s.write(
+        "in/people.csv",
+        "id,name,score\n1,Ana,3.5\n2,Luis,4.25\n3,Sofía,\n",
+    );
     s.write(
         "pipelines/p1.yaml",
         "name: p1\nsteps:\n  - id: people\n    source: {type: csv, path: in/people.csv}\n  - id: to_parquet\n    sink: {type: volume, from: people, destination: out, path: people, compression: snappy}\n  - id: to_delta\n    sink: {type: delta, from: people, path: out/people_delta, mode: append}\n",
@@ -118,10 +138,15 @@ async fn csv_parquet_and_delta_sources_with_delta_append() {
         ["_SUCCESS", "out-00000.parquet", "out-00001.parquet"]
     );
     let mut lines = batch_lines(&read_parquet(&s.path("out/joined/out-00000.parquet")));
-    lines.extend(batch_lines(&read_parquet(&s.path("out/joined/out-00001.parquet"))));
+    lines.extend(batch_lines(&read_parquet(
+        &s.path("out/joined/out-00001.parquet"),
+    )));
     assert_eq!(lines, ["1|Ana|2", "2|Luis|2", "3|Sofía|2"]);
     let ctx = SessionContext::new();
     let people = read_parquet(&s.path("out/people/to_parquet-00000.parquet"));
-    assert_eq!(batch_lines(&people), ["1|Ana|3.5", "2|Luis|4.25", "3|Sofía|NULL"]);
+    assert_eq!(
+        batch_lines(&people),
+        ["1|Ana|3.5", "2|Luis|4.25", "3|Sofía|NULL"]
+    );
     drop(ctx);
 }

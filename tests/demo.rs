@@ -24,7 +24,7 @@ fn expected_sales(s: &Scratch, country: &str, since: &str) -> Vec<String> {
     sqlite_lines(
         &s.path("output/demo/sales.db"),
         &format!(
-            "SELECT s.sale_id, s.sale_date, r.name, s.product_id, s.quantity, s.amount,
+            "SELECT s.sale_id, s.sale_date, r.name, s.product_id, s.quantity, printf('%.2f', s.amount),
                     replace(s.created_at, ' ', 'T')
              FROM sales s JOIN regions r USING (region_id)
              WHERE r.country = '{country}' AND s.sale_date >= '{since}'
@@ -58,10 +58,20 @@ async fn demo_writes_exact_parquet_and_delta_and_is_idempotent() {
     assert_eq!(files, ["_SUCCESS", "sales_colombia-00000.parquet"]);
     let batches = read_parquet(&sales_dir.join("sales_colombia-00000.parquet"));
     let schema = batches[0].schema();
-    assert_eq!(schema.field_with_name("amount").unwrap().data_type(), &DataType::Decimal128(14, 2));
-    assert_eq!(schema.field_with_name("sale_date").unwrap().data_type(), &DataType::Date32);
+    assert_eq!(
+        schema.field_with_name("amount").unwrap().data_type(),
+        &DataType::Decimal128(14, 2)
+    );
+    assert_eq!(
+        schema.field_with_name("sale_date").unwrap().data_type(),
+        &DataType::Date32
+    );
     let expected = expected_sales(&s, "colombia", "2024-03-01");
-    assert!(expected.len() > 1000, "the sample has enough rows: {}", expected.len());
+    assert!(
+        expected.len() > 1000,
+        "the sample has enough rows: {}",
+        expected.len()
+    );
     assert_eq!(batch_lines(&batches), expected);
 
     // The manifest lists the file and its rows.
@@ -112,11 +122,16 @@ async fn demo_writes_exact_parquet_and_delta_and_is_idempotent() {
     run_demo(&s, "colombia");
     assert_eq!(list_files(&s.path("output/volume")), before);
     assert_eq!(
-        batch_lines(&read_parquet(&sales_dir.join("sales_colombia-00000.parquet"))),
+        batch_lines(&read_parquet(
+            &sales_dir.join("sales_colombia-00000.parquet")
+        )),
         expected
     );
     assert_eq!(read_delta(&delta_path).await, summary);
-    assert!(!s.path("output/volume/.bridge-staging").exists() || list_files(&s.path("output/volume/.bridge-staging")).is_empty());
+    assert!(
+        !s.path("output/volume/.bridge-staging").exists()
+            || list_files(&s.path("output/volume/.bridge-staging")).is_empty()
+    );
 }
 
 #[tokio::test]
@@ -166,13 +181,26 @@ fn json_summary_reports_rows_per_step() {
 fn dry_run_and_plan_write_nothing() {
     let s = Scratch::new();
     let out = ok(s.bridge(&["plan", "pipelines/demo.yaml", "--country", "colombia"]));
-    assert!(out.contains("[transform] sales_by_region <- sales, products"), "{out}");
+    assert!(
+        out.contains("[transform] sales_by_region <- products, sales"),
+        "{out}"
+    );
     assert!(out.contains("WHERE r.country = ?1"), "{out}");
     assert!(out.contains("param 1: 'colombia'"), "{out}");
     assert!(out.contains("param 2: '2024-03-01'"), "{out}");
+    assert!(
+        out.contains("writes: output/volume/colombia/sales_by_region (volume)"),
+        "{out}"
+    );
     assert!(!s.path("output").exists());
 
-    let out = ok(s.bridge(&["run", "pipelines/demo.yaml", "--country", "colombia", "--dry-run"]));
+    let out = ok(s.bridge(&[
+        "run",
+        "pipelines/demo.yaml",
+        "--country",
+        "colombia",
+        "--dry-run",
+    ]));
     assert!(out.contains("dry run: nothing written"), "{out}");
     assert!(!s.path("output/volume").exists());
     assert!(!s.path("output/delta").exists());

@@ -18,7 +18,11 @@ pub const EXTRACT_DATABASE_PARAM: &str = "extract_database";
 pub const EXTRACT_SEED_PARAM: &str = "extract_seed";
 
 /// Builds the extraction pipeline of a country: `{destination}/{country}/{query}/{query}-00000.parquet`.
-pub fn extract_pipeline(project: &Project, country: &str, destination: &str) -> Result<PipelineSpec> {
+pub fn extract_pipeline(
+    project: &Project,
+    country: &str,
+    destination: &str,
+) -> Result<PipelineSpec> {
     let country = country.to_lowercase();
     let queries = project.list_queries(Some(&country))?;
     if queries.is_empty() {
@@ -32,7 +36,9 @@ pub fn extract_pipeline(project: &Project, country: &str, destination: &str) -> 
         .get(EXTRACT_DATABASE_PARAM)
         .and_then(|v| v.as_str())
         .ok_or_else(|| Error::Spec {
-            location: Location::file(project.display_path(&project.config_dir().join("defaults.yaml"))),
+            location: Location::file(
+                project.display_path(&project.config_dir().join("defaults.yaml")),
+            ),
             message: format!(
                 "missing parameter `{EXTRACT_DATABASE_PARAM}`: the SQLite database to extract from"
             ),
@@ -50,7 +56,13 @@ pub fn extract_pipeline(project: &Project, country: &str, destination: &str) -> 
             .unwrap_or_else(|| name.clone());
         let id: String = stem
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect();
         let id = if id.starts_with(|c: char| c.is_ascii_digit()) {
             format!("q_{id}")

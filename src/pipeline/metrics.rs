@@ -155,7 +155,9 @@ impl TableProvider for CountingTable {
     }
 }
 
-/// Passes batches through and counts them.
+/// Passes batches through and counts them. It is a leaf for the optimizer: the input was planned
+/// and optimized on its own when the step was scanned, so an outer query cannot, for example,
+/// drop the `ORDER BY` of a transform whose output a sink writes.
 #[derive(Debug)]
 struct CountingExec {
     input: Arc<dyn ExecutionPlan>,
@@ -179,7 +181,7 @@ impl ExecutionPlan for CountingExec {
     }
 
     fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        vec![&self.input]
+        Vec::new()
     }
 
     fn apply_expressions(
@@ -191,13 +193,9 @@ impl ExecutionPlan for CountingExec {
 
     fn with_new_children(
         self: Arc<Self>,
-        mut children: Vec<Arc<dyn ExecutionPlan>>,
+        _children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        Ok(Arc::new(CountingExec {
-            input: children.remove(0),
-            scan: Arc::clone(&self.scan),
-            metrics: Arc::clone(&self.metrics),
-        }))
+        Ok(self)
     }
 
     fn execute(

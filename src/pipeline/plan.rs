@@ -86,6 +86,8 @@ pub struct StepSummary<'a> {
     pub sql: Option<String>,
     pub sql_params: Vec<String>,
     pub query_file: Option<String>,
+    /// Where a sink writes.
+    pub writes: Option<String>,
 }
 
 impl Plan {
@@ -129,7 +131,14 @@ impl Plan {
                 });
             }
             let kind = step.kind(file, text)?;
-            steps.push(plan_step(project, &renderer, country.as_deref(), step, kind, location)?);
+            steps.push(plan_step(
+                project,
+                &renderer,
+                country.as_deref(),
+                step,
+                kind,
+                location,
+            )?);
         }
         let steps = resolve_dependencies(steps)?;
         Ok(Plan {
@@ -174,6 +183,10 @@ impl Plan {
                         })
                         .unwrap_or_default(),
                     query_file: s.query_file.as_ref().map(|p| p.display().to_string()),
+                    writes: s.spec.sink.as_ref().map(|sink| match sink {
+                        SinkSpec::Volume(v) => format!("{}/{} (volume)", v.destination, v.path),
+                        SinkSpec::Delta(d) => format!("{} (delta, {:?})", d.path, d.mode),
+                    }),
                 })
                 .collect(),
         }
@@ -262,7 +275,10 @@ fn plan_step(
                 });
             }
             (
-                SqlText::pick(s.query.as_deref(), s.sql.as_deref().or(table_sql.as_deref())),
+                SqlText::pick(
+                    s.query.as_deref(),
+                    s.sql.as_deref().or(table_sql.as_deref()),
+                ),
                 Dialect::Sqlite,
             )
         }
@@ -276,16 +292,16 @@ fn plan_step(
                     ),
                 });
             }
-            (SqlText::pick(t.query.as_deref(), t.sql.as_deref()), Dialect::DataFusion)
+            (
+                SqlText::pick(t.query.as_deref(), t.sql.as_deref()),
+                Dialect::DataFusion,
+            )
         }
         _ => (SqlText::None, Dialect::DataFusion),
     };
     let (sql, query_file) = match sql_text {
         SqlText::None => (None, None),
-        SqlText::Inline(text) => (
-            Some(renderer.render_sql(&location, text, dialect)?),
-            None,
-        ),
+        SqlText::Inline(text) => (Some(renderer.render_sql(&location, text, dialect)?), None),
         SqlText::File(name) => {
             let path = project
                 .find_query(country, name)
@@ -319,10 +335,12 @@ fn plan_step(
     if kind == StepKind::Transform
         && let Some(sql) = &sql
     {
-        depends_on.extend(sql_table_references(&sql.text).map_err(|message| Error::Plan {
-            location: location.clone(),
-            message: format!("step `{}`: SQL error: {message}", step.id),
-        })?);
+        depends_on.extend(
+            sql_table_references(&sql.text).map_err(|message| Error::Plan {
+                location: location.clone(),
+                message: format!("step `{}`: SQL error: {message}", step.id),
+            })?,
+        );
     }
     let mut unique = BTreeSet::new();
     depends_on.retain(|d| unique.insert(d.clone()));
@@ -355,7 +373,10 @@ impl<'a> SqlText<'a> {
 
 fn relocate(err: Error, location: &Location, step: &str) -> Error {
     match err {
-        Error::Spec { location: l, message } => Error::Spec {
+        Error::Spec {
+            location: l,
+            message,
+        } => Error::Spec {
             location: location.clone(),
             message: format!("step `{step}`: query `{}`: {message}", l.file.display()),
         },
@@ -366,7 +387,13 @@ fn relocate(err: Error, location: &Location, step: &str) -> Error {
 /// Renders every text field of a step except SQL text, which is rendered for its dialect.
 fn render_fields(renderer: &Renderer, step: &StepSpec, location: &Location) -> Result<StepSpec> {
     let mut value = serde_yaml::to_value(step).expect("step specs serialize");
-    render_value(renderer, &mut value, location, &format!("step `{}`", step.id), false)?;
+    render_value(
+        renderer,
+        &mut value,
+        location,
+        &format!("step `{}`", step.id),
+        false,
+    )?;
     serde_yaml::from_value(value).map_err(|e| Error::Spec {
         location: location.clone(),
         message: format!("step `{}`: {e}", step.id),
@@ -412,7 +439,8 @@ pub fn sql_table_references(sql: &str) -> std::result::Result<Vec<String>, Strin
     let statements = DFParser::parse_sql(sql).map_err(|e| e.to_string())?;
     let mut tables = Vec::new();
     for statement in &statements {
-        let (refs, _ctes) = resolve_table_references(statement, false).map_err(|e| e.to_string())?;
+        let (refs, _ctes) =
+            resolve_table_references(statement, false).map_err(|e| e.to_string())?;
         tables.extend(refs.into_iter().map(|r| r.table().to_string()));
     }
     Ok(tables)

@@ -157,7 +157,7 @@ impl Project {
                 params: Params::new(),
             });
         }
-        serde_yaml::from_str(&text).map_err(|e| yaml_error(&self.display_path(path), &e))
+        serde_yaml::from_str(&text).map_err(|e| yaml_error(&self.display_path(path), &text, &e))
     }
 
     /// Finds a SQL file: `queries/{country}/{name}` first, then `queries/common/{name}`.

@@ -13,7 +13,15 @@ use crate::sql::{Dialect, SqlValue, quote_ident};
 
 /// Names every template can use without defining them.
 const BUILTIN_GLOBALS: &[&str] = &[
-    "env", "range", "dict", "namespace", "debug", "lipsum", "cycler", "joiner", "loop",
+    "env",
+    "range",
+    "dict",
+    "namespace",
+    "debug",
+    "lipsum",
+    "cycler",
+    "joiner",
+    "loop",
 ];
 
 /// SQL text with its bound parameters, in placeholder order.
@@ -86,20 +94,31 @@ impl Renderer {
     }
 
     /// Renders SQL for a dialect. Plain `{{ text }}` is refused: values must use `| bind`, names `| ident`.
-    pub fn render_sql(&self, location: &Location, text: &str, dialect: Dialect) -> Result<RenderedSql> {
+    pub fn render_sql(
+        &self,
+        location: &Location,
+        text: &str,
+        dialect: Dialect,
+    ) -> Result<RenderedSql> {
         let mut env = self.environment();
         let bound: Arc<Mutex<Vec<SqlValue>>> = Arc::default();
         let params = Arc::clone(&bound);
-        env.add_filter("bind", move |value: Value| -> Result<Value, minijinja::Error> {
-            let mut params = params.lock().expect("params lock");
-            params.push(sql_value(&value)?);
-            Ok(Value::from_safe_string(dialect.placeholder(params.len())))
-        });
-        env.add_filter("ident", move |value: String| -> Result<Value, minijinja::Error> {
-            quote_ident(&value, dialect)
-                .map(Value::from_safe_string)
-                .map_err(|e| minijinja::Error::new(ErrorKind::InvalidOperation, e.to_string()))
-        });
+        env.add_filter(
+            "bind",
+            move |value: Value| -> Result<Value, minijinja::Error> {
+                let mut params = params.lock().expect("params lock");
+                params.push(sql_value(&value)?);
+                Ok(Value::from_safe_string(dialect.placeholder(params.len())))
+            },
+        );
+        env.add_filter(
+            "ident",
+            move |value: String| -> Result<Value, minijinja::Error> {
+                quote_ident(&value, dialect)
+                    .map(Value::from_safe_string)
+                    .map_err(|e| minijinja::Error::new(ErrorKind::InvalidOperation, e.to_string()))
+            },
+        );
         env.set_formatter(|out, state, value| {
             if value.is_safe()
                 || matches!(value.kind(), ValueKind::Number | ValueKind::Bool)
@@ -116,7 +135,12 @@ impl Renderer {
         Ok(RenderedSql { text, params })
     }
 
-    fn render_with(&self, env: &Environment<'_>, location: &Location, text: &str) -> Result<String> {
+    fn render_with(
+        &self,
+        env: &Environment<'_>,
+        location: &Location,
+        text: &str,
+    ) -> Result<String> {
         let name = location.file.display().to_string();
         let template = env
             .template_from_named_str(&name, text)
@@ -176,13 +200,14 @@ fn sql_value(value: &Value) -> Result<SqlValue, minijinja::Error> {
     Ok(match value.kind() {
         ValueKind::Undefined | ValueKind::None => SqlValue::Null,
         ValueKind::Bool => SqlValue::Bool(value.is_true()),
-        ValueKind::Number => match value.as_i64() {
-            Some(i) if !value.to_string().contains('.') => SqlValue::Int(i),
-            _ => SqlValue::Float(
-                f64::try_from(value.clone())
-                    .map_err(|e| minijinja::Error::new(ErrorKind::InvalidOperation, e.to_string()))?,
-            ),
-        },
+        ValueKind::Number => {
+            match value.as_i64() {
+                Some(i) if !value.to_string().contains('.') => SqlValue::Int(i),
+                _ => SqlValue::Float(f64::try_from(value.clone()).map_err(|e| {
+                    minijinja::Error::new(ErrorKind::InvalidOperation, e.to_string())
+                })?),
+            }
+        }
         ValueKind::String => SqlValue::Text(value.as_str().unwrap_or_default().to_string()),
         other => {
             return Err(minijinja::Error::new(
@@ -265,7 +290,11 @@ mod tests {
         let mut params = Params::new();
         params.insert("t".into(), "x; drop table y".into());
         let err = Renderer::new(params)
-            .render_sql(&Location::file("q.sql"), "SELECT * FROM {{ t | ident }}", Dialect::SqlServer)
+            .render_sql(
+                &Location::file("q.sql"),
+                "SELECT * FROM {{ t | ident }}",
+                Dialect::SqlServer,
+            )
             .unwrap_err();
         assert!(err.to_string().contains("invalid identifier"), "{err}");
     }
@@ -287,12 +316,18 @@ mod tests {
         unsafe { std::env::set_var("BRIDGE_TEST_SECRET_XYZ", "hunter2") };
         let r = renderer();
         let out = r
-            .render_text(&Location::file("p.yaml"), "pw={{ env('BRIDGE_TEST_SECRET_XYZ') }}")
+            .render_text(
+                &Location::file("p.yaml"),
+                "pw={{ env('BRIDGE_TEST_SECRET_XYZ') }}",
+            )
             .unwrap();
         assert_eq!(out, "pw=hunter2");
         assert_eq!(r.redact(&out), "pw=***");
         let err = r
-            .render_text(&Location::file("p.yaml"), "{{ env('BRIDGE_TEST_UNSET_VAR') }}")
+            .render_text(
+                &Location::file("p.yaml"),
+                "{{ env('BRIDGE_TEST_UNSET_VAR') }}",
+            )
             .unwrap_err();
         assert!(err.to_string().contains("BRIDGE_TEST_UNSET_VAR"), "{err}");
     }

@@ -115,7 +115,10 @@ pub async fn run(project: &Project, plan: &Plan, options: &RunOptions) -> Result
             StepKind::Sink => {
                 let sink = sinks::build(project, step, &run)?;
                 let from = step.spec.sink.as_ref().expect("sink step").from();
-                let input = ctx.table(from).await.map_err(|e| Error::step(&step.id, e))?;
+                let input = ctx
+                    .table(from)
+                    .await
+                    .map_err(|e| Error::step(&step.id, e))?;
                 sink.check(input.schema().as_arrow())?;
                 ready.push(ReadySink {
                     id: step.id.clone(),
@@ -220,6 +223,9 @@ fn scalar(value: &SqlValue) -> ScalarValue {
     }
 }
 
+/// A sink's id, how long its staging took, and what it staged.
+type StageResult = (String, Duration, Result<Box<dyn StagedOutput>>);
+
 /// Stages every sink (level by level, concurrently within a level), then commits them in order.
 /// If any stage fails, everything staged is removed and nothing is committed.
 async fn stage_and_commit(
@@ -241,24 +247,23 @@ async fn stage_and_commit(
         if failure.is_some() {
             break;
         }
-        let results: Vec<(String, Duration, Result<Box<dyn StagedOutput>>)> =
-            futures::stream::iter(level.into_iter().map(|s| {
-                let m = Arc::clone(&metrics[&s.id]);
-                async move {
-                    let t = Instant::now();
-                    tracing::info!(step = %s.id, "staging sink");
-                    let r = s.sink.stage(ctx, s.input, m).await;
-                    (s.id, t.elapsed(), r)
-                }
-            }))
-            .buffered(max_parallel)
-            .collect()
-            .await;
+        let results: Vec<StageResult> = futures::stream::iter(level.into_iter().map(|s| {
+            let m = Arc::clone(&metrics[&s.id]);
+            async move {
+                let t = Instant::now();
+                tracing::info!(step = %s.id, "staging sink");
+                let r = s.sink.stage(ctx, s.input, m).await;
+                (s.id, t.elapsed(), r)
+            }
+        }))
+        .buffered(max_parallel)
+        .collect()
+        .await;
         for (id, elapsed, result) in results {
             match result {
                 Ok(output) => staged.push((id, elapsed, output)),
                 Err(e) => {
-                    tracing::error!(step = %id, error = %e, "sink failed");
+                    tracing::debug!(step = %id, error = %e, "sink failed");
                     failure.get_or_insert(e);
                 }
             }

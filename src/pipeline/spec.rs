@@ -300,17 +300,41 @@ impl StepSpec {
 
 /// Parses a rendered pipeline document; errors name the file, line and field path.
 pub fn parse_pipeline(file: &Path, text: &str) -> Result<PipelineSpec> {
-    serde_yaml::from_str(text).map_err(|e| yaml_error(file, &e))
+    serde_yaml::from_str(text).map_err(|e| yaml_error(file, text, &e))
 }
 
-/// Turns a serde_yaml error into a located [`Error::Spec`].
-pub fn yaml_error(file: &Path, e: &serde_yaml::Error) -> Error {
-    let (line, column) = e
+/// Turns a serde_yaml error into a located [`Error::Spec`]. serde_yaml places errors inside a
+/// tagged step kind at the step; the line of the offending key or value is looked up instead.
+pub fn yaml_error(file: &Path, text: &str, e: &serde_yaml::Error) -> Error {
+    let (mut line, mut column) = e
         .location()
         .map(|l| (Some(l.line()), Some(l.column())))
         .unwrap_or((None, None));
+    let message = e.to_string();
+    let culprit = ["unknown field `", "unknown variant `"]
+        .iter()
+        .find_map(|p| message.split_once(p))
+        .and_then(|(_, rest)| rest.split_once('`'))
+        .map(|(name, _)| name.to_string());
+    if let (Some(start), Some(name)) = (line, culprit) {
+        let found = text.lines().enumerate().skip(start - 1).find_map(|(i, l)| {
+            let body = l.trim_start().trim_start_matches("- ");
+            let indent = l.len() - body.len();
+            let key = body
+                .strip_prefix(name.as_str())
+                .is_some_and(|r| r.starts_with(':'));
+            let value = body
+                .split_once(':')
+                .is_some_and(|(_, v)| v.trim().trim_matches(|c| c == '"' || c == '\'') == name);
+            (key || value).then_some((i + 1, indent + 1))
+        });
+        if let Some((l, c)) = found {
+            line = Some(l);
+            column = Some(c);
+        }
+    }
     // serde_yaml appends " at line L column C" to its message; the location is printed in front instead.
-    let mut message = e.to_string();
+    let mut message = message;
     if let Some(pos) = message.find(" at line ") {
         message.truncate(pos);
     }
@@ -326,13 +350,14 @@ pub fn yaml_error(file: &Path, e: &serde_yaml::Error) -> Error {
 
 /// The 1-based line where the step with this id is declared in the document, if it can be found.
 pub fn step_line(text: &str, id: &str) -> Option<usize> {
-    text.lines().position(|line| {
-        let line = line.trim_start().trim_start_matches('-').trim_start();
-        line.strip_prefix("id:")
-            .map(|rest| rest.trim().trim_matches(|c| c == '"' || c == '\'') == id)
-            .unwrap_or(false)
-    })
-    .map(|i| i + 1)
+    text.lines()
+        .position(|line| {
+            let line = line.trim_start().trim_start_matches('-').trim_start();
+            line.strip_prefix("id:")
+                .map(|rest| rest.trim().trim_matches(|c| c == '"' || c == '\'') == id)
+                .unwrap_or(false)
+        })
+        .map(|i| i + 1)
 }
 
 /// The JSON Schema of pipeline files, as committed in `schemas/pipeline.schema.json`.
@@ -349,12 +374,14 @@ mod tests {
 
     #[test]
     fn unknown_field_names_line_and_field() {
-        let text = "name: x\nsteps:\n  - id: a\n    source:\n      type: sqlite\n      databse: x.db\n";
+        let text =
+            "name: x\nsteps:\n  - id: a\n    source:\n      type: sqlite\n      databse: x.db\n";
         let err = parse_pipeline(Path::new("p.yaml"), text).unwrap_err();
         let msg = err.to_string();
-        assert!(msg.starts_with("p.yaml:"), "{msg}");
-        assert!(msg.contains("databse"), "{msg}");
-        assert!(msg.contains("steps[0].source"), "{msg}");
+        assert!(
+            msg.starts_with("p.yaml:6:7: steps[0]: unknown field `databse`"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -93,5 +93,7 @@ pub fn validate(project: &Project, paths: &[PathBuf]) -> Result<ValidationReport
 fn check_query(project: &Project, renderer: &Renderer, path: &Path) -> Result<()> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     let location = Location::at(project.display_path(path), Some(1));
-    renderer.render_sql(&location, &text, Dialect::Sqlite).map(|_| ())
+    renderer
+        .render_sql(&location, &text, Dialect::Sqlite)
+        .map(|_| ())
 }

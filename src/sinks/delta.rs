@@ -4,10 +4,10 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use deltalake::DeltaTable;
 use deltalake::arrow::datatypes::Schema;
 use deltalake::datafusion::prelude::{DataFrame, SessionContext};
 use deltalake::protocol::SaveMode;
-use deltalake::DeltaTable;
 
 use crate::error::{Error, Result};
 use crate::pipeline::metrics::{CountingTable, StepMetrics};
@@ -38,7 +38,12 @@ impl DeltaSink {
 #[async_trait]
 impl Sink for DeltaSink {
     fn check(&self, schema: &Schema) -> Result<()> {
-        check_columns(&self.step, schema, "partition_by", self.spec.partition_by.iter())
+        check_columns(
+            &self.step,
+            schema,
+            "partition_by",
+            self.spec.partition_by.iter(),
+        )
     }
 
     async fn stage(
@@ -49,7 +54,10 @@ impl Sink for DeltaSink {
     ) -> Result<Box<dyn StagedOutput>> {
         // Counting wraps the input so rows written are known without reading the table back.
         let counted = ctx
-            .read_table(Arc::new(CountingTable::new(input.into_view(), Arc::clone(&metrics))))
+            .read_table(Arc::new(CountingTable::new(
+                input.into_view(),
+                Arc::clone(&metrics),
+            )))
             .map_err(|e| Error::step(&self.step, e))?;
         Ok(Box::new(PendingDeltaWrite {
             step: self.step.clone(),

@@ -14,10 +14,10 @@ use deltalake::arrow::compute::{cast, take};
 use deltalake::arrow::datatypes::{DataType, Schema, SchemaRef};
 use deltalake::datafusion::prelude::{DataFrame, SessionContext};
 use futures::{StreamExt, TryStreamExt};
+use object_store::buffered::BufWriter;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
-use object_store::buffered::BufWriter;
 use parquet::arrow::async_writer::AsyncArrowWriter;
 use parquet::basic::{Compression as ParquetCompression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
@@ -50,9 +50,14 @@ pub struct VolumeSink {
 
 impl VolumeSink {
     /// A volume sink for a step.
-    pub fn new(project: &Project, step: &str, spec: &VolumeSinkSpec, run: &RunInfo) -> Result<Self> {
-        let local_root = (!spec.destination.contains("://"))
-            .then(|| project.resolve(&spec.destination));
+    pub fn new(
+        project: &Project,
+        step: &str,
+        spec: &VolumeSinkSpec,
+        run: &RunInfo,
+    ) -> Result<Self> {
+        let local_root =
+            (!spec.destination.contains("://")).then(|| project.resolve(&spec.destination));
         let destination = local_root
             .as_ref()
             .map(|p| p.display().to_string())
@@ -75,14 +80,18 @@ impl VolumeSink {
             return Ok((Arc::new(store), ObjPath::default()));
         }
         let url = url::Url::parse(&self.spec.destination).map_err(|e| {
-            Error::step(&self.step, format!("destination `{}`: {e}", self.spec.destination))
+            Error::step(
+                &self.step,
+                format!("destination `{}`: {e}", self.spec.destination),
+            )
         })?;
-        let (store, prefix) = object_store::parse_url_opts(&url, std::env::vars()).map_err(|e| {
-            Error::Unsupported(format!(
-                "step `{}`: cannot open destination `{}`: {e}",
-                self.step, self.spec.destination
-            ))
-        })?;
+        let (store, prefix) =
+            object_store::parse_url_opts(&url, std::env::vars()).map_err(|e| {
+                Error::Unsupported(format!(
+                    "step `{}`: cannot open destination `{}`: {e}",
+                    self.step, self.spec.destination
+                ))
+            })?;
         Ok((Arc::from(store), prefix))
     }
 
@@ -97,7 +106,10 @@ impl VolumeSink {
         WriterProperties::builder()
             .set_compression(compression)
             .set_max_row_group_row_count(Some(
-                self.spec.row_group_size.unwrap_or(DEFAULT_ROW_GROUP_SIZE).max(1),
+                self.spec
+                    .row_group_size
+                    .unwrap_or(DEFAULT_ROW_GROUP_SIZE)
+                    .max(1),
             ))
             .build()
     }
@@ -106,7 +118,12 @@ impl VolumeSink {
 #[async_trait]
 impl Sink for VolumeSink {
     fn check(&self, schema: &Schema) -> Result<()> {
-        check_columns(&self.step, schema, "partition_by", self.spec.partition_by.iter())?;
+        check_columns(
+            &self.step,
+            schema,
+            "partition_by",
+            self.spec.partition_by.iter(),
+        )?;
         if let Some(col) = &self.spec.partition_by
             && schema.fields().len() == 1
         {
@@ -161,7 +178,11 @@ impl VolumeSink {
         metrics: &StepMetrics,
     ) -> Result<Vec<StagedFile>> {
         let fail = |e: &dyn std::fmt::Display| Error::step(&self.step, e);
-        let mut stream = input.execute_stream().await.map_err(|e| fail(&e))?;
+        let task_ctx = Arc::new(input.task_ctx());
+        let plan = input.create_physical_plan().await.map_err(|e| fail(&e))?;
+        tracing::debug!(step = %self.step, plan = %deltalake::datafusion::physical_plan::displayable(plan.as_ref()).indent(true), "physical plan");
+        let mut stream = deltalake::datafusion::physical_plan::execute_stream(plan, task_ctx)
+            .map_err(|e| fail(&e))?;
         let schema = stream.schema();
         let partition_index = self
             .spec
@@ -176,7 +197,11 @@ impl VolumeSink {
             }
             None => schema.clone(),
         };
-        let base_name = self.spec.file_name.clone().unwrap_or_else(|| self.step.clone());
+        let base_name = self
+            .spec
+            .file_name
+            .clone()
+            .unwrap_or_else(|| self.step.clone());
         let mut writers: BTreeMap<String, PartitionWriter> = BTreeMap::new();
         let mut done: Vec<StagedFile> = Vec::new();
         let props = self.writer_properties();
@@ -184,16 +209,22 @@ impl VolumeSink {
             let batch = batch.map_err(|e| fail(&e))?;
             metrics.touch();
             let parts = match partition_index {
-                Some(i) => split_by_partition(&batch, i, self.spec.partition_by.as_deref().unwrap_or_default())
-                    .map_err(|e| fail(&e))?,
+                Some(i) => split_by_partition(
+                    &batch,
+                    i,
+                    self.spec.partition_by.as_deref().unwrap_or_default(),
+                )
+                .map_err(|e| fail(&e))?,
                 None => vec![(String::new(), batch)],
             };
             for (dir, part) in parts {
-                let writer = writers.entry(dir.clone()).or_insert_with(|| PartitionWriter {
-                    dir: dir.clone(),
-                    current: None,
-                    next_index: 0,
-                });
+                let writer = writers
+                    .entry(dir.clone())
+                    .or_insert_with(|| PartitionWriter {
+                        dir: dir.clone(),
+                        current: None,
+                        next_index: 0,
+                    });
                 let mut offset = 0;
                 while offset < part.num_rows() {
                     let room = self
@@ -210,7 +241,11 @@ impl VolumeSink {
                     open.rows += len;
                     metrics.record(len, 0);
                     offset += len;
-                    if self.spec.max_rows_per_file.is_some_and(|max| open.rows >= max.max(1)) {
+                    if self
+                        .spec
+                        .max_rows_per_file
+                        .is_some_and(|max| open.rows >= max.max(1))
+                    {
                         done.push(writer.close_current().await.map_err(|e| fail(&e))?);
                     }
                 }

@@ -28,7 +28,10 @@ impl CsvSource {
             .ok()
             .filter(u8::is_ascii)
             .ok_or_else(|| {
-                Error::step(step, format!("delimiter {:?} is not one ASCII character", spec.delimiter))
+                Error::step(
+                    step,
+                    format!("delimiter {:?} is not one ASCII character", spec.delimiter),
+                )
             })?;
         Ok(CsvSource {
             step: step.to_string(),

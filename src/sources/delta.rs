@@ -35,7 +35,10 @@ impl DeltaSource {
 impl Source for DeltaSource {
     async fn open(&self, ctx: &SessionContext) -> Result<Arc<dyn TableProvider>> {
         let fail = |e: &dyn std::fmt::Display| {
-            Error::step(&self.step, format!("cannot open Delta table {}: {e}", self.location))
+            Error::step(
+                &self.step,
+                format!("cannot open Delta table {}: {e}", self.location),
+            )
         };
         let url = deltalake::ensure_table_uri(&self.location).map_err(|e| fail(&e))?;
         let table = match self.version {

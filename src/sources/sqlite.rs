@@ -124,7 +124,9 @@ impl SqliteSource {
             .collect();
         if types.iter().any(|(_, t)| t.is_none()) {
             let mut rows = stmt
-                .query(rusqlite::params_from_iter(self.sql.params.iter().map(to_sqlite)))
+                .query(rusqlite::params_from_iter(
+                    self.sql.params.iter().map(to_sqlite),
+                ))
                 .map_err(fail)?;
             let mut scanned = 0;
             while let Some(row) = rows.next().map_err(fail)? {
@@ -210,7 +212,9 @@ fn read_batches(
     let conn = source.connect().map_err(ext)?;
     let mut stmt = conn.prepare(&source.sql.text).map_err(ext)?;
     let mut rows = stmt
-        .query(rusqlite::params_from_iter(source.sql.params.iter().map(to_sqlite)))
+        .query(rusqlite::params_from_iter(
+            source.sql.params.iter().map(to_sqlite),
+        ))
         .map_err(ext)?;
     let mut columns: Vec<ColumnBuilder> = schema
         .fields()
@@ -371,20 +375,32 @@ impl ColumnBuilder {
             }
             (ColumnBuilder::Timestamp(b), ValueRef::Text(t)) => {
                 let s = utf8(t)?;
-                let parsed = ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M"]
-                    .iter()
-                    .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
-                    .or_else(|| {
-                        NaiveDate::parse_from_str(s, "%Y-%m-%d")
-                            .ok()
-                            .and_then(|d| d.and_hms_opt(0, 0, 0))
-                    })
-                    .ok_or_else(|| format!("`{s}` is not a timestamp (expected YYYY-MM-DD HH:MM:SS[.f])"))?;
+                let parsed = [
+                    "%Y-%m-%d %H:%M:%S%.f",
+                    "%Y-%m-%dT%H:%M:%S%.f",
+                    "%Y-%m-%d %H:%M",
+                ]
+                .iter()
+                .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
+                .or_else(|| {
+                    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                        .ok()
+                        .and_then(|d| d.and_hms_opt(0, 0, 0))
+                })
+                .ok_or_else(|| {
+                    format!("`{s}` is not a timestamp (expected YYYY-MM-DD HH:MM:SS[.f])")
+                })?;
                 b.append_value(parsed.and_utc().timestamp_micros());
             }
             (ColumnBuilder::Decimal(b, _, _), ValueRef::Null) => b.append_null(),
             (ColumnBuilder::Decimal(b, p, s), ValueRef::Text(t)) => {
                 let s_text = utf8(t)?;
+                let fraction = s_text.trim().split_once('.').map_or("", |(_, f)| f);
+                if fraction.trim_end_matches('0').len() > *s as usize {
+                    return Err(format!(
+                        "`{s_text}` has more than {s} decimals for DECIMAL({p},{s})"
+                    ));
+                }
                 let v = deltalake::arrow::compute::kernels::cast_utils::parse_decimal::<
                     Decimal128Type,
                 >(s_text.trim(), *p, *s)

@@ -1,0 +1,263 @@
+//! A dev-only TDS (SQL Server wire protocol, TDS 7.4, plaintext) test server backed by SQLite.
+//! Integration tests and benchmarks talk to it with real SQL Server clients (tiberius, pymssql).
+//!
+//! # Usage
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! use tds_test_server::{TdsServer, TdsServerConfig};
+//! let server = TdsServer::start(TdsServerConfig::default()).await?;
+//! println!("listening on {}", server.addr());
+//! server.execute_sqlite("CREATE TABLE t (a INTEGER)").unwrap();
+//! server.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! Clients must connect without TLS (tiberius: `EncryptionLevel::NotSupported`). Credentials are
+//! ignored, except that the user name `bad` is rejected with error 18456.
+//!
+//! # Architecture
+//!
+//! Each TCP connection has a reader task, a writer task and an engine thread owning its own
+//! SQLite connection. Results are streamed row by row from SQLite and encoded straight into
+//! packets of the size negotiated in LOGIN7; bulk-load rows are decoded straight into a prepared
+//! INSERT inside one savepoint. All connections share one database: a file (`sqlite_path`) or a
+//! process-wide in-memory database (SQLite `memdb` VFS) that lives as long as the server.
+//!
+//! # Storage encoding in SQLite
+//!
+//! | SQL Server type | SQLite storage |
+//! |---|---|
+//! | bit, tinyint, smallint, int, bigint | INTEGER (bit as 0/1) |
+//! | real, float | REAL |
+//! | decimal/numeric(p,s), money, smallmoney | TEXT holding the exact decimal (`-12.3400`) |
+//! | date | TEXT `YYYY-MM-DD` |
+//! | time(n) | TEXT `HH:MM:SS.fffffff` |
+//! | datetime, smalldatetime, datetime2(n) | TEXT `YYYY-MM-DD HH:MM:SS.fffffff` |
+//! | datetimeoffset(n) | TEXT `YYYY-MM-DD HH:MM:SS.fffffff +HH:MM` (local time and offset) |
+//! | uniqueidentifier | TEXT, uppercase canonical form |
+//! | char, varchar, nchar, nvarchar, text, ntext, xml | TEXT (UTF-8) |
+//! | binary, varbinary, image | BLOB |
+//!
+//! Values written by clients (parameters, bulk rows, `CAST` to a date/time type) are stored in
+//! exactly these forms; literals are stored as written, and comparisons on date/time columns are
+//! textual, so prefer full `YYYY-MM-DD HH:MM:SS.fffffff` literals when comparing. Text read
+//! back for date/time columns is parsed leniently (`YYYY-MM-DD[ |T]HH:MM[:SS[.f…]][ ±HH:MM|Z]`,
+//! `YYYYMMDD`), so rows inserted with literals work too.
+//!
+//! Column types are kept in SQLite's declared types: `CREATE TABLE` through TDS rewrites every
+//! column type to a quoted canonical T-SQL name (`"DECIMAL(18,4) TEXT"`, `"NVARCHAR(MAX)"`,
+//! `"DATETIME2(7)"`, `"FLOAT(24)"` for real, `"TEXT(2147483647)"` for legacy text). The ` TEXT`
+//! suffix on exact numerics and xml forces TEXT affinity so SQLite never rounds decimals. Result
+//! column types come from `sqlite3_column_decltype`; tables created directly in SQLite map
+//! `INTEGER`→bigint, `REAL`→float, `TEXT`→nvarchar(max), `BLOB`→varbinary(max). Computed columns
+//! use the T-SQL hint of the expression (CAST target, COUNT→int, COUNT_BIG→bigint, LEN→int, …)
+//! or else the first row's value (INTEGER→bigint, REAL→float, TEXT→nvarchar(4000),
+//! BLOB→varbinary(max), NULL→nvarchar(4000)).
+//!
+//! # T-SQL support (translated with sqlparser's MsSqlDialect, then executed by SQLite)
+//!
+//! | T-SQL | Translation / behaviour |
+//! |---|---|
+//! | several statements per batch, with or without `;` | one result / DONE each (DONE_MORE on all but the last) |
+//! | `[ident]`, `#temp` names, `N'…'` | `"ident"`, `"#temp"`, `'…'` |
+//! | `dbo.t`, `db.dbo.t` | `t` (schemas are dropped) |
+//! | `WITH (NOLOCK)` table hints, `CLUSTERED`/`NONCLUSTERED`, `COLLATE` in DDL | removed |
+//! | `SELECT TOP n` / `TOP (expr)` | `LIMIT n` (`TOP 0 *` also marks columns updateable for bulk insert) |
+//! | `OFFSET x ROWS FETCH NEXT y ROWS ONLY` | `LIMIT y OFFSET x` |
+//! | `CREATE TABLE` with T-SQL types, `#t` | types rewritten as above; `#t` → `CREATE TEMP TABLE "#t"` |
+//! | `IDENTITY(s,i)` column | `INTEGER` (auto-numbered when it is the PRIMARY KEY; reported as bigint) |
+//! | `ALTER TABLE … ADD col type`, `DROP TABLE`, `CREATE INDEX`, `CREATE VIEW` | passed through (types rewritten) |
+//! | `SELECT … INTO t|#t FROM …` | `CREATE [TEMP] TABLE` with the query's declared column types + `INSERT … SELECT` |
+//! | `INSERT … VALUES / SELECT` | passed through |
+//! | `UPDATE t SET t.c = … FROM t JOIN s ON …` | `UPDATE t SET c = … FROM s WHERE …` (inner joins only) |
+//! | `DELETE t FROM t JOIN s ON … WHERE …` | `DELETE FROM t WHERE EXISTS (SELECT 1 FROM s WHERE …)` |
+//! | `TRUNCATE TABLE t` (one table) | `DELETE FROM t` |
+//! | `MERGE INTO t USING src ON … WHEN [NOT] MATCHED [BY TARGET/SOURCE] [AND …] THEN UPDATE/DELETE/INSERT` | script in a savepoint: stage the inserts against the initial state, BY SOURCE actions, MATCHED actions in clause order, insert staged rows; DONE counts all affected rows |
+//! | `INFORMATION_SCHEMA.TABLES`, `INFORMATION_SCHEMA.COLUMNS` | per-connection temp views over `sqlite_master`/`pragma_table_info` with SQL Server column types |
+//! | `IF cond stmt [ELSE stmt]` (incl. `BEGIN … END`) | condition evaluated by SQLite, branch executed |
+//! | `OBJECT_ID('x')`, `OBJECT_ID('tempdb..#t')` | lookup in `sqlite_master` / `sqlite_temp_master` |
+//! | `BEGIN TRAN[SACTION]`, `COMMIT [TRAN]`, `ROLLBACK [TRAN]`, TM requests | SQLite transaction, ENVCHANGE 8/9/10, nesting via `@@TRANCOUNT` |
+//! | `SET …` (NOCOUNT, ANSI_*, …), `USE db` | accepted and ignored (`USE` sends ENVCHANGE) |
+//! | `CAST`/`CONVERT(type, x)` | numeric/string/binary targets: SQLite cast to the storage class; date/time/GUID targets: normalised to the storage text (`CAST(x AS DATE)` drops the time); the T-SQL type is reported |
+//! | `DATEADD`, `DATEDIFF`, `DATEDIFF_BIG`, `DATEPART`, `DATENAME`, `YEAR`, `MONTH`, `DAY` | SQLite functions registered by the server (date part names as in T-SQL, DATEFIRST 7) |
+//! | `ISNULL`, `LEN`, `DATALENGTH`, `CHARINDEX`, `NEWID()` | SQLite functions registered by the server |
+//! | `GETDATE()`, `GETUTCDATE()`, `SYSDATETIME()`, `SYSUTCDATETIME()` | current UTC time as storage text |
+//! | `COUNT_BIG(*)` | `COUNT(*)` reported as bigint; `COUNT(*)` is reported as int |
+//! | `@@VERSION`, `SERVERPROPERTY('ProductVersion')`, `@@SPID`, `@@TRANCOUNT`, `@@ROWCOUNT`, `DB_NAME()`, `SCOPE_IDENTITY()` | fixed / session values |
+//! | `sp_executesql` RPC (id 10 or by name) with `@P1…` parameters | parameters bound by name (SQLite accepts `@P1`) |
+//! | `INSERT BULK t (…)` + BulkLoad packets | rows inserted in one savepoint, DONE with the row count |
+//!
+//! Not supported (answered with an ERROR token, never a panic): `MERGE … OUTPUT`, `DECLARE`/variables,
+//! `EXEC` of procedures, `ELSE IF`, `TOP … PERCENT/WITH TIES`, `FOR XML/JSON`, `OUTPUT`, outer
+//! joins in `UPDATE/DELETE … FROM`, savepoints, RPCs other than `sp_executesql`, `sys.*`
+//! catalog views, MARS, TLS, SSPI. T-SQL functions SQLite does not know (`FORMAT`, …) fail with SQLite's
+//! "no such function" message. SQLite errors map to SQL Server numbers: UNIQUE/PRIMARY KEY →
+//! 2627, NOT NULL → 515, other constraints → 547, syntax → 102, missing table → 208, missing
+//! column → 207, existing table → 2714, anything else → 50000.
+//!
+//! # Protocol notes
+//!
+//! PRELOGIN answers ENCRYPTION=NOT_SUP; LOGIN7 is answered with ENVCHANGE (database, collation
+//! SQL_Latin1_General_CP1_CI_AS, language, packet size), LOGINACK with the highest common TDS
+//! version (7.4 for tiberius) and DONE. Clients older than 7.2 get 4-byte DONE row counts, but
+//! date/time and MAX types are always sent in their 7.3/7.2 forms. Result columns are always
+//! sent as nullable (INTN, FLTN, …) types with ROW tokens (no NBCROW). varchar/char/text data is
+//! sent in code page 1252 (unmappable characters become `?`); nvarchar in UTF-16. An ATTENTION
+//! stops the running result at the next row and is answered with DONE(ATTN).
+//!
+//! # Faults
+//!
+//! [`FaultPlan`] closes a connection after N ROW tokens of one result, or after N packets sent
+//! (counted over all connections from the moment the plan is armed). Each fault fires once.
+
+mod error;
+mod functions;
+mod login;
+mod server;
+mod session;
+mod tokens;
+mod translate;
+mod types;
+mod values;
+mod wire;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU16;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::watch;
+
+pub use error::{Error, SqlError};
+pub use types::{Len, SqlType};
+
+/// Faults to inject; each fires once and then disarms itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FaultPlan {
+    /// Close the TCP connection right after sending this many ROW tokens of one result set.
+    pub drop_after_rows: Option<u64>,
+    /// Close the TCP connection that sends the N-th response packet after arming.
+    pub drop_after_packets: Option<u64>,
+}
+
+/// Server configuration.
+#[derive(Debug, Clone, Default)]
+pub struct TdsServerConfig {
+    /// SQLite database file; `None` = a shared in-memory database private to this server.
+    pub sqlite_path: Option<PathBuf>,
+    /// Faults armed at start.
+    pub faults: FaultPlan,
+}
+
+/// A running TDS test server.
+pub struct TdsServer {
+    addr: SocketAddr,
+    shared: Arc<server::Shared>,
+    stop: watch::Sender<bool>,
+    accept: tokio::task::JoinHandle<()>,
+    admin: Mutex<rusqlite::Connection>,
+}
+
+impl std::fmt::Debug for TdsServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TdsServer")
+            .field("addr", &self.addr)
+            .finish()
+    }
+}
+
+static NEXT_MEMDB: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+impl TdsServer {
+    /// Start a server on 127.0.0.1 with an OS-assigned port.
+    pub async fn start(config: TdsServerConfig) -> std::io::Result<TdsServer> {
+        Self::start_at(config, SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// Start a server listening on `addr`.
+    pub async fn start_at(config: TdsServerConfig, addr: SocketAddr) -> std::io::Result<TdsServer> {
+        let db_uri = match &config.sqlite_path {
+            Some(p) => p.to_string_lossy().into_owned(),
+            None => format!(
+                "file:/tds-test-server-{}-{}?vfs=memdb",
+                std::process::id(),
+                NEXT_MEMDB.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            ),
+        };
+        let shared = Arc::new(server::Shared {
+            db_uri,
+            faults: Arc::new(server::FaultState::new(&config.faults)),
+            next_spid: AtomicU16::new(51),
+        });
+        let admin = session::open_connection(&shared).map_err(std::io::Error::other)?;
+        if config.sqlite_path.is_some() {
+            admin
+                .query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))
+                .map_err(std::io::Error::other)?;
+        }
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let (stop, stop_rx) = watch::channel(false);
+        let accept = tokio::spawn(server::accept_loop(listener, shared.clone(), stop_rx));
+        tracing::info!("tds-test-server listening on {addr} (db {})", shared.db_uri);
+        Ok(TdsServer {
+            addr,
+            shared,
+            stop,
+            accept,
+            admin: Mutex::new(admin),
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Re-arm the fault plan (replaces the current one and restarts the packet count).
+    pub fn set_faults(&self, faults: FaultPlan) {
+        self.shared.faults.arm(&faults);
+    }
+
+    fn admin(&self) -> std::sync::MutexGuard<'_, rusqlite::Connection> {
+        self.admin.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Run SQLite SQL (one or more statements, SQLite syntax) directly on the database.
+    pub fn execute_sqlite(&self, sql: &str) -> Result<(), Error> {
+        self.admin().execute_batch(sql)?;
+        Ok(())
+    }
+
+    /// Run a SQLite query directly and return every value as text (`None` for NULL, blobs as
+    /// uppercase hex).
+    pub fn query_sqlite(&self, sql: &str) -> Result<Vec<Vec<Option<String>>>, Error> {
+        use rusqlite::types::ValueRef;
+        let conn = self.admin();
+        let mut st = conn.prepare(sql)?;
+        let n = st.column_count();
+        let mut rows = st.query([])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let mut row = Vec::with_capacity(n);
+            for i in 0..n {
+                row.push(match r.get_ref(i)? {
+                    ValueRef::Null => None,
+                    ValueRef::Integer(v) => Some(v.to_string()),
+                    ValueRef::Real(v) => Some(v.to_string()),
+                    ValueRef::Text(t) => Some(String::from_utf8_lossy(t).into_owned()),
+                    ValueRef::Blob(b) => Some(b.iter().map(|x| format!("{x:02X}")).collect()),
+                });
+            }
+            out.push(row);
+        }
+        Ok(out)
+    }
+
+    /// Stop accepting, close every connection and wait for the accept loop to end.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.accept.await;
+    }
+}
