@@ -75,6 +75,10 @@ pub enum Error {
     #[error("step `{step}` failed: {message}")]
     Step { step: String, message: String },
 
+    /// A step failed in a way that retrying may fix (connection reset, deadlock, throttling).
+    #[error("step `{step}` failed: {message}")]
+    Transient { step: String, message: String },
+
     /// The run was cancelled before it finished; nothing was committed.
     #[error("run cancelled; nothing was committed")]
     Cancelled,
@@ -90,6 +94,40 @@ impl Error {
         Error::Io {
             path: path.as_ref().to_path_buf(),
             source,
+        }
+    }
+
+    /// Whether retrying the step may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Error::Transient { .. })
+    }
+
+    /// A step failure from an error chain: transient if a [`MssqlError`] in it says so.
+    ///
+    /// [`MssqlError`]: crate::mssql::MssqlError
+    pub fn from_chain(step: impl Into<String>, e: &(dyn std::error::Error + 'static)) -> Self {
+        let mut current: Option<&(dyn std::error::Error + 'static)> = Some(e);
+        let mut transient = false;
+        while let Some(err) = current {
+            if let Some(m) = err.downcast_ref::<crate::mssql::MssqlError>() {
+                transient = m.transient;
+                break;
+            }
+            current = match err.downcast_ref::<deltalake::datafusion::error::DataFusionError>() {
+                Some(deltalake::datafusion::error::DataFusionError::External(inner)) => {
+                    Some(inner.as_ref())
+                }
+                Some(deltalake::datafusion::error::DataFusionError::Shared(inner)) => {
+                    Some(inner.as_ref())
+                }
+                _ => err.source(),
+            };
+        }
+        let (step, message) = (step.into(), e.to_string());
+        if transient {
+            Error::Transient { step, message }
+        } else {
+            Error::Step { step, message }
         }
     }
 

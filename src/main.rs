@@ -84,6 +84,9 @@ enum Command {
         #[arg(long = "param", value_parser = parse_param)]
         params: Vec<(String, String)>,
     },
+    /// Connect to SQL Server and report its version and round-trip latency, or what failed
+    /// (DNS, TCP, TLS, login, database).
+    TestConnection,
     /// Print the JSON Schema of pipeline files.
     Schema,
     /// Print the version.
@@ -269,6 +272,33 @@ async fn execute(cli: Cli) -> Result<ExitCode> {
             let plan = extract_plan(&project, &country, &destination, params)?;
             run_plan(&project, &plan, false, json).await
         }
+        Command::TestConnection => {
+            let settings = project.sqlserver_settings()?;
+            match bridge::mssql::test_connection(&settings).await {
+                Ok(report) => {
+                    if json {
+                        print_json(&serde_json::json!({"sqlserver": report, "ok": true}));
+                    } else {
+                        println!(
+                            "SQL Server {}: ok, {} (round trip {:.1} ms)",
+                            report.target, report.server_version, report.round_trip_ms
+                        );
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    if json {
+                        print_json(&serde_json::json!({
+                            "ok": false,
+                            "sqlserver": {"target": e.target, "phase": e.phase.to_string(), "error": e.message},
+                        }));
+                    } else {
+                        eprintln!("error: {e}");
+                    }
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
         Command::Schema => {
             print!("{}", pipeline_json_schema());
             Ok(ExitCode::SUCCESS)
@@ -294,6 +324,7 @@ async fn run_plan(project: &Project, plan: &Plan, dry_run: bool, json: bool) -> 
         dry_run,
         progress: !json && std::io::stderr().is_terminal(),
         run_id: None,
+        retries: None,
     };
     let summary = run(project, plan, &options).await?;
     if json {

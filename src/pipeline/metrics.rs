@@ -54,6 +54,12 @@ impl StepMetrics {
         self.touch();
     }
 
+    /// Forgets what a failed attempt of a sink wrote.
+    pub fn reset_direct(&self) {
+        self.direct.rows.store(0, Ordering::Relaxed);
+        self.direct.bytes.store(0, Ordering::Relaxed);
+    }
+
     fn new_scan(&self) -> Arc<ScanCounter> {
         let scan = Arc::new(ScanCounter::default());
         self.scans

@@ -12,7 +12,8 @@ use crate::error::{Error, Location, Result};
 use crate::pipeline::project::{Params, Project, check_relative};
 use crate::pipeline::render::{RenderedSql, Renderer};
 use crate::pipeline::spec::{
-    PipelineSpec, SinkSpec, SourceSpec, StepKind, StepSpec, parse_pipeline, step_line,
+    PipelineSpec, SinkSpec, SourceSpec, SqlServerSourceSpec, SqliteSourceSpec, StepKind, StepSpec,
+    parse_pipeline, step_line,
 };
 use crate::sql::{Dialect, validate_ident};
 
@@ -186,6 +187,7 @@ impl Plan {
                     writes: s.spec.sink.as_ref().map(|sink| match sink {
                         SinkSpec::Volume(v) => format!("{}/{} (volume)", v.destination, v.path),
                         SinkSpec::Delta(d) => format!("{} (delta, {:?})", d.path, d.mode),
+                        SinkSpec::Sqlserver(t) => format!("{} (sqlserver, {:?})", t.table, t.mode),
                     }),
                 })
                 .collect(),
@@ -253,13 +255,35 @@ fn plan_step(
 ) -> Result<PlannedStep> {
     let spec = render_fields(renderer, step, &location)?;
     let table_sql = match &spec.source {
-        Some(SourceSpec::Sqlite(s)) => s
-            .table
+        Some(SourceSpec::Sqlite(SqliteSourceSpec { table, .. }))
+        | Some(SourceSpec::Sqlserver(SqlServerSourceSpec { table, .. })) => table
             .as_ref()
             .map(|t| format!("SELECT * FROM {{{{ {t:?} | ident }}}}")),
         _ => None,
     };
     let (sql_text, dialect) = match (&spec.source, &spec.transform) {
+        (Some(SourceSpec::Sqlserver(s)), _) => {
+            let count = [s.query.is_some(), s.sql.is_some(), s.table.is_some()]
+                .iter()
+                .filter(|b| **b)
+                .count();
+            if count != 1 {
+                return Err(Error::Spec {
+                    location,
+                    message: format!(
+                        "step `{}`: a sqlserver source needs exactly one of `query`, `sql` or `table`",
+                        step.id
+                    ),
+                });
+            }
+            (
+                SqlText::pick(
+                    s.query.as_deref(),
+                    s.sql.as_deref().or(table_sql.as_deref()),
+                ),
+                Dialect::SqlServer,
+            )
+        }
         (Some(SourceSpec::Sqlite(s)), _) => {
             let count = [s.query.is_some(), s.sql.is_some(), s.table.is_some()]
                 .iter()

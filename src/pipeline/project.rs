@@ -27,6 +27,9 @@ struct ConfigFile {
     /// Template parameters.
     #[serde(default)]
     params: Params,
+    /// SQL Server connection settings (no secrets: those come from environment variables).
+    #[serde(default)]
+    sqlserver: Option<crate::mssql::SqlServerSettings>,
 }
 
 impl Project {
@@ -140,6 +143,18 @@ impl Project {
         Ok(params)
     }
 
+    /// SQL Server settings: `sqlserver:` in `config/defaults.yaml`, then `SQLSERVER_*` variables.
+    pub fn sqlserver_settings(&self) -> Result<crate::mssql::SqlServerSettings> {
+        let mut settings = crate::mssql::SqlServerSettings::default();
+        let defaults = self.config_dir().join("defaults.yaml");
+        if defaults.is_file()
+            && let Some(s) = self.read_config(&defaults)?.sqlserver
+        {
+            settings = settings.merged(&s);
+        }
+        Ok(settings.merged(&crate::mssql::SqlServerSettings::from_env()?))
+    }
+
     fn country_file(&self, country: &str) -> PathBuf {
         let dir = self.config_dir().join("countries");
         let yml = dir.join(format!("{country}.yml"));
@@ -155,6 +170,7 @@ impl Project {
         if text.trim().is_empty() {
             return Ok(ConfigFile {
                 params: Params::new(),
+                sqlserver: None,
             });
         }
         serde_yaml::from_str(&text).map_err(|e| yaml_error(&self.display_path(path), &text, &e))

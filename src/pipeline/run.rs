@@ -30,7 +30,12 @@ pub struct RunOptions {
     pub progress: bool,
     /// Use this run id instead of a new one.
     pub run_id: Option<String>,
+    /// Retries of a sink after a transient failure (default 3).
+    pub retries: Option<usize>,
 }
+
+/// Retries of a sink after a transient failure.
+pub const DEFAULT_RETRIES: usize = 3;
 
 /// What a run did, per step.
 #[derive(Debug, Clone, Serialize)]
@@ -133,7 +138,15 @@ pub async fn run(project: &Project, plan: &Plan, options: &RunOptions) -> Result
     let mut reports: BTreeMap<String, (Duration, Vec<String>)> = BTreeMap::new();
     if !options.dry_run {
         let progress = options.progress.then(|| Progress::start(&ready, &metrics));
-        let result = stage_and_commit(&ctx, ready, &metrics, plan.max_parallel, &mut reports).await;
+        let result = stage_and_commit(
+            &ctx,
+            ready,
+            &metrics,
+            plan.max_parallel,
+            options.retries.unwrap_or(DEFAULT_RETRIES),
+            &mut reports,
+        )
+        .await;
         if let Some(progress) = progress {
             progress.finish().await;
         }
@@ -223,6 +236,35 @@ fn scalar(value: &SqlValue) -> ScalarValue {
     }
 }
 
+/// Stages one sink, retrying transient failures (connection resets, deadlocks, throttling) with
+/// exponential backoff and jitter. A failed attempt leaves nothing staged and its counts are reset,
+/// so a retried run writes exactly what an undisturbed one would.
+async fn stage_with_retries(
+    ctx: &SessionContext,
+    sink: &ReadySink,
+    metrics: Arc<StepMetrics>,
+    retries: usize,
+) -> Result<Box<dyn StagedOutput>> {
+    use backon::{ExponentialBuilder, Retryable};
+    let backoff = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_secs(10))
+        .with_max_times(retries)
+        .with_jitter();
+    (|| async {
+        metrics.reset_direct();
+        sink.sink
+            .stage(ctx, sink.input.clone(), Arc::clone(&metrics))
+            .await
+    })
+    .retry(backoff)
+    .when(Error::is_transient)
+    .notify(|e, wait| {
+        tracing::warn!(step = %sink.id, error = %e, retry_in = ?wait, "transient failure, retrying");
+    })
+    .await
+}
+
 /// A sink's id, how long its staging took, and what it staged.
 type StageResult = (String, Duration, Result<Box<dyn StagedOutput>>);
 
@@ -233,6 +275,7 @@ async fn stage_and_commit(
     mut ready: Vec<ReadySink>,
     metrics: &BTreeMap<String, Arc<StepMetrics>>,
     max_parallel: usize,
+    retries: usize,
     reports: &mut BTreeMap<String, (Duration, Vec<String>)>,
 ) -> Result<()> {
     ready.sort_by_key(|s| s.level);
@@ -252,7 +295,7 @@ async fn stage_and_commit(
             async move {
                 let t = Instant::now();
                 tracing::info!(step = %s.id, "staging sink");
-                let r = s.sink.stage(ctx, s.input, m).await;
+                let r = stage_with_retries(ctx, &s, m, retries).await;
                 (s.id, t.elapsed(), r)
             }
         }))

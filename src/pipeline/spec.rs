@@ -98,6 +98,42 @@ pub enum SourceSpec {
     Csv(CsvSourceSpec),
     /// A Delta table (local path or URL).
     Delta(DeltaSourceSpec),
+    /// A query on SQL Server, values bound as parameters, streamed in batches.
+    Sqlserver(SqlServerSourceSpec),
+}
+
+/// A SQL Server query source.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SqlServerSourceSpec {
+    /// SQL file to run (under `queries/`); values must use `{{ name | bind }}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    /// Inline T-SQL to run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sql: Option<String>,
+    /// A whole table to read (`schema.table`), as an alternative to `query`/`sql`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
+    /// Rows per Arrow batch (default 8192).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_size: Option<usize>,
+    /// Read N key ranges of an integer column on N connections.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<PartitionSpec>,
+    /// Connection settings overriding `sqlserver:` in `config/` and `SQLSERVER_*` variables.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<crate::mssql::SqlServerSettings>,
+}
+
+/// Parallel extraction by ranges of an integer column.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PartitionSpec {
+    /// Integer column whose [min, max] range is split.
+    pub column: String,
+    /// Number of ranges (and connections).
+    pub partitions: u32,
 }
 
 /// A SQLite query source.
@@ -176,6 +212,40 @@ pub enum SinkSpec {
     Volume(VolumeSinkSpec),
     /// A Delta table, appended to or overwritten in one commit.
     Delta(DeltaSinkSpec),
+    /// A SQL Server table: insert, upsert, delete or replace, in one transaction.
+    Sqlserver(SqlServerSinkSpec),
+}
+
+/// Writes rows into a SQL Server table in one transaction.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SqlServerSinkSpec {
+    /// The step whose rows are written.
+    pub from: String,
+    /// Target table, `schema.table` or `table`.
+    pub table: String,
+    /// `insert` (bulk load), `upsert` (by `primary_keys`), `delete` (rows whose keys match) or
+    /// `replace` (empty the table, then insert).
+    pub mode: SqlServerWriteMode,
+    /// Key columns for `upsert` and `delete`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub primary_keys: Vec<String>,
+    /// Refuse (and change nothing) if more rows than this would be deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_delete_rows: Option<u64>,
+    /// Connection settings overriding `sqlserver:` in `config/` and `SQLSERVER_*` variables.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<crate::mssql::SqlServerSettings>,
+}
+
+/// How a SQL Server sink changes its table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SqlServerWriteMode {
+    Insert,
+    Upsert,
+    Delete,
+    Replace,
 }
 
 impl SinkSpec {
@@ -184,6 +254,7 @@ impl SinkSpec {
         match self {
             SinkSpec::Volume(v) => &v.from,
             SinkSpec::Delta(d) => &d.from,
+            SinkSpec::Sqlserver(s) => &s.from,
         }
     }
 }

@@ -16,6 +16,7 @@ use crate::pipeline::project::Project;
 use crate::pipeline::spec::SinkSpec;
 
 pub mod delta;
+pub mod sqlserver;
 pub mod volume;
 
 /// What a sink knows about the run it writes for.
@@ -70,6 +71,11 @@ pub fn build(project: &Project, step: &PlannedStep, run: &RunInfo) -> Result<Box
     Ok(match spec {
         SinkSpec::Volume(v) => Box::new(volume::VolumeSink::new(project, &step.id, v, run)?),
         SinkSpec::Delta(d) => Box::new(delta::DeltaSink::new(project, &step.id, d)),
+        SinkSpec::Sqlserver(s) => Box::new(sqlserver::SqlServerSink::new(
+            &step.id,
+            s,
+            project.sqlserver_settings()?,
+        )?),
     })
 }
 

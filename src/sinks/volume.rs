@@ -179,7 +179,10 @@ impl VolumeSink {
     ) -> Result<Vec<StagedFile>> {
         let fail = |e: &dyn std::fmt::Display| Error::step(&self.step, e);
         let task_ctx = Arc::new(input.task_ctx());
-        let plan = input.create_physical_plan().await.map_err(|e| fail(&e))?;
+        let plan = input
+            .create_physical_plan()
+            .await
+            .map_err(|e| Error::from_chain(&self.step, &e))?;
         tracing::debug!(step = %self.step, plan = %deltalake::datafusion::physical_plan::displayable(plan.as_ref()).indent(true), "physical plan");
         let mut stream = deltalake::datafusion::physical_plan::execute_stream(plan, task_ctx)
             .map_err(|e| fail(&e))?;
@@ -206,7 +209,7 @@ impl VolumeSink {
         let mut done: Vec<StagedFile> = Vec::new();
         let props = self.writer_properties();
         while let Some(batch) = stream.next().await {
-            let batch = batch.map_err(|e| fail(&e))?;
+            let batch = batch.map_err(|e| Error::from_chain(&self.step, &e))?;
             metrics.touch();
             let parts = match partition_index {
                 Some(i) => split_by_partition(

@@ -17,6 +17,7 @@ pub mod csv;
 pub mod delta;
 pub mod parquet;
 pub mod sqlite;
+pub mod sqlserver;
 
 /// A readable table: opening it checks it exists and learns its schema, reading it streams batches.
 #[async_trait]
@@ -37,6 +38,11 @@ pub fn build(project: &Project, step: &PlannedStep) -> Result<Box<dyn Source>> {
         SourceSpec::Parquet(p) => Box::new(parquet::ParquetSource::new(project, &step.id, p)),
         SourceSpec::Csv(c) => Box::new(csv::CsvSource::new(project, &step.id, c)?),
         SourceSpec::Delta(d) => Box::new(delta::DeltaSource::new(project, &step.id, d)),
+        SourceSpec::Sqlserver(s) => Box::new(sqlserver::SqlServerSource::new(
+            step,
+            s,
+            project.sqlserver_settings()?,
+        )?),
     })
 }
 

@@ -85,8 +85,14 @@ impl std::error::Error for SqlError {}
 pub(crate) fn map_sqlite_error(err: &rusqlite::Error) -> SqlError {
     use rusqlite::ErrorCode;
     let msg = err.to_string();
-    if let rusqlite::Error::SqliteFailure(e, detail) = err {
-        let text = detail.clone().unwrap_or_else(|| msg.clone());
+    // Prepare errors that point at a token come as SqlInputError (message without the offset).
+    let failure = match err {
+        rusqlite::Error::SqliteFailure(e, detail) => Some((e, detail.clone())),
+        rusqlite::Error::SqlInputError { error, msg, .. } => Some((error, Some(msg.clone()))),
+        _ => None,
+    };
+    if let Some((e, detail)) = failure {
+        let text = detail.unwrap_or_else(|| msg.clone());
         match e.code {
             ErrorCode::ConstraintViolation => {
                 if text.contains("NOT NULL") {

@@ -51,9 +51,20 @@
 //! suffix on exact numerics and xml forces TEXT affinity so SQLite never rounds decimals. Result
 //! column types come from `sqlite3_column_decltype`; tables created directly in SQLite map
 //! `INTEGER`→bigint, `REAL`→float, `TEXT`→nvarchar(max), `BLOB`→varbinary(max). Computed columns
-//! use the T-SQL hint of the expression (CAST target, COUNT→int, COUNT_BIG→bigint, LEN→int, …)
-//! or else the first row's value (INTEGER→bigint, REAL→float, TEXT→nvarchar(4000),
-//! BLOB→varbinary(max), NULL→nvarchar(4000)).
+//! use, in this order, the T-SQL hint of the expression (CAST target, COUNT→int,
+//! COUNT_BIG→bigint, LEN→int, …), the static type of the expression (below), or else the first
+//! row's value (INTEGER→bigint, REAL→float, TEXT→nvarchar(4000), BLOB→varbinary(max),
+//! NULL or no row→nvarchar(4000)).
+//!
+//! Static expression types follow what SQLite computes, not SQL Server's rules: integer
+//! literals→bigint, real literals→float, string literals→nvarchar(4000) (nvarchar(max) beyond
+//! 4000 characters), `@P1`→its declared type (`sp_executesql` / `@params` declaration), a column
+//! reference→its declared type; `+ - * / %`, unary minus, `SUM`, `ABS`→bigint when every operand
+//! is an integer type, float when they are numeric (decimal and money, stored as text, compute
+//! as REAL or INTEGER; both are sent as float); `AVG`→float; `MIN`/`MAX`→the argument's type; `UPPER`/`LOWER`/`LTRIM`/`RTRIM`/
+//! `TRIM`→the argument's character type; `ISNULL`→the first argument's type; `CASE`/`COALESCE`/
+//! `IIF`→the common type of the branches (identical type, bigint, float, or the widest
+//! varchar/nvarchar). Anything else (date arithmetic, string functions, …) is untyped.
 //!
 //! # T-SQL support (translated with sqlparser's MsSqlDialect, then executed by SQLite)
 //!
@@ -85,16 +96,48 @@
 //! | `GETDATE()`, `GETUTCDATE()`, `SYSDATETIME()`, `SYSUTCDATETIME()` | current UTC time as storage text |
 //! | `COUNT_BIG(*)` | `COUNT(*)` reported as bigint; `COUNT(*)` is reported as int |
 //! | `@@VERSION`, `SERVERPROPERTY('ProductVersion')`, `@@SPID`, `@@TRANCOUNT`, `@@ROWCOUNT`, `DB_NAME()`, `SCOPE_IDENTITY()` | fixed / session values |
-//! | `sp_executesql` RPC (id 10 or by name) with `@P1…` parameters | parameters bound by name (SQLite accepts `@P1`) |
+//! | `sp_executesql` RPC (id 10 or by name) with `@P1…` parameters | parameters bound by name (SQLite accepts `@P1`); `SELECT @P1` reports the declared type |
+//! | `sp_describe_first_result_set` RPC (by name only, as SQL Server has no proc id for it; `sys.` prefix allowed) with `@tsql`, `@params`, `@browse_information_mode` (named or positional) | metadata of the first result-returning statement of `@tsql` (THEN branch first for `IF`; none → empty result set), computed by preparing it in SQLite, never running it; see below |
+//! | `EXEC[UTE] [sys.]sp_describe_first_result_set @tsql = N'…', @params = N'@P1 int', @browse_information_mode = 0`, positional (`EXEC sp_describe_first_result_set N'…'`), or without `EXEC` as the first statement of a batch | same; inside `sp_executesql` the arguments may be its parameters (`@tsql = @P1`) |
 //! | `INSERT BULK t (…)` + BulkLoad packets | rows inserted in one savepoint, DONE with the row count |
 //!
 //! Not supported (answered with an ERROR token, never a panic): `MERGE … OUTPUT`, `DECLARE`/variables,
-//! `EXEC` of procedures, `ELSE IF`, `TOP … PERCENT/WITH TIES`, `FOR XML/JSON`, `OUTPUT`, outer
-//! joins in `UPDATE/DELETE … FROM`, savepoints, RPCs other than `sp_executesql`, `sys.*`
+//! `EXEC` of procedures other than `sp_describe_first_result_set`, `ELSE IF`, `TOP … PERCENT/WITH TIES`, `FOR XML/JSON`, `OUTPUT`, outer
+//! joins in `UPDATE/DELETE … FROM`, savepoints, RPCs other than `sp_executesql` and
+//! `sp_describe_first_result_set`, `sys.*`
 //! catalog views, MARS, TLS, SSPI. T-SQL functions SQLite does not know (`FORMAT`, …) fail with SQLite's
 //! "no such function" message. SQLite errors map to SQL Server numbers: UNIQUE/PRIMARY KEY →
 //! 2627, NOT NULL → 515, other constraints → 547, syntax → 102, missing table → 208, missing
 //! column → 207, existing table → 2714, anything else → 50000.
+//!
+//! # sp_describe_first_result_set
+//!
+//! One row per result column with SQL Server's 39 columns: `is_hidden` (0), `column_ordinal`,
+//! `name` (NULL for unnamed expressions), `is_nullable`, `system_type_id`, `system_type_name`
+//! (`decimal(18,4)`, `nvarchar(max)`, `datetime2(7)`, …), `max_length` (bytes; nvarchar(50)→100,
+//! MAX types and xml→-1, text/ntext→16), `precision`/`scale` (as SQL Server: int 10,0,
+//! decimal(p,s) p,s, money 19,4, datetime 23,3, datetime2(n)/time(n)/datetimeoffset(n)
+//! 19/8/26 + n + 1 (n = 0: 19/8/26), n; float 53, real 24, bit 1), `collation_name`
+//! (SQL_Latin1_General_CP1_CI_AS for char types), `user_type_*`/`xml_collection_*`/
+//! `assembly_qualified_type_name` NULL, `is_identity_column`, `is_updateable` (table columns),
+//! `source_database`/`source_schema` (dbo)/`source_table`/`source_column` and
+//! `is_part_of_unique_key` (PRIMARY KEY) only when `@browse_information_mode` is 1 or 2 (no
+//! hidden key columns are added), ORDER BY columns NULL, `tds_type_id`/`tds_length`/
+//! `tds_collation_*` as this server sends the column in COLMETADATA.
+//!
+//! Types are the ones the statement's rows arrive with (see the storage section), so they
+//! diverge from SQL Server for expressions (`qty * 2` is bigint, `N'x'` nvarchar(4000),
+//! IDENTITY keys bigint). A column reference (also through views, derived tables and CTEs) is
+//! nullable unless declared NOT NULL or PRIMARY KEY, and always nullable on the NULL-supplying
+//! side of an outer join; expressions are nullable except COUNT/COUNT_BIG, non-NULL literals and
+//! ISNULL with such a fallback; parameters are nullable.
+//!
+//! Errors, like SQL Server: a statement that does not compile sends its own error (208, 207,
+//! 102, …) followed by 11529 (missing object) or 11501 (anything else); a parameter used but not
+//! declared in `@params` → 137; a bad `@params` → 2715 (unknown type), 134 (duplicate) or 102;
+//! a `#temp` table in a batch of several statements → 11525; bad arguments → 201, 214, 8145,
+//! 8144, 119 or 11552. As an RPC the return status is the `error_type` (1 MISC, 2 SYNTAX,
+//! 10 TEMPORARY_TABLE), from a batch it is always 0.
 //!
 //! # Protocol notes
 //!
@@ -111,6 +154,7 @@
 //! [`FaultPlan`] closes a connection after N ROW tokens of one result, or after N packets sent
 //! (counted over all connections from the moment the plan is armed). Each fault fires once.
 
+mod describe;
 mod error;
 mod functions;
 mod login;

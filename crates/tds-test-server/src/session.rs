@@ -8,11 +8,12 @@ use std::time::Duration;
 use rusqlite::types::Value;
 use tokio::sync::mpsc;
 
+use crate::describe::{DescribeArgs, Resolver, static_type};
 use crate::error::{Error, SqlError, map_sqlite_error};
 use crate::login::parse_login7;
 use crate::server::Shared;
 use crate::tokens::{done, prelogin_response, tok};
-use crate::translate::{ColumnHint, Ctx, Kind, Step, translate_batch};
+use crate::translate::{ColumnHint, Ctx, Kind, QueryInfo, Step, hint_for, translate_batch};
 use crate::types::{Len, SqlType, encode_value, read_type_info, read_value};
 use crate::wire::{Input, MessageReader, Outgoing, Packet, ResponseWriter, SliceReader, ptype};
 
@@ -44,6 +45,10 @@ struct Session {
     /// Inside an RPC: statements end with DONEINPROC.
     in_proc: bool,
     had_error: bool,
+    /// Declared parameter types of the running `sp_executesql` call.
+    param_types: Vec<(String, SqlType)>,
+    /// RETURNSTATUS of the running RPC when it is not the default (0, or 1 after an error).
+    proc_status: Option<i32>,
 }
 
 /// Open a SQLite connection for a session and register the T-SQL helper functions.
@@ -87,6 +92,8 @@ pub(crate) fn run(
         pending_done: None,
         in_proc: false,
         had_error: false,
+        param_types: Vec::new(),
+        proc_status: None,
     };
     while let Some(p) = rx.blocking_recv() {
         let res = s.handle(&mut rx, p);
@@ -239,7 +246,9 @@ impl Session {
     fn finish_request(&mut self, cancelled: bool) -> Result<(), Error> {
         let err = if self.had_error { done::ERROR } else { 0 };
         if self.in_proc {
-            self.w.return_status(if self.had_error { 1 } else { 0 });
+            let status = self.proc_status.take();
+            self.w
+                .return_status(status.unwrap_or(if self.had_error { 1 } else { 0 }));
             let status = err | if cancelled { done::ATTN } else { 0 };
             self.w.done(tok::DONEPROC, status, 0);
         } else {
@@ -260,6 +269,8 @@ impl Session {
         }
         self.had_error = false;
         self.in_proc = false;
+        self.proc_status = None;
+        self.param_types.clear();
         self.w.end_message()
     }
 
@@ -300,7 +311,12 @@ impl Session {
                 kind,
                 hints,
                 updateable,
-            } => self.exec_sql(sql, *kind, hints, *updateable, params)?,
+                info,
+            } => self.exec_sql(sql, *kind, hints, *updateable, info, params)?,
+            Step::Describe(args) => match crate::describe::exec_args(args, params) {
+                Ok(args) => self.describe_first_result_set(&args, false)?,
+                Err(e) => self.statement_failed(&e),
+            },
             Step::SelectInto { table, temp, query } => {
                 match self.select_into(table, *temp, query, params) {
                     Ok(n) => {
@@ -490,6 +506,7 @@ impl Session {
         kind: Kind,
         hints: &[ColumnHint],
         updateable: bool,
+        info: &QueryInfo,
         params: &Params,
     ) -> Result<Flow, Error> {
         let conn = &self.conn;
@@ -536,44 +553,40 @@ impl Session {
                 }
             });
         }
-        // A result set: column types from hints, declared types, or the first row.
+        // A result set: column types known before any row (see `describe::static_type`), else
+        // the first row's values.
+        let ncol = st.column_count();
+        let system_view = sql.contains("INFORMATION_SCHEMA.");
+        let resolver = Resolver::new(conn, info, &self.param_types);
         let decls: Vec<(String, Option<SqlType>)> = st
             .columns()
             .iter()
-            .map(|c| {
-                (
-                    c.name().to_string(),
-                    c.decl_type().and_then(|d| SqlType::parse(d, false)),
-                )
+            .enumerate()
+            .map(|(i, c)| {
+                let hint = hint_for(hints, ncol, i);
+                let name = if hint.is_some_and(|h| h.blank_name) {
+                    String::new()
+                } else {
+                    c.name().to_string()
+                };
+                let ty = static_type(hint, c.decl_type(), c.name(), system_view, &resolver);
+                (name, ty)
             })
             .collect();
-        let ncol = decls.len();
-        let system_view = sql.contains("INFORMATION_SCHEMA.");
         let mut rows = st.raw_query();
         let first = rows.next();
         let mut cols = Vec::with_capacity(ncol);
         let mut stmt_error = None;
         match &first {
             Ok(first) => {
-                for (i, (name, decl)) in decls.iter().enumerate() {
-                    let hint = hints.get(i).cloned().unwrap_or_default();
-                    let sys = if system_view {
-                        crate::functions::information_schema_type(name)
-                    } else {
-                        None
-                    };
-                    let ty = hint.ty.or(*decl).or(sys).unwrap_or_else(|| match first {
+                for (i, (name, ty)) in decls.into_iter().enumerate() {
+                    let ty = ty.unwrap_or_else(|| match first {
                         Some(r) => r
                             .get_ref(i)
                             .map(SqlType::infer)
                             .unwrap_or(SqlType::NVarChar(Len::N(4000))),
                         None => SqlType::NVarChar(Len::N(4000)),
                     });
-                    let name = if hint.blank_name {
-                        String::new()
-                    } else {
-                        name.clone()
-                    };
                     cols.push((name, ty));
                 }
             }
@@ -668,6 +681,7 @@ impl Session {
         let mut cancelled = false;
         loop {
             let name_len = r.u16le()?;
+            // SQL Server has no procedure id for sp_describe_first_result_set: by name only.
             let proc = if name_len == 0xFFFF {
                 match r.u16le()? {
                     10 => "sp_executesql".to_string(),
@@ -677,6 +691,7 @@ impl Session {
                 r.utf16(name_len as usize)?
             };
             let _options = r.u16le()?;
+            self.param_types.clear();
             let mut params: Vec<(String, Value)> = Vec::new();
             while !r.at_end()? && !matches!(r.rest().first(), Some(0x80 | 0xFF | 0xFE)) {
                 let name = r.b_varchar()?;
@@ -685,11 +700,30 @@ impl Session {
                 let v = read_value(&mut r, &t, false)?;
                 params.push((name, v));
             }
-            if proc.eq_ignore_ascii_case("sp_executesql") {
+            let proc_name = proc
+                .rsplit('.')
+                .next()
+                .unwrap_or(&proc)
+                .trim_matches(|c| c == '[' || c == ']');
+            if proc_name.eq_ignore_ascii_case("sp_executesql") {
                 let flow = self.execute_sql_rpc(params)?;
                 if matches!(flow, Flow::Cancelled) {
                     cancelled = true;
                     break;
+                }
+            } else if crate::translate::is_describe_proc(&proc) {
+                let args = params
+                    .into_iter()
+                    .map(|(n, v)| ((!n.is_empty()).then_some(n), v))
+                    .collect();
+                match crate::describe::bind_args(args) {
+                    Ok(args) => {
+                        self.describe_first_result_set(&args, true)?;
+                    }
+                    Err(e) => {
+                        self.send_error(&e);
+                        self.proc_status = Some(crate::describe::ERROR_MISC);
+                    }
                 }
             } else {
                 self.send_error(&SqlError::unsupported(format!("RPC {proc}")));
@@ -699,7 +733,7 @@ impl Session {
             }
             r.skip(1)?;
             // Each batched RPC answers with its own RETURNSTATUS + DONEPROC(MORE).
-            self.w.return_status(0);
+            self.w.return_status(self.proc_status.take().unwrap_or(0));
             self.w.done(tok::DONEPROC, done::MORE, 0);
         }
         self.finish_request(cancelled)
@@ -722,6 +756,7 @@ impl Session {
             Some(_) | None => String::new(),
         };
         let decl_names = declared_names(&decl);
+        self.param_types = crate::describe::param_decls(&decl, false).unwrap_or_default();
         let named: Params = it
             .enumerate()
             .map(|(i, (n, v))| {
@@ -743,6 +778,60 @@ impl Session {
         }
         let steps = translate_batch(&stmt, &self.ctx);
         self.run_steps(&steps, &named)
+    }
+
+    /// `sp_describe_first_result_set`: the describe result set, or its errors. Called as an RPC
+    /// (`rpc`), a failure sets the return status to the error type, as SQL Server does.
+    fn describe_first_result_set(&mut self, args: &DescribeArgs, rpc: bool) -> Result<Flow, Error> {
+        match crate::describe::describe(&self.conn, &self.ctx, args) {
+            Ok(rows) => self.send_rows(&crate::describe::result_columns(), &rows),
+            Err(failure) => {
+                for e in &failure.errors {
+                    self.send_error(e);
+                }
+                if rpc {
+                    self.proc_status = Some(failure.error_type);
+                }
+                self.statement_done(done::ERROR, 0);
+                Ok(Flow::StatementError)
+            }
+        }
+    }
+
+    /// Send a result set computed by the server itself.
+    fn send_rows(
+        &mut self,
+        columns: &[(&str, SqlType, bool)],
+        rows: &[Vec<Value>],
+    ) -> Result<Flow, Error> {
+        let cols: Vec<(String, SqlType)> = columns
+            .iter()
+            .map(|(n, t, _)| (n.to_string(), *t))
+            .collect();
+        self.flush_pending();
+        self.w.col_metadata(&cols, false);
+        let mut count = 0;
+        for row in rows {
+            let cp = self.w.begin_row();
+            self.w.put_u8(tok::ROW);
+            let res = row
+                .iter()
+                .zip(&cols)
+                .try_for_each(|(v, (_, ty))| encode_value(&mut self.w, ty, v.into()));
+            if let Err(e) = res {
+                self.w.rollback_row(cp);
+                self.send_error(&e);
+                self.statement_done(done::ERROR | done::COUNT, count);
+                return Ok(Flow::StatementError);
+            }
+            self.w.commit_row();
+            count += 1;
+            if self.w.is_dropped() {
+                return Err(Error::Closed);
+            }
+        }
+        self.statement_done(done::COUNT, count);
+        Ok(Flow::Continue)
     }
 
     fn insert_bulk(&mut self, rest: &str) {

@@ -3,11 +3,13 @@
 
 use std::ops::ControlFlow;
 
+use rusqlite::types::Value as SqlValue;
 use sqlparser::ast::{
-    AssignmentTarget, CastKind, ColumnOption, DataType, Expr, FromTable, Function, FunctionArg,
-    FunctionArgExpr, FunctionArguments, Ident, JoinConstraint, JoinOperator, LimitClause,
-    ObjectName, ObjectNamePart, Offset, OffsetRows, Query, SelectItem, SetExpr, Statement,
-    TableFactor, TableWithJoins, TopQuantity, UpdateTableFromKind, Value, VisitMut, VisitorMut,
+    AssignmentTarget, BinaryOperator, CastKind, ColumnOption, DataType, Expr, FromTable, Function,
+    FunctionArg, FunctionArgExpr, FunctionArguments, Ident, JoinConstraint, JoinOperator,
+    LimitClause, ObjectName, ObjectNamePart, Offset, OffsetRows, Query, SelectItem, SetExpr,
+    Statement, TableFactor, TableWithJoins, TopQuantity, UnaryOperator, UpdateTableFromKind, Value,
+    Visit, VisitMut, Visitor, VisitorMut,
 };
 use sqlparser::dialect::MsSqlDialect;
 use sqlparser::keywords::Keyword;
@@ -28,13 +30,89 @@ pub(crate) enum Kind {
     Other,
 }
 
-/// Per result column hints derived from the T-SQL projection.
+/// Per projection item hints derived from the T-SQL select list (see [`hint_for`]).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ColumnHint {
     /// Type implied by the expression (CAST target, COUNT -> int, ...).
     pub ty: Option<SqlType>,
     /// Unaliased expression: SQL Server reports an empty column name.
     pub blank_name: bool,
+    /// Static shape of a computed expression, typed against the catalog when neither `ty` nor a
+    /// declared type is known (`None` for plain column references and wildcards).
+    pub shape: Option<Shape>,
+    /// The expression can never be NULL (COUNT, non-NULL literal, ISNULL with such a fallback).
+    pub not_null: bool,
+    /// Not a plain column reference: nullability does not come from a table column.
+    pub computed: bool,
+    /// `*` or `t.*`: stands for any number of result columns.
+    pub wildcard: bool,
+}
+
+/// Static shape of a computed projection expression. Resolved to a type with SQLite's storage
+/// rules in mind (integer arithmetic stays INTEGER, anything touching a real or a decimal stored
+/// as text becomes REAL), so the type is the one the values actually have.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Shape {
+    /// Integer literal (SQLite INTEGER).
+    Int,
+    /// Real literal (SQLite REAL).
+    Real,
+    /// String literal of this many UTF-16 units.
+    Text(usize),
+    /// The NULL literal.
+    Null,
+    /// Column reference, as SQLite text (`"o"."qty"`), typed by probing the FROM clause.
+    Column(String),
+    /// Parameter (`@P1`), typed by its declaration.
+    Param(String),
+    /// Numeric result of one operand: unary minus, ABS, SUM.
+    Num(Box<Shape>),
+    /// Binary arithmetic.
+    Arith(Box<Shape>, Box<Shape>),
+    /// Common type of several candidates: CASE branches, COALESCE, IIF.
+    Merge(Vec<Shape>),
+    /// Type of the first candidate if known, else their common type (ISNULL).
+    First(Vec<Shape>),
+    /// Same type as the argument (MIN, MAX).
+    Same(Box<Shape>),
+    /// Same character type as the argument (UPPER, LOWER, LTRIM, RTRIM, TRIM).
+    SameText(Box<Shape>),
+    /// Not typed statically.
+    Unknown,
+}
+
+/// Facts about a query used for metadata: how to probe column types, outer-join nullability and
+/// temp tables.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct QueryInfo {
+    /// `WITH …` prefix (possibly empty) and FROM clause of the outer SELECT, in SQLite syntax:
+    /// `{with}SELECT <column> FROM {from}` yields a column reference's declared type.
+    pub probe: Option<(String, String)>,
+    /// Tables on the NULL-supplying side of an outer join anywhere in the query.
+    pub nullable_tables: Vec<String>,
+    /// The query reads a `#temp` table.
+    pub uses_temp: bool,
+}
+
+/// One argument of `EXEC sp_describe_first_result_set …`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum DescribeArg {
+    /// A literal.
+    Value(SqlValue),
+    /// A parameter of the enclosing `sp_executesql` call (`@tsql = @P1`).
+    Param(String),
+}
+
+/// Name of the metadata procedure, compared case-insensitively after dropping `sys.`/`[…]`.
+pub(crate) const DESCRIBE_PROC: &str = "sp_describe_first_result_set";
+
+/// Is `name` (possibly `sys.`/`master.sys.`-qualified, bracketed) sp_describe_first_result_set?
+pub(crate) fn is_describe_proc(name: &str) -> bool {
+    name.rsplit('.')
+        .next()
+        .unwrap_or(name)
+        .trim_matches(|c| c == '[' || c == ']' || c == '"')
+        .eq_ignore_ascii_case(DESCRIBE_PROC)
 }
 
 /// One executable unit of a batch.
@@ -47,7 +125,11 @@ pub(crate) enum Step {
         hints: Vec<ColumnHint>,
         /// `SELECT TOP 0 * FROM t`: mark columns updateable (bulk insert metadata).
         updateable: bool,
+        /// Metadata facts (queries only).
+        info: QueryInfo,
     },
+    /// `EXEC sp_describe_first_result_set …`: named (`@tsql = …`) or positional arguments.
+    Describe(Vec<(Option<String>, DescribeArg)>),
     /// `SELECT ... INTO t FROM ...`: create `t` with the query's declared column types, then fill it.
     SelectInto {
         table: String,
@@ -90,6 +172,19 @@ pub(crate) struct Ctx {
 
 /// Translate a whole batch. Parse errors become a single failing step.
 pub(crate) fn translate_batch(sql: &str, ctx: &Ctx) -> Vec<Step> {
+    // T-SQL runs a procedure named by the first word of a batch without EXEC.
+    let head: String = sql
+        .trim_start()
+        .chars()
+        .take_while(|c| c.is_alphanumeric() || matches!(c, '_' | '.' | '[' | ']'))
+        .collect();
+    let exec;
+    let sql = if is_describe_proc(&head) {
+        exec = format!("EXEC {sql}");
+        exec.as_str()
+    } else {
+        sql
+    };
     match parse_batch(sql) {
         Ok(stmts) => stmts
             .into_iter()
@@ -395,10 +490,7 @@ impl VisitorMut for Rewriter<'_> {
     fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
         let replacement = match e {
             // Literals SQLite would read as a lossy REAL stay exact as text.
-            Expr::Value(v)
-                if matches!(&v.value, Value::Number(n, _) if n.bytes().filter(u8::is_ascii_digit).count() > 15
-                    && n.contains('.') && !n.contains(['e', 'E'])) =>
-            {
+            Expr::Value(v) if matches!(&v.value, Value::Number(n, _) if is_text_number(n)) => {
                 let Value::Number(n, _) = &v.value else {
                     return ControlFlow::Continue(());
                 };
@@ -505,30 +597,317 @@ fn projection_hints(q: &Query) -> (Vec<ColumnHint>, bool) {
     {
         top0_star = true;
     }
-    if sel.projection.iter().any(|p| {
-        matches!(
-            p,
-            SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..)
-        )
-    }) {
-        return (Vec::new(), top0_star);
-    }
+    let item = |e: &Expr, blank_name: bool| {
+        let computed = !is_column_ref(e);
+        ColumnHint {
+            ty: expr_hint(e),
+            blank_name,
+            shape: computed.then(|| expr_shape(e)),
+            not_null: expr_not_null(e),
+            computed,
+            wildcard: false,
+        }
+    };
     let hints = sel
         .projection
         .iter()
         .map(|p| match p {
-            SelectItem::UnnamedExpr(e) => ColumnHint {
-                ty: expr_hint(e),
-                blank_name: !matches!(e, Expr::Identifier(_) | Expr::CompoundIdentifier(_)),
-            },
-            SelectItem::ExprWithAlias { expr, .. } => ColumnHint {
-                ty: expr_hint(expr),
-                blank_name: false,
+            SelectItem::UnnamedExpr(e) => item(
+                e,
+                !matches!(e, Expr::Identifier(_) | Expr::CompoundIdentifier(_)),
+            ),
+            SelectItem::ExprWithAlias { expr, .. } => item(expr, false),
+            SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..) => ColumnHint {
+                wildcard: true,
+                ..ColumnHint::default()
             },
             _ => ColumnHint::default(),
         })
         .collect();
     (hints, top0_star)
+}
+
+/// The hint of result column `i` of `ncol`: a single wildcard item stands for the columns the
+/// other items leave over; with several wildcards no column has a hint.
+pub(crate) fn hint_for(hints: &[ColumnHint], ncol: usize, i: usize) -> Option<&ColumnHint> {
+    let mut wild = hints.iter().enumerate().filter(|(_, h)| h.wildcard);
+    let Some((w, _)) = wild.next() else {
+        return hints.get(i);
+    };
+    if wild.next().is_some() {
+        return None;
+    }
+    let span = (ncol + 1).checked_sub(hints.len())?;
+    if i < w {
+        hints.get(i)
+    } else if i < w + span {
+        None
+    } else {
+        hints.get(i + 1 - span)
+    }
+}
+
+/// A plain (possibly parenthesised) column reference; `@P1` and `@@X` are not.
+fn is_column_ref(e: &Expr) -> bool {
+    match e {
+        Expr::Nested(inner) => is_column_ref(inner),
+        Expr::Identifier(i) => !i.value.starts_with('@'),
+        Expr::CompoundIdentifier(_) => true,
+        _ => false,
+    }
+}
+
+/// A column reference as SQLite text: at most `qualifier.column` (schemas and databases dropped).
+fn column_sql(e: &Expr) -> Option<String> {
+    match e {
+        Expr::Nested(inner) => column_sql(inner),
+        Expr::Identifier(i) => Some(i.to_string()),
+        Expr::CompoundIdentifier(parts) => {
+            let start = parts.len().saturating_sub(2);
+            Some(
+                parts[start..]
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join("."),
+            )
+        }
+        _ => None,
+    }
+}
+
+/// SQLite stores long exact decimals as text literals (see `post_visit_expr`).
+fn is_text_number(n: &str) -> bool {
+    n.bytes().filter(u8::is_ascii_digit).count() > 15 && n.contains('.') && !n.contains(['e', 'E'])
+}
+
+/// Static shape of a projection expression (T-SQL AST, before rewriting).
+fn expr_shape(e: &Expr) -> Shape {
+    let boxed = |e: &Expr| Box::new(expr_shape(e));
+    match e {
+        Expr::Nested(inner) => expr_shape(inner),
+        Expr::Value(v) => match &v.value {
+            Value::Number(n, _) if is_text_number(n) => Shape::Text(n.len()),
+            Value::Number(n, _) if n.parse::<i64>().is_ok() => Shape::Int,
+            Value::Number(..) => Shape::Real,
+            Value::SingleQuotedString(s) | Value::NationalStringLiteral(s) => {
+                Shape::Text(s.encode_utf16().count())
+            }
+            Value::Null => Shape::Null,
+            _ => Shape::Unknown,
+        },
+        Expr::Identifier(i) if i.value.starts_with("@@") => Shape::Unknown,
+        Expr::Identifier(i) if i.value.starts_with('@') => Shape::Param(i.value.clone()),
+        Expr::Identifier(_) | Expr::CompoundIdentifier(_) => {
+            column_sql(e).map(Shape::Column).unwrap_or(Shape::Unknown)
+        }
+        Expr::UnaryOp {
+            op: UnaryOperator::Minus | UnaryOperator::Plus,
+            expr,
+        } => Shape::Num(boxed(expr)),
+        Expr::BinaryOp {
+            left,
+            op:
+                BinaryOperator::Plus
+                | BinaryOperator::Minus
+                | BinaryOperator::Multiply
+                | BinaryOperator::Divide
+                | BinaryOperator::Modulo,
+            right,
+        } => Shape::Arith(boxed(left), boxed(right)),
+        Expr::Case {
+            conditions,
+            else_result,
+            ..
+        } => Shape::Merge(
+            conditions
+                .iter()
+                .map(|c| expr_shape(&c.result))
+                .chain(else_result.iter().map(|e| expr_shape(e)))
+                .collect(),
+        ),
+        Expr::Function(f) => {
+            let args = function_args(f);
+            let all = || args.iter().map(|a| expr_shape(a)).collect::<Vec<_>>();
+            let first = || args.first().map(|a| boxed(a));
+            match function_name(f).as_str() {
+                "MIN" | "MAX" => first().map(Shape::Same).unwrap_or(Shape::Unknown),
+                "UPPER" | "LOWER" | "LTRIM" | "RTRIM" | "TRIM" => {
+                    first().map(Shape::SameText).unwrap_or(Shape::Unknown)
+                }
+                "SUM" | "ABS" => first().map(Shape::Num).unwrap_or(Shape::Unknown),
+                "AVG" => Shape::Real,
+                "ISNULL" => Shape::First(all()),
+                "COALESCE" => Shape::Merge(all()),
+                "IIF" => Shape::Merge(all().into_iter().skip(1).collect()),
+                _ => Shape::Unknown,
+            }
+        }
+        _ => Shape::Unknown,
+    }
+}
+
+/// Can the expression never be NULL? (SQL Server reports these as NOT NULL.)
+fn expr_not_null(e: &Expr) -> bool {
+    match e {
+        Expr::Nested(inner) => expr_not_null(inner),
+        Expr::Value(v) => matches!(
+            v.value,
+            Value::Number(..)
+                | Value::SingleQuotedString(_)
+                | Value::NationalStringLiteral(_)
+                | Value::HexStringLiteral(_)
+        ),
+        Expr::Function(f) => match function_name(f).as_str() {
+            "COUNT" | "COUNT_BIG" => true,
+            "ISNULL" => function_args(f).iter().any(|a| expr_not_null(a)),
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+/// Collects the tables on the NULL-supplying side of outer joins, in every (sub)query.
+struct OuterJoins(Vec<String>);
+
+impl OuterJoins {
+    fn set_expr(&mut self, body: &SetExpr) {
+        match body {
+            SetExpr::Select(sel) => sel.from.iter().for_each(|t| self.joins(t)),
+            SetExpr::SetOperation { left, right, .. } => {
+                self.set_expr(left);
+                self.set_expr(right);
+            }
+            _ => {}
+        }
+    }
+
+    fn joins(&mut self, twj: &TableWithJoins) {
+        let mut seen: Vec<&TableFactor> = vec![&twj.relation];
+        for j in &twj.joins {
+            match &j.join_operator {
+                JoinOperator::Left(_) | JoinOperator::LeftOuter(_) | JoinOperator::OuterApply => {
+                    self.tables_in(&j.relation)
+                }
+                JoinOperator::Right(_) | JoinOperator::RightOuter(_) => {
+                    seen.iter().for_each(|f| self.tables_in(f))
+                }
+                JoinOperator::FullOuter(_) => {
+                    seen.iter().for_each(|f| self.tables_in(f));
+                    self.tables_in(&j.relation);
+                }
+                _ => {}
+            }
+            seen.push(&j.relation);
+        }
+        for f in seen {
+            if let TableFactor::NestedJoin {
+                table_with_joins, ..
+            } = f
+            {
+                self.joins(table_with_joins);
+            }
+        }
+    }
+
+    fn tables_in(&mut self, tf: &TableFactor) {
+        let _ = sqlparser::ast::visit_relations(tf, |name| {
+            self.0.push(last_part(name));
+            ControlFlow::<()>::Continue(())
+        });
+    }
+}
+
+impl Visitor for OuterJoins {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, q: &Query) -> ControlFlow<()> {
+        self.set_expr(&q.body);
+        ControlFlow::Continue(())
+    }
+}
+
+/// Metadata facts of a rewritten query (SQLite names).
+fn query_info(q: &Query) -> QueryInfo {
+    let mut outer = OuterJoins(Vec::new());
+    let _ = q.visit(&mut outer);
+    let mut uses_temp = false;
+    let _ = sqlparser::ast::visit_relations(q, |name| {
+        uses_temp |= last_part(name).starts_with('#');
+        ControlFlow::<()>::Continue(())
+    });
+    let probe = match q.body.as_ref() {
+        SetExpr::Select(sel) if !sel.from.is_empty() => {
+            let with = q.with.as_ref().map(|w| format!("{w} ")).unwrap_or_default();
+            let from = sel
+                .from
+                .iter()
+                .map(|t| t.to_string())
+                .collect::<Vec<_>>()
+                .join(", ");
+            Some((with, from))
+        }
+        _ => None,
+    };
+    QueryInfo {
+        probe,
+        nullable_tables: outer.0,
+        uses_temp,
+    }
+}
+
+/// `EXEC sp_describe_first_result_set` arguments: literals or `@parameters`, named or positional.
+fn describe_step(parameters: &[Expr]) -> Result<Step, SqlError> {
+    let mut args = Vec::with_capacity(parameters.len());
+    for p in parameters {
+        let (name, e) = match p {
+            Expr::BinaryOp {
+                left,
+                op: BinaryOperator::Eq,
+                right,
+            } => match left.as_ref() {
+                Expr::Identifier(i) if i.value.starts_with('@') => {
+                    (Some(i.value.clone()), right.as_ref())
+                }
+                _ => (None, p),
+            },
+            other => (None, other),
+        };
+        let arg = match e {
+            Expr::Value(v) => match &v.value {
+                Value::SingleQuotedString(s) | Value::NationalStringLiteral(s) => {
+                    DescribeArg::Value(SqlValue::Text(s.clone()))
+                }
+                Value::Number(n, _) => match n.parse::<i64>() {
+                    Ok(i) => DescribeArg::Value(SqlValue::Integer(i)),
+                    Err(_) => DescribeArg::Value(SqlValue::Text(n.clone())),
+                },
+                Value::Null => DescribeArg::Value(SqlValue::Null),
+                other => {
+                    return Err(SqlError::unsupported(format!(
+                        "{DESCRIBE_PROC} argument {other}"
+                    )));
+                }
+            },
+            Expr::UnaryOp {
+                op: UnaryOperator::Minus,
+                expr,
+            } if matches!(expr.as_ref(), Expr::Value(v) if matches!(v.value, Value::Number(..))) => {
+                let n = expr.to_string().parse::<i64>().map(|n| -n).unwrap_or(-1);
+                DescribeArg::Value(SqlValue::Integer(n))
+            }
+            Expr::Identifier(i) if i.value.starts_with('@') && !i.value.starts_with("@@") => {
+                DescribeArg::Param(i.value.clone())
+            }
+            other => {
+                return Err(SqlError::unsupported(format!(
+                    "{DESCRIBE_PROC} argument {other} (only literals and parameters)"
+                )));
+            }
+        };
+        args.push((name, arg));
+    }
+    Ok(Step::Describe(args))
 }
 
 fn translate_statement(stmt: Statement, ctx: &Ctx) -> Step {
@@ -544,6 +923,7 @@ fn sql_step(sql: String, kind: Kind) -> Step {
         kind,
         hints: Vec::new(),
         updateable: false,
+        info: QueryInfo::default(),
     }
 }
 
@@ -579,8 +959,15 @@ fn translate_inner(mut stmt: Statement, ctx: &Ctx) -> Result<Step, SqlError> {
                 kind: Kind::Query,
                 hints,
                 updateable,
+                info: query_info(q),
             })
         }
+        Statement::Execute {
+            name: Some(name),
+            parameters,
+            immediate: false,
+            ..
+        } if is_describe_proc(&last_part(name)) => describe_step(parameters),
         Statement::Insert(ins) => {
             if ins.output.is_some() {
                 return Err(SqlError::unsupported("INSERT ... OUTPUT"));

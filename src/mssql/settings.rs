@@ -1,0 +1,199 @@
+//! SQL Server connection settings: `sqlserver:` in `config/`, then `SQLSERVER_*` variables, then a
+//! step's `connection:`. Secrets are only ever read from environment variables, never from files.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// How the connection is encrypted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Encrypt {
+    /// TLS for the whole session (default).
+    #[default]
+    Required,
+    /// TLS for the login packet only (the server's `encrypt=false`).
+    Off,
+    /// No TLS at all; credentials travel in clear. For local test servers only.
+    DangerPlaintext,
+}
+
+/// How the bridge logs in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthKind {
+    /// SQL Server login: `username` plus the password in the `password_env` variable.
+    #[default]
+    Sql,
+    /// Azure AD access token read from the `aad_token_env` variable.
+    AadToken,
+}
+
+/// SQL Server connection settings; every field is optional so layers can be merged.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SqlServerSettings {
+    /// Server host name (`SQLSERVER_HOST`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// TCP port (`SQLSERVER_PORT`, default 1433).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// Database (`SQLSERVER_DATABASE`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
+    /// Login name (`SQLSERVER_USERNAME`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// Name of the environment variable holding the password (default `SQLSERVER_PASSWORD`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_env: Option<String>,
+    /// `sql` (default) or `aad_token` (`SQLSERVER_AUTH`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthKind>,
+    /// Name of the environment variable holding an Azure AD token (default `SQLSERVER_AAD_TOKEN`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aad_token_env: Option<String>,
+    /// `required` (default), `off` or `danger_plaintext` (`SQLSERVER_ENCRYPT`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encrypt: Option<Encrypt>,
+    /// Accept the server's certificate without validating it (`SQLSERVER_TRUST_CERT=true`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust_server_certificate: Option<bool>,
+    /// Connections kept in the pool (default 4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool_size: Option<u32>,
+    /// Seconds to wait for a connection (default 15).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_timeout_secs: Option<u64>,
+}
+
+impl SqlServerSettings {
+    /// Settings from `SQLSERVER_*` environment variables.
+    pub fn from_env() -> Result<Self> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let parse_err = |name: &str, value: &str, expected: &str| {
+            Error::Unsupported(format!(
+                "environment variable {name}=`{value}`: expected {expected}"
+            ))
+        };
+        let port = match var("SQLSERVER_PORT") {
+            Some(v) => Some(
+                v.parse()
+                    .map_err(|_| parse_err("SQLSERVER_PORT", &v, "a port number"))?,
+            ),
+            None => None,
+        };
+        let encrypt = match var("SQLSERVER_ENCRYPT").as_deref() {
+            None => None,
+            Some("required" | "true" | "strict") => Some(Encrypt::Required),
+            Some("off" | "false") => Some(Encrypt::Off),
+            Some("danger_plaintext") => Some(Encrypt::DangerPlaintext),
+            Some(v) => {
+                return Err(parse_err(
+                    "SQLSERVER_ENCRYPT",
+                    v,
+                    "required, off or danger_plaintext",
+                ));
+            }
+        };
+        let auth = match var("SQLSERVER_AUTH").as_deref() {
+            None => None,
+            Some("sql") => Some(AuthKind::Sql),
+            Some("aad_token") => Some(AuthKind::AadToken),
+            Some(v) => return Err(parse_err("SQLSERVER_AUTH", v, "sql or aad_token")),
+        };
+        Ok(SqlServerSettings {
+            host: var("SQLSERVER_HOST"),
+            port,
+            database: var("SQLSERVER_DATABASE"),
+            username: var("SQLSERVER_USERNAME"),
+            auth,
+            encrypt,
+            trust_server_certificate: var("SQLSERVER_TRUST_CERT").map(|v| v == "true" || v == "1"),
+            ..Default::default()
+        })
+    }
+
+    /// `self` with the fields `over` sets replaced.
+    pub fn merged(mut self, over: &SqlServerSettings) -> Self {
+        macro_rules! take {
+            ($($f:ident),*) => { $( if over.$f.is_some() { self.$f = over.$f.clone(); } )* };
+        }
+        take!(
+            host,
+            port,
+            database,
+            username,
+            password_env,
+            auth,
+            aad_token_env,
+            encrypt,
+            trust_server_certificate,
+            pool_size,
+            connect_timeout_secs
+        );
+        self
+    }
+
+    /// Host and port for messages (never credentials).
+    pub fn describe(&self) -> String {
+        format!(
+            "{}:{}/{}",
+            self.host.as_deref().unwrap_or("?"),
+            self.port.unwrap_or(1433),
+            self.database.as_deref().unwrap_or("(default database)")
+        )
+    }
+
+    /// The tiberius configuration; reads the secret from its environment variable.
+    pub fn to_tiberius(&self) -> Result<tiberius::Config> {
+        let host = self.host.as_deref().ok_or_else(|| {
+            Error::Unsupported(
+                "SQL Server host is not set: set SQLSERVER_HOST, `sqlserver.host` in config/, or the step's connection.host".into(),
+            )
+        })?;
+        let mut config = tiberius::Config::new();
+        config.host(host);
+        config.port(self.port.unwrap_or(1433));
+        if let Some(db) = &self.database {
+            config.database(db);
+        }
+        config.application_name("sql-databricks-bridge");
+        config.encryption(match self.encrypt.unwrap_or_default() {
+            Encrypt::Required => tiberius::EncryptionLevel::Required,
+            Encrypt::Off => tiberius::EncryptionLevel::Off,
+            Encrypt::DangerPlaintext => tiberius::EncryptionLevel::NotSupported,
+        });
+        if self.trust_server_certificate.unwrap_or(false) {
+            config.trust_cert();
+        }
+        let secret = |var: &str| {
+            std::env::var(var).map_err(|_| {
+                Error::Unsupported(format!(
+                    "environment variable {var} (the SQL Server secret) is not set"
+                ))
+            })
+        };
+        match self.auth.unwrap_or_default() {
+            AuthKind::Sql => {
+                let user = self.username.as_deref().ok_or_else(|| {
+                    Error::Unsupported("SQL Server username is not set (SQLSERVER_USERNAME)".into())
+                })?;
+                let password =
+                    secret(self.password_env.as_deref().unwrap_or("SQLSERVER_PASSWORD"))?;
+                config.authentication(tiberius::AuthMethod::sql_server(user, password));
+            }
+            AuthKind::AadToken => {
+                let token = secret(
+                    self.aad_token_env
+                        .as_deref()
+                        .unwrap_or("SQLSERVER_AAD_TOKEN"),
+                )?;
+                config.authentication(tiberius::AuthMethod::aad_token(token));
+            }
+        }
+        Ok(config)
+    }
+}
