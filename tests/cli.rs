@@ -53,7 +53,7 @@ fn validate_reports_every_error_and_fails() {
         err.contains("pipelines/typo.yaml:2:1: unknown field `step`"),
         "{err}"
     );
-    assert!(stdout(&o).contains("3 pipeline(s)"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("4 pipeline(s)"), "{}", stdout(&o));
     // A single valid file validates on its own.
     ok(s.bridge(&[
         "validate",

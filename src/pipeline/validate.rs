@@ -78,7 +78,7 @@ pub fn validate(project: &Project, paths: &[PathBuf]) -> Result<ValidationReport
                     continue;
                 }
             };
-            for (_, path) in project.list_queries(country.as_deref())? {
+            for path in query_files(project, country.as_deref()) {
                 checked.insert(path.clone());
                 if let Err(e) = check_query(project, &renderer, &path) {
                     push(&mut report, e);
@@ -88,6 +88,20 @@ pub fn validate(project: &Project, paths: &[PathBuf]) -> Result<ValidationReport
         report.queries = checked.len();
     }
     Ok(report)
+}
+
+/// Every `.sql` file under `queries/common/` and the country's folder, subfolders included.
+fn query_files(project: &Project, country: Option<&str>) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = ["common"]
+        .into_iter()
+        .chain(country)
+        .flat_map(|dir| walkdir::WalkDir::new(project.queries_dir().join(dir)))
+        .filter_map(|entry| entry.ok())
+        .map(|entry| entry.into_path())
+        .filter(|p| p.extension().is_some_and(|e| e == "sql"))
+        .collect();
+    files.sort();
+    files
 }
 
 fn check_query(project: &Project, renderer: &Renderer, path: &Path) -> Result<()> {
