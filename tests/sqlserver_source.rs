@@ -338,3 +338,45 @@ async fn bridge_with_port(s: &Scratch, port: u16) -> std::process::Output {
     .await
     .unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incremental_runs_read_only_rows_past_the_watermark() {
+    let server = TdsServer::start(TdsServerConfig::default()).await.unwrap();
+    tsql(
+        &server,
+        "CREATE TABLE dbo.events (id INT NOT NULL, changed DATETIME2(7) NOT NULL);
+         INSERT INTO dbo.events VALUES (1, '2024-01-01 00:00:00.0000001'), (2, '2024-01-02 00:00:00');",
+    )
+    .await;
+    let s = Scratch::empty();
+    s.write(
+        "pipelines/x.yaml",
+        "name: x\nsteps:\n  - id: ev\n    source:\n      type: sqlserver\n      sql: SELECT id, changed FROM dbo.events\n      incremental: {column: changed}\n  - id: sorted\n    transform: {sql: SELECT * FROM ev ORDER BY id}\n  - id: out\n    sink: {type: volume, from: sorted, destination: out, path: \"run-{{ n }}\"}\n",
+    );
+    let lines = |n: u32| {
+        batch_lines(&read_parquet(
+            &s.path(&format!("out/run-{n}/out-00000.parquet")),
+        ))
+    };
+    ok(bridge_with(&s, &server, &["run", "pipelines/x.yaml", "--param", "n=1"]).await);
+    assert_eq!(
+        lines(1),
+        ["1|2024-01-01T00:00:00.000000100", "2|2024-01-02T00:00:00"]
+    );
+    // A dry run and a failed run do not move the watermark.
+    ok(bridge_with(
+        &s,
+        &server,
+        &["run", "pipelines/x.yaml", "--param", "n=0", "--dry-run"],
+    )
+    .await);
+    tsql(&server, "INSERT INTO dbo.events VALUES (3, '2024-01-02 00:00:00.0000001'), (4, '2024-02-01 00:00:00');").await;
+    ok(bridge_with(&s, &server, &["run", "pipelines/x.yaml", "--param", "n=2"]).await);
+    assert_eq!(
+        lines(2),
+        ["3|2024-01-02T00:00:00.000000100", "4|2024-02-01T00:00:00"]
+    );
+    ok(bridge_with(&s, &server, &["run", "pipelines/x.yaml", "--param", "n=3"]).await);
+    assert!(lines(3).is_empty());
+    server.shutdown().await;
+}

@@ -8,6 +8,7 @@ pub mod project;
 pub mod render;
 pub mod run;
 pub mod spec;
+pub mod state;
 pub mod validate;
 
 pub use plan::{Plan, PlanOptions};

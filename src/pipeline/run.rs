@@ -94,6 +94,7 @@ pub async fn run(project: &Project, plan: &Plan, options: &RunOptions) -> Result
         .collect();
 
     let mut ready = Vec::new();
+    let mut opened = Vec::new();
     let mut levels: BTreeMap<&str, usize> = BTreeMap::new();
     for step in &plan.steps {
         let level = step
@@ -109,9 +110,10 @@ pub async fn run(project: &Project, plan: &Plan, options: &RunOptions) -> Result
         tracing::debug!(step = %step.id, kind = %step.kind, "planning step");
         match step.kind {
             StepKind::Source => {
-                let source = sources::build(project, step)?;
+                let source = sources::build(project, step, &run)?;
                 let table = source.open(&ctx).await?;
                 register(&ctx, step, table, &metrics)?;
+                opened.push(source);
             }
             StepKind::Transform => {
                 let df = transform_frame(&ctx, step).await?;
@@ -151,6 +153,9 @@ pub async fn run(project: &Project, plan: &Plan, options: &RunOptions) -> Result
             progress.finish().await;
         }
         result?;
+        for source in &opened {
+            source.after_commit().await?;
+        }
     }
 
     Ok(RunSummary {

@@ -121,9 +121,24 @@ pub struct SqlServerSourceSpec {
     /// Read N key ranges of an integer column on N connections.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partition: Option<PartitionSpec>,
+    /// Read only rows past the last committed watermark of a column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incremental: Option<IncrementalSpec>,
     /// Connection settings overriding `sqlserver:` in `config/` and `SQLSERVER_*` variables.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection: Option<crate::mssql::SqlServerSettings>,
+}
+
+/// Incremental extraction: each run reads rows whose `column` is greater than the highest value
+/// committed by the previous run of this pipeline, country and step (kept in `.bridge/state.db`).
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IncrementalSpec {
+    /// Ever-increasing column (an id, a modification time).
+    pub column: String,
+    /// Lower bound for the first run (exclusive); without it the first run reads everything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial: Option<String>,
 }
 
 /// Parallel extraction by ranges of an integer column.

@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::pipeline::plan::PlannedStep;
 use crate::pipeline::project::Project;
 use crate::pipeline::spec::SourceSpec;
+use crate::sinks::RunInfo;
 
 pub mod csv;
 pub mod delta;
@@ -24,10 +25,15 @@ pub mod sqlserver;
 pub trait Source: Send + Sync + Debug {
     /// Opens the source as a table provider. Each scan of the provider reads the source again.
     async fn open(&self, ctx: &SessionContext) -> Result<Arc<dyn TableProvider>>;
+
+    /// Called once the run has committed (incremental sources record their watermark here).
+    async fn after_commit(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Builds the source of a planned step.
-pub fn build(project: &Project, step: &PlannedStep) -> Result<Box<dyn Source>> {
+pub fn build(project: &Project, step: &PlannedStep, run: &RunInfo) -> Result<Box<dyn Source>> {
     let spec = step
         .spec
         .source
@@ -42,6 +48,8 @@ pub fn build(project: &Project, step: &PlannedStep) -> Result<Box<dyn Source>> {
             step,
             s,
             project.sqlserver_settings()?,
+            project.root(),
+            run,
         )?),
     })
 }

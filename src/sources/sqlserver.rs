@@ -13,12 +13,16 @@ use deltalake::arrow::array::{ArrayRef, RecordBatch};
 use deltalake::arrow::datatypes::{Field, Schema, SchemaRef};
 use deltalake::datafusion::catalog::TableProvider;
 use deltalake::datafusion::catalog::streaming::StreamingTable;
+use deltalake::datafusion::common::ScalarValue;
 use deltalake::datafusion::error::DataFusionError;
 use deltalake::datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use deltalake::datafusion::functions_aggregate::min_max::MaxAccumulator;
+use deltalake::datafusion::logical_expr::Accumulator;
 use deltalake::datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use deltalake::datafusion::physical_plan::streaming::PartitionStream;
 use deltalake::datafusion::prelude::SessionContext;
 use futures::TryStreamExt;
+use std::sync::Mutex;
 
 use crate::error::{Error, Result};
 use crate::mssql::types::{ColumnBuilder, arrow_type};
@@ -27,7 +31,9 @@ use crate::mssql::{
 };
 use crate::pipeline::plan::PlannedStep;
 use crate::pipeline::render::RenderedSql;
-use crate::pipeline::spec::{PartitionSpec, SqlServerSourceSpec};
+use crate::pipeline::spec::{IncrementalSpec, PartitionSpec, SqlServerSourceSpec};
+use crate::pipeline::state::WatermarkStore;
+use crate::sinks::RunInfo;
 use crate::sources::Source;
 use crate::sources::sqlite::DEFAULT_BATCH_SIZE;
 use crate::sql::{Dialect, SqlValue, quote_ident};
@@ -40,6 +46,19 @@ pub struct SqlServerSource {
     sql: RenderedSql,
     batch_size: usize,
     partition: Option<PartitionSpec>,
+    incremental: Option<Incremental>,
+}
+
+/// The highest value of the incremental column seen by this run.
+type SharedMax = Arc<Mutex<Option<ScalarValue>>>;
+
+/// Incremental extraction state of one source.
+#[derive(Debug)]
+struct Incremental {
+    spec: IncrementalSpec,
+    store: WatermarkStore,
+    run: RunInfo,
+    max: SharedMax,
 }
 
 impl SqlServerSource {
@@ -48,6 +67,8 @@ impl SqlServerSource {
         step: &PlannedStep,
         spec: &SqlServerSourceSpec,
         settings: SqlServerSettings,
+        project_root: &std::path::Path,
+        run: &RunInfo,
     ) -> Result<Self> {
         let sql = step
             .sql
@@ -63,6 +84,12 @@ impl SqlServerSource {
             sql,
             batch_size: spec.batch_size.unwrap_or(DEFAULT_BATCH_SIZE).max(1),
             partition: spec.partition.clone(),
+            incremental: spec.incremental.clone().map(|spec| Incremental {
+                spec,
+                store: WatermarkStore::for_project(project_root),
+                run: run.clone(),
+                max: Arc::default(),
+            }),
         })
     }
 
@@ -70,18 +97,43 @@ impl SqlServerSource {
         Error::step(&self.step, e)
     }
 
+    /// The query, restricted to rows past the last committed watermark for incremental sources.
+    fn effective_sql(&self) -> Result<RenderedSql> {
+        let Some(inc) = &self.incremental else {
+            return Ok(self.sql.clone());
+        };
+        let last = inc
+            .store
+            .get(&inc.run.pipeline, inc.run.country.as_deref(), &self.step)?
+            .or_else(|| inc.spec.initial.clone());
+        let Some(last) = last else {
+            return Ok(self.sql.clone());
+        };
+        let column = quote_ident(&inc.spec.column, Dialect::SqlServer).map_err(|e| self.fail(e))?;
+        let mut params = self.sql.params.clone();
+        params.push(SqlValue::Text(last));
+        Ok(RenderedSql {
+            text: format!(
+                "SELECT * FROM ({}) AS bridge_incremental WHERE {column} > @P{}",
+                self.sql.text,
+                params.len()
+            ),
+            params,
+        })
+    }
+
     /// Column names and types of the query, without running it.
-    async fn describe(&self, pool: &Pool) -> Result<SchemaRef> {
+    async fn describe(&self, pool: &Pool, sql: &RenderedSql) -> Result<SchemaRef> {
         let target = self.settings.describe();
         let mut conn = pool.get().await.map_err(|e| self.fail(e))?;
         let mut batch = format!(
             "EXEC sp_describe_first_result_set @tsql = {}",
-            nstring_literal(&self.sql.text)
+            nstring_literal(&sql.text)
         );
-        if !self.sql.params.is_empty() {
+        if !sql.params.is_empty() {
             batch.push_str(&format!(
                 ", @params = {}",
-                nstring_literal(&param_declarations(&self.sql.params))
+                nstring_literal(&param_declarations(&sql.params))
             ));
         }
         let rows = conn
@@ -119,19 +171,19 @@ impl SqlServerSource {
     }
 
     /// The queries of each partition: the query itself, or one key range each.
-    async fn partition_queries(&self, pool: &Pool) -> Result<Vec<RenderedSql>> {
+    async fn partition_queries(&self, pool: &Pool, sql: &RenderedSql) -> Result<Vec<RenderedSql>> {
         let Some(part) = &self.partition else {
-            return Ok(vec![self.sql.clone()]);
+            return Ok(vec![sql.clone()]);
         };
         let column = quote_ident(&part.column, Dialect::SqlServer).map_err(|e| self.fail(e))?;
         let target = self.settings.describe();
         let range_sql = format!(
             "SELECT CAST(MIN({column}) AS bigint), CAST(MAX({column}) AS bigint) FROM ({}) AS bridge_range",
-            self.sql.text
+            sql.text
         );
         let mut conn = pool.get().await.map_err(|e| self.fail(e))?;
         let mut query = tiberius::Query::new(range_sql);
-        for p in &self.sql.params {
+        for p in &sql.params {
             bind(&mut query, p);
         }
         let row = query
@@ -146,7 +198,7 @@ impl SqlServerSource {
         let n = part.partitions.max(1) as i64;
         let (min, max) = (min.unwrap_or(0), max.unwrap_or(0));
         let width = ((max - min) / n + 1).max(1);
-        let base = self.sql.params.len();
+        let base = sql.params.len();
         let mut queries = Vec::new();
         for i in 0..n {
             let lo = min + i * width;
@@ -158,11 +210,11 @@ impl SqlServerSource {
             };
             let text = format!(
                 "SELECT * FROM ({}) AS bridge_part WHERE ({column} >= @P{} AND {column} < @P{}){nulls}",
-                self.sql.text,
+                sql.text,
                 base + 1,
                 base + 2
             );
-            let mut params = self.sql.params.clone();
+            let mut params = sql.params.clone();
             params.push(SqlValue::Int(lo));
             params.push(SqlValue::Int(hi));
             queries.push(RenderedSql { text, params });
@@ -174,13 +226,69 @@ impl SqlServerSource {
     }
 }
 
+/// Folds a batch's values of the incremental column into the run's maximum.
+fn observe_max(
+    watermark: Option<&(usize, SharedMax)>,
+    arrays: &[ArrayRef],
+) -> Result<(), DataFusionError> {
+    let Some((index, max)) = watermark else {
+        return Ok(());
+    };
+    let array = &arrays[*index];
+    let mut acc = MaxAccumulator::try_new(array.data_type())?;
+    acc.update_batch(std::slice::from_ref(array))?;
+    let batch_max = acc.evaluate()?;
+    if batch_max.is_null() {
+        return Ok(());
+    }
+    let mut max = max.lock().expect("watermark lock");
+    if max
+        .as_ref()
+        .is_none_or(|m| batch_max.partial_cmp(m) == Some(std::cmp::Ordering::Greater))
+    {
+        *max = Some(batch_max);
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl Source for SqlServerSource {
+    async fn after_commit(&self) -> Result<()> {
+        let Some(inc) = &self.incremental else {
+            return Ok(());
+        };
+        let max = inc.max.lock().expect("watermark lock").clone();
+        if let Some(value) = max {
+            let text = watermark_text(&value);
+            tracing::info!(step = %self.step, watermark = %text, "incremental watermark advanced");
+            inc.store.set(
+                &inc.run.pipeline,
+                inc.run.country.as_deref(),
+                &self.step,
+                &text,
+            )?;
+        }
+        Ok(())
+    }
+
     async fn open(&self, _ctx: &SessionContext) -> Result<Arc<dyn TableProvider>> {
         let pool = crate::mssql::pool(&self.settings);
-        let schema = self.describe(&pool).await?;
+        let sql = self.effective_sql()?;
+        let schema = self.describe(&pool, &sql).await?;
+        let watermark = match &self.incremental {
+            Some(inc) => {
+                let index = schema.index_of(&inc.spec.column).map_err(|_| {
+                    self.fail(format!(
+                        "incremental.column: `{}` is not a column of the query",
+                        inc.spec.column
+                    ))
+                })?;
+                Some((index, Arc::clone(&inc.max)))
+            }
+            None => None,
+        };
         let partitions: Vec<Arc<dyn PartitionStream>> = self
-            .partition_queries(&pool)
+            .partition_queries(&pool, &sql)
             .await?
             .into_iter()
             .map(|sql| {
@@ -191,6 +299,7 @@ impl Source for SqlServerSource {
                     sql,
                     schema: schema.clone(),
                     batch_size: self.batch_size,
+                    watermark: watermark.clone(),
                 }) as Arc<dyn PartitionStream>
             })
             .collect();
@@ -207,6 +316,8 @@ struct SqlServerPartition {
     sql: RenderedSql,
     schema: SchemaRef,
     batch_size: usize,
+    /// The incremental column's index and the highest value seen, shared by all partitions.
+    watermark: Option<(usize, SharedMax)>,
 }
 
 impl std::fmt::Debug for SqlServerPartition {
@@ -229,10 +340,20 @@ impl PartitionStream for SqlServerPartition {
         let sql = self.sql.clone();
         let schema = self.schema.clone();
         let batch_size = self.batch_size;
+        let watermark = self.watermark.clone();
         let step = self.step.clone();
         let target = self.target.clone();
         tokio::spawn(async move {
-            let result = stream_rows(&pool, &sql, &schema, batch_size, &step, &target, &tx).await;
+            let result = stream_rows(
+                &pool,
+                &sql,
+                &schema,
+                batch_size,
+                (&step, &target),
+                watermark.as_ref(),
+                &tx,
+            )
+            .await;
             if let Err(e) = result {
                 let _ = tx.send(Err(e)).await;
             }
@@ -249,8 +370,8 @@ async fn stream_rows(
     sql: &RenderedSql,
     schema: &SchemaRef,
     batch_size: usize,
-    step: &str,
-    target: &str,
+    (step, target): (&str, &str),
+    watermark: Option<&(usize, SharedMax)>,
     tx: &tokio::sync::mpsc::Sender<Result<RecordBatch, DataFusionError>>,
 ) -> Result<(), DataFusionError> {
     let tds = |e: tiberius::error::Error| {
@@ -307,6 +428,7 @@ async fn stream_rows(
         in_batch += 1;
         if in_batch == batch_size {
             let arrays: Vec<ArrayRef> = columns.iter_mut().map(ColumnBuilder::finish).collect();
+            observe_max(watermark, &arrays)?;
             if tx
                 .send(Ok(RecordBatch::try_new(schema.clone(), arrays)?))
                 .await
@@ -321,9 +443,45 @@ async fn stream_rows(
     conn.in_doubt = false;
     if in_batch > 0 {
         let arrays: Vec<ArrayRef> = columns.iter_mut().map(ColumnBuilder::finish).collect();
+        observe_max(watermark, &arrays)?;
         let _ = tx
             .send(Ok(RecordBatch::try_new(schema.clone(), arrays)?))
             .await;
     }
     Ok(())
+}
+
+/// A watermark as SQL Server parses it back: numbers as digits, timestamps as
+/// `YYYY-MM-DD HH:MM:SS[.fffffff]` (at most 7 decimals, trailing zeros dropped).
+fn watermark_text(value: &ScalarValue) -> String {
+    use deltalake::arrow::util::display::{ArrayFormatter, FormatOptions};
+    let text = value
+        .to_array()
+        .ok()
+        .and_then(|array| {
+            let formatter =
+                ArrayFormatter::try_new(array.as_ref(), &FormatOptions::default()).ok()?;
+            Some(formatter.value(0).to_string())
+        })
+        .unwrap_or_else(|| value.to_string());
+    if !matches!(
+        value,
+        ScalarValue::TimestampNanosecond(..) | ScalarValue::TimestampMicrosecond(..)
+    ) {
+        return text;
+    }
+    let text = text.replace('T', " ");
+    let text = text.trim_end_matches('Z').to_string();
+    match text.split_once('.') {
+        Some((whole, fraction)) => {
+            let fraction: String = fraction.chars().take(7).collect();
+            let fraction = fraction.trim_end_matches('0');
+            if fraction.is_empty() {
+                whole.to_string()
+            } else {
+                format!("{whole}.{fraction}")
+            }
+        }
+        None => text,
+    }
 }
