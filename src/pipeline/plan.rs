@@ -254,56 +254,40 @@ fn plan_step(
     location: Location,
 ) -> Result<PlannedStep> {
     let spec = render_fields(renderer, step, &location)?;
-    let table_sql = match &spec.source {
-        Some(SourceSpec::Sqlite(SqliteSourceSpec { table, .. }))
-        | Some(SourceSpec::Sqlserver(SqlServerSourceSpec { table, .. })) => table
-            .as_ref()
-            .map(|t| format!("SELECT * FROM {{{{ {t:?} | ident }}}}")),
+    // Query sources name their SQL with exactly one of `query`, `sql` or `table`.
+    let query_source = match &spec.source {
+        Some(SourceSpec::Sqlite(SqliteSourceSpec {
+            query, sql, table, ..
+        })) => Some(("sqlite", Dialect::Sqlite, query, sql, table)),
+        Some(SourceSpec::Sqlserver(SqlServerSourceSpec {
+            query, sql, table, ..
+        })) => Some(("sqlserver", Dialect::SqlServer, query, sql, table)),
         _ => None,
     };
-    let (sql_text, dialect) = match (&spec.source, &spec.transform) {
-        (Some(SourceSpec::Sqlserver(s)), _) => {
-            let count = [s.query.is_some(), s.sql.is_some(), s.table.is_some()]
+    let table_sql = query_source.and_then(|(.., table)| {
+        table
+            .as_ref()
+            .map(|t| format!("SELECT * FROM {{{{ {t:?} | ident }}}}"))
+    });
+    let (sql_text, dialect) = match (query_source, &spec.transform) {
+        (Some((kind, dialect, query, sql, table)), _) => {
+            if [query.is_some(), sql.is_some(), table.is_some()]
                 .iter()
                 .filter(|b| **b)
-                .count();
-            if count != 1 {
+                .count()
+                != 1
+            {
                 return Err(Error::Spec {
                     location,
                     message: format!(
-                        "step `{}`: a sqlserver source needs exactly one of `query`, `sql` or `table`",
+                        "step `{}`: a {kind} source needs exactly one of `query`, `sql` or `table`",
                         step.id
                     ),
                 });
             }
             (
-                SqlText::pick(
-                    s.query.as_deref(),
-                    s.sql.as_deref().or(table_sql.as_deref()),
-                ),
-                Dialect::SqlServer,
-            )
-        }
-        (Some(SourceSpec::Sqlite(s)), _) => {
-            let count = [s.query.is_some(), s.sql.is_some(), s.table.is_some()]
-                .iter()
-                .filter(|b| **b)
-                .count();
-            if count != 1 {
-                return Err(Error::Spec {
-                    location,
-                    message: format!(
-                        "step `{}`: a sqlite source needs exactly one of `query`, `sql` or `table`",
-                        step.id
-                    ),
-                });
-            }
-            (
-                SqlText::pick(
-                    s.query.as_deref(),
-                    s.sql.as_deref().or(table_sql.as_deref()),
-                ),
-                Dialect::Sqlite,
+                SqlText::pick(query.as_deref(), sql.as_deref().or(table_sql.as_deref())),
+                dialect,
             )
         }
         (_, Some(t)) => {
