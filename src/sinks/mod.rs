@@ -75,6 +75,7 @@ pub fn build(project: &Project, step: &PlannedStep, run: &RunInfo) -> Result<Box
             &step.id,
             s,
             project.sqlserver_settings()?,
+            run,
         )?),
     })
 }

@@ -173,3 +173,17 @@ pub fn sqlite_lines(db: &Path, sql: &str) -> Vec<String> {
     .map(|r| r.unwrap())
     .collect()
 }
+
+impl Scratch {
+    /// Runs `bridge --root <scratch> args...` with extra environment variables.
+    pub fn bridge_env(&self, args: &[&str], env: &[(&str, String)]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_bridge"))
+            .arg("--root")
+            .arg(self.root())
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("bridge runs")
+    }
+}
