@@ -20,9 +20,11 @@
 //!
 //! Before any write, the input is checked against `INFORMATION_SCHEMA.COLUMNS` (on the same
 //! connection) and every problem is reported in one error: missing table, input columns the table
-//! lacks, incompatible types, nullable input going to `NOT NULL` columns, `NOT NULL` columns
-//! without a default that the input lacks, IDENTITY or computed columns in the input, and primary
-//! keys missing from the table. In `delete` mode only the key columns are written and checked.
+//! lacks, incompatible types, `NOT NULL` columns without a default that the input lacks, IDENTITY
+//! or computed columns in the input, and primary keys missing from the table. In `delete` mode
+//! only the key columns are written and checked. A nullable input column may feed a `NOT NULL`
+//! column (Delta and CSV columns are nullable by type); an actual NULL fails the run, naming the
+//! column and the row, and the transaction rolls back.
 //!
 //! Direct bulk loads (tiberius sends every updateable column, in table order, and names them
 //! unquoted in `INSERT BULK`) are used only when the input covers every such column, the names are
@@ -474,6 +476,7 @@ impl Stage {
                 input: c.input,
                 label: c.label.clone(),
                 wire: c.wire,
+                not_null: c.not_null,
             })
             .collect();
         bulk_load(conn, &self.name, &columns, stream, metrics, count_rows).await
@@ -490,6 +493,7 @@ struct BulkColumn {
     input: usize,
     label: String,
     wire: Wire,
+    not_null: bool,
 }
 
 /// Streams the input into `table` as a TDS bulk load; returns the rows loaded.
@@ -530,6 +534,14 @@ async fn bulk_load(
         for row in 0..batch.num_rows() {
             let mut token = TokenRow::with_capacity(columns.len());
             for (column, array) in columns.iter().zip(&arrays) {
+                if column.not_null && array.is_null(row) {
+                    failure = Some(Fail::Other(format!(
+                        "column `{}`, input row {}: NULL cannot go into a NOT NULL column",
+                        column.label,
+                        sent + 1
+                    )));
+                    break 'batches;
+                }
                 match value_at(*array, row).and_then(|v| encode(v, column.wire)) {
                     Ok(value) => token.push(value),
                     Err(message) => {
@@ -918,6 +930,8 @@ struct PlannedColumn {
     collation: Option<String>,
     wire: Wire,
     is_key: bool,
+    /// The target column is NOT NULL: a NULL in the input fails the run (naming column and row).
+    not_null: bool,
 }
 
 /// Checks the input against the table and decides how to write; every problem is listed.
@@ -1014,13 +1028,6 @@ fn plan_write(
             ));
             continue;
         }
-        if !deleting && field.is_nullable() && !col.nullable {
-            problems.push(format!(
-                "column `{name}` is nullable in the input but {table}.{} is NOT NULL \
-                 (make it non-nullable in a transform, e.g. COALESCE({name}, …))",
-                col.name
-            ));
-        }
         columns.push(PlannedColumn {
             input: index,
             label: name.clone(),
@@ -1029,6 +1036,7 @@ fn plan_write(
             collation: col.collation.clone(),
             wire,
             is_key,
+            not_null: !col.nullable,
         });
     }
     if !deleting {
@@ -1084,6 +1092,7 @@ fn direct_columns(
             input: p.input,
             label: input.field(p.input).name().clone(),
             wire: p.wire,
+            not_null: p.not_null,
         });
     }
     Some(out)
@@ -2011,12 +2020,12 @@ mod tests {
         let err =
             plan_write("dbo.T", SqlServerWriteMode::Insert, &[], &input, &target).unwrap_err();
         assert!(
-            err.starts_with("dbo.T does not match the input (4 problems)"),
+            err.starts_with("dbo.T does not match the input (3 problems)"),
             "{err}"
         );
         assert!(
-            err.contains("`id` is nullable in the input but dbo.T.id is NOT NULL"),
-            "{err}"
+            !err.contains("`id`"),
+            "a nullable input column may feed NOT NULL: {err}"
         );
         assert!(
             err.contains("input type Int64 cannot be written to dbo.T.name (nvarchar(50))"),
