@@ -380,3 +380,84 @@ async fn incremental_runs_read_only_rows_past_the_watermark() {
     assert!(lines(3).is_empty());
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn colombia_pipeline_extracts_to_the_volume_and_syncs_results_back() {
+    let server = TdsServer::start(TdsServerConfig::default()).await.unwrap();
+    tsql(
+        &server,
+        "CREATE TABLE dbo.Sales (SaleID INT NOT NULL PRIMARY KEY, SaleDate DATE NOT NULL,
+            RegionCode NVARCHAR(10) NOT NULL, ProductID INT NOT NULL, Quantity INT NOT NULL,
+            Amount DECIMAL(14,2) NOT NULL, CountryCode CHAR(2) NOT NULL);
+         INSERT INTO dbo.Sales VALUES
+            (1, '2024-02-01', N'BOG', 7, 2, 10.50, 'CO'), (2, '2024-03-05', N'MED', 8, 1, 3.25, 'CO'),
+            (3, '2024-04-01', N'CDMX', 7, 5, 99.99, 'MX'), (4, '2024-05-01', N'CAL', 9, 3, 7.00, 'CO');
+         CREATE TABLE dbo.CalibrationResults (household_id INT NOT NULL, period VARCHAR(7) NOT NULL,
+            weight DECIMAL(10,4) NULL, PRIMARY KEY (household_id, period));
+         INSERT INTO dbo.CalibrationResults VALUES (1, '2024-05', 1.0000), (9, '2024-05', 9.0000);",
+    )
+    .await;
+    let s = Scratch::new();
+    // Results computed "in Databricks": a Delta table in the lakehouse folder.
+    s.write(
+        "in/results.csv",
+        "household_id,period,weight\n1,2024-05,1.2500\n2,2024-05,0.7500\n",
+    );
+    s.write(
+        "pipelines/seed_results.yaml",
+        "name: seed\nsteps:\n  - id: csv\n    source: {type: csv, path: in/results.csv}\n  - id: typed\n    transform:\n      sql: SELECT CAST(household_id AS INT) AS household_id, CAST(period AS VARCHAR) AS period, CAST(weight AS DECIMAL(10,4)) AS weight FROM csv\n  - id: lake\n    sink: {type: delta, from: typed, path: \"{{ lakehouse_root }}/{{ country }}/calibration_results\", mode: overwrite}\n",
+    );
+    ok(bridge_with(
+        &s,
+        &server,
+        &[
+            "run",
+            "pipelines/seed_results.yaml",
+            "--country",
+            "colombia",
+        ],
+    )
+    .await);
+    ok(bridge_with(
+        &s,
+        &server,
+        &[
+            "run",
+            "pipelines/colombia.yaml",
+            "--country",
+            "colombia",
+            "--param",
+            "run_date=2024-06-01",
+        ],
+    )
+    .await);
+    // Colombia's sales since its start_date (2024-03-01), from four key ranges.
+    let dir = s.path("output/volume/colombia/sqlserver/sales/2024-06-01");
+    let mut sales: Vec<String> = list_files(&dir)
+        .iter()
+        .filter(|f| f.ends_with(".parquet"))
+        .flat_map(|f| batch_lines(&read_parquet(&dir.join(f))))
+        .collect();
+    sales.sort();
+    assert_eq!(
+        sales,
+        ["2|2024-03-05|MED|8|1|3.25", "4|2024-05-01|CAL|9|3|7.00"]
+    );
+    // Upserted by (household_id, period): 1 updated, 2 inserted, 9 untouched.
+    assert_eq!(
+        server
+            .query_sqlite(
+                "SELECT household_id, period, printf('%.4f', weight) FROM CalibrationResults ORDER BY household_id"
+            )
+            .unwrap()
+            .into_iter()
+            .map(|r| r
+                .into_iter()
+                .map(|v| v.unwrap_or_default())
+                .collect::<Vec<_>>()
+                .join("|"))
+            .collect::<Vec<_>>(),
+        ["1|2024-05|1.2500", "2|2024-05|0.7500", "9|2024-05|9.0000"]
+    );
+    server.shutdown().await;
+}
