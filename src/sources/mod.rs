@@ -54,6 +54,31 @@ pub fn build(project: &Project, step: &PlannedStep, run: &RunInfo) -> Result<Box
     })
 }
 
+/// The sending end of a [`batch_channel`].
+pub(crate) type BatchSender = tokio::sync::mpsc::Sender<
+    std::result::Result<
+        deltalake::arrow::array::RecordBatch,
+        deltalake::datafusion::error::DataFusionError,
+    >,
+>;
+
+/// A bounded channel (two batches in flight) whose receiving end is a record batch stream: the
+/// producer (a query reading rows) can never run ahead of the consumer by more than that.
+pub(crate) fn batch_channel(
+    schema: deltalake::arrow::datatypes::SchemaRef,
+) -> (
+    BatchSender,
+    deltalake::datafusion::execution::SendableRecordBatchStream,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    let adapter =
+        deltalake::datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema, stream);
+    (tx, Box::pin(adapter))
+}
+
 /// Turns a local path or URL written in a pipeline into a URL string DataFusion and delta-rs accept.
 pub(crate) fn location_string(project: &Project, path: &str) -> String {
     if path.contains("://") {

@@ -33,7 +33,6 @@ use deltalake::datafusion::catalog::TableProvider;
 use deltalake::datafusion::catalog::streaming::StreamingTable;
 use deltalake::datafusion::error::DataFusionError;
 use deltalake::datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use deltalake::datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use deltalake::datafusion::physical_plan::streaming::PartitionStream;
 use deltalake::datafusion::prelude::SessionContext;
 use rusqlite::types::ValueRef;
@@ -44,7 +43,7 @@ use crate::pipeline::plan::PlannedStep;
 use crate::pipeline::project::Project;
 use crate::pipeline::render::RenderedSql;
 use crate::pipeline::spec::SqliteSourceSpec;
-use crate::sources::Source;
+use crate::sources::{BatchSender, Source, batch_channel};
 use crate::sql::SqlValue;
 
 /// Default rows per batch.
@@ -188,7 +187,7 @@ impl PartitionStream for SqlitePartition {
     }
 
     fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<RecordBatch, DataFusionError>>(2);
+        let (tx, stream) = batch_channel(self.schema.clone());
         let source = self.source.clone();
         let schema = self.schema.clone();
         tokio::task::spawn_blocking(move || {
@@ -196,17 +195,14 @@ impl PartitionStream for SqlitePartition {
                 let _ = tx.blocking_send(Err(e));
             }
         });
-        let stream = futures::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|item| (item, rx))
-        });
-        Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), stream))
+        stream
     }
 }
 
 fn read_batches(
     source: &SqliteSource,
     schema: &SchemaRef,
-    tx: &tokio::sync::mpsc::Sender<Result<RecordBatch, DataFusionError>>,
+    tx: &BatchSender,
 ) -> Result<(), DataFusionError> {
     let ext = |e: rusqlite::Error| DataFusionError::External(Box::new(e));
     let conn = source.connect().map_err(ext)?;

@@ -18,7 +18,6 @@ use deltalake::datafusion::error::DataFusionError;
 use deltalake::datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use deltalake::datafusion::functions_aggregate::min_max::MaxAccumulator;
 use deltalake::datafusion::logical_expr::Accumulator;
-use deltalake::datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use deltalake::datafusion::physical_plan::streaming::PartitionStream;
 use deltalake::datafusion::prelude::SessionContext;
 use futures::TryStreamExt;
@@ -34,8 +33,8 @@ use crate::pipeline::render::RenderedSql;
 use crate::pipeline::spec::{IncrementalSpec, PartitionSpec, SqlServerSourceSpec};
 use crate::pipeline::state::WatermarkStore;
 use crate::sinks::RunInfo;
-use crate::sources::Source;
 use crate::sources::sqlite::DEFAULT_BATCH_SIZE;
+use crate::sources::{BatchSender, Source, batch_channel};
 use crate::sql::{Dialect, SqlValue, quote_ident};
 
 /// Streams a SQL Server query.
@@ -335,7 +334,7 @@ impl PartitionStream for SqlServerPartition {
     }
 
     fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<RecordBatch, DataFusionError>>(2);
+        let (tx, stream) = batch_channel(self.schema.clone());
         let pool = self.pool.clone();
         let sql = self.sql.clone();
         let schema = self.schema.clone();
@@ -358,10 +357,7 @@ impl PartitionStream for SqlServerPartition {
                 let _ = tx.send(Err(e)).await;
             }
         });
-        let stream = futures::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|item| (item, rx))
-        });
-        Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), stream))
+        stream
     }
 }
 
@@ -372,7 +368,7 @@ async fn stream_rows(
     batch_size: usize,
     (step, target): (&str, &str),
     watermark: Option<&(usize, SharedMax)>,
-    tx: &tokio::sync::mpsc::Sender<Result<RecordBatch, DataFusionError>>,
+    tx: &BatchSender,
 ) -> Result<(), DataFusionError> {
     let tds = |e: tiberius::error::Error| {
         DataFusionError::External(Box::new(MssqlError::from_tiberius(
