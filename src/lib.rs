@@ -1,11 +1,14 @@
 //! sql-databricks-bridge: declarative pipelines that move data between SQL Server and Databricks.
 //! Pipelines are YAML files rendered with per-country parameters and run as a DAG on DataFusion.
 
+pub mod auth;
 pub mod error;
 pub mod mssql;
 pub mod pipeline;
+pub mod server;
 pub mod sinks;
 pub mod sources;
 pub mod sql;
+pub mod sync;
 
 pub use error::{Error, Location, Result};
