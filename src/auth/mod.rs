@@ -1,2 +1,34 @@
 //! API tokens and per-table permissions from `config/permissions.yaml`.
 //! Tokens are matched in constant time; a file may hold SHA-256 hashes instead of plain tokens.
+//!
+//! The file format:
+//!
+//! ```yaml
+//! users:
+//!   - name: "calibration-team"
+//!     token: "plain-token"            # either the token ...
+//!     # token_sha256: "<64 hex>"      # ... or its SHA-256 (`bridge` hashes with [`hash_token`])
+//!     permissions:
+//!       - table: "dbo.CalibrationResults"
+//!         access: read_write          # read | write | read_write
+//!         max_delete_rows: 10000      # optional; absent = no limit, 0 = no deletes
+//!       - table: "staging.*"          # every table of the schema `staging`
+//!         access: read
+//!       - table: "*"                  # every table
+//!         access: read
+//! ```
+//!
+//! Table names are compared case-insensitively; `Sales`, `dbo.Sales` and `[dbo].[Sales]` are the
+//! same table (SQL Server's default schema is `dbo`). When several grants of a user match a table,
+//! the most specific one alone decides (exact table over `schema.*` over `*`), both for the access
+//! and for `max_delete_rows`: `*: read_write` with `dbo.Audit: read` leaves `dbo.Audit` read-only.
+//!
+//! [`Permissions`] is one loaded file; [`PermissionsStore`] holds the current one and reloads it,
+//! keeping the last good set when the file becomes invalid.
+
+mod outline;
+mod permissions;
+mod store;
+
+pub use permissions::{Access, Caller, Denied, Grant, Permissions, hash_token};
+pub use store::PermissionsStore;
