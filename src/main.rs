@@ -87,10 +87,71 @@ enum Command {
     /// Connect to SQL Server and report its version and round-trip latency, or what failed
     /// (DNS, TCP, TLS, login, database).
     TestConnection,
+    /// Run the REST API, the events poller, scheduled pipelines and the GitOps watcher.
+    Serve(ServeArgs),
+    /// Print the SHA-256 of an API token, for `token_sha256` in config/permissions.yaml. Reads the
+    /// token from stdin so it stays out of the shell history.
+    HashToken,
     /// Print the JSON Schema of pipeline files.
     Schema,
     /// Print the version.
     Version,
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address to listen on; port 0 picks a free port (the address is printed on stdout).
+    #[arg(long, default_value = "127.0.0.1:8000", env = "BRIDGE_LISTEN")]
+    listen: std::net::SocketAddr,
+    /// Seconds between polls of the events table.
+    #[arg(long, default_value_t = 2.0)]
+    poll_interval: f64,
+    /// Seconds after which a running event is presumed abandoned by a dead server and retaken.
+    #[arg(long, default_value_t = 600.0)]
+    event_lease: f64,
+    /// The local events Delta table (default .bridge/events/bridge_events).
+    #[arg(long)]
+    events_table: Option<PathBuf>,
+    /// Seconds a shutdown waits for running jobs before interrupting them.
+    #[arg(long, default_value_t = 30.0)]
+    shutdown_grace: f64,
+    /// Jobs that run at the same time; others wait queued.
+    #[arg(long, default_value_t = 2)]
+    max_jobs: usize,
+    /// The permissions file (default config/permissions.yaml).
+    #[arg(long)]
+    permissions: Option<PathBuf>,
+    /// The audit log (default .bridge/audit.log).
+    #[arg(long)]
+    audit_log: Option<PathBuf>,
+    /// Do not run pipelines on their `schedule:`.
+    #[arg(long)]
+    no_schedules: bool,
+}
+
+impl ServeArgs {
+    fn options(&self) -> Result<bridge::server::ServeOptions> {
+        let secs = |name: &str, v: f64| {
+            if v.is_finite() && v >= 0.0 {
+                Ok(std::time::Duration::from_secs_f64(v))
+            } else {
+                Err(Error::Unsupported(format!(
+                    "--{name}: expected a number of seconds, got {v}"
+                )))
+            }
+        };
+        Ok(bridge::server::ServeOptions {
+            listen: self.listen,
+            poll_interval: secs("poll-interval", self.poll_interval)?,
+            event_lease: secs("event-lease", self.event_lease)?,
+            events_table: self.events_table.clone(),
+            shutdown_grace: secs("shutdown-grace", self.shutdown_grace)?,
+            max_concurrent_jobs: self.max_jobs,
+            permissions: self.permissions.clone(),
+            audit_log: self.audit_log.clone(),
+            schedules: !self.no_schedules,
+        })
+    }
 }
 
 #[derive(clap::Args)]
@@ -131,7 +192,15 @@ fn main() -> ExitCode {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
                 // delta_kernel logs an ERROR when a table does not exist yet; a new table is normal.
-                tracing_subscriber::EnvFilter::new("warn,buoyant_kernel::snapshot=off")
+                // A server logs what it does; a command prints its result instead.
+                let bridge = if matches!(cli.command, Command::Serve(_)) {
+                    "info"
+                } else {
+                    "warn"
+                };
+                tracing_subscriber::EnvFilter::new(format!(
+                    "warn,bridge={bridge},buoyant_kernel::snapshot=off"
+                ))
             }),
         )
         .with_writer(std::io::stderr)
@@ -299,6 +368,27 @@ async fn execute(cli: Cli) -> Result<ExitCode> {
                 }
             }
         }
+        Command::Serve(args) => {
+            let options = args.options()?;
+            let shutdown = tokio_util::sync::CancellationToken::new();
+            tokio::spawn(stop_on_signal(shutdown.clone()));
+            bridge::server::serve(&cli.root, options, shutdown).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::HashToken => {
+            let mut token = String::new();
+            std::io::stdin()
+                .read_line(&mut token)
+                .map_err(|e| Error::io("<stdin>", e))?;
+            let token = token.trim_end_matches(['\r', '\n']);
+            if token.is_empty() {
+                return Err(Error::Unsupported(
+                    "hash-token: give the token on stdin, e.g. `printf %s \"$TOKEN\" | bridge hash-token`".into(),
+                ));
+            }
+            println!("{}", bridge::auth::hash_token(token));
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Schema => {
             print!("{}", pipeline_json_schema());
             Ok(ExitCode::SUCCESS)
@@ -308,6 +398,31 @@ async fn execute(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Fires `shutdown` on SIGTERM or Ctrl-C.
+async fn stop_on_signal(shutdown: tokio_util::sync::CancellationToken) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                let _ = tokio::signal::ctrl_c().await;
+                shutdown.cancel();
+                return;
+            }
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+    tracing::info!("stop signal received");
+    shutdown.cancel();
 }
 
 /// A path from the command line: as given when it exists, else relative to the project root.
@@ -323,8 +438,7 @@ async fn run_plan(project: &Project, plan: &Plan, dry_run: bool, json: bool) -> 
     let options = RunOptions {
         dry_run,
         progress: !json && std::io::stderr().is_terminal(),
-        run_id: None,
-        retries: None,
+        ..RunOptions::default()
     };
     let summary = run(project, plan, &options).await?;
     if json {

@@ -44,3 +44,59 @@ pub fn param_declarations(values: &[SqlValue]) -> String {
 pub fn nstring_literal(text: &str) -> String {
     format!("N'{}'", text.replace('\'', "''"))
 }
+
+/// Tables a T-SQL query reads, as written (`dbo.Sales`, `[dbo].[Sales]` -> `dbo.Sales`); names of
+/// its common table expressions are left out. Used to check a caller's read permissions.
+pub fn tables_read(sql: &str) -> std::result::Result<Vec<String>, String> {
+    use deltalake::datafusion::sql::sqlparser::ast::{Statement, visit_relations};
+    use deltalake::datafusion::sql::sqlparser::dialect::MsSqlDialect;
+    use deltalake::datafusion::sql::sqlparser::parser::Parser;
+    use std::ops::ControlFlow;
+
+    let statements = Parser::parse_sql(&MsSqlDialect {}, sql).map_err(|e| e.to_string())?;
+    let mut ctes = std::collections::BTreeSet::new();
+    for statement in &statements {
+        if let Statement::Query(query) = statement
+            && let Some(with) = &query.with
+        {
+            ctes.extend(
+                with.cte_tables
+                    .iter()
+                    .map(|c| c.alias.name.value.to_lowercase()),
+            );
+        }
+    }
+    let mut tables = Vec::new();
+    let _ = visit_relations(&statements, |name| {
+        let parts: Vec<&str> = name
+            .0
+            .iter()
+            .filter_map(|p| p.as_ident())
+            .map(|i| i.value.as_str())
+            .collect();
+        let joined = parts.join(".");
+        let is_cte = parts.len() == 1 && ctes.contains(&parts[0].to_lowercase());
+        if !is_cte && !tables.contains(&joined) {
+            tables.push(joined);
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    Ok(tables)
+}
+
+#[cfg(test)]
+mod tables_read_tests {
+    use super::tables_read;
+
+    #[test]
+    fn names_tables_not_ctes() {
+        let sql = "WITH recent AS (SELECT * FROM [dbo].[Sales] WITH (NOLOCK) WHERE d > @P1) \
+                   SELECT r.*, p.name FROM recent r JOIN dbo.Products p ON p.id = r.product_id";
+        assert_eq!(tables_read(sql).unwrap(), vec!["dbo.Sales", "dbo.Products"]);
+    }
+
+    #[test]
+    fn unparseable_sql_is_an_error() {
+        assert!(tables_read("SELEC nothing FROM").is_err());
+    }
+}

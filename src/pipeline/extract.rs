@@ -106,6 +106,7 @@ pub fn extract_pipeline(
         name: format!("extract-{country}"),
         description: Some(format!("every query of {country} to {destination}")),
         schedule: None,
+        countries: Vec::new(),
         params: BTreeMap::new(),
         max_parallel: None,
         steps,

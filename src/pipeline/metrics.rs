@@ -14,7 +14,7 @@ use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::datafusion::catalog::{Session, TableProvider};
 use deltalake::datafusion::common::tree_node::TreeNodeRecursion;
 use deltalake::datafusion::datasource::TableType;
-use deltalake::datafusion::error::Result as DfResult;
+use deltalake::datafusion::error::{DataFusionError, Result as DfResult};
 use deltalake::datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use deltalake::datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use deltalake::datafusion::physical_expr::PhysicalExpr;
@@ -22,8 +22,9 @@ use deltalake::datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use deltalake::datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties,
 };
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use std::sync::Mutex;
+use tokio_util::sync::CancellationToken;
 
 /// Counters of one scan.
 #[derive(Debug, Default)]
@@ -45,9 +46,20 @@ pub struct StepMetrics {
     direct: ScanCounter,
     scans: Mutex<Vec<Arc<ScanCounter>>>,
     window: Mutex<Option<(Instant, Instant)>>,
+    /// Cancels every scan of the step: the next batch becomes an error, so a sink fails (and
+    /// cleans up) instead of committing a truncated stream.
+    cancel: CancellationToken,
 }
 
 impl StepMetrics {
+    /// Counters whose scans fail once `cancel` fires.
+    pub fn with_cancel(cancel: CancellationToken) -> Self {
+        StepMetrics {
+            cancel,
+            ..StepMetrics::default()
+        }
+    }
+
     /// Adds rows and bytes a sink wrote.
     pub fn record(&self, rows: usize, bytes: usize) {
         self.direct.add(rows, bytes);
@@ -214,12 +226,38 @@ impl ExecutionPlan for CountingExec {
         let metrics = Arc::clone(&self.metrics);
         let scan = Arc::clone(&self.scan);
         metrics.touch();
+        let cancel = metrics.cancel.clone();
         let counted = stream.inspect(move |batch| {
             if let Ok(batch) = batch {
                 scan.add(batch.num_rows(), batch.get_array_memory_size());
                 metrics.touch();
             }
         });
-        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, counted)))
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            schema,
+            cancellable(counted, cancel),
+        )))
     }
+}
+
+/// Ends `stream` with an error as soon as `cancel` fires, even while it waits for its next batch.
+fn cancellable<S, T>(
+    stream: S,
+    cancel: CancellationToken,
+) -> impl Stream<Item = DfResult<T>> + Send + 'static
+where
+    S: Stream<Item = DfResult<T>> + Send + Unpin + 'static,
+    T: Send + 'static,
+{
+    futures::stream::unfold(Some((stream, cancel)), |state| async move {
+        let (mut stream, cancel) = state?;
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => Some((
+                Err(DataFusionError::External(Box::new(crate::Error::Cancelled))),
+                None,
+            )),
+            item = stream.next() => item.map(|item| (item, Some((stream, cancel)))),
+        }
+    })
 }

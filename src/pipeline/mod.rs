@@ -7,6 +7,7 @@ pub mod plan;
 pub mod project;
 pub mod render;
 pub mod run;
+pub mod schedule;
 pub mod spec;
 pub mod state;
 pub mod validate;

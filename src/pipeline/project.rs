@@ -18,6 +18,9 @@ pub struct Project {
     root: PathBuf,
     queries: Option<PathBuf>,
     config: Option<PathBuf>,
+    /// A copy of `pipelines/`, `queries/` and `config/` read instead of the live folders (serve
+    /// mode runs each job on the version that was valid when it started).
+    snapshot: Option<PathBuf>,
 }
 
 /// A parameters file in `config/` (`defaults.yaml`, `countries/{country}.yaml`).
@@ -39,7 +42,24 @@ impl Project {
             root: root.into(),
             queries: None,
             config: None,
+            snapshot: None,
         }
+    }
+
+    /// Reads `pipelines/`, `queries/` and `config/` from a copy of them in `dir`; outputs and
+    /// relative paths in pipelines still resolve against the root, and messages name the files as
+    /// if they were in the root.
+    pub fn with_snapshot(mut self, dir: impl Into<PathBuf>) -> Self {
+        let dir = dir.into();
+        self.queries = Some(dir.join("queries"));
+        self.config = Some(dir.join("config"));
+        self.snapshot = Some(dir);
+        self
+    }
+
+    /// The snapshot folder this project reads its files from, if any.
+    pub fn snapshot(&self) -> Option<&Path> {
+        self.snapshot.as_deref()
     }
 
     /// Uses another folder for SQL files (the original CLI's `--queries-path`).
@@ -75,14 +95,20 @@ impl Project {
 
     /// `pipelines/` under the root.
     pub fn pipelines_dir(&self) -> PathBuf {
-        self.root.join("pipelines")
+        self.snapshot
+            .as_deref()
+            .unwrap_or(&self.root)
+            .join("pipelines")
     }
 
-    /// A path for messages: relative to the root when it is inside it.
+    /// A path for messages: relative to the root (or the snapshot) when it is inside it.
     pub fn display_path(&self, path: &Path) -> PathBuf {
-        path.strip_prefix(&self.root)
+        self.snapshot
+            .as_deref()
+            .and_then(|s| path.strip_prefix(s).ok())
+            .or_else(|| path.strip_prefix(&self.root).ok())
             .map(Path::to_path_buf)
-            .unwrap_or_else(|_| path.to_path_buf())
+            .unwrap_or_else(|| path.to_path_buf())
     }
 
     /// Resolves a path written in a pipeline: absolute paths and URLs stay as they are, relative paths

@@ -11,6 +11,7 @@ use deltalake::datafusion::execution::context::SQLOptions;
 use deltalake::datafusion::prelude::{DataFrame, SessionContext};
 use futures::StreamExt;
 use serde::Serialize;
+use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
 use crate::pipeline::metrics::{CountingTable, StepMetrics};
@@ -32,6 +33,9 @@ pub struct RunOptions {
     pub run_id: Option<String>,
     /// Retries of a sink after a transient failure (default 3).
     pub retries: Option<usize>,
+    /// Cancels the run: until commit starts, scans stop, staged output is removed and the run
+    /// returns [`Error::Cancelled`]. Once committing, the run finishes.
+    pub cancel: Option<CancellationToken>,
 }
 
 /// Retries of a sink after a transient failure.
@@ -87,16 +91,27 @@ pub async fn run(project: &Project, plan: &Plan, options: &RunOptions) -> Result
     // delta-rs' session: DataFusion with the Delta planner (needed by Delta writes) and
     // case-sensitive identifiers, so mixed-case SQL Server column names work unquoted.
     let ctx = deltalake::delta_datafusion::create_session().into_inner();
+    // Scans see this token; it follows `options.cancel` until the commit starts.
+    let stop = CancellationToken::new();
+    let cancelled = || options.cancel.as_ref().is_some_and(|c| c.is_cancelled());
     let metrics: BTreeMap<String, Arc<StepMetrics>> = plan
         .steps
         .iter()
-        .map(|s| (s.id.clone(), Arc::default()))
+        .map(|s| {
+            (
+                s.id.clone(),
+                Arc::new(StepMetrics::with_cancel(stop.clone())),
+            )
+        })
         .collect();
 
     let mut ready = Vec::new();
     let mut opened = Vec::new();
     let mut levels: BTreeMap<&str, usize> = BTreeMap::new();
     for step in &plan.steps {
+        if cancelled() {
+            return Err(Error::Cancelled);
+        }
         let level = step
             .depends_on
             .iter()
@@ -140,12 +155,23 @@ pub async fn run(project: &Project, plan: &Plan, options: &RunOptions) -> Result
     let mut reports: BTreeMap<String, (Duration, Vec<String>)> = BTreeMap::new();
     if !options.dry_run {
         let progress = options.progress.then(|| Progress::start(&ready, &metrics));
+        let forward = options.cancel.clone().map(|cancel| {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                cancel.cancelled().await;
+                stop.cancel();
+            })
+        });
         let result = stage_and_commit(
             &ctx,
             ready,
             &metrics,
-            plan.max_parallel,
-            options.retries.unwrap_or(DEFAULT_RETRIES),
+            Staging {
+                max_parallel: plan.max_parallel,
+                retries: options.retries.unwrap_or(DEFAULT_RETRIES),
+                stop: &stop,
+                forward,
+            },
             &mut reports,
         )
         .await;
@@ -249,6 +275,7 @@ async fn stage_with_retries(
     sink: &ReadySink,
     metrics: Arc<StepMetrics>,
     retries: usize,
+    stop: &CancellationToken,
 ) -> Result<Box<dyn StagedOutput>> {
     use backon::{ExponentialBuilder, Retryable};
     let backoff = ExponentialBuilder::default()
@@ -263,11 +290,21 @@ async fn stage_with_retries(
             .await
     })
     .retry(backoff)
-    .when(Error::is_transient)
+    .when(|e| e.is_transient() && !stop.is_cancelled())
     .notify(|e, wait| {
         tracing::warn!(step = %sink.id, error = %e, retry_in = ?wait, "transient failure, retrying");
     })
     .await
+}
+
+/// How sinks are staged: concurrency, retries, and the run's cancellation.
+struct Staging<'a> {
+    max_parallel: usize,
+    retries: usize,
+    /// Fires when the run is cancelled; scans then fail.
+    stop: &'a CancellationToken,
+    /// The task that fires `stop` on the caller's cancellation; stopped when the commit starts.
+    forward: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// A sink's id, how long its staging took, and what it staged.
@@ -279,10 +316,15 @@ async fn stage_and_commit(
     ctx: &SessionContext,
     mut ready: Vec<ReadySink>,
     metrics: &BTreeMap<String, Arc<StepMetrics>>,
-    max_parallel: usize,
-    retries: usize,
+    staging: Staging<'_>,
     reports: &mut BTreeMap<String, (Duration, Vec<String>)>,
 ) -> Result<()> {
+    let Staging {
+        max_parallel,
+        retries,
+        stop,
+        forward,
+    } = staging;
     ready.sort_by_key(|s| s.level);
     let max_level = ready.iter().map(|s| s.level).max().unwrap_or(0);
     let mut staged: Vec<(String, Duration, Box<dyn StagedOutput>)> = Vec::new();
@@ -292,7 +334,7 @@ async fn stage_and_commit(
         by_level[sink.level].push(sink);
     }
     for level in by_level {
-        if failure.is_some() {
+        if failure.is_some() || stop.is_cancelled() {
             break;
         }
         let results: Vec<StageResult> = futures::stream::iter(level.into_iter().map(|s| {
@@ -300,7 +342,7 @@ async fn stage_and_commit(
             async move {
                 let t = Instant::now();
                 tracing::info!(step = %s.id, "staging sink");
-                let r = stage_with_retries(ctx, &s, m, retries).await;
+                let r = stage_with_retries(ctx, &s, m, retries, stop).await;
                 (s.id, t.elapsed(), r)
             }
         }))
@@ -316,6 +358,13 @@ async fn stage_and_commit(
                 }
             }
         }
+    }
+    // From here on the run commits: a cancellation that arrives now is too late.
+    if let Some(forward) = forward {
+        forward.abort();
+    }
+    if stop.is_cancelled() {
+        failure = Some(Error::Cancelled);
     }
     if let Some(e) = failure {
         for (_, _, output) in staged {

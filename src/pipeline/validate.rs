@@ -8,6 +8,7 @@ use crate::error::{Error, Location, Result};
 use crate::pipeline::plan::{Plan, PlanOptions};
 use crate::pipeline::project::{Project, pipeline_files_in};
 use crate::pipeline::render::Renderer;
+use crate::pipeline::schedule::Schedule;
 use crate::sql::Dialect;
 
 /// What validation looked at and what it found.
@@ -56,8 +57,26 @@ pub fn validate(project: &Project, paths: &[PathBuf]) -> Result<ValidationReport
                 country: country.clone(),
                 params: Vec::new(),
             };
-            if let Err(e) = Plan::from_file(project, file, &options) {
-                push(&mut report, e);
+            match Plan::from_file(project, file, &options) {
+                Ok(plan) => {
+                    if let Some(expr) = &plan.schedule
+                        && let Err(message) = Schedule::parse(expr)
+                    {
+                        let text = std::fs::read_to_string(file).unwrap_or_default();
+                        let line = text.lines().position(|l| l.starts_with("schedule:"));
+                        push(
+                            &mut report,
+                            Error::Spec {
+                                location: Location::at(
+                                    project.display_path(file),
+                                    line.map(|l| l + 1),
+                                ),
+                                message: format!("schedule: {message}"),
+                            },
+                        );
+                    }
+                }
+                Err(e) => push(&mut report, e),
             }
         }
         report.pipelines.push(file.clone());

@@ -1,2 +1,181 @@
 //! `bridge serve`: the REST API, the job runner, the events poller and the GitOps watcher.
 //! Jobs and their history live in an embedded SQLite database under `.bridge/`.
+
+pub mod api;
+pub mod audit;
+mod events;
+pub mod jobs;
+pub mod metrics;
+pub mod runner;
+pub mod schedule;
+pub mod versions;
+mod watch;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::PermissionsStore;
+use crate::error::{Error, Result};
+use crate::server::audit::AuditLog;
+use crate::server::jobs::JobStore;
+use crate::server::metrics::ServerMetrics;
+use crate::server::runner::JobRunner;
+use crate::server::versions::Versions;
+use crate::sync::EventStore;
+
+/// How `bridge serve` runs.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Address to listen on (`127.0.0.1:0` picks a free port; the address is printed).
+    pub listen: SocketAddr,
+    /// How often the events table is polled (a local table also wakes the poller on change).
+    pub poll_interval: Duration,
+    /// A running event older than this is presumed abandoned by a dead server and taken over.
+    pub event_lease: Duration,
+    /// The local events Delta table (default `.bridge/events/bridge_events`).
+    pub events_table: Option<PathBuf>,
+    /// How long a shutdown waits for running jobs before interrupting them.
+    pub shutdown_grace: Duration,
+    /// Jobs run at the same time; more wait queued.
+    pub max_concurrent_jobs: usize,
+    /// The permissions file (default `config/permissions.yaml`).
+    pub permissions: Option<PathBuf>,
+    /// The audit log (default `.bridge/audit.log`).
+    pub audit_log: Option<PathBuf>,
+    /// Whether pipelines with `schedule:` run on schedule.
+    pub schedules: bool,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
+            poll_interval: Duration::from_secs(2),
+            event_lease: Duration::from_secs(600),
+            events_table: None,
+            shutdown_grace: Duration::from_secs(30),
+            max_concurrent_jobs: 2,
+            permissions: None,
+            audit_log: None,
+            schedules: true,
+        }
+    }
+}
+
+/// What the handlers share.
+pub struct AppState {
+    /// The project root (outputs and `.bridge/` live here).
+    pub root: PathBuf,
+    pub versions: Arc<Versions>,
+    pub permissions: Arc<PermissionsStore>,
+    pub audit: Arc<AuditLog>,
+    pub jobs: Arc<JobStore>,
+    pub runner: Arc<JobRunner>,
+    pub events: Arc<dyn EventStore>,
+    pub metrics: Arc<ServerMetrics>,
+    pub started: Instant,
+}
+
+/// Serves until `shutdown` fires, then stops taking requests, lets running jobs finish for the
+/// grace period and interrupts the rest.
+pub async fn serve(root: &Path, options: ServeOptions, shutdown: CancellationToken) -> Result<()> {
+    let root = std::path::absolute(root).map_err(|e| Error::io(root, e))?;
+    let bridge_dir = root.join(".bridge");
+    std::fs::create_dir_all(&bridge_dir).map_err(|e| Error::io(&bridge_dir, e))?;
+
+    let jobs = Arc::new(JobStore::open(&bridge_dir.join("server.db"))?);
+    if jobs.interrupted_on_open() > 0 {
+        tracing::warn!(
+            jobs = jobs.interrupted_on_open(),
+            "jobs left running by the previous server were marked interrupted"
+        );
+    }
+    let audit = Arc::new(AuditLog::open(
+        options
+            .audit_log
+            .clone()
+            .unwrap_or_else(|| bridge_dir.join("audit.log")),
+    )?);
+    let permissions = Arc::new(PermissionsStore::open(
+        options
+            .permissions
+            .clone()
+            .unwrap_or_else(|| root.join("config").join("permissions.yaml")),
+    )?);
+    if let Some(e) = permissions.error() {
+        tracing::error!(error = %e, "permissions file");
+    }
+    let versions = Arc::new(Versions::new(&root)?);
+    // Invalid files at startup do not stop the server: /health/ready reports them and the next
+    // valid edit is picked up.
+    let _ = versions.reload().await;
+    let events_path = options
+        .events_table
+        .clone()
+        .unwrap_or_else(|| bridge_dir.join("events").join("bridge_events"));
+    let events: Arc<dyn EventStore> =
+        Arc::new(crate::sync::LocalDeltaEvents::open(&events_path).await?);
+    let metrics = Arc::new(ServerMetrics::new());
+    let runner = Arc::new(JobRunner::new(
+        Arc::clone(&jobs),
+        Arc::clone(&audit),
+        Arc::clone(&metrics),
+        options.max_concurrent_jobs,
+    ));
+    let state = Arc::new(AppState {
+        root: root.clone(),
+        versions,
+        permissions,
+        audit,
+        jobs,
+        runner: Arc::clone(&runner),
+        events,
+        metrics,
+        started: Instant::now(),
+    });
+
+    let listener = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .map_err(|e| Error::Unsupported(format!("cannot listen on {}: {e}", options.listen)))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::Unsupported(format!("listening socket: {e}")))?;
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout();
+        let _ = writeln!(out, "listening on http://{addr}");
+        let _ = out.flush();
+    }
+    tracing::info!(%addr, root = %root.display(), "serving");
+
+    let background = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    tasks.spawn(watch::watch_project(Arc::clone(&state), background.clone()));
+    if options.schedules {
+        tasks.spawn(schedule::run_schedules(
+            Arc::clone(&state),
+            background.clone(),
+        ));
+    }
+    tasks.spawn(events::run_poller(
+        Arc::clone(&state),
+        options.clone(),
+        background.clone(),
+    ));
+    tasks.close();
+
+    let app = api::router(Arc::clone(&state));
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await;
+    tracing::info!("shutting down: no new requests; waiting for running jobs");
+    background.cancel();
+    runner.shutdown(options.shutdown_grace).await;
+    tasks.wait().await;
+    served.map_err(|e| Error::Unsupported(format!("HTTP server failed: {e}")))
+}

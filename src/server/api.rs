@@ -1,0 +1,945 @@
+//! The HTTP API: request and response types (also the OpenAPI document), handlers, and the
+//! mapping of failures to `{error, detail, field}` JSON with the right status.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Path as UrlPath, Query, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, OpenApi, ToSchema};
+
+use crate::auth::{Access, Caller};
+use crate::pipeline::extract::extract_pipeline;
+use crate::pipeline::project::check_relative;
+use crate::pipeline::spec::{SinkSpec, SourceSpec, SqlServerWriteMode};
+use crate::pipeline::{Plan, PlanOptions};
+use crate::server::AppState;
+use crate::server::audit::{AuditEntry, AuditResult};
+use crate::server::jobs::{Job, JobFilter, JobStatus, NewJob, Page};
+use crate::server::metrics::Scrape;
+use crate::server::runner::{CancelOutcome, JobWork};
+use crate::server::versions::ProjectVersion;
+use crate::sync::{Event, NewEvent, Operation};
+
+type AppStateRef = State<Arc<AppState>>;
+
+/// The routes of the API.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/runs", post(start_run))
+        .route("/extract", post(start_extract))
+        .route("/jobs", get(list_jobs))
+        .route("/jobs/{id}", get(get_job))
+        .route("/jobs/{id}", delete(cancel_job))
+        .route("/sync", post(submit_sync))
+        .route("/events/{id}", get(get_event))
+        .route("/health/live", get(live))
+        .route("/health/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn(request_id))
+        .with_state(state)
+}
+
+/// The OpenAPI document of the API.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "sql-databricks-bridge", description = "Runs pipelines and syncs between SQL Server and Databricks"),
+    paths(start_run, start_extract, list_jobs, get_job, cancel_job, submit_sync, get_event, live, ready, metrics),
+    components(schemas(RunRequest, ExtractRequest, SyncRequest, Accepted, Job, JobStatus, Event, Operation, ErrorBody, Readiness)),
+    modifiers(&BearerAuth)
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+/// The body of every error response.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// A short code: `invalid_request`, `unauthorized`, `forbidden`, `not_found`, `conflict`,
+    /// `invalid_pipeline`, `not_ready`, `internal`.
+    pub error: String,
+    /// What is wrong, for people (file:line for pipeline problems).
+    pub detail: String,
+    /// The request field at fault, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+/// A failed request.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    body: ErrorBody,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, error: &str, detail: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            body: ErrorBody {
+                error: error.into(),
+                detail: detail.into(),
+                field: None,
+            },
+        }
+    }
+
+    fn field(mut self, field: impl Into<String>) -> Self {
+        self.body.field = Some(field.into());
+        self
+    }
+
+    fn bad_request(field: &str, detail: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", detail).field(field)
+    }
+
+    fn not_found(detail: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", detail)
+    }
+
+    fn internal(e: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %e, "internal error");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+    }
+}
+
+impl From<crate::Error> for ApiError {
+    fn from(e: crate::Error) -> Self {
+        use crate::Error as E;
+        match e {
+            E::Spec { .. } | E::Render { .. } | E::Plan { .. } => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_pipeline",
+                e.to_string(),
+            ),
+            E::Unsupported(m) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unsupported", m),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body)).into_response()
+    }
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such endpoint; see /openapi.json")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Request ids, bodies and callers
+
+/// The id of a request: the caller's `x-request-id` when it is sane, else a new uuid.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+async fn request_id(mut req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        })
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let mut response = next.run(req).await;
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
+}
+
+/// A JSON body whose errors name the field at fault.
+pub struct Body<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|e| ApiError::bad_request("body", e.body_text()))?;
+        let de = &mut serde_json::Deserializer::from_slice(&bytes);
+        serde_path_to_error::deserialize(de).map(Body).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            let field = if path == "." {
+                "body".to_string()
+            } else {
+                path
+            };
+            ApiError::bad_request(&field, format!("{field}: {inner}"))
+        })
+    }
+}
+
+/// The authenticated caller of a request.
+pub struct Authed {
+    pub caller: Caller,
+    pub request_id: String,
+}
+
+impl FromRequestParts<Arc<AppState>> for Authed {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, ApiError> {
+        let request_id = parts
+            .extensions
+            .get::<RequestId>()
+            .map(|r| r.0.clone())
+            .unwrap_or_default();
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty());
+        let refusal = match token {
+            None => "no bearer token",
+            Some(token) => match state.permissions.authenticate(token) {
+                Some(caller) => return Ok(Authed { caller, request_id }),
+                None => "unknown token",
+            },
+        };
+        let action = format!("{} {}", parts.method, parts.uri.path());
+        state
+            .audit(AuditEntry {
+                request_id,
+                action: "auth".into(),
+                result: AuditResult::Refused,
+                error: Some(format!("{refusal} for {action}")),
+                ..AuditEntry::default()
+            })
+            .await?;
+        Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            format!(
+                "{refusal}: send `Authorization: Bearer <token>` with a token from the permissions file"
+            ),
+        ))
+    }
+}
+
+impl AppState {
+    /// Appends an audit line; the response waits for it (a lost audit line fails the request).
+    pub async fn audit(&self, entry: AuditEntry) -> Result<(), ApiError> {
+        let audit = Arc::clone(&self.audit);
+        tokio::task::spawn_blocking(move || audit.append(&entry))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(ApiError::internal)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Jobs
+
+/// Run a pipeline of the project.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunRequest {
+    /// Pipeline name, or its file name under `pipelines/` (`demo`, `demo.yaml`).
+    pub pipeline: String,
+    /// Country whose parameters and queries are used.
+    #[serde(default)]
+    pub country: Option<String>,
+    /// Parameter overrides (strings, numbers or booleans).
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub params: BTreeMap<String, serde_json::Value>,
+}
+
+/// Extract every query of a country (the original system's request).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExtractRequest {
+    /// Country whose queries and parameters are used.
+    pub country: String,
+    /// Where the Parquet files go: a folder under the project root, or a cloud URL.
+    pub destination: String,
+    /// Only these queries (file names without `.sql`); all of the country's by default.
+    #[serde(default)]
+    pub queries: Option<Vec<String>>,
+    /// Folder of SQL files, relative to the project root (default `queries`).
+    #[serde(default)]
+    pub queries_path: Option<String>,
+    /// Folder of parameter files, relative to the project root (default `config`).
+    #[serde(default)]
+    pub config_path: Option<String>,
+    /// Parameter overrides.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub params: BTreeMap<String, serde_json::Value>,
+}
+
+/// A job or event was accepted and runs in the background.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Accepted {
+    /// The job id (for `/jobs/{id}`) or event id (for `/events/{id}`).
+    pub id: String,
+    /// Its status now.
+    pub status: String,
+    /// Where to follow it.
+    pub href: String,
+}
+
+fn params_of(
+    params: &BTreeMap<String, serde_json::Value>,
+) -> Result<Vec<(String, String)>, ApiError> {
+    params
+        .iter()
+        .map(|(k, v)| {
+            let field = format!("params.{k}");
+            if k.is_empty() || !k.chars().all(|c| c.is_alphanumeric() || c == '_') {
+                return Err(ApiError::bad_request(
+                    &field,
+                    format!("`{k}` is not a parameter name (letters, digits, `_`)"),
+                ));
+            }
+            let value = match v {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Number(n) => n.to_string(),
+                serde_json::Value::Bool(b) => b.to_string(),
+                _ => {
+                    return Err(ApiError::bad_request(
+                        &field,
+                        format!("{field}: expected a string, number or boolean"),
+                    ));
+                }
+            };
+            Ok((k.clone(), value))
+        })
+        .collect()
+}
+
+fn version(state: &AppState) -> Result<Arc<ProjectVersion>, ApiError> {
+    state.versions.current().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "not_ready",
+            format!(
+                "no valid version of the project files is loaded: {}",
+                state.versions.error().unwrap_or_default()
+            ),
+        )
+    })
+}
+
+/// Start a run of a pipeline.
+#[utoipa::path(post, path = "/runs", request_body = RunRequest, security(("bearer" = [])),
+    responses((status = 202, body = Accepted), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn start_run(
+    State(state): AppStateRef,
+    authed: Authed,
+    Body(request): Body<RunRequest>,
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    let params = params_of(&request.params)?;
+    let version = version(&state)?;
+    let (name, entry) = version.pipeline(&request.pipeline).ok_or_else(|| {
+        let known: Vec<&str> = version.pipelines.keys().map(String::as_str).collect();
+        ApiError::not_found(format!(
+            "pipeline `{}` does not exist (pipelines: {})",
+            request.pipeline,
+            known.join(", ")
+        ))
+        .field("pipeline")
+    })?;
+    let options = PlanOptions {
+        country: request.country.clone(),
+        params,
+    };
+    let plan = Plan::from_file(&version.project, &entry.file, &options)?;
+    let request_json = serde_json::json!({
+        "pipeline": name, "country": request.country, "params": request.params,
+    });
+    let job = NewJob {
+        kind: "run".into(),
+        pipeline: name.to_string(),
+        pipeline_file: Some(entry.display.display().to_string()),
+        country: plan.country.clone(),
+        params: serde_json::to_value(&request.params).unwrap_or_default(),
+        submitted_by: Some(authed.caller.name.clone()),
+        request: request_json,
+    };
+    let project = version.project.clone();
+    submit(&state, &authed, (version, project), plan, job).await
+}
+
+/// Start the extraction of a country's queries (the original `/extract`).
+#[utoipa::path(post, path = "/extract", request_body = ExtractRequest, security(("bearer" = [])),
+    responses((status = 202, body = Accepted), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 422, body = ErrorBody)))]
+async fn start_extract(
+    State(state): AppStateRef,
+    authed: Authed,
+    Body(request): Body<ExtractRequest>,
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    let params = params_of(&request.params)?;
+    let version = version(&state)?;
+    let mut project = version.project.clone();
+    for (field, value) in [
+        ("queries_path", &request.queries_path),
+        ("config_path", &request.config_path),
+    ] {
+        if let Some(dir) = value {
+            check_relative(dir)
+                .map_err(|e| ApiError::bad_request(field, format!("{field}: {e}")))?;
+            let dir = state.root.join(dir);
+            if !dir.is_dir() {
+                return Err(ApiError::bad_request(
+                    field,
+                    format!(
+                        "{field}: `{}` is not a folder of the project",
+                        dir.display()
+                    ),
+                ));
+            }
+            project = if field == "queries_path" {
+                project.with_queries_dir(dir)
+            } else {
+                project.with_config_dir(dir)
+            };
+        }
+    }
+    if !request.destination.contains("://") {
+        check_relative(&request.destination)
+            .map_err(|e| ApiError::bad_request("destination", format!("destination: {e}")))?;
+    }
+    let mut spec = extract_pipeline(&project, &request.country, &request.destination)?;
+    if let Some(wanted) = &request.queries {
+        let available: Vec<String> = spec
+            .steps
+            .iter()
+            .filter(|s| s.source.is_some())
+            .map(|s| s.id.clone())
+            .collect();
+        if let Some(missing) = wanted.iter().find(|q| !available.contains(q)) {
+            return Err(ApiError::bad_request(
+                "queries",
+                format!(
+                    "queries: `{missing}` is not a query of {} (queries: {})",
+                    request.country,
+                    available.join(", ")
+                ),
+            ));
+        }
+        spec.steps.retain(|s| match (&s.source, &s.sink) {
+            (Some(_), _) => wanted.contains(&s.id),
+            (_, Some(sink)) => wanted.iter().any(|q| q == sink.from()),
+            _ => true,
+        });
+    }
+    let text = serde_yaml::to_string(&spec).map_err(ApiError::internal)?;
+    let options = PlanOptions {
+        country: Some(request.country.to_lowercase()),
+        params,
+    };
+    let plan = Plan::from_text(&project, Path::new("<extract>"), &text, &options)?;
+    let request_json = serde_json::json!({
+        "country": request.country, "destination": request.destination, "queries": request.queries,
+        "queries_path": request.queries_path, "config_path": request.config_path, "params": request.params,
+    });
+    let job = NewJob {
+        kind: "extract".into(),
+        pipeline: plan.name.clone(),
+        pipeline_file: None,
+        country: plan.country.clone(),
+        params: serde_json::to_value(&request.params).unwrap_or_default(),
+        submitted_by: Some(authed.caller.name.clone()),
+        request: request_json,
+    };
+    submit(&state, &authed, (version, project), plan, job).await
+}
+
+/// SQL Server tables a plan reads and writes, with the right each needs.
+fn tables_needed(plan: &Plan) -> Result<Vec<(String, Access)>, ApiError> {
+    let mut needs = Vec::new();
+    for step in &plan.steps {
+        if let Some(SourceSpec::Sqlserver(source)) = &step.spec.source {
+            if let Some(table) = &source.table {
+                needs.push((table.clone(), Access::Read));
+            } else if let Some(sql) = &step.sql {
+                let tables = crate::mssql::tables_read(&sql.text).map_err(|e| {
+                    ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "invalid_pipeline",
+                        format!(
+                            "step `{}`: cannot tell which tables its query reads, so its permissions cannot be checked: {e}",
+                            step.id
+                        ),
+                    )
+                })?;
+                needs.extend(tables.into_iter().map(|t| (t, Access::Read)));
+            }
+        }
+        if let Some(SinkSpec::Sqlserver(sink)) = &step.spec.sink {
+            needs.push((sink.table.clone(), Access::Write));
+        }
+    }
+    Ok(needs)
+}
+
+/// Caps the deletes of a plan's SQL Server sinks by the caller's `max_delete_rows`.
+fn cap_deletes(plan: &mut Plan, caller: &Caller) {
+    for step in &mut plan.steps {
+        if let Some(SinkSpec::Sqlserver(sink)) = &mut step.spec.sink
+            && matches!(
+                sink.mode,
+                SqlServerWriteMode::Delete | SqlServerWriteMode::Replace
+            )
+            && let Some(limit) = caller.max_delete_rows(&sink.table)
+        {
+            sink.max_delete_rows = Some(sink.max_delete_rows.map_or(limit, |l| l.min(limit)));
+        }
+    }
+}
+
+async fn submit(
+    state: &Arc<AppState>,
+    authed: &Authed,
+    (version, project): (Arc<ProjectVersion>, crate::pipeline::Project),
+    mut plan: Plan,
+    job: NewJob,
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    let needs = tables_needed(&plan)?;
+    let tables: Vec<String> = needs.iter().map(|(t, _)| t.clone()).collect();
+    for (table, access) in &needs {
+        if let Err(denied) = authed.caller.check(table, *access) {
+            state
+                .audit(AuditEntry {
+                    request_id: authed.request_id.clone(),
+                    caller: Some(authed.caller.name.clone()),
+                    action: job.kind.clone(),
+                    tables: tables.clone(),
+                    result: AuditResult::Refused,
+                    error: Some(denied.to_string()),
+                    pipeline: Some(job.pipeline.clone()),
+                    ..AuditEntry::default()
+                })
+                .await?;
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                denied.to_string(),
+            ));
+        }
+    }
+    cap_deletes(&mut plan, &authed.caller);
+    let jobs = Arc::clone(&state.jobs);
+    let job = tokio::task::spawn_blocking(move || jobs.insert(&job))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    state
+        .audit(AuditEntry {
+            request_id: authed.request_id.clone(),
+            caller: Some(authed.caller.name.clone()),
+            action: job.kind.clone(),
+            tables,
+            result: AuditResult::Started,
+            job_id: Some(job.id.clone()),
+            pipeline: Some(job.pipeline.clone()),
+            ..AuditEntry::default()
+        })
+        .await?;
+    let accepted = Accepted {
+        id: job.id.clone(),
+        status: job.status.to_string(),
+        href: format!("/jobs/{}", job.id),
+    };
+    state.runner.start(
+        job,
+        JobWork {
+            version,
+            project,
+            plan,
+        },
+    );
+    Ok((StatusCode::ACCEPTED, Json(accepted)))
+}
+
+/// Filters of `GET /jobs`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct JobsQuery {
+    /// Only jobs with this status.
+    pub status: Option<String>,
+    /// Only jobs of this pipeline.
+    pub pipeline: Option<String>,
+    /// Page size (default 50, at most 500).
+    pub limit: Option<usize>,
+    /// Jobs to skip (from `next_offset` of the previous page).
+    pub offset: Option<usize>,
+}
+
+/// List jobs, newest first.
+#[utoipa::path(get, path = "/jobs", params(JobsQuery), security(("bearer" = [])),
+    responses((status = 200, description = "A page of jobs: items, total, next_offset"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+async fn list_jobs(
+    State(state): AppStateRef,
+    _authed: Authed,
+    query: Result<Query<JobsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Page<Job>>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::bad_request("query", e.body_text()))?;
+    let status = query
+        .status
+        .as_deref()
+        .map(str::parse::<JobStatus>)
+        .transpose()
+        .map_err(|e| ApiError::bad_request("status", format!("status: {e}")))?;
+    let filter = JobFilter {
+        status,
+        pipeline: query.pipeline,
+        limit: query.limit.unwrap_or(50),
+        offset: query.offset.unwrap_or(0),
+    };
+    let jobs = Arc::clone(&state.jobs);
+    let page = tokio::task::spawn_blocking(move || jobs.list(&filter))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    Ok(Json(page))
+}
+
+async fn load_job(state: &AppState, id: &str) -> Result<Job, ApiError> {
+    let jobs = Arc::clone(&state.jobs);
+    let key = id.to_string();
+    tokio::task::spawn_blocking(move || jobs.get(&key))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found(format!("no job `{id}`")))
+}
+
+/// A job: status, per-step rows/bytes/duration and outputs, error.
+#[utoipa::path(get, path = "/jobs/{id}", params(("id" = String, Path, description = "Job id")), security(("bearer" = [])),
+    responses((status = 200, body = Job), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn get_job(
+    State(state): AppStateRef,
+    _authed: Authed,
+    UrlPath(id): UrlPath<String>,
+) -> Result<Json<Job>, ApiError> {
+    Ok(Json(load_job(&state, &id).await?))
+}
+
+/// Cancel a queued or running job: its steps stop and nothing it staged is committed.
+#[utoipa::path(delete, path = "/jobs/{id}", params(("id" = String, Path, description = "Job id")), security(("bearer" = [])),
+    responses((status = 202, body = Accepted), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "The job has already finished")))]
+async fn cancel_job(
+    State(state): AppStateRef,
+    authed: Authed,
+    UrlPath(id): UrlPath<String>,
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    let job = load_job(&state, &id).await?;
+    let outcome = state.runner.cancel(&id);
+    let entry = AuditEntry {
+        request_id: authed.request_id.clone(),
+        caller: Some(authed.caller.name.clone()),
+        action: "cancel".into(),
+        job_id: Some(id.clone()),
+        pipeline: Some(job.pipeline.clone()),
+        ..AuditEntry::default()
+    };
+    if outcome == CancelOutcome::NotActive {
+        // Re-read: the job may have finished between the two looks.
+        let job = load_job(&state, &id).await?;
+        let detail = format!("job `{id}` is already {}; nothing to cancel", job.status);
+        state
+            .audit(AuditEntry {
+                result: AuditResult::Refused,
+                error: Some(detail.clone()),
+                ..entry
+            })
+            .await?;
+        return Err(ApiError::new(StatusCode::CONFLICT, "conflict", detail));
+    }
+    state
+        .audit(AuditEntry {
+            result: AuditResult::Ok,
+            ..entry
+        })
+        .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Accepted {
+            id: id.clone(),
+            status: "cancelling".into(),
+            href: format!("/jobs/{id}"),
+        }),
+    ))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sync events
+
+/// A Databricks -> SQL Server sync, applied by the events poller.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SyncRequest {
+    /// INSERT, UPSERT, UPDATE or DELETE.
+    pub operation: Operation,
+    /// The Databricks table rows come from (`catalog.schema.table`).
+    pub source_table: String,
+    /// The SQL Server table written (`schema.table`).
+    pub target_table: String,
+    /// Key columns (UPSERT, UPDATE and DELETE need them).
+    #[serde(default)]
+    pub primary_keys: Vec<String>,
+    /// A SQL condition on the source's rows.
+    #[serde(default)]
+    pub filter: Option<String>,
+}
+
+/// Submit a sync event.
+#[utoipa::path(post, path = "/sync", request_body = SyncRequest, security(("bearer" = [])),
+    responses((status = 202, body = Accepted), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody)))]
+async fn submit_sync(
+    State(state): AppStateRef,
+    authed: Authed,
+    Body(request): Body<SyncRequest>,
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    let event = NewEvent {
+        operation: request.operation,
+        source_table: request.source_table,
+        target_table: request.target_table,
+        primary_keys: request.primary_keys,
+        filter: request.filter,
+        created_by: Some(authed.caller.name.clone()),
+    };
+    event.validate().map_err(|e| {
+        let field = e.field().unwrap_or("body");
+        ApiError::bad_request(field, e.to_string())
+    })?;
+    let entry = AuditEntry {
+        request_id: authed.request_id.clone(),
+        caller: Some(authed.caller.name.clone()),
+        action: "sync".into(),
+        tables: vec![event.target_table.clone()],
+        ..AuditEntry::default()
+    };
+    if let Err(denied) = authed.caller.check(&event.target_table, Access::Write) {
+        state
+            .audit(AuditEntry {
+                result: AuditResult::Refused,
+                error: Some(denied.to_string()),
+                ..entry
+            })
+            .await?;
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            denied.to_string(),
+        ));
+    }
+    let event = state
+        .events
+        .submit(event)
+        .await
+        .map_err(ApiError::internal)?;
+    state
+        .audit(AuditEntry {
+            result: AuditResult::Started,
+            event_id: Some(event.event_id.clone()),
+            ..entry
+        })
+        .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Accepted {
+            id: event.event_id.clone(),
+            status: event.status.to_string(),
+            href: format!("/events/{}", event.event_id),
+        }),
+    ))
+}
+
+/// A sync event and its outcome.
+#[utoipa::path(get, path = "/events/{id}", params(("id" = String, Path, description = "Event id")), security(("bearer" = [])),
+    responses((status = 200, body = Event), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn get_event(
+    State(state): AppStateRef,
+    _authed: Authed,
+    UrlPath(id): UrlPath<String>,
+) -> Result<Json<Event>, ApiError> {
+    state
+        .events
+        .get(&id)
+        .await
+        .map_err(ApiError::internal)?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no event `{id}`")))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Health, metrics, OpenAPI
+
+/// The process is up.
+#[utoipa::path(get, path = "/health/live", responses((status = 200, description = "Alive")))]
+async fn live() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"status": "ok"}))
+}
+
+/// What `/health/ready` checked.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Readiness {
+    /// True when every check passed.
+    pub ready: bool,
+    /// Each check: `ok`, `not configured`, or what failed.
+    #[schema(value_type = Object)]
+    pub checks: BTreeMap<String, String>,
+    /// The loaded version of the project files.
+    pub version: Option<String>,
+}
+
+/// Ready to take work: project files valid, permissions valid, SQL Server and lakehouse reachable.
+#[utoipa::path(get, path = "/health/ready",
+    responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
+async fn ready(State(state): AppStateRef) -> (StatusCode, Json<Readiness>) {
+    let mut checks = BTreeMap::new();
+    let mut ok = true;
+    let mut check = |name: &str, result: Result<String, String>| {
+        ok &= result.is_ok();
+        checks.insert(name.to_string(), result.unwrap_or_else(|e| e));
+    };
+    let current = state.versions.current();
+    check(
+        "config",
+        match (state.versions.error(), &current) {
+            (Some(e), _) => Err(format!("invalid, previous version kept: {e}")),
+            (None, None) => Err("no valid version loaded".into()),
+            (None, Some(_)) => Ok("ok".into()),
+        },
+    );
+    check(
+        "permissions",
+        state.permissions.error().map_or(Ok("ok".into()), |e| {
+            Err(format!("invalid, previous set kept: {e}"))
+        }),
+    );
+    if let Some(version) = &current {
+        check("sqlserver", sqlserver_ready(&version.project).await);
+        check("lakehouse", lakehouse_ready(&version.project));
+    }
+    check(
+        "events",
+        state
+            .events
+            .pending_count()
+            .await
+            .map(|n| format!("ok ({n} pending)"))
+            .map_err(|e| format!("events table unreachable: {e}")),
+    );
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(Readiness {
+            ready: ok,
+            checks,
+            version: current.map(|v| v.id.clone()),
+        }),
+    )
+}
+
+async fn sqlserver_ready(project: &crate::pipeline::Project) -> Result<String, String> {
+    let settings = project.sqlserver_settings().map_err(|e| e.to_string())?;
+    if settings.host.is_none() {
+        return Ok("not configured".into());
+    }
+    let probe = crate::mssql::test_connection(&settings);
+    match tokio::time::timeout(std::time::Duration::from_secs(5), probe).await {
+        Ok(Ok(report)) => Ok(format!("ok ({:.1} ms)", report.round_trip_ms)),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("no answer within 5 s".into()),
+    }
+}
+
+fn lakehouse_ready(project: &crate::pipeline::Project) -> Result<String, String> {
+    let params = project.config_params(None).map_err(|e| e.to_string())?;
+    let Some(root) = params.get("lakehouse_root").and_then(|v| v.as_str()) else {
+        return Ok("not configured".into());
+    };
+    if root.contains("://") {
+        return Ok(format!("{root} (remote, not probed)"));
+    }
+    let dir = project.resolve(root);
+    std::fs::create_dir_all(&dir)
+        .map(|_| "ok".to_string())
+        .map_err(|e| format!("{}: {e}", dir.display()))
+}
+
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+async fn metrics(State(state): AppStateRef) -> Result<Response, ApiError> {
+    let jobs = Arc::clone(&state.jobs);
+    let jobs_by_status = tokio::task::spawn_blocking(move || jobs.counts_by_status())
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    let events_pending = state.events.pending_count().await.unwrap_or(0);
+    let event_lag = match state.events.oldest_pending().await {
+        Ok(Some(created)) => (chrono::Utc::now() - created).to_std().unwrap_or_default(),
+        _ => std::time::Duration::ZERO,
+    };
+    let text = state.metrics.render(Scrape {
+        jobs_by_status,
+        event_lag,
+        events_pending,
+        config_valid: state.versions.error().is_none() && state.versions.current().is_some(),
+    });
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
+}
+
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

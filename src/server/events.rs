@@ -1,0 +1,116 @@
+//! The server's side of the events poller: who may apply an event (its `created_by` must be a
+//! user of the permissions file with write access to the target), and audit lines and metrics.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::{Access, PermissionsStore};
+use crate::server::audit::{AuditEntry, AuditLog, AuditResult};
+use crate::server::metrics::ServerMetrics;
+use crate::server::{AppState, ServeOptions};
+use crate::sync::{ApplyLimits, Event, Outcome, Poller, PollerHooks, PollerOptions};
+
+/// Runs the events poller until `stop` fires.
+pub async fn run_poller(state: Arc<AppState>, options: ServeOptions, stop: CancellationToken) {
+    let hooks = Arc::new(ServerHooks {
+        permissions: Arc::clone(&state.permissions),
+        audit: Arc::clone(&state.audit),
+        metrics: Arc::clone(&state.metrics),
+    });
+    let versions = Arc::clone(&state.versions);
+    let root = state.root.clone();
+    let project = move || {
+        versions
+            .current()
+            .map(|v| v.project.clone())
+            .unwrap_or_else(|| crate::pipeline::Project::new(&root))
+    };
+    let poller = Poller::new(
+        Arc::clone(&state.events),
+        project,
+        hooks,
+        PollerOptions {
+            interval: options.poll_interval,
+            lease: options.event_lease,
+            shutdown_grace: options.shutdown_grace,
+            ..PollerOptions::default()
+        },
+    );
+    poller.run(stop).await;
+}
+
+struct ServerHooks {
+    permissions: Arc<PermissionsStore>,
+    audit: Arc<AuditLog>,
+    metrics: Arc<ServerMetrics>,
+}
+
+impl ServerHooks {
+    fn audit(&self, entry: AuditEntry) {
+        if let Err(e) = self.audit.append(&entry) {
+            tracing::error!(error = %e, "audit log write failed");
+        }
+    }
+
+    fn entry(event: &Event) -> AuditEntry {
+        AuditEntry {
+            request_id: format!("event-{}", event.event_id),
+            caller: event.created_by.clone(),
+            action: "event".into(),
+            tables: vec![event.target_table.clone()],
+            event_id: Some(event.event_id.clone()),
+            ..AuditEntry::default()
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl PollerHooks for ServerHooks {
+    async fn authorize(&self, event: &Event) -> Result<ApplyLimits, String> {
+        let refused = |message: String| {
+            self.audit(AuditEntry {
+                result: AuditResult::Refused,
+                error: Some(message.clone()),
+                ..Self::entry(event)
+            });
+            Err(message)
+        };
+        let Some(name) = event.created_by.as_deref() else {
+            return refused(
+                "created_by is empty: events must name a user of the permissions file".into(),
+            );
+        };
+        let Some(caller) = self.permissions.current().caller(name) else {
+            return refused(format!(
+                "created_by `{name}` is not a user of the permissions file"
+            ));
+        };
+        if let Err(denied) = caller.check(&event.target_table, Access::Write) {
+            return refused(denied.to_string());
+        }
+        Ok(ApplyLimits {
+            max_delete_rows: caller.max_delete_rows(&event.target_table),
+        })
+    }
+
+    async fn on_finished(&self, event: &Event, outcome: &Outcome, took: Duration) {
+        let (ok, rows, error) = match outcome {
+            Outcome::Completed { rows_affected } => (true, Some(*rows_affected), None),
+            Outcome::Failed { error } => (false, None, Some(error.clone())),
+        };
+        self.metrics
+            .event_finished(&event.operation.to_string(), ok, rows.unwrap_or(0), took);
+        self.audit(AuditEntry {
+            result: if ok {
+                AuditResult::Ok
+            } else {
+                AuditResult::Failed
+            },
+            rows,
+            error,
+            ..Self::entry(event)
+        });
+    }
+}

@@ -1,0 +1,203 @@
+//! Runs jobs in the background: at most `max_concurrent` at a time, each cancellable until it
+//! commits, each recorded in the job store from queued to its final status.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::Error;
+use crate::pipeline::spec::StepKind;
+use crate::pipeline::{Plan, RunOptions, RunSummary, run};
+use crate::server::audit::{AuditEntry, AuditLog, AuditResult};
+use crate::server::jobs::{Job, JobStatus, JobStore};
+use crate::server::metrics::ServerMetrics;
+use crate::server::versions::ProjectVersion;
+
+/// Error recorded on jobs stopped by a server shutdown.
+pub const SHUTDOWN_ERROR: &str = "the server shut down before the job finished; resubmit it";
+
+/// What a job runs: a plan, on the version of the project files it was planned with.
+pub struct JobWork {
+    /// Kept alive (its copy of the files kept on disk) until the job ends.
+    pub version: Arc<ProjectVersion>,
+    /// The project the plan reads: the version's, or one with other query/config folders.
+    pub project: crate::pipeline::Project,
+    pub plan: Plan,
+}
+
+/// Starts, tracks and cancels jobs.
+pub struct JobRunner {
+    store: Arc<JobStore>,
+    audit: Arc<AuditLog>,
+    metrics: Arc<ServerMetrics>,
+    active: Mutex<HashMap<String, CancellationToken>>,
+    tracker: TaskTracker,
+    permits: Arc<Semaphore>,
+    /// Fired when the server stops waiting for jobs; their status becomes `interrupted`.
+    shutting_down: CancellationToken,
+}
+
+/// What `cancel` did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// The job was queued or running; it stops and commits nothing.
+    Cancelling,
+    /// The job is not running in this server (finished, or unknown).
+    NotActive,
+}
+
+impl JobRunner {
+    /// A runner running at most `max_concurrent` jobs at a time.
+    pub fn new(
+        store: Arc<JobStore>,
+        audit: Arc<AuditLog>,
+        metrics: Arc<ServerMetrics>,
+        max_concurrent: usize,
+    ) -> JobRunner {
+        JobRunner {
+            store,
+            audit,
+            metrics,
+            active: Mutex::new(HashMap::new()),
+            tracker: TaskTracker::new(),
+            permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
+            shutting_down: CancellationToken::new(),
+        }
+    }
+
+    /// Runs a job (already stored as queued) in the background.
+    pub fn start(self: &Arc<Self>, job: Job, work: JobWork) {
+        let cancel = CancellationToken::new();
+        self.active
+            .lock()
+            .expect("runner lock")
+            .insert(job.id.clone(), cancel.clone());
+        let runner = Arc::clone(self);
+        self.tracker.spawn(async move {
+            let id = job.id.clone();
+            runner.execute(job, work, cancel).await;
+            runner.active.lock().expect("runner lock").remove(&id);
+        });
+    }
+
+    /// Asks a job to stop.
+    pub fn cancel(&self, id: &str) -> CancelOutcome {
+        match self.active.lock().expect("runner lock").get(id) {
+            Some(token) => {
+                token.cancel();
+                CancelOutcome::Cancelling
+            }
+            None => CancelOutcome::NotActive,
+        }
+    }
+
+    /// Jobs queued or running in this server.
+    pub fn active_count(&self) -> usize {
+        self.active.lock().expect("runner lock").len()
+    }
+
+    /// Stops taking jobs, lets running ones finish for up to `grace`, then cancels the rest
+    /// (recorded as `interrupted`, nothing committed).
+    pub async fn shutdown(&self, grace: Duration) {
+        self.tracker.close();
+        if tokio::time::timeout(grace, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                jobs = self.active_count(),
+                "jobs still running after the grace period; interrupting them"
+            );
+            self.shutting_down.cancel();
+            for token in self.active.lock().expect("runner lock").values() {
+                token.cancel();
+            }
+            self.tracker.wait().await;
+        }
+    }
+
+    async fn execute(&self, job: Job, work: JobWork, cancel: CancellationToken) {
+        let permit = tokio::select! {
+            permit = Arc::clone(&self.permits).acquire_owned() => permit.ok(),
+            _ = cancel.cancelled() => None,
+        };
+        let started = Instant::now();
+        let result = match permit {
+            None => Err(Error::Cancelled),
+            Some(_permit) => {
+                if let Err(e) = self.store.mark_running(&job.id) {
+                    tracing::error!(job = %job.id, error = %e, "could not record the job as running");
+                }
+                let options = RunOptions {
+                    run_id: Some(job.id.clone()),
+                    cancel: Some(cancel),
+                    ..RunOptions::default()
+                };
+                run(&work.project, &work.plan, &options).await
+            }
+        };
+        self.record(&job, result, started.elapsed());
+    }
+
+    fn record(&self, job: &Job, result: crate::Result<RunSummary>, elapsed: Duration) {
+        let (status, summary, error, rows) = match result {
+            Ok(summary) => {
+                let rows = rows_written(&summary);
+                let value = serde_json::to_value(&summary).ok();
+                (JobStatus::Succeeded, value, None, Some(rows))
+            }
+            Err(Error::Cancelled) if self.shutting_down.is_cancelled() => (
+                JobStatus::Interrupted,
+                None,
+                Some(SHUTDOWN_ERROR.to_string()),
+                None,
+            ),
+            Err(Error::Cancelled) => (
+                JobStatus::Cancelled,
+                None,
+                Some(Error::Cancelled.to_string()),
+                None,
+            ),
+            Err(e) => (JobStatus::Failed, None, Some(e.to_string()), None),
+        };
+        tracing::info!(job = %job.id, pipeline = %job.pipeline, %status, "job finished");
+        if let Err(e) = self.store.finish(&job.id, status, summary, error.clone()) {
+            tracing::error!(job = %job.id, error = %e, "could not record the job's result");
+        }
+        self.metrics
+            .job_finished(&job.pipeline, status, rows.unwrap_or(0), elapsed);
+        let entry = AuditEntry {
+            request_id: format!("job-{}", job.id),
+            caller: job.submitted_by.clone(),
+            action: job.kind.clone(),
+            tables: Vec::new(),
+            rows,
+            result: if status == JobStatus::Succeeded {
+                AuditResult::Ok
+            } else {
+                AuditResult::Failed
+            },
+            error,
+            job_id: Some(job.id.clone()),
+            pipeline: Some(job.pipeline.clone()),
+            ..AuditEntry::default()
+        };
+        if let Err(e) = self.audit.append(&entry) {
+            tracing::error!(error = %e, "audit log write failed");
+        }
+    }
+}
+
+/// Rows written by the sinks of a run.
+pub fn rows_written(summary: &RunSummary) -> u64 {
+    summary
+        .steps
+        .iter()
+        .filter(|s| s.kind == StepKind::Sink)
+        .map(|s| s.rows)
+        .sum()
+}

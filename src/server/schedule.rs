@@ -1,0 +1,153 @@
+//! Runs pipelines with a `schedule:` while serving: one job per country listed in `countries:`
+//! at each cron time (UTC), skipped while the previous run of the same pipeline is still going.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
+
+use crate::pipeline::{Plan, PlanOptions};
+use crate::server::AppState;
+use crate::server::audit::{AuditEntry, AuditResult};
+use crate::server::jobs::{JobFilter, JobStatus, NewJob};
+use crate::server::runner::JobWork;
+use crate::server::versions::{PipelineEntry, ProjectVersion};
+
+/// Longest sleep between looks at the schedules (edits are picked up at least this often).
+const TICK: Duration = Duration::from_secs(1);
+
+/// Fires scheduled runs until `stop` fires.
+pub async fn run_schedules(state: Arc<AppState>, stop: CancellationToken) {
+    // Next fire time of each (pipeline, expression); a changed expression starts afresh.
+    let mut next: BTreeMap<(String, String), DateTime<Utc>> = BTreeMap::new();
+    loop {
+        let now = Utc::now();
+        if let Some(version) = state.versions.current() {
+            let mut upcoming = BTreeMap::new();
+            for (name, entry) in &version.pipelines {
+                let Some(schedule) = &entry.schedule else {
+                    continue;
+                };
+                let key = (name.clone(), schedule.expr().to_string());
+                let due = next.get(&key).copied().or_else(|| schedule.next_after(now));
+                let Some(due) = due else { continue };
+                if due <= now {
+                    start_scheduled(&state, &version, name, entry).await;
+                    if let Some(n) = schedule.next_after(now) {
+                        upcoming.insert(key, n);
+                    }
+                } else {
+                    upcoming.insert(key, due);
+                }
+            }
+            next = upcoming;
+        }
+        let wait = next
+            .values()
+            .min()
+            .map(|due| (*due - Utc::now()).to_std().unwrap_or_default())
+            .unwrap_or(TICK)
+            .min(TICK);
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+async fn start_scheduled(
+    state: &Arc<AppState>,
+    version: &Arc<ProjectVersion>,
+    name: &str,
+    entry: &PipelineEntry,
+) {
+    let countries: Vec<Option<String>> = if entry.countries.is_empty() {
+        vec![None]
+    } else {
+        entry.countries.iter().cloned().map(Some).collect()
+    };
+    for country in countries {
+        if let Err(e) = start_one(state, version, name, entry, country.clone()).await {
+            tracing::error!(pipeline = %name, country = ?country, error = %e, "scheduled run not started");
+        }
+    }
+}
+
+async fn start_one(
+    state: &Arc<AppState>,
+    version: &Arc<ProjectVersion>,
+    name: &str,
+    entry: &PipelineEntry,
+    country: Option<String>,
+) -> crate::Result<()> {
+    let jobs = Arc::clone(&state.jobs);
+    let pipeline = name.to_string();
+    let busy = tokio::task::spawn_blocking(move || -> crate::Result<bool> {
+        for status in [JobStatus::Queued, JobStatus::Running] {
+            let filter = JobFilter {
+                status: Some(status),
+                pipeline: Some(pipeline.clone()),
+                limit: 500,
+                offset: 0,
+            };
+            if jobs
+                .list(&filter)?
+                .items
+                .iter()
+                .any(|j| j.kind == "schedule")
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    })
+    .await
+    .map_err(|e| crate::Error::Unsupported(e.to_string()))??;
+    if busy {
+        tracing::warn!(pipeline = %name, "previous scheduled run still going; skipping this one");
+        return Ok(());
+    }
+    let options = PlanOptions {
+        country: country.clone(),
+        params: Vec::new(),
+    };
+    let plan = Plan::from_file(&version.project, &entry.file, &options)?;
+    let new = NewJob {
+        kind: "schedule".into(),
+        pipeline: name.to_string(),
+        pipeline_file: Some(entry.display.display().to_string()),
+        country: plan.country.clone(),
+        params: serde_json::json!({}),
+        submitted_by: None,
+        request: serde_json::json!({"pipeline": name, "country": country}),
+    };
+    let jobs = Arc::clone(&state.jobs);
+    let job = tokio::task::spawn_blocking(move || jobs.insert(&new))
+        .await
+        .map_err(|e| crate::Error::Unsupported(e.to_string()))??;
+    let entry_audit = AuditEntry {
+        request_id: format!("schedule-{}", job.id),
+        caller: Some("scheduler".into()),
+        action: "schedule".into(),
+        result: AuditResult::Started,
+        job_id: Some(job.id.clone()),
+        pipeline: Some(name.to_string()),
+        ..AuditEntry::default()
+    };
+    let audit = Arc::clone(&state.audit);
+    tokio::task::spawn_blocking(move || audit.append(&entry_audit))
+        .await
+        .map_err(|e| crate::Error::Unsupported(e.to_string()))??;
+    tracing::info!(pipeline = %name, job = %job.id, "scheduled run started");
+    state.runner.start(
+        job,
+        JobWork {
+            version: Arc::clone(version),
+            project: version.project.clone(),
+            plan,
+        },
+    );
+    Ok(())
+}

@@ -1,0 +1,275 @@
+//! Versions of the project's files for serve mode: `pipelines/`, `queries/` and `config/` are
+//! copied, validated as a whole, and swapped in only when valid; running jobs keep their copy.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwapOption;
+use sha2::{Digest, Sha256};
+
+use crate::pipeline::Project;
+use crate::pipeline::schedule::Schedule;
+use crate::pipeline::spec::parse_pipeline;
+use crate::pipeline::validate::validate;
+
+/// The folders a version is made of.
+pub const WATCHED_DIRS: [&str; 3] = ["pipelines", "queries", "config"];
+
+/// One validated copy of the project's files.
+#[derive(Debug)]
+pub struct ProjectVersion {
+    /// Hash of the files' names and contents (first 12 hex digits).
+    pub id: String,
+    /// The project reading from the copy (outputs still resolve against the real root).
+    pub project: Project,
+    /// Pipeline files of this version, by pipeline name.
+    pub pipelines: BTreeMap<String, PipelineEntry>,
+    /// When this version was loaded.
+    pub loaded_at: chrono::DateTime<chrono::Utc>,
+    dir: PathBuf,
+}
+
+/// A pipeline of a version.
+#[derive(Debug, Clone)]
+pub struct PipelineEntry {
+    /// The file in the version's copy.
+    pub file: PathBuf,
+    /// The file as users know it, e.g. `pipelines/demo.yaml`.
+    pub display: PathBuf,
+    /// Its schedule, if it has one.
+    pub schedule: Option<Schedule>,
+    /// Countries its scheduled runs are for.
+    pub countries: Vec<String>,
+}
+
+impl ProjectVersion {
+    /// A pipeline by name or by file name (`demo`, `demo.yaml`, `pipelines/demo.yaml`).
+    pub fn pipeline(&self, name: &str) -> Option<(&str, &PipelineEntry)> {
+        if let Some((k, v)) = self.pipelines.get_key_value(name) {
+            return Some((k.as_str(), v));
+        }
+        let wanted = name.trim_start_matches("pipelines/");
+        self.pipelines.iter().find_map(|(k, v)| {
+            let file = v.display.file_name()?.to_str()?;
+            let stem = v.display.file_stem()?.to_str()?;
+            (file == wanted || stem == wanted).then_some((k.as_str(), v))
+        })
+    }
+}
+
+impl Drop for ProjectVersion {
+    fn drop(&mut self) {
+        // The last job using this version has finished and a newer one is current.
+        if let Err(e) = std::fs::remove_dir_all(&self.dir) {
+            tracing::debug!(dir = %self.dir.display(), error = %e, "could not remove old version");
+        }
+    }
+}
+
+/// The current version and the last reload error.
+pub struct Versions {
+    root: PathBuf,
+    store: PathBuf,
+    current: ArcSwapOption<ProjectVersion>,
+    error: Mutex<Option<String>>,
+    /// Serialises reloads (the watcher and startup).
+    reloading: tokio::sync::Mutex<()>,
+}
+
+/// What a reload did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Reload {
+    /// The files changed and are valid: this version is now current.
+    Swapped(String),
+    /// Nothing changed.
+    Unchanged,
+}
+
+impl Versions {
+    /// Versions of the project at `root`, copied under `root/.bridge/versions/`. Copies left by a
+    /// previous server are removed.
+    pub fn new(root: &Path) -> crate::Result<Versions> {
+        let store = root.join(".bridge").join("versions");
+        if store.exists() {
+            std::fs::remove_dir_all(&store).map_err(|e| crate::Error::io(&store, e))?;
+        }
+        std::fs::create_dir_all(&store).map_err(|e| crate::Error::io(&store, e))?;
+        Ok(Versions {
+            root: root.to_path_buf(),
+            store,
+            current: ArcSwapOption::empty(),
+            error: Mutex::new(None),
+            reloading: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// The version new jobs use, if a valid one was ever loaded.
+    pub fn current(&self) -> Option<Arc<ProjectVersion>> {
+        self.current.load_full()
+    }
+
+    /// Why the files on disk are not the current version, if they are invalid.
+    pub fn error(&self) -> Option<String> {
+        self.error.lock().expect("versions lock").clone()
+    }
+
+    /// Copies and validates the files; swaps them in if valid, keeps the current version (and
+    /// records the error) if not.
+    pub async fn reload(&self) -> Result<Reload, String> {
+        let _guard = self.reloading.lock().await;
+        let root = self.root.clone();
+        let store = self.store.clone();
+        let current_id = self.current().map(|v| v.id.clone());
+        let loaded =
+            tokio::task::spawn_blocking(move || load(&root, &store, current_id.as_deref()))
+                .await
+                .map_err(|e| format!("reload task failed: {e}"))?;
+        let mut error = self.error.lock().expect("versions lock");
+        match loaded {
+            Ok(Some(version)) => {
+                let id = version.id.clone();
+                tracing::info!(version = %id, pipelines = version.pipelines.len(), "project files loaded");
+                self.current.store(Some(Arc::new(version)));
+                *error = None;
+                Ok(Reload::Swapped(id))
+            }
+            Ok(None) => {
+                *error = None;
+                Ok(Reload::Unchanged)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "project files are invalid; keeping the previous version");
+                *error = Some(e.clone());
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Hashes the files; if they differ from `current`, copies and validates them.
+fn load(
+    root: &Path,
+    store: &Path,
+    current: Option<&str>,
+) -> Result<Option<ProjectVersion>, String> {
+    let files = project_files(root)?;
+    let mut hash = Sha256::new();
+    let mut contents = Vec::with_capacity(files.len());
+    for rel in &files {
+        let bytes = std::fs::read(root.join(rel)).map_err(|e| format!("{}: {e}", rel.display()))?;
+        hash.update(rel.to_string_lossy().as_bytes());
+        hash.update([0]);
+        hash.update((bytes.len() as u64).to_le_bytes());
+        hash.update(&bytes);
+        contents.push(bytes);
+    }
+    let id = hex::encode(&hash.finalize()[..6]);
+    if current == Some(id.as_str()) {
+        return Ok(None);
+    }
+    let dir = store.join(format!(
+        "{id}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    ));
+    for (rel, bytes) in files.iter().zip(&contents) {
+        let target = dir.join(rel);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+        }
+        std::fs::write(&target, bytes).map_err(|e| format!("{}: {e}", target.display()))?;
+    }
+    for sub in WATCHED_DIRS {
+        // A missing folder stays missing in the copy, but `pipelines/` must exist to be listed.
+        if sub == "pipelines" {
+            std::fs::create_dir_all(dir.join(sub)).map_err(|e| e.to_string())?;
+        }
+    }
+    let version = ProjectVersion {
+        id,
+        project: Project::new(root).with_snapshot(&dir),
+        pipelines: BTreeMap::new(),
+        loaded_at: chrono::Utc::now(),
+        dir,
+    };
+    // Dropping `version` on error removes the copy.
+    check(version).map(Some)
+}
+
+/// Validates every pipeline for every country and every query, and indexes pipelines by name.
+fn check(mut version: ProjectVersion) -> Result<ProjectVersion, String> {
+    let report = validate(&version.project, &[]).map_err(|e| e.to_string())?;
+    if !report.errors.is_empty() {
+        return Err(report.errors.join("; "));
+    }
+    let mut by_name: BTreeMap<String, PipelineEntry> = BTreeMap::new();
+    for file in version
+        .project
+        .pipeline_files()
+        .map_err(|e| e.to_string())?
+    {
+        let display = version.project.display_path(&file);
+        let text =
+            std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", display.display()))?;
+        let spec = parse_pipeline(&display, &text).map_err(|e| e.to_string())?;
+        let schedule = spec
+            .schedule
+            .as_deref()
+            .map(Schedule::parse)
+            .transpose()
+            .map_err(|e| format!("{}: schedule: {e}", display.display()))?;
+        if let Some(other) = by_name.get(&spec.name) {
+            return Err(format!(
+                "{}: pipeline name `{}` is also used by {}",
+                display.display(),
+                spec.name,
+                other.display.display()
+            ));
+        }
+        by_name.insert(
+            spec.name,
+            PipelineEntry {
+                file,
+                display,
+                schedule,
+                countries: spec.countries,
+            },
+        );
+    }
+    version.pipelines = by_name;
+    Ok(version)
+}
+
+/// Files under the watched folders, relative to the root, sorted; editor leftovers skipped.
+fn project_files(root: &Path) -> Result<Vec<PathBuf>, String> {
+    let mut files = Vec::new();
+    for sub in WATCHED_DIRS {
+        let dir = root.join(sub);
+        if !dir.is_dir() {
+            continue;
+        }
+        for entry in walkdir::WalkDir::new(&dir).follow_links(true) {
+            let entry = entry.map_err(|e| e.to_string())?;
+            if !entry.file_type().is_file() || is_editor_leftover(entry.path()) {
+                continue;
+            }
+            let rel = entry
+                .path()
+                .strip_prefix(root)
+                .map_err(|e| e.to_string())?
+                .to_path_buf();
+            files.push(rel);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Swap files, backups and hidden files that editors write next to the real ones.
+pub fn is_editor_leftover(path: &Path) -> bool {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    name.starts_with('.') || name.ends_with('~') || name.ends_with(".swp") || name.ends_with(".tmp")
+}

@@ -1,0 +1,590 @@
+//! `bridge serve` driven over HTTP: the real binary on 127.0.0.1:0, a scratch project, and the
+//! audit log, job history and outputs checked after each request.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::Scratch;
+use serde_json::{Value, json};
+
+const READER: &str = "reader-token-0123456789";
+const WRITER: &str = "writer-token-9876543210";
+
+/// A running `bridge serve`.
+struct Server {
+    child: Child,
+    base: String,
+    client: reqwest::Client,
+}
+
+impl Server {
+    fn start(scratch: &Scratch, extra: &[&str]) -> Server {
+        Server::start_env(scratch, extra, &[])
+    }
+
+    fn start_env(scratch: &Scratch, extra: &[&str], env: &[(&str, String)]) -> Server {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_bridge"));
+        command
+            .arg("--root")
+            .arg(scratch.root())
+            .args(["serve", "--listen", "127.0.0.1:0", "--poll-interval", "0.2"])
+            .args(extra)
+            .env_remove("RUST_LOG")
+            .env_remove("SQLSERVER_HOST")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut child = command.spawn().expect("bridge serve starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            // Keep draining so the server never blocks on a full pipe.
+            for _ in lines {}
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("server prints its address");
+        let base = line
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+            .to_string();
+        Server {
+            child,
+            base,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request sent");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("body");
+        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, value)
+    }
+
+    async fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        self.call(reqwest::Method::GET, path, token, None).await
+    }
+
+    async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
+        self.call(reqwest::Method::POST, path, token, Some(body))
+            .await
+    }
+
+    async fn delete(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        self.call(reqwest::Method::DELETE, path, token, None).await
+    }
+
+    /// Polls a job until `done` holds for it.
+    async fn wait_job(&self, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let (status, job) = self.get(&format!("/jobs/{id}"), Some(READER)).await;
+            assert_eq!(status, 200, "{job}");
+            if done(&job) {
+                return job;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "job never reached the state: {job}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn wait_finished(&self, id: &str) -> Value {
+        self.wait_job(id, |j| {
+            !matches!(j["status"].as_str(), Some("queued") | Some("running"))
+        })
+        .await
+    }
+
+    /// SIGTERM, then waits for the process to exit; returns whether it exited successfully.
+    fn terminate(mut self) -> bool {
+        let pid = self.child.id().to_string();
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill runs");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status.success();
+            }
+            assert!(Instant::now() < deadline, "server ignored SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL: the server dies without cleaning up.
+    fn kill(mut self) {
+        self.child.kill().expect("kill");
+        self.child.wait().expect("wait");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A scratch copy of the project with a permissions file: `reader` (plain token) may read
+/// everything; `writer` (hashed token) may write dbo.Results and delete at most 2 rows.
+fn project() -> Scratch {
+    let scratch = Scratch::new();
+    scratch.write(
+        "config/permissions.yaml",
+        &format!(
+            r#"users:
+  - name: reader
+    token: "{READER}"
+    permissions:
+      - table: "*"
+        access: read
+  - name: writer
+    token_sha256: "{}"
+    permissions:
+      - table: dbo.Results
+        access: read_write
+        max_delete_rows: 2
+"#,
+            bridge::auth::hash_token(WRITER)
+        ),
+    );
+    scratch.write(
+        "config/slow_seed.sql",
+        "CREATE TABLE IF NOT EXISTS unused (x INTEGER);\n",
+    );
+    // A run long enough to cancel or interrupt: a few hundred million generated rows.
+    scratch.write(
+        "pipelines/slow.yaml",
+        r#"name: slow
+steps:
+  - id: numbers
+    source:
+      type: sqlite
+      database: output/slow.db
+      seed: config/slow_seed.sql
+      sql: "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 500000000) SELECT x, x * 2 AS y FROM n"
+  - id: out
+    sink:
+      type: volume
+      from: numbers
+      destination: output/slow
+      path: numbers
+"#,
+    );
+    scratch
+}
+
+fn audit_lines(scratch: &Scratch) -> Vec<Value> {
+    std::fs::read_to_string(scratch.path(".bridge/audit.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("audit line `{l}`: {e}")))
+        .collect()
+}
+
+fn files_under(scratch: &Scratch, rel: &str) -> Vec<String> {
+    common::list_files(&scratch.path(rel))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn auth_matrix_with_audit_lines() {
+    let scratch = project();
+    let server = Server::start(&scratch, &["--no-schedules"]);
+
+    // No token, wrong token: 401, and a security line in the audit log without the token.
+    let (status, body) = server.get("/jobs", None).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"], "unauthorized");
+    let (status, _) = server.get("/jobs", Some("not-a-token-of-anyone")).await;
+    assert_eq!(status, 401);
+    let audit = audit_lines(&scratch);
+    let refused: Vec<&Value> = audit.iter().filter(|l| l["action"] == "auth").collect();
+    assert_eq!(refused.len(), 2, "{audit:?}");
+    assert!(refused.iter().all(|l| l["result"] == "refused"));
+    assert!(
+        refused[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("no bearer token")
+    );
+    assert!(
+        refused[1]["error"]
+            .as_str()
+            .unwrap()
+            .contains("unknown token")
+    );
+    let raw = std::fs::read_to_string(scratch.path(".bridge/audit.log")).unwrap();
+    assert!(!raw.contains("not-a-token-of-anyone") && !raw.contains(READER));
+
+    // Plain and hashed tokens are accepted.
+    assert_eq!(server.get("/jobs", Some(READER)).await.0, 200);
+    assert_eq!(server.get("/jobs", Some(WRITER)).await.0, 200);
+
+    // A read-only caller asking to write: 403 naming the table and the missing right.
+    let sync = json!({"operation": "UPSERT", "source_table": "main.calibration.results",
+                      "target_table": "dbo.Results", "primary_keys": ["id"]});
+    let (status, body) = server.post("/sync", Some(READER), sync.clone()).await;
+    assert_eq!(status, 403, "{body}");
+    let detail = body["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("reader") && detail.contains("dbo.Results") && detail.contains("write"),
+        "{detail}"
+    );
+    // The writer may; a table it has no grant on is refused.
+    let (status, body) = server.post("/sync", Some(WRITER), sync.clone()).await;
+    assert_eq!(status, 202, "{body}");
+    let mut other = sync.clone();
+    other["target_table"] = json!("dbo.Sales");
+    assert_eq!(server.post("/sync", Some(WRITER), other).await.0, 403);
+
+    // Validation errors name the field.
+    let (status, body) = server
+        .post(
+            "/runs",
+            Some(READER),
+            json!({"pipeline": "demo", "country": 7}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["field"], "country");
+    let (status, body) = server
+        .post("/runs", Some(READER), json!({"pipeline": "nope"}))
+        .await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("demo"));
+
+    let audit = audit_lines(&scratch);
+    let syncs: Vec<&Value> = audit.iter().filter(|l| l["action"] == "sync").collect();
+    assert_eq!(syncs.len(), 3, "{syncs:?}");
+    assert_eq!(syncs[0]["result"], "refused");
+    assert_eq!(syncs[0]["caller"], "reader");
+    assert_eq!(syncs[0]["tables"], json!(["dbo.Results"]));
+    assert_eq!(syncs[1]["result"], "started");
+    assert!(syncs[1]["event_id"].is_string());
+    assert_eq!(syncs[2]["result"], "refused");
+    assert!(
+        !std::fs::read_to_string(scratch.path(".bridge/audit.log"))
+            .unwrap()
+            .contains(WRITER)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_job_reports_steps_and_survives_restart() {
+    let scratch = project();
+    let server = Server::start(&scratch, &["--no-schedules"]);
+    let (status, body) = server
+        .post(
+            "/runs",
+            Some(READER),
+            json!({"pipeline": "demo", "country": "colombia"}),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let id = body["id"].as_str().unwrap().to_string();
+    let job = server.wait_finished(&id).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let steps = job["summary"]["steps"].as_array().unwrap();
+    assert!(
+        steps
+            .iter()
+            .any(|s| s["kind"] == "sink" && s["rows"].as_u64().unwrap() > 0),
+        "{job}"
+    );
+    assert!(steps.iter().all(|s| s["duration_ms"].is_u64()));
+    assert_eq!(job["submitted_by"], "reader");
+    let (_, list) = server
+        .get("/jobs?status=succeeded&pipeline=demo", Some(READER))
+        .await;
+    assert_eq!(list["total"], 1, "{list}");
+    let (status, body) = server.get("/jobs?status=sleeping", Some(READER)).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["field"], "status");
+
+    // A job running when the server dies is marked interrupted by the next one; history stays.
+    let (_, slow) = server
+        .post("/runs", Some(READER), json!({"pipeline": "slow"}))
+        .await;
+    let slow_id = slow["id"].as_str().unwrap().to_string();
+    server
+        .wait_job(&slow_id, |j| j["status"] == "running")
+        .await;
+    server.kill();
+    let server = Server::start(&scratch, &["--no-schedules"]);
+    let (_, job) = server.get(&format!("/jobs/{id}"), Some(READER)).await;
+    assert_eq!(job["status"], "succeeded");
+    assert_eq!(
+        job["summary"]["steps"].as_array().unwrap().len(),
+        steps.len()
+    );
+    let (_, slow) = server.get(&format!("/jobs/{slow_id}"), Some(READER)).await;
+    assert_eq!(slow["status"], "interrupted", "{slow}");
+    assert!(slow["error"].as_str().unwrap().contains("resubmit"));
+    assert!(!scratch.path("output/slow/numbers/_SUCCESS").exists());
+    assert!(server.terminate());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cancel_stops_the_job_and_commits_nothing() {
+    let scratch = project();
+    let server = Server::start(&scratch, &["--no-schedules"]);
+    let (_, body) = server
+        .post("/runs", Some(READER), json!({"pipeline": "slow"}))
+        .await;
+    let id = body["id"].as_str().unwrap().to_string();
+    server.wait_job(&id, |j| j["status"] == "running").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (status, body) = server.delete(&format!("/jobs/{id}"), Some(READER)).await;
+    assert_eq!(status, 202, "{body}");
+    let job = server.wait_finished(&id).await;
+    assert_eq!(job["status"], "cancelled", "{job}");
+    assert!(
+        files_under(&scratch, "output/slow").is_empty(),
+        "{:?}",
+        files_under(&scratch, "output/slow")
+    );
+    // A finished job cannot be cancelled; an unknown one is 404.
+    let (status, body) = server.delete(&format!("/jobs/{id}"), Some(READER)).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(
+        server.delete("/jobs/no-such-job", Some(READER)).await.0,
+        404
+    );
+    let audit = audit_lines(&scratch);
+    let cancels: Vec<&Value> = audit.iter().filter(|l| l["action"] == "cancel").collect();
+    assert_eq!(cancels.len(), 2);
+    assert_eq!(cancels[0]["result"], "ok");
+    assert_eq!(cancels[1]["result"], "refused");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_interrupts_running_jobs_cleanly() {
+    let scratch = project();
+    let server = Server::start(&scratch, &["--no-schedules", "--shutdown-grace", "0.5"]);
+    let (_, body) = server
+        .post("/runs", Some(READER), json!({"pipeline": "slow"}))
+        .await;
+    let id = body["id"].as_str().unwrap().to_string();
+    server.wait_job(&id, |j| j["status"] == "running").await;
+    assert!(server.terminate(), "serve exits 0 on SIGTERM");
+    let server = Server::start(&scratch, &["--no-schedules"]);
+    let (_, job) = server.get(&format!("/jobs/{id}"), Some(READER)).await;
+    assert_eq!(job["status"], "interrupted", "{job}");
+    assert!(files_under(&scratch, "output/slow").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn watcher_swaps_valid_edits_and_keeps_the_old_set_on_broken_ones() {
+    let scratch = project();
+    let server = Server::start(&scratch, &["--no-schedules"]);
+    let (status, ready) = server.get("/health/ready", None).await;
+    assert_eq!(status, 200, "{ready}");
+    let first_version = ready["version"].clone();
+
+    // A valid new pipeline becomes runnable without a restart.
+    let demo = std::fs::read_to_string(scratch.path("pipelines/demo.yaml")).unwrap();
+    scratch.write(
+        "pipelines/demo2.yaml",
+        &demo.replacen("name: demo", "name: demo2", 1),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = server
+            .post(
+                "/runs",
+                Some(READER),
+                json!({"pipeline": "demo2", "country": "colombia"}),
+            )
+            .await;
+        if status == 202 {
+            let job = server.wait_finished(body["id"].as_str().unwrap()).await;
+            assert_eq!(job["status"], "succeeded", "{job}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "new pipeline never picked up: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (_, ready) = server.get("/health/ready", None).await;
+    assert_ne!(ready["version"], first_version);
+
+    // A broken edit: ready reports it with file:line; the previous set keeps running.
+    scratch.write(
+        "pipelines/demo2.yaml",
+        "name: demo2\nsteps:\n  - id: x\n    sourc: {}\n",
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let ready = loop {
+        let (status, ready) = server.get("/health/ready", None).await;
+        if status == 503 {
+            break ready;
+        }
+        assert!(Instant::now() < deadline, "broken edit never reported");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let config = ready["checks"]["config"].as_str().unwrap();
+    assert!(config.contains("pipelines/demo2.yaml:4"), "{config}");
+    let (status, body) = server
+        .post(
+            "/runs",
+            Some(READER),
+            json!({"pipeline": "demo2", "country": "colombia"}),
+        )
+        .await;
+    assert_eq!(status, 202, "old version still serves: {body}");
+    server.wait_finished(body["id"].as_str().unwrap()).await;
+
+    // Fixing it makes the server ready again.
+    std::fs::remove_file(scratch.path("pipelines/demo2.yaml")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while server.get("/health/ready", None).await.0 != 200 {
+        assert!(Instant::now() < deadline, "fix never picked up");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (status, _) = server
+        .post("/runs", Some(READER), json!({"pipeline": "demo2"}))
+        .await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn permissions_reload_and_broken_file_keeps_the_last_good_set() {
+    let scratch = project();
+    let server = Server::start(&scratch, &["--no-schedules"]);
+    assert_eq!(server.get("/jobs", Some("late-token-abcdef")).await.0, 401);
+    let text = std::fs::read_to_string(scratch.path("config/permissions.yaml")).unwrap();
+    scratch.write(
+        "config/permissions.yaml",
+        &format!("{text}  - name: late\n    token: late-token-abcdef\n    permissions: []\n"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while server.get("/jobs", Some("late-token-abcdef")).await.0 != 200 {
+        assert!(Instant::now() < deadline, "new user never picked up");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    scratch.write("config/permissions.yaml", "users:\n  - name: broken\n");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let ready = loop {
+        let (status, ready) = server.get("/health/ready", None).await;
+        if status == 503 {
+            break ready;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "broken permissions never reported"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        ready["checks"]["permissions"]
+            .as_str()
+            .unwrap()
+            .contains("permissions.yaml"),
+        "{ready}"
+    );
+    assert_eq!(server.get("/jobs", Some("late-token-abcdef")).await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn schedules_run_while_serving() {
+    let scratch = project();
+    let demo = std::fs::read_to_string(scratch.path("pipelines/demo.yaml")).unwrap();
+    let every_second = demo.replacen("name: demo", "name: ticking", 1).replace(
+        "schedule: \"0 6 * * *\"",
+        "schedule: \"* * * * * *\"\ncountries: [colombia]",
+    );
+    assert!(every_second.contains("* * * * * *"));
+    scratch.write("pipelines/ticking.yaml", &every_second);
+    let server = Server::start(&scratch, &[]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, list) = server
+            .get("/jobs?pipeline=ticking&status=succeeded", Some(READER))
+            .await;
+        if list["total"].as_u64().unwrap_or(0) >= 1 {
+            let job = &list["items"][0];
+            assert_eq!(job["kind"], "schedule");
+            assert_eq!(job["country"], "colombia");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no scheduled run: {list}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_metrics_and_openapi() {
+    let scratch = project();
+    let server = Server::start(&scratch, &["--no-schedules"]);
+    assert_eq!(server.get("/health/live", None).await.0, 200);
+    let (status, ready) = server.get("/health/ready", None).await;
+    assert_eq!(status, 200, "{ready}");
+    assert_eq!(ready["checks"]["sqlserver"], "not configured");
+    let (_, body) = server
+        .post(
+            "/runs",
+            Some(READER),
+            json!({"pipeline": "demo", "country": "colombia"}),
+        )
+        .await;
+    server.wait_finished(body["id"].as_str().unwrap()).await;
+    let (status, metrics) = server.get("/metrics", None).await;
+    assert_eq!(status, 200);
+    let metrics = metrics.as_str().unwrap().to_string();
+    assert!(
+        metrics.contains("bridge_jobs{status=\"succeeded\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("bridge_rows_moved_total{pipeline=\"demo\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("bridge_event_lag_seconds"), "{metrics}");
+    let (status, doc) = server.get("/openapi.json", None).await;
+    assert_eq!(status, 200);
+    for path in [
+        "/runs",
+        "/extract",
+        "/jobs",
+        "/jobs/{id}",
+        "/sync",
+        "/events/{id}",
+        "/health/ready",
+    ] {
+        assert!(
+            doc["paths"][path].is_object(),
+            "{path} missing from the OpenAPI document"
+        );
+    }
+    assert!(doc["components"]["schemas"]["RunRequest"].is_object());
+}
