@@ -199,3 +199,25 @@ fn unknown_country_lists_known_ones() {
     );
     assert!(err.contains("known countries: colombia, mexico"), "{err}");
 }
+
+#[test]
+fn validate_checks_schedule_and_countries() {
+    let s = Scratch::new();
+    s.write(
+        "pipelines/nightly.yaml",
+        "name: nightly\nschedule: \"every night\"\ncountries: [colombia, atlantis]\nsteps:\n  - id: a\n    source:\n      type: csv\n      path: data/a.csv\n",
+    );
+    let o = s.bridge(&["validate"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("pipelines/nightly.yaml:2: schedule: `every night` is not a cron expression"),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "pipelines/nightly.yaml:3: countries: `atlantis` has no config/countries/atlantis.yaml"
+        ),
+        "{err}"
+    );
+}

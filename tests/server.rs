@@ -588,3 +588,265 @@ async fn health_metrics_and_openapi() {
     }
     assert!(doc["components"]["schemas"]["RunRequest"].is_object());
 }
+
+// ---------------------------------------------------------------------------------------------
+// Sync events through the server: SQL Server played by the TDS test server, sources and the
+// events table are real Delta tables.
+
+mod events {
+    use super::*;
+    use deltalake::DeltaTable;
+    use deltalake::arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
+    use deltalake::arrow::datatypes::{DataType, Field, Schema};
+    use std::sync::Arc;
+    use tds_test_server::{TdsServer, TdsServerConfig};
+
+    const TARGET: &str = "CREATE TABLE dbo.Results (id BIGINT NOT NULL PRIMARY KEY, name NVARCHAR(50) NULL, amount FLOAT NULL)";
+
+    /// A TDS test server with an empty dbo.Results, and the environment that points bridge at it.
+    pub async fn sqlserver() -> (TdsServer, Vec<(&'static str, String)>) {
+        let server = TdsServer::start(TdsServerConfig::default())
+            .await
+            .expect("test server starts");
+        let settings = bridge::mssql::SqlServerSettings {
+            host: Some("127.0.0.1".into()),
+            port: Some(server.addr().port()),
+            username: Some("sa".into()),
+            password_env: Some("PATH".into()), // any set variable: the test server ignores it
+            encrypt: Some(bridge::mssql::settings::Encrypt::DangerPlaintext),
+            ..Default::default()
+        };
+        let mut client = bridge::mssql::connect(&settings).await.unwrap();
+        client
+            .simple_query(TARGET)
+            .await
+            .unwrap()
+            .into_results()
+            .await
+            .unwrap();
+        let env = vec![
+            ("SQLSERVER_HOST", "127.0.0.1".to_string()),
+            ("SQLSERVER_PORT", server.addr().port().to_string()),
+            ("SQLSERVER_USERNAME", "sa".to_string()),
+            (
+                "SQLSERVER_PASSWORD",
+                "unused-by-the-test-server".to_string(),
+            ),
+            ("SQLSERVER_ENCRYPT", "danger_plaintext".to_string()),
+        ];
+        (server, env)
+    }
+
+    pub fn count(server: &TdsServer, sql: &str) -> i64 {
+        server.query_sqlite(sql).unwrap()[0][0]
+            .as_deref()
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    /// Writes a Delta table of `(id, name, amount)` rows for ids in `ids`.
+    pub async fn delta_source(path: &std::path::Path, ids: std::ops::Range<i64>) {
+        std::fs::create_dir_all(path).unwrap();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("name", DataType::Utf8, true),
+            Field::new("amount", DataType::Float64, true),
+        ]));
+        let url = deltalake::ensure_table_uri(path.display().to_string()).unwrap();
+        let mut table = DeltaTable::try_from_url(url).await.unwrap();
+        let ids: Vec<i64> = ids.collect();
+        for chunk in ids.chunks(50_000) {
+            let columns: Vec<ArrayRef> = vec![
+                Arc::new(Int64Array::from_iter_values(chunk.iter().copied())),
+                Arc::new(StringArray::from_iter_values(
+                    chunk.iter().map(|i| format!("row {i}")),
+                )),
+                Arc::new(Float64Array::from_iter_values(
+                    chunk.iter().map(|i| *i as f64 / 4.0),
+                )),
+            ];
+            let batch = RecordBatch::try_new(Arc::clone(&schema), columns).unwrap();
+            table = table.write(vec![batch]).await.unwrap();
+        }
+    }
+
+    pub async fn wait_event(server: &Server, id: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(180);
+        loop {
+            let (status, event) = server.get(&format!("/events/{id}"), Some(READER)).await;
+            assert_eq!(status, 200, "{event}");
+            if matches!(event["status"].as_str(), Some("completed") | Some("failed")) {
+                return event;
+            }
+            assert!(Instant::now() < deadline, "event never finished: {event}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn insert(source: &str) -> Value {
+        json!({"operation": "INSERT", "source_table": source, "target_table": "dbo.Results"})
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn event_applied_exactly_once_across_a_kill_and_restart() {
+        let scratch = project();
+        let (sql, env) = sqlserver().await;
+        let rows = 60_000;
+        delta_source(&scratch.path("output/delta/main/calibration/big"), 0..rows).await;
+        let server = Server::start_env(&scratch, &["--no-schedules"], &env);
+        let (status, body) = server
+            .post("/sync", Some(WRITER), insert("main.calibration.big"))
+            .await;
+        assert_eq!(status, 202, "{body}");
+        let id = body["id"].as_str().unwrap().to_string();
+        // Kill the server as soon as the event is claimed: mid-apply.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (_, event) = server.get(&format!("/events/{id}"), Some(READER)).await;
+            if event["status"] != "pending" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "event never claimed");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        server.kill();
+        let applied_before_restart = count(&sql, "SELECT COUNT(*) FROM Results");
+        assert!(
+            applied_before_restart == 0 || applied_before_restart == rows,
+            "a half-applied sync: {applied_before_restart}"
+        );
+
+        let server = Server::start_env(&scratch, &["--no-schedules", "--event-lease", "1"], &env);
+        let event = wait_event(&server, &id).await;
+        assert_eq!(event["status"], "completed", "{event}");
+        assert_eq!(event["rows_affected"], rows, "{event}");
+        assert_eq!(count(&sql, "SELECT COUNT(*) FROM Results"), rows);
+        assert_eq!(count(&sql, "SELECT COUNT(*) FROM bridge_applied_keys"), 1);
+        let audit = audit_lines(&scratch);
+        let done: Vec<&Value> = audit
+            .iter()
+            .filter(|l| l["action"] == "event" && l["event_id"] == id.as_str())
+            .collect();
+        assert_eq!(done.last().unwrap()["result"], "ok", "{done:?}");
+        assert_eq!(done.last().unwrap()["rows"], rows);
+        assert_eq!(done.last().unwrap()["caller"], "writer");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn two_servers_on_one_events_table_apply_each_event_once() {
+        let (sql, env) = sqlserver().await;
+        let events_dir = tempfile::tempdir().unwrap();
+        let events_table = events_dir.path().join("bridge_events");
+        let events_arg = events_table.display().to_string();
+        let a = project();
+        let b = project();
+        let sources = 8;
+        for i in 0..sources {
+            for scratch in [&a, &b] {
+                delta_source(
+                    &scratch.path(&format!("output/delta/main/calibration/part{i}")),
+                    i * 100..i * 100 + 100,
+                )
+                .await;
+            }
+        }
+        let args = ["--no-schedules", "--events-table", events_arg.as_str()];
+        let server_a = Server::start_env(&a, &args, &env);
+        let server_b = Server::start_env(&b, &args, &env);
+        let mut ids = Vec::new();
+        for i in 0..sources {
+            let server = if i % 2 == 0 { &server_a } else { &server_b };
+            let (status, body) = server
+                .post(
+                    "/sync",
+                    Some(WRITER),
+                    insert(&format!("main.calibration.part{i}")),
+                )
+                .await;
+            assert_eq!(status, 202, "{body}");
+            ids.push(body["id"].as_str().unwrap().to_string());
+        }
+        let mut claimers = std::collections::BTreeSet::new();
+        for id in &ids {
+            let event = wait_event(&server_a, id).await;
+            assert_eq!(event["status"], "completed", "{event}");
+            assert_eq!(event["rows_affected"], 100);
+            claimers.insert(event["claimed_by"].as_str().unwrap().to_string());
+        }
+        assert_eq!(count(&sql, "SELECT COUNT(*) FROM Results"), sources * 100);
+        assert_eq!(
+            count(&sql, "SELECT COUNT(DISTINCT id) FROM Results"),
+            sources * 100
+        );
+        assert_eq!(
+            count(&sql, "SELECT COUNT(*) FROM bridge_applied_keys"),
+            sources
+        );
+        eprintln!(
+            "events claimed by {} server(s): {claimers:?}",
+            claimers.len()
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn delete_over_the_callers_limit_changes_nothing_and_is_audited() {
+        let scratch = project();
+        let (sql, env) = sqlserver().await;
+        delta_source(&scratch.path("output/delta/main/calibration/seed"), 0..5).await;
+        delta_source(&scratch.path("output/delta/main/calibration/gone"), 0..3).await;
+        let server = Server::start_env(&scratch, &["--no-schedules"], &env);
+        let (_, body) = server
+            .post("/sync", Some(WRITER), insert("main.calibration.seed"))
+            .await;
+        let seeded = wait_event(&server, body["id"].as_str().unwrap()).await;
+        assert_eq!(seeded["status"], "completed", "{seeded}");
+        // writer may delete at most 2 rows of dbo.Results; this deletes 3.
+        let delete = json!({"operation": "DELETE", "source_table": "main.calibration.gone",
+                            "target_table": "dbo.Results", "primary_keys": ["id"]});
+        let (status, body) = server.post("/sync", Some(WRITER), delete).await;
+        assert_eq!(status, 202, "{body}");
+        let id = body["id"].as_str().unwrap().to_string();
+        let event = wait_event(&server, &id).await;
+        assert_eq!(event["status"], "failed", "{event}");
+        let error = event["error_message"].as_str().unwrap();
+        assert!(error.contains("max_delete_rows 2"), "{error}");
+        assert_eq!(count(&sql, "SELECT COUNT(*) FROM Results"), 5);
+        let audit = audit_lines(&scratch);
+        let line = audit
+            .iter()
+            .rfind(|l| l["event_id"] == id.as_str() && l["action"] == "event")
+            .expect("audit line of the event");
+        assert_eq!(line["result"], "failed");
+        assert!(line["error"].as_str().unwrap().contains("max_delete_rows"));
+
+        // An event written straight into the events table by someone who is not in the
+        // permissions file is refused, unapplied.
+        let store =
+            bridge::sync::LocalDeltaEvents::open(scratch.path(".bridge/events/bridge_events"))
+                .await
+                .unwrap();
+        use bridge::sync::EventStore;
+        let stranger = store
+            .submit(bridge::sync::NewEvent {
+                operation: bridge::sync::Operation::Delete,
+                source_table: "main.calibration.gone".into(),
+                target_table: "dbo.Results".into(),
+                primary_keys: vec!["id".into()],
+                filter: None,
+                created_by: Some("mallory".into()),
+            })
+            .await
+            .unwrap();
+        let event = wait_event(&server, &stranger.event_id).await;
+        assert_eq!(event["status"], "failed", "{event}");
+        assert!(
+            event["error_message"]
+                .as_str()
+                .unwrap()
+                .contains("`mallory` is not a user"),
+            "{event}"
+        );
+        assert_eq!(count(&sql, "SELECT COUNT(*) FROM Results"), 5);
+    }
+}

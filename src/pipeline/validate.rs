@@ -9,6 +9,7 @@ use crate::pipeline::plan::{Plan, PlanOptions};
 use crate::pipeline::project::{Project, pipeline_files_in};
 use crate::pipeline::render::Renderer;
 use crate::pipeline::schedule::Schedule;
+use crate::pipeline::spec::parse_pipeline;
 use crate::sql::Dialect;
 
 /// What validation looked at and what it found.
@@ -57,27 +58,12 @@ pub fn validate(project: &Project, paths: &[PathBuf]) -> Result<ValidationReport
                 country: country.clone(),
                 params: Vec::new(),
             };
-            match Plan::from_file(project, file, &options) {
-                Ok(plan) => {
-                    if let Some(expr) = &plan.schedule
-                        && let Err(message) = Schedule::parse(expr)
-                    {
-                        let text = std::fs::read_to_string(file).unwrap_or_default();
-                        let line = text.lines().position(|l| l.starts_with("schedule:"));
-                        push(
-                            &mut report,
-                            Error::Spec {
-                                location: Location::at(
-                                    project.display_path(file),
-                                    line.map(|l| l + 1),
-                                ),
-                                message: format!("schedule: {message}"),
-                            },
-                        );
-                    }
-                }
-                Err(e) => push(&mut report, e),
+            if let Err(e) = Plan::from_file(project, file, &options) {
+                push(&mut report, e);
             }
+        }
+        for e in check_serve_fields(project, file, &countries) {
+            push(&mut report, e);
         }
         report.pipelines.push(file.clone());
     }
@@ -107,6 +93,42 @@ pub fn validate(project: &Project, paths: &[PathBuf]) -> Result<ValidationReport
         report.queries = checked.len();
     }
     Ok(report)
+}
+
+/// Checks what only serve mode reads: `schedule:` parses, `countries:` have parameter files.
+fn check_serve_fields(project: &Project, file: &Path, known: &[String]) -> Vec<Error> {
+    let Ok(text) = std::fs::read_to_string(file) else {
+        return Vec::new(); // reported by planning
+    };
+    let display = project.display_path(file);
+    let Ok(spec) = parse_pipeline(&display, &text) else {
+        return Vec::new();
+    };
+    let at = |key: &str| {
+        let line = text.lines().position(|l| l.starts_with(key));
+        Location::at(&display, line.map(|l| l + 1))
+    };
+    let mut errors = Vec::new();
+    if let Some(expr) = &spec.schedule
+        && let Err(message) = Schedule::parse(expr)
+    {
+        errors.push(Error::Spec {
+            location: at("schedule:"),
+            message: format!("schedule: {message}"),
+        });
+    }
+    for country in &spec.countries {
+        if !known.iter().any(|k| k.eq_ignore_ascii_case(country)) {
+            errors.push(Error::Spec {
+                location: at("countries:"),
+                message: format!(
+                    "countries: `{country}` has no config/countries/{country}.yaml (countries: {})",
+                    known.join(", ")
+                ),
+            });
+        }
+    }
+    errors
 }
 
 /// Every `.sql` file under `queries/common/` and the country's folder, subfolders included.

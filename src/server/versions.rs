@@ -87,10 +87,12 @@ pub enum Reload {
 }
 
 impl Versions {
-    /// Versions of the project at `root`, copied under `root/.bridge/versions/`. Copies left by a
-    /// previous server are removed.
+    /// Versions of the project at `root`, copied under `root/.bridge/versions/{pid}/`. Copies left
+    /// by servers that are no longer running are removed.
     pub fn new(root: &Path) -> crate::Result<Versions> {
-        let store = root.join(".bridge").join("versions");
+        let all = root.join(".bridge").join("versions");
+        remove_dead_servers_copies(&all);
+        let store = all.join(std::process::id().to_string());
         if store.exists() {
             std::fs::remove_dir_all(&store).map_err(|e| crate::Error::io(&store, e))?;
         }
@@ -143,6 +145,26 @@ impl Versions {
                 *error = Some(e.clone());
                 Err(e)
             }
+        }
+    }
+}
+
+/// Removes `versions/{pid}` folders of processes that no longer exist (Linux: `/proc/{pid}`;
+/// elsewhere they are left alone).
+fn remove_dead_servers_copies(all: &Path) {
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(all) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let alive = name
+            .parse::<u32>()
+            .is_ok_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+        if !alive {
+            let _ = std::fs::remove_dir_all(entry.path());
         }
     }
 }
