@@ -589,6 +589,80 @@ async fn health_metrics_and_openapi() {
     assert!(doc["components"]["schemas"]["RunRequest"].is_object());
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn extract_with_the_original_request_body() {
+    let scratch = project();
+    let server = Server::start(&scratch, &["--no-schedules"]);
+    let body = json!({"queries_path": "queries", "config_path": "config", "country": "Colombia",
+                      "destination": "output/extract", "queries": ["sales"]});
+    let (status, accepted) = server.post("/extract", Some(READER), body).await;
+    assert_eq!(status, 202, "{accepted}");
+    let job = server.wait_finished(accepted["id"].as_str().unwrap()).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["kind"], "extract");
+    let files = files_under(&scratch, "output/extract/colombia");
+    assert!(
+        files
+            .iter()
+            .any(|f| f.starts_with("sales/") && f.ends_with(".parquet")),
+        "{files:?}"
+    );
+    assert!(
+        !files.iter().any(|f| f.starts_with("products/")),
+        "only the asked query: {files:?}"
+    );
+
+    // Paths must stay in the project; unknown queries and countries are named.
+    let (status, body) = server
+        .post(
+            "/extract",
+            Some(READER),
+            json!({"country": "colombia", "destination": "output/x", "queries_path": "../../etc"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (400, Some("queries_path")),
+        "{body}"
+    );
+    let (status, body) = server
+        .post(
+            "/extract",
+            Some(READER),
+            json!({"country": "colombia", "destination": "/etc/x"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (400, Some("destination")),
+        "{body}"
+    );
+    let (status, body) = server
+        .post(
+            "/extract",
+            Some(READER),
+            json!({"country": "colombia", "destination": "output/x", "queries": ["nope"]}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (400, Some("queries")),
+        "{body}"
+    );
+    let (status, body) = server
+        .post(
+            "/runs",
+            Some(READER),
+            json!({"pipeline": "demo", "country": "atlantis"}),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("colombia"),
+        "lists known countries: {body}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Sync events through the server: SQL Server played by the TDS test server, sources and the
 // events table are real Delta tables.
