@@ -275,6 +275,20 @@ async fn auth_matrix_with_audit_lines() {
         .await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["field"], "country");
+    // Only the pipeline's own parameters may be set over the API, not config's output roots.
+    let (status, body) = server
+        .post(
+            "/runs",
+            Some(READER),
+            json!({"pipeline": "demo", "params": {"volume_root": "/etc"}}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["field"], "params.volume_root");
+    assert!(
+        body["detail"].as_str().unwrap().contains("start_date"),
+        "{body}"
+    );
     let (status, body) = server
         .post("/runs", Some(READER), json!({"pipeline": "nope"}))
         .await;

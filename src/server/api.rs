@@ -303,10 +303,6 @@ pub struct ExtractRequest {
     /// Folder of parameter files, relative to the project root (default `config`).
     #[serde(default)]
     pub config_path: Option<String>,
-    /// Parameter overrides.
-    #[serde(default)]
-    #[schema(value_type = Object)]
-    pub params: BTreeMap<String, serde_json::Value>,
 }
 
 /// A job or event was accepted and runs in the background.
@@ -349,6 +345,37 @@ fn params_of(
         .collect()
 }
 
+/// Over the API, only parameters a pipeline declares in its own `params:` may be overridden:
+/// those of `config/` (output roots, databases) are the operator's, not the caller's.
+fn check_declared(
+    file: &Path,
+    pipeline: &str,
+    params: &[(String, String)],
+) -> Result<(), ApiError> {
+    if params.is_empty() {
+        return Ok(());
+    }
+    let text = std::fs::read_to_string(file).map_err(ApiError::internal)?;
+    let spec = crate::pipeline::spec::parse_pipeline(file, &text)?;
+    for (name, _) in params {
+        if !spec.params.contains_key(name) {
+            let declared: Vec<&str> = spec.params.keys().map(String::as_str).collect();
+            return Err(ApiError::bad_request(
+                &format!("params.{name}"),
+                format!(
+                    "params.{name}: not a parameter of pipeline `{pipeline}`; a request may set only those the pipeline declares (params: {})",
+                    if declared.is_empty() {
+                        "none".to_string()
+                    } else {
+                        declared.join(", ")
+                    }
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn version(state: &AppState) -> Result<Arc<ProjectVersion>, ApiError> {
     state.versions.current().ok_or_else(|| {
         ApiError::new(
@@ -382,6 +409,7 @@ async fn start_run(
         ))
         .field("pipeline")
     })?;
+    check_declared(&entry.file, name, &params)?;
     let options = PlanOptions {
         country: request.country.clone(),
         params,
@@ -412,7 +440,6 @@ async fn start_extract(
     authed: Authed,
     Body(request): Body<ExtractRequest>,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
-    let params = params_of(&request.params)?;
     let version = version(&state)?;
     let mut project = version.project.clone();
     for (field, value) in [
@@ -470,19 +497,19 @@ async fn start_extract(
     let text = serde_yaml::to_string(&spec).map_err(ApiError::internal)?;
     let options = PlanOptions {
         country: Some(request.country.to_lowercase()),
-        params,
+        params: Vec::new(),
     };
     let plan = Plan::from_text(&project, Path::new("<extract>"), &text, &options)?;
     let request_json = serde_json::json!({
         "country": request.country, "destination": request.destination, "queries": request.queries,
-        "queries_path": request.queries_path, "config_path": request.config_path, "params": request.params,
+        "queries_path": request.queries_path, "config_path": request.config_path,
     });
     let job = NewJob {
         kind: "extract".into(),
         pipeline: plan.name.clone(),
         pipeline_file: None,
         country: plan.country.clone(),
-        params: serde_json::to_value(&request.params).unwrap_or_default(),
+        params: serde_json::json!({}),
         submitted_by: Some(authed.caller.name.clone()),
         request: request_json,
     };
