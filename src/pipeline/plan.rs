@@ -107,6 +107,20 @@ impl Plan {
         options: &PlanOptions,
     ) -> Result<Plan> {
         let spec = parse_pipeline(file, text).map_err(|e| with_template_hint(e, text))?;
+        Plan::from_spec(project, file, text, spec, options)
+    }
+
+    /// Plans a pipeline given as a spec (parsed, or built in code). Text fields and SQL of the
+    /// spec are rendered as templates like those of a file. `text` is the document the spec was
+    /// parsed from, used to find the lines of steps in messages (`""` for specs built in code);
+    /// `file` is used in messages.
+    pub fn from_spec(
+        project: &Project,
+        file: &Path,
+        text: &str,
+        spec: PipelineSpec,
+        options: &PlanOptions,
+    ) -> Result<Plan> {
         let country = options.country.as_deref().map(str::to_lowercase);
         let params = resolve_params(project, &spec, country.as_deref(), &options.params)?;
         let renderer = Renderer::new(params.clone());

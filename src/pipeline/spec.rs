@@ -21,6 +21,9 @@ pub struct PipelineSpec {
     /// Cron expression (5 or 6 fields) for `bridge serve` to run this pipeline on schedule.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<String>,
+    /// Countries the scheduled runs are for (one job each); without it, one job with no country.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub countries: Vec<String>,
     /// Default values of template parameters; overridden by `config/` and `--param`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(with = "BTreeMap<String, serde_json::Value>")]
@@ -239,15 +242,21 @@ pub struct SqlServerSinkSpec {
     pub from: String,
     /// Target table, `schema.table` or `table`.
     pub table: String,
-    /// `insert` (bulk load), `upsert` (by `primary_keys`), `delete` (rows whose keys match) or
-    /// `replace` (empty the table, then insert).
+    /// `insert` (bulk load), `upsert` (by `primary_keys`), `update` (rows whose keys match take
+    /// the input's other columns; input rows without a match are ignored), `delete` (rows whose
+    /// keys match) or `replace` (empty the table, then insert).
     pub mode: SqlServerWriteMode,
-    /// Key columns for `upsert` and `delete`.
+    /// Key columns for `upsert`, `update` and `delete`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub primary_keys: Vec<String>,
     /// Refuse (and change nothing) if more rows than this would be deleted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_delete_rows: Option<u64>,
+    /// A key recorded in `dbo.bridge_applied_keys` in the same transaction; a run whose key is
+    /// already recorded changes nothing (it reports the rows recorded with the key). At most 200
+    /// characters. The table is created when missing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
     /// Connection settings overriding `sqlserver:` in `config/` and `SQLSERVER_*` variables.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection: Option<crate::mssql::SqlServerSettings>,
@@ -257,9 +266,16 @@ pub struct SqlServerSinkSpec {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SqlServerWriteMode {
+    /// Add the input rows (a bulk load).
     Insert,
+    /// Update the rows whose `primary_keys` match, insert the others.
     Upsert,
+    /// Update the rows whose `primary_keys` match with the input's other columns; input rows
+    /// without a match are ignored. The rows written are the rows updated.
+    Update,
+    /// Delete the rows whose `primary_keys` match.
     Delete,
+    /// Empty the table, then insert.
     Replace,
 }
 

@@ -9,6 +9,7 @@
 //! |---|---|
 //! | `insert` | bulk load into the table itself; through a staging temp table and `INSERT … SELECT` when tiberius cannot bulk-load the table directly (see below) |
 //! | `upsert` | bulk load into `#bridge_stage_<id>` (the target's column types), refuse duplicate keys, `UPDATE t … FROM t JOIN stage` on `primary_keys`, then `INSERT` the rows whose keys are not in the table |
+//! | `update` | as `upsert` without the `INSERT`: rows whose keys match take the input's other columns, input rows without a match are ignored; the rows written are the rows updated |
 //! | `delete` | key columns bulk-loaded into the staging table, the rows that would go counted (`max_delete_rows`), then `DELETE t FROM t JOIN stage` |
 //! | `replace` | the table's rows counted (`max_delete_rows`), `DELETE FROM` the table, then as `insert` |
 //!
@@ -34,6 +35,20 @@
 //! silent rounding (floats are rounded to the scale). Like every SQL Server bulk load without
 //! hints, a direct load does not check CHECK/FOREIGN KEY constraints nor fire triggers (tiberius
 //! cannot add `WITH (CHECK_CONSTRAINTS, FIRE_TRIGGERS)`); staged paths use plain INSERT/UPDATE.
+//!
+//! # Idempotency keys
+//!
+//! With `idempotency_key`, the write happens at most once per key: the key is recorded in
+//! `dbo.bridge_applied_keys` (`[key] nvarchar(200) PRIMARY KEY, rows_affected bigint,
+//! applied_at datetime2`, created when missing) by the same transaction. Before writing, a key
+//! already recorded makes the run change nothing and report the recorded rows (its output says
+//! [`ALREADY_APPLIED`]). Otherwise the key is inserted as the transaction's first statement, so a
+//! concurrent run with the same key waits on that row's lock: when the first commits, the
+//! second's insert fails with a duplicate key (2627), it rolls back and reports "already
+//! applied"; when the first rolls back, the second proceeds. After the write, the key's
+//! `rows_affected` is set to the rows written (updated + inserted for `upsert`, updated for
+//! `update`, deleted for `delete`, inserted for `insert`/`replace`), and everything commits
+//! together: a crash before the commit leaves neither the rows nor the key.
 //!
 //! A table may be written by one step per run: a second writer would wait forever on the first
 //! one's open transaction, so it is refused at once.
@@ -141,6 +156,7 @@ impl SqlServerSink {
         match self.spec.mode {
             SqlServerWriteMode::Insert => "insert",
             SqlServerWriteMode::Upsert => "upsert",
+            SqlServerWriteMode::Update => "update",
             SqlServerWriteMode::Delete => "delete",
             SqlServerWriteMode::Replace => "replace",
         }
@@ -155,7 +171,9 @@ impl Sink for SqlServerSink {
         if keys.is_empty()
             && matches!(
                 mode,
-                SqlServerWriteMode::Upsert | SqlServerWriteMode::Delete
+                SqlServerWriteMode::Upsert
+                    | SqlServerWriteMode::Update
+                    | SqlServerWriteMode::Delete
             )
         {
             return Err(Error::step(
@@ -170,7 +188,9 @@ impl Sink for SqlServerSink {
         if self.spec.max_delete_rows.is_some()
             && matches!(
                 mode,
-                SqlServerWriteMode::Insert | SqlServerWriteMode::Upsert
+                SqlServerWriteMode::Insert
+                    | SqlServerWriteMode::Upsert
+                    | SqlServerWriteMode::Update
             )
         {
             return Err(Error::step(
@@ -179,6 +199,14 @@ impl Sink for SqlServerSink {
                     "max_delete_rows applies to modes `delete` and `replace`; mode `{}` deletes nothing",
                     self.mode_name()
                 ),
+            ));
+        }
+        if let Some(key) = &self.spec.idempotency_key
+            && (key.is_empty() || key.chars().count() > MAX_KEY_CHARS)
+        {
+            return Err(Error::step(
+                &self.step,
+                format!("idempotency_key must have 1 to {MAX_KEY_CHARS} characters"),
             ));
         }
         for (i, key) in keys.iter().enumerate() {
@@ -226,6 +254,32 @@ impl Sink for SqlServerSink {
             target,
             broken: false,
         };
+        let staged = |conn: Conn, output: String, in_transaction: bool| -> Box<dyn StagedOutput> {
+            Box::new(StagedSqlServerWrite {
+                step: self.step.clone(),
+                table: self.table.display.clone(),
+                conn,
+                output,
+                in_transaction,
+                _claim: claim,
+            })
+        };
+        let key = self.spec.idempotency_key.as_deref();
+        if let Some(key) = key {
+            let recorded = async {
+                ensure_applied_keys_table(&mut conn).await?;
+                applied_rows(&mut conn, key).await
+            }
+            .await
+            .map_err(|e| e.into_error(&self.step))?;
+            if let Some(rows) = recorded {
+                return Ok(staged(
+                    conn,
+                    self.already_applied(key, rows, &metrics),
+                    false,
+                ));
+            }
+        }
         let schema = input.schema().as_arrow().clone();
         let plan = async {
             let columns = read_columns(&mut conn, &self.table).await?;
@@ -240,18 +294,65 @@ impl Sink for SqlServerSink {
         }
         .await
         .map_err(|e| e.into_error(&self.step))?;
-        let written = match conn.batch("SET XACT_ABORT ON; BEGIN TRANSACTION").await {
-            Ok(()) => self.write(&mut conn, &plan, input, &metrics).await,
-            Err(e) => Err(e),
-        };
+        let written = async {
+            conn.batch("SET XACT_ABORT ON; BEGIN TRANSACTION").await?;
+            if let Some(key) = key {
+                // First statement of the transaction: a concurrent run with the same key waits
+                // here until this one ends.
+                let inserted = conn
+                    .execute_with(
+                        &format!(
+                            "INSERT INTO {APPLIED_KEYS} ([key], rows_affected, applied_at) \
+                             VALUES (@P1, 0, SYSUTCDATETIME())"
+                        ),
+                        &[&key],
+                    )
+                    .await;
+                match inserted {
+                    Ok(_) => {}
+                    Err(Fail::Sql(e)) if e.code == Some(DUPLICATE_KEY) && !conn.broken => {
+                        return Ok(None);
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            let (output, rows) = self.write(&mut conn, &plan, input, &metrics).await?;
+            if let Some(key) = key {
+                conn.execute_with(
+                    &format!(
+                        "UPDATE {APPLIED_KEYS} SET rows_affected = @P1, applied_at = SYSUTCDATETIME() \
+                         WHERE [key] = @P2"
+                    ),
+                    &[&i64::try_from(rows).unwrap_or(i64::MAX), &key],
+                )
+                .await?;
+            }
+            Ok(Some(output))
+        }
+        .await;
         match written {
-            Ok(output) => Ok(Box::new(StagedSqlServerWrite {
-                step: self.step.clone(),
-                table: self.table.display.clone(),
-                conn,
-                output,
-                _claim: claim,
-            })),
+            Ok(Some(output)) => Ok(staged(conn, output, true)),
+            Ok(None) => {
+                // Another run recorded the key (and committed) while this one waited.
+                conn.rollback(&self.step).await;
+                let key = key.expect("only keyed writes can lose a race");
+                let rows = applied_rows(&mut conn, key)
+                    .await
+                    .map_err(|e| e.into_error(&self.step))?
+                    .ok_or_else(|| {
+                        Error::step(
+                            &self.step,
+                            format!(
+                                "idempotency key `{key}` was reported as a duplicate but is not in {APPLIED_KEYS}"
+                            ),
+                        )
+                    })?;
+                Ok(staged(
+                    conn,
+                    self.already_applied(key, rows, &metrics),
+                    false,
+                ))
+            }
             Err(e) => {
                 conn.rollback(&self.step).await;
                 Err(e.into_error(&self.step))
@@ -260,15 +361,75 @@ impl Sink for SqlServerSink {
     }
 }
 
+/// Marks the output of a sink run whose idempotency key was already recorded (that run changed
+/// nothing); see [`is_already_applied`].
+pub const ALREADY_APPLIED: &str = ": already applied under idempotency key";
+
+/// Whether a sink output line says the run's idempotency key was already recorded.
+pub fn is_already_applied(output: &str) -> bool {
+    // Table names cannot contain `:`, so only this marker can put it there.
+    output.contains(ALREADY_APPLIED)
+}
+
+/// The table recording idempotency keys.
+const APPLIED_KEYS: &str = "[dbo].[bridge_applied_keys]";
+/// Longest idempotency key (`nvarchar(200)`).
+const MAX_KEY_CHARS: usize = 200;
+/// SQL Server's "Violation of PRIMARY KEY constraint".
+const DUPLICATE_KEY: u32 = 2627;
+/// SQL Server's "There is already an object named …".
+const OBJECT_EXISTS: u32 = 2714;
+
+/// Creates `dbo.bridge_applied_keys` when missing (outside any transaction). Two sessions may
+/// race to create it: the loser's "already exists" is not an error.
+async fn ensure_applied_keys_table(conn: &mut Conn) -> Result<(), Fail> {
+    let sql = format!(
+        "IF OBJECT_ID(N'dbo.bridge_applied_keys', N'U') IS NULL \
+         CREATE TABLE {APPLIED_KEYS} ([key] nvarchar(200) NOT NULL PRIMARY KEY, \
+         rows_affected bigint NOT NULL, applied_at datetime2 NOT NULL)"
+    );
+    match conn.batch(&sql).await {
+        Err(Fail::Sql(e)) if e.code == Some(OBJECT_EXISTS) && !conn.broken => Ok(()),
+        other => other,
+    }
+}
+
+/// The rows recorded with an idempotency key, if it is recorded.
+async fn applied_rows(conn: &mut Conn, key: &str) -> Result<Option<u64>, Fail> {
+    let rows = conn
+        .rows(
+            &format!("SELECT rows_affected FROM {APPLIED_KEYS} WHERE [key] = @P1"),
+            &[&key],
+        )
+        .await?;
+    Ok(rows
+        .first()
+        .map(|r| int_at(r, 0).map_or(0, |n| u64::try_from(n).unwrap_or(0))))
+}
+
 impl SqlServerSink {
-    /// Does the mode's whole write inside the open transaction; returns the output description.
+    /// The output of a run whose idempotency key was already recorded; the step reports the
+    /// recorded rows.
+    fn already_applied(&self, key: &str, rows: u64, metrics: &StepMetrics) -> String {
+        metrics.reset_direct();
+        metrics.record(usize::try_from(rows).unwrap_or(usize::MAX), 0);
+        format!(
+            "{} ({}{ALREADY_APPLIED} `{key}` with {rows} row{}; nothing written)",
+            self.table.display,
+            self.mode_name(),
+            if rows == 1 { "" } else { "s" }
+        )
+    }
+
+    /// Does the mode's whole write inside the open transaction; returns the output description
+    /// and the rows written.
     async fn write(
         &self,
         conn: &mut Conn,
         plan: &WritePlan,
         input: DataFrame,
         metrics: &StepMetrics,
-    ) -> Result<String, Fail> {
+    ) -> Result<(String, u64), Fail> {
         let table = &self.table;
         let mut stream = input
             .execute_stream()
@@ -278,7 +439,7 @@ impl SqlServerSink {
         match self.spec.mode {
             SqlServerWriteMode::Insert => {
                 let n = insert_rows(conn, table, plan, &mut stream, metrics).await?;
-                Ok(format!("{} (insert: {})", table.display, rows_of(n)))
+                Ok((format!("{} (insert: {})", table.display, rows_of(n)), n))
             }
             SqlServerWriteMode::Replace => {
                 if let Some(limit) = self.spec.max_delete_rows {
@@ -291,53 +452,22 @@ impl SqlServerSink {
                     .execute(&format!("DELETE FROM {}", table.quoted))
                     .await?;
                 let n = insert_rows(conn, table, plan, &mut stream, metrics).await?;
-                Ok(format!(
+                let output = format!(
                     "{} (replace: {}, {} deleted first)",
                     table.display,
                     rows_of(n),
                     rows_of(deleted)
-                ))
+                );
+                Ok((output, n))
             }
             SqlServerWriteMode::Upsert => {
                 let stage = Stage::create(conn, plan).await?;
                 stage.load(conn, plan, &mut stream, metrics, true).await?;
-                let keys = plan.quoted_keys();
-                let dups = conn
-                    .scalar(&format!(
-                        "SELECT COUNT_BIG(*) FROM (SELECT {k} FROM {s} GROUP BY {k} HAVING COUNT(*) > 1) AS d",
-                        k = keys.join(", "),
-                        s = stage.name
-                    ))
+                self.refuse_duplicate_keys(conn, plan, &stage, "an upsert")
                     .await?;
-                if dups > 0 {
-                    return Err(Fail::Other(format!(
-                        "the input has {dups} key {} more than once (primary_keys: {}); an upsert needs one row per key",
-                        if dups == 1 {
-                            "value that appears"
-                        } else {
-                            "values that appear"
-                        },
-                        self.spec.primary_keys.join(", ")
-                    )));
-                }
+                let updated = update_from_stage(conn, table, plan, &stage).await?;
+                let keys = plan.quoted_keys();
                 let on = join_condition(&keys, "t", "s");
-                let set: Vec<String> = plan
-                    .columns
-                    .iter()
-                    .filter(|c| !c.is_key)
-                    .map(|c| format!("t.{q} = s.{q}", q = c.quoted))
-                    .collect();
-                let updated = if set.is_empty() {
-                    0
-                } else {
-                    conn.execute(&format!(
-                        "UPDATE t SET {} FROM {} AS t INNER JOIN {} AS s ON {on}",
-                        set.join(", "),
-                        table.quoted,
-                        stage.name
-                    ))
-                    .await?
-                };
                 let cols = plan.quoted_columns();
                 let inserted = conn
                     .execute(&format!(
@@ -349,10 +479,24 @@ impl SqlServerSink {
                     ))
                     .await?;
                 stage.drop(conn).await?;
-                Ok(format!(
+                let output = format!(
                     "{} (upsert: {}: {updated} updated, {inserted} inserted)",
                     table.display,
                     rows_of(updated + inserted)
+                );
+                Ok((output, updated + inserted))
+            }
+            SqlServerWriteMode::Update => {
+                let stage = Stage::create(conn, plan).await?;
+                stage.load(conn, plan, &mut stream, metrics, false).await?;
+                self.refuse_duplicate_keys(conn, plan, &stage, "an update")
+                    .await?;
+                let updated = update_from_stage(conn, table, plan, &stage).await?;
+                stage.drop(conn).await?;
+                metrics.record(usize::try_from(updated).unwrap_or(usize::MAX), 0);
+                Ok((
+                    format!("{} (update: {})", table.display, rows_of(updated)),
+                    updated,
                 ))
             }
             SqlServerWriteMode::Delete => {
@@ -377,10 +521,69 @@ impl SqlServerSink {
                     .await?;
                 stage.drop(conn).await?;
                 metrics.record(usize::try_from(deleted).unwrap_or(usize::MAX), 0);
-                Ok(format!("{} (delete: {})", table.display, rows_of(deleted)))
+                Ok((
+                    format!("{} (delete: {})", table.display, rows_of(deleted)),
+                    deleted,
+                ))
             }
         }
     }
+
+    /// Fails when a key appears more than once in the staged rows (`what`: "an upsert").
+    async fn refuse_duplicate_keys(
+        &self,
+        conn: &mut Conn,
+        plan: &WritePlan,
+        stage: &Stage,
+        what: &str,
+    ) -> Result<(), Fail> {
+        let keys = plan.quoted_keys();
+        let dups = conn
+            .scalar(&format!(
+                "SELECT COUNT_BIG(*) FROM (SELECT {k} FROM {s} GROUP BY {k} HAVING COUNT(*) > 1) AS d",
+                k = keys.join(", "),
+                s = stage.name
+            ))
+            .await?;
+        if dups > 0 {
+            return Err(Fail::Other(format!(
+                "the input has {dups} key {} more than once (primary_keys: {}); {what} needs one row per key",
+                if dups == 1 {
+                    "value that appears"
+                } else {
+                    "values that appear"
+                },
+                self.spec.primary_keys.join(", ")
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// `UPDATE t SET <non-key columns> FROM t JOIN stage ON <keys>`; returns the rows updated.
+async fn update_from_stage(
+    conn: &mut Conn,
+    table: &TableRef,
+    plan: &WritePlan,
+    stage: &Stage,
+) -> Result<u64, Fail> {
+    let on = join_condition(&plan.quoted_keys(), "t", "s");
+    let set: Vec<String> = plan
+        .columns
+        .iter()
+        .filter(|c| !c.is_key)
+        .map(|c| format!("t.{q} = s.{q}", q = c.quoted))
+        .collect();
+    if set.is_empty() {
+        return Ok(0);
+    }
+    conn.execute(&format!(
+        "UPDATE t SET {} FROM {} AS t INNER JOIN {} AS s ON {on}",
+        set.join(", "),
+        table.quoted,
+        stage.name
+    ))
+    .await
 }
 
 fn check_delete_limit(rows: i64, limit: u64, table: &str) -> Result<(), Fail> {
@@ -650,6 +853,19 @@ impl Conn {
         }
     }
 
+    /// Runs one parameterised DML statement (sp_executesql) and returns the rows it affected.
+    async fn execute_with(
+        &mut self,
+        sql: &str,
+        params: &[&dyn tiberius::ToSql],
+    ) -> Result<u64, Fail> {
+        tracing::debug!(sql, "sqlserver sink statement");
+        match self.client.execute(sql, params).await {
+            Ok(result) => Ok(result.total()),
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
     /// The integer in the first column of the first row.
     async fn scalar(&mut self, sql: &str) -> Result<i64, Fail> {
         tracing::debug!(sql, "sqlserver sink query");
@@ -707,6 +923,8 @@ struct StagedSqlServerWrite {
     table: String,
     conn: Conn,
     output: String,
+    /// Whether a transaction is open (false when the idempotency key was already recorded).
+    in_transaction: bool,
     /// Released when the transaction ends (commit, abort or drop).
     _claim: TableClaim,
 }
@@ -736,8 +954,13 @@ impl StagedOutput for StagedSqlServerWrite {
             table,
             mut conn,
             output,
+            in_transaction,
             _claim,
         } = *self;
+        if !in_transaction {
+            let _ = conn.client.close().await;
+            return Ok(vec![output]);
+        }
         conn.batch("COMMIT TRANSACTION")
             .await
             .map_err(|e| match e {
@@ -960,6 +1183,7 @@ fn plan_write(
         })
     };
     let deleting = mode == SqlServerWriteMode::Delete;
+    let updating = mode == SqlServerWriteMode::Update;
     let mut problems: Vec<String> = Vec::new();
     let mut keys = Vec::new();
     for key in primary_keys {
@@ -1005,7 +1229,14 @@ fn plan_write(
             ));
             continue;
         }
-        if col.identity && !deleting && !(is_key && mode == SqlServerWriteMode::Upsert) {
+        if col.identity
+            && !deleting
+            && !(is_key
+                && matches!(
+                    mode,
+                    SqlServerWriteMode::Upsert | SqlServerWriteMode::Update
+                ))
+        {
             problems.push(format!(
                 "column `{name}`: {table}.{} is an IDENTITY column; SQL Server generates its values",
                 col.name
@@ -1039,7 +1270,12 @@ fn plan_write(
             not_null: !col.nullable,
         });
     }
-    if !deleting {
+    if updating && !columns.iter().any(|c| !c.is_key) {
+        problems.push(format!(
+            "mode `update` needs input columns besides the primary keys (the values to set in {table})"
+        ));
+    }
+    if !deleting && !updating {
         for (i, col) in target.iter().enumerate() {
             if !used[i] && !col.nullable && !col.has_default && !col.generated() {
                 problems.push(format!(

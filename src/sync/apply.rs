@@ -1,0 +1,216 @@
+//! Applies one sync event to SQL Server as a pipeline run built in code: the source table, an
+//! optional filter transform, then a `sqlserver` sink whose idempotency key is the event id.
+//!
+//! Nothing from the event reaches the template renderer as a template: table and column names
+//! are validated identifiers (no `{`), the event id is a UUID, and the filter is parsed as one SQL
+//! expression and put into the planned transform after planning, so `{{ ... }}` in a filter stays
+//! literal text.
+//!
+//! Crash safety: the sink writes and records the event id in `dbo.bridge_applied_keys` in one
+//! transaction. An event interrupted after its claim is either fully applied with its key
+//! committed, or not applied at all; applying it again (after a reclaim) then either writes it
+//! once or changes nothing and reports the first application's rows.
+
+use std::path::Path;
+
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::Error;
+use crate::pipeline::plan::{Plan, PlanOptions};
+use crate::pipeline::project::Project;
+use crate::pipeline::render::RenderedSql;
+use crate::pipeline::run::{RunOptions, run};
+use crate::pipeline::spec::{
+    DeltaSourceSpec, PipelineSpec, SinkSpec, SourceSpec, SqlServerSinkSpec, SqlServerWriteMode,
+};
+use crate::sinks::sqlserver::is_already_applied;
+use crate::sync::event::{Event, Operation, parse_event_id, parse_filter, source_table_parts};
+use crate::sync::{Result, SyncError};
+
+/// Step ids of the pipeline an event becomes (they appear in error messages).
+const SOURCE_STEP: &str = "source";
+const FILTER_STEP: &str = "filtered";
+const WRITE_STEP: &str = "write";
+
+/// What the server allows one event to do (decided from its permissions).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApplyLimits {
+    /// DELETE events: refuse, and change nothing, when more rows than this would be deleted.
+    pub max_delete_rows: Option<u64>,
+}
+
+/// What applying an event did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AppliedEvent {
+    /// Rows inserted, updated or deleted.
+    pub rows_affected: u64,
+    /// The event was applied before (its id is in `dbo.bridge_applied_keys`): nothing was
+    /// written now, and `rows_affected` is what the first application recorded.
+    pub already_applied: bool,
+}
+
+/// Where the tables named by `source_table` are read from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SourceCatalog {
+    /// Delta tables under the project's `lakehouse_root` parameter: `catalog.schema.table` is
+    /// `{lakehouse_root}/catalog/schema/table` (names with fewer parts, fewer folders).
+    #[default]
+    LocalDelta,
+}
+
+impl SourceCatalog {
+    /// The catalog a project's events read from.
+    pub fn for_project(_project: &Project) -> SourceCatalog {
+        SourceCatalog::LocalDelta
+    }
+
+    /// The source step reading `table`; a name that does not resolve is a `source_table` error.
+    pub fn source(self, project: &Project, table: &str) -> Result<SourceSpec> {
+        let parts = source_table_parts(table)?;
+        match self {
+            SourceCatalog::LocalDelta => {
+                let params = project.config_params(None)?;
+                let root = params
+                    .get("lakehouse_root")
+                    .and_then(|v| v.as_str())
+                    .ok_or_else(|| {
+                        SyncError::invalid(
+                            "source_table",
+                            format!(
+                                "cannot resolve `{table}`: the `lakehouse_root` parameter is not set in config/defaults.yaml"
+                            ),
+                        )
+                    })?;
+                let path = format!("{}/{}", root.trim_end_matches('/'), parts.join("/"));
+                if !path.contains("://") {
+                    let local = project.resolve(&path);
+                    if !local.join("_delta_log").is_dir() {
+                        return Err(SyncError::invalid(
+                            "source_table",
+                            format!(
+                                "`{table}` not found: no Delta table at {}",
+                                project.display_path(&local).display()
+                            ),
+                        ));
+                    }
+                }
+                Ok(SourceSpec::Delta(DeltaSourceSpec {
+                    path,
+                    version: None,
+                }))
+            }
+        }
+    }
+}
+
+/// The sink mode of an operation.
+pub fn write_mode(operation: Operation) -> SqlServerWriteMode {
+    match operation {
+        Operation::Insert => SqlServerWriteMode::Insert,
+        Operation::Upsert => SqlServerWriteMode::Upsert,
+        Operation::Update => SqlServerWriteMode::Update,
+        Operation::Delete => SqlServerWriteMode::Delete,
+    }
+}
+
+/// Applies an event to SQL Server: reads `source_table` (filtered), writes `target_table` with
+/// the operation's mode, in one transaction keyed by the event id. `cancel` stops the run; a
+/// cancelled run commits nothing (unless its commit had already been sent, in which case the
+/// key makes a later re-apply a no-op).
+pub async fn apply_event(
+    project: &Project,
+    event: &Event,
+    limits: &ApplyLimits,
+    cancel: &CancellationToken,
+) -> Result<AppliedEvent> {
+    let plan = plan_event(project, event, limits)?;
+    let options = RunOptions::default();
+    let summary = tokio::select! {
+        biased;
+        _ = cancel.cancelled() => return Err(SyncError::Apply(Error::Cancelled)),
+        summary = run(project, &plan, &options) => summary.map_err(filter_error)?,
+    };
+    let step = summary
+        .steps
+        .iter()
+        .find(|s| s.id == WRITE_STEP)
+        .ok_or_else(|| SyncError::Apply(Error::step(WRITE_STEP, "the run reported no write")))?;
+    Ok(AppliedEvent {
+        rows_affected: step.rows,
+        already_applied: step.outputs.iter().any(|o| is_already_applied(o)),
+    })
+}
+
+/// The plan of an event: source -> optional filter -> `sqlserver` sink. Fails on anything
+/// invalid in the event, naming the field.
+pub fn plan_event(project: &Project, event: &Event, limits: &ApplyLimits) -> Result<Plan> {
+    event.request().validate()?;
+    let key = parse_event_id(&event.event_id)?;
+    let filter = event.filter.as_deref().map(parse_filter).transpose()?;
+    let source = SourceCatalog::for_project(project).source(project, &event.source_table)?;
+    let sink = SinkSpec::Sqlserver(SqlServerSinkSpec {
+        from: if filter.is_some() {
+            FILTER_STEP
+        } else {
+            SOURCE_STEP
+        }
+        .to_string(),
+        table: event.target_table.clone(),
+        mode: write_mode(event.operation),
+        primary_keys: event.primary_keys.clone(),
+        max_delete_rows: match event.operation {
+            Operation::Delete => limits.max_delete_rows,
+            _ => None,
+        },
+        idempotency_key: Some(key.clone()),
+        connection: None,
+    });
+    // Built as a document so fields other modules add to specs keep their defaults. The filter
+    // step's SQL is a neutral placeholder here; the filter goes in after planning.
+    let mut steps = vec![serde_json::json!({ "id": SOURCE_STEP, "source": source })];
+    if filter.is_some() {
+        steps.push(serde_json::json!({
+            "id": FILTER_STEP,
+            "transform": { "sql": format!("SELECT * FROM {SOURCE_STEP}") },
+        }));
+    }
+    steps.push(serde_json::json!({ "id": WRITE_STEP, "sink": sink }));
+    let spec: PipelineSpec = serde_json::from_value(serde_json::json!({
+        "name": format!("sync-{key}"),
+        "description": "a sync event applied to SQL Server",
+        "steps": steps,
+    }))
+    .map_err(|e| SyncError::Apply(Error::step(WRITE_STEP, e)))?;
+    let file = format!("event {key}");
+    let mut plan = Plan::from_spec(project, Path::new(&file), "", spec, &PlanOptions::default())?;
+    if let Some(filter) = filter {
+        let sql = format!("SELECT * FROM {SOURCE_STEP} WHERE ({filter})");
+        let step = plan
+            .steps
+            .iter_mut()
+            .find(|s| s.id == FILTER_STEP)
+            .expect("the plan has the filter step");
+        if let Some(transform) = step.spec.transform.as_mut() {
+            transform.sql = Some(sql.clone());
+        }
+        step.sql = Some(RenderedSql {
+            text: sql,
+            params: Vec::new(),
+        });
+    }
+    Ok(plan)
+}
+
+/// SQL errors of the filter step become `filter:` errors.
+fn filter_error(e: Error) -> SyncError {
+    match e {
+        Error::Plan { message, .. } if message.starts_with(&format!("step `{FILTER_STEP}`")) => {
+            let detail = message
+                .split_once("SQL error: ")
+                .map_or(message.as_str(), |(_, d)| d);
+            SyncError::invalid("filter", detail.to_string())
+        }
+        other => SyncError::Apply(other),
+    }
+}

@@ -1,0 +1,495 @@
+//! Sync events: what a Databricks job asks for (a [`NewEvent`]) and the row that tracks it
+//! ([`Event`]), with the checks every event passes before it is stored or applied.
+
+use std::fmt;
+use std::ops::ControlFlow;
+
+use chrono::{DateTime, Utc};
+use deltalake::datafusion::sql::sqlparser::ast::{Expr as SqlExpr, visit_expressions};
+use deltalake::datafusion::sql::sqlparser::dialect::GenericDialect;
+use deltalake::datafusion::sql::sqlparser::parser::Parser;
+use deltalake::datafusion::sql::sqlparser::tokenizer::Token;
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::ToSchema;
+
+use crate::sql::validate_ident;
+use crate::sync::SyncError;
+
+/// Longest filter accepted, in characters.
+pub const MAX_FILTER_CHARS: usize = 4000;
+/// Longest `created_by` and worker id accepted, in characters.
+pub const MAX_NAME_CHARS: usize = 200;
+
+/// What an event does to the target table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, ToSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Operation {
+    /// Add the source's rows.
+    Insert,
+    /// Update the rows whose keys match, insert the others.
+    Upsert,
+    /// Update the rows whose keys match; source rows without a match are ignored.
+    Update,
+    /// Delete the rows whose keys match the source's.
+    Delete,
+}
+
+impl Operation {
+    /// The name stored in the events table (`INSERT`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Insert => "INSERT",
+            Operation::Upsert => "UPSERT",
+            Operation::Update => "UPDATE",
+            Operation::Delete => "DELETE",
+        }
+    }
+
+    /// Whether the operation identifies rows by `primary_keys`.
+    pub fn needs_keys(self) -> bool {
+        !matches!(self, Operation::Insert)
+    }
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Operation {
+    type Err = String;
+
+    /// Any case: `upsert`, `Upsert` and `UPSERT` are the same operation.
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_uppercase().as_str() {
+            "INSERT" => Ok(Operation::Insert),
+            "UPSERT" => Ok(Operation::Upsert),
+            "UPDATE" => Ok(Operation::Update),
+            "DELETE" => Ok(Operation::Delete),
+            _ => Err(format!(
+                "unknown operation `{s}`; expected INSERT, UPSERT, UPDATE or DELETE"
+            )),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Operation {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Where an event is in its life: `pending` -> `running` -> `completed` or `failed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum EventStatus {
+    /// Waiting for a poller.
+    Pending,
+    /// Claimed by a poller (`claimed_by`) at `started_at`.
+    Running,
+    /// Applied; `rows_affected` says how many rows changed.
+    Completed,
+    /// Not applied; `error_message` says why.
+    Failed,
+}
+
+impl EventStatus {
+    /// The name stored in the events table (`pending`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventStatus::Pending => "pending",
+            EventStatus::Running => "running",
+            EventStatus::Completed => "completed",
+            EventStatus::Failed => "failed",
+        }
+    }
+}
+
+impl fmt::Display for EventStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for EventStatus {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "pending" => Ok(EventStatus::Pending),
+            "running" => Ok(EventStatus::Running),
+            "completed" => Ok(EventStatus::Completed),
+            "failed" => Ok(EventStatus::Failed),
+            _ => Err(format!("unknown event status `{s}`")),
+        }
+    }
+}
+
+/// A sync request, as a Databricks job (or `POST /sync`) submits it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewEvent {
+    /// INSERT, UPSERT, UPDATE or DELETE (any case).
+    pub operation: Operation,
+    /// The table rows come from: `catalog.schema.table` (1 to 3 dotted names).
+    pub source_table: String,
+    /// The SQL Server table written: `schema.table` or `table`.
+    pub target_table: String,
+    /// Key columns; UPSERT, UPDATE and DELETE need at least one.
+    #[serde(default)]
+    pub primary_keys: Vec<String>,
+    /// One SQL boolean expression over the source's columns selecting the rows to sync.
+    #[serde(default)]
+    pub filter: Option<String>,
+    /// Who asked for the sync (checked against the server's permissions).
+    #[serde(default)]
+    pub created_by: Option<String>,
+}
+
+/// An event as stored: the request plus its status, timings and outcome.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Event {
+    /// Unique id (a UUID); also the idempotency key of the SQL Server write.
+    pub event_id: String,
+    pub operation: Operation,
+    pub source_table: String,
+    pub target_table: String,
+    pub primary_keys: Vec<String>,
+    pub filter: Option<String>,
+    pub status: EventStatus,
+    /// Rows inserted, updated or deleted (completed events).
+    pub rows_affected: Option<i64>,
+    /// Why the event failed (failed events).
+    pub error_message: Option<String>,
+    #[serde(with = "timestamp")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: DateTime<Utc>,
+    /// When the current claim started (running, completed and failed events).
+    #[serde(with = "optional_timestamp")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub started_at: Option<DateTime<Utc>>,
+    #[serde(with = "optional_timestamp")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub completed_at: Option<DateTime<Utc>>,
+    pub created_by: Option<String>,
+    /// The worker (server) that claimed the event.
+    pub claimed_by: Option<String>,
+}
+
+/// How applying an event ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "status", rename_all = "lowercase")]
+pub enum Outcome {
+    /// Applied (or found already applied): the rows the write changed.
+    Completed { rows_affected: u64 },
+    /// Not applied: why.
+    Failed { error: String },
+}
+
+impl NewEvent {
+    /// Checks every field; the error names the field (`primary_keys: UPSERT needs at least one key`).
+    pub fn validate(&self) -> Result<(), SyncError> {
+        source_table_parts(&self.source_table)?;
+        check_target_table(&self.target_table)?;
+        check_keys(self.operation, &self.primary_keys)?;
+        if let Some(filter) = &self.filter {
+            parse_filter(filter)?;
+        }
+        if let Some(by) = &self.created_by
+            && by.chars().count() > MAX_NAME_CHARS
+        {
+            return Err(SyncError::invalid(
+                "created_by",
+                format!("longer than {MAX_NAME_CHARS} characters"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Event {
+    /// The request this event carries.
+    pub fn request(&self) -> NewEvent {
+        NewEvent {
+            operation: self.operation,
+            source_table: self.source_table.clone(),
+            target_table: self.target_table.clone(),
+            primary_keys: self.primary_keys.clone(),
+            filter: self.filter.clone(),
+            created_by: self.created_by.clone(),
+        }
+    }
+}
+
+/// The dotted parts of a source table name (1 to 3 identifiers).
+pub fn source_table_parts(table: &str) -> Result<Vec<&str>, SyncError> {
+    validate_ident(table).map_err(|e| {
+        SyncError::invalid(
+            "source_table",
+            format!("`{table}` is not a table name ({})", e.reason),
+        )
+    })
+}
+
+fn check_target_table(table: &str) -> Result<(), SyncError> {
+    validate_ident(table).map(|_| ()).map_err(|e| {
+        SyncError::invalid(
+            "target_table",
+            format!("`{table}` is not a table name ({})", e.reason),
+        )
+    })
+}
+
+fn check_keys(operation: Operation, keys: &[String]) -> Result<(), SyncError> {
+    let invalid = |message: String| SyncError::invalid("primary_keys", message);
+    if operation.needs_keys() && keys.is_empty() {
+        return Err(invalid(format!("{operation} needs at least one key")));
+    }
+    for (i, key) in keys.iter().enumerate() {
+        match validate_ident(key) {
+            Ok(parts) if parts.len() == 1 => {}
+            _ => return Err(invalid(format!("`{key}` is not a column name"))),
+        }
+        if keys[..i].contains(key) {
+            return Err(invalid(format!("`{key}` is listed twice")));
+        }
+    }
+    Ok(())
+}
+
+/// Parses a filter as exactly one SQL expression without subqueries and returns it normalised
+/// (comments dropped, printed back by the parser), ready to be put in a `WHERE (...)`.
+pub fn parse_filter(filter: &str) -> Result<String, SyncError> {
+    let invalid = |message: String| SyncError::invalid("filter", message);
+    if filter.trim().is_empty() {
+        return Err(invalid("is empty; leave it out to sync every row".into()));
+    }
+    if filter.chars().count() > MAX_FILTER_CHARS {
+        return Err(invalid(format!(
+            "longer than {MAX_FILTER_CHARS} characters"
+        )));
+    }
+    let dialect = GenericDialect {};
+    let mut parser = Parser::new(&dialect)
+        .try_with_sql(filter)
+        .map_err(|e| invalid(format!("not a SQL expression: {e}")))?;
+    let expr = parser
+        .parse_expr()
+        .map_err(|e| invalid(format!("not a SQL expression: {e}")))?;
+    let next = parser.peek_token();
+    if next.token != Token::EOF {
+        return Err(invalid(format!(
+            "must be one SQL expression, but `{}` follows it (at {})",
+            next.token, next.span.start
+        )));
+    }
+    let subquery = visit_expressions(&expr, |e| match e {
+        SqlExpr::Subquery(_) | SqlExpr::Exists { .. } | SqlExpr::InSubquery { .. } => {
+            ControlFlow::Break(())
+        }
+        _ => ControlFlow::Continue(()),
+    });
+    if subquery.is_break() {
+        return Err(invalid(
+            "subqueries are not allowed; use a condition on the source's columns".into(),
+        ));
+    }
+    Ok(expr.to_string())
+}
+
+/// Checks an event id (a UUID) and returns it in canonical form.
+pub fn parse_event_id(id: &str) -> Result<String, SyncError> {
+    uuid::Uuid::parse_str(id)
+        .map(|u| u.hyphenated().to_string())
+        .map_err(|_| SyncError::invalid("event_id", format!("`{id}` is not a UUID")))
+}
+
+/// Checks a worker id: 1 to 200 characters.
+pub fn check_worker(worker: &str) -> Result<(), SyncError> {
+    if worker.is_empty() || worker.chars().count() > MAX_NAME_CHARS {
+        return Err(SyncError::invalid(
+            "worker",
+            format!("must have 1 to {MAX_NAME_CHARS} characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// RFC 3339 timestamps (microseconds, `Z`).
+mod timestamp {
+    use chrono::{DateTime, SecondsFormat, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::Micros, true))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        let text = String::deserialize(d)?;
+        DateTime::parse_from_rfc3339(&text)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Optional RFC 3339 timestamps (`null` when absent).
+mod optional_timestamp {
+    use chrono::{DateTime, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => super::timestamp::serialize(t, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|text| {
+                DateTime::parse_from_rfc3339(&text)
+                    .map(|t| t.with_timezone(&Utc))
+                    .map_err(serde::de::Error::custom)
+            })
+            .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(operation: Operation) -> NewEvent {
+        NewEvent {
+            operation,
+            source_table: "main.sales.results".into(),
+            target_table: "dbo.Results".into(),
+            primary_keys: vec!["id".into()],
+            filter: None,
+            created_by: Some("job-42".into()),
+        }
+    }
+
+    #[test]
+    fn operations_accept_any_case_and_serialize_uppercase() {
+        let op: Operation = serde_json::from_str("\"upsert\"").unwrap();
+        assert_eq!(op, Operation::Upsert);
+        let op: Operation = serde_json::from_str("\"Delete\"").unwrap();
+        assert_eq!(serde_json::to_string(&op).unwrap(), "\"DELETE\"");
+        let err = serde_json::from_str::<Operation>("\"merge\"").unwrap_err();
+        assert!(
+            err.to_string().contains("unknown operation `merge`"),
+            "{err}"
+        );
+        assert_eq!(
+            serde_json::to_string(&EventStatus::Running).unwrap(),
+            "\"running\""
+        );
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        assert!(event(Operation::Upsert).validate().is_ok());
+        let mut e = event(Operation::Upsert);
+        e.primary_keys.clear();
+        assert_eq!(
+            e.validate().unwrap_err().to_string(),
+            "primary_keys: UPSERT needs at least one key"
+        );
+        let mut e = event(Operation::Insert);
+        e.primary_keys.clear();
+        assert!(e.validate().is_ok());
+        let mut e = event(Operation::Insert);
+        e.target_table = "x;drop".into();
+        let err = e.validate().unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("target_table: `x;drop` is not a table name"),
+            "{err}"
+        );
+        assert_eq!(err.field(), Some("target_table"));
+        let mut e = event(Operation::Insert);
+        e.source_table = "a.b.c.d".into();
+        assert!(
+            e.validate()
+                .unwrap_err()
+                .to_string()
+                .starts_with("source_table: `a.b.c.d` is not a table name")
+        );
+        let mut e = event(Operation::Delete);
+        e.primary_keys = vec!["id".into(), "a.b".into()];
+        assert_eq!(
+            e.validate().unwrap_err().to_string(),
+            "primary_keys: `a.b` is not a column name"
+        );
+    }
+
+    #[test]
+    fn filters_are_one_expression() {
+        assert_eq!(
+            parse_filter("region = 'north' -- comment").unwrap(),
+            "region = 'north'"
+        );
+        assert_eq!(
+            parse_filter("amount > 10 AND id IN (1, 2)").unwrap(),
+            "amount > 10 AND id IN (1, 2)"
+        );
+        let err = parse_filter("1=1; DROP TABLE x").unwrap_err().to_string();
+        assert!(
+            err.starts_with("filter: must be one SQL expression, but `;` follows it"),
+            "{err}"
+        );
+        let err = parse_filter("1=1) UNION (SELECT 1")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("filter: must be one SQL expression"),
+            "{err}"
+        );
+        let err = parse_filter("id IN (SELECT id FROM other)")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("filter: subqueries are not allowed"),
+            "{err}"
+        );
+        assert!(parse_filter("  ").is_err());
+        assert!(parse_filter("{{ env('X') }}").is_err());
+    }
+
+    #[test]
+    fn event_ids_are_uuids() {
+        let id = uuid::Uuid::new_v4().to_string();
+        assert_eq!(parse_event_id(&id.to_uppercase()).unwrap(), id);
+        assert!(parse_event_id("x' OR '1'='1").is_err());
+    }
+
+    #[test]
+    fn events_round_trip_through_json() {
+        let e = Event {
+            event_id: uuid::Uuid::new_v4().to_string(),
+            operation: Operation::Update,
+            source_table: "a.b.c".into(),
+            target_table: "dbo.T".into(),
+            primary_keys: vec!["id".into()],
+            filter: Some("x > 1".into()),
+            status: EventStatus::Completed,
+            rows_affected: Some(3),
+            error_message: None,
+            created_at: DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap(),
+            started_at: None,
+            completed_at: DateTime::from_timestamp_micros(1_700_000_001_000_000),
+            created_by: None,
+            claimed_by: Some("w1".into()),
+        };
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(json["created_at"], "2023-11-14T22:13:20.123456Z");
+        assert_eq!(json["operation"], "UPDATE");
+        assert_eq!(json["status"], "completed");
+        assert_eq!(json["started_at"], serde_json::Value::Null);
+        let back: Event = serde_json::from_value(json).unwrap();
+        assert_eq!(back, e);
+    }
+}

@@ -1,0 +1,323 @@
+//! The events poller of `bridge serve`: claims pending events, asks the server whether each may
+//! run, applies it and records the outcome. It wakes every `interval` and at once when the store's
+//! watch folder changes.
+//!
+//! Recovery: an event whose claimer died stays `running`; once its `started_at` is older than the
+//! lease, any poller takes it over and applies it again, which the idempotency key makes safe.
+//! On shutdown the poller stops claiming, lets in-flight applies finish within the grace period,
+//! then cancels them (a cancelled apply commits nothing; its event is recovered the same way).
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::Error;
+use crate::pipeline::project::Project;
+use crate::sync::apply::{ApplyLimits, apply_event};
+use crate::sync::event::{Event, EventStatus, Outcome};
+use crate::sync::store::EventStore;
+use crate::sync::{Result, SyncError};
+
+/// How the server takes part in each event.
+#[async_trait]
+pub trait PollerHooks: Send + Sync {
+    /// Decides whether an event may run (e.g. checks `created_by` against permissions) and with
+    /// which limits. `Err(message)` marks the event failed with that message; nothing is applied.
+    async fn authorize(&self, event: &Event) -> std::result::Result<ApplyLimits, String>;
+
+    /// Called when an event has been claimed, before it is authorized and applied.
+    async fn on_claimed(&self, _event: &Event) {}
+
+    /// Called after the outcome was recorded; `event` carries the recorded status, and `duration`
+    /// is the time from claim to outcome.
+    async fn on_finished(&self, _event: &Event, _outcome: &Outcome, _duration: Duration) {}
+}
+
+/// Hooks that allow every event without limits (tests, single-user setups).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AllowAll;
+
+#[async_trait]
+impl PollerHooks for AllowAll {
+    async fn authorize(&self, _event: &Event) -> std::result::Result<ApplyLimits, String> {
+        Ok(ApplyLimits::default())
+    }
+}
+
+/// How a poller behaves.
+#[derive(Debug, Clone)]
+pub struct PollerOptions {
+    /// Time between polls when nothing wakes the poller (default 2 s).
+    pub interval: Duration,
+    /// A `running` event whose claim is older than this is taken over (default 10 min). Must be
+    /// longer than the longest apply: an apply still running past it may be started a second
+    /// time by another poller (which then waits for it and reports "already applied").
+    pub lease: Duration,
+    /// Identifies this poller in `claimed_by` (default: host, process id and a random suffix).
+    pub worker_id: String,
+    /// Events applied at the same time (default 1).
+    pub max_concurrent: usize,
+    /// On shutdown, how long in-flight applies may take before they are cancelled (default 30 s).
+    pub shutdown_grace: Duration,
+}
+
+impl Default for PollerOptions {
+    fn default() -> Self {
+        PollerOptions {
+            interval: Duration::from_secs(2),
+            lease: Duration::from_secs(600),
+            worker_id: default_worker_id(),
+            max_concurrent: 1,
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+impl PollerOptions {
+    /// How often stale claims are looked for: a quarter of the lease, at most a minute, at least
+    /// the poll interval.
+    pub fn reclaim_period(&self) -> Duration {
+        (self.lease / 4)
+            .min(Duration::from_secs(60))
+            .max(self.interval)
+    }
+}
+
+/// `{host}-{pid}-{8 hex}`: unique per process.
+pub fn default_worker_id() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "bridge".into());
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}-{}-{}", std::process::id(), &suffix[..8])
+}
+
+/// The project events are applied with; called for every event, so a reloaded configuration
+/// applies to the next event.
+pub type ProjectSource = Arc<dyn Fn() -> Project + Send + Sync>;
+
+/// Claims and applies sync events.
+pub struct Poller {
+    store: Arc<dyn EventStore>,
+    project: ProjectSource,
+    hooks: Arc<dyn PollerHooks>,
+    options: PollerOptions,
+}
+
+impl std::fmt::Debug for Poller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Poller")
+            .field("store", &self.store)
+            .field("options", &self.options)
+            .finish()
+    }
+}
+
+impl Poller {
+    /// A poller over `store`; `project` gives the current project (configuration) for each event.
+    pub fn new(
+        store: Arc<dyn EventStore>,
+        project: impl Fn() -> Project + Send + Sync + 'static,
+        hooks: Arc<dyn PollerHooks>,
+        options: PollerOptions,
+    ) -> Poller {
+        Poller {
+            store,
+            project: Arc::new(project),
+            hooks,
+            options,
+        }
+    }
+
+    /// The worker id this poller claims events as.
+    pub fn worker_id(&self) -> &str {
+        &self.options.worker_id
+    }
+
+    /// Polls until `shutdown` fires, then drains in-flight applies (see the module docs).
+    pub async fn run(self, shutdown: CancellationToken) {
+        let this = Arc::new(self);
+        let wake = Arc::new(Notify::new());
+        let _watcher = this.store.watch_path().and_then(|p| watch(&p, &wake));
+        let applies = CancellationToken::new();
+        let mut inflight: JoinSet<()> = JoinSet::new();
+        let mut reclaimed: VecDeque<Event> = VecDeque::new();
+        let mut last_reclaim: Option<Instant> = None;
+        let slots = this.options.max_concurrent.max(1);
+        tracing::info!(worker = %this.options.worker_id, "events poller started");
+        while !shutdown.is_cancelled() {
+            if last_reclaim.is_none_or(|t| t.elapsed() >= this.options.reclaim_period()) {
+                last_reclaim = Some(Instant::now());
+                match this
+                    .store
+                    .reclaim_stale(&this.options.worker_id, this.options.lease)
+                    .await
+                {
+                    Ok(events) => reclaimed.extend(events),
+                    Err(e) => tracing::warn!(error = %e, "events poller: reclaiming failed"),
+                }
+            }
+            while inflight.len() < slots && !shutdown.is_cancelled() {
+                let event = match reclaimed.pop_front() {
+                    Some(event) => event,
+                    None => match this.store.claim_next(&this.options.worker_id).await {
+                        Ok(Some(event)) => event,
+                        Ok(None) => break,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "events poller: claiming failed");
+                            break;
+                        }
+                    },
+                };
+                let this = Arc::clone(&this);
+                let cancel = applies.clone();
+                inflight.spawn(async move { this.process(event, &cancel).await });
+            }
+            let full = inflight.len() >= slots;
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(this.options.interval), if !full => {}
+                _ = wake.notified(), if !full => {}
+                Some(_) = inflight.join_next(), if !inflight.is_empty() => {}
+            }
+        }
+        tracing::info!(
+            worker = %this.options.worker_id,
+            in_flight = inflight.len(),
+            "events poller stopping"
+        );
+        let drain = async { while inflight.join_next().await.is_some() {} };
+        if tokio::time::timeout(this.options.shutdown_grace, drain)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "events poller: cancelling applies still running after the grace period"
+            );
+            applies.cancel();
+            while inflight.join_next().await.is_some() {}
+        }
+    }
+
+    /// Takes over stale events, then claims and applies pending events one by one until none is
+    /// left; returns how many were processed (completed, failed or left for recovery).
+    pub async fn poll_once(&self) -> Result<usize> {
+        let never = CancellationToken::new();
+        let mut processed = 0;
+        for event in self
+            .store
+            .reclaim_stale(&self.options.worker_id, self.options.lease)
+            .await?
+        {
+            self.process(event, &never).await;
+            processed += 1;
+        }
+        while let Some(event) = self.store.claim_next(&self.options.worker_id).await? {
+            self.process(event, &never).await;
+            processed += 1;
+        }
+        Ok(processed)
+    }
+
+    /// Authorizes, applies and records one claimed event. A cancelled apply leaves the event
+    /// `running` (recovered after the lease).
+    async fn process(&self, mut event: Event, cancel: &CancellationToken) {
+        let started = Instant::now();
+        let id = event.event_id.clone();
+        self.hooks.on_claimed(&event).await;
+        let outcome = match self.hooks.authorize(&event).await {
+            Err(refusal) => {
+                tracing::info!(event_id = %id, reason = %refusal, "event refused");
+                Outcome::Failed { error: refusal }
+            }
+            Ok(limits) => {
+                let project = (self.project)();
+                match apply_event(&project, &event, &limits, cancel).await {
+                    Ok(applied) => {
+                        tracing::info!(
+                            event_id = %id,
+                            rows = applied.rows_affected,
+                            already_applied = applied.already_applied,
+                            "event applied"
+                        );
+                        Outcome::Completed {
+                            rows_affected: applied.rows_affected,
+                        }
+                    }
+                    Err(SyncError::Apply(Error::Cancelled)) => {
+                        tracing::warn!(event_id = %id, "apply cancelled; the event will be recovered after its lease");
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(event_id = %id, error = %e, "event failed");
+                        Outcome::Failed {
+                            error: e.to_string(),
+                        }
+                    }
+                }
+            }
+        };
+        match self
+            .store
+            .finish(&id, &self.options.worker_id, &outcome)
+            .await
+        {
+            Ok(true) => {
+                match &outcome {
+                    Outcome::Completed { rows_affected } => {
+                        event.status = EventStatus::Completed;
+                        event.rows_affected =
+                            Some(i64::try_from(*rows_affected).unwrap_or(i64::MAX));
+                    }
+                    Outcome::Failed { error } => {
+                        event.status = EventStatus::Failed;
+                        event.error_message = Some(error.clone());
+                    }
+                }
+                event.completed_at = Some(chrono::Utc::now());
+                self.hooks
+                    .on_finished(&event, &outcome, started.elapsed())
+                    .await;
+            }
+            Ok(false) => tracing::warn!(
+                event_id = %id,
+                "the event was taken over by another worker; its outcome is theirs to record"
+            ),
+            Err(e) => tracing::error!(
+                event_id = %id,
+                error = %e,
+                "recording the outcome failed; the event will be recovered after its lease"
+            ),
+        }
+    }
+}
+
+/// Watches `path` (recursively) and wakes the poller on any change; `None` (interval polling
+/// only) when watching is not possible.
+fn watch(path: &Path, wake: &Arc<Notify>) -> Option<notify::RecommendedWatcher> {
+    use notify::Watcher;
+    let wake = Arc::clone(wake);
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.is_ok_and(|e| !e.kind.is_access()) {
+            wake.notify_one();
+        }
+    })
+    .map_err(|e| tracing::warn!(error = %e, "events poller: cannot watch for new events"))
+    .ok()?;
+    watcher
+        .watch(path, notify::RecursiveMode::Recursive)
+        .map_err(|e| {
+            tracing::warn!(path = %path.display(), error = %e, "events poller: cannot watch for new events")
+        })
+        .ok()?;
+    Some(watcher)
+}

@@ -1,0 +1,52 @@
+//! The events table behind a small trait: submit, look up, claim, reclaim after a crash, finish.
+//! Backends: [`LocalDeltaEvents`](crate::sync::LocalDeltaEvents) (a local Delta table); a
+//! Databricks SQL backend implements the same calls with conditional `UPDATE ... WHERE status = ...`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::sync::Result;
+use crate::sync::event::{Event, EventStatus, NewEvent, Outcome};
+
+/// Where sync events live. Every state change is atomic: of several callers racing for the same
+/// event, exactly one changes it and the others see "nothing to do", never an error.
+#[async_trait]
+pub trait EventStore: Send + Sync + std::fmt::Debug {
+    /// Validates and stores a new event: a new UUID, `pending`, `created_at` now.
+    async fn submit(&self, event: NewEvent) -> Result<Event>;
+
+    /// An event by id; `None` when there is none (or the id is not a UUID).
+    async fn get(&self, event_id: &str) -> Result<Option<Event>>;
+
+    /// Events, newest first, optionally only those with a status; at most `limit`.
+    async fn list(&self, status: Option<EventStatus>, limit: usize) -> Result<Vec<Event>>;
+
+    /// Claims the oldest pending event for `worker`: `running`, `started_at` now, `claimed_by`
+    /// worker. Returns the claimed event, or `None` when nothing is pending (or every pending
+    /// event was claimed by someone else first).
+    async fn claim_next(&self, worker: &str) -> Result<Option<Event>>;
+
+    /// Takes over `running` events whose `started_at` is older than `older_than` (their claimer
+    /// crashed or lost its lease): each becomes claimed by `worker` with `started_at` now.
+    /// Returns the events taken over, to be applied again.
+    async fn reclaim_stale(&self, worker: &str, older_than: Duration) -> Result<Vec<Event>>;
+
+    /// Records how an event ended, if it is still `running` and claimed by `worker`. Returns
+    /// `false` (and changes nothing) when it is not: another worker took it over.
+    async fn finish(&self, event_id: &str, worker: &str, outcome: &Outcome) -> Result<bool>;
+
+    /// How many events are pending.
+    async fn pending_count(&self) -> Result<u64>;
+
+    /// `created_at` of the oldest pending event (the "event lag" is now minus this).
+    async fn oldest_pending(&self) -> Result<Option<DateTime<Utc>>>;
+
+    /// A local folder whose changes mean "new events" (the poller watches it to wake at once),
+    /// when the backend has one.
+    fn watch_path(&self) -> Option<PathBuf> {
+        None
+    }
+}
