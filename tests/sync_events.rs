@@ -1006,3 +1006,45 @@ async fn claim_latency() {
     let (x, y) = tokio::join!(claim_all(a.clone(), "x"), claim_all(b.clone(), "y"));
     stats("claim (two claimers racing)", [x, y].concat());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_poller_wakes_when_an_event_arrives() {
+    let f = Fixture::new().await;
+    f.source("main.sales.new", &[(4, "four", 4.0)]).await;
+    let store = f.store().await;
+    let project = f.project.clone();
+    let poller = Poller::new(
+        store.clone(),
+        move || project.clone(),
+        Arc::new(AllowAll),
+        PollerOptions {
+            // Far longer than the test: only the watch on the table can wake it.
+            interval: Duration::from_secs(600),
+            worker_id: "watcher".into(),
+            ..PollerOptions::default()
+        },
+    );
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(poller.run(shutdown.clone()));
+    // Let the first (empty) poll happen.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let submitted = Instant::now();
+    let event = store
+        .submit(request(Operation::Insert, "main.sales.new", &[], None))
+        .await
+        .unwrap();
+    let done = loop {
+        let e = store.get(&event.event_id).await.unwrap().unwrap();
+        if e.status == EventStatus::Completed || submitted.elapsed() > Duration::from_secs(60) {
+            break e;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    eprintln!("submitted to completed: {:?}", submitted.elapsed());
+    assert_eq!(
+        (done.status, done.rows_affected),
+        (EventStatus::Completed, Some(1))
+    );
+    shutdown.cancel();
+    running.await.unwrap();
+}

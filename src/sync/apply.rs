@@ -28,6 +28,9 @@ use crate::sinks::sqlserver::is_already_applied;
 use crate::sync::event::{Event, Operation, parse_event_id, parse_filter, source_table_parts};
 use crate::sync::{Result, SyncError};
 
+/// How long a cancelled run may take to stop by itself before it is dropped.
+const CANCEL_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Step ids of the pipeline an event becomes (they appear in error messages).
 const SOURCE_STEP: &str = "source";
 const FILTER_STEP: &str = "filtered";
@@ -115,9 +118,10 @@ pub fn write_mode(operation: Operation) -> SqlServerWriteMode {
 }
 
 /// Applies an event to SQL Server: reads `source_table` (filtered), writes `target_table` with
-/// the operation's mode, in one transaction keyed by the event id. `cancel` stops the run; a
-/// cancelled run commits nothing (unless its commit had already been sent, in which case the
-/// key makes a later re-apply a no-op).
+/// the operation's mode, in one transaction keyed by the event id. `cancel` stops the run and
+/// returns [`Error::Cancelled`] with nothing committed; a run already committing when it fires
+/// finishes and reports normally (if it is dropped mid-commit, the key makes a later re-apply a
+/// no-op).
 pub async fn apply_event(
     project: &Project,
     event: &Event,
@@ -125,11 +129,25 @@ pub async fn apply_event(
     cancel: &CancellationToken,
 ) -> Result<AppliedEvent> {
     let plan = plan_event(project, event, limits)?;
-    let options = RunOptions::default();
+    let options = RunOptions {
+        cancel: Some(cancel.clone()),
+        ..RunOptions::default()
+    };
+    let running = run(project, &plan, &options);
+    tokio::pin!(running);
+    // The run stops by itself when cancelled before its commit; one stuck (waiting on a lock)
+    // is dropped after a grace period, which closes its connection and rolls it back.
+    let stuck = async {
+        cancel.cancelled().await;
+        tokio::time::sleep(CANCEL_GRACE).await;
+    };
     let summary = tokio::select! {
-        biased;
-        _ = cancel.cancelled() => return Err(SyncError::Apply(Error::Cancelled)),
-        summary = run(project, &plan, &options) => summary.map_err(filter_error)?,
+        result = &mut running => match result {
+            Ok(summary) => summary,
+            Err(_) if cancel.is_cancelled() => return Err(SyncError::Apply(Error::Cancelled)),
+            Err(e) => return Err(filter_error(e)),
+        },
+        _ = stuck => return Err(SyncError::Apply(Error::Cancelled)),
     };
     let step = summary
         .steps

@@ -7,9 +7,9 @@
 //! On shutdown the poller stops claiming, lets in-flight applies finish within the grace period,
 //! then cancels them (a cancelled apply commits nothing; its event is recovered the same way).
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -152,6 +152,8 @@ impl Poller {
         let mut inflight: JoinSet<()> = JoinSet::new();
         let mut reclaimed: VecDeque<Event> = VecDeque::new();
         let mut last_reclaim: Option<Instant> = None;
+        // Events this poller is applying (a reclaim of one of them is not applied twice).
+        let applying: Arc<Mutex<HashSet<String>>> = Arc::default();
         let slots = this.options.max_concurrent.max(1);
         tracing::info!(worker = %this.options.worker_id, "events poller started");
         while !shutdown.is_cancelled() {
@@ -168,6 +170,13 @@ impl Poller {
             }
             while inflight.len() < slots && !shutdown.is_cancelled() {
                 let event = match reclaimed.pop_front() {
+                    Some(event) if busy(&applying).contains(&event.event_id) => {
+                        tracing::warn!(
+                            event_id = %event.event_id,
+                            "an event still being applied here outlived its lease; consider a longer lease"
+                        );
+                        continue;
+                    }
                     Some(event) => event,
                     None => match this.store.claim_next(&this.options.worker_id).await {
                         Ok(Some(event)) => event,
@@ -178,9 +187,15 @@ impl Poller {
                         }
                     },
                 };
+                busy(&applying).insert(event.event_id.clone());
                 let this = Arc::clone(&this);
                 let cancel = applies.clone();
-                inflight.spawn(async move { this.process(event, &cancel).await });
+                let applying = Arc::clone(&applying);
+                inflight.spawn(async move {
+                    let id = event.event_id.clone();
+                    this.process(event, &cancel).await;
+                    busy(&applying).remove(&id);
+                });
             }
             let full = inflight.len() >= slots;
             tokio::select! {
@@ -299,6 +314,10 @@ impl Poller {
             ),
         }
     }
+}
+
+fn busy(set: &Mutex<HashSet<String>>) -> std::sync::MutexGuard<'_, HashSet<String>> {
+    set.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Watches `path` (recursively) and wakes the poller on any change; `None` (interval polling
