@@ -1,0 +1,249 @@
+"""Retries, redirects and error parsing against a tiny local HTTP server with scripted answers."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Dict, Iterator, List, Optional, Tuple
+
+import pytest
+
+from sql_databricks_bridge_sdk import (
+    BridgeClient,
+    BridgeConnectionError,
+    BridgeError,
+    ConflictError,
+    JobStatus,
+    ValidationError,
+)
+
+# (status, headers, body, delay in seconds)
+Answer = Tuple[int, Dict[str, str], object, float]
+
+
+class Scripted:
+    """A local server answering each (method, path) from a script; records every request."""
+
+    def __init__(self) -> None:
+        self.script: Dict[Tuple[str, str], List[Answer]] = {}
+        self.requests: List[Tuple[str, str, Dict[str, str], bytes]] = []
+        scripted = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _answer(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                scripted.requests.append((self.command, self.path, dict(self.headers), body))
+                answers = scripted.script.get((self.command, self.path.split("?")[0]))
+                unscripted: Answer = (404, {}, {"error": "not_found", "detail": "unscripted"}, 0.0)
+                answer = unscripted if not answers else answers.pop(0) if len(answers) > 1 else answers[0]
+                status, headers, payload, delay = answer
+                if delay:
+                    time.sleep(delay)
+                data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.send_header("x-request-id", "scripted-request")
+                    for k, v in headers.items():
+                        self.send_header(k, v)
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            do_GET = do_POST = do_DELETE = _answer
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+
+    def on(self, method: str, path: str, *answers: Answer) -> None:
+        self.script[(method, path)] = list(answers)
+
+    def count(self, method: str, path: str) -> int:
+        return sum(1 for m, p, _, _ in self.requests if m == method and p.split("?")[0] == path)
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def scripted() -> Iterator[Scripted]:
+    server = Scripted()
+    yield server
+    server.close()
+
+
+JOB = {
+    "id": "j1", "kind": "run", "pipeline": "demo", "pipeline_file": "pipelines/demo.yaml",
+    "country": None, "params": {}, "status": "queued", "submitted_by": "reader",
+    "created_at": "2026-01-01T00:00:00.000000Z", "started_at": None, "finished_at": None,
+    "error": None, "summary": None, "request": {"pipeline": "demo"},
+}
+TOKEN = "scripted-secret-token-abc"
+
+
+def client(server: Scripted, sleeps: Optional[List[float]] = None, **kwargs: object) -> BridgeClient:
+    record = sleeps if sleeps is not None else []
+    return BridgeClient(server.base_url, TOKEN, sleep=record.append, **kwargs)  # type: ignore[arg-type]
+
+
+def test_503_with_retry_after_is_retried_until_200(scripted: Scripted) -> None:
+    busy: Answer = (503, {"Retry-After": "0"}, {"error": "not_ready", "detail": "busy"}, 0.0)
+    scripted.on("GET", "/jobs/j1", busy, busy, (200, {}, JOB, 0.0))
+    sleeps: List[float] = []
+    job = client(scripted, sleeps).get_job("j1")
+    assert job.id == "j1" and job.status is JobStatus.QUEUED
+    assert scripted.count("GET", "/jobs/j1") == 3
+    assert sleeps == [0.0, 0.0], "Retry-After: 0 honoured"
+    # The same request id on every attempt, the token on every attempt.
+    ids = {h.get("x-request-id") for _, _, h, _ in scripted.requests}
+    assert len(ids) == 1
+    assert all(h.get("Authorization") == f"Bearer {TOKEN}" for _, _, h, _ in scripted.requests)
+
+
+def test_retry_after_seconds_are_honoured_and_429_retried(scripted: Scripted) -> None:
+    scripted.on("GET", "/jobs/j1", (429, {"Retry-After": "2"}, {"error": "busy", "detail": "slow down"}, 0.0),
+                (200, {}, JOB, 0.0))
+    sleeps: List[float] = []
+    client(scripted, sleeps).get_job("j1")
+    assert sleeps == [2.0]
+
+
+def test_gives_up_after_the_retries(scripted: Scripted) -> None:
+    scripted.on("GET", "/jobs/j1", (503, {}, {"error": "not_ready", "detail": "still busy"}, 0.0))
+    sleeps: List[float] = []
+    with pytest.raises(BridgeError) as info:
+        client(scripted, sleeps, retries=2, backoff=0.1).get_job("j1")
+    assert info.value.status == 503 and info.value.detail == "still busy"
+    assert scripted.count("GET", "/jobs/j1") == 3
+    assert len(sleeps) == 2 and sleeps[0] <= 0.1 and sleeps[1] <= 0.2, "exponential backoff"
+
+
+def test_400_is_not_retried(scripted: Scripted) -> None:
+    scripted.on("GET", "/jobs/j1", (400, {}, {"error": "invalid_request", "detail": "bad", "field": "id"}, 0.0))
+    with pytest.raises(ValidationError) as info:
+        client(scripted).get_job("j1")
+    assert scripted.count("GET", "/jobs/j1") == 1
+    assert info.value.field == "id"
+    assert info.value.request_id == "scripted-request"
+
+
+def test_409_and_500_are_not_retried(scripted: Scripted) -> None:
+    scripted.on("DELETE", "/jobs/j1", (409, {}, {"error": "conflict", "detail": "already succeeded"}, 0.0))
+    with pytest.raises(ConflictError):
+        client(scripted).cancel_job("j1")
+    assert scripted.count("DELETE", "/jobs/j1") == 1
+    scripted.on("POST", "/runs", (500, {}, {"error": "internal", "detail": "boom"}, 0.0))
+    with pytest.raises(BridgeError) as info:
+        client(scripted).run_pipeline("demo")
+    assert info.value.status == 500 and info.value.error == "internal"
+    assert scripted.count("POST", "/runs") == 1
+
+
+def test_post_refused_with_503_is_retried_but_not_after_acceptance(scripted: Scripted) -> None:
+    scripted.on("POST", "/runs", (503, {"Retry-After": "0"}, {"error": "not_ready", "detail": "x"}, 0.0),
+                (202, {}, {"id": "j1", "status": "queued", "href": "/jobs/j1"}, 0.0))
+    scripted.on("GET", "/jobs/j1", (200, {}, JOB, 0.0))
+    job = client(scripted).run_pipeline("demo", country="colombia", params={"n": 3, "flag": True})
+    assert job.id == "j1"
+    assert scripted.count("POST", "/runs") == 2
+    sent = json.loads(scripted.requests[-2][3])
+    assert sent == {"pipeline": "demo", "country": "colombia", "params": {"n": 3, "flag": True}}
+
+
+def test_post_that_times_out_is_not_resent(scripted: Scripted) -> None:
+    scripted.on("POST", "/runs", (202, {}, {"id": "j1", "status": "queued", "href": "/jobs/j1"}, 1.5))
+    with pytest.raises(BridgeConnectionError):
+        client(scripted, timeout=0.3).run_pipeline("demo")
+    assert scripted.count("POST", "/runs") == 1
+
+
+def test_get_that_times_out_is_retried(scripted: Scripted) -> None:
+    scripted.on("GET", "/jobs/j1", (200, {}, JOB, 1.0), (200, {}, JOB, 0.0))
+    job = client(scripted, timeout=0.3).get_job("j1")
+    assert job.id == "j1"
+    assert scripted.count("GET", "/jobs/j1") == 2
+
+
+def test_accepted_job_whose_read_fails_is_still_returned(scripted: Scripted) -> None:
+    scripted.on("POST", "/runs", (202, {}, {"id": "j9", "status": "queued", "href": "/jobs/j9"}, 0.0))
+    scripted.on("GET", "/jobs/j9", (500, {}, {"error": "internal", "detail": "db locked"}, 0.0))
+    job = client(scripted).run_pipeline("demo", country="mexico")
+    assert (job.id, job.status, job.pipeline, job.country) == ("j9", JobStatus.QUEUED, "demo", "mexico")
+    assert scripted.count("POST", "/runs") == 1
+
+
+def test_connection_refused_is_retried_then_raised() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    sleeps: List[float] = []
+    c = BridgeClient(f"http://127.0.0.1:{port}", TOKEN, retries=2, sleep=sleeps.append)
+    with pytest.raises(BridgeConnectionError) as info:
+        c.run_pipeline("demo")  # refused: never sent, so even a POST is retried
+    assert len(sleeps) == 2
+    assert "3 attempt" in str(info.value)
+    assert TOKEN not in str(info.value) + repr(info.value)
+
+
+def test_redirects_are_not_followed(scripted: Scripted) -> None:
+    other = Scripted()
+    try:
+        other.on("GET", "/jobs/j1", (200, {}, JOB, 0.0))
+        scripted.on("GET", "/jobs/j1", (302, {"Location": other.base_url + "/jobs/j1"}, b"", 0.0))
+        with pytest.raises(BridgeError) as info:
+            client(scripted).get_job("j1")
+        assert info.value.status == 302
+        assert other.requests == [], "the token never goes to the redirect target"
+    finally:
+        other.close()
+
+
+def test_non_json_errors_and_echoed_tokens(scripted: Scripted) -> None:
+    scripted.on("GET", "/jobs/j1", (502, {}, b"<html>Bad gateway</html>", 0.0))
+    with pytest.raises(BridgeError) as info:
+        client(scripted).get_job("j1")
+    assert info.value.status == 502 and "Bad gateway" in info.value.detail
+    scripted.on("GET", "/jobs/j2", (401, {}, {"error": "unauthorized", "detail": f"token {TOKEN} unknown"}, 0.0))
+    with pytest.raises(BridgeError) as info:
+        client(scripted).get_job("j2")
+    assert TOKEN not in str(info.value) and TOKEN not in repr(info.value)
+
+
+def test_ids_are_escaped_in_paths(scripted: Scripted) -> None:
+    with pytest.raises(BridgeError):
+        client(scripted).get_job("../runs?x=1")
+    assert scripted.requests[-1][1] == "/jobs/..%2Fruns%3Fx%3D1"
+
+
+def test_health_sends_no_token_and_ready_returns_503_checks(scripted: Scripted) -> None:
+    scripted.on("GET", "/health/live", (200, {}, {"status": "ok"}, 0.0))
+    scripted.on("GET", "/health/ready", (503, {}, {"ready": False, "checks": {"sqlserver": "refused"}, "version": None}, 0.0))
+    c = client(scripted)
+    assert c.health() == {"status": "ok"}
+    ready = c.ready()
+    assert ready.ready is False and ready.checks == {"sqlserver": "refused"}
+    assert scripted.count("GET", "/health/ready") == 1
+    assert all("Authorization" not in h for _, _, h, _ in scripted.requests)
+
+
+def test_constructor_checks_its_arguments() -> None:
+    with pytest.raises(ValueError, match="base_url"):
+        BridgeClient("bridge:8000", TOKEN)
+    with pytest.raises(ValueError, match="token"):
+        BridgeClient("http://bridge:8000", "")
+    with pytest.raises(ValueError, match="retries"):
+        BridgeClient("http://bridge:8000", TOKEN, retries=-1)
+    assert repr(BridgeClient("http://bridge:8000/", TOKEN)) == "BridgeClient(base_url='http://bridge:8000')"
