@@ -114,20 +114,17 @@ class BridgeClient:
         queries: Optional[Sequence[str]] = None,
         queries_path: Optional[str] = None,
         config_path: Optional[str] = None,
-        params: Optional[Mapping[str, ParamValue]] = None,
     ) -> Job:
         """Starts the extraction of a country's queries (``POST /extract``, the original
         system's request) and returns the new job.
 
         ``destination`` is a folder under the project root or a cloud URL; ``queries`` limits
         the extraction to those query names; ``queries_path`` and ``config_path`` are folders of
-        the project. ``params`` is sent only when given: current servers refuse parameter
-        overrides on ``/extract`` (:class:`ValidationError` with ``field == "params"``)."""
+        the project. Parameters come from the project's ``config/``; a request cannot override
+        them."""
         if isinstance(queries, str):
             raise ValueError("queries: expected a list of query names, not one string")
         body: Dict[str, Any] = {"country": country, "destination": destination}
-        if params is not None:
-            body["params"] = _params(params)
         if queries is not None:
             body["queries"] = list(queries)
         if queries_path is not None:
