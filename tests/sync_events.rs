@@ -3,6 +3,8 @@
 //! affected, refusals that change nothing, and exactly-once application under crashes, repeats
 //! and competing pollers.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
@@ -62,14 +64,7 @@ impl Fixture {
 
     /// Runs T-SQL through the bridge's own connection code.
     async fn tsql(&self, sql: &str) {
-        let settings = bridge::mssql::SqlServerSettings {
-            host: Some("127.0.0.1".into()),
-            port: Some(self.server.addr().port()),
-            username: Some("sa".into()),
-            password_env: Some("PATH".into()), // any set variable: the test server ignores it
-            encrypt: Some(bridge::mssql::settings::Encrypt::DangerPlaintext),
-            ..Default::default()
-        };
+        let settings = common::tds_settings(self.server.addr().port());
         let mut client = bridge::mssql::connect(&settings).await.unwrap();
         client
             .simple_query(sql)

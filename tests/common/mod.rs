@@ -187,3 +187,15 @@ impl Scratch {
             .expect("bridge runs")
     }
 }
+
+/// Connection settings for the TDS test server on `port` (plaintext; it ignores the password).
+pub fn tds_settings(port: u16) -> bridge::mssql::SqlServerSettings {
+    bridge::mssql::SqlServerSettings {
+        host: Some("127.0.0.1".into()),
+        port: Some(port),
+        username: Some("sa".into()),
+        password_env: Some("PATH".into()), // any set variable: the test server ignores it
+        encrypt: Some(bridge::mssql::settings::Encrypt::DangerPlaintext),
+        ..Default::default()
+    }
+}
