@@ -198,8 +198,10 @@ fn main() -> ExitCode {
                 } else {
                     "warn"
                 };
+                // A lost race for an event is a Delta commit conflict, normal when several
+                // servers poll one events table; delta-rs logs it as an error.
                 tracing_subscriber::EnvFilter::new(format!(
-                    "warn,bridge={bridge},buoyant_kernel::snapshot=off"
+                    "warn,bridge={bridge},buoyant_kernel::snapshot=off,deltalake_core::kernel::transaction=off"
                 ))
             }),
         )
