@@ -21,8 +21,10 @@
 //! Each TCP connection has a reader task, a writer task and an engine thread owning its own
 //! SQLite connection. Results are streamed row by row from SQLite and encoded straight into
 //! packets of the size negotiated in LOGIN7; bulk-load rows are decoded straight into a prepared
-//! INSERT inside one savepoint. All connections share one database: a file (`sqlite_path`) or a
-//! process-wide in-memory database (SQLite `memdb` VFS) that lives as long as the server.
+//! INSERT inside one savepoint. All connections share one database in WAL mode: the file given as
+//! `sqlite_path`, or a scratch file in the system temp folder that is deleted with the server.
+//! WAL is what makes the locking close to SQL Server's for tests: one writer at a time, but a
+//! reader is never blocked by another session's open write transaction.
 //!
 //! # Storage encoding in SQLite
 //!
@@ -188,7 +190,7 @@ pub struct FaultPlan {
 /// Server configuration.
 #[derive(Debug, Clone, Default)]
 pub struct TdsServerConfig {
-    /// SQLite database file; `None` = a shared in-memory database private to this server.
+    /// SQLite database file; `None` = a scratch file private to this server, deleted with it.
     pub sqlite_path: Option<PathBuf>,
     /// Faults armed at start.
     pub faults: FaultPlan,
@@ -201,6 +203,16 @@ pub struct TdsServer {
     stop: watch::Sender<bool>,
     accept: tokio::task::JoinHandle<()>,
     admin: Mutex<rusqlite::Connection>,
+    _scratch: Option<ScratchDb>,
+}
+
+/// A scratch database folder, removed when the server is dropped.
+struct ScratchDb(PathBuf);
+
+impl Drop for ScratchDb {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 impl std::fmt::Debug for TdsServer {
@@ -211,7 +223,7 @@ impl std::fmt::Debug for TdsServer {
     }
 }
 
-static NEXT_MEMDB: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static NEXT_SCRATCH: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl TdsServer {
     /// Start a server on 127.0.0.1 with an OS-assigned port.
@@ -221,13 +233,20 @@ impl TdsServer {
 
     /// Start a server listening on `addr`.
     pub async fn start_at(config: TdsServerConfig, addr: SocketAddr) -> std::io::Result<TdsServer> {
-        let db_uri = match &config.sqlite_path {
-            Some(p) => p.to_string_lossy().into_owned(),
-            None => format!(
-                "file:/tds-test-server-{}-{}?vfs=memdb",
-                std::process::id(),
-                NEXT_MEMDB.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-            ),
+        let (db_uri, scratch) = match &config.sqlite_path {
+            Some(p) => (p.to_string_lossy().into_owned(), None),
+            None => {
+                let dir = std::env::temp_dir().join(format!(
+                    "tds-test-server-{}-{}",
+                    std::process::id(),
+                    NEXT_SCRATCH.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                ));
+                let _ = std::fs::remove_dir_all(&dir);
+                std::fs::create_dir_all(&dir)?;
+                let scratch = ScratchDb(dir);
+                let uri = scratch.0.join("db.sqlite").to_string_lossy().into_owned();
+                (uri, Some(scratch))
+            }
         };
         let shared = Arc::new(server::Shared {
             db_uri,
@@ -235,11 +254,9 @@ impl TdsServer {
             next_spid: AtomicU16::new(51),
         });
         let admin = session::open_connection(&shared).map_err(std::io::Error::other)?;
-        if config.sqlite_path.is_some() {
-            admin
-                .query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))
-                .map_err(std::io::Error::other)?;
-        }
+        admin
+            .query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))
+            .map_err(std::io::Error::other)?;
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let (stop, stop_rx) = watch::channel(false);
@@ -251,6 +268,7 @@ impl TdsServer {
             stop,
             accept,
             admin: Mutex::new(admin),
+            _scratch: scratch,
         })
     }
 

@@ -55,6 +55,8 @@ struct Session {
 pub(crate) fn open_connection(shared: &Shared) -> Result<rusqlite::Connection, Error> {
     let conn = rusqlite::Connection::open(&shared.db_uri)?;
     conn.busy_timeout(Duration::from_secs(30))?;
+    // WAL with NORMAL sync survives a crash of any process; only an OS crash may lose commits.
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
     crate::functions::register(&conn)?;
     Ok(conn)
 }

@@ -411,6 +411,41 @@ async fn transactions_commit_and_rollback() {
 }
 
 #[tokio::test]
+async fn an_open_write_transaction_does_not_block_readers() {
+    let s = server().await;
+    let mut w = connect(&s).await;
+    batch(
+        &mut w,
+        "CREATE TABLE a (id INT); CREATE TABLE b (id INT); INSERT INTO b VALUES (7)",
+    )
+    .await
+    .unwrap();
+    batch(&mut w, "BEGIN TRAN; INSERT INTO a VALUES (1)")
+        .await
+        .unwrap();
+    // As on SQL Server, another session reads other tables (and the catalog) at once, and sees
+    // only committed rows; it does not wait for the writer.
+    let mut r = connect(&s).await;
+    let read = async {
+        let b = scalar_i64(&mut r, "SELECT SUM(id) FROM b").await;
+        let a = scalar_i64(&mut r, "SELECT COUNT(*) FROM a").await;
+        let cols = scalar_i64(
+            &mut r,
+            "SELECT COUNT(*) FROM INFORMATION_SCHEMA.COLUMNS WHERE TABLE_NAME = 'a'",
+        )
+        .await;
+        (b, a, cols)
+    };
+    let got = tokio::time::timeout(std::time::Duration::from_secs(5), read)
+        .await
+        .expect("reader is not blocked by the open transaction");
+    assert_eq!(got, (7, 0, 1));
+    batch(&mut w, "COMMIT").await.unwrap();
+    assert_eq!(scalar_i64(&mut r, "SELECT COUNT(*) FROM a").await, 1);
+    s.shutdown().await;
+}
+
+#[tokio::test]
 async fn temp_tables_are_per_connection() {
     let s = server().await;
     let mut c = connect(&s).await;
