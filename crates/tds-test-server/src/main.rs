@@ -1,5 +1,5 @@
 //! `tds-test-server` binary: runs the SQLite-backed TDS test server in the foreground.
-//! Usage: `tds-test-server [--port P] [--host H] [--db FILE]` (no `--db` = in-memory database).
+//! Usage: `tds-test-server [--port P] [--host H] [--db FILE]` (no `--db` = a scratch file, deleted on exit).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
