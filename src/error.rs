@@ -86,6 +86,10 @@ pub enum Error {
     /// A feature the user asked for is not available in this build.
     #[error("{0}")]
     Unsupported(String),
+
+    /// A Databricks API call failed.
+    #[error(transparent)]
+    Databricks(#[from] crate::databricks::DatabricksError),
 }
 
 impl Error {

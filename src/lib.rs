@@ -2,6 +2,7 @@
 //! Pipelines are YAML files rendered with per-country parameters and run as a DAG on DataFusion.
 
 pub mod auth;
+pub mod databricks;
 pub mod error;
 pub mod mssql;
 pub mod pipeline;

@@ -1,0 +1,318 @@
+//! Where the workspace is and how to authenticate: environment variables and `~/.databrickscfg`
+//! profiles, resolved the way Databricks' own tools do.
+//!
+//! Order: with a profile named (`--profile` or `DATABRICKS_CONFIG_PROFILE`) its values win and
+//! the environment fills gaps; otherwise the environment wins and the `DEFAULT` profile (if the
+//! file has one) fills gaps. A token and a client id/secret in the same place is an error.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::databricks::auth::Secret;
+use crate::databricks::{DatabricksError, Result};
+
+/// How requests are authenticated.
+#[derive(Debug, Clone)]
+pub enum AuthKind {
+    /// A personal access token (or any bearer token).
+    Token(Secret),
+    /// OAuth machine-to-machine: a service principal's client id and secret, exchanged for
+    /// short-lived tokens at `{host}/oidc/v1/token`.
+    OAuthM2M {
+        client_id: String,
+        client_secret: Secret,
+    },
+}
+
+/// A resolved workspace configuration.
+#[derive(Debug, Clone)]
+pub struct DatabricksConfig {
+    /// Workspace URL, e.g. `https://adb-123.4.azuredatabricks.net` (no trailing slash).
+    pub host: String,
+    /// How requests authenticate.
+    pub auth: AuthKind,
+    /// Default SQL warehouse for statements (`warehouse_id` in the profile or
+    /// `DATABRICKS_WAREHOUSE_ID`).
+    pub warehouse_id: Option<String>,
+    /// Where the values came from, for messages (`environment`, `~/.databrickscfg [prod]`).
+    pub origin: String,
+}
+
+/// Keys read from the environment, by profile key.
+const ENV_KEYS: [(&str, &str); 5] = [
+    ("host", "DATABRICKS_HOST"),
+    ("token", "DATABRICKS_TOKEN"),
+    ("client_id", "DATABRICKS_CLIENT_ID"),
+    ("client_secret", "DATABRICKS_CLIENT_SECRET"),
+    ("warehouse_id", "DATABRICKS_WAREHOUSE_ID"),
+];
+
+impl DatabricksConfig {
+    /// Resolves the configuration from the process environment and the config file.
+    pub fn resolve(profile: Option<&str>) -> Result<DatabricksConfig> {
+        Self::resolve_with(profile, |k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+    }
+
+    /// Whether anything configures a workspace (an environment variable or a config file).
+    pub fn is_configured() -> bool {
+        std::env::var_os("DATABRICKS_HOST").is_some()
+            || std::env::var_os("DATABRICKS_CONFIG_PROFILE").is_some()
+            || config_file(&|k| std::env::var(k).ok()).is_some_and(|p| p.is_file())
+    }
+
+    /// Resolves with an explicit environment lookup (tests).
+    pub fn resolve_with(
+        profile: Option<&str>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<DatabricksConfig> {
+        let named = profile
+            .map(str::to_string)
+            .or_else(|| env("DATABRICKS_CONFIG_PROFILE"));
+        let from_env: BTreeMap<&str, String> = ENV_KEYS
+            .iter()
+            .filter_map(|(key, var)| env(var).map(|v| (*key, v)))
+            .collect();
+        let file = config_file(&env);
+        let (profile_values, origin) = match (&named, &file) {
+            (Some(name), Some(path)) => {
+                let profiles = read_profiles(path)?;
+                let values = profiles.get(name.as_str()).cloned().ok_or_else(|| {
+                    DatabricksError::Config {
+                        origin: path.display().to_string(),
+                        message: format!(
+                            "no profile [{name}] (profiles: {})",
+                            profiles.keys().cloned().collect::<Vec<_>>().join(", ")
+                        ),
+                    }
+                })?;
+                (values, format!("{} [{name}]", path.display()))
+            }
+            (Some(name), None) => {
+                return Err(DatabricksError::Config {
+                    origin: "~/.databrickscfg".into(),
+                    message: format!(
+                        "profile [{name}] was asked for, but there is no config file (set DATABRICKS_CONFIG_FILE or HOME)"
+                    ),
+                });
+            }
+            (None, Some(path)) if path.is_file() && !from_env.contains_key("host") => {
+                let mut profiles = read_profiles(path)?;
+                match profiles.remove("DEFAULT") {
+                    Some(values) => (values, format!("{} [DEFAULT]", path.display())),
+                    None => (Profile::default(), "environment".into()),
+                }
+            }
+            _ => (Profile::default(), "environment".into()),
+        };
+        // With a named profile its values win; otherwise the environment does.
+        let get = |key: &str| -> Option<String> {
+            let p = profile_values.get(key).map(|(v, _)| v.clone());
+            let e = from_env.get(key).cloned();
+            if named.is_some() { p.or(e) } else { e.or(p) }
+        };
+        let config_error = |message: String| DatabricksError::Config {
+            origin: origin.clone(),
+            message,
+        };
+        let host = get("host").ok_or_else(|| {
+            config_error(
+                "no workspace host: set DATABRICKS_HOST, or `host` in a ~/.databrickscfg profile"
+                    .into(),
+            )
+        })?;
+        let host = normalize_host(&host).map_err(config_error)?;
+        let auth = match (get("token"), get("client_id"), get("client_secret")) {
+            (Some(_), Some(_), _) => {
+                return Err(config_error(
+                    "both a token and an OAuth client id are set; keep one".into(),
+                ));
+            }
+            (Some(token), None, _) => AuthKind::Token(Secret::new(token)),
+            (None, Some(client_id), Some(secret)) => AuthKind::OAuthM2M {
+                client_id,
+                client_secret: Secret::new(secret),
+            },
+            (None, Some(_), None) => {
+                return Err(config_error(
+                    "DATABRICKS_CLIENT_ID is set without DATABRICKS_CLIENT_SECRET (`client_secret`)"
+                        .into(),
+                ));
+            }
+            (None, None, _) => {
+                return Err(config_error(
+                    "no credentials: set DATABRICKS_TOKEN, or DATABRICKS_CLIENT_ID and DATABRICKS_CLIENT_SECRET (OAuth M2M), or `token` in the profile"
+                        .into(),
+                ));
+            }
+        };
+        Ok(DatabricksConfig {
+            host,
+            auth,
+            warehouse_id: get("warehouse_id"),
+            origin,
+        })
+    }
+}
+
+/// `~/.databrickscfg`, or `DATABRICKS_CONFIG_FILE`.
+fn config_file(env: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
+    env("DATABRICKS_CONFIG_FILE")
+        .map(PathBuf::from)
+        .or_else(|| env("HOME").map(|h| Path::new(&h).join(".databrickscfg")))
+}
+
+/// `https://` added when no scheme is given; no trailing slash.
+fn normalize_host(host: &str) -> std::result::Result<String, String> {
+    let host = host.trim().trim_end_matches('/');
+    let with_scheme = if host.contains("://") {
+        host.to_string()
+    } else {
+        format!("https://{host}")
+    };
+    let url = url::Url::parse(&with_scheme).map_err(|e| format!("host `{host}`: {e}"))?;
+    if !matches!(url.scheme(), "https" | "http") || url.host_str().is_none() {
+        return Err(format!(
+            "host `{host}` is not an http(s) URL of a workspace"
+        ));
+    }
+    if url.path() != "/" || url.query().is_some() {
+        return Err(format!(
+            "host `{host}` must be the workspace URL only (no path or query)"
+        ));
+    }
+    Ok(with_scheme)
+}
+
+/// One profile: key -> (value, line).
+type Profile = BTreeMap<String, (String, usize)>;
+
+/// Reads the INI-style config file: `[name]` sections of `key = value` lines, `#`/`;` comments.
+fn read_profiles(path: &Path) -> Result<BTreeMap<String, Profile>> {
+    let text = std::fs::read_to_string(path).map_err(|e| DatabricksError::Config {
+        origin: path.display().to_string(),
+        message: format!("cannot read: {e}"),
+    })?;
+    parse_profiles(&text).map_err(|(line, message)| DatabricksError::Config {
+        origin: format!("{}:{line}", path.display()),
+        message,
+    })
+}
+
+fn parse_profiles(text: &str) -> std::result::Result<BTreeMap<String, Profile>, (usize, String)> {
+    let mut profiles: BTreeMap<String, Profile> = BTreeMap::new();
+    let mut current: Option<String> = None;
+    for (i, raw) in text.lines().enumerate() {
+        let line_no = i + 1;
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('[') {
+            let name = name
+                .strip_suffix(']')
+                .ok_or((line_no, format!("expected `[profile]`, found `{line}`")))?
+                .trim();
+            profiles.entry(name.to_string()).or_default();
+            current = Some(name.to_string());
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            return Err((line_no, "expected `key = value`".to_string()));
+        };
+        let section = current
+            .clone()
+            .ok_or((line_no, "a `key = value` line before any [profile]".to_string()))?;
+        profiles
+            .entry(section)
+            .or_default()
+            .insert(key.trim().to_string(), (value.trim().to_string(), line_no));
+    }
+    Ok(profiles)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn environment_token() {
+        let c = DatabricksConfig::resolve_with(
+            None,
+            env_of(&[
+                ("DATABRICKS_HOST", "adb-1.2.azuredatabricks.net/"),
+                ("DATABRICKS_TOKEN", "dapi-secret"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.host, "https://adb-1.2.azuredatabricks.net");
+        assert!(matches!(c.auth, AuthKind::Token(ref t) if t.expose() == "dapi-secret"));
+        assert!(!format!("{c:?}").contains("dapi-secret"));
+    }
+
+    #[test]
+    fn named_profile_wins_and_default_fills_gaps() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("cfg");
+        std::fs::write(
+            &file,
+            "# comment\n[DEFAULT]\nhost = https://default.example\ntoken = t0\n\n[prod]\nhost = https://prod.example\nclient_id = sp\nclient_secret = s3cret\nwarehouse_id = wh1\n",
+        )
+        .unwrap();
+        let f = file.to_str().unwrap();
+        let c = DatabricksConfig::resolve_with(
+            Some("prod"),
+            env_of(&[
+                ("DATABRICKS_CONFIG_FILE", f),
+                ("DATABRICKS_HOST", "https://env.example"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.host, "https://prod.example");
+        assert_eq!(c.warehouse_id.as_deref(), Some("wh1"));
+        assert!(matches!(c.auth, AuthKind::OAuthM2M { ref client_id, .. } if client_id == "sp"));
+        let c = DatabricksConfig::resolve_with(None, env_of(&[("DATABRICKS_CONFIG_FILE", f)]))
+            .unwrap();
+        assert_eq!(c.host, "https://default.example");
+        let err = DatabricksConfig::resolve_with(
+            Some("nope"),
+            env_of(&[("DATABRICKS_CONFIG_FILE", f)]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("no profile [nope] (profiles: DEFAULT, prod)"), "{err}");
+    }
+
+    #[test]
+    fn bad_files_and_missing_values_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("cfg");
+        std::fs::write(&file, "[DEFAULT]\nhost = h.example\nthis line is wrong\n").unwrap();
+        let f = file.to_str().unwrap();
+        let err = DatabricksConfig::resolve_with(None, env_of(&[("DATABRICKS_CONFIG_FILE", f)]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.ends_with("cfg:3: expected `key = value`"), "{err}");
+        let err = DatabricksConfig::resolve_with(None, env_of(&[("DATABRICKS_HOST", "h")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("environment: no credentials"), "{err}");
+        let err = DatabricksConfig::resolve_with(
+            None,
+            env_of(&[
+                ("DATABRICKS_HOST", "https://h/x"),
+                ("DATABRICKS_TOKEN", "t"),
+            ]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("no path or query"), "{err}");
+    }
+}

@@ -1,0 +1,574 @@
+//! The SQL Statement Execution API: run a statement on a SQL warehouse, wait for it, and stream
+//! its result as Arrow record batches, chunk after chunk, in order.
+//!
+//! Large results use `EXTERNAL_LINKS` + `ARROW_STREAM`: each chunk is an Arrow IPC stream behind
+//! a short-lived presigned URL (fetched without our auth header, as Databricks requires). Small
+//! results use `INLINE` + `JSON_ARRAY` (the only format `INLINE` allows), converted to Arrow with
+//! the manifest's column types. At most one chunk is held in memory at a time.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use deltalake::arrow::array::{ArrayRef, RecordBatch, StringArray};
+use deltalake::arrow::compute::{CastOptions, cast_with_options};
+use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use deltalake::arrow::ipc::reader::StreamReader;
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use reqwest::Method;
+use serde::Deserialize;
+
+use crate::databricks::client::DatabricksClient;
+use crate::databricks::{DatabricksError, Result};
+
+/// How the result comes back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// `EXTERNAL_LINKS` + `ARROW_STREAM`: for tables and large results.
+    ExternalLinks,
+    /// `INLINE` + `JSON_ARRAY`: small results (at most 25 MiB), e.g. the events table.
+    Inline,
+}
+
+/// A named parameter (`:name` in the statement). Values are sent as strings with a SQL type.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StatementParam {
+    /// Marker name, without the colon.
+    pub name: String,
+    /// The value as text; `None` is NULL.
+    pub value: Option<String>,
+    /// SQL type: `STRING`, `BIGINT`, `INT`, `DOUBLE`, `BOOLEAN`, `DATE`, `TIMESTAMP`, `DECIMAL(p,s)`.
+    #[serde(rename = "type")]
+    pub sql_type: String,
+}
+
+impl StatementParam {
+    /// A `STRING` parameter.
+    pub fn string(name: &str, value: impl Into<String>) -> StatementParam {
+        StatementParam {
+            name: name.into(),
+            value: Some(value.into()),
+            sql_type: "STRING".into(),
+        }
+    }
+
+    /// A parameter of another type (value as text; `None` is NULL).
+    pub fn typed(name: &str, sql_type: &str, value: Option<String>) -> StatementParam {
+        StatementParam {
+            name: name.into(),
+            value,
+            sql_type: sql_type.into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct StatementResponse {
+    statement_id: String,
+    status: StatementStatus,
+    #[serde(default)]
+    manifest: Option<Manifest>,
+    #[serde(default)]
+    result: Option<ResultData>,
+}
+
+#[derive(Debug, Deserialize)]
+struct StatementStatus {
+    state: String,
+    #[serde(default)]
+    error: Option<ServiceError>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ServiceError {
+    #[serde(default)]
+    error_code: Option<String>,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Manifest {
+    #[serde(default)]
+    schema: Option<ResultSchema>,
+    #[serde(default)]
+    total_row_count: Option<u64>,
+    #[serde(default)]
+    truncated: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ResultSchema {
+    #[serde(default)]
+    columns: Vec<ColumnInfo>,
+}
+
+/// A result column as the manifest describes it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ColumnInfo {
+    /// Column name.
+    pub name: String,
+    /// `LONG`, `STRING`, `DECIMAL`, ...
+    #[serde(default)]
+    pub type_name: Option<String>,
+    /// The full SQL type, e.g. `decimal(18,4)`.
+    #[serde(default)]
+    pub type_text: Option<String>,
+    /// Decimal precision.
+    #[serde(default)]
+    pub type_precision: Option<u8>,
+    /// Decimal scale.
+    #[serde(default)]
+    pub type_scale: Option<i8>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ResultData {
+    #[serde(default)]
+    data_array: Option<Vec<Vec<Option<String>>>>,
+    #[serde(default)]
+    external_links: Option<Vec<ExternalLink>>,
+    #[serde(default)]
+    next_chunk_internal_link: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ExternalLink {
+    chunk_index: u64,
+    external_link: String,
+    #[serde(default)]
+    http_headers: Option<HashMap<String, String>>,
+    #[serde(default)]
+    next_chunk_internal_link: Option<String>,
+}
+
+/// A finished statement whose result can be streamed.
+#[derive(Debug)]
+pub struct StatementResult {
+    client: DatabricksClient,
+    /// Id of the statement on the warehouse.
+    pub statement_id: String,
+    /// Result columns.
+    pub columns: Vec<ColumnInfo>,
+    /// Arrow schema of the batches.
+    pub schema: SchemaRef,
+    /// Rows in the whole result, as the manifest says.
+    pub total_row_count: u64,
+    first: Option<ResultData>,
+}
+
+impl DatabricksClient {
+    /// Runs `statement` on `warehouse_id`, waits for it to finish, and returns its result.
+    /// A statement that fails, is canceled or whose result was truncated is an error.
+    pub async fn execute_statement(
+        &self,
+        warehouse_id: &str,
+        statement: &str,
+        params: &[StatementParam],
+        disposition: Disposition,
+    ) -> Result<StatementResult> {
+        let (disposition_name, format) = match disposition {
+            Disposition::ExternalLinks => ("EXTERNAL_LINKS", "ARROW_STREAM"),
+            Disposition::Inline => ("INLINE", "JSON_ARRAY"),
+        };
+        let body = serde_json::json!({
+            "warehouse_id": warehouse_id,
+            "statement": statement,
+            "parameters": params,
+            "wait_timeout": "10s",
+            "on_wait_timeout": "CONTINUE",
+            "disposition": disposition_name,
+            "format": format,
+        });
+        let mut response: StatementResponse =
+            self.post_json("/api/2.0/sql/statements", &body).await?;
+        let mut wait = Duration::from_millis(100);
+        while matches!(response.status.state.as_str(), "PENDING" | "RUNNING") {
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(2));
+            response = self
+                .get_json(&format!(
+                    "/api/2.0/sql/statements/{}",
+                    crate::databricks::files::encode_segment(&response.statement_id)
+                ))
+                .await?;
+        }
+        let StatementResponse {
+            statement_id,
+            status,
+            manifest,
+            result,
+        } = response;
+        if status.state != "SUCCEEDED" {
+            let error = status.error.unwrap_or(ServiceError {
+                error_code: None,
+                message: None,
+            });
+            return Err(DatabricksError::Statement {
+                statement_id,
+                state: status.state,
+                error_code: error.error_code,
+                message: error.message.unwrap_or_else(|| "no message".into()),
+            });
+        }
+        let manifest = manifest.ok_or_else(|| {
+            DatabricksError::protocol("statement result", "SUCCEEDED without a manifest")
+        })?;
+        if manifest.truncated == Some(true) {
+            return Err(DatabricksError::Statement {
+                statement_id,
+                state: "TRUNCATED".into(),
+                error_code: None,
+                message: "the warehouse cut the result short (byte or row limit); no rows were used".into(),
+            });
+        }
+        let columns = manifest.schema.map(|s| s.columns).unwrap_or_default();
+        let schema = Arc::new(arrow_schema(&columns)?);
+        Ok(StatementResult {
+            client: self.clone(),
+            statement_id,
+            columns,
+            schema,
+            total_row_count: manifest.total_row_count.unwrap_or(0),
+            first: result,
+        })
+    }
+}
+
+impl StatementResult {
+    /// The batches of the result, chunk after chunk, in order; each chunk is fetched only when
+    /// the previous one has been consumed.
+    pub fn into_stream(self) -> BoxStream<'static, Result<RecordBatch>> {
+        struct State {
+            client: DatabricksClient,
+            schema: SchemaRef,
+            current: Option<ResultData>,
+            next: Option<String>,
+            done: bool,
+        }
+        let state = State {
+            client: self.client,
+            schema: self.schema,
+            current: self.first,
+            next: None,
+            done: false,
+        };
+        futures::stream::unfold(state, |mut state| async move {
+            if state.done {
+                return None;
+            }
+            let data = match state.current.take() {
+                Some(d) => d,
+                None => match state.next.take() {
+                    None => return None,
+                    Some(link) => match state.client.get_json::<ResultData>(&link).await {
+                        Ok(d) => d,
+                        Err(e) => {
+                            state.done = true;
+                            return Some((Err(e), state));
+                        }
+                    },
+                },
+            };
+            let batches = read_chunk(&state.client, &state.schema, &data).await;
+            state.next = data.next_chunk_internal_link.clone().or_else(|| {
+                data.external_links
+                    .as_ref()
+                    .and_then(|l| l.last())
+                    .and_then(|l| l.next_chunk_internal_link.clone())
+            });
+            match batches {
+                Ok(batches) => Some((Ok(batches), state)),
+                Err(e) => {
+                    state.done = true;
+                    Some((Err(e), state))
+                }
+            }
+        })
+        .flat_map(|chunk: Result<Vec<RecordBatch>>| match chunk {
+            Ok(batches) => futures::stream::iter(batches.into_iter().map(Ok)).boxed(),
+            Err(e) => futures::stream::iter([Err(e)]).boxed(),
+        })
+        .boxed()
+    }
+
+    /// The whole (small) result as text values, row by row, as `JSON_ARRAY` gives them.
+    pub async fn into_text_rows(self) -> Result<Vec<Vec<Option<String>>>> {
+        let mut rows = Vec::new();
+        let mut data = self.first;
+        while let Some(chunk) = data {
+            let values = chunk.data_array.unwrap_or_default();
+            rows.extend(values);
+            data = match chunk.next_chunk_internal_link {
+                Some(link) => Some(self.client.get_json::<ResultData>(&link).await?),
+                None => None,
+            };
+        }
+        Ok(rows)
+    }
+
+    /// `num_affected_rows` of a DML statement's result (0 when absent).
+    pub async fn affected_rows(self) -> Result<u64> {
+        let position = self
+            .columns
+            .iter()
+            .position(|c| c.name == "num_affected_rows");
+        let rows = self.into_text_rows().await?;
+        Ok(position
+            .and_then(|p| rows.first()?.get(p)?.as_deref()?.parse().ok())
+            .unwrap_or(0))
+    }
+}
+
+/// The batches of one chunk: an Arrow IPC stream behind each external link, or inline strings.
+async fn read_chunk(
+    client: &DatabricksClient,
+    schema: &SchemaRef,
+    data: &ResultData,
+) -> Result<Vec<RecordBatch>> {
+    if let Some(rows) = &data.data_array {
+        return Ok(vec![batch_from_text(schema, rows)?]);
+    }
+    let mut batches = Vec::new();
+    for link in data.external_links.iter().flatten() {
+        // A presigned URL: it must not get our Authorization header, and its query (the
+        // signature) must not appear in messages.
+        let mut request = client.http().get(&link.external_link);
+        for (k, v) in link.http_headers.iter().flatten() {
+            request = request.header(k, v);
+        }
+        let what = format!("result chunk {}", link.chunk_index);
+        let response = request.send().await.map_err(|e| DatabricksError::Transport {
+            method: "GET".into(),
+            path: format!("external link of {what}"),
+            message: e.without_url().to_string(),
+        })?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(DatabricksError::Api {
+                method: "GET".into(),
+                path: format!("external link of {what}"),
+                status: status.as_u16(),
+                error_code: None,
+                message: "download of the result chunk failed".into(),
+            });
+        }
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| DatabricksError::Transport {
+                method: "GET".into(),
+                path: format!("external link of {what}"),
+                message: e.without_url().to_string(),
+            })?;
+        let reader = StreamReader::try_new(std::io::Cursor::new(bytes), None)
+            .map_err(|e| DatabricksError::protocol(what.clone(), e))?;
+        for batch in reader {
+            let batch = batch.map_err(|e| DatabricksError::protocol(what.clone(), e))?;
+            batches.push(conform(schema, batch, &what)?);
+        }
+    }
+    Ok(batches)
+}
+
+/// A batch cast to the declared schema (names from the manifest; types cast where the stream's
+/// differ, e.g. a timestamp's zone name).
+fn conform(schema: &SchemaRef, batch: RecordBatch, what: &str) -> Result<RecordBatch> {
+    if batch.num_columns() != schema.fields().len() {
+        return Err(DatabricksError::protocol(
+            what.to_string(),
+            format!(
+                "{} columns in the Arrow stream, {} in the manifest",
+                batch.num_columns(),
+                schema.fields().len()
+            ),
+        ));
+    }
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(column, field)| {
+            if column.data_type() == field.data_type() {
+                Ok(column.clone())
+            } else {
+                cast_with_options(column, field.data_type(), &CastOptions::default()).map_err(|e| {
+                    DatabricksError::protocol(
+                        what.to_string(),
+                        format!("column `{}`: {e}", field.name()),
+                    )
+                })
+            }
+        })
+        .collect::<Result<Vec<ArrayRef>>>()?;
+    RecordBatch::try_new(schema.clone(), columns)
+        .map_err(|e| DatabricksError::protocol(what.to_string(), e))
+}
+
+/// JSON_ARRAY rows (strings) to a batch of the declared types.
+fn batch_from_text(schema: &SchemaRef, rows: &[Vec<Option<String>>]) -> Result<RecordBatch> {
+    let strict = CastOptions {
+        safe: false,
+        ..Default::default()
+    };
+    let columns = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, field)| {
+            let text: StringArray = rows
+                .iter()
+                .map(|r| r.get(i).cloned().flatten())
+                .collect();
+            let text: ArrayRef = Arc::new(text);
+            if field.data_type() == &DataType::Utf8 {
+                return Ok(text);
+            }
+            cast_with_options(&text, field.data_type(), &strict).map_err(|e| {
+                DatabricksError::protocol("inline result", format!("column `{}`: {e}", field.name()))
+            })
+        })
+        .collect::<Result<Vec<ArrayRef>>>()?;
+    RecordBatch::try_new_with_options(
+        schema.clone(),
+        columns,
+        &deltalake::arrow::array::RecordBatchOptions::new().with_row_count(Some(rows.len())),
+    )
+    .map_err(|e| DatabricksError::protocol("inline result", e))
+}
+
+/// The Arrow schema of the manifest's columns.
+pub fn arrow_schema(columns: &[ColumnInfo]) -> Result<Schema> {
+    let fields = columns
+        .iter()
+        .map(|c| Ok(Field::new(&c.name, arrow_type(c)?, true)))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Schema::new(fields))
+}
+
+fn arrow_type(column: &ColumnInfo) -> Result<DataType> {
+    let name = column
+        .type_name
+        .clone()
+        .or_else(|| column.type_text.clone())
+        .unwrap_or_default()
+        .to_ascii_uppercase();
+    Ok(match name.as_str() {
+        "BOOLEAN" => DataType::Boolean,
+        "BYTE" | "TINYINT" => DataType::Int8,
+        "SHORT" | "SMALLINT" => DataType::Int16,
+        "INT" | "INTEGER" => DataType::Int32,
+        "LONG" | "BIGINT" => DataType::Int64,
+        "FLOAT" => DataType::Float32,
+        "DOUBLE" => DataType::Float64,
+        "DATE" => DataType::Date32,
+        "TIMESTAMP" | "TIMESTAMP_NTZ" => {
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+        }
+        "STRING" | "CHAR" | "VARCHAR" => DataType::Utf8,
+        "BINARY" => DataType::Binary,
+        "NULL" | "VOID" => DataType::Null,
+        "DECIMAL" => {
+            let (precision, scale) = decimal_of(column);
+            DataType::Decimal128(precision, scale)
+        }
+        other => {
+            return Err(DatabricksError::protocol(
+                "statement result",
+                format!(
+                    "column `{}` has type {} ({}), which the bridge does not read; select it as to_json({}) or cast it to a simple type",
+                    column.name,
+                    other,
+                    column.type_text.as_deref().unwrap_or("?"),
+                    column.name
+                ),
+            ));
+        }
+    })
+}
+
+/// Precision and scale from the manifest fields, else from `decimal(p,s)` in `type_text`.
+fn decimal_of(column: &ColumnInfo) -> (u8, i8) {
+    if let (Some(p), Some(s)) = (column.type_precision, column.type_scale) {
+        return (p, s);
+    }
+    let text = column.type_text.as_deref().unwrap_or("");
+    let inner = text
+        .split_once('(')
+        .and_then(|(_, rest)| rest.strip_suffix(')'));
+    match inner.and_then(|i| i.split_once(',')) {
+        Some((p, s)) => (
+            p.trim().parse().unwrap_or(38),
+            s.trim().parse().unwrap_or(18),
+        ),
+        None => (10, 0),
+    }
+}
+
+/// Cancels a running statement (best effort).
+pub async fn cancel_statement(client: &DatabricksClient, statement_id: &str) -> Result<()> {
+    let path = format!(
+        "/api/2.0/sql/statements/{}/cancel",
+        crate::databricks::files::encode_segment(statement_id)
+    );
+    client
+        .send(Method::POST, &path, Ok)
+        .await
+        .map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn column(name: &str, type_name: &str, type_text: &str) -> ColumnInfo {
+        ColumnInfo {
+            name: name.into(),
+            type_name: Some(type_name.into()),
+            type_text: Some(type_text.into()),
+            type_precision: None,
+            type_scale: None,
+        }
+    }
+
+    #[test]
+    fn inline_text_becomes_typed_columns() {
+        let schema = Arc::new(
+            arrow_schema(&[
+                column("id", "LONG", "bigint"),
+                column("amount", "DECIMAL", "decimal(18,4)"),
+                column("at", "TIMESTAMP", "timestamp"),
+                column("name", "STRING", "string"),
+            ])
+            .unwrap(),
+        );
+        let rows = vec![
+            vec![
+                Some("1".into()),
+                Some("12.3400".into()),
+                Some("2024-01-02T03:04:05.123Z".into()),
+                Some("a".into()),
+            ],
+            vec![None, None, None, None],
+        ];
+        let batch = batch_from_text(&schema, &rows).unwrap();
+        assert_eq!(batch.num_rows(), 2);
+        let text = deltalake::arrow::util::pretty::pretty_format_batches(&[batch])
+            .unwrap()
+            .to_string();
+        assert!(text.contains("| 1  | 12.3400 | 2024-01-02T03:04:05.123Z | a    |"), "{text}");
+        let err = batch_from_text(&schema, &[vec![Some("x".into()), None, None, None]])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("column `id`"), "{err}");
+    }
+
+    #[test]
+    fn complex_types_are_refused_by_name() {
+        let err = arrow_schema(&[column("tags", "ARRAY", "array<string>")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("column `tags` has type ARRAY (array<string>)"), "{err}");
+    }
+}
