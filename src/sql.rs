@@ -34,6 +34,8 @@ pub enum Dialect {
     DataFusion,
     /// SQL Server: `@P1`, `[name]`.
     SqlServer,
+    /// Databricks SQL: `:p1`, `` `name` ``.
+    Databricks,
 }
 
 impl Dialect {
@@ -43,6 +45,7 @@ impl Dialect {
             Dialect::Sqlite => format!("?{n}"),
             Dialect::DataFusion => format!("${n}"),
             Dialect::SqlServer => format!("@P{n}"),
+            Dialect::Databricks => format!(":p{n}"),
         }
     }
 }
@@ -96,6 +99,7 @@ pub fn quote_ident(ident: &str, dialect: Dialect) -> Result<String, IdentError> 
         .iter()
         .map(|p| match dialect {
             Dialect::SqlServer => format!("[{p}]"),
+            Dialect::Databricks => format!("`{p}`"),
             Dialect::Sqlite | Dialect::DataFusion => format!("\"{p}\""),
         })
         .collect::<Vec<_>>()
@@ -111,6 +115,10 @@ mod tests {
         assert_eq!(
             quote_ident("dbo.Sales", Dialect::SqlServer).unwrap(),
             "[dbo].[Sales]"
+        );
+        assert_eq!(
+            quote_ident("main.sales.orders", Dialect::Databricks).unwrap(),
+            "`main`.`sales`.`orders`"
         );
         assert_eq!(
             quote_ident("sales_2024", Dialect::Sqlite).unwrap(),

@@ -38,6 +38,34 @@ pub struct DatabricksConfig {
     pub origin: String,
 }
 
+/// The `databricks:` section of `config/defaults.yaml`: which profile and warehouse to use.
+/// Secrets are never read from project files.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabricksSettings {
+    /// Profile of `~/.databrickscfg` (`DATABRICKS_CONFIG_PROFILE` overrides it).
+    #[serde(default)]
+    pub profile: Option<String>,
+    /// Default SQL warehouse for `databricks` sources and the events table.
+    #[serde(default)]
+    pub warehouse_id: Option<String>,
+}
+
+impl DatabricksSettings {
+    /// The workspace configuration these settings select.
+    pub fn resolve(&self) -> Result<DatabricksConfig> {
+        let profile = std::env::var("DATABRICKS_CONFIG_PROFILE")
+            .ok()
+            .filter(|p| !p.is_empty())
+            .or_else(|| self.profile.clone());
+        let mut config = DatabricksConfig::resolve(profile.as_deref())?;
+        if config.warehouse_id.is_none() {
+            config.warehouse_id = self.warehouse_id.clone();
+        }
+        Ok(config)
+    }
+}
+
 /// Keys read from the environment, by profile key.
 const ENV_KEYS: [(&str, &str); 5] = [
     ("host", "DATABRICKS_HOST"),

@@ -13,7 +13,7 @@ pub mod statements;
 
 pub use auth::Secret;
 pub use client::DatabricksClient;
-pub use config::{AuthKind, DatabricksConfig};
+pub use config::{AuthKind, DatabricksConfig, DatabricksSettings};
 pub use files::VolumeStore;
 pub use statements::{Disposition, StatementParam, StatementResult};
 

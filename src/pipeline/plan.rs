@@ -12,7 +12,8 @@ use crate::error::{Error, Location, Result};
 use crate::pipeline::project::{Params, Project, check_relative};
 use crate::pipeline::render::{RenderedSql, Renderer};
 use crate::pipeline::spec::{
-    PipelineSpec, SinkSpec, SourceSpec, SqlServerSourceSpec, SqliteSourceSpec, StepKind, StepSpec,
+    DatabricksSourceSpec, PipelineSpec, SinkSpec, SourceSpec, SqlServerSourceSpec, SqliteSourceSpec,
+    StepKind, StepSpec,
     parse_pipeline, step_line,
 };
 use crate::sql::{Dialect, validate_ident};
@@ -276,6 +277,9 @@ fn plan_step(
         Some(SourceSpec::Sqlserver(SqlServerSourceSpec {
             query, sql, table, ..
         })) => Some(("sqlserver", Dialect::SqlServer, query, sql, table)),
+        Some(SourceSpec::Databricks(DatabricksSourceSpec {
+            query, sql, table, ..
+        })) => Some(("databricks", Dialect::Databricks, query, sql, table)),
         _ => None,
     };
     let table_sql = query_source.and_then(|(.., table)| {

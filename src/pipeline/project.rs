@@ -33,6 +33,10 @@ struct ConfigFile {
     /// SQL Server connection settings (no secrets: those come from environment variables).
     #[serde(default)]
     sqlserver: Option<crate::mssql::SqlServerSettings>,
+    /// Databricks profile and warehouse (credentials come from the environment or
+    /// `~/.databrickscfg`).
+    #[serde(default)]
+    databricks: Option<crate::databricks::DatabricksSettings>,
 }
 
 impl Project {
@@ -181,6 +185,21 @@ impl Project {
         Ok(settings.merged(&crate::mssql::SqlServerSettings::from_env()?))
     }
 
+    /// The `databricks:` section of `config/defaults.yaml` (empty when absent).
+    pub fn databricks_settings(&self) -> Result<crate::databricks::DatabricksSettings> {
+        let defaults = self.config_dir().join("defaults.yaml");
+        if defaults.is_file() {
+            return Ok(self.read_config(&defaults)?.databricks.unwrap_or_default());
+        }
+        Ok(Default::default())
+    }
+
+    /// A client of the workspace the project is configured for.
+    pub fn databricks_client(&self) -> Result<crate::databricks::DatabricksClient> {
+        let config = self.databricks_settings()?.resolve()?;
+        Ok(crate::databricks::DatabricksClient::new(&config)?)
+    }
+
     fn country_file(&self, country: &str) -> PathBuf {
         let dir = self.config_dir().join("countries");
         let yml = dir.join(format!("{country}.yml"));
@@ -197,6 +216,7 @@ impl Project {
             return Ok(ConfigFile {
                 params: Params::new(),
                 sqlserver: None,
+                databricks: None,
             });
         }
         serde_yaml::from_str(&text).map_err(|e| yaml_error(&self.display_path(path), &text, &e))

@@ -103,6 +103,28 @@ pub enum SourceSpec {
     Delta(DeltaSourceSpec),
     /// A query on SQL Server, values bound as parameters, streamed in batches.
     Sqlserver(SqlServerSourceSpec),
+    /// A Unity Catalog table or query read through a Databricks SQL warehouse (Statement
+    /// Execution API, Arrow results streamed chunk by chunk).
+    Databricks(DatabricksSourceSpec),
+}
+
+/// A Databricks SQL source.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DatabricksSourceSpec {
+    /// SQL file to run (under `queries/`); values must use `{{ name | bind }}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    /// Inline Databricks SQL to run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sql: Option<String>,
+    /// A whole table to read (`catalog.schema.table`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
+    /// SQL warehouse to run on (default: `databricks.warehouse_id` in config/defaults.yaml, the
+    /// profile's `warehouse_id`, or `DATABRICKS_WAREHOUSE_ID`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warehouse_id: Option<String>,
 }
 
 /// A SQL Server query source.

@@ -4,6 +4,10 @@
 //!
 //! Layout: `path/[column=value/]{file_name}-{n:05}.parquet` and `path/_SUCCESS` (JSON: run id,
 //! pipeline, step, files with rows and bytes). Readers should wait for `_SUCCESS`.
+//!
+//! A `/Volumes/catalog/schema/volume/...` destination goes through the Databricks Files API, with
+//! the same layout and order. The Files API cannot rename, so such runs stage their files on local
+//! disk and the commit uploads each one (streamed from disk, retried) to its place.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -23,6 +27,8 @@ use parquet::basic::{Compression as ParquetCompression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use serde::Serialize;
 
+use crate::databricks::files::UploadBody;
+use crate::databricks::{DatabricksClient, VolumeStore};
 use crate::error::{Error, Result};
 use crate::pipeline::metrics::StepMetrics;
 use crate::pipeline::project::Project;
@@ -46,6 +52,8 @@ pub struct VolumeSink {
     destination: String,
     /// Local root to create before writing, for local destinations.
     local_root: Option<std::path::PathBuf>,
+    /// The workspace, for `/Volumes/...` destinations (written through the Files API).
+    databricks: Option<crate::databricks::DatabricksSettings>,
 }
 
 impl VolumeSink {
@@ -56,8 +64,12 @@ impl VolumeSink {
         spec: &VolumeSinkSpec,
         run: &RunInfo,
     ) -> Result<Self> {
-        let local_root =
-            (!spec.destination.contains("://")).then(|| project.resolve(&spec.destination));
+        let volume = is_volume_path(&spec.destination);
+        let databricks = volume
+            .then(|| project.databricks_settings())
+            .transpose()?;
+        let local_root = (!spec.destination.contains("://") && !volume)
+            .then(|| project.resolve(&spec.destination));
         let destination = local_root
             .as_ref()
             .map(|p| p.display().to_string())
@@ -68,16 +80,23 @@ impl VolumeSink {
             run: run.clone(),
             destination,
             local_root,
+            databricks,
         })
     }
 
-    fn open_store(&self) -> Result<(Arc<dyn ObjectStore>, ObjPath)> {
+    fn open_store(&self) -> Result<(Arc<dyn ObjectStore>, ObjPath, Option<DatabricksClient>)> {
         if let Some(root) = &self.local_root {
             std::fs::create_dir_all(root).map_err(|e| Error::io(root, e))?;
             let store = LocalFileSystem::new_with_prefix(root)
                 .map_err(|e| Error::step(&self.step, e))?
                 .with_automatic_cleanup(true);
-            return Ok((Arc::new(store), ObjPath::default()));
+            return Ok((Arc::new(store), ObjPath::default(), None));
+        }
+        if let Some(settings) = &self.databricks {
+            let client = DatabricksClient::new(&settings.resolve()?)?;
+            let (store, prefix) = VolumeStore::for_destination(client.clone(), &self.spec.destination)
+                .map_err(|e| Error::step(&self.step, format!("destination {e}")))?;
+            return Ok((Arc::new(store), prefix, Some(client)));
         }
         let url = url::Url::parse(&self.spec.destination).map_err(|e| {
             Error::step(
@@ -92,7 +111,7 @@ impl VolumeSink {
                     self.step, self.spec.destination
                 ))
             })?;
-        Ok((Arc::from(store), prefix))
+        Ok((Arc::from(store), prefix, None))
     }
 
     fn writer_properties(&self) -> WriterProperties {
@@ -141,22 +160,38 @@ impl Sink for VolumeSink {
         input: DataFrame,
         metrics: Arc<StepMetrics>,
     ) -> Result<Box<dyn StagedOutput>> {
-        let (store, prefix) = self.open_store()?;
-        let staging = child(
-            &child(&child(&prefix, STAGING_DIR), &self.run.run_id),
-            &self.step,
-        );
+        let (store, prefix, databricks) = self.open_store()?;
+        let run_staging = |root: &ObjPath| {
+            child(&child(&child(root, STAGING_DIR), &self.run.run_id), &self.step)
+        };
+        // Where files are written before the commit, and how the commit moves them.
+        let (staging_store, staging, mover) = match databricks {
+            None => (Arc::clone(&store), run_staging(&prefix), Mover::Rename),
+            Some(client) => {
+                let local = std::env::temp_dir()
+                    .join("bridge-staging")
+                    .join(&self.run.run_id)
+                    .join(&self.step);
+                std::fs::create_dir_all(&local).map_err(|e| Error::io(&local, e))?;
+                let local_store = LocalFileSystem::new_with_prefix(&local)
+                    .map_err(|e| Error::step(&self.step, e))?;
+                let local_store: Arc<dyn ObjectStore> = Arc::new(local_store);
+                (local_store, ObjPath::default(), Mover::Upload { client, local })
+            }
+        };
         let mut staged = StagedVolume {
             step: self.step.clone(),
-            store: Arc::clone(&store),
+            store,
+            staging_store: Arc::clone(&staging_store),
             staging: staging.clone(),
+            mover,
             target: join(&prefix, &self.spec.path),
             destination: self.destination.clone(),
             files: Vec::new(),
             run: self.run.clone(),
             path: self.spec.path.clone(),
         };
-        match self.write_files(&store, &staging, input, &metrics).await {
+        match self.write_files(&staging_store, &staging, input, &metrics).await {
             Ok(files) => {
                 staged.files = files;
                 Ok(Box::new(staged))
@@ -336,6 +371,12 @@ impl PartitionWriter {
     }
 }
 
+/// Whether a destination is a Unity Catalog volume path (`/Volumes/...`), written through the
+/// Databricks Files API.
+pub fn is_volume_path(destination: &str) -> bool {
+    destination.starts_with("/Volumes/")
+}
+
 /// Splits a batch by the values of one column; the column is dropped (it is in the folder name).
 fn split_by_partition(
     batch: &RecordBatch,
@@ -428,11 +469,26 @@ struct Manifest<'a> {
     files: &'a [StagedFile],
 }
 
+/// How a commit puts staged files in place.
+enum Mover {
+    /// One rename per file, inside the destination's store.
+    Rename,
+    /// Files staged in a local folder are uploaded through the Databricks Files API.
+    Upload {
+        client: DatabricksClient,
+        local: std::path::PathBuf,
+    },
+}
+
 /// Files staged by a volume sink, waiting for the run to commit.
 struct StagedVolume {
     step: String,
+    /// The destination's store.
     store: Arc<dyn ObjectStore>,
+    /// Where the files were staged (the destination's store, or a local folder).
+    staging_store: Arc<dyn ObjectStore>,
     staging: ObjPath,
+    mover: Mover,
     target: ObjPath,
     destination: String,
     path: String,
@@ -450,14 +506,25 @@ impl StagedOutput for StagedVolume {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
             Err(e) => return Err(fail(e)),
         }
-        // 2. Move the new files in place (one atomic rename each).
+        // 2. Move the new files in place (one atomic rename, or one upload, each).
         let mut new_files = BTreeSet::new();
         for file in &self.files {
             let to = join(&self.target, &file.relative);
-            self.store
-                .rename(&join(&self.staging, &file.relative), &to)
-                .await
-                .map_err(fail)?;
+            match &self.mover {
+                Mover::Rename => self
+                    .store
+                    .rename(&join(&self.staging, &file.relative), &to)
+                    .await
+                    .map_err(fail)?,
+                Mover::Upload { client, local } => client
+                    .upload_file(
+                        &format!("/{to}"),
+                        &UploadBody::File(local.join(&file.relative)),
+                        true,
+                    )
+                    .await
+                    .map_err(|e| Error::step(&self.step, format!("commit: {e}")))?,
+            }
             new_files.insert(to);
         }
         // 3. Remove files of earlier runs that this run did not write.
@@ -490,7 +557,7 @@ impl StagedOutput for StagedVolume {
             .put(&success, PutPayload::from(body))
             .await
             .map_err(fail)?;
-        remove_prefix(&self.store, &self.staging).await;
+        self.remove_staging().await;
         Ok(self
             .files
             .iter()
@@ -499,7 +566,20 @@ impl StagedOutput for StagedVolume {
     }
 
     async fn abort(self: Box<Self>) {
-        remove_prefix(&self.store, &self.staging).await;
+        self.remove_staging().await;
+    }
+}
+
+impl StagedVolume {
+    async fn remove_staging(&self) {
+        match &self.mover {
+            Mover::Rename => remove_prefix(&self.staging_store, &self.staging).await,
+            Mover::Upload { local, .. } => {
+                if let Err(e) = std::fs::remove_dir_all(local) {
+                    tracing::warn!(folder = %local.display(), error = %e, "could not remove the local staging folder");
+                }
+            }
+        }
     }
 }
 

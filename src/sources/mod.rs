@@ -15,6 +15,7 @@ use crate::pipeline::spec::SourceSpec;
 use crate::sinks::RunInfo;
 
 pub mod csv;
+pub mod databricks;
 pub mod delta;
 pub mod parquet;
 pub mod sqlite;
@@ -44,6 +45,11 @@ pub fn build(project: &Project, step: &PlannedStep, run: &RunInfo) -> Result<Box
         SourceSpec::Parquet(p) => Box::new(parquet::ParquetSource::new(project, &step.id, p)),
         SourceSpec::Csv(c) => Box::new(csv::CsvSource::new(project, &step.id, c)?),
         SourceSpec::Delta(d) => Box::new(delta::DeltaSource::new(project, &step.id, d)),
+        SourceSpec::Databricks(d) => Box::new(databricks::DatabricksSource::new(
+            step,
+            d,
+            project.databricks_settings()?,
+        )?),
         SourceSpec::Sqlserver(s) => Box::new(sqlserver::SqlServerSource::new(
             step,
             s,
