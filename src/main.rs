@@ -84,9 +84,23 @@ enum Command {
         #[arg(long = "param", value_parser = parse_param)]
         params: Vec<(String, String)>,
     },
-    /// Connect to SQL Server and report its version and round-trip latency, or what failed
-    /// (DNS, TCP, TLS, login, database).
-    TestConnection,
+    /// Check what is configured: SQL Server (version and round trip, or what failed: DNS, TCP,
+    /// TLS, login, database) and Databricks (the workspace's current user, the SQL warehouse, and
+    /// a volume with --volume).
+    TestConnection {
+        /// Also check that this volume folder (`/Volumes/catalog/schema/volume/...`) exists.
+        #[arg(long)]
+        volume: Option<String>,
+    },
+    /// Print the DDL of the Databricks events table; with --apply, run it on the SQL warehouse.
+    SetupEventsTable {
+        /// The table, `catalog.schema.table`.
+        #[arg(long, default_value = bridge::sync::databricks::DEFAULT_EVENTS_TABLE)]
+        table: String,
+        /// Run the statements instead of printing them.
+        #[arg(long)]
+        apply: bool,
+    },
     /// Run the REST API, the events poller, scheduled pipelines and the GitOps watcher.
     Serve(ServeArgs),
     /// Print the SHA-256 of an API token, for `token_sha256` in config/permissions.yaml. Reads the
@@ -110,8 +124,12 @@ struct ServeArgs {
     #[arg(long, default_value_t = 600.0)]
     event_lease: f64,
     /// The local events Delta table (default .bridge/events/bridge_events).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "databricks_events")]
     events_table: Option<PathBuf>,
+    /// Poll the events table in Databricks instead (default bridge.events.bridge_events),
+    /// through the SQL warehouse of `databricks:` in config/defaults.yaml or the profile.
+    #[arg(long, num_args = 0..=1, default_missing_value = bridge::sync::databricks::DEFAULT_EVENTS_TABLE)]
+    databricks_events: Option<String>,
     /// Seconds a shutdown waits for running jobs before interrupting them.
     #[arg(long, default_value_t = 30.0)]
     shutdown_grace: f64,
@@ -145,6 +163,7 @@ impl ServeArgs {
             poll_interval: secs("poll-interval", self.poll_interval)?,
             event_lease: secs("event-lease", self.event_lease)?,
             events_table: self.events_table.clone(),
+            databricks_events: self.databricks_events.clone(),
             shutdown_grace: secs("shutdown-grace", self.shutdown_grace)?,
             max_concurrent_jobs: self.max_jobs,
             permissions: self.permissions.clone(),
@@ -343,32 +362,36 @@ async fn execute(cli: Cli) -> Result<ExitCode> {
             let plan = extract_plan(&project, &country, &destination, params)?;
             run_plan(&project, &plan, false, json).await
         }
-        Command::TestConnection => {
-            let settings = project.sqlserver_settings()?;
-            match bridge::mssql::test_connection(&settings).await {
-                Ok(report) => {
-                    if json {
-                        print_json(&serde_json::json!({"sqlserver": report, "ok": true}));
-                    } else {
-                        println!(
-                            "SQL Server {}: ok, {} (round trip {:.1} ms)",
-                            report.target, report.server_version, report.round_trip_ms
-                        );
-                    }
-                    Ok(ExitCode::SUCCESS)
+        Command::TestConnection { volume } => {
+            test_connection(&project, volume.as_deref(), json).await
+        }
+        Command::SetupEventsTable { table, apply } => {
+            let statements = bridge::sync::DatabricksEvents::create_table_sql(&table)
+                .map_err(|e| Error::Unsupported(format!("--table: {e}")))?;
+            if !apply {
+                for statement in &statements {
+                    println!("{statement};\n");
                 }
-                Err(e) => {
-                    if json {
-                        print_json(&serde_json::json!({
-                            "ok": false,
-                            "sqlserver": {"target": e.target, "phase": e.phase.to_string(), "error": e.message},
-                        }));
-                    } else {
-                        eprintln!("error: {e}");
-                    }
-                    Ok(ExitCode::from(1))
-                }
+                return Ok(ExitCode::SUCCESS);
             }
+            let client = project.databricks_client()?;
+            let warehouse = client.warehouse_id().map(str::to_string).ok_or_else(|| {
+                Error::Unsupported(
+                    "--apply needs a SQL warehouse: set `databricks.warehouse_id` in config/defaults.yaml, the profile's `warehouse_id`, or DATABRICKS_WAREHOUSE_ID".into(),
+                )
+            })?;
+            for statement in &statements {
+                client
+                    .execute_statement(
+                        &warehouse,
+                        statement,
+                        &[],
+                        bridge::databricks::Disposition::Inline,
+                    )
+                    .await?;
+            }
+            println!("events table {table} is ready (warehouse {warehouse})");
+            Ok(ExitCode::SUCCESS)
         }
         Command::Serve(args) => {
             let options = args.options()?;
@@ -449,6 +472,125 @@ async fn run_plan(project: &Project, plan: &Plan, dry_run: bool, json: bool) -> 
         print_summary(&summary);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `bridge test-connection`: checks SQL Server and Databricks, whichever are configured.
+async fn test_connection(project: &Project, volume: Option<&str>, json: bool) -> Result<ExitCode> {
+    let mut ok = true;
+    let mut report = serde_json::Map::new();
+    let settings = project.sqlserver_settings()?;
+    let databricks_settings = project.databricks_settings()?;
+    let databricks_wanted = bridge::databricks::DatabricksConfig::is_configured()
+        || databricks_settings.profile.is_some()
+        || volume.is_some();
+    if settings.host.is_some() || !databricks_wanted {
+        match bridge::mssql::test_connection(&settings).await {
+            Ok(r) => {
+                if !json {
+                    println!(
+                        "SQL Server {}: ok, {} (round trip {:.1} ms)",
+                        r.target, r.server_version, r.round_trip_ms
+                    );
+                }
+                report.insert("sqlserver".into(), serde_json::json!(r));
+            }
+            Err(e) => {
+                ok = false;
+                if !json {
+                    eprintln!("error: {e}");
+                }
+                report.insert(
+                    "sqlserver".into(),
+                    serde_json::json!({"target": e.target, "phase": e.phase.to_string(), "error": e.message}),
+                );
+            }
+        }
+    }
+    if databricks_wanted {
+        let (passed, checks) = check_databricks(&databricks_settings, volume).await;
+        ok &= passed;
+        for (check, result) in &checks {
+            if !json {
+                match result {
+                    Ok(detail) => println!("Databricks {check}: ok, {detail}"),
+                    Err(e) => eprintln!("error: Databricks {check}: {e}"),
+                }
+            }
+        }
+        let checks: serde_json::Map<String, serde_json::Value> = checks
+            .into_iter()
+            .map(|(check, result)| {
+                let value = match result {
+                    Ok(detail) => serde_json::json!({"ok": true, "detail": detail}),
+                    Err(e) => serde_json::json!({"ok": false, "error": e}),
+                };
+                (check, value)
+            })
+            .collect();
+        report.insert("databricks".into(), serde_json::Value::Object(checks));
+    }
+    report.insert("ok".into(), ok.into());
+    if json {
+        print_json(&report);
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// The Databricks checks of `test-connection`, each with its outcome; stops at the first failure
+/// that makes the next checks meaningless.
+async fn check_databricks(
+    settings: &bridge::databricks::DatabricksSettings,
+    volume: Option<&str>,
+) -> (bool, Vec<(String, std::result::Result<String, String>)>) {
+    let mut checks = Vec::new();
+    let config = match settings.resolve() {
+        Ok(c) => c,
+        Err(e) => return (false, vec![("configuration".into(), Err(e.to_string()))]),
+    };
+    let client = match bridge::databricks::DatabricksClient::new(&config) {
+        Ok(c) => c,
+        Err(e) => return (false, vec![("configuration".into(), Err(e.to_string()))]),
+    };
+    let workspace = format!("workspace {}", config.host);
+    match client.current_user().await {
+        Ok(user) => checks.push((
+            workspace,
+            Ok(format!("signed in as {user} ({})", config.origin)),
+        )),
+        Err(e) => {
+            checks.push((workspace, Err(e.to_string())));
+            return (false, checks);
+        }
+    }
+    let mut ok = true;
+    if let Some(id) = client.warehouse_id() {
+        let name = format!("SQL warehouse {id}");
+        match client.warehouse(id).await {
+            Ok(w) => checks.push((name, Ok(format!("{} is {}", w.name, w.state)))),
+            Err(e) => {
+                ok = false;
+                checks.push((name, Err(e.to_string())));
+            }
+        }
+    }
+    if let Some(path) = volume {
+        let name = format!("volume {path}");
+        let result = match bridge::databricks::files::check_volume_path(path) {
+            Err(e) => Err(e),
+            Ok(()) => match client.directory_exists(path).await {
+                Ok(true) => Ok("exists".to_string()),
+                Ok(false) => Err("not found (or no access)".to_string()),
+                Err(e) => Err(e.to_string()),
+            },
+        };
+        ok &= result.is_ok();
+        checks.push((name, result));
+    }
+    (ok, checks)
 }
 
 fn print_json<T: serde::Serialize>(value: &T) {

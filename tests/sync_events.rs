@@ -16,7 +16,7 @@ use bridge::sync::event::Outcome;
 use bridge::sync::local::EVENT_COLUMNS;
 use bridge::sync::{
     AllowAll, ApplyLimits, Event, EventStatus, EventStore, LocalDeltaEvents, NewEvent, Operation,
-    Poller, PollerHooks, PollerOptions, apply_event,
+    Poller, PollerHooks, PollerOptions, SourceCatalog, apply_event,
 };
 use deltalake::DeltaTable;
 use deltalake::arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
@@ -197,6 +197,7 @@ async fn apply(f: &Fixture, e: &Event) -> bridge::sync::Result<bridge::sync::App
         &f.project,
         e,
         &ApplyLimits::default(),
+        SourceCatalog::LocalDelta,
         &CancellationToken::new(),
     )
     .await
@@ -339,9 +340,15 @@ async fn delete_removes_matching_keys_within_the_limit() {
         max_delete_rows: Some(2),
     };
     let e = event(Operation::Delete, "main.sales.gone", &["id"], None);
-    let applied = apply_event(&f.project, &e, &limits, &CancellationToken::new())
-        .await
-        .unwrap();
+    let applied = apply_event(
+        &f.project,
+        &e,
+        &limits,
+        SourceCatalog::LocalDelta,
+        &CancellationToken::new(),
+    )
+    .await
+    .unwrap();
     assert_eq!(applied.rows_affected, 2);
     assert_eq!(f.rows(TARGET_ROWS), ["2|two|2.75"]);
 }
@@ -358,10 +365,16 @@ async fn delete_over_the_limit_fails_and_changes_nothing() {
         max_delete_rows: Some(2),
     };
     let e = event(Operation::Delete, "main.sales.gone", &["id"], None);
-    let err = apply_event(&f.project, &e, &limits, &CancellationToken::new())
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = apply_event(
+        &f.project,
+        &e,
+        &limits,
+        SourceCatalog::LocalDelta,
+        &CancellationToken::new(),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
     assert!(
         err.contains("would delete 3 rows from dbo.Target, over max_delete_rows 2"),
         "{err}"
@@ -539,9 +552,15 @@ async fn a_cancelled_apply_commits_nothing() {
     let cancel = CancellationToken::new();
     cancel.cancel();
     let e = event(Operation::Insert, "main.sales.new", &[], None);
-    let err = apply_event(&f.project, &e, &ApplyLimits::default(), &cancel)
-        .await
-        .unwrap_err();
+    let err = apply_event(
+        &f.project,
+        &e,
+        &ApplyLimits::default(),
+        SourceCatalog::LocalDelta,
+        &cancel,
+    )
+    .await
+    .unwrap_err();
     assert!(
         matches!(
             err,

@@ -213,9 +213,7 @@ impl DatabricksClient {
         path: &str,
         body: &serde_json::Value,
     ) -> Result<T> {
-        let response = self
-            .send(Method::POST, path, |r| Ok(r.json(body)))
-            .await?;
+        let response = self.send(Method::POST, path, |r| Ok(r.json(body))).await?;
         read_json(response, path).await
     }
 
@@ -254,11 +252,14 @@ pub struct WarehouseInfo {
 }
 
 async fn read_json<T: DeserializeOwned>(response: Response, path: &str) -> Result<T> {
-    let body = response.bytes().await.map_err(|e| DatabricksError::Transport {
-        method: "read".into(),
-        path: path.to_string(),
-        message: e.without_url().to_string(),
-    })?;
+    let body = response
+        .bytes()
+        .await
+        .map_err(|e| DatabricksError::Transport {
+            method: "read".into(),
+            path: path.to_string(),
+            message: e.without_url().to_string(),
+        })?;
     serde_json::from_slice(&body).map_err(|e| DatabricksError::protocol(path.to_string(), e))
 }
 
@@ -325,7 +326,10 @@ mod tests {
         assert_eq!(retry_after(&h), Some(Duration::from_secs(3)));
         h.insert(RETRY_AFTER, "100000".parse().unwrap());
         assert_eq!(retry_after(&h), Some(MAX_RETRY_AFTER));
-        h.insert(RETRY_AFTER, "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap());
+        h.insert(
+            RETRY_AFTER,
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
         assert_eq!(retry_after(&h), Some(Duration::ZERO));
     }
 
@@ -343,6 +347,9 @@ mod tests {
             "Databricks GET /api/2.0/fs/files/Volumes/a answered 404 NOT_FOUND: no such file"
         );
         let e = api_error(&Method::POST, "/x", StatusCode::BAD_GATEWAY, "");
-        assert_eq!(e.to_string(), "Databricks POST /x answered 502: Bad Gateway");
+        assert_eq!(
+            e.to_string(),
+            "Databricks POST /x answered 502: Bad Gateway"
+        );
     }
 }

@@ -247,9 +247,10 @@ fn parse_profiles(text: &str) -> std::result::Result<BTreeMap<String, Profile>, 
         let Some((key, value)) = line.split_once('=') else {
             return Err((line_no, "expected `key = value`".to_string()));
         };
-        let section = current
-            .clone()
-            .ok_or((line_no, "a `key = value` line before any [profile]".to_string()))?;
+        let section = current.clone().ok_or((
+            line_no,
+            "a `key = value` line before any [profile]".to_string(),
+        ))?;
         profiles
             .entry(section)
             .or_default()
@@ -306,16 +307,17 @@ mod tests {
         assert_eq!(c.host, "https://prod.example");
         assert_eq!(c.warehouse_id.as_deref(), Some("wh1"));
         assert!(matches!(c.auth, AuthKind::OAuthM2M { ref client_id, .. } if client_id == "sp"));
-        let c = DatabricksConfig::resolve_with(None, env_of(&[("DATABRICKS_CONFIG_FILE", f)]))
-            .unwrap();
+        let c =
+            DatabricksConfig::resolve_with(None, env_of(&[("DATABRICKS_CONFIG_FILE", f)])).unwrap();
         assert_eq!(c.host, "https://default.example");
-        let err = DatabricksConfig::resolve_with(
-            Some("nope"),
-            env_of(&[("DATABRICKS_CONFIG_FILE", f)]),
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(err.contains("no profile [nope] (profiles: DEFAULT, prod)"), "{err}");
+        let err =
+            DatabricksConfig::resolve_with(Some("nope"), env_of(&[("DATABRICKS_CONFIG_FILE", f)]))
+                .unwrap_err()
+                .to_string();
+        assert!(
+            err.contains("no profile [nope] (profiles: DEFAULT, prod)"),
+            "{err}"
+        );
     }
 
     #[test]

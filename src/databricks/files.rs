@@ -18,8 +18,8 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path as ObjPath;
 use object_store::{
     CopyMode, CopyOptions, GetOptions, GetRange, GetResult, GetResultPayload, ListResult,
-    MultipartUpload, ObjectMeta, ObjectStore, PutMode, PutMultipartOptions, PutOptions,
-    PutPayload, PutResult, UploadPart,
+    MultipartUpload, ObjectMeta, ObjectStore, PutMode, PutMultipartOptions, PutOptions, PutPayload,
+    PutResult, UploadPart,
 };
 use reqwest::Method;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LAST_MODIFIED, RANGE};
@@ -41,9 +41,9 @@ pub fn encode_segment(segment: &str) -> String {
 /// Checks a volume path: absolute, under `/Volumes/catalog/schema/volume`, no `.`/`..`/empty
 /// segments.
 pub fn check_volume_path(path: &str) -> std::result::Result<(), String> {
-    let rest = path
-        .strip_prefix("/Volumes/")
-        .ok_or_else(|| format!("`{path}` is not a volume path (/Volumes/catalog/schema/volume/...)"))?;
+    let rest = path.strip_prefix("/Volumes/").ok_or_else(|| {
+        format!("`{path}` is not a volume path (/Volumes/catalog/schema/volume/...)")
+    })?;
     let segments: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
     if segments.len() < 3 {
         return Err(format!(
@@ -190,7 +190,10 @@ impl DatabricksClient {
 
     /// Whether a directory exists (`HEAD /api/2.0/fs/directories{path}`).
     pub async fn directory_exists(&self, path: &str) -> Result<bool> {
-        match self.send(Method::HEAD, &api_path("directories", path), Ok).await {
+        match self
+            .send(Method::HEAD, &api_path("directories", path), Ok)
+            .await
+        {
             Ok(_) => Ok(true),
             Err(e) if e.is_not_found() => Ok(false),
             Err(e) => Err(e),
@@ -271,7 +274,9 @@ impl VolumeStore {
     }
 
     async fn walk(&self, prefix: Option<&ObjPath>) -> object_store::Result<Vec<ObjectMeta>> {
-        let root = prefix.map(Self::file_path).unwrap_or_else(|| "/Volumes".into());
+        let root = prefix
+            .map(Self::file_path)
+            .unwrap_or_else(|| "/Volumes".into());
         let mut pending = vec![root];
         let mut found = Vec::new();
         while let Some(dir) = pending.pop() {
@@ -381,7 +386,11 @@ impl ObjectStore for VolumeStore {
         };
         let bytes: Bytes = payload.into();
         self.client
-            .upload_file(&Self::file_path(location), &UploadBody::Bytes(bytes), overwrite)
+            .upload_file(
+                &Self::file_path(location),
+                &UploadBody::Bytes(bytes),
+                overwrite,
+            )
             .await
             .map_err(|e| to_store_error(location.as_ref(), e))?;
         Ok(PutResult {
@@ -497,7 +506,10 @@ impl ObjectStore for VolumeStore {
             .boxed()
     }
 
-    fn list(&self, prefix: Option<&ObjPath>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+    fn list(
+        &self,
+        prefix: Option<&ObjPath>,
+    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
         let store = self.clone();
         let prefix = prefix.cloned();
         futures::stream::once(async move { store.walk(prefix.as_ref()).await })
@@ -506,8 +518,13 @@ impl ObjectStore for VolumeStore {
             .boxed()
     }
 
-    async fn list_with_delimiter(&self, prefix: Option<&ObjPath>) -> object_store::Result<ListResult> {
-        let dir = prefix.map(Self::file_path).unwrap_or_else(|| "/Volumes".into());
+    async fn list_with_delimiter(
+        &self,
+        prefix: Option<&ObjPath>,
+    ) -> object_store::Result<ListResult> {
+        let dir = prefix
+            .map(Self::file_path)
+            .unwrap_or_else(|| "/Volumes".into());
         let entries = self
             .client
             .list_directory(&dir)
@@ -520,9 +537,9 @@ impl ObjectStore for VolumeStore {
         };
         for entry in entries {
             if entry.is_directory {
-                result.common_prefixes.push(
-                    ObjPath::parse(entry.path.trim_start_matches('/')).map_err(generic)?,
-                );
+                result
+                    .common_prefixes
+                    .push(ObjPath::parse(entry.path.trim_start_matches('/')).map_err(generic)?);
             } else {
                 result.objects.push(entry_meta(&entry)?);
             }
@@ -597,7 +614,9 @@ impl fmt::Debug for SpooledUpload {
 #[async_trait]
 impl MultipartUpload for SpooledUpload {
     fn put_part(&mut self, data: PutPayload) -> UploadPart {
-        let offset = self.written.fetch_add(data.content_length() as u64, Ordering::SeqCst);
+        let offset = self
+            .written
+            .fetch_add(data.content_length() as u64, Ordering::SeqCst);
         let file = Arc::clone(&self.file);
         Box::pin(async move {
             tokio::task::spawn_blocking(move || {

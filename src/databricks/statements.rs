@@ -14,8 +14,8 @@ use deltalake::arrow::array::{ArrayRef, RecordBatch, StringArray};
 use deltalake::arrow::compute::{CastOptions, cast_with_options};
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use deltalake::arrow::ipc::reader::StreamReader;
-use futures::stream::BoxStream;
 use futures::StreamExt;
+use futures::stream::BoxStream;
 use reqwest::Method;
 use serde::Deserialize;
 
@@ -220,7 +220,9 @@ impl DatabricksClient {
                 statement_id,
                 state: "TRUNCATED".into(),
                 error_code: None,
-                message: "the warehouse cut the result short (byte or row limit); no rows were used".into(),
+                message:
+                    "the warehouse cut the result short (byte or row limit); no rows were used"
+                        .into(),
             });
         }
         let columns = manifest.schema.map(|s| s.columns).unwrap_or_default();
@@ -339,11 +341,14 @@ async fn read_chunk(
             request = request.header(k, v);
         }
         let what = format!("result chunk {}", link.chunk_index);
-        let response = request.send().await.map_err(|e| DatabricksError::Transport {
-            method: "GET".into(),
-            path: format!("external link of {what}"),
-            message: e.without_url().to_string(),
-        })?;
+        let response = request
+            .send()
+            .await
+            .map_err(|e| DatabricksError::Transport {
+                method: "GET".into(),
+                path: format!("external link of {what}"),
+                message: e.without_url().to_string(),
+            })?;
         let status = response.status();
         if !status.is_success() {
             return Err(DatabricksError::Api {
@@ -417,16 +422,16 @@ fn batch_from_text(schema: &SchemaRef, rows: &[Vec<Option<String>>]) -> Result<R
         .iter()
         .enumerate()
         .map(|(i, field)| {
-            let text: StringArray = rows
-                .iter()
-                .map(|r| r.get(i).cloned().flatten())
-                .collect();
+            let text: StringArray = rows.iter().map(|r| r.get(i).cloned().flatten()).collect();
             let text: ArrayRef = Arc::new(text);
             if field.data_type() == &DataType::Utf8 {
                 return Ok(text);
             }
             cast_with_options(&text, field.data_type(), &strict).map_err(|e| {
-                DatabricksError::protocol("inline result", format!("column `{}`: {e}", field.name()))
+                DatabricksError::protocol(
+                    "inline result",
+                    format!("column `{}`: {e}", field.name()),
+                )
             })
         })
         .collect::<Result<Vec<ArrayRef>>>()?;
@@ -512,10 +517,7 @@ pub async fn cancel_statement(client: &DatabricksClient, statement_id: &str) -> 
         "/api/2.0/sql/statements/{}/cancel",
         crate::databricks::files::encode_segment(statement_id)
     );
-    client
-        .send(Method::POST, &path, Ok)
-        .await
-        .map(drop)
+    client.send(Method::POST, &path, Ok).await.map(drop)
 }
 
 #[cfg(test)]
@@ -557,7 +559,10 @@ mod tests {
         let text = deltalake::arrow::util::pretty::pretty_format_batches(&[batch])
             .unwrap()
             .to_string();
-        assert!(text.contains("| 1  | 12.3400 | 2024-01-02T03:04:05.123Z | a    |"), "{text}");
+        assert!(
+            text.contains("| 1  | 12.3400 | 2024-01-02T03:04:05.123Z | a    |"),
+            "{text}"
+        );
         let err = batch_from_text(&schema, &[vec![Some("x".into()), None, None, None]])
             .unwrap_err()
             .to_string();
@@ -569,6 +574,9 @@ mod tests {
         let err = arrow_schema(&[column("tags", "ARRAY", "array<string>")])
             .unwrap_err()
             .to_string();
-        assert!(err.contains("column `tags` has type ARRAY (array<string>)"), "{err}");
+        assert!(
+            err.contains("column `tags` has type ARRAY (array<string>)"),
+            "{err}"
+        );
     }
 }

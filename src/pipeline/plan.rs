@@ -12,9 +12,8 @@ use crate::error::{Error, Location, Result};
 use crate::pipeline::project::{Params, Project, check_relative};
 use crate::pipeline::render::{RenderedSql, Renderer};
 use crate::pipeline::spec::{
-    DatabricksSourceSpec, PipelineSpec, SinkSpec, SourceSpec, SqlServerSourceSpec, SqliteSourceSpec,
-    StepKind, StepSpec,
-    parse_pipeline, step_line,
+    DatabricksSourceSpec, PipelineSpec, SinkSpec, SourceSpec, SqlServerSourceSpec,
+    SqliteSourceSpec, StepKind, StepSpec, parse_pipeline, step_line,
 };
 use crate::sql::{Dialect, validate_ident};
 

@@ -39,6 +39,9 @@ pub struct ServeOptions {
     pub event_lease: Duration,
     /// The local events Delta table (default `.bridge/events/bridge_events`).
     pub events_table: Option<PathBuf>,
+    /// Use this Databricks table (`catalog.schema.table`) as the events table instead of the
+    /// local one, through the project's SQL warehouse.
+    pub databricks_events: Option<String>,
     /// How long a shutdown waits for running jobs before interrupting them.
     pub shutdown_grace: Duration,
     /// Jobs run at the same time; more wait queued.
@@ -58,6 +61,7 @@ impl Default for ServeOptions {
             poll_interval: Duration::from_secs(2),
             event_lease: Duration::from_secs(600),
             events_table: None,
+            databricks_events: None,
             shutdown_grace: Duration::from_secs(30),
             max_concurrent_jobs: 2,
             permissions: None,
@@ -118,8 +122,23 @@ pub async fn serve(root: &Path, options: ServeOptions, shutdown: CancellationTok
         .events_table
         .clone()
         .unwrap_or_else(|| bridge_dir.join("events").join("bridge_events"));
-    let events: Arc<dyn EventStore> =
-        Arc::new(crate::sync::LocalDeltaEvents::open(&events_path).await?);
+    let events: Arc<dyn EventStore> = match &options.databricks_events {
+        None => Arc::new(crate::sync::LocalDeltaEvents::open(&events_path).await?),
+        Some(table) => {
+            let project = crate::pipeline::project::Project::new(&root);
+            let config = project.databricks_settings()?.resolve()?;
+            let client = crate::databricks::DatabricksClient::new(&config)?;
+            let warehouse = client.warehouse_id().map(str::to_string).ok_or_else(|| {
+                Error::Unsupported(
+                    "--databricks-events needs a SQL warehouse: set `databricks.warehouse_id` in config/defaults.yaml, the profile's `warehouse_id`, or DATABRICKS_WAREHOUSE_ID".into(),
+                )
+            })?;
+            tracing::info!(table = %table, warehouse = %warehouse, "events table in Databricks");
+            Arc::new(crate::sync::DatabricksEvents::new(
+                client, &warehouse, table,
+            )?)
+        }
+    };
     let metrics = Arc::new(ServerMetrics::new());
     let runner = Arc::new(JobRunner::new(
         Arc::clone(&jobs),

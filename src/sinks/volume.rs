@@ -65,9 +65,7 @@ impl VolumeSink {
         run: &RunInfo,
     ) -> Result<Self> {
         let volume = is_volume_path(&spec.destination);
-        let databricks = volume
-            .then(|| project.databricks_settings())
-            .transpose()?;
+        let databricks = volume.then(|| project.databricks_settings()).transpose()?;
         let local_root = (!spec.destination.contains("://") && !volume)
             .then(|| project.resolve(&spec.destination));
         let destination = local_root
@@ -94,8 +92,9 @@ impl VolumeSink {
         }
         if let Some(settings) = &self.databricks {
             let client = DatabricksClient::new(&settings.resolve()?)?;
-            let (store, prefix) = VolumeStore::for_destination(client.clone(), &self.spec.destination)
-                .map_err(|e| Error::step(&self.step, format!("destination {e}")))?;
+            let (store, prefix) =
+                VolumeStore::for_destination(client.clone(), &self.spec.destination)
+                    .map_err(|e| Error::step(&self.step, format!("destination {e}")))?;
             return Ok((Arc::new(store), prefix, Some(client)));
         }
         let url = url::Url::parse(&self.spec.destination).map_err(|e| {
@@ -162,7 +161,10 @@ impl Sink for VolumeSink {
     ) -> Result<Box<dyn StagedOutput>> {
         let (store, prefix, databricks) = self.open_store()?;
         let run_staging = |root: &ObjPath| {
-            child(&child(&child(root, STAGING_DIR), &self.run.run_id), &self.step)
+            child(
+                &child(&child(root, STAGING_DIR), &self.run.run_id),
+                &self.step,
+            )
         };
         // Where files are written before the commit, and how the commit moves them.
         let (staging_store, staging, mover) = match databricks {
@@ -176,7 +178,11 @@ impl Sink for VolumeSink {
                 let local_store = LocalFileSystem::new_with_prefix(&local)
                     .map_err(|e| Error::step(&self.step, e))?;
                 let local_store: Arc<dyn ObjectStore> = Arc::new(local_store);
-                (local_store, ObjPath::default(), Mover::Upload { client, local })
+                (
+                    local_store,
+                    ObjPath::default(),
+                    Mover::Upload { client, local },
+                )
             }
         };
         let mut staged = StagedVolume {
@@ -191,7 +197,10 @@ impl Sink for VolumeSink {
             run: self.run.clone(),
             path: self.spec.path.clone(),
         };
-        match self.write_files(&staging_store, &staging, input, &metrics).await {
+        match self
+            .write_files(&staging_store, &staging, input, &metrics)
+            .await
+        {
             Ok(files) => {
                 staged.files = files;
                 Ok(Box::new(staged))

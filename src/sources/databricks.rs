@@ -17,7 +17,9 @@ use deltalake::datafusion::physical_plan::streaming::PartitionStream;
 use deltalake::datafusion::prelude::SessionContext;
 use futures::TryStreamExt;
 
-use crate::databricks::{DatabricksClient, DatabricksSettings, Disposition, StatementParam, StatementResult};
+use crate::databricks::{
+    DatabricksClient, DatabricksSettings, Disposition, StatementParam, StatementResult,
+};
 use crate::error::{Error, Result};
 use crate::pipeline::plan::PlannedStep;
 use crate::pipeline::render::RenderedSql;
@@ -116,8 +118,8 @@ impl Source for DatabricksSource {
             schema: schema.clone(),
             first: Arc::new(Mutex::new(Some(result))),
         };
-        let table = StreamingTable::try_new(schema, vec![Arc::new(partition)])
-            .map_err(|e| self.fail(e))?;
+        let table =
+            StreamingTable::try_new(schema, vec![Arc::new(partition)]).map_err(|e| self.fail(e))?;
         Ok(Arc::new(table))
     }
 }
@@ -136,11 +138,7 @@ impl PartitionStream for DatabricksPartition {
     }
 
     fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
-        let kept = self
-            .first
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+        let kept = self.first.lock().unwrap_or_else(|p| p.into_inner()).take();
         let source = self.source.clone();
         let expected = self.schema.clone();
         let external = |e: Error| DataFusionError::External(Box::new(e));
@@ -156,9 +154,7 @@ impl PartitionStream for DatabricksPartition {
                 )));
             }
             let step = source.step.clone();
-            Ok(result
-                .into_stream()
-                .map_err(move |e| Error::step(&step, e)))
+            Ok(result.into_stream().map_err(move |e| Error::step(&step, e)))
         })
         .try_flatten()
         .map_err(external);

@@ -22,7 +22,8 @@ use crate::pipeline::project::Project;
 use crate::pipeline::render::RenderedSql;
 use crate::pipeline::run::{RunOptions, run};
 use crate::pipeline::spec::{
-    DeltaSourceSpec, PipelineSpec, SinkSpec, SourceSpec, SqlServerSinkSpec, SqlServerWriteMode,
+    DatabricksSourceSpec, DeltaSourceSpec, PipelineSpec, SinkSpec, SourceSpec, SqlServerSinkSpec,
+    SqlServerWriteMode,
 };
 use crate::sinks::sqlserver::is_already_applied;
 use crate::sync::event::{Event, Operation, parse_event_id, parse_filter, source_table_parts};
@@ -60,18 +61,21 @@ pub enum SourceCatalog {
     /// `{lakehouse_root}/catalog/schema/table` (names with fewer parts, fewer folders).
     #[default]
     LocalDelta,
+    /// Unity Catalog tables read through a Databricks SQL warehouse (`databricks` source).
+    Databricks,
 }
 
 impl SourceCatalog {
-    /// The catalog a project's events read from.
-    pub fn for_project(_project: &Project) -> SourceCatalog {
-        SourceCatalog::LocalDelta
-    }
-
     /// The source step reading `table`; a name that does not resolve is a `source_table` error.
     pub fn source(self, project: &Project, table: &str) -> Result<SourceSpec> {
         let parts = source_table_parts(table)?;
         match self {
+            SourceCatalog::Databricks => Ok(SourceSpec::Databricks(DatabricksSourceSpec {
+                query: None,
+                sql: None,
+                table: Some(parts.join(".")),
+                warehouse_id: None,
+            })),
             SourceCatalog::LocalDelta => {
                 let params = project.config_params(None)?;
                 let root = params
@@ -126,9 +130,10 @@ pub async fn apply_event(
     project: &Project,
     event: &Event,
     limits: &ApplyLimits,
+    catalog: SourceCatalog,
     cancel: &CancellationToken,
 ) -> Result<AppliedEvent> {
-    let plan = plan_event(project, event, limits)?;
+    let plan = plan_event(project, event, limits, catalog)?;
     let options = RunOptions {
         cancel: Some(cancel.clone()),
         ..RunOptions::default()
@@ -162,11 +167,16 @@ pub async fn apply_event(
 
 /// The plan of an event: source -> optional filter -> `sqlserver` sink. Fails on anything
 /// invalid in the event, naming the field.
-pub fn plan_event(project: &Project, event: &Event, limits: &ApplyLimits) -> Result<Plan> {
+pub fn plan_event(
+    project: &Project,
+    event: &Event,
+    limits: &ApplyLimits,
+    catalog: SourceCatalog,
+) -> Result<Plan> {
     event.request().validate()?;
     let key = parse_event_id(&event.event_id)?;
     let filter = event.filter.as_deref().map(parse_filter).transpose()?;
-    let source = SourceCatalog::for_project(project).source(project, &event.source_table)?;
+    let source = catalog.source(project, &event.source_table)?;
     let sink = SinkSpec::Sqlserver(SqlServerSinkSpec {
         from: if filter.is_some() {
             FILTER_STEP

@@ -4,6 +4,7 @@
 //! - [`event`]: the request ([`NewEvent`]), the stored row ([`Event`]) and their checks.
 //! - [`store`]: the [`EventStore`] trait (submit, claim, reclaim, finish) every backend implements.
 //! - [`local`]: [`LocalDeltaEvents`], the events table as a local Delta table.
+//! - [`databricks`]: [`DatabricksEvents`], the events table in Databricks via a SQL warehouse.
 //! - [`apply`]: [`apply_event`], one event as a pipeline run (source -> filter -> `sqlserver` sink).
 //! - [`poller`]: [`Poller`], the loop `bridge serve` runs.
 //!
@@ -12,12 +13,14 @@
 //! crash changes nothing and reports the first application's rows.
 
 pub mod apply;
+pub mod databricks;
 pub mod event;
 pub mod local;
 pub mod poller;
 pub mod store;
 
 pub use apply::{AppliedEvent, ApplyLimits, SourceCatalog, apply_event};
+pub use databricks::DatabricksEvents;
 pub use event::{Event, EventStatus, NewEvent, Operation, Outcome};
 pub use local::LocalDeltaEvents;
 pub use poller::{AllowAll, Poller, PollerHooks, PollerOptions, ProjectSource};

@@ -256,7 +256,8 @@ impl Poller {
             }
             Ok(limits) => {
                 let project = (self.project)();
-                match apply_event(&project, &event, &limits, cancel).await {
+                let catalog = self.store.source_catalog();
+                match apply_event(&project, &event, &limits, catalog, cancel).await {
                     Ok(applied) => {
                         tracing::info!(
                             event_id = %id,

@@ -1,6 +1,7 @@
 //! The events table behind a small trait: submit, look up, claim, reclaim after a crash, finish.
-//! Backends: [`LocalDeltaEvents`](crate::sync::LocalDeltaEvents) (a local Delta table); a
-//! Databricks SQL backend implements the same calls with conditional `UPDATE ... WHERE status = ...`.
+//! Backends: [`LocalDeltaEvents`](crate::sync::LocalDeltaEvents) (a local Delta table) and
+//! [`DatabricksEvents`](crate::sync::DatabricksEvents) (conditional `UPDATE ... WHERE status = ...`
+//! statements on a SQL warehouse).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -48,5 +49,10 @@ pub trait EventStore: Send + Sync + std::fmt::Debug {
     /// when the backend has one.
     fn watch_path(&self) -> Option<PathBuf> {
         None
+    }
+
+    /// Where the `source_table` of this backend's events is read from.
+    fn source_catalog(&self) -> crate::sync::SourceCatalog {
+        crate::sync::SourceCatalog::LocalDelta
     }
 }

@@ -1,0 +1,520 @@
+//! The events table in Databricks (`bridge.events.bridge_events` by default), through a SQL
+//! warehouse: every state change is one conditional `UPDATE ... WHERE status = ...` statement.
+//!
+//! `num_affected_rows` tells whether this worker won a claim. A concurrent update of the same
+//! row that Delta refuses (a `DELTA_CONCURRENT_*` error) is a lost race, not a failure.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use crate::databricks::{DatabricksClient, DatabricksError, Disposition, StatementParam};
+use crate::sql::{Dialect, quote_ident};
+use crate::sync::apply::SourceCatalog;
+use crate::sync::event::{
+    Event, EventStatus, NewEvent, Operation, Outcome, check_worker, parse_event_id,
+};
+use crate::sync::local::{ColumnType, EVENT_COLUMNS};
+use crate::sync::store::EventStore;
+use crate::sync::{Result, SyncError};
+
+/// The default events table.
+pub const DEFAULT_EVENTS_TABLE: &str = "bridge.events.bridge_events";
+/// Pending events looked at per claim attempt.
+const CLAIM_CANDIDATES: usize = 8;
+
+/// Events in a Databricks table, read and changed with SQL statements on a warehouse.
+#[derive(Debug, Clone)]
+pub struct DatabricksEvents {
+    client: DatabricksClient,
+    warehouse_id: String,
+    /// The table as given (`catalog.schema.table`), for messages.
+    table: String,
+    /// The table quoted for SQL.
+    quoted: String,
+}
+
+/// What a conditional update did.
+enum Update {
+    /// Rows changed (0: the condition no longer held).
+    Changed(u64),
+    /// Delta refused it because another writer changed the row first.
+    Conflict,
+}
+
+impl DatabricksEvents {
+    /// The events table `table` (`catalog.schema.table`) on `warehouse_id`.
+    pub fn new(client: DatabricksClient, warehouse_id: &str, table: &str) -> Result<Self> {
+        let parts = crate::sql::validate_ident(table)
+            .map_err(|e| SyncError::invalid("events_table", e.to_string()))?;
+        if parts.len() != 3 {
+            return Err(SyncError::invalid(
+                "events_table",
+                format!("`{table}` must be catalog.schema.table"),
+            ));
+        }
+        let quoted = quote_ident(table, Dialect::Databricks)
+            .map_err(|e| SyncError::invalid("events_table", e.to_string()))?;
+        Ok(DatabricksEvents {
+            client,
+            warehouse_id: warehouse_id.to_string(),
+            table: table.to_string(),
+            quoted,
+        })
+    }
+
+    /// The `CREATE TABLE` statement of the events table (and its schema), as
+    /// `schemas/bridge_events.sql` has it.
+    pub fn create_table_sql(table: &str) -> Result<Vec<String>> {
+        let parts = crate::sql::validate_ident(table)
+            .map_err(|e| SyncError::invalid("events_table", e.to_string()))?;
+        if parts.len() != 3 {
+            return Err(SyncError::invalid(
+                "events_table",
+                format!("`{table}` must be catalog.schema.table"),
+            ));
+        }
+        let schema = quote_ident(&format!("{}.{}", parts[0], parts[1]), Dialect::Databricks)
+            .map_err(|e| SyncError::invalid("events_table", e.to_string()))?;
+        let quoted = quote_ident(table, Dialect::Databricks)
+            .map_err(|e| SyncError::invalid("events_table", e.to_string()))?;
+        let columns: Vec<String> = EVENT_COLUMNS
+            .iter()
+            .map(|c| {
+                format!(
+                    "  {:<14} {:<13} {}COMMENT '{}'",
+                    c.name,
+                    c.ty.sql(),
+                    if c.nullable { "" } else { "NOT NULL " },
+                    c.comment.replace('\'', "''")
+                )
+            })
+            .collect();
+        Ok(vec![
+            format!("CREATE SCHEMA IF NOT EXISTS {schema}"),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {quoted} (\n{}\n)\nUSING DELTA\nCOMMENT 'Databricks -> SQL Server sync requests (bridge serve)'\nTBLPROPERTIES (\n  'delta.enableDeletionVectors' = 'true',\n  'delta.enableRowTracking' = 'true'\n)",
+                columns.join(",\n")
+            ),
+        ])
+    }
+
+    fn fail(&self, e: impl std::fmt::Display) -> SyncError {
+        SyncError::store(&self.table, e)
+    }
+
+    async fn statement(
+        &self,
+        sql: &str,
+        params: &[StatementParam],
+    ) -> std::result::Result<crate::databricks::StatementResult, DatabricksError> {
+        self.client
+            .execute_statement(&self.warehouse_id, sql, params, Disposition::Inline)
+            .await
+    }
+
+    /// Rows of a query as events.
+    async fn events(&self, where_sql: &str, params: &[StatementParam]) -> Result<Vec<Event>> {
+        let columns: Vec<&str> = EVENT_COLUMNS.iter().map(|c| c.name).collect();
+        let sql = format!(
+            "SELECT {} FROM {} {where_sql}",
+            columns.join(", "),
+            self.quoted
+        );
+        let rows = self
+            .statement(&sql, params)
+            .await
+            .map_err(|e| self.fail(e))?
+            .into_text_rows()
+            .await
+            .map_err(|e| self.fail(e))?;
+        rows.iter()
+            .map(|row| event_of(row).map_err(|e| self.fail(e)))
+            .collect()
+    }
+
+    /// A conditional `UPDATE`.
+    async fn update(
+        &self,
+        set: &str,
+        condition: &str,
+        params: &[StatementParam],
+    ) -> Result<Update> {
+        let sql = format!("UPDATE {} SET {set} WHERE {condition}", self.quoted);
+        match self.statement(&sql, params).await {
+            Ok(result) => Ok(Update::Changed(
+                result.affected_rows().await.map_err(|e| self.fail(e))?,
+            )),
+            Err(e) if is_conflict(&e) => {
+                tracing::debug!(error = %e, "events table: lost an update race");
+                Ok(Update::Conflict)
+            }
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    async fn scalar(&self, sql: &str, params: &[StatementParam]) -> Result<Option<String>> {
+        let rows = self
+            .statement(sql, params)
+            .await
+            .map_err(|e| self.fail(e))?
+            .into_text_rows()
+            .await
+            .map_err(|e| self.fail(e))?;
+        Ok(rows
+            .into_iter()
+            .next()
+            .and_then(|r| r.into_iter().next().flatten()))
+    }
+}
+
+/// Whether Delta refused a write because of a concurrent one.
+fn is_conflict(e: &DatabricksError) -> bool {
+    match e {
+        DatabricksError::Statement {
+            error_code,
+            message,
+            ..
+        } => {
+            error_code
+                .as_deref()
+                .is_some_and(|c| c.contains("CONCURRENT"))
+                || message.contains("DELTA_CONCURRENT")
+                || message.contains("ConcurrentAppendException")
+                || message.contains("ConcurrentDeleteReadException")
+        }
+        _ => false,
+    }
+}
+
+/// A timestamp as a statement parameter value.
+fn ts(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+fn ts_param(name: &str, at: DateTime<Utc>) -> StatementParam {
+    StatementParam::typed(name, "TIMESTAMP", Some(ts(at)))
+}
+
+/// Parses a timestamp as Databricks renders it (`2024-01-02T03:04:05.123Z`, or with a space).
+fn parse_ts(text: &str) -> std::result::Result<DateTime<Utc>, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    chrono::NaiveDateTime::parse_from_str(text.trim_end_matches('Z'), "%Y-%m-%d %H:%M:%S%.f")
+        .or_else(|_| {
+            chrono::NaiveDateTime::parse_from_str(
+                text.trim_end_matches('Z'),
+                "%Y-%m-%dT%H:%M:%S%.f",
+            )
+        })
+        .map(|t| t.and_utc())
+        .map_err(|e| format!("timestamp `{text}`: {e}"))
+}
+
+/// An event from a row of text values in [`EVENT_COLUMNS`] order.
+fn event_of(row: &[Option<String>]) -> std::result::Result<Event, String> {
+    let get = |name: &str| -> Option<&str> {
+        let i = EVENT_COLUMNS.iter().position(|c| c.name == name)?;
+        row.get(i)?.as_deref()
+    };
+    let need = |name: &str| get(name).ok_or_else(|| format!("`{name}` is NULL"));
+    let time = |name: &str| get(name).map(parse_ts).transpose();
+    let primary_keys = match get("primary_keys") {
+        None => Vec::new(),
+        Some(json) => serde_json::from_str::<Vec<String>>(json)
+            .map_err(|e| format!("primary_keys `{json}`: {e}"))?,
+    };
+    debug_assert!(
+        EVENT_COLUMNS
+            .iter()
+            .any(|c| c.ty == ColumnType::StringArray)
+    );
+    Ok(Event {
+        event_id: need("event_id")?.to_string(),
+        operation: need("operation")?.parse::<Operation>()?,
+        source_table: need("source_table")?.to_string(),
+        target_table: need("target_table")?.to_string(),
+        primary_keys,
+        filter: get("filter").map(str::to_string),
+        status: need("status")?.parse::<EventStatus>()?,
+        rows_affected: get("rows_affected")
+            .map(|v| {
+                v.parse::<i64>()
+                    .map_err(|e| format!("rows_affected `{v}`: {e}"))
+            })
+            .transpose()?,
+        error_message: get("error_message").map(str::to_string),
+        created_at: parse_ts(need("created_at")?)?,
+        started_at: time("started_at")?,
+        completed_at: time("completed_at")?,
+        created_by: get("created_by").map(str::to_string),
+        claimed_by: get("claimed_by").map(str::to_string),
+    })
+}
+
+#[async_trait]
+impl EventStore for DatabricksEvents {
+    async fn submit(&self, event: NewEvent) -> Result<Event> {
+        event.validate()?;
+        let stored = Event {
+            event_id: uuid::Uuid::new_v4().hyphenated().to_string(),
+            operation: event.operation,
+            source_table: event.source_table,
+            target_table: event.target_table,
+            primary_keys: event.primary_keys,
+            filter: event.filter,
+            status: EventStatus::Pending,
+            rows_affected: None,
+            error_message: None,
+            created_at: Utc::now(),
+            started_at: None,
+            completed_at: None,
+            created_by: event.created_by,
+            claimed_by: None,
+        };
+        let keys = serde_json::to_string(&stored.primary_keys).expect("strings serialize");
+        let sql = format!(
+            "INSERT INTO {} (event_id, operation, source_table, target_table, primary_keys, filter, status, created_at, created_by) \
+             VALUES (:event_id, :operation, :source_table, :target_table, from_json(:primary_keys, 'array<string>'), :filter, 'pending', :created_at, :created_by)",
+            self.quoted
+        );
+        let params = [
+            StatementParam::string("event_id", &stored.event_id),
+            StatementParam::string("operation", stored.operation.as_str()),
+            StatementParam::string("source_table", &stored.source_table),
+            StatementParam::string("target_table", &stored.target_table),
+            StatementParam::string("primary_keys", keys),
+            StatementParam::typed("filter", "STRING", stored.filter.clone()),
+            ts_param("created_at", stored.created_at),
+            StatementParam::typed("created_by", "STRING", stored.created_by.clone()),
+        ];
+        self.statement(&sql, &params)
+            .await
+            .map_err(|e| self.fail(e))?;
+        Ok(stored)
+    }
+
+    async fn get(&self, event_id: &str) -> Result<Option<Event>> {
+        let Ok(id) = parse_event_id(event_id) else {
+            return Ok(None);
+        };
+        Ok(self
+            .events("WHERE event_id = :id", &[StatementParam::string("id", id)])
+            .await?
+            .pop())
+    }
+
+    async fn list(&self, status: Option<EventStatus>, limit: usize) -> Result<Vec<Event>> {
+        let order = format!("ORDER BY created_at DESC, event_id DESC LIMIT {limit}");
+        match status {
+            Some(s) => {
+                self.events(
+                    &format!("WHERE status = :status {order}"),
+                    &[StatementParam::string("status", s.as_str())],
+                )
+                .await
+            }
+            None => self.events(&order, &[]).await,
+        }
+    }
+
+    async fn claim_next(&self, worker: &str) -> Result<Option<Event>> {
+        check_worker(worker)?;
+        let candidates = self
+            .events(
+                &format!(
+                    "WHERE status = 'pending' ORDER BY created_at, event_id LIMIT {CLAIM_CANDIDATES}"
+                ),
+                &[],
+            )
+            .await?;
+        for mut event in candidates {
+            let now = Utc::now();
+            let updated = self
+                .update(
+                    "status = 'running', started_at = :now, claimed_by = :worker",
+                    "event_id = :id AND status = 'pending'",
+                    &[
+                        ts_param("now", now),
+                        StatementParam::string("worker", worker),
+                        StatementParam::string("id", &event.event_id),
+                    ],
+                )
+                .await?;
+            if matches!(updated, Update::Changed(n) if n > 0) {
+                event.status = EventStatus::Running;
+                event.started_at = Some(now);
+                event.claimed_by = Some(worker.to_string());
+                return Ok(Some(event));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn reclaim_stale(&self, worker: &str, older_than: Duration) -> Result<Vec<Event>> {
+        check_worker(worker)?;
+        let lease = chrono::Duration::from_std(older_than).unwrap_or(chrono::Duration::MAX);
+        let cutoff = Utc::now()
+            .checked_sub_signed(lease)
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
+        let stale = self
+            .events(
+                "WHERE status = 'running' AND started_at < :cutoff ORDER BY created_at, event_id",
+                &[ts_param("cutoff", cutoff)],
+            )
+            .await?;
+        let mut taken = Vec::new();
+        for mut event in stale {
+            // Only the claim that was seen is taken over: same claimer, still stale.
+            let Some(by) = event.claimed_by.clone() else {
+                continue;
+            };
+            let now = Utc::now();
+            let updated = self
+                .update(
+                    "started_at = :now, claimed_by = :worker",
+                    "event_id = :id AND status = 'running' AND claimed_by = :by AND started_at < :cutoff",
+                    &[
+                        ts_param("now", now),
+                        StatementParam::string("worker", worker),
+                        StatementParam::string("id", &event.event_id),
+                        StatementParam::string("by", by.clone()),
+                        ts_param("cutoff", cutoff),
+                    ],
+                )
+                .await?;
+            if matches!(updated, Update::Changed(n) if n > 0) {
+                tracing::info!(event_id = %event.event_id, previous = %by, "reclaimed a stale event");
+                event.started_at = Some(now);
+                event.claimed_by = Some(worker.to_string());
+                taken.push(event);
+            }
+        }
+        Ok(taken)
+    }
+
+    async fn finish(&self, event_id: &str, worker: &str, outcome: &Outcome) -> Result<bool> {
+        check_worker(worker)?;
+        let id = parse_event_id(event_id)?;
+        let (status, rows, error) = match outcome {
+            Outcome::Completed { rows_affected } => (
+                EventStatus::Completed,
+                Some(rows_affected.to_string()),
+                None,
+            ),
+            Outcome::Failed { error } => (EventStatus::Failed, None, Some(error.clone())),
+        };
+        let params = [
+            StatementParam::string("status", status.as_str()),
+            StatementParam::typed("rows", "BIGINT", rows),
+            StatementParam::typed("error", "STRING", error),
+            ts_param("now", Utc::now()),
+            StatementParam::string("id", &id),
+            StatementParam::string("worker", worker),
+        ];
+        for attempt in 0..3 {
+            match self
+                .update(
+                    "status = :status, rows_affected = :rows, error_message = :error, completed_at = :now",
+                    "event_id = :id AND status = 'running' AND claimed_by = :worker",
+                    &params,
+                )
+                .await?
+            {
+                Update::Changed(n) => return Ok(n > 0),
+                Update::Conflict => {
+                    tracing::debug!(event_id = %id, attempt, "finish conflicted; retrying")
+                }
+            }
+        }
+        Err(self.fail(format!(
+            "could not record the outcome of event {id}: 3 update conflicts in a row"
+        )))
+    }
+
+    async fn pending_count(&self) -> Result<u64> {
+        let count = self
+            .scalar(
+                &format!(
+                    "SELECT COUNT(*) FROM {} WHERE status = 'pending'",
+                    self.quoted
+                ),
+                &[],
+            )
+            .await?;
+        count
+            .unwrap_or_default()
+            .parse()
+            .map_err(|e| self.fail(format!("pending count: {e}")))
+    }
+
+    async fn oldest_pending(&self) -> Result<Option<DateTime<Utc>>> {
+        self.scalar(
+            &format!(
+                "SELECT MIN(created_at) FROM {} WHERE status = 'pending'",
+                self.quoted
+            ),
+            &[],
+        )
+        .await?
+        .map(|t| parse_ts(&t).map_err(|e| self.fail(e)))
+        .transpose()
+    }
+
+    fn source_catalog(&self) -> SourceCatalog {
+        SourceCatalog::Databricks
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ddl_matches_the_documented_schema() {
+        let sql = DatabricksEvents::create_table_sql("bridge.events.bridge_events").unwrap();
+        assert_eq!(sql[0], "CREATE SCHEMA IF NOT EXISTS `bridge`.`events`");
+        let documented = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/bridge_events.sql"),
+        )
+        .unwrap();
+        for column in EVENT_COLUMNS {
+            let line = sql[1]
+                .lines()
+                .find(|l| l.trim_start().starts_with(&format!("{} ", column.name)))
+                .unwrap();
+            let doc = documented
+                .lines()
+                .find(|l| l.trim_start().starts_with(&format!("{} ", column.name)))
+                .unwrap();
+            let words = |l: &str| l.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+            assert_eq!(words(line), words(doc), "{}", column.name);
+        }
+        assert!(DatabricksEvents::create_table_sql("events").is_err());
+        assert!(DatabricksEvents::create_table_sql("a.b.c; DROP TABLE x").is_err());
+    }
+
+    #[test]
+    fn rows_become_events() {
+        let mut row: Vec<Option<String>> = vec![None; EVENT_COLUMNS.len()];
+        let set = |row: &mut Vec<Option<String>>, name: &str, v: &str| {
+            let i = EVENT_COLUMNS.iter().position(|c| c.name == name).unwrap();
+            row[i] = Some(v.to_string());
+        };
+        set(&mut row, "event_id", "0b9e8c1e-3f7a-4d0e-9d7e-1c2b3a4d5e6f");
+        set(&mut row, "operation", "UPSERT");
+        set(&mut row, "source_table", "main.s.t");
+        set(&mut row, "target_table", "dbo.T");
+        set(&mut row, "primary_keys", r#"["id","period"]"#);
+        set(&mut row, "status", "running");
+        set(&mut row, "created_at", "2024-01-02T03:04:05.123Z");
+        set(&mut row, "started_at", "2024-01-02 03:04:06.5");
+        let e = event_of(&row).unwrap();
+        assert_eq!(e.primary_keys, ["id", "period"]);
+        assert_eq!(e.status, EventStatus::Running);
+        assert_eq!(ts(e.created_at), "2024-01-02T03:04:05.123000Z");
+        assert_eq!(ts(e.started_at.unwrap()), "2024-01-02T03:04:06.500000Z");
+    }
+}
