@@ -170,6 +170,14 @@ impl Sink for VolumeSink {
         let (staging_store, staging, mover) = match databricks {
             None => (Arc::clone(&store), run_staging(&prefix), Mover::Rename),
             Some(client) => {
+                // The upload happens at commit: check now that the folder can be written (the
+                // volume exists and the caller may write it), so a bad destination fails the
+                // run before any sink commits.
+                let target = format!("/{}", join(&prefix, &self.spec.path));
+                client
+                    .create_directory(&target)
+                    .await
+                    .map_err(|e| Error::step(&self.step, format!("destination {target}: {e}")))?;
                 let local = std::env::temp_dir()
                     .join("bridge-staging")
                     .join(&self.run.run_id)

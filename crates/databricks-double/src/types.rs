@@ -1,0 +1,572 @@
+//! Databricks column types: mapping from SQLite declared types, value conversion, JSON and Arrow encoding.
+//! See the crate documentation for the storage encoding of each type in SQLite.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BinaryArray, BooleanArray, Date32Array, Decimal128Array, Float32Array, Float64Array,
+    Int8Array, Int16Array, Int32Array, Int64Array, NullArray, StringArray,
+    TimestampMicrosecondArray,
+};
+use arrow::datatypes::{DataType, TimeUnit};
+use base64::Engine as _;
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use rusqlite::types::Value;
+
+/// The Databricks type of a result column.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Bool,
+    I8,
+    I16,
+    I32,
+    I64,
+    F32,
+    F64,
+    Decimal(u8, i8),
+    Date,
+    Timestamp,
+    Utf8,
+    Binary,
+    Null,
+}
+
+/// One typed value of a result column.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Cell {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Dec(i128),
+    Date(i32),
+    Ts(i64),
+    Text(String),
+    Bytes(Vec<u8>),
+}
+
+impl Kind {
+    /// Maps a SQLite declared type (as written in CREATE TABLE) to a Databricks type.
+    pub fn from_decltype(decl: &str) -> Option<Kind> {
+        let d = decl.trim().to_ascii_uppercase();
+        let (base, args) = match d.find('(') {
+            Some(p) => (
+                d[..p].trim().to_string(),
+                Some(d[p + 1..].trim_end_matches(')').to_string()),
+            ),
+            None => (d.clone(), None),
+        };
+        Some(match base.as_str() {
+            "BIGINT" | "LONG" => Kind::I64,
+            "INT" | "INTEGER" => Kind::I32,
+            "SMALLINT" | "SHORT" => Kind::I16,
+            "TINYINT" | "BYTE" => Kind::I8,
+            "DOUBLE" | "REAL" | "DOUBLE PRECISION" => Kind::F64,
+            "FLOAT" => Kind::F32,
+            "BOOLEAN" | "BOOL" => Kind::Bool,
+            "STRING" | "TEXT" | "VARCHAR" | "CHAR" | "NVARCHAR" | "CLOB" => Kind::Utf8,
+            "DECIMAL" | "DEC" | "NUMERIC" => {
+                let (p, s) = match args {
+                    None => (10, 0),
+                    Some(a) => {
+                        let mut it = a.split(',').map(|x| x.trim().parse::<i64>());
+                        let p = match it.next() {
+                            Some(Ok(p)) => p,
+                            _ => return None,
+                        };
+                        let s = match it.next() {
+                            Some(Ok(s)) => s,
+                            None => 0,
+                            Some(Err(_)) => return None,
+                        };
+                        (p, s)
+                    }
+                };
+                if !(1..=38).contains(&p) || s < 0 || s > p {
+                    return None;
+                }
+                Kind::Decimal(p as u8, s as i8)
+            }
+            "DATE" => Kind::Date,
+            "TIMESTAMP" | "TIMESTAMP_LTZ" | "TIMESTAMP_NTZ" | "DATETIME" => Kind::Timestamp,
+            "BINARY" | "BLOB" | "VARBINARY" => Kind::Binary,
+            _ => return None,
+        })
+    }
+
+    /// Infers a type from the values of an expression column without declared type.
+    pub fn infer<'a>(values: impl Iterator<Item = &'a Value>) -> Kind {
+        let mut kind = Kind::Null;
+        for v in values {
+            let k = match v {
+                Value::Null => continue,
+                Value::Integer(_) => Kind::I64,
+                Value::Real(_) => Kind::F64,
+                Value::Text(_) => Kind::Utf8,
+                Value::Blob(_) => Kind::Binary,
+            };
+            kind = match (kind, k) {
+                (Kind::Null, k) => k,
+                (a, b) if a == b => a,
+                (Kind::I64, Kind::F64) | (Kind::F64, Kind::I64) => Kind::F64,
+                _ => Kind::Utf8,
+            };
+        }
+        kind
+    }
+
+    /// `ColumnInfoTypeName` of the Statement Execution API.
+    pub fn type_name(self) -> &'static str {
+        match self {
+            Kind::Bool => "BOOLEAN",
+            Kind::I8 => "BYTE",
+            Kind::I16 => "SHORT",
+            Kind::I32 => "INT",
+            Kind::I64 => "LONG",
+            Kind::F32 => "FLOAT",
+            Kind::F64 => "DOUBLE",
+            Kind::Decimal(..) => "DECIMAL",
+            Kind::Date => "DATE",
+            Kind::Timestamp => "TIMESTAMP",
+            Kind::Utf8 => "STRING",
+            Kind::Binary => "BINARY",
+            Kind::Null => "NULL",
+        }
+    }
+
+    /// Full SQL type text, as `type_text` of the manifest.
+    pub fn type_text(self) -> String {
+        match self {
+            Kind::Bool => "boolean".into(),
+            Kind::I8 => "tinyint".into(),
+            Kind::I16 => "smallint".into(),
+            Kind::I32 => "int".into(),
+            Kind::I64 => "bigint".into(),
+            Kind::F32 => "float".into(),
+            Kind::F64 => "double".into(),
+            Kind::Decimal(p, s) => format!("decimal({p},{s})"),
+            Kind::Date => "date".into(),
+            Kind::Timestamp => "timestamp".into(),
+            Kind::Utf8 => "string".into(),
+            Kind::Binary => "binary".into(),
+            Kind::Null => "void".into(),
+        }
+    }
+
+    pub fn arrow_type(self) -> DataType {
+        match self {
+            Kind::Bool => DataType::Boolean,
+            Kind::I8 => DataType::Int8,
+            Kind::I16 => DataType::Int16,
+            Kind::I32 => DataType::Int32,
+            Kind::I64 => DataType::Int64,
+            Kind::F32 => DataType::Float32,
+            Kind::F64 => DataType::Float64,
+            Kind::Decimal(p, s) => DataType::Decimal128(p, s),
+            Kind::Date => DataType::Date32,
+            Kind::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            Kind::Utf8 => DataType::Utf8,
+            Kind::Binary => DataType::Binary,
+            Kind::Null => DataType::Null,
+        }
+    }
+}
+
+/// Converts a stored SQLite value to a cell of the column's type.
+pub(crate) fn convert(v: Value, kind: Kind) -> Result<Cell, String> {
+    if let Value::Null = v {
+        return Ok(Cell::Null);
+    }
+    let bad = |v: &Value| {
+        format!(
+            "[CAST_INVALID_INPUT] the value {v:?} cannot be read as {}",
+            kind.type_text()
+        )
+    };
+    Ok(match kind {
+        Kind::Null => Cell::Null,
+        Kind::I8 | Kind::I16 | Kind::I32 | Kind::I64 => {
+            let i = match &v {
+                Value::Integer(i) => *i,
+                Value::Real(f) if f.fract() == 0.0 && f.abs() < 9.2e18 => *f as i64,
+                Value::Text(t) => t.trim().parse::<i64>().map_err(|_| bad(&v))?,
+                _ => return Err(bad(&v)),
+            };
+            let (lo, hi) = match kind {
+                Kind::I8 => (i8::MIN as i64, i8::MAX as i64),
+                Kind::I16 => (i16::MIN as i64, i16::MAX as i64),
+                Kind::I32 => (i32::MIN as i64, i32::MAX as i64),
+                _ => (i64::MIN, i64::MAX),
+            };
+            if i < lo || i > hi {
+                return Err(format!(
+                    "[CAST_OVERFLOW] the value {i} does not fit {}",
+                    kind.type_text()
+                ));
+            }
+            Cell::Int(i)
+        }
+        Kind::F32 | Kind::F64 => match &v {
+            Value::Integer(i) => Cell::Float(*i as f64),
+            Value::Real(f) => Cell::Float(*f),
+            Value::Text(t) => Cell::Float(t.trim().parse::<f64>().map_err(|_| bad(&v))?),
+            _ => return Err(bad(&v)),
+        },
+        Kind::Bool => match &v {
+            Value::Integer(i) => Cell::Bool(*i != 0),
+            Value::Real(f) => Cell::Bool(*f != 0.0),
+            Value::Text(t) => match t.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" => Cell::Bool(true),
+                "false" | "0" => Cell::Bool(false),
+                _ => return Err(bad(&v)),
+            },
+            _ => return Err(bad(&v)),
+        },
+        Kind::Decimal(p, s) => {
+            let d = match &v {
+                Value::Integer(i) => parse_decimal(&i.to_string(), s),
+                Value::Real(f) => parse_decimal(&format!("{:.*}", s as usize, f), s),
+                Value::Text(t) => parse_decimal(t.trim(), s),
+                _ => None,
+            }
+            .ok_or_else(|| bad(&v))?;
+            if d.unsigned_abs() >= 10u128.pow(p as u32) {
+                return Err(format!(
+                    "[NUMERIC_VALUE_OUT_OF_RANGE] the value {} does not fit {}",
+                    render_decimal(d, s),
+                    kind.type_text()
+                ));
+            }
+            Cell::Dec(d)
+        }
+        Kind::Date => match &v {
+            Value::Text(t) => Cell::Date(parse_date(t).ok_or_else(|| bad(&v))?),
+            _ => return Err(bad(&v)),
+        },
+        Kind::Timestamp => match &v {
+            Value::Text(t) => Cell::Ts(parse_timestamp(t).ok_or_else(|| bad(&v))?),
+            _ => return Err(bad(&v)),
+        },
+        Kind::Utf8 => match v {
+            Value::Text(t) => Cell::Text(t),
+            Value::Integer(i) => Cell::Text(i.to_string()),
+            Value::Real(f) => Cell::Text(render_float(f)),
+            Value::Blob(b) => Cell::Text(String::from_utf8_lossy(&b).into_owned()),
+            Value::Null => Cell::Null,
+        },
+        Kind::Binary => match v {
+            Value::Blob(b) => Cell::Bytes(b),
+            Value::Text(t) => Cell::Bytes(t.into_bytes()),
+            other => return Err(bad(&other)),
+        },
+    })
+}
+
+/// Renders a cell the way the JSON_ARRAY format does: every value a string, NULL as null.
+pub(crate) fn render(cell: &Cell, kind: Kind) -> Option<String> {
+    Some(match cell {
+        Cell::Null => return None,
+        Cell::Bool(b) => b.to_string(),
+        Cell::Int(i) => i.to_string(),
+        Cell::Float(f) => {
+            let r = render_float(*f);
+            match kind {
+                // Shortest text that round-trips the 32-bit value (0.1, not 0.10000000149011612).
+                Kind::F32 if f.is_finite() && !r.ends_with(".0") => format!("{}", *f as f32),
+                _ => r,
+            }
+        }
+        Cell::Dec(d) => match kind {
+            Kind::Decimal(_, s) => render_decimal(*d, s),
+            _ => d.to_string(),
+        },
+        Cell::Date(days) => render_date(*days),
+        Cell::Ts(us) => render_timestamp(*us),
+        Cell::Text(t) => t.clone(),
+        Cell::Bytes(b) => base64::engine::general_purpose::STANDARD.encode(b),
+    })
+}
+
+/// Builds one Arrow array from the cells of a column.
+pub(crate) fn build_array(
+    kind: Kind,
+    cells: &[Cell],
+) -> Result<ArrayRef, arrow::error::ArrowError> {
+    fn ints(cells: &[Cell]) -> impl Iterator<Item = Option<i64>> + '_ {
+        cells.iter().map(|c| match c {
+            Cell::Int(i) => Some(*i),
+            _ => None,
+        })
+    }
+    fn floats(cells: &[Cell]) -> impl Iterator<Item = Option<f64>> + '_ {
+        cells.iter().map(|c| match c {
+            Cell::Float(f) => Some(*f),
+            _ => None,
+        })
+    }
+    Ok(match kind {
+        Kind::Bool => Arc::new(
+            cells
+                .iter()
+                .map(|c| match c {
+                    Cell::Bool(b) => Some(*b),
+                    _ => None,
+                })
+                .collect::<BooleanArray>(),
+        ),
+        Kind::I8 => Arc::new(
+            ints(cells)
+                .map(|o| o.map(|i| i as i8))
+                .collect::<Int8Array>(),
+        ),
+        Kind::I16 => Arc::new(
+            ints(cells)
+                .map(|o| o.map(|i| i as i16))
+                .collect::<Int16Array>(),
+        ),
+        Kind::I32 => Arc::new(
+            ints(cells)
+                .map(|o| o.map(|i| i as i32))
+                .collect::<Int32Array>(),
+        ),
+        Kind::I64 => Arc::new(ints(cells).collect::<Int64Array>()),
+        Kind::F32 => Arc::new(
+            floats(cells)
+                .map(|o| o.map(|f| f as f32))
+                .collect::<Float32Array>(),
+        ),
+        Kind::F64 => Arc::new(floats(cells).collect::<Float64Array>()),
+        Kind::Decimal(p, s) => Arc::new(
+            cells
+                .iter()
+                .map(|c| match c {
+                    Cell::Dec(d) => Some(*d),
+                    _ => None,
+                })
+                .collect::<Decimal128Array>()
+                .with_precision_and_scale(p, s)?,
+        ),
+        Kind::Date => Arc::new(
+            cells
+                .iter()
+                .map(|c| match c {
+                    Cell::Date(d) => Some(*d),
+                    _ => None,
+                })
+                .collect::<Date32Array>(),
+        ),
+        Kind::Timestamp => Arc::new(
+            cells
+                .iter()
+                .map(|c| match c {
+                    Cell::Ts(t) => Some(*t),
+                    _ => None,
+                })
+                .collect::<TimestampMicrosecondArray>()
+                .with_timezone("UTC"),
+        ),
+        Kind::Utf8 => Arc::new(
+            cells
+                .iter()
+                .map(|c| match c {
+                    Cell::Text(t) => Some(t.as_str()),
+                    _ => None,
+                })
+                .collect::<StringArray>(),
+        ),
+        Kind::Binary => Arc::new(BinaryArray::from_iter(cells.iter().map(|c| match c {
+            Cell::Bytes(b) => Some(b.as_slice()),
+            _ => None,
+        }))),
+        Kind::Null => Arc::new(NullArray::new(cells.len())),
+    })
+}
+
+/// Parses a decimal literal (`-12.34`, `1e3`) into an unscaled integer with `scale` digits, rounding half up.
+pub(crate) fn parse_decimal(text: &str, scale: i8) -> Option<i128> {
+    let t = text.trim();
+    let (neg, t) = match t.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, t.strip_prefix('+').unwrap_or(t)),
+    };
+    let (mantissa, exp) = match t.find(['e', 'E']) {
+        Some(p) => (&t[..p], t[p + 1..].parse::<i32>().ok()?),
+        None => (t, 0),
+    };
+    let (int_part, frac_part) = match mantissa.find('.') {
+        Some(p) => (&mantissa[..p], &mantissa[p + 1..]),
+        None => (mantissa, ""),
+    };
+    if int_part.is_empty() && frac_part.is_empty() {
+        return None;
+    }
+    if !int_part
+        .chars()
+        .chain(frac_part.chars())
+        .all(|c| c.is_ascii_digit())
+    {
+        return None;
+    }
+    let digits: String = format!("{int_part}{frac_part}");
+    // value = digits * 10^(exp - frac_len); want unscaled = value * 10^scale
+    let shift = exp - frac_part.len() as i32 + scale as i32;
+    let digits = digits.trim_start_matches('0');
+    let mut v: i128 = 0;
+    if shift >= 0 {
+        for c in digits.chars() {
+            v = v.checked_mul(10)?.checked_add((c as u8 - b'0') as i128)?;
+        }
+        for _ in 0..shift {
+            v = v.checked_mul(10)?;
+        }
+    } else {
+        let cut = (-shift) as usize;
+        let keep = digits.len().saturating_sub(cut);
+        for c in digits[..keep].chars() {
+            v = v.checked_mul(10)?.checked_add((c as u8 - b'0') as i128)?;
+        }
+        let first_dropped = if digits.len() >= cut {
+            digits.as_bytes().get(keep)
+        } else {
+            None
+        };
+        if let Some(d) = first_dropped
+            && *d >= b'5'
+        {
+            v = v.checked_add(1)?;
+        }
+    }
+    Some(if neg { -v } else { v })
+}
+
+pub(crate) fn render_decimal(v: i128, scale: i8) -> String {
+    let neg = v < 0;
+    let digits = v.unsigned_abs().to_string();
+    let s = scale.max(0) as usize;
+    let body = if s == 0 {
+        digits
+    } else if digits.len() <= s {
+        format!("0.{}{}", "0".repeat(s - digits.len()), digits)
+    } else {
+        format!(
+            "{}.{}",
+            &digits[..digits.len() - s],
+            &digits[digits.len() - s..]
+        )
+    };
+    if neg { format!("-{body}") } else { body }
+}
+
+pub(crate) fn render_float(f: f64) -> String {
+    if f.is_nan() {
+        "NaN".into()
+    } else if f.is_infinite() {
+        if f > 0.0 {
+            "Infinity".into()
+        } else {
+            "-Infinity".into()
+        }
+    } else if f.fract() == 0.0 && f.abs() < 1e15 {
+        format!("{f:.1}")
+    } else {
+        format!("{f}")
+    }
+}
+
+const EPOCH: NaiveDate = match NaiveDate::from_ymd_opt(1970, 1, 1) {
+    Some(d) => d,
+    None => panic!("epoch"),
+};
+
+/// `YYYY-MM-DD` (a time part after it is ignored) to days since the epoch.
+pub(crate) fn parse_date(text: &str) -> Option<i32> {
+    let t = text.trim();
+    let d = NaiveDate::parse_from_str(t.get(..10)?, "%Y-%m-%d").ok()?;
+    Some((d - EPOCH).num_days() as i32)
+}
+
+pub(crate) fn render_date(days: i32) -> String {
+    (EPOCH + chrono::Duration::days(days as i64))
+        .format("%Y-%m-%d")
+        .to_string()
+}
+
+/// ISO 8601 text (`2024-01-02T03:04:05.123Z`, `2024-01-02 03:04:05`, with offset, or a date) to
+/// microseconds since the epoch, UTC. Text without offset is taken as UTC.
+pub(crate) fn parse_timestamp(text: &str) -> Option<i64> {
+    let t = text.trim();
+    if let Ok(dt) = DateTime::parse_from_rfc3339(t) {
+        return Some(dt.timestamp_micros());
+    }
+    if let Ok(dt) = DateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S%.f%:z") {
+        return Some(dt.timestamp_micros());
+    }
+    let naive = t
+        .strip_suffix('Z')
+        .or_else(|| t.strip_suffix(" UTC"))
+        .unwrap_or(t);
+    for fmt in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M",
+    ] {
+        if let Ok(dt) = NaiveDateTime::parse_from_str(naive, fmt) {
+            return Some(dt.and_utc().timestamp_micros());
+        }
+    }
+    if naive.len() == 10 {
+        let d = NaiveDate::parse_from_str(naive, "%Y-%m-%d").ok()?;
+        return Some(d.and_hms_opt(0, 0, 0)?.and_utc().timestamp_micros());
+    }
+    None
+}
+
+/// Renders like Databricks JSON results: `2024-01-02T03:04:05.123Z` (microseconds when not whole milliseconds).
+pub(crate) fn render_timestamp(us: i64) -> String {
+    match DateTime::<Utc>::from_timestamp_micros(us) {
+        Some(dt) if us.rem_euclid(1000) == 0 => dt.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+        Some(dt) => dt.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
+        None => us.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimals_parse_and_render() {
+        assert_eq!(parse_decimal("12.34", 4), Some(123400));
+        assert_eq!(parse_decimal("-0.5", 0), Some(-1));
+        assert_eq!(parse_decimal("1e3", 2), Some(100000));
+        assert_eq!(parse_decimal("0.00005", 4), Some(1));
+        assert_eq!(parse_decimal("abc", 2), None);
+        assert_eq!(render_decimal(123400, 4), "12.3400");
+        assert_eq!(render_decimal(-5, 3), "-0.005");
+        assert_eq!(render_decimal(42, 0), "42");
+    }
+
+    #[test]
+    fn types_from_decltype() {
+        assert_eq!(
+            Kind::from_decltype("DECIMAL(18,4)"),
+            Some(Kind::Decimal(18, 4))
+        );
+        assert_eq!(Kind::from_decltype("bigint"), Some(Kind::I64));
+        assert_eq!(Kind::from_decltype("VARCHAR(20)"), Some(Kind::Utf8));
+        assert_eq!(Kind::from_decltype("NUM"), None);
+    }
+
+    #[test]
+    fn timestamps() {
+        let us = parse_timestamp("2024-01-02T03:04:05.123Z").unwrap();
+        assert_eq!(render_timestamp(us), "2024-01-02T03:04:05.123Z");
+        assert_eq!(parse_timestamp("2024-01-02 03:04:05.123"), Some(us));
+        assert_eq!(
+            render_timestamp(parse_timestamp("2024-01-02").unwrap()),
+            "2024-01-02T00:00:00.000Z"
+        );
+        assert_eq!(render_date(parse_date("2024-02-29").unwrap()), "2024-02-29");
+    }
+}

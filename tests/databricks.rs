@@ -1,0 +1,803 @@
+//! The Databricks side through the real `bridge` binary, against the project's Databricks HTTP
+//! double: volume uploads, the `databricks` source, retries, OAuth M2M, test-connection, the
+//! events table (setup, claims, an end-to-end sync into the TDS test server).
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use databricks_double::{DatabricksDouble, DoubleConfig, RecordedRequest};
+
+const TOKEN: &str = "dapi-test-token";
+
+/// A double on its own runtime (kept alive while the binary runs) and a scratch project whose
+/// `bridge` runs point at it.
+struct Fixture {
+    rt: tokio::runtime::Runtime,
+    double: DatabricksDouble,
+    scratch: Scratch,
+}
+
+impl Fixture {
+    fn new(config: DoubleConfig) -> Fixture {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let double = rt.block_on(DatabricksDouble::start(config)).unwrap();
+        double.add_volume("main", "raw", "landing");
+        let scratch = Scratch::empty();
+        scratch.write("config/defaults.yaml", "params: {}\n");
+        Fixture {
+            rt,
+            double,
+            scratch,
+        }
+    }
+
+    /// The environment of a run: the double's host and token, a HOME without ~/.databrickscfg.
+    fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("DATABRICKS_HOST", self.double.base_url()),
+            ("DATABRICKS_TOKEN", TOKEN.to_string()),
+            ("DATABRICKS_WAREHOUSE_ID", "wh-test".to_string()),
+            ("HOME", self.scratch.root().display().to_string()),
+        ]
+    }
+
+    fn bridge(&self, args: &[&str]) -> std::process::Output {
+        self.scratch.bridge_env(args, &self.env())
+    }
+
+    fn requests(&self, method: &str, path_prefix: &str) -> Vec<RecordedRequest> {
+        self.double
+            .requests()
+            .into_iter()
+            .filter(|r| r.method == method && r.path.starts_with(path_prefix))
+            .collect()
+    }
+}
+
+/// A CSV of `n` rows (id, region, amount) and a pipeline writing it to `destination`.
+fn csv_to_volume(f: &Fixture, n: usize, destination: &str) {
+    let mut csv = String::from("id,region,amount\n");
+    for i in 0..n {
+        csv.push_str(&format!("{i},r{},{}.25\n", i % 3, i));
+    }
+    f.scratch.write("data/sales.csv", &csv);
+    f.scratch.write(
+        "pipelines/to_volume.yaml",
+        &format!(
+            "name: to_volume
+steps:
+  - id: sales
+    source:
+      type: csv
+      path: data/sales.csv
+  - id: out
+    sink:
+      type: volume
+      from: sales
+      destination: {destination}
+      path: sales/2024
+      file_name: sales
+      max_rows_per_file: 4000
+"
+        ),
+    );
+}
+
+#[test]
+fn volume_sink_uploads_the_local_layout_byte_for_byte_with_the_manifest_last() {
+    let f = Fixture::new(DoubleConfig::default());
+    // The same pipeline to a local folder and to the volume.
+    csv_to_volume(&f, 10_000, "out/local");
+    ok(f.bridge(&["run", "pipelines/to_volume.yaml"]));
+    csv_to_volume(&f, 10_000, "/Volumes/main/raw/landing/bridge");
+    ok(f.bridge(&["run", "pipelines/to_volume.yaml"]));
+
+    let local = list_files(&f.scratch.path("out/local/sales/2024"));
+    let remote: Vec<String> = f
+        .double
+        .list_files("/Volumes/main/raw/landing/bridge")
+        .into_iter()
+        .map(|p| {
+            p.strip_prefix("/Volumes/main/raw/landing/bridge/sales/2024/")
+                .unwrap_or_else(|| panic!("unexpected file {p}"))
+                .to_string()
+        })
+        .collect();
+    assert_eq!(remote, local);
+    assert_eq!(
+        remote,
+        [
+            "_SUCCESS",
+            "sales-00000.parquet",
+            "sales-00001.parquet",
+            "sales-00002.parquet"
+        ]
+    );
+    for name in remote.iter().filter(|n| n.ends_with(".parquet")) {
+        let uploaded = f
+            .double
+            .file(&format!(
+                "/Volumes/main/raw/landing/bridge/sales/2024/{name}"
+            ))
+            .unwrap();
+        let written =
+            std::fs::read(f.scratch.path(&format!("out/local/sales/2024/{name}"))).unwrap();
+        assert_eq!(uploaded, written, "{name} differs");
+    }
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &f.double
+            .file("/Volumes/main/raw/landing/bridge/sales/2024/_SUCCESS")
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(manifest["rows"], 10_000);
+
+    // Every request is authenticated and identified; uploads are octet streams; the manifest is
+    // the last file written; nothing was staged inside the volume.
+    for r in f.double.requests() {
+        assert_eq!(
+            r.authorization.as_deref(),
+            Some("Bearer dapi-test-token"),
+            "{r:?}"
+        );
+        assert!(
+            r.user_agent
+                .as_deref()
+                .unwrap_or("")
+                .starts_with("sql-databricks-bridge/"),
+            "{r:?}"
+        );
+        assert!(!r.path.contains("bridge-staging"), "{r:?}");
+        // Only the first run's withdrawal of a previous manifest finds nothing.
+        let no_manifest_yet =
+            r.method == "DELETE" && r.path.ends_with("/_SUCCESS") && r.status == 404;
+        assert!(r.status < 400 || no_manifest_yet, "{r:?}");
+    }
+    let puts = f.requests("PUT", "/api/2.0/fs/files/");
+    assert_eq!(puts.len(), 4);
+    assert!(puts.last().unwrap().path.ends_with("/_SUCCESS"), "{puts:?}");
+    for p in &puts {
+        assert_eq!(p.content_type.as_deref(), Some("application/octet-stream"));
+        assert_eq!(p.query.as_deref(), Some("overwrite=true"));
+    }
+
+    // A second, smaller run replaces the folder's content: the stale third file goes.
+    f.double.clear_requests();
+    csv_to_volume(&f, 5_000, "/Volumes/main/raw/landing/bridge");
+    ok(f.bridge(&["run", "pipelines/to_volume.yaml"]));
+    assert_eq!(
+        f.double
+            .list_files("/Volumes/main/raw/landing/bridge/sales/2024"),
+        [
+            "/Volumes/main/raw/landing/bridge/sales/2024/_SUCCESS",
+            "/Volumes/main/raw/landing/bridge/sales/2024/sales-00000.parquet",
+            "/Volumes/main/raw/landing/bridge/sales/2024/sales-00001.parquet",
+        ]
+    );
+    let deletes = f.requests("DELETE", "/api/2.0/fs/files/");
+    assert_eq!(
+        deletes.len(),
+        2,
+        "old manifest and the stale file: {deletes:?}"
+    );
+    assert!(deletes[0].path.ends_with("/_SUCCESS"));
+}
+
+#[test]
+fn a_failing_run_changes_nothing_in_the_volume() {
+    let f = Fixture::new(DoubleConfig::default());
+    csv_to_volume(&f, 100, "/Volumes/main/raw/landing/bridge");
+    ok(f.bridge(&["run", "pipelines/to_volume.yaml"]));
+    let before = f.double.list_files("/Volumes/main/raw/landing");
+    let success = f
+        .double
+        .file("/Volumes/main/raw/landing/bridge/sales/2024/_SUCCESS");
+    f.double.clear_requests();
+    // A second sink fails to stage (its volume does not exist): the first must not commit.
+    let text = std::fs::read_to_string(f.scratch.path("pipelines/to_volume.yaml")).unwrap();
+    f.scratch.write(
+        "pipelines/to_volume.yaml",
+        &format!(
+            "{text}  - id: broken
+    sink:
+      type: volume
+      from: sales
+      destination: /Volumes/main/raw/missing
+      path: x
+"
+        ),
+    );
+    let out = f.bridge(&["run", "pipelines/to_volume.yaml"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("404"), "{err}");
+    assert!(!err.contains(TOKEN), "{err}");
+    assert_eq!(f.double.list_files("/Volumes/main/raw/landing"), before);
+    assert_eq!(
+        f.double
+            .file("/Volumes/main/raw/landing/bridge/sales/2024/_SUCCESS"),
+        success
+    );
+    assert!(f.requests("DELETE", "/api/2.0/fs/").is_empty());
+}
+
+/// Seeds `main.sales.orders` with `n` rows.
+fn seed_orders(f: &Fixture, n: usize) {
+    f.double
+        .execute_sql(
+            "CREATE TABLE main.sales.orders (id BIGINT, region STRING, amount DECIMAL(18,4), placed_at TIMESTAMP, shipped BOOLEAN)",
+        )
+        .unwrap();
+    let mut values = Vec::new();
+    for i in 0..n {
+        values.push(format!(
+            "({i}, 'r{}', '{}.{:04}', '2024-03-{:02}T10:00:00.000000Z', {})",
+            i % 3,
+            i,
+            i % 10_000,
+            1 + i % 28,
+            i % 2
+        ));
+        if values.len() == 500 || i + 1 == n {
+            f.double
+                .execute_sql(&format!(
+                    "INSERT INTO main.sales.orders VALUES {}",
+                    values.join(", ")
+                ))
+                .unwrap();
+            values.clear();
+        }
+    }
+}
+
+fn databricks_to_parquet(f: &Fixture, source: &str) {
+    f.scratch.write(
+        "pipelines/from_databricks.yaml",
+        &format!(
+            "name: from_databricks
+params:
+  region: r1
+steps:
+  - id: orders
+    source:
+      type: databricks
+{source}
+  - id: out
+    sink:
+      type: volume
+      from: orders
+      destination: out
+      path: orders
+"
+        ),
+    );
+}
+
+#[test]
+fn databricks_source_streams_every_chunk_in_order() {
+    let f = Fixture::new(DoubleConfig {
+        chunk_rows: 1000,
+        pending_polls: 2,
+        ..Default::default()
+    });
+    seed_orders(&f, 2_500);
+    databricks_to_parquet(&f, "      table: main.sales.orders");
+    let out = ok(f.bridge(&["run", "pipelines/from_databricks.yaml", "--output", "json"]));
+    let summary: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let steps = summary["steps"].as_array().unwrap();
+    let orders = steps.iter().find(|s| s["id"] == "orders").unwrap();
+    assert_eq!(orders["rows"], 2_500, "{summary}");
+
+    let batches = read_parquet(&f.scratch.path("out/orders/out-00000.parquet"));
+    let schema = batches[0].schema();
+    let types: Vec<String> = schema
+        .fields()
+        .iter()
+        .map(|f| format!("{}:{}", f.name(), f.data_type()))
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "id:Int64",
+            "region:Utf8",
+            "amount:Decimal128(18, 4)",
+            "placed_at:Timestamp(µs, \"UTC\")",
+            "shipped:Boolean"
+        ]
+    );
+    let lines = batch_lines(&batches);
+    assert_eq!(lines.len(), 2_500);
+    assert_eq!(lines[0], "0|r0|0.0000|2024-03-01T10:00:00Z|false");
+    assert_eq!(lines[2_499], "2499|r0|2499.2499|2024-03-08T10:00:00Z|true");
+    let ids: Vec<i64> = lines
+        .iter()
+        .map(|l| l.split('|').next().unwrap().parse().unwrap())
+        .collect();
+    assert!(
+        ids.windows(2).all(|w| w[0] + 1 == w[1]),
+        "rows out of order"
+    );
+
+    // One statement, polled while running, as Arrow through external links; chunks 1 and 2
+    // were asked for by their internal links.
+    let posts = f.requests("POST", "/api/2.0/sql/statements");
+    assert_eq!(posts.len(), 1);
+    let body = posts[0].json.as_ref().unwrap();
+    assert_eq!(body["warehouse_id"], "wh-test");
+    assert_eq!(body["disposition"], "EXTERNAL_LINKS");
+    assert_eq!(body["format"], "ARROW_STREAM");
+    assert_eq!(body["statement"], "SELECT * FROM `main`.`sales`.`orders`");
+    assert!(f.requests("GET", "/api/2.0/sql/statements/").len() >= 2 + 2);
+    let links = f.requests("GET", "/__external/");
+    assert_eq!(links.len(), 3);
+    for l in &links {
+        assert_eq!(l.authorization, None, "no auth header on presigned URLs");
+    }
+}
+
+#[test]
+fn databricks_query_values_are_bound_parameters() {
+    let f = Fixture::new(DoubleConfig::default());
+    seed_orders(&f, 30);
+    databricks_to_parquet(
+        &f,
+        "      sql: SELECT id, region FROM main.sales.orders WHERE region = {{ region | bind }} AND id < {{ 20 | bind }} ORDER BY id",
+    );
+    ok(f.bridge(&["run", "pipelines/from_databricks.yaml"]));
+    let lines = batch_lines(&read_parquet(
+        &f.scratch.path("out/orders/out-00000.parquet"),
+    ));
+    assert_eq!(
+        lines,
+        ["1|r1", "4|r1", "7|r1", "10|r1", "13|r1", "16|r1", "19|r1"]
+    );
+    let body = f.requests("POST", "/api/2.0/sql/statements")[0]
+        .json
+        .clone()
+        .unwrap();
+    assert_eq!(
+        body["statement"],
+        "SELECT id, region FROM main.sales.orders WHERE region = :p1 AND id < :p2 ORDER BY id"
+    );
+    assert_eq!(
+        body["parameters"],
+        serde_json::json!([
+            {"name": "p1", "value": "r1", "type": "STRING"},
+            {"name": "p2", "value": "20", "type": "BIGINT"}
+        ])
+    );
+
+    // A failing statement names the statement's error, and nothing is written.
+    databricks_to_parquet(&f, "      table: main.sales.nope");
+    std::fs::remove_dir_all(f.scratch.path("out")).unwrap();
+    let out = f.bridge(&["run", "pipelines/from_databricks.yaml"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("step `orders` failed: statement"), "{err}");
+    assert!(err.contains("FAILED"), "{err}");
+    assert!(!f.scratch.path("out").exists());
+}
+
+#[test]
+fn throttled_and_unavailable_answers_are_retried_after_retry_after() {
+    let f = Fixture::new(DoubleConfig::default());
+    seed_orders(&f, 10);
+    databricks_to_parquet(&f, "      table: main.sales.orders");
+    f.double
+        .fail_next("/api/2.0/sql/statements", 429, Some(1), 1);
+    let started = std::time::Instant::now();
+    ok(f.bridge(&["run", "pipelines/from_databricks.yaml"]));
+    assert!(started.elapsed() >= std::time::Duration::from_secs(1));
+    let posts = f.requests("POST", "/api/2.0/sql/statements");
+    assert_eq!(
+        posts.iter().map(|r| r.status).collect::<Vec<_>>(),
+        [429, 200]
+    );
+    let lines = batch_lines(&read_parquet(
+        &f.scratch.path("out/orders/out-00000.parquet"),
+    ));
+    assert_eq!(lines.len(), 10);
+
+    // Files API calls too: two 503s, then the run completes and the files land.
+    f.double.clear_requests();
+    f.double.fail_next(
+        "/api/2.0/fs/files/Volumes/main/raw/landing/bridge/sales",
+        503,
+        Some(1),
+        2,
+    );
+    csv_to_volume(&f, 100, "/Volumes/main/raw/landing/bridge");
+    ok(f.bridge(&["run", "pipelines/to_volume.yaml"]));
+    // The first two requests under the prefix were refused; the same request was sent again.
+    let hits: Vec<RecordedRequest> = f
+        .double
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            r.path
+                .starts_with("/api/2.0/fs/files/Volumes/main/raw/landing/bridge/sales")
+        })
+        .collect();
+    assert_eq!(hits[0].status, 503);
+    assert_eq!(hits[1].status, 503);
+    assert_ne!(hits[2].status, 503);
+    assert_eq!(
+        (&hits[0].method, &hits[0].path),
+        (&hits[2].method, &hits[2].path)
+    );
+    assert!(
+        f.double
+            .file("/Volumes/main/raw/landing/bridge/sales/2024/sales-00000.parquet")
+            .is_some()
+    );
+}
+
+#[test]
+fn oauth_machine_to_machine_tokens_are_fetched_once_and_used() {
+    let f = Fixture::new(DoubleConfig {
+        oauth_client: Some(("sp-client".into(), "sp-secret".into())),
+        ..Default::default()
+    });
+    csv_to_volume(&f, 100, "/Volumes/main/raw/landing/bridge");
+    let env = vec![
+        ("DATABRICKS_HOST", f.double.base_url()),
+        ("DATABRICKS_CLIENT_ID", "sp-client".to_string()),
+        ("DATABRICKS_CLIENT_SECRET", "sp-secret".to_string()),
+        ("HOME", f.scratch.root().display().to_string()),
+    ];
+    ok(f.scratch
+        .bridge_env(&["run", "pipelines/to_volume.yaml"], &env));
+    let tokens = f.requests("POST", "/oidc/v1/token");
+    assert_eq!(tokens.len(), 1);
+    let api: Vec<RecordedRequest> = f
+        .double
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.starts_with("/api/"))
+        .collect();
+    assert!(!api.is_empty());
+    let bearer = api[0].authorization.clone().unwrap();
+    assert!(bearer.starts_with("Bearer ") && bearer != "Bearer dapi-test-token");
+    assert!(
+        api.iter()
+            .all(|r| r.authorization.as_deref() == Some(bearer.as_str()))
+    );
+
+    // A wrong secret is a clear error that does not show the secret.
+    let mut bad = env.clone();
+    bad[2].1 = "not-the-secret".to_string();
+    let out = f
+        .scratch
+        .bridge_env(&["run", "pipelines/to_volume.yaml"], &bad);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("OAuth token request"), "{err}");
+    assert!(err.contains("sp-client"), "{err}");
+    assert!(!err.contains("not-the-secret"), "{err}");
+}
+
+#[test]
+fn profiles_of_databrickscfg_are_used() {
+    let f = Fixture::new(DoubleConfig::default());
+    f.scratch.write(
+        ".databrickscfg",
+        &format!(
+            "[DEFAULT]\nhost = https://wrong.example\ntoken = nope\n\n[double]\nhost = {}\ntoken = {TOKEN}\nwarehouse_id = wh-test\n",
+            f.double.base_url()
+        ),
+    );
+    f.scratch.write(
+        "config/defaults.yaml",
+        "params: {}\ndatabricks:\n  profile: double\n",
+    );
+    let env = vec![("HOME", f.scratch.root().display().to_string())];
+    let out = ok(f.scratch.bridge_env(
+        &["test-connection", "--volume", "/Volumes/main/raw/landing"],
+        &env,
+    ));
+    assert!(
+        out.contains("Databricks workspace http://127.0.0.1:"),
+        "{out}"
+    );
+    assert!(out.contains("signed in as bridge@example.com"), "{out}");
+    assert!(
+        out.contains("Databricks SQL warehouse wh-test: ok"),
+        "{out}"
+    );
+    assert!(out.contains("RUNNING"), "{out}");
+    assert!(
+        out.contains("Databricks volume /Volumes/main/raw/landing: ok, exists"),
+        "{out}"
+    );
+
+    // A missing volume fails the check (exit 1), with JSON naming it.
+    let out = f.scratch.bridge_env(
+        &[
+            "test-connection",
+            "--volume",
+            "/Volumes/main/raw/nope",
+            "--output",
+            "json",
+        ],
+        &env,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(report["ok"], false);
+    assert_eq!(
+        report["databricks"]["volume /Volumes/main/raw/nope"]["ok"],
+        false
+    );
+    // A wrong token: the workspace check fails, and the token is not shown.
+    let out = f.scratch.bridge_env(
+        &["test-connection"],
+        &[
+            ("HOME", f.scratch.root().display().to_string()),
+            ("DATABRICKS_CONFIG_PROFILE", "DEFAULT".to_string()),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!stderr(&out).contains("nope"));
+}
+
+mod events {
+    use super::*;
+    use bridge::databricks::{DatabricksClient, DatabricksConfig};
+    use bridge::sync::{DatabricksEvents, EventStore, NewEvent, Operation, Outcome};
+    use tds_test_server::{TdsServer, TdsServerConfig};
+
+    fn store(f: &Fixture) -> DatabricksEvents {
+        let env = f.env();
+        let config = DatabricksConfig::resolve_with(None, |k| {
+            env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())
+        })
+        .unwrap();
+        let client = DatabricksClient::new(&config).unwrap();
+        DatabricksEvents::new(client, "wh-test", "bridge.events.bridge_events").unwrap()
+    }
+
+    fn insert_event(source: &str, target: &str, keys: &[&str], by: &str) -> NewEvent {
+        NewEvent {
+            operation: if keys.is_empty() {
+                Operation::Insert
+            } else {
+                Operation::Upsert
+            },
+            source_table: source.into(),
+            target_table: target.into(),
+            primary_keys: keys.iter().map(|k| k.to_string()).collect(),
+            filter: None,
+            created_by: Some(by.into()),
+        }
+    }
+
+    #[test]
+    fn setup_prints_and_applies_the_ddl() {
+        let f = Fixture::new(DoubleConfig::default());
+        let printed = ok(f.bridge(&["setup-events-table", "--table", "ops.sync.events"]));
+        assert!(printed.contains("CREATE TABLE IF NOT EXISTS `ops`.`sync`.`events` ("));
+        assert!(f.requests("POST", "/api/2.0/sql/statements").is_empty());
+        let applied = ok(f.bridge(&["setup-events-table", "--apply"]));
+        assert!(
+            applied.contains("bridge.events.bridge_events is ready"),
+            "{applied}"
+        );
+        let statements: Vec<String> = f
+            .requests("POST", "/api/2.0/sql/statements")
+            .iter()
+            .map(|r| {
+                r.json.as_ref().unwrap()["statement"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(statements.len(), 2);
+        assert!(
+            statements[1]
+                .starts_with("CREATE TABLE IF NOT EXISTS `bridge`.`events`.`bridge_events`")
+        );
+        // Applying twice is harmless.
+        ok(f.bridge(&["setup-events-table", "--apply"]));
+        assert!(
+            f.double
+                .query_sql("SELECT COUNT(*) FROM \"bridge.events.bridge_events\"")
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn each_event_is_claimed_by_exactly_one_of_two_pollers() {
+        let f = Fixture::new(DoubleConfig::default());
+        ok(f.bridge(&["setup-events-table", "--apply"]));
+        let (a, b) = (Arc::new(store(&f)), Arc::new(store(&f)));
+        f.rt.block_on(async {
+            let mut ids = Vec::new();
+            for i in 0..12 {
+                let e = a
+                    .submit(insert_event(&format!("main.s.t{i}"), "dbo.T", &[], "alice"))
+                    .await
+                    .unwrap();
+                ids.push(e.event_id);
+            }
+            assert_eq!(a.pending_count().await.unwrap(), 12);
+            let claim_all = |s: Arc<DatabricksEvents>, worker: &'static str| async move {
+                let mut got = Vec::new();
+                while let Some(e) = s.claim_next(worker).await.unwrap() {
+                    assert_eq!(e.claimed_by.as_deref(), Some(worker));
+                    got.push(e.event_id);
+                }
+                got
+            };
+            let (x, y) = tokio::join!(
+                tokio::spawn(claim_all(a.clone(), "server-a")),
+                tokio::spawn(claim_all(b.clone(), "server-b"))
+            );
+            let (x, y) = (x.unwrap(), y.unwrap());
+            let mut all: Vec<String> = x.iter().chain(y.iter()).cloned().collect();
+            all.sort();
+            ids.sort();
+            assert_eq!(all, ids, "every event claimed exactly once");
+            assert_eq!(a.pending_count().await.unwrap(), 0);
+            // Only the claimer can finish an event; a finished event cannot be finished again.
+            let first = &x.first().or(y.first()).unwrap().clone();
+            let owner = if x.contains(first) {
+                "server-a"
+            } else {
+                "server-b"
+            };
+            let other = if owner == "server-a" {
+                "server-b"
+            } else {
+                "server-a"
+            };
+            let done = Outcome::Completed { rows_affected: 3 };
+            assert!(!b.finish(first, other, &done).await.unwrap());
+            assert!(a.finish(first, owner, &done).await.unwrap());
+            assert!(!a.finish(first, owner, &done).await.unwrap());
+            let e = a.get(first).await.unwrap().unwrap();
+            assert_eq!(e.rows_affected, Some(3));
+            assert_eq!(e.status.as_str(), "completed");
+            assert_eq!(e.created_by.as_deref(), Some("alice"));
+            // A claim older than the lease is taken over by the other server, once.
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            let lease = std::time::Duration::from_millis(10);
+            let taken = b.reclaim_stale("server-c", lease).await.unwrap();
+            assert_eq!(taken.len(), 11);
+            assert!(
+                a.reclaim_stale("server-d", std::time::Duration::from_secs(60))
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+        });
+        // Every claim was a conditional UPDATE on the warehouse.
+        let updates = f
+            .requests("POST", "/api/2.0/sql/statements")
+            .into_iter()
+            .filter(|r| {
+                r.json.as_ref().unwrap()["statement"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("UPDATE `bridge`.`events`.`bridge_events` SET status = 'running'")
+            })
+            .count();
+        assert!(updates >= 12, "{updates}");
+    }
+
+    #[test]
+    fn serve_applies_an_event_from_the_databricks_table_to_sql_server() {
+        let f = Fixture::new(DoubleConfig {
+            chunk_rows: 400,
+            ..Default::default()
+        });
+        ok(f.bridge(&["setup-events-table", "--apply"]));
+        seed_orders(&f, 1_000);
+        let sql =
+            f.rt.block_on(TdsServer::start(TdsServerConfig::default()))
+                .unwrap();
+        f.rt.block_on(async {
+            let settings = tds_settings(sql.addr().port());
+            let mut client = bridge::mssql::connect(&settings).await.unwrap();
+            client
+                .simple_query(
+                    "CREATE TABLE dbo.Orders (id BIGINT NOT NULL PRIMARY KEY, region NVARCHAR(10) NULL, amount DECIMAL(18,4) NULL, placed_at DATETIME2 NULL, shipped BIT NULL)",
+                )
+                .await
+                .unwrap()
+                .into_results()
+                .await
+                .unwrap();
+        });
+        f.scratch.write(
+            "config/permissions.yaml",
+            "users:\n  - name: alice\n    token: alice-token\n    permissions:\n      - table: dbo.Orders\n        access: read_write\n",
+        );
+        let event = f.rt.block_on(async {
+            store(&f)
+                .submit(insert_event(
+                    "main.sales.orders",
+                    "dbo.Orders",
+                    &["id"],
+                    "alice",
+                ))
+                .await
+                .unwrap()
+        });
+        let mut env = f.env();
+        env.extend([
+            ("SQLSERVER_HOST", "127.0.0.1".to_string()),
+            ("SQLSERVER_PORT", sql.addr().port().to_string()),
+            ("SQLSERVER_USERNAME", "sa".to_string()),
+            ("SQLSERVER_PASSWORD", "x".to_string()),
+            ("SQLSERVER_ENCRYPT", "danger_plaintext".to_string()),
+        ]);
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_bridge"))
+            .arg("--root")
+            .arg(f.scratch.root())
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--databricks-events",
+                "--poll-interval",
+                "0.2",
+                "--no-schedules",
+            ])
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let finished = loop {
+            let e =
+                f.rt.block_on(async { store(&f).get(&event.event_id).await.unwrap().unwrap() });
+            if matches!(e.status.as_str(), "completed" | "failed") {
+                break e;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let out = child.wait_with_output().unwrap();
+                panic!(
+                    "event not applied: {e:?}\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        };
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(finished.status.as_str(), "completed", "{finished:?}");
+        assert_eq!(finished.rows_affected, Some(1_000));
+        let rows = sql
+            .query_sqlite("SELECT COUNT(*), SUM(id), MIN(region), MAX(amount) FROM Orders")
+            .unwrap();
+        assert_eq!(
+            rows[0],
+            [
+                Some("1000".to_string()),
+                Some("499500".to_string()),
+                Some("r0".to_string()),
+                Some("999.0999".to_string())
+            ]
+        );
+        // The source was read through the warehouse as Arrow.
+        let reads: Vec<RecordedRequest> = f
+            .requests("POST", "/api/2.0/sql/statements")
+            .into_iter()
+            .filter(|r| r.json.as_ref().unwrap()["format"] == "ARROW_STREAM")
+            .collect();
+        assert_eq!(reads.len(), 1);
+        assert_eq!(
+            reads[0].json.as_ref().unwrap()["statement"],
+            "SELECT * FROM `main`.`sales`.`orders`"
+        );
+    }
+}
