@@ -318,8 +318,9 @@ impl SinkSpec {
 pub struct VolumeSinkSpec {
     /// The step whose rows are written.
     pub from: String,
-    /// Root of the volume: a local directory (relative to the project root) or a URL
-    /// (`s3://`, `az://`, `abfss://`, `gs://`).
+    /// Root of the volume: a local directory (relative to the project root), a Unity Catalog
+    /// volume (`/Volumes/catalog/schema/volume/...`, written through the Databricks Files API) or
+    /// a URL (`s3://`, `az://`, `abfss://`, `gs://`).
     pub destination: String,
     /// Folder under the destination owned by this sink; each run replaces its content.
     /// Relative, without `..`.
