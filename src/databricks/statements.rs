@@ -239,60 +239,46 @@ impl DatabricksClient {
 }
 
 impl StatementResult {
-    /// The batches of the result, chunk after chunk, in order; each chunk is fetched only when
-    /// the previous one has been consumed.
+    /// The batches of the result, chunk after chunk, in order. The next chunk is downloaded
+    /// while the current one is consumed, so at most two chunks are held in memory.
     pub fn into_stream(self) -> BoxStream<'static, Result<RecordBatch>> {
-        struct State {
-            client: DatabricksClient,
-            schema: SchemaRef,
-            current: Option<ResultData>,
-            next: Option<String>,
-            done: bool,
-        }
-        let state = State {
-            client: self.client,
-            schema: self.schema,
-            current: self.first,
-            next: None,
-            done: false,
-        };
-        futures::stream::unfold(state, |mut state| async move {
-            if state.done {
-                return None;
-            }
-            let data = match state.current.take() {
-                Some(d) => d,
-                None => match state.next.take() {
-                    None => return None,
-                    Some(link) => match state.client.get_json::<ResultData>(&link).await {
-                        Ok(d) => d,
-                        Err(e) => {
-                            state.done = true;
-                            return Some((Err(e), state));
-                        }
-                    },
-                },
-            };
-            let batches = read_chunk(&state.client, &state.schema, &data).await;
-            state.next = data.next_chunk_internal_link.clone().or_else(|| {
-                data.external_links
-                    .as_ref()
-                    .and_then(|l| l.last())
-                    .and_then(|l| l.next_chunk_internal_link.clone())
-            });
-            match batches {
-                Ok(batches) => Some((Ok(batches), state)),
-                Err(e) => {
-                    state.done = true;
-                    Some((Err(e), state))
+        // Chunk descriptions, following each chunk's link to the next (cheap JSON calls).
+        let client = self.client.clone();
+        let descriptions = futures::stream::unfold(
+            (Some(Ok(self.first.unwrap_or_default())), None::<String>),
+            move |(current, next)| {
+                let client = client.clone();
+                async move {
+                    let data: Result<ResultData> = match (current, next) {
+                        (Some(d), _) => d,
+                        (None, Some(link)) => client.get_json::<ResultData>(&link).await,
+                        (None, None) => return None,
+                    };
+                    let next = match &data {
+                        Ok(d) => d.next_chunk_internal_link.clone().or_else(|| {
+                            d.external_links
+                                .as_ref()
+                                .and_then(|l| l.last())
+                                .and_then(|l| l.next_chunk_internal_link.clone())
+                        }),
+                        Err(_) => None,
+                    };
+                    Some((data, (None, next)))
                 }
-            }
-        })
-        .flat_map(|chunk: Result<Vec<RecordBatch>>| match chunk {
-            Ok(batches) => futures::stream::iter(batches.into_iter().map(Ok)).boxed(),
-            Err(e) => futures::stream::iter([Err(e)]).boxed(),
-        })
-        .boxed()
+            },
+        );
+        let (client, schema) = (self.client, self.schema);
+        descriptions
+            .map(move |data| {
+                let (client, schema) = (client.clone(), schema.clone());
+                async move { read_chunk(&client, &schema, &data?).await }
+            })
+            .buffered(2)
+            .flat_map(|chunk: Result<Vec<RecordBatch>>| match chunk {
+                Ok(batches) => futures::stream::iter(batches.into_iter().map(Ok)).boxed(),
+                Err(e) => futures::stream::iter([Err(e)]).boxed(),
+            })
+            .boxed()
     }
 
     /// The whole (small) result as text values, row by row, as `JSON_ARRAY` gives them.
