@@ -801,3 +801,76 @@ mod events {
         );
     }
 }
+
+/// `VolumeStore` as an `object_store`: multipart writes of several parts, ranged reads, listing
+/// across pages and folders, copy and delete.
+#[test]
+fn volume_store_behaves_as_an_object_store() {
+    use futures::TryStreamExt;
+    use object_store::path::Path as ObjPath;
+    use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+
+    let f = Fixture::new(DoubleConfig::default());
+    let env = f.env();
+    let config = bridge::databricks::DatabricksConfig::resolve_with(None, |k| {
+        env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())
+    })
+    .unwrap();
+    let client = bridge::databricks::DatabricksClient::new(&config).unwrap();
+    let (store, prefix) =
+        bridge::databricks::VolumeStore::for_destination(client, "/Volumes/main/raw/landing/os")
+            .unwrap();
+    let at = |rel: &str| ObjPath::parse(format!("{prefix}/{rel}")).unwrap();
+    f.rt.block_on(async {
+        // 3 MB in parts of 1 MB, uploaded on complete.
+        let data: Vec<u8> = (0..3 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+        let upload = store.put_multipart(&at("big/file.bin")).await.unwrap();
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, 1024 * 1024);
+        writer.write(&data);
+        writer.finish().await.unwrap();
+        assert_eq!(
+            f.double
+                .file("/Volumes/main/raw/landing/os/big/file.bin")
+                .unwrap(),
+            data
+        );
+        let range = store.get_range(&at("big/file.bin"), 10..20).await.unwrap();
+        assert_eq!(&range[..], &data[10..20]);
+        let head = store.head(&at("big/file.bin")).await.unwrap();
+        assert_eq!(head.size, data.len() as u64);
+        for i in 0..5 {
+            store
+                .put(
+                    &at(&format!("small/{i}.txt")),
+                    PutPayload::from(format!("n{i}")),
+                )
+                .await
+                .unwrap();
+        }
+        let listed: Vec<String> = store
+            .list(Some(&prefix))
+            .map_ok(|m| m.location.to_string())
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(listed.len(), 6, "{listed:?}");
+        assert!(listed.contains(&"Volumes/main/raw/landing/os/small/4.txt".to_string()));
+        store
+            .copy(&at("small/0.txt"), &at("copied.txt"))
+            .await
+            .unwrap();
+        let copied = store
+            .get(&at("copied.txt"))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        assert_eq!(&copied[..], b"n0");
+        store.delete(&at("copied.txt")).await.unwrap();
+        assert!(matches!(
+            store.get(&at("copied.txt")).await,
+            Err(object_store::Error::NotFound { .. })
+        ));
+    });
+}
