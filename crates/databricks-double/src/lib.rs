@@ -58,6 +58,7 @@
 //! | DATE | TEXT `YYYY-MM-DD` | Date32 |
 //! | TIMESTAMP | TEXT ISO 8601 (no offset = UTC) | Timestamp(µs, "UTC") |
 //! | BINARY | BLOB | Binary |
+//! | ARRAY<...> | TEXT holding JSON (`array(a, b)` builds it; `from_json(text, 'array<...>')` keeps it) | Utf8 |
 //!
 //! Expression columns without declared type are typed from their values (integer → LONG, real → DOUBLE,
 //! text → STRING). JSON_ARRAY renders every value as a string (timestamps as `2024-01-02T03:04:05.123Z`,
