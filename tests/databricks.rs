@@ -343,11 +343,15 @@ fn databricks_source_streams_every_chunk_in_order() {
 
 #[test]
 fn databricks_query_values_are_bound_parameters() {
-    let f = Fixture::new(DoubleConfig::default());
+    // Inline results in chunks of 3 rows: 7 rows come in 3 chunks.
+    let f = Fixture::new(DoubleConfig {
+        chunk_rows: 3,
+        ..Default::default()
+    });
     seed_orders(&f, 30);
     databricks_to_parquet(
         &f,
-        "      sql: SELECT id, region FROM main.sales.orders WHERE region = {{ region | bind }} AND id < {{ 20 | bind }} ORDER BY id",
+        "      sql: SELECT id, region FROM main.sales.orders WHERE region = {{ region | bind }} AND id < {{ 20 | bind }} ORDER BY id\n      disposition: inline",
     );
     ok(f.bridge(&["run", "pipelines/from_databricks.yaml"]));
     let lines = batch_lines(&read_parquet(
@@ -364,6 +368,13 @@ fn databricks_query_values_are_bound_parameters() {
     assert_eq!(
         body["statement"],
         "SELECT id, region FROM main.sales.orders WHERE region = :p1 AND id < :p2 ORDER BY id"
+    );
+    assert_eq!(body["disposition"], "INLINE");
+    assert_eq!(body["format"], "JSON_ARRAY");
+    assert_eq!(
+        f.requests("GET", "/api/2.0/sql/statements/").len(),
+        2,
+        "chunks 1 and 2"
     );
     assert_eq!(
         body["parameters"],

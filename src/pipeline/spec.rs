@@ -125,6 +125,25 @@ pub struct DatabricksSourceSpec {
     /// profile's `warehouse_id`, or `DATABRICKS_WAREHOUSE_ID`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warehouse_id: Option<String>,
+    /// How results come back: `external_links` (default: Arrow files behind presigned links,
+    /// any size) or `inline` (JSON chunks in the API answers, at most 25 MiB in all).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub disposition: ResultDisposition,
+}
+
+/// How a `databricks` source's result is fetched.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ResultDisposition {
+    /// `EXTERNAL_LINKS` + `ARROW_STREAM`.
+    #[default]
+    ExternalLinks,
+    /// `INLINE` + `JSON_ARRAY`.
+    Inline,
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
 }
 
 /// A SQL Server query source.

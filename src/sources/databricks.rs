@@ -23,7 +23,7 @@ use crate::databricks::{
 use crate::error::{Error, Result};
 use crate::pipeline::plan::PlannedStep;
 use crate::pipeline::render::RenderedSql;
-use crate::pipeline::spec::DatabricksSourceSpec;
+use crate::pipeline::spec::{DatabricksSourceSpec, ResultDisposition};
 use crate::sources::Source;
 use crate::sql::SqlValue;
 
@@ -33,6 +33,7 @@ pub struct DatabricksSource {
     step: String,
     sql: RenderedSql,
     warehouse_id: Option<String>,
+    disposition: Disposition,
     settings: DatabricksSettings,
 }
 
@@ -51,6 +52,10 @@ impl DatabricksSource {
             step: step.id.clone(),
             sql,
             warehouse_id: spec.warehouse_id.clone(),
+            disposition: match spec.disposition {
+                ResultDisposition::ExternalLinks => Disposition::ExternalLinks,
+                ResultDisposition::Inline => Disposition::Inline,
+            },
             settings,
         })
     }
@@ -96,7 +101,7 @@ async fn run_statement(source: &DatabricksSource) -> Result<StatementResult> {
             &warehouse,
             &source.sql.text,
             &statement_params(&source.sql.params),
-            Disposition::ExternalLinks,
+            source.disposition,
         )
         .await
         .map_err(|e| source.fail(e))

@@ -75,6 +75,7 @@ impl SourceCatalog {
                 sql: None,
                 table: Some(parts.join(".")),
                 warehouse_id: None,
+                disposition: Default::default(),
             })),
             SourceCatalog::LocalDelta => {
                 let params = project.config_params(None)?;
