@@ -180,7 +180,19 @@ pub(crate) fn fmt_time(ticks: u64) -> String {
 
 /// `YYYY-MM-DD HH:MM:SS.fffffff`.
 pub(crate) fn fmt_datetime(days: i64, ticks: u64) -> String {
-    format!("{} {}", fmt_date(days), fmt_time(ticks))
+    use std::fmt::Write;
+    let (y, m, d) = civil_from_days(days - EPOCH_0001);
+    let secs = ticks / 10_000_000;
+    let mut s = String::with_capacity(27);
+    let _ = write!(
+        s,
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{:07}",
+        secs / 3600,
+        (secs / 60) % 60,
+        secs % 60,
+        ticks % 10_000_000
+    );
+    s
 }
 
 /// `+HH:MM` / `-HH:MM`.
@@ -292,15 +304,16 @@ pub(crate) fn parse_guid(text: &str) -> Option<[u8; 16]> {
 
 /// Uppercase canonical text of 16 big-endian GUID bytes.
 pub(crate) fn fmt_guid(b: &[u8; 16]) -> String {
-    let h: String = b.iter().map(|x| format!("{x:02X}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut s = String::with_capacity(36);
+    for (i, x) in b.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            s.push('-');
+        }
+        s.push(HEX[(x >> 4) as usize] as char);
+        s.push(HEX[(x & 15) as usize] as char);
+    }
+    s
 }
 
 /// Swap between big-endian GUID bytes and the mixed-endian wire order (self-inverse).
@@ -374,6 +387,21 @@ mod tests {
         assert_eq!(parse_temporal("01:02:03.5").unwrap().ticks, 37_235_000_000);
         assert!(parse_temporal("2023-02-29").is_none());
         assert!(parse_temporal("hello").is_none());
+    }
+
+    #[test]
+    fn datetime_text_is_date_space_time() {
+        for (days, ticks) in [
+            (0, 0),
+            (EPOCH_1900, 1),
+            (738_944, TICKS_PER_DAY - 1),
+            (3_652_058, 5),
+        ] {
+            assert_eq!(
+                fmt_datetime(days, ticks),
+                format!("{} {}", fmt_date(days), fmt_time(ticks))
+            );
+        }
     }
 
     #[test]

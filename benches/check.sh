@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# CI check of the benchmark harness (keeps it from rotting; timings are not checked):
+# a small run (50,000 rows) with the debug binaries that `cargo test --workspace` built, verifying
+# that the three extraction paths (bridge, ConnectorX, pymssql + Polars) write the same rows as
+# the loaded table, and that every write-back (bridge insert and upsert, Python baselines)
+# produced the expected table: row counts and an order-independent checksum over all columns.
+# Exits non-zero on any mismatch. Env: ROWS (default 50000), BENCH_VENV, CARGO_TARGET_DIR.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
+venv="${BENCH_VENV:-$HOME/.cache/sql-databricks-bridge/bench-venv}"
+if ! "$venv/bin/python" -c 'import connectorx, pyarrow, polars, pymssql, pytds' 2>/dev/null \
+    || ! cmp -s benches/requirements.txt "$venv/.bench-requirements.txt"; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --only-binary=:all: -r benches/requirements.txt
+  cp benches/requirements.txt "$venv/.bench-requirements.txt"
+fi
+debug="$CARGO_TARGET_DIR/debug"
+if [ ! -x "$debug/bridge" ]; then
+  cargo build -p sql-databricks-bridge --bin bridge
+fi
+if [ ! -x "$debug/tds-test-server" ]; then
+  cargo build -p tds-test-server --bin tds-test-server
+fi
+exec "$venv/bin/python" benches/run.py --rows "${ROWS:-50000}" --check \
+  --bridge "$debug/bridge" --server "$debug/tds-test-server"

@@ -1,0 +1,691 @@
+#!/usr/bin/env python3
+"""Benchmark of the bridge against the Python baselines, side by side in one run (ratios), on the
+TDS test server (crates/tds-test-server). See README.md "Benchmarks".
+
+Phases (each measured client is its own child process: wall time, peak RSS from wait4, its CPU
+seconds, and the test server's CPU seconds during it, from /proc/PID/stat):
+
+  1. generate N deterministic rows of 10 mixed columns (benchlib.py) as Parquet, plus the rows an
+     upsert writes (N rows, half of them existing keys);
+  2. write-back, insert: `bridge run` with a parquet source and the `sqlserver` sink loads the N
+     rows into dbo.bench (this is also how the extraction table is loaded);
+  3. extraction of `SELECT * FROM dbo.bench` to Parquet: `bridge run` (one connection, and
+     `partition:` on P connections), ConnectorX (1 and P partitions), the original Python path
+     (pymssql fetchall -> Polars write_parquet, on the first --python-rows rows), and a raw TDS
+     client that discards the packets (the test server's own ceiling);
+  4. write-back, upsert: `bridge run` upserts N rows (N/2 updates, N/2 inserts) into dbo.bench;
+  5. Python write-back baselines on --writeback-rows rows (pymssql executemany, pymssql multi-row
+     VALUES, python-tds bulk copy; upsert through python-tds bulk copy into a #temp table);
+  6. event latency: `bridge serve` with the local events table; E events submitted one after the
+     other through POST /sync; started_at - created_at of each (GET /events/{id}).
+
+Every output is checked: row count and an order-independent checksum over all normalised columns
+(benchlib.py) of each extraction's Parquet and of each written table (read straight from the
+server's SQLite file) against the generated data. --check (CI) runs small N and exits non-zero on
+any mismatch or failure, without timing targets and without appending to RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import glob
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+benchlib = None  # imported by main() after the spawner is forked (see Spawner)
+
+TCK = os.sysconf("SC_CLK_TCK")
+TOKEN = "bench-token-0123456789abcdef"
+
+
+class BenchError(Exception):
+    pass
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def default_binary(name: str) -> str:
+    target = os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target")
+    for profile in ("release", "debug"):
+        p = os.path.join(target, profile, name)
+        if os.path.exists(p):
+            return p
+    return os.path.join(target, "release", name)
+
+
+def proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a live process has used."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TCK
+
+
+def proc_hwm_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class Spawner:
+    """Runs measured children from a small helper process forked before polars/pyarrow are loaded.
+
+    Linux folds the memory of the process that called exec into the child's peak RSS (ru_maxrss
+    keeps the high-water mark of the pre-exec address space, which for fork/vfork is the parent's).
+    Children spawned by this harness directly would all report >= its ~200 MB; spawned by the
+    helper (~10 MB), their ru_maxrss from wait4 is their own (floor: the helper's size)."""
+
+    def __init__(self):
+        req_r, self.req_w = os.pipe()
+        self.res_r, res_w = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:  # the helper: spawn, wait4, report; until the pipe closes
+            os.close(self.req_w)
+            os.close(self.res_r)
+            with os.fdopen(req_r) as req, os.fdopen(res_w, "w") as res:
+                for line in req:
+                    m = json.loads(line)
+                    with open(m["stdout"], "w") as out, open(m["stderr"], "w") as err:
+                        try:
+                            p = subprocess.Popen(m["cmd"], stdout=out, stderr=err, env=m["env"])
+                        except OSError as e:
+                            res.write(json.dumps({"error": str(e)}) + "\n")
+                            res.flush()
+                            continue
+                    res.write(json.dumps({"pid": p.pid}) + "\n")
+                    res.flush()
+                    _, status, ru = os.wait4(p.pid, 0)
+                    res.write(json.dumps({"rc": os.waitstatus_to_exitcode(status), "maxrss_kb": ru.ru_maxrss,
+                                          "cpu_s": ru.ru_utime + ru.ru_stime}) + "\n")
+                    res.flush()
+            os._exit(0)
+        os.close(req_r)
+        os.close(res_w)
+        self.res = os.fdopen(self.res_r)
+        self.req = os.fdopen(self.req_w, "w")
+
+    def run(self, cmd: list[str], env: dict | None, stdout: str, stderr: str, timeout: float) -> dict:
+        self.req.write(json.dumps({"cmd": cmd, "env": dict(env if env is not None else os.environ),
+                                   "stdout": stdout, "stderr": stderr}) + "\n")
+        self.req.flush()
+        first = json.loads(self.res.readline())
+        if "error" in first:
+            raise BenchError(f"cannot start {cmd[0]}: {first['error']}")
+        timer = threading.Timer(timeout, lambda: os.kill(first["pid"], signal.SIGKILL))
+        timer.start()
+        try:
+            return json.loads(self.res.readline())
+        finally:
+            timer.cancel()
+
+    def close(self) -> None:
+        self.req.close()
+        os.waitpid(self.pid, 0)
+
+
+class TdsServer:
+    def __init__(self, binary: str, db: str, logdir: str):
+        self.err = open(os.path.join(logdir, "tds-server.stderr"), "w")
+        self.proc = subprocess.Popen([binary, "--port", "0", "--db", db], stdout=subprocess.PIPE,
+                                     stderr=self.err, text=True)
+        line = self.proc.stdout.readline()
+        if "listening on" not in line:
+            raise BenchError(f"tds-test-server did not start: {line!r}")
+        self.port = int(line.rsplit(":", 1)[1])
+        self.db = db
+        threading.Thread(target=self.proc.stdout.read, daemon=True).start()
+
+    def cpu(self) -> float:
+        return proc_cpu(self.proc.pid)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class Bench:
+    def __init__(self, a, spawner: Spawner):
+        self.a = a
+        self.spawner = spawner
+        self.results: list[dict] = []
+        self.checks: list[tuple[str, bool, str]] = []
+        self.work = a.workdir or tempfile.mkdtemp(prefix="bridge-bench-")
+        os.makedirs(self.work, exist_ok=True)
+        self.logs = os.path.join(self.work, "logs")
+        os.makedirs(self.logs, exist_ok=True)
+        self.project = os.path.join(self.work, "project")
+        os.makedirs(os.path.join(self.project, "pipelines"), exist_ok=True)
+        os.makedirs(os.path.join(self.project, "data"), exist_ok=True)
+        self.server: TdsServer | None = None
+        self.py = sys.executable
+        self.bytes_per_row = 0.0
+        self.n_log = 0
+
+    # ------------------------------------------------------------------ running children
+
+    def measure(self, label: str, cmd: list[str], env: dict | None = None, timeout: float | None = None) -> dict:
+        """Runs one child to completion: wall s, peak RSS MB (wait4), its CPU s, server CPU s."""
+        self.n_log += 1
+        base = os.path.join(self.logs, f"{self.n_log:02d}-{label.replace(' ', '_').replace('/', '_')}")
+        c0 = self.server.cpu()
+        t0 = time.perf_counter()
+        r = self.spawner.run(cmd, env, base + ".stdout", base + ".stderr", timeout or self.a.timeout)
+        wall = time.perf_counter() - t0
+        server_cpu = self.server.cpu() - c0
+        with open(base + ".stdout") as f:
+            stdout = f.read()
+        with open(base + ".stderr") as f:
+            stderr = f.read()
+        if r["rc"] != 0:
+            raise BenchError(f"{label}: exit {r['rc']}: {' '.join(cmd)}\n{stderr[-3000:]}{stdout[-2000:]}")
+        return {"wall_s": wall, "rss_mb": r["maxrss_kb"] / 1024, "cpu_s": r["cpu_s"],
+                "server_cpu_s": server_cpu, "stdout": stdout}
+
+    def bridge_env(self) -> dict:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SQLSERVER_") and k != "RUST_LOG"}
+        env.update(SQLSERVER_HOST="127.0.0.1", SQLSERVER_PORT=str(self.server.port), SQLSERVER_DATABASE="master",
+                   SQLSERVER_USERNAME="sa", SQLSERVER_PASSWORD="unused-by-the-test-server",
+                   SQLSERVER_ENCRYPT="danger_plaintext")
+        return env
+
+    def bridge_run(self, label: str, pipeline: str, yaml: str) -> dict:
+        path = os.path.join(self.project, "pipelines", pipeline)
+        with open(path, "w") as f:
+            f.write(yaml)
+        m = self.measure(label, [self.a.bridge, "--root", self.project, "--output", "json", "run", path],
+                         env=self.bridge_env())
+        m["summary"] = json.loads(m["stdout"])
+        return m
+
+    def tsql(self, *sql: str) -> None:
+        subprocess.run([self.py, os.path.join(HERE, "workers.py"), "tsql", "--port", str(self.server.port), *sql],
+                       check=True)
+
+    def record(self, group: str, name: str, rows: int, m: dict, **extra) -> dict:
+        r = {"group": group, "name": name, "rows": rows, "wall_s": round(m["wall_s"], 3),
+             "rows_per_s": rows / m["wall_s"] if m["wall_s"] > 0 else 0.0,
+             "mb_per_s": rows * self.bytes_per_row / m["wall_s"] / 1e6 if m["wall_s"] > 0 else 0.0,
+             "rss_mb": round(m["rss_mb"], 1), "cpu_s": round(m["cpu_s"], 2),
+             "server_cpu_s": round(m["server_cpu_s"], 2), **extra}
+        self.results.append(r)
+        log(f"{group} / {name}: {rows} rows in {m['wall_s']:.2f} s = {r['rows_per_s']:,.0f} rows/s, "
+            f"peak RSS {m['rss_mb']:.0f} MB, client CPU {m['cpu_s']:.1f} s, server CPU {m['server_cpu_s']:.1f} s")
+        return r
+
+    def check(self, what: str, got, want) -> bool:
+        ok = got == want
+        self.checks.append((what, ok, f"got {got}, expected {want}"))
+        log(f"check {what}: {'OK' if ok else 'MISMATCH'} ({got}{'' if ok else f'; expected {want}'})")
+        return ok
+
+    def parquet_files(self, folder: str) -> list[str]:
+        return sorted(glob.glob(os.path.join(self.project, folder, "**", "*.parquet"), recursive=True))
+
+    # ------------------------------------------------------------------ phases
+
+    def generate(self) -> None:
+        a = self.a
+        n = a.rows
+        data = os.path.join(self.project, "data")
+        t0 = time.perf_counter()
+        self.cuts = sorted({n, n // 2, a.python_rows, a.writeback_rows, a.writeback_rows // 2, a.small_rows})
+        nbytes, self.src_ck = benchlib.write_parquet(os.path.join(data, "src.parquet"), 0, n, 0, cuts=self.cuts)
+        self.bytes_per_row = nbytes / max(n, 1)
+        _, up = benchlib.write_parquet(os.path.join(data, "upsert.parquet"), n // 2, n, 1, cuts=[n // 2 + n])
+        self.upsert_ck = up[n // 2 + n]
+        k = a.writeback_rows
+        benchlib.write_parquet(os.path.join(data, "py_src.parquet"), 0, k, 0)  # = the first k rows of src
+        _, pu = benchlib.write_parquet(os.path.join(data, "py_upsert.parquet"), k // 2, k, 1, cuts=[k // 2 + k])
+        self.py_upsert_ck = pu[k // 2 + k]
+        log(f"generated {n} rows ({self.bytes_per_row:.0f} Arrow bytes/row) + upsert rows in "
+            f"{time.perf_counter() - t0:.1f} s (not measured)")
+
+    def writeback_insert(self) -> None:
+        n = self.a.rows
+        self.tsql(benchlib.create_table_sql("dbo.bench"))
+        m = self.bridge_run("bridge insert", "load.yaml", f"""name: bench_load
+steps:
+  - id: rows
+    source: {{type: parquet, path: data/src.parquet}}
+  - id: load
+    sink: {{type: sqlserver, from: rows, table: dbo.bench, mode: insert}}
+""")
+        self.record("write-back", "bridge sqlserver sink, insert", n, m)
+        self.check("bridge insert: dbo.bench equals the Parquet input",
+                   benchlib.checksum_sqlite(self.server.db, "bench"), self.src_ck[n])
+
+    def extraction(self) -> None:
+        a, n, p = self.a, self.a.rows, self.a.partitions
+        q = "SELECT * FROM dbo.bench"
+        base = os.path.join(HERE, "baselines")
+        m = self.measure("raw TDS read", [self.py, os.path.join(base, "raw_tds_read.py"), "--port",
+                                          str(self.server.port), "--query", q])
+        rows = json.loads(m["stdout"].strip().splitlines()[-1])["rows"]
+        self.record("extract", "server ceiling: raw TDS client, discards rows", rows, m)
+        if rows != n:
+            self.checks.append(("raw TDS read row count", False, f"{rows} != {n}"))
+
+        def bridge_extract(label: str, name: str, source: str, rows: int) -> None:
+            folder = f"out/{name}"
+            shutil.rmtree(os.path.join(self.project, folder), ignore_errors=True)
+            m = self.bridge_run(label, f"{name}.yaml", f"""name: {name}
+steps:
+  - id: t
+    source: {source}
+  - id: out
+    sink: {{type: volume, from: t, destination: out, path: {name}}}
+""")
+            self.record("extract", label, rows, m)
+            self.check(f"{label}: Parquet equals dbo.bench", benchlib.checksum_parquet(self.parquet_files(folder)),
+                       self.src_ck[rows])
+            shutil.rmtree(os.path.join(self.project, folder), ignore_errors=True)
+
+        bridge_extract("bridge run", "bridge_1", "{type: sqlserver, table: dbo.bench}", n)
+        if p > 1:
+            bridge_extract(f"bridge run, partition: {p}", f"bridge_p{p}",
+                           f"{{type: sqlserver, table: dbo.bench, partition: {{column: id, partitions: {p}}}}}", n)
+
+        def cx(label: str, extra: list[str]) -> None:
+            out = os.path.join(self.work, "cx.parquet")
+            m = self.measure(label, [self.py, os.path.join(base, "connectorx_extract.py"), "--port",
+                                     str(self.server.port), "--query", q, "--out", out, *extra])
+            self.record("extract", label, n, m)
+            self.check(f"{label}: Parquet equals dbo.bench", benchlib.checksum_parquet([out]), self.src_ck[n])
+            os.remove(out)
+
+        cx("ConnectorX -> Parquet", [])
+        if p > 1:
+            cx(f"ConnectorX -> Parquet, {p} partitions", ["--partition-on", "id", "--partition-num", str(p)])
+
+        if not a.skip_python:
+            k = a.python_rows
+            drivers = ["pymssql"] + (["pytds"] if a.python_tds else [])
+            for drv in drivers:
+                out = os.path.join(self.work, "py.parquet")
+                label = f"{drv} fetchall -> Polars write_parquet"
+                qk = q if k >= n else f"SELECT * FROM dbo.bench WHERE id < {k}"
+                m = self.measure(label, [self.py, os.path.join(base, "python_extract.py"), "--driver", drv,
+                                         "--port", str(self.server.port), "--query", qk, "--out", out])
+                self.record("extract", label, k, m, sample=k < n)
+                self.check(f"{label}: Parquet equals dbo.bench (id < {k})", benchlib.checksum_parquet([out]),
+                           self.src_ck[k])
+                os.remove(out)
+
+        if a.small_rows < n:
+            s = a.small_rows
+            bridge_extract(f"bridge run, first {s} rows (RSS scaling)", "bridge_small",
+                           f'{{type: sqlserver, sql: "SELECT * FROM dbo.bench WHERE id < {s}"}}', s)
+
+    def writeback_upsert(self) -> None:
+        n = self.a.rows
+        m = self.bridge_run("bridge upsert", "upsert.yaml", f"""name: bench_upsert
+steps:
+  - id: rows
+    source: {{type: parquet, path: data/upsert.parquet}}
+  - id: upsert
+    sink: {{type: sqlserver, from: rows, table: dbo.bench, mode: upsert, primary_keys: [id]}}
+""")
+        self.record("write-back", f"bridge sqlserver sink, upsert ({n // 2 + n % 2} updates)", n, m)
+        self.check("bridge upsert: dbo.bench equals the expected table",
+                   benchlib.checksum_sqlite(self.server.db, "bench"), self.src_ck[n // 2] + self.upsert_ck)
+
+    def python_writeback(self) -> None:
+        k = self.a.writeback_rows
+        data = os.path.join(self.project, "data")
+        w = os.path.join(HERE, "workers.py")
+        for method in self.a.writeback_methods:
+            table = "bench_py_" + method.replace("-", "_")
+            self.tsql(f"IF OBJECT_ID('{table}') IS NOT NULL DROP TABLE {table}", benchlib.create_table_sql(table))
+            m = self.measure(f"{method} insert", [self.py, w, "writeback", "--method", method, "--mode", "insert",
+                                                   "--parquet", os.path.join(data, "py_src.parquet"),
+                                                   "--table", table, "--port", str(self.server.port)])
+            self.record("write-back", f"{method}, insert", k, m, sample=k < self.a.rows)
+            self.check(f"{method} insert: {table} equals the Parquet input",
+                       benchlib.checksum_sqlite(self.server.db, table), self.src_ck[k])
+            if method == "pytds-bulk":
+                m = self.measure(f"{method} upsert", [self.py, w, "writeback", "--method", method, "--mode",
+                                                       "upsert", "--parquet", os.path.join(data, "py_upsert.parquet"),
+                                                       "--table", table, "--port", str(self.server.port)])
+                self.record("write-back", f"{method} into #stage + UPDATE/INSERT, upsert ({k // 2 + k % 2} updates)",
+                            k, m, sample=k < self.a.rows)
+                self.check(f"{method} upsert: {table} equals the expected table",
+                           benchlib.checksum_sqlite(self.server.db, table),
+                           self.src_ck[k // 2] + self.py_upsert_ck)
+
+    def events(self) -> None:
+        e = self.a.events
+        proj = os.path.join(self.work, "events")
+        os.makedirs(os.path.join(proj, "pipelines"), exist_ok=True)
+        os.makedirs(os.path.join(proj, "config"), exist_ok=True)
+        with open(os.path.join(proj, "config", "defaults.yaml"), "w") as f:
+            f.write("params:\n  lakehouse_root: output/delta\n")
+        with open(os.path.join(proj, "config", "permissions.yaml"), "w") as f:
+            f.write(f'users:\n  - name: bench\n    token: "{TOKEN}"\n    permissions:\n'
+                    f'      - table: "*"\n        access: read_write\n')
+        benchlib.write_parquet(os.path.join(proj, "ev.parquet"), 0, 10, 0)
+        pipe = os.path.join(proj, "pipelines", "mkdelta.yaml")
+        with open(pipe, "w") as f:
+            f.write("name: mkdelta\nsteps:\n  - id: rows\n    source: {type: parquet, path: ev.parquet}\n"
+                    "  - id: out\n    sink: {type: delta, from: rows, path: output/delta/main/bench/ev, mode: overwrite}\n")
+        subprocess.run([self.a.bridge, "--root", proj, "run", pipe], check=True, env=self.bridge_env(),
+                       stdout=subprocess.DEVNULL)
+        os.remove(pipe)
+        self.tsql("IF OBJECT_ID('ev_target') IS NOT NULL DROP TABLE ev_target",
+                  benchlib.create_table_sql("dbo.ev_target").replace(" PRIMARY KEY", ""))
+        err = open(os.path.join(self.logs, "serve.stderr"), "w")
+        c0 = self.server.cpu()
+        serve = subprocess.Popen([self.a.bridge, "--root", proj, "serve", "--listen", "127.0.0.1:0", "--no-schedules"],
+                                 stdout=subprocess.PIPE, stderr=err, text=True, env=self.bridge_env())
+        try:
+            line = serve.stdout.readline()
+            if not line.startswith("listening on "):
+                raise BenchError(f"bridge serve did not start: {line!r}")
+            base = line.split("listening on ", 1)[1].strip()
+            threading.Thread(target=serve.stdout.read, daemon=True).start()
+
+            import urllib.request
+
+            def call(method: str, path: str, body: dict | None = None) -> dict:
+                req = urllib.request.Request(base + path, method=method,
+                                             data=json.dumps(body).encode() if body is not None else None,
+                                             headers={"Authorization": f"Bearer {TOKEN}",
+                                                      "Content-Type": "application/json"})
+                with urllib.request.urlopen(req, timeout=60) as r:
+                    return json.loads(r.read())
+
+            lat, apply_s, seen = [], [], []
+            failed = 0
+            t_all = time.perf_counter()
+            for _ in range(e):
+                t_submit = time.perf_counter()
+                ev_id = call("POST", "/sync", {"operation": "INSERT", "source_table": "main.bench.ev",
+                                               "target_table": "dbo.ev_target"})["id"]
+                t_started = None
+                deadline = time.monotonic() + 120
+                while True:
+                    ev = call("GET", f"/events/{ev_id}")
+                    if t_started is None and ev["status"] != "pending":
+                        t_started = time.perf_counter()
+                    if ev["status"] in ("completed", "failed"):
+                        break
+                    if time.monotonic() > deadline:
+                        raise BenchError(f"event {ev_id} did not finish: {ev}")
+                    time.sleep(0.02)
+                if ev["status"] != "completed":
+                    failed += 1
+                    log(f"event {ev_id} failed: {ev.get('error_message')}")
+                    continue
+                created = dt.datetime.fromisoformat(ev["created_at"].replace("Z", "+00:00"))
+                started = dt.datetime.fromisoformat(ev["started_at"].replace("Z", "+00:00"))
+                done = dt.datetime.fromisoformat(ev["completed_at"].replace("Z", "+00:00"))
+                lat.append((started - created).total_seconds())
+                apply_s.append((done - started).total_seconds())
+                seen.append((t_started or time.perf_counter()) - t_submit)
+            wall = time.perf_counter() - t_all
+            serve_cpu = proc_cpu(serve.pid)
+            serve_rss = proc_hwm_mb(serve.pid)
+        finally:
+            serve.send_signal(signal.SIGTERM)
+            try:
+                serve.wait(60)
+            except subprocess.TimeoutExpired:
+                serve.kill()
+                serve.wait()
+        conn = __import__("sqlite3").connect(f"file:{self.server.db}?mode=ro", uri=True)
+        landed = conn.execute('SELECT COUNT(*) FROM "ev_target"').fetchone()[0]
+        conn.close()
+        self.checks.append((f"events: {e} submitted, {e - failed} completed, {landed} rows written",
+                            failed == 0 and landed == 10 * e, f"failed={failed}, rows={landed}"))
+
+        def pct(xs: list[float], q: float) -> float:
+            xs = sorted(xs)
+            return xs[min(len(xs) - 1, max(0, int(round(q * len(xs) + 0.5)) - 1))] if xs else float("nan")
+
+        self.event_stats = {"events": e, "completed": len(lat), "p50_s": pct(lat, 0.5), "p99_s": pct(lat, 0.99),
+                            "max_s": max(lat) if lat else float("nan"),
+                            "apply_p50_s": pct(apply_s, 0.5), "client_seen_p50_s": pct(seen, 0.5),
+                            "wall_s": wall, "serve_rss_mb": serve_rss, "serve_cpu_s": serve_cpu,
+                            "server_cpu_s": self.server.cpu() - c0}
+        log(f"events: p50 {self.event_stats['p50_s']:.3f} s, p99 {self.event_stats['p99_s']:.3f} s "
+            f"(started_at - created_at over {len(lat)} events); apply p50 {self.event_stats['apply_p50_s']:.3f} s")
+
+    # ------------------------------------------------------------------ report
+
+    def find(self, group: str, prefix: str) -> dict | None:
+        for r in self.results:
+            if r["group"] == group and r["name"].startswith(prefix):
+                return r
+        return None
+
+    def report(self) -> str:
+        a = self.a
+        lines = []
+        ts = dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+        lines.append(f"### {ts} — N = {a.rows:,} rows, {machine()}")
+        lines.append("")
+        lines.append(f"bridge `{a.bridge}` ({profile_of(a.bridge)}), tds-test-server `{a.server}` "
+                     f"({profile_of(a.server)}), git {git_rev()}. MB/s = rows/s x {self.bytes_per_row:.0f} "
+                     f"B/row (the data set's Arrow size). Wall time includes process start and connect.")
+        lines.append("")
+        lines.append("| phase | path | rows | wall s | rows/s | MB/s | peak RSS MB | client CPU s | server CPU s |")
+        lines.append("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+        for r in self.results:
+            name = r["name"] + (" (sample)" if r.get("sample") else "")
+            lines.append(f"| {r['group']} | {name} | {r['rows']:,} | {r['wall_s']:.2f} | {r['rows_per_s']:,.0f} | "
+                         f"{r['mb_per_s']:.1f} | {r['rss_mb']:.0f} | {r['cpu_s']:.1f} | {r['server_cpu_s']:.1f} |")
+        if hasattr(self, "event_stats"):
+            s = self.event_stats
+            lines.append(f"| events | bridge serve, POST /sync one at a time: started_at - created_at | "
+                         f"{s['completed']} events | {s['wall_s']:.1f} | p50 {s['p50_s'] * 1000:.0f} ms | "
+                         f"p99 {s['p99_s'] * 1000:.0f} ms | {s['serve_rss_mb']:.0f} | {s['serve_cpu_s']:.1f} | "
+                         f"{s['server_cpu_s']:.1f} |")
+        lines.append("")
+        lines.append("Ratios (rows/s, bridge / baseline; baselines on a sample ran on fewer rows, see the table):")
+        lines.append("")
+        lines.append("| ratio | value | target | met |" if not a.check else
+                     "| ratio | value | target | met (not evaluated with --check) |")
+        lines.append("|---|---:|---|---|")
+
+        def ratio(label, num, den, target=None, higher=True):
+            if num is None or den is None:
+                return
+            v = num["rows_per_s"] / den["rows_per_s"]
+            if a.check:
+                target = None
+            met = "" if target is None else ("yes" if (v >= target if higher else v <= target) else "**no**")
+            lines.append(f"| {label} | {v:.2f}x | {'' if target is None else f'>= {target}x'} | {met} |")
+
+        def met(ok: bool) -> str:
+            return "" if a.check else "yes" if ok else "**no**"
+
+        p = a.partitions
+        b1 = self.find("extract", "bridge run")
+        bp = self.find("extract", f"bridge run, partition: {p}") if p > 1 else None
+        c1 = self.find("extract", "ConnectorX -> Parquet")
+        cp = self.find("extract", f"ConnectorX -> Parquet, {p} partitions") if p > 1 else None
+        py = self.find("extract", "pymssql fetchall")
+        raw = self.find("extract", "server ceiling")
+        best_b = max([x for x in (b1, bp) if x], key=lambda r: r["rows_per_s"], default=None)
+        best_c = max([x for x in (c1, cp) if x], key=lambda r: r["rows_per_s"], default=None)
+        ratio("extract: bridge / ConnectorX (1 connection each)", b1, c1, 1.5)
+        ratio(f"extract: bridge / ConnectorX ({p} partitions each)", bp, cp, 1.5)
+        ratio("extract: best bridge / best ConnectorX", best_b, best_c, 1.5)
+        ratio("extract: bridge (1 connection) / pymssql + Polars", b1, py, 10)
+        ratio("extract: best bridge / pymssql + Polars", best_b, py, 10)
+        ratio("extract: bridge (1 connection) / raw TDS client (server ceiling)", b1, raw)
+        ratio("extract: best bridge / raw TDS client (server ceiling)", best_b, raw)
+        ratio("extract: ConnectorX / raw TDS client (server ceiling)", c1, raw)
+        bi = self.find("write-back", "bridge sqlserver sink, insert")
+        bu = self.find("write-back", "bridge sqlserver sink, upsert")
+        for method in a.writeback_methods:
+            ratio(f"write-back insert: bridge / {method}", bi, self.find("write-back", f"{method}, insert"),
+                  5 if method == "pymssql-executemany" else None)
+        ratio("write-back upsert: bridge / pytds-bulk + UPDATE/INSERT", bu,
+              self.find("write-back", "pytds-bulk into #stage"))
+        small = self.find("extract", "bridge run, first")
+        if b1:
+            lines.append(f"| peak RSS of `bridge run` at {a.rows:,} rows | {b1['rss_mb']:.0f} MB | < 300 MB "
+                         f"(at 10M) | {met(b1['rss_mb'] < 300)} |")
+        if b1 and small:
+            g = b1["rss_mb"] / small["rss_mb"]
+            # Below one Parquet row group (the volume sink's default is 1,048,576 rows) the writer's
+            # buffer grows with the rows, so flatness is only meaningful from 1M rows on.
+            flat = small["rows"] >= 1_000_000
+            lines.append(f"| peak RSS `bridge run` {a.rows:,} rows / {small['rows']:,} rows | {g:.2f}x | <= 1.10x "
+                         f"(10M vs 1M) | {met(g <= 1.10) if flat else 'n/a: below one 1M-row row group'} |")
+        if bp:
+            lines.append(f"| peak RSS of `bridge run`, {p} partitions | {bp['rss_mb']:.0f} MB | < 300 MB | "
+                         f"{met(bp['rss_mb'] < 300)} |")
+        if hasattr(self, "event_stats"):
+            s = self.event_stats
+            lines.append(f"| event latency p50 (p99) | {s['p50_s'] * 1000:.0f} ms ({s['p99_s'] * 1000:.0f} ms) | "
+                         f"p50 < 1 s | {met(s['p50_s'] < 1)} |")
+        lines.append("")
+        bad = [c for c in self.checks if not c[1]]
+        lines.append(f"Output checks (row count + order-independent checksum vs the generated data): "
+                     f"{len(self.checks) - len(bad)}/{len(self.checks)} OK"
+                     + ("" if not bad else "; FAILED: " + "; ".join(f"{w} ({d})" for w, _, d in bad)) + ".")
+        lines.append("")
+        return "\n".join(lines)
+
+    def run(self) -> int:
+        a = self.a
+        log(f"work dir {self.work}; bridge {a.bridge}; server {a.server}")
+        self.generate()
+        self.server = TdsServer(a.server, os.path.join(self.work, "bench.db"), self.logs)
+        log(f"tds-test-server on port {self.server.port}")
+        try:
+            phases = [("write-back insert", self.writeback_insert), ("extraction", self.extraction),
+                      ("write-back upsert", self.writeback_upsert)]
+            if not a.skip_python:
+                phases.append(("python write-back", self.python_writeback))
+            if a.events > 0:
+                phases.append(("events", self.events))
+            for name, fn in phases:
+                try:
+                    fn()
+                except BenchError as e:
+                    self.checks.append((f"{name} ran", False, str(e).splitlines()[0]))
+                    log(f"FAILED {name}: {e}")
+                    if name == "write-back insert":
+                        break
+        finally:
+            self.server.stop()
+        text = self.report()
+        print(text)
+        failed = [c for c in self.checks if not c[1]]
+        if not a.check and not a.no_append:
+            with open(a.results, "a") as f:
+                f.write("\n" + text)
+            log(f"appended to {a.results}")
+        if not a.keep and not a.workdir:
+            shutil.rmtree(self.work, ignore_errors=True)
+        if failed:
+            log(f"{len(failed)} check(s) failed; logs under {self.logs}" + ("" if a.keep or a.workdir else
+                                                                             " (removed; use --keep)"))
+            return 1
+        return 0
+
+
+def profile_of(path: str) -> str:
+    parts = os.path.normpath(path).split(os.sep)
+    return "release" if "release" in parts else "debug" if "debug" in parts else "?"
+
+
+def git_rev() -> str:
+    try:
+        rev = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True).stdout.strip()
+        return rev + ("+dirty" if dirty else "")
+    except OSError:
+        return "?"
+
+
+def machine() -> str:
+    cpu = platform.processor() or "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    try:
+        load = "load %.1f" % os.getloadavg()[0]
+    except OSError:
+        load = ""
+    return f"{platform.node()}: {os.cpu_count()} cores {cpu}, {mem:.0f} GiB, {load} at start"
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rows", type=int, default=10_000_000, help="rows of the data set (default 10,000,000)")
+    p.add_argument("--check", action="store_true",
+                   help="CI mode: verify every output, exit 1 on any mismatch; no targets, no RESULTS.md")
+    p.add_argument("--bridge", default=default_binary("bridge"),
+                   help="bridge binary (default $CARGO_TARGET_DIR/release/bridge, else debug)")
+    p.add_argument("--server", default=default_binary("tds-test-server"), help="tds-test-server binary (same default)")
+    p.add_argument("--partitions", type=int, default=2, help="connections of the partitioned runs (default 2)")
+    p.add_argument("--python-rows", type=int,
+                   help="rows the Python extraction reads (first ids; default min(N, 1,000,000): it holds "
+                        "every row as Python objects, ~1.5 KB/row)")
+    p.add_argument("--writeback-rows", type=int,
+                   help="rows the Python write-back baselines write (default min(N, 50,000); --check: 5,000)")
+    p.add_argument("--small-rows", type=int, help="rows of the RSS-scaling extraction (default N/10)")
+    p.add_argument("--skip-python", action="store_true", help="no Python extraction or write-back baselines")
+    p.add_argument("--python-tds", action="store_true", help="also the python-tds + Polars extraction path")
+    p.add_argument("--writeback-methods", default="pytds-bulk,pymssql-values,pymssql-executemany",
+                   help="Python write-back baselines (comma-separated)")
+    p.add_argument("--events", type=int, help="sync events for the latency measure (default 100; --check: 5)")
+    p.add_argument("--workdir", help="keep everything in this folder (default a temp folder, removed)")
+    p.add_argument("--keep", action="store_true", help="keep the temp folder")
+    p.add_argument("--results", default=os.path.join(HERE, "RESULTS.md"))
+    p.add_argument("--no-append", action="store_true", help="do not append to RESULTS.md")
+    p.add_argument("--timeout", type=float, default=3600, help="seconds any one child may run")
+    a = p.parse_args()
+    n = a.rows
+    a.python_rows = min(n, a.python_rows or 1_000_000)
+    a.writeback_rows = min(n, a.writeback_rows or (5_000 if a.check else 50_000))
+    a.small_rows = min(n, a.small_rows or max(1, n // 10))
+    a.events = a.events if a.events is not None else (5 if a.check else 100)
+    a.writeback_methods = [m for m in a.writeback_methods.split(",") if m]
+    for b in (a.bridge, a.server):
+        if not os.access(b, os.X_OK):
+            p.error(f"{b} not found: build it (cargo build --release -p sql-databricks-bridge -p tds-test-server)")
+    spawner = Spawner()
+    global benchlib
+    import benchlib as _benchlib
+
+    benchlib = _benchlib
+    try:
+        return Bench(a, spawner).run()
+    finally:
+        spawner.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
