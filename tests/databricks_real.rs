@@ -82,3 +82,73 @@ fn real_statement_streams_arrow_chunks() {
     let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
     assert_eq!(rows, 200_000);
 }
+
+/// The events table on a real warehouse: `primary_keys` is a real ARRAY<STRING> column, read back
+/// through the Statement Execution API; a claim and a finish are conditional updates. Needs
+/// `DATABRICKS_TEST_SCHEMA`, a `catalog.schema` where tables may be created (one is created and
+/// dropped).
+#[test]
+fn real_events_table_round_trips_an_event() {
+    if !configured(&["DATABRICKS_WAREHOUSE_ID", "DATABRICKS_TEST_SCHEMA"]) {
+        return;
+    }
+    use bridge::sync::{DatabricksEvents, EventStore, NewEvent, Operation, Outcome};
+    let schema = std::env::var("DATABRICKS_TEST_SCHEMA").unwrap();
+    let warehouse = std::env::var("DATABRICKS_WAREHOUSE_ID").unwrap();
+    let table = format!(
+        "{schema}.bridge_events_it_{}",
+        uuid::Uuid::new_v4().simple()
+    );
+    let s = Scratch::empty();
+    ok(s.bridge(&["setup-events-table", "--table", &table, "--apply"]));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let config = bridge::databricks::DatabricksConfig::resolve(None).unwrap();
+        let client = bridge::databricks::DatabricksClient::new(&config).unwrap();
+        let store = DatabricksEvents::new(client.clone(), &warehouse, &table).unwrap();
+        let outcome = async {
+            let submitted = store
+                .submit(NewEvent {
+                    operation: Operation::Upsert,
+                    source_table: "main.s.t".into(),
+                    target_table: "dbo.T".into(),
+                    primary_keys: vec!["id".into(), "period".into()],
+                    filter: None,
+                    created_by: Some("bridge-it".into()),
+                })
+                .await
+                .unwrap();
+            let read = store.get(&submitted.event_id).await.unwrap().unwrap();
+            assert_eq!(read.primary_keys, ["id", "period"]);
+            let claimed = store.claim_next("it-worker").await.unwrap().unwrap();
+            assert_eq!(claimed.event_id, submitted.event_id);
+            assert_eq!(claimed.primary_keys, ["id", "period"]);
+            assert!(store.claim_next("it-other").await.unwrap().is_none());
+            let done = Outcome::Completed { rows_affected: 2 };
+            assert!(
+                store
+                    .finish(&submitted.event_id, "it-worker", &done)
+                    .await
+                    .unwrap()
+            );
+            let read = store.get(&submitted.event_id).await.unwrap().unwrap();
+            assert_eq!(read.status.as_str(), "completed");
+            assert_eq!(read.rows_affected, Some(2));
+        };
+        // The table goes even when an assertion fails.
+        let result = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(outcome)).await;
+        let quoted = bridge::sql::quote_ident(&table, bridge::sql::Dialect::Databricks).unwrap();
+        client
+            .execute_statement(
+                &warehouse,
+                &format!("DROP TABLE IF EXISTS {quoted}"),
+                &[],
+                bridge::databricks::Disposition::Inline,
+            )
+            .await
+            .unwrap();
+        if let Err(panic) = result {
+            std::panic::resume_unwind(panic);
+        }
+    });
+}

@@ -116,12 +116,7 @@ impl DatabricksEvents {
 
     /// Rows of a query as events.
     async fn events(&self, where_sql: &str, params: &[StatementParam]) -> Result<Vec<Event>> {
-        let columns: Vec<&str> = EVENT_COLUMNS.iter().map(|c| c.name).collect();
-        let sql = format!(
-            "SELECT {} FROM {} {where_sql}",
-            columns.join(", "),
-            self.quoted
-        );
+        let sql = format!("SELECT {} FROM {} {where_sql}", select_list(), self.quoted);
         let rows = self
             .statement(&sql, params)
             .await
@@ -167,6 +162,20 @@ impl DatabricksEvents {
             .next()
             .and_then(|r| r.into_iter().next().flatten()))
     }
+}
+
+/// The columns of [`EVENT_COLUMNS`] as a select list. ARRAY columns are selected as
+/// `to_json(col)`: the manifest reports them as `ARRAY`, which results cannot carry as Arrow
+/// text, while their JSON is a plain STRING that [`event_of`] parses.
+fn select_list() -> String {
+    EVENT_COLUMNS
+        .iter()
+        .map(|c| match c.ty {
+            ColumnType::StringArray => format!("to_json({0}) AS {0}", c.name),
+            _ => c.name.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Whether Delta refused a write because of a concurrent one.
@@ -226,11 +235,6 @@ fn event_of(row: &[Option<String>]) -> std::result::Result<Event, String> {
         Some(json) => serde_json::from_str::<Vec<String>>(json)
             .map_err(|e| format!("primary_keys `{json}`: {e}"))?,
     };
-    debug_assert!(
-        EVENT_COLUMNS
-            .iter()
-            .any(|c| c.ty == ColumnType::StringArray)
-    );
     Ok(Event {
         event_id: need("event_id")?.to_string(),
         operation: need("operation")?.parse::<Operation>()?,
@@ -494,6 +498,16 @@ mod tests {
         }
         assert!(DatabricksEvents::create_table_sql("events").is_err());
         assert!(DatabricksEvents::create_table_sql("a.b.c; DROP TABLE x").is_err());
+    }
+
+    #[test]
+    fn array_columns_are_selected_as_json() {
+        let list = select_list();
+        assert!(
+            list.contains("to_json(primary_keys) AS primary_keys"),
+            "{list}"
+        );
+        assert!(list.starts_with("event_id, "), "{list}");
     }
 
     #[test]

@@ -58,11 +58,13 @@
 //! | DATE | TEXT `YYYY-MM-DD` | Date32 |
 //! | TIMESTAMP | TEXT ISO 8601 (no offset = UTC) | Timestamp(µs, "UTC") |
 //! | BINARY | BLOB | Binary |
-//! | ARRAY<...> | TEXT holding JSON (`array(a, b)` builds it; `from_json(text, 'array<...>')` keeps it) | Utf8 |
+//! | ARRAY<T> (T simple, not DECIMAL) | JSON text in a column declared `ARRAY_OF_T` (`array(a, b)` builds it; `from_json(text, 'array<...>')` keeps it; `to_json(col)` gives it back as a STRING) | List<T> |
 //!
 //! Expression columns without declared type are typed from their values (integer → LONG, real → DOUBLE,
-//! text → STRING). JSON_ARRAY renders every value as a string (timestamps as `2024-01-02T03:04:05.123Z`,
-//! decimals with exactly `s` decimals, binary as base64).
+//! text → STRING). ARRAY columns of tables are reported as Databricks does (`type_name` `ARRAY`, `type_text`
+//! `ARRAY<STRING>`); `array(...)` expressions, having no declared type, report STRING. JSON_ARRAY renders every
+//! value as a string (timestamps as `2024-01-02T03:04:05.123Z`, decimals with exactly `s` decimals, binary as
+//! base64, arrays as compact JSON `["a","b"]`).
 
 mod engine;
 mod error;
@@ -334,7 +336,7 @@ impl Shared {
 
 /// Databricks functions the bridge and notebooks use, over SQLite: `array(a, b, ...)` gives the
 /// JSON text `["a","b"]` (how ARRAY<STRING> columns are stored), `from_json(text, 'array<...>')`
-/// keeps the JSON text.
+/// keeps the JSON text, `to_json(array)` gives it as compact JSON text.
 fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
     use rusqlite::functions::FunctionFlags;
     conn.create_scalar_function(
@@ -342,10 +344,18 @@ fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
         -1,
         FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
         |ctx| {
+            use rusqlite::types::ValueRef;
             let items = (0..ctx.len())
-                .map(|i| ctx.get::<Option<String>>(i))
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(serde_json::to_string(&items).expect("strings serialize"))
+                .map(|i| match ctx.get_raw(i) {
+                    ValueRef::Null => serde_json::Value::Null,
+                    ValueRef::Integer(n) => n.into(),
+                    ValueRef::Real(f) => f.into(),
+                    ValueRef::Text(t) | ValueRef::Blob(t) => {
+                        String::from_utf8_lossy(t).into_owned().into()
+                    }
+                })
+                .collect::<Vec<serde_json::Value>>();
+            Ok(serde_json::Value::Array(items).to_string())
         },
     )?;
     conn.create_scalar_function(
@@ -353,5 +363,23 @@ fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
         2,
         FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
         |ctx| ctx.get::<Option<String>>(0),
+    )?;
+    conn.create_scalar_function(
+        "to_json",
+        1,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| {
+            let Some(text) = ctx.get::<Option<String>>(0)? else {
+                return Ok(None);
+            };
+            match serde_json::from_str::<serde_json::Value>(&text) {
+                Ok(v @ (serde_json::Value::Array(_) | serde_json::Value::Object(_))) => {
+                    Ok(Some(v.to_string()))
+                }
+                _ => Err(rusqlite::Error::UserFunctionError(
+                    "[DATATYPE_MISMATCH] to_json needs an ARRAY, MAP or STRUCT".into(),
+                )),
+            }
+        },
     )
 }

@@ -3,6 +3,8 @@
 
 use std::collections::BTreeSet;
 
+use crate::types::{ARRAY_DECL_PREFIX, Kind};
+
 /// One lexical token. Whitespace and comments collapse into `Space`.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Tok {
@@ -651,22 +653,42 @@ fn rewrite(toks: Vec<Tok>, ctx: &Ctx) -> Result<Vec<Tok>, String> {
                 continue;
             }
             if u == "ARRAY" && is_create && next_sig(i + 1).is_some_and(|k| toks[k].is_punct("<")) {
-                // ARRAY<...> columns are stored as JSON text.
+                // ARRAY<element> columns are stored as JSON text, declared `ARRAY_OF_<ELEMENT>`
+                // so that results report them as ARRAY, as Databricks does.
                 let mut depth = 0usize;
                 let mut k = i + 1;
+                let mut inner = Vec::new();
                 while k < toks.len() {
                     if toks[k].is_punct("<") {
                         depth += 1;
+                        if depth == 1 {
+                            k += 1;
+                            continue;
+                        }
                     } else if toks[k].is_punct(">") {
                         depth -= 1;
                         if depth == 0 {
                             break;
                         }
                     }
+                    inner.push(toks[k].clone());
                     k += 1;
                 }
-                out.push(Tok::Word("TEXT".into()));
-                prev = Some("TEXT".into());
+                let element = render(&inner);
+                let kind = Kind::from_decltype(element.trim())
+                    .and_then(Kind::array_of)
+                    .ok_or_else(|| {
+                        format!(
+                            "[UNSUPPORTED_DATATYPE] the double stores ARRAY of simple types only, not ARRAY<{}>",
+                            element.trim()
+                        )
+                    })?;
+                let Kind::Array(of) = kind else {
+                    unreachable!("array_of gives an array")
+                };
+                let decl = format!("{ARRAY_DECL_PREFIX}{}", of.type_name());
+                out.push(Tok::Word(decl.clone()));
+                prev = Some(decl);
                 i = k + 1;
                 continue;
             }

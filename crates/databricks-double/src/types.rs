@@ -5,10 +5,11 @@ use std::sync::Arc;
 
 use arrow::array::{
     ArrayRef, BinaryArray, BooleanArray, Date32Array, Decimal128Array, Float32Array, Float64Array,
-    Int8Array, Int16Array, Int32Array, Int64Array, NullArray, StringArray,
+    Int8Array, Int16Array, Int32Array, Int64Array, ListArray, NullArray, StringArray,
     TimestampMicrosecondArray,
 };
-use arrow::datatypes::{DataType, TimeUnit};
+use arrow::buffer::{NullBuffer, OffsetBuffer, ScalarBuffer};
+use arrow::datatypes::{DataType, Field, TimeUnit};
 use base64::Engine as _;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use rusqlite::types::Value;
@@ -29,7 +30,27 @@ pub(crate) enum Kind {
     Utf8,
     Binary,
     Null,
+    /// `ARRAY<element>` of a simple element type, stored as JSON text.
+    Array(&'static Kind),
 }
+
+/// Element types an `ARRAY<...>` column may have (decimals and nested types are not supported).
+static ARRAY_ELEMENTS: [Kind; 10] = [
+    Kind::Bool,
+    Kind::I8,
+    Kind::I16,
+    Kind::I32,
+    Kind::I64,
+    Kind::F32,
+    Kind::F64,
+    Kind::Date,
+    Kind::Timestamp,
+    Kind::Utf8,
+];
+
+/// Declared-type prefix of ARRAY columns in SQLite: `ARRAY<STRING>` is declared `ARRAY_OF_STRING`
+/// (no affinity keyword, so SQLite keeps the JSON text as it is).
+pub(crate) const ARRAY_DECL_PREFIX: &str = "ARRAY_OF_";
 
 /// One typed value of a result column.
 #[derive(Clone, Debug, PartialEq)]
@@ -49,6 +70,9 @@ impl Kind {
     /// Maps a SQLite declared type (as written in CREATE TABLE) to a Databricks type.
     pub fn from_decltype(decl: &str) -> Option<Kind> {
         let d = decl.trim().to_ascii_uppercase();
+        if let Some(element) = d.strip_prefix(ARRAY_DECL_PREFIX) {
+            return Kind::array_of(Kind::from_decltype(element)?);
+        }
         let (base, args) = match d.find('(') {
             Some(p) => (
                 d[..p].trim().to_string(),
@@ -94,6 +118,14 @@ impl Kind {
         })
     }
 
+    /// `ARRAY<element>`, when `element` is a supported element type.
+    pub fn array_of(element: Kind) -> Option<Kind> {
+        ARRAY_ELEMENTS
+            .iter()
+            .find(|k| **k == element)
+            .map(Kind::Array)
+    }
+
     /// Infers a type from the values of an expression column without declared type.
     pub fn infer<'a>(values: impl Iterator<Item = &'a Value>) -> Kind {
         let mut kind = Kind::Null;
@@ -131,6 +163,7 @@ impl Kind {
             Kind::Utf8 => "STRING",
             Kind::Binary => "BINARY",
             Kind::Null => "NULL",
+            Kind::Array(_) => "ARRAY",
         }
     }
 
@@ -150,6 +183,9 @@ impl Kind {
             Kind::Utf8 => "string".into(),
             Kind::Binary => "binary".into(),
             Kind::Null => "void".into(),
+            Kind::Array(element) => {
+                format!("ARRAY<{}>", element.type_text().to_ascii_uppercase())
+            }
         }
     }
 
@@ -168,6 +204,9 @@ impl Kind {
             Kind::Utf8 => DataType::Utf8,
             Kind::Binary => DataType::Binary,
             Kind::Null => DataType::Null,
+            Kind::Array(element) => {
+                DataType::List(Arc::new(Field::new_list_field(element.arrow_type(), true)))
+            }
         }
     }
 }
@@ -259,7 +298,50 @@ pub(crate) fn convert(v: Value, kind: Kind) -> Result<Cell, String> {
             Value::Text(t) => Cell::Bytes(t.into_bytes()),
             other => return Err(bad(&other)),
         },
+        Kind::Array(element) => match &v {
+            Value::Text(t) => {
+                let items = array_items(t, *element).map_err(|m| format!("{} ({m})", bad(&v)))?;
+                // Compact JSON, as the JSON_ARRAY format renders arrays.
+                let json: Vec<serde_json::Value> = items
+                    .iter()
+                    .map(|c| match render(c, *element) {
+                        None => serde_json::Value::Null,
+                        Some(text) => match c {
+                            Cell::Int(_) | Cell::Float(_) | Cell::Bool(_) => {
+                                serde_json::from_str(&text)
+                                    .unwrap_or(serde_json::Value::String(text))
+                            }
+                            _ => serde_json::Value::String(text),
+                        },
+                    })
+                    .collect();
+                Cell::Text(serde_json::Value::Array(json).to_string())
+            }
+            _ => return Err(bad(&v)),
+        },
     })
+}
+
+/// The elements of an array stored as JSON text, as cells of the element type.
+fn array_items(json: &str, element: Kind) -> Result<Vec<Cell>, String> {
+    let items: Vec<serde_json::Value> =
+        serde_json::from_str(json).map_err(|e| format!("not a JSON array: {e}"))?;
+    items
+        .into_iter()
+        .map(|item| {
+            let value = match item {
+                serde_json::Value::Null => Value::Null,
+                serde_json::Value::Bool(b) => Value::Integer(b as i64),
+                serde_json::Value::Number(n) => match n.as_i64() {
+                    Some(i) => Value::Integer(i),
+                    None => Value::Real(n.as_f64().unwrap_or(f64::NAN)),
+                },
+                serde_json::Value::String(s) => Value::Text(s),
+                other => return Err(format!("nested value {other} in an array of simple values")),
+            };
+            convert(value, element)
+        })
+        .collect()
 }
 
 /// Renders a cell the way the JSON_ARRAY format does: every value a string, NULL as null.
@@ -379,6 +461,28 @@ pub(crate) fn build_array(
             _ => None,
         }))),
         Kind::Null => Arc::new(NullArray::new(cells.len())),
+        Kind::Array(element) => {
+            let mut offsets = vec![0i32];
+            let mut valid = Vec::with_capacity(cells.len());
+            let mut items = Vec::new();
+            for cell in cells {
+                if let Cell::Text(json) = cell {
+                    items.extend(
+                        array_items(json, *element).map_err(arrow::error::ArrowError::CastError)?,
+                    );
+                    valid.push(true);
+                } else {
+                    valid.push(false);
+                }
+                offsets.push(items.len() as i32);
+            }
+            Arc::new(ListArray::try_new(
+                Arc::new(Field::new_list_field(element.arrow_type(), true)),
+                OffsetBuffer::new(ScalarBuffer::from(offsets)),
+                build_array(*element, &items)?,
+                Some(NullBuffer::from(valid)),
+            )?)
+        }
     })
 }
 

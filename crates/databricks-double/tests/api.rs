@@ -496,6 +496,62 @@ async fn inline_json_array_over_several_chunks() {
     t.dbx.shutdown().await;
 }
 
+/// ARRAY columns are reported as Databricks reports them (`type_name` ARRAY), rendered as compact
+/// JSON in JSON_ARRAY, as Arrow lists in ARROW_STREAM; `to_json(col)` is a STRING.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn array_columns_are_reported_as_array() {
+    let t = T::start(DoubleConfig::default()).await;
+    t.run("CREATE TABLE main.s.ev (id BIGINT, keys ARRAY<STRING>, nums ARRAY<BIGINT>)")
+        .await;
+    t.run("INSERT INTO main.s.ev VALUES (1, from_json('[\"id\", \"period\"]', 'array<string>'), array(1, 2)), (2, NULL, NULL)")
+        .await;
+    let v = t
+        .run("SELECT id, keys, nums, to_json(keys) AS keys_json FROM main.s.ev ORDER BY id")
+        .await;
+    let cols = v["manifest"]["schema"]["columns"].as_array().unwrap();
+    assert_eq!(cols[1]["type_name"], "ARRAY", "{v}");
+    assert_eq!(cols[1]["type_text"], "ARRAY<STRING>");
+    assert_eq!(cols[2]["type_name"], "ARRAY");
+    assert_eq!(cols[2]["type_text"], "ARRAY<BIGINT>");
+    assert_eq!(cols[3]["type_name"], "STRING");
+    assert_eq!(
+        v["result"]["data_array"],
+        json!([
+            ["1", r#"["id","period"]"#, "[1,2]", r#"["id","period"]"#],
+            ["2", null, null, null]
+        ])
+    );
+
+    let v = t
+        .sql(json!({
+            "statement": "SELECT keys FROM main.s.ev ORDER BY id",
+            "warehouse_id": "wh-test", "disposition": "EXTERNAL_LINKS", "format": "ARROW_STREAM"
+        }))
+        .await;
+    let url = v["result"]["external_links"][0]["external_link"]
+        .as_str()
+        .unwrap();
+    let bytes = t.http.get(url).send().await.unwrap().bytes().await.unwrap();
+    let batch = StreamReader::try_new(Cursor::new(bytes.to_vec()), None)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    let keys = batch.column(0).as_list::<i32>();
+    assert_eq!(keys.len(), 2);
+    assert!(keys.is_null(1));
+    let first = keys.value(0);
+    let first = first.as_string::<i32>();
+    assert_eq!((first.value(0), first.value(1)), ("id", "period"));
+
+    // Nested or decimal elements are refused at CREATE, not silently stored as text.
+    let v = t
+        .sql(json!({"statement": "CREATE TABLE main.s.bad (a ARRAY<ARRAY<STRING>>)", "warehouse_id": "wh-test"}))
+        .await;
+    assert_eq!(v["status"]["state"], "FAILED", "{v}");
+    t.dbx.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn external_links_arrow_stream() {
     let t = T::start(DoubleConfig {
