@@ -491,6 +491,100 @@ async fn watcher_swaps_valid_edits_and_keeps_the_old_set_on_broken_ones() {
     assert_eq!(status, 404);
 }
 
+/// Posts a run until the server takes it (the watcher reloads in the background).
+async fn run_when_served(server: &Server, pipeline: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = server
+            .post(
+                "/runs",
+                Some(READER),
+                json!({"pipeline": pipeline, "country": "colombia"}),
+            )
+            .await;
+        if status == 202 {
+            return server.wait_finished(body["id"].as_str().unwrap()).await;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pipeline `{pipeline}` never picked up: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn watcher_follows_a_deleted_and_recreated_pipelines_folder() {
+    let scratch = project();
+    let server = Server::start(&scratch, &["--no-schedules"]);
+    let demo = std::fs::read_to_string(scratch.path("pipelines/demo.yaml")).unwrap();
+    let slow = std::fs::read_to_string(scratch.path("pipelines/slow.yaml")).unwrap();
+    // `rm -rf pipelines && cp -r ...`, as a checkout of another branch does.
+    std::fs::remove_dir_all(scratch.path("pipelines")).unwrap();
+    scratch.write("pipelines/demo.yaml", &demo);
+    scratch.write("pipelines/slow.yaml", &slow);
+    scratch.write(
+        "pipelines/recreated.yaml",
+        &demo.replacen("name: demo", "name: recreated", 1),
+    );
+    let job = run_when_served(&server, "recreated").await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    // The new folder is watched: a later edit inside it is picked up too.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    scratch.write(
+        "pipelines/edited.yaml",
+        &demo.replacen("name: demo", "name: edited", 1),
+    );
+    let job = run_when_served(&server, "edited").await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    // And again after a second replacement.
+    std::fs::remove_dir_all(scratch.path("pipelines")).unwrap();
+    scratch.write("pipelines/demo.yaml", &demo);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    scratch.write(
+        "pipelines/again.yaml",
+        &demo.replacen("name: demo", "name: again", 1),
+    );
+    let job = run_when_served(&server, "again").await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let (status, _) = server
+        .post("/runs", Some(READER), json!({"pipeline": "edited"}))
+        .await;
+    assert_eq!(status, 404, "the removed folder's pipelines are gone");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_permissions_file_outside_config_reloads() {
+    let scratch = project();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let file = elsewhere.path().join("permissions.yaml");
+    let text = std::fs::read_to_string(scratch.path("config/permissions.yaml")).unwrap();
+    std::fs::write(&file, &text).unwrap();
+    let server = Server::start(
+        &scratch,
+        &["--no-schedules", "--permissions", file.to_str().unwrap()],
+    );
+    assert_eq!(server.get("/jobs", Some(READER)).await.0, 200);
+    assert_eq!(server.get("/jobs", Some("late-token-abcdef")).await.0, 401);
+    // Written the way editors do: a temporary file renamed over the old one.
+    let tmp = elsewhere.path().join("permissions.yaml.new");
+    std::fs::write(
+        &tmp,
+        format!("{text}  - name: late\n    token: late-token-abcdef\n    permissions: []\n"),
+    )
+    .unwrap();
+    std::fs::rename(&tmp, &file).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while server.get("/jobs", Some("late-token-abcdef")).await.0 != 200 {
+        assert!(Instant::now() < deadline, "edit of {} never picked up", file.display());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Editing the copy under config/ changes nothing: the file in use is the other one.
+    scratch.write("config/permissions.yaml", "users: []\n");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(server.get("/jobs", Some(READER)).await.0, 200);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn permissions_reload_and_broken_file_keeps_the_last_good_set() {
     let scratch = project();
