@@ -275,6 +275,20 @@ async fn auth_matrix_with_audit_lines() {
         .await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["field"], "country");
+    // A missing or unknown field is named too, not reported as `body`.
+    let (status, body) = server.post("/runs", Some(READER), json!({})).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["field"], "pipeline", "{body}");
+    let (status, body) = server
+        .post("/runs", Some(READER), json!({"pipline": "demo"}))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["field"], "pipline", "{body}");
+    let (status, body) = server
+        .post("/sync", Some(WRITER), json!({"operation": "INSERT"}))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["field"], "source_table", "{body}");
     // Only the pipeline's own parameters may be set over the API, not config's output roots.
     let (status, body) = server
         .post(

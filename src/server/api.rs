@@ -195,13 +195,32 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
         serde_path_to_error::deserialize(de).map(Body).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner();
-            let field = if path == "." {
-                "body".to_string()
-            } else {
-                path
-            };
+            let field = field_at_fault(&path, &inner.to_string());
             ApiError::bad_request(&field, format!("{field}: {inner}"))
         })
+    }
+}
+
+/// The request field a JSON error is about: the path where it happened, plus the field serde
+/// names for a missing or unknown field (which the path stops short of); `body` for JSON that
+/// does not parse.
+fn field_at_fault(path: &str, message: &str) -> String {
+    let named = ["missing field `", "unknown field `"]
+        .iter()
+        .find_map(|prefix| message.strip_prefix(prefix))
+        .and_then(|rest| rest.split_once('`'))
+        .map(|(name, _)| name)
+        .filter(|name| !name.is_empty());
+    // `.` is the whole body; `?` a place the parser never reached (truncated JSON).
+    let path = (path != "." && path != "?").then_some(path);
+    match (path, named) {
+        (Some(path), Some(name)) if path == name || path.ends_with(&format!(".{name}")) => {
+            path.to_string()
+        }
+        (Some(path), Some(name)) => format!("{path}.{name}"),
+        (Some(path), None) => path.to_string(),
+        (None, Some(name)) => name.to_string(),
+        (None, None) => "body".to_string(),
     }
 }
 
@@ -969,4 +988,46 @@ async fn metrics(State(state): AppStateRef) -> Result<Response, ApiError> {
 
 async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field_of<T: DeserializeOwned>(json: &str) -> String {
+        let de = &mut serde_json::Deserializer::from_str(json);
+        match serde_path_to_error::deserialize::<_, T>(de) {
+            Ok(_) => panic!("`{json}` parsed"),
+            Err(e) => field_at_fault(&e.path().to_string(), &e.into_inner().to_string()),
+        }
+    }
+
+    #[test]
+    fn a_bad_body_names_the_field_at_fault() {
+        assert_eq!(field_of::<RunRequest>("{}"), "pipeline");
+        assert_eq!(field_of::<RunRequest>(r#"{"pipline": "demo"}"#), "pipline");
+        assert_eq!(
+            field_of::<RunRequest>(r#"{"pipeline": "demo", "country": 7}"#),
+            "country"
+        );
+        assert_eq!(field_of::<RunRequest>("{"), "body");
+        assert_eq!(field_of::<RunRequest>("[]"), "body");
+        assert_eq!(
+            field_of::<ExtractRequest>(r#"{"country": "x"}"#),
+            "destination"
+        );
+        assert_eq!(
+            field_of::<SyncRequest>(r#"{"operation": "MERGE"}"#),
+            "operation"
+        );
+    }
+
+    #[test]
+    fn fields_inside_objects_keep_their_path() {
+        assert_eq!(field_at_fault("a", "missing field `b`"), "a.b");
+        assert_eq!(field_at_fault("a.b", "unknown field `b`, expected `c`"), "a.b");
+        assert_eq!(field_at_fault("a", "invalid type: integer"), "a");
+        assert_eq!(field_at_fault(".", "EOF while parsing"), "body");
+        assert_eq!(field_at_fault("?", "EOF while parsing"), "body");
+    }
 }
