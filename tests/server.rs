@@ -963,6 +963,140 @@ mod events {
         );
     }
 
+    /// A pipeline writing `data/results.csv` into dbo.Results with the given sink mode.
+    fn results_pipeline(name: &str, mode: &str) -> String {
+        format!(
+            r#"name: {name}
+steps:
+  - id: src
+    source: {{type: csv, path: data/results.csv}}
+  - id: rows
+    transform:
+      sql: "SELECT COALESCE(CAST(id AS BIGINT), 0) AS id, name, CAST(amount AS DOUBLE) AS amount FROM src"
+  - id: out
+    sink:
+      type: sqlserver
+      from: rows
+      table: dbo.Results
+      mode: {mode}
+"#
+        )
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn runs_need_the_rights_on_the_sqlserver_tables_they_touch() {
+        let scratch = project();
+        let (sql, env) = sqlserver().await;
+        scratch.write(
+            "data/results.csv",
+            "id,name,amount\n1,one,1.5\n2,two,2.5\n3,three,3.5\n4,four,4.5\n5,five,5.5\n",
+        );
+        scratch.write(
+            "pipelines/to_results.yaml",
+            &results_pipeline("to_results", "insert"),
+        );
+        scratch.write(
+            "pipelines/replace_results.yaml",
+            &results_pipeline("replace_results", "replace"),
+        );
+        scratch.write(
+            "pipelines/from_sales.yaml",
+            r#"name: from_sales
+steps:
+  - id: sales
+    source:
+      type: sqlserver
+      sql: "SELECT s.id, s.amount FROM dbo.Sales AS s"
+  - id: out
+    sink: {type: volume, from: sales, destination: output/sales, path: sales}
+"#,
+        );
+        let server = Server::start_env(&scratch, &["--no-schedules"], &env);
+
+        // The writer may insert into dbo.Results (no rows deleted): 5 rows.
+        let (status, body) = server
+            .post("/runs", Some(WRITER), json!({"pipeline": "to_results"}))
+            .await;
+        assert_eq!(status, 202, "{body}");
+        let job = server.wait_finished(body["id"].as_str().unwrap()).await;
+        assert_eq!(job["status"], "succeeded", "{job}");
+        assert_eq!(count(&sql, "SELECT COUNT(*) FROM Results"), 5);
+
+        // A read-only caller may not run a pipeline writing the table: 403 naming the table and
+        // the missing right, refused in the audit log, no job, nothing written.
+        let (status, body) = server
+            .post("/runs", Some(READER), json!({"pipeline": "to_results"}))
+            .await;
+        assert_eq!(status, 403, "{body}");
+        assert_eq!(body["error"], "forbidden");
+        let detail = body["detail"].as_str().unwrap();
+        assert!(
+            detail.contains("reader") && detail.contains("dbo.Results") && detail.contains("write"),
+            "{detail}"
+        );
+        let audit = audit_lines(&scratch);
+        let refused = audit
+            .iter()
+            .rfind(|l| l["action"] == "run" && l["caller"] == "reader")
+            .expect("an audit line for the refused run");
+        assert_eq!(refused["result"], "refused", "{refused}");
+        assert_eq!(refused["tables"], json!(["dbo.Results"]), "{refused}");
+        assert_eq!(refused["pipeline"], "to_results");
+        assert!(refused["job_id"].is_null(), "{refused}");
+        let (_, list) = server.get("/jobs?pipeline=to_results", Some(READER)).await;
+        assert_eq!(list["total"], 1, "no job for the refused run: {list}");
+        assert_eq!(count(&sql, "SELECT COUNT(*) FROM Results"), 5);
+
+        // Replacing the table deletes its 5 rows, over the writer's max_delete_rows of 2: the
+        // job fails and the table is as it was.
+        let (status, body) = server
+            .post(
+                "/runs",
+                Some(WRITER),
+                json!({"pipeline": "replace_results"}),
+            )
+            .await;
+        assert_eq!(status, 202, "{body}");
+        let replace_id = body["id"].as_str().unwrap().to_string();
+        let job = server.wait_finished(&replace_id).await;
+        assert_eq!(job["status"], "failed", "{job}");
+        let error = job["error"].as_str().unwrap();
+        assert!(
+            error.contains("would delete 5 rows") && error.contains("max_delete_rows 2"),
+            "{error}"
+        );
+        assert_eq!(count(&sql, "SELECT COUNT(*) FROM Results"), 5);
+        assert_eq!(count(&sql, "SELECT CAST(SUM(amount * 10) AS INTEGER) FROM Results"), 175);
+        let audit = audit_lines(&scratch);
+        let ended = audit
+            .iter()
+            .rfind(|l| l["job_id"] == replace_id.as_str())
+            .expect("an audit line for the replace job");
+        assert!(
+            ended["error"].as_str().unwrap().contains("max_delete_rows"),
+            "{ended}"
+        );
+
+        // Reading a table the caller has no grant on: 403 naming it and `read`.
+        let (status, body) = server
+            .post("/runs", Some(WRITER), json!({"pipeline": "from_sales"}))
+            .await;
+        assert_eq!(status, 403, "{body}");
+        let detail = body["detail"].as_str().unwrap();
+        assert!(
+            detail.contains("writer") && detail.contains("dbo.Sales") && detail.contains("read"),
+            "{detail}"
+        );
+        let audit = audit_lines(&scratch);
+        let refused = audit
+            .iter()
+            .rfind(|l| l["action"] == "run" && l["pipeline"] == "from_sales")
+            .expect("an audit line for the refused read");
+        assert_eq!(refused["result"], "refused");
+        assert_eq!(refused["tables"], json!(["dbo.Sales"]), "{refused}");
+        assert!(files_under(&scratch, "output/sales").is_empty());
+    }
+
     #[tokio::test(flavor = "multi_thread")]
     async fn delete_over_the_callers_limit_changes_nothing_and_is_audited() {
         let scratch = project();

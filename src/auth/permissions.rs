@@ -75,7 +75,7 @@ impl fmt::Display for Access {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Denied {
     /// No grant of the caller matches the table.
-    #[error("`{caller}` has no access to {table}")]
+    #[error("`{caller}` has no access to {table} (needs {})", need.verb())]
     NoAccess {
         caller: String,
         table: String,
@@ -615,7 +615,7 @@ users:
         let e = c.check("dbo.Other", Access::Read).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "`calibration-team` has no access to dbo.Other"
+            "`calibration-team` has no access to dbo.Other (needs read)"
         );
         let e = c.check("Sales", Access::ReadWrite).unwrap_err();
         assert_eq!(
