@@ -25,6 +25,10 @@ struct Cli {
     /// Output format.
     #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
     output: Output,
+    /// Profile of ~/.databrickscfg to use; wins over DATABRICKS_CONFIG_PROFILE and the
+    /// `databricks.profile` of config/defaults.yaml.
+    #[arg(long, global = true, value_name = "NAME", value_parser = clap::builder::NonEmptyStringValueParser::new())]
+    profile: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -207,6 +211,9 @@ fn parse_param(s: &str) -> std::result::Result<(String, String), String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(profile) = &cli.profile {
+        bridge::databricks::set_cli_profile(profile);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {

@@ -555,6 +555,58 @@ fn profiles_of_databrickscfg_are_used() {
     );
     assert_eq!(out.status.code(), Some(1));
     assert!(!stderr(&out).contains("nope"));
+
+    // `--profile` (anywhere on the line) wins over DATABRICKS_CONFIG_PROFILE and the project's.
+    f.scratch.write(
+        "config/defaults.yaml",
+        "params: {}\ndatabricks:\n  profile: DEFAULT\n",
+    );
+    let wrong_env = [
+        ("HOME", f.scratch.root().display().to_string()),
+        ("DATABRICKS_CONFIG_PROFILE", "DEFAULT".to_string()),
+    ];
+    let out = ok(f
+        .scratch
+        .bridge_env(&["test-connection", "--profile", "double"], &wrong_env));
+    assert!(out.contains("signed in as bridge@example.com"), "{out}");
+    let out = ok(f
+        .scratch
+        .bridge_env(&["--profile", "double", "test-connection"], &wrong_env));
+    assert!(out.contains("signed in as bridge@example.com"), "{out}");
+    // ... and the environment still wins over the project without it.
+    let out = f.scratch.bridge_env(
+        &["test-connection"],
+        &[
+            ("HOME", f.scratch.root().display().to_string()),
+            ("DATABRICKS_CONFIG_PROFILE", "double".to_string()),
+        ],
+    );
+    assert!(
+        stdout(&out).contains("signed in as bridge@example.com"),
+        "{}",
+        stderr(&out)
+    );
+    // An unknown profile is named, with the file and the profiles it has.
+    let out = f
+        .scratch
+        .bridge_env(&["test-connection", "--profile", "staging"], &wrong_env);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("no profile [staging]"), "{err}");
+    assert!(err.contains(".databrickscfg"), "{err}");
+    // A pipeline run uses it too: the `databricks` source reads through the profile's workspace.
+    seed_orders(&f, 3);
+    databricks_to_parquet(&f, "      table: main.sales.orders");
+    ok(f.scratch.bridge_env(
+        &[
+            "run",
+            "pipelines/from_databricks.yaml",
+            "--profile",
+            "double",
+        ],
+        &wrong_env,
+    ));
+    assert!(f.scratch.path("out/orders/out-00000.parquet").is_file());
 }
 
 mod events {

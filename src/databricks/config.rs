@@ -1,12 +1,13 @@
 //! Where the workspace is and how to authenticate: environment variables and `~/.databrickscfg`
 //! profiles, resolved the way Databricks' own tools do.
 //!
-//! Order: with a profile named (`--profile` or `DATABRICKS_CONFIG_PROFILE`) its values win and
-//! the environment fills gaps; otherwise the environment wins and the `DEFAULT` profile (if the
+//! Order: with a profile named (`--profile`, else `DATABRICKS_CONFIG_PROFILE`, else `profile` in
+//! `config/defaults.yaml`) its values win and the environment fills gaps; otherwise the environment wins and the `DEFAULT` profile (if the
 //! file has one) fills gaps. A token and a client id/secret in the same place is an error.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use crate::databricks::auth::Secret;
 use crate::databricks::{DatabricksError, Result};
@@ -51,13 +52,36 @@ pub struct DatabricksSettings {
     pub warehouse_id: Option<String>,
 }
 
+/// The profile named on the command line (`bridge --profile NAME`), for the whole process.
+static CLI_PROFILE: OnceLock<String> = OnceLock::new();
+
+/// Names the profile given on the command line (`--profile`): it wins over
+/// `DATABRICKS_CONFIG_PROFILE` and `config/defaults.yaml` in every resolution of this process.
+/// Only the first call counts.
+pub fn set_cli_profile(name: &str) {
+    let _ = CLI_PROFILE.set(name.to_string());
+}
+
+/// The profile given with `--profile`, if any.
+pub fn cli_profile() -> Option<&'static str> {
+    CLI_PROFILE.get().map(String::as_str)
+}
+
+/// The profile to use: the command line's, else the environment's, else the project's.
+fn chosen_profile(cli: Option<&str>, env: Option<String>, project: Option<&str>) -> Option<String> {
+    cli.map(str::to_string)
+        .or(env.filter(|p| !p.is_empty()))
+        .or_else(|| project.map(str::to_string))
+}
+
 impl DatabricksSettings {
     /// The workspace configuration these settings select.
     pub fn resolve(&self) -> Result<DatabricksConfig> {
-        let profile = std::env::var("DATABRICKS_CONFIG_PROFILE")
-            .ok()
-            .filter(|p| !p.is_empty())
-            .or_else(|| self.profile.clone());
+        let profile = chosen_profile(
+            cli_profile(),
+            std::env::var("DATABRICKS_CONFIG_PROFILE").ok(),
+            self.profile.as_deref(),
+        );
         let mut config = DatabricksConfig::resolve(profile.as_deref())?;
         if config.warehouse_id.is_none() {
             config.warehouse_id = self.warehouse_id.clone();
@@ -76,14 +100,19 @@ const ENV_KEYS: [(&str, &str); 5] = [
 ];
 
 impl DatabricksConfig {
-    /// Resolves the configuration from the process environment and the config file.
+    /// Resolves the configuration from the process environment and the config file; without
+    /// `profile`, the one of `--profile` (see [`set_cli_profile`]) if given.
     pub fn resolve(profile: Option<&str>) -> Result<DatabricksConfig> {
-        Self::resolve_with(profile, |k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+        Self::resolve_with(profile.or(cli_profile()), |k| {
+            std::env::var(k).ok().filter(|v| !v.is_empty())
+        })
     }
 
-    /// Whether anything configures a workspace (an environment variable or a config file).
+    /// Whether anything configures a workspace (`--profile`, an environment variable or a config
+    /// file).
     pub fn is_configured() -> bool {
-        std::env::var_os("DATABRICKS_HOST").is_some()
+        cli_profile().is_some()
+            || std::env::var_os("DATABRICKS_HOST").is_some()
             || std::env::var_os("DATABRICKS_CONFIG_PROFILE").is_some()
             || config_file(&|k| std::env::var(k).ok()).is_some_and(|p| p.is_file())
     }
@@ -269,6 +298,24 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn the_command_line_profile_wins_then_the_environment_then_the_project() {
+        let env = || Some("from-env".to_string());
+        assert_eq!(
+            chosen_profile(Some("flag"), env(), Some("yaml")).as_deref(),
+            Some("flag")
+        );
+        assert_eq!(
+            chosen_profile(None, env(), Some("yaml")).as_deref(),
+            Some("from-env")
+        );
+        assert_eq!(
+            chosen_profile(None, Some(String::new()), Some("yaml")).as_deref(),
+            Some("yaml")
+        );
+        assert_eq!(chosen_profile(None, None, None), None);
     }
 
     #[test]

@@ -13,7 +13,7 @@ pub mod statements;
 
 pub use auth::Secret;
 pub use client::DatabricksClient;
-pub use config::{AuthKind, DatabricksConfig, DatabricksSettings};
+pub use config::{AuthKind, DatabricksConfig, DatabricksSettings, cli_profile, set_cli_profile};
 pub use files::VolumeStore;
 pub use statements::{Disposition, StatementParam, StatementResult};
 
