@@ -414,6 +414,52 @@ async fn cancel_stops_the_job_and_commits_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn only_the_submitter_or_a_writer_of_every_table_cancels() {
+    let scratch = project();
+    let text = std::fs::read_to_string(scratch.path("config/permissions.yaml")).unwrap();
+    scratch.write(
+        "config/permissions.yaml",
+        &format!(
+            "{text}  - name: nobody\n    token: nobody-token-123456\n    permissions: []\n  - name: ops\n    token: ops-token-123456\n    permissions:\n      - table: \"*\"\n        access: read_write\n"
+        ),
+    );
+    let server = Server::start(&scratch, &["--no-schedules"]);
+    let (_, body) = server
+        .post("/runs", Some(READER), json!({"pipeline": "slow"}))
+        .await;
+    let id = body["id"].as_str().unwrap().to_string();
+    server.wait_job(&id, |j| j["status"] == "running").await;
+    // A caller without grants, and one with write access to a single table: 403, audited.
+    for token in ["nobody-token-123456", WRITER] {
+        let (status, body) = server.delete(&format!("/jobs/{id}"), Some(token)).await;
+        assert_eq!(status, 403, "{body}");
+        assert_eq!(body["error"], "forbidden");
+        assert!(
+            body["detail"].as_str().unwrap().contains("may not cancel"),
+            "{body}"
+        );
+    }
+    let (_, job) = server.get(&format!("/jobs/{id}"), Some(READER)).await;
+    assert_eq!(job["status"], "running", "the job goes on: {job}");
+    let audit = audit_lines(&scratch);
+    let cancels: Vec<&Value> = audit.iter().filter(|l| l["action"] == "cancel").collect();
+    assert_eq!(cancels.len(), 2, "{cancels:?}");
+    assert!(cancels.iter().all(|l| l["result"] == "refused"));
+    assert_eq!(cancels[0]["caller"], "nobody");
+    assert_eq!(cancels[1]["caller"], "writer");
+    // A caller who may write every table may.
+    let (status, body) = server
+        .delete(&format!("/jobs/{id}"), Some("ops-token-123456"))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let job = server.wait_finished(&id).await;
+    assert_eq!(job["status"], "cancelled", "{job}");
+    let audit = audit_lines(&scratch);
+    let last = audit.iter().rfind(|l| l["action"] == "cancel").unwrap();
+    assert_eq!((last["caller"].as_str(), last["result"].as_str()), (Some("ops"), Some("ok")));
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn sigterm_interrupts_running_jobs_cleanly() {
     let scratch = project();
     let server = Server::start(&scratch, &["--no-schedules", "--shutdown-grace", "0.5"]);

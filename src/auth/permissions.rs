@@ -239,6 +239,13 @@ impl Caller {
         self.grant(&name).and_then(|g| g.max_delete_rows)
     }
 
+    /// Whether the caller may write every table: a `*` grant that allows writing, and no more
+    /// specific grant that does not.
+    pub fn may_write_every_table(&self) -> bool {
+        let writes = |g: &Grant| g.access.allows(Access::Write);
+        self.grants.iter().any(|g| g.key == ["*"] && writes(g)) && self.grants.iter().all(writes)
+    }
+
     /// Whether the caller may delete `rows` rows of the table: write access and within the limit.
     pub fn check_delete(&self, table: &str, rows: u64) -> std::result::Result<(), Denied> {
         self.check(table, Access::Write)?;
@@ -601,6 +608,26 @@ users:
         assert!(p.authenticate("").is_none());
         assert!(p.authenticate(&hash_token("hashed-token")).is_none());
         assert!(Permissions::empty().authenticate("plain-token").is_none());
+    }
+
+    #[test]
+    fn writing_every_table_needs_a_star_grant_no_other_grant_narrows() {
+        let everything = parse(
+            "users:\n  - name: ops\n    token: t1\n    permissions:\n      - table: \"*\"\n        access: read_write\n      - table: dbo.Audit\n        access: write\n",
+        )
+        .unwrap();
+        assert!(everything.authenticate("t1").unwrap().may_write_every_table());
+        let narrowed = parse(
+            "users:\n  - name: ops\n    token: t1\n    permissions:\n      - table: \"*\"\n        access: read_write\n      - table: dbo.Audit\n        access: read\n",
+        )
+        .unwrap();
+        assert!(!narrowed.authenticate("t1").unwrap().may_write_every_table());
+        let p = sample();
+        assert!(!p.authenticate("plain-token").unwrap().may_write_every_table());
+        assert!(!p.authenticate("hashed-token").unwrap().may_write_every_table());
+        let nothing =
+            parse("users:\n  - name: idle\n    token: t2\n    permissions: []\n").unwrap();
+        assert!(!nothing.authenticate("t2").unwrap().may_write_every_table());
     }
 
     #[test]

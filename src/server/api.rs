@@ -537,6 +537,13 @@ async fn start_extract(
 
 /// SQL Server tables a plan reads and writes, with the right each needs.
 fn tables_needed(plan: &Plan) -> Result<Vec<(String, Access)>, ApiError> {
+    plan_tables(plan)
+        .map_err(|m| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_pipeline", m))
+}
+
+/// SQL Server tables a plan reads and writes, with the right each needs; the error names the
+/// step whose query cannot be parsed.
+pub(crate) fn plan_tables(plan: &Plan) -> Result<Vec<(String, Access)>, String> {
     let mut needs = Vec::new();
     for step in &plan.steps {
         if let Some(SourceSpec::Sqlserver(source)) = &step.spec.source {
@@ -544,13 +551,9 @@ fn tables_needed(plan: &Plan) -> Result<Vec<(String, Access)>, ApiError> {
                 needs.push((table.clone(), Access::Read));
             } else if let Some(sql) = &step.sql {
                 let tables = crate::mssql::tables_read(&sql.text).map_err(|e| {
-                    ApiError::new(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        "invalid_pipeline",
-                        format!(
-                            "step `{}`: cannot tell which tables its query reads, so its permissions cannot be checked: {e}",
-                            step.id
-                        ),
+                    format!(
+                        "step `{}`: cannot tell which tables its query reads, so its permissions cannot be checked: {e}",
+                        step.id
                     )
                 })?;
                 needs.extend(tables.into_iter().map(|t| (t, Access::Read)));
@@ -586,7 +589,7 @@ async fn submit(
     job: NewJob,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let needs = tables_needed(&plan)?;
-    let tables: Vec<String> = needs.iter().map(|(t, _)| t.clone()).collect();
+    let tables = table_names(&needs);
     for (table, access) in &needs {
         if let Err(denied) = authed.caller.check(table, *access) {
             state
@@ -637,9 +640,51 @@ async fn submit(
             version,
             project,
             plan,
+            tables: table_names(&needs),
         },
     );
     Ok((StatusCode::ACCEPTED, Json(accepted)))
+}
+
+/// The tables of [`plan_tables`], each once, in order.
+pub(crate) fn table_names(needs: &[(String, Access)]) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for (table, _) in needs {
+        if !names.contains(table) {
+            names.push(table.clone());
+        }
+    }
+    names
+}
+
+/// Who may cancel a job: the caller who submitted it, or one with write access to every SQL
+/// Server table it touches (to every table at all, for a job that touches none).
+fn may_cancel(caller: &Caller, job: &Job, tables: &[String]) -> Result<(), String> {
+    if job.submitted_by.as_deref() == Some(caller.name.as_str()) {
+        return Ok(());
+    }
+    let whose = job
+        .submitted_by
+        .as_deref()
+        .map_or("the scheduler".to_string(), |s| format!("`{s}`"));
+    let refuse = |why: String| {
+        Err(format!(
+            "`{}` may not cancel job `{}` of {whose}: {why}; only its submitter or a caller with write access to every table it touches may",
+            caller.name, job.id
+        ))
+    };
+    if tables.is_empty() {
+        if caller.may_write_every_table() {
+            return Ok(());
+        }
+        return refuse("it touches no SQL Server table, so that takes write access to `*`".into());
+    }
+    for table in tables {
+        if let Err(denied) = caller.check(table, Access::Write) {
+            return refuse(denied.to_string());
+        }
+    }
+    Ok(())
 }
 
 /// Filters of `GET /jobs`.
@@ -706,9 +751,10 @@ async fn get_job(
     Ok(Json(load_job(&state, &id).await?))
 }
 
-/// Cancel a queued or running job: its steps stop and nothing it staged is committed.
+/// Cancel a queued or running job: its steps stop and nothing it staged is committed. Only the
+/// caller who submitted it, or one with write access to every table it touches, may.
 #[utoipa::path(delete, path = "/jobs/{id}", params(("id" = String, Path, description = "Job id")), security(("bearer" = [])),
-    responses((status = 202, body = Accepted), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+    responses((status = 202, body = Accepted), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
               (status = 409, body = ErrorBody, description = "The job has already finished")))]
 async fn cancel_job(
     State(state): AppStateRef,
@@ -716,14 +762,31 @@ async fn cancel_job(
     UrlPath(id): UrlPath<String>,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let job = load_job(&state, &id).await?;
-    let outcome = state.runner.cancel(&id);
+    let tables = state.runner.tables(&id);
     let entry = AuditEntry {
         request_id: authed.request_id.clone(),
         caller: Some(authed.caller.name.clone()),
         action: "cancel".into(),
+        tables: tables.clone().unwrap_or_default(),
         job_id: Some(id.clone()),
         pipeline: Some(job.pipeline.clone()),
         ..AuditEntry::default()
+    };
+    if let Some(tables) = &tables
+        && let Err(detail) = may_cancel(&authed.caller, &job, tables)
+    {
+        state
+            .audit(AuditEntry {
+                result: AuditResult::Refused,
+                error: Some(detail.clone()),
+                ..entry
+            })
+            .await?;
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", detail));
+    }
+    let outcome = match tables {
+        Some(_) => state.runner.cancel(&id),
+        None => CancelOutcome::NotActive,
     };
     if outcome == CancelOutcome::NotActive {
         // Re-read: the job may have finished between the two looks.
@@ -1020,6 +1083,66 @@ mod tests {
             field_of::<SyncRequest>(r#"{"operation": "MERGE"}"#),
             "operation"
         );
+    }
+
+    fn job(submitted_by: Option<&str>) -> Job {
+        Job {
+            id: "j1".into(),
+            kind: "run".into(),
+            pipeline: "p".into(),
+            pipeline_file: None,
+            country: None,
+            params: serde_json::json!({}),
+            status: JobStatus::Running,
+            submitted_by: submitted_by.map(str::to_string),
+            created_at: String::new(),
+            started_at: None,
+            finished_at: None,
+            error: None,
+            summary: None,
+            request: serde_json::json!({}),
+        }
+    }
+
+    #[test]
+    fn only_the_submitter_or_a_writer_of_every_table_may_cancel() {
+        let permissions = crate::auth::Permissions::parse(
+            Path::new("permissions.yaml"),
+            r#"users:
+  - name: alice
+    token: alice-token
+    permissions: []
+  - name: bob
+    token: bob-token
+    permissions:
+      - {table: dbo.Results, access: read_write}
+      - {table: dbo.Sales, access: read}
+  - name: ops
+    token: ops-token
+    permissions:
+      - {table: "*", access: read_write}
+"#,
+        )
+        .unwrap();
+        let caller = |t: &str| permissions.authenticate(t).unwrap();
+        let (alice, bob, ops) = (caller("alice-token"), caller("bob-token"), caller("ops-token"));
+        let results = ["dbo.Results".to_string()];
+        let both = ["dbo.Results".to_string(), "dbo.Sales".to_string()];
+        // The submitter, whatever its grants.
+        assert!(may_cancel(&alice, &job(Some("alice")), &both).is_ok());
+        // Someone else's job: write access to every table it touches.
+        let e = may_cancel(&alice, &job(Some("bob")), &results).unwrap_err();
+        assert!(e.contains("`alice` may not cancel job `j1` of `bob`") && e.contains("dbo.Results"), "{e}");
+        assert!(may_cancel(&bob, &job(Some("alice")), &results).is_ok());
+        let e = may_cancel(&bob, &job(Some("alice")), &both).unwrap_err();
+        assert!(e.contains("dbo.Sales") && e.contains("write"), "{e}");
+        assert!(may_cancel(&ops, &job(Some("alice")), &both).is_ok());
+        // A job touching no table, or a scheduled one: only a writer of every table.
+        assert!(may_cancel(&bob, &job(Some("alice")), &[]).is_err());
+        assert!(may_cancel(&ops, &job(Some("alice")), &[]).is_ok());
+        let e = may_cancel(&alice, &job(None), &[]).unwrap_err();
+        assert!(e.contains("the scheduler"), "{e}");
+        assert!(may_cancel(&ops, &job(None), &results).is_ok());
     }
 
     #[test]

@@ -27,6 +27,15 @@ pub struct JobWork {
     /// The project the plan reads: the version's, or one with other query/config folders.
     pub project: crate::pipeline::Project,
     pub plan: Plan,
+    /// The SQL Server tables the plan reads or writes: a caller other than the submitter needs
+    /// write access to each of them to cancel the job.
+    pub tables: Vec<String>,
+}
+
+/// A job queued or running in this server.
+struct Active {
+    cancel: CancellationToken,
+    tables: Vec<String>,
 }
 
 /// Starts, tracks and cancels jobs.
@@ -34,7 +43,7 @@ pub struct JobRunner {
     store: Arc<JobStore>,
     audit: Arc<AuditLog>,
     metrics: Arc<ServerMetrics>,
-    active: Mutex<HashMap<String, CancellationToken>>,
+    active: Mutex<HashMap<String, Active>>,
     tracker: TaskTracker,
     permits: Arc<Semaphore>,
     /// Fired when the server stops waiting for jobs; their status becomes `interrupted`.
@@ -72,10 +81,13 @@ impl JobRunner {
     /// Runs a job (already stored as queued) in the background.
     pub fn start(self: &Arc<Self>, job: Job, work: JobWork) {
         let cancel = CancellationToken::new();
-        self.active
-            .lock()
-            .expect("runner lock")
-            .insert(job.id.clone(), cancel.clone());
+        self.active.lock().expect("runner lock").insert(
+            job.id.clone(),
+            Active {
+                cancel: cancel.clone(),
+                tables: work.tables.clone(),
+            },
+        );
         let runner = Arc::clone(self);
         self.tracker.spawn(async move {
             let id = job.id.clone();
@@ -87,12 +99,22 @@ impl JobRunner {
     /// Asks a job to stop.
     pub fn cancel(&self, id: &str) -> CancelOutcome {
         match self.active.lock().expect("runner lock").get(id) {
-            Some(token) => {
-                token.cancel();
+            Some(active) => {
+                active.cancel.cancel();
                 CancelOutcome::Cancelling
             }
             None => CancelOutcome::NotActive,
         }
+    }
+
+    /// The SQL Server tables a job queued or running in this server touches; `None` when the
+    /// job is not active here.
+    pub fn tables(&self, id: &str) -> Option<Vec<String>> {
+        self.active
+            .lock()
+            .expect("runner lock")
+            .get(id)
+            .map(|a| a.tables.clone())
     }
 
     /// Jobs queued or running in this server.
@@ -113,8 +135,8 @@ impl JobRunner {
                 "jobs still running after the grace period; interrupting them"
             );
             self.shutting_down.cancel();
-            for token in self.active.lock().expect("runner lock").values() {
-                token.cancel();
+            for active in self.active.lock().expect("runner lock").values() {
+                active.cancel.cancel();
             }
             self.tracker.wait().await;
         }

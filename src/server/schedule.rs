@@ -114,6 +114,11 @@ async fn start_one(
         params: Vec::new(),
     };
     let plan = Plan::from_file(&version.project, &entry.file, &options)?;
+    // A query that cannot be parsed leaves the list empty: then only a caller who may write
+    // every table can cancel the run.
+    let tables = crate::server::api::plan_tables(&plan)
+        .map(|needs| crate::server::api::table_names(&needs))
+        .unwrap_or_default();
     let new = NewJob {
         kind: "schedule".into(),
         pipeline: name.to_string(),
@@ -146,6 +151,7 @@ async fn start_one(
         JobWork {
             version: Arc::clone(version),
             project: version.project.clone(),
+            tables,
             plan,
         },
     );
