@@ -675,6 +675,67 @@ mod events {
         );
     }
 
+    /// A 502 after the warehouse ran an INSERT must not make the client send it again: the
+    /// error is surfaced and the event exists once. Reads are still retried on 502.
+    #[test]
+    fn a_statement_is_not_replayed_after_a_bad_gateway() {
+        let f = Fixture::new(DoubleConfig::default());
+        ok(f.bridge(&["setup-events-table", "--apply"]));
+        f.double.clear_requests();
+        f.double
+            .fail_next_after_running("POST", "/api/2.0/sql/statements", 502, 1);
+        let store = store(&f);
+        let err =
+            f.rt.block_on(store.submit(insert_event("main.s.t", "dbo.T", &[], "alice")))
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("502"), "{err}");
+        let posts = f.requests("POST", "/api/2.0/sql/statements");
+        assert_eq!(
+            posts.iter().map(|r| r.status).collect::<Vec<_>>(),
+            [502],
+            "the INSERT was sent once"
+        );
+        let rows = f
+            .double
+            .query_sql("SELECT COUNT(*) FROM \"bridge.events.bridge_events\"")
+            .unwrap();
+        assert_eq!(rows[0][0].as_deref(), Some("1"), "the INSERT ran once");
+
+        // A 503 (refused before running) is retried, and so is a 502 on a read.
+        f.double.clear_requests();
+        f.double
+            .fail_next_after_running("GET", "/api/2.0/preview/scim/v2/Me", 502, 1);
+        f.double.fail_next("/api/2.0/sql/statements", 503, None, 1);
+        f.rt.block_on(async {
+            let env = f.env();
+            let config = DatabricksConfig::resolve_with(None, |k| {
+                env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())
+            })
+            .unwrap();
+            let client = DatabricksClient::new(&config).unwrap();
+            assert_eq!(client.current_user().await.unwrap(), "bridge@example.com");
+            store
+                .submit(insert_event("main.s.u", "dbo.T", &[], "alice"))
+                .await
+                .unwrap();
+        });
+        assert_eq!(
+            f.requests("GET", "/api/2.0/preview/scim/v2/Me")
+                .iter()
+                .map(|r| r.status)
+                .collect::<Vec<_>>(),
+            [502, 200]
+        );
+        assert_eq!(
+            f.requests("POST", "/api/2.0/sql/statements")
+                .iter()
+                .map(|r| r.status)
+                .collect::<Vec<_>>(),
+            [503, 200]
+        );
+    }
+
     #[test]
     fn each_event_is_claimed_by_exactly_one_of_two_pollers() {
         let f = Fixture::new(DoubleConfig::default());

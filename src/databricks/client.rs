@@ -1,5 +1,9 @@
 //! The HTTP client every Databricks call goes through: auth header, JSON errors, and retries of
 //! throttled or unavailable answers (429, 502, 503, 504) honouring `Retry-After`, with backoff.
+//!
+//! A request that may already have been carried out is not replayed: submitting a statement
+//! (`POST /api/2.0/sql/statements`) is retried only on 429 and 503 (refused before running) and on
+//! failures to connect, never on 502/504, after which the statement may have run.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -189,7 +193,11 @@ impl DatabricksClient {
         let retry_after = retry_after(response.headers());
         let body = response.text().await.unwrap_or_default();
         let error = api_error(&method, &shown_path, status, &body);
-        let retry = matches!(status.as_u16(), 429 | 502 | 503 | 504);
+        let retry = match status.as_u16() {
+            429 | 503 => true,
+            502 | 504 => replay_safe(&method, &shown_path),
+            _ => false,
+        };
         if status == StatusCode::UNAUTHORIZED {
             // An OAuth token may have been revoked early: the next call fetches a new one.
             self.inner.tokens.invalidate().await;
@@ -300,6 +308,13 @@ pub(crate) fn api_error(
     }
 }
 
+/// Whether a request may be sent again after an answer that does not say whether it was carried
+/// out (502, 504): reads, uploads with overwrite, deletes and cancels may; a POST submitting a
+/// statement may not (an INSERT would run twice).
+fn replay_safe(method: &Method, path: &str) -> bool {
+    *method != Method::POST || path.ends_with("/cancel")
+}
+
 /// `Retry-After` as seconds or an HTTP date, capped.
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
@@ -331,6 +346,20 @@ mod tests {
             "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
         );
         assert_eq!(retry_after(&h), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn statements_are_not_replayed_after_an_ambiguous_answer() {
+        assert!(!replay_safe(&Method::POST, "/api/2.0/sql/statements"));
+        assert!(replay_safe(
+            &Method::POST,
+            "/api/2.0/sql/statements/abc/cancel"
+        ));
+        assert!(replay_safe(&Method::GET, "/api/2.0/sql/statements/abc"));
+        assert!(replay_safe(
+            &Method::PUT,
+            "/api/2.0/fs/files/Volumes/a/b/c/f"
+        ));
     }
 
     #[test]

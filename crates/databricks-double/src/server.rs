@@ -25,10 +25,21 @@ use crate::{DoubleConfig, RecordedRequest, files, statements};
 const MAX_BUFFERED_BODY: usize = 64 * 1024 * 1024;
 
 pub(crate) struct Injection {
+    /// Only requests of this method (any method when `None`).
+    pub method: Option<String>,
     pub prefix: String,
     pub status: u16,
     pub retry_after: Option<u64>,
     pub remaining: u32,
+    /// The request is carried out first and only its answer is replaced (a gateway timing out
+    /// after the backend did the work).
+    pub after_running: bool,
+}
+
+/// An injected answer, and whether the request is to be carried out anyway.
+struct Injected {
+    response: Response,
+    after_running: bool,
 }
 
 /// State shared by the request handlers and the `DatabricksDouble` handle.
@@ -109,8 +120,12 @@ pub(crate) async fn dispatch(
             )),
         }
     };
-    let response = match (shared.take_injection(&path), input) {
-        (Some(resp), _) => resp,
+    let response = match (shared.take_injection(parts.method.as_str(), &path), input) {
+        (Some(injected), Ok(input)) if injected.after_running => {
+            let _ = route(&shared, &parts, input).await;
+            injected.response
+        }
+        (Some(injected), _) => injected.response,
         (None, Err(e)) => e.into_response(),
         (None, Ok(input)) => {
             let head = parts.method == Method::HEAD;
@@ -129,14 +144,16 @@ pub(crate) async fn dispatch(
 }
 
 impl Shared {
-    fn take_injection(&self, path: &str) -> Option<Response> {
+    fn take_injection(&self, method: &str, path: &str) -> Option<Injected> {
         let mut inj = lock(&self.injections);
-        let idx = inj
-            .iter()
-            .position(|i| path.starts_with(&i.prefix) && i.remaining > 0)?;
+        let idx = inj.iter().position(|i| {
+            path.starts_with(&i.prefix)
+                && i.remaining > 0
+                && i.method.as_deref().is_none_or(|m| m == method)
+        })?;
         let i = &mut inj[idx];
         i.remaining -= 1;
-        let (status, retry_after) = (i.status, i.retry_after);
+        let (status, retry_after, after_running) = (i.status, i.retry_after, i.after_running);
         if i.remaining == 0 {
             inj.remove(idx);
         }
@@ -145,6 +162,8 @@ impl Shared {
             429 => "TOO_MANY_REQUESTS",
             503 => "TEMPORARILY_UNAVAILABLE",
             500 => "INTERNAL_ERROR",
+            502 => "BAD_GATEWAY",
+            504 => "GATEWAY_TIMEOUT",
             _ => "INJECTED_FAILURE",
         };
         let st = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
@@ -156,7 +175,10 @@ impl Shared {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
-        Some(resp)
+        Some(Injected {
+            response: resp,
+            after_running,
+        })
     }
 
     /// Checks `Authorization: Bearer <token>` against the PAT and the issued OAuth tokens.
