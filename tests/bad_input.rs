@@ -221,3 +221,31 @@ fn validate_checks_schedule_and_countries() {
         "{err}"
     );
 }
+
+/// A volume sink's `path` is the folder each run empties: `.`, an empty path or one escaping with
+/// `..` would make a run delete everything else under the destination (a whole volume). Refused
+/// before anything runs, naming the file, line and field; the destination is untouched.
+#[test]
+fn a_volume_sink_path_that_is_the_destination_itself_is_refused() {
+    for path in [".", "./", "\"\"", "a/../..", "/Volumes/main/raw"] {
+        let s = project(&format!(
+            "{GOOD_HEAD}  - id: out\n    sink:\n      type: volume\n      from: sales\n      destination: keep\n      path: {path}\n"
+        ));
+        s.write("keep/precious.csv", "id\n1\n");
+        let err = fails(&s, 2);
+        assert!(err.contains("pipelines/test.yaml:8:"), "{path}: {err}");
+        assert!(
+            err.contains("step `out`: sink.path: path "),
+            "{path}: {err}"
+        );
+        assert!(s.path("keep/precious.csv").is_file(), "{path}");
+        // `bridge validate` says the same without running anything.
+        let out = s.bridge(&["validate"]);
+        assert_eq!(out.status.code(), Some(2), "{path}: {}", stdout(&out));
+        assert!(
+            stderr(&out).contains("sink.path") || stdout(&out).contains("sink.path"),
+            "{path}: {}",
+            stderr(&out)
+        );
+    }
+}

@@ -9,7 +9,7 @@ use deltalake::datafusion::sql::resolve::resolve_table_references;
 use serde::Serialize;
 
 use crate::error::{Error, Location, Result};
-use crate::pipeline::project::{Params, Project, check_relative};
+use crate::pipeline::project::{Params, Project, check_owned_folder, check_relative};
 use crate::pipeline::render::{RenderedSql, Renderer};
 use crate::pipeline::spec::{
     DatabricksSourceSpec, PipelineSpec, SinkSpec, SourceSpec, SqlServerSourceSpec,
@@ -340,7 +340,12 @@ fn plan_step(
     if let Some(SinkSpec::Volume(v)) = &spec.sink {
         for (field, value) in [("path", Some(&v.path)), ("file_name", v.file_name.as_ref())] {
             if let Some(value) = value {
-                check_relative(value).map_err(|message| Error::Spec {
+                let check = if field == "path" {
+                    check_owned_folder
+                } else {
+                    check_relative
+                };
+                check(value).map_err(|message| Error::Spec {
                     location: location.clone(),
                     message: format!("step `{}`: sink.{field}: {message}", step.id),
                 })?;

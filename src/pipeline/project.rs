@@ -308,9 +308,34 @@ pub fn check_relative(path: &str) -> std::result::Result<(), String> {
     Ok(())
 }
 
+/// Refuses a folder a sink owns (each run replaces what is in it) unless it is a folder below
+/// the destination: besides what [`check_relative`] refuses, `.` and `./.` are refused, since
+/// they name the destination itself and a run would delete everything else in it.
+pub fn check_owned_folder(path: &str) -> std::result::Result<(), String> {
+    check_relative(path)?;
+    if !Path::new(path)
+        .components()
+        .any(|c| matches!(c, Component::Normal(_)))
+    {
+        return Err(format!(
+            "path `{path}` is the destination itself; each run deletes the other files of its folder, so name a folder below the destination (e.g. `sales`)"
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn owned_folders_are_below_the_destination() {
+        assert!(check_owned_folder("sales").is_ok());
+        assert!(check_owned_folder("./sales/2024").is_ok());
+        for bad in [".", "./", "./.", "", "..", "a/../..", "/Volumes/x"] {
+            assert!(check_owned_folder(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn relative_paths_are_confined() {

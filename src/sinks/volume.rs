@@ -64,6 +64,10 @@ impl VolumeSink {
         spec: &VolumeSinkSpec,
         run: &RunInfo,
     ) -> Result<Self> {
+        // Planning refuses it with the file and line; a sink built another way is refused too,
+        // since its commit deletes every other file under `destination/path`.
+        crate::pipeline::project::check_owned_folder(&spec.path)
+            .map_err(|m| Error::step(step, format!("sink.path: {m}")))?;
         let volume = is_volume_path(&spec.destination);
         let databricks = volume.then(|| project.databricks_settings()).transpose()?;
         let local_root = (!spec.destination.contains("://") && !volume)
