@@ -469,10 +469,65 @@ async fn sigterm_interrupts_running_jobs_cleanly() {
     let id = body["id"].as_str().unwrap().to_string();
     server.wait_job(&id, |j| j["status"] == "running").await;
     assert!(server.terminate(), "serve exits 0 on SIGTERM");
+    // The stopping server recorded the interruption itself (a restart alone would mark the job
+    // interrupted too, with its own text).
+    let audit = audit_lines(&scratch);
+    let ended = audit
+        .iter()
+        .rfind(|l| l["job_id"] == id.as_str())
+        .expect("the job's end is audited before the server exits");
+    assert_eq!(ended["error"], bridge::server::runner::SHUTDOWN_ERROR, "{ended}");
     let server = Server::start(&scratch, &["--no-schedules"]);
     let (_, job) = server.get(&format!("/jobs/{id}"), Some(READER)).await;
     assert_eq!(job["status"], "interrupted", "{job}");
+    assert_eq!(job["error"], bridge::server::runner::SHUTDOWN_ERROR, "{job}");
+    assert_ne!(job["error"], bridge::server::jobs::INTERRUPTED_ERROR);
     assert!(files_under(&scratch, "output/slow").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn queued_jobs_do_not_start_once_a_shutdown_began() {
+    let scratch = project();
+    // A run of a few seconds: long enough to be running at SIGTERM, short enough for the grace.
+    let slow = std::fs::read_to_string(scratch.path("pipelines/slow.yaml")).unwrap();
+    scratch.write(
+        "pipelines/medium.yaml",
+        &slow
+            .replacen("name: slow", "name: medium", 1)
+            .replace("x < 500000000", "x < 3000000")
+            .replace("output/slow", "output/medium"),
+    );
+    let server = Server::start(
+        &scratch,
+        &["--no-schedules", "--max-jobs", "1", "--shutdown-grace", "120"],
+    );
+    let (_, body) = server
+        .post("/runs", Some(READER), json!({"pipeline": "medium"}))
+        .await;
+    let running = body["id"].as_str().unwrap().to_string();
+    server.wait_job(&running, |j| j["status"] == "running").await;
+    let (_, body) = server
+        .post(
+            "/runs",
+            Some(READER),
+            json!({"pipeline": "demo", "country": "colombia"}),
+        )
+        .await;
+    let queued = body["id"].as_str().unwrap().to_string();
+    let (_, job) = server.get(&format!("/jobs/{queued}"), Some(READER)).await;
+    assert_eq!(job["status"], "queued", "{job}");
+    let (_, job) = server.get(&format!("/jobs/{running}"), Some(READER)).await;
+    assert_eq!(job["status"], "running", "the first job must outlast the SIGTERM: {job}");
+    assert!(server.terminate(), "serve exits 0 on SIGTERM");
+
+    let server = Server::start(&scratch, &["--no-schedules"]);
+    let (_, job) = server.get(&format!("/jobs/{running}"), Some(READER)).await;
+    assert_eq!(job["status"], "succeeded", "running jobs finish within the grace: {job}");
+    let (_, job) = server.get(&format!("/jobs/{queued}"), Some(READER)).await;
+    assert_eq!(job["status"], "interrupted", "{job}");
+    assert_eq!(job["error"], bridge::server::runner::SHUTDOWN_ERROR, "{job}");
+    assert!(job["started_at"].is_null(), "the queued job never started: {job}");
+    assert!(files_under(&scratch, "output/volume").is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -46,8 +46,20 @@ pub struct JobRunner {
     active: Mutex<HashMap<String, Active>>,
     tracker: TaskTracker,
     permits: Arc<Semaphore>,
+    /// Fired when a shutdown begins: queued jobs no longer start (they become `interrupted`).
+    stopping: CancellationToken,
     /// Fired when the server stops waiting for jobs; their status becomes `interrupted`.
     shutting_down: CancellationToken,
+}
+
+/// How a queued job left the queue.
+enum Start {
+    /// It got its turn.
+    Run(tokio::sync::OwnedSemaphorePermit),
+    /// It was cancelled while queued.
+    Cancelled,
+    /// The server began to shut down first: it never starts.
+    ShuttingDown,
 }
 
 /// What `cancel` did.
@@ -74,6 +86,7 @@ impl JobRunner {
             active: Mutex::new(HashMap::new()),
             tracker: TaskTracker::new(),
             permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
+            stopping: CancellationToken::new(),
             shutting_down: CancellationToken::new(),
         }
     }
@@ -123,8 +136,10 @@ impl JobRunner {
     }
 
     /// Stops taking jobs, lets running ones finish for up to `grace`, then cancels the rest
-    /// (recorded as `interrupted`, nothing committed).
+    /// (recorded as `interrupted`, nothing committed). Queued jobs do not start: they are
+    /// recorded as `interrupted` at once.
     pub async fn shutdown(&self, grace: Duration) {
+        self.stopping.cancel();
         self.tracker.close();
         if tokio::time::timeout(grace, self.tracker.wait())
             .await
@@ -143,14 +158,21 @@ impl JobRunner {
     }
 
     async fn execute(&self, job: Job, work: JobWork, cancel: CancellationToken) {
-        let permit = tokio::select! {
-            permit = Arc::clone(&self.permits).acquire_owned() => permit.ok(),
-            _ = cancel.cancelled() => None,
+        let start = tokio::select! {
+            // A shutdown wins over a free slot: once it began, nothing new starts.
+            biased;
+            _ = self.stopping.cancelled() => Start::ShuttingDown,
+            _ = cancel.cancelled() => Start::Cancelled,
+            permit = Arc::clone(&self.permits).acquire_owned() => match permit {
+                Ok(permit) => Start::Run(permit),
+                Err(_) => Start::ShuttingDown,
+            },
         };
         let started = Instant::now();
-        let result = match permit {
-            None => Err(Error::Cancelled),
-            Some(_permit) => {
+        let never_started = matches!(start, Start::ShuttingDown);
+        let result = match start {
+            Start::ShuttingDown | Start::Cancelled => Err(Error::Cancelled),
+            Start::Run(_permit) => {
                 if let Err(e) = self.store.mark_running(&job.id) {
                     tracing::error!(job = %job.id, error = %e, "could not record the job as running");
                 }
@@ -162,17 +184,24 @@ impl JobRunner {
                 run(&work.project, &work.plan, &options).await
             }
         };
-        self.record(&job, result, started.elapsed());
+        self.record(&job, result, never_started, started.elapsed());
     }
 
-    fn record(&self, job: &Job, result: crate::Result<RunSummary>, elapsed: Duration) {
+    /// Stores and audits how a job ended; `never_started` for a queued job a shutdown stopped.
+    fn record(
+        &self,
+        job: &Job,
+        result: crate::Result<RunSummary>,
+        never_started: bool,
+        elapsed: Duration,
+    ) {
         let (status, summary, error, rows) = match result {
             Ok(summary) => {
                 let rows = rows_written(&summary);
                 let value = serde_json::to_value(&summary).ok();
                 (JobStatus::Succeeded, value, None, Some(rows))
             }
-            Err(Error::Cancelled) if self.shutting_down.is_cancelled() => (
+            Err(Error::Cancelled) if never_started || self.shutting_down.is_cancelled() => (
                 JobStatus::Interrupted,
                 None,
                 Some(SHUTDOWN_ERROR.to_string()),
