@@ -1064,6 +1064,43 @@ mod events {
         );
     }
 
+    #[tokio::test(flavor = "multi_thread")]
+    async fn nothing_runs_without_its_audit_line() {
+        let scratch = project();
+        // Every write to /dev/full fails (ENOSPC): no audit line can be written.
+        let server = Server::start(&scratch, &["--no-schedules", "--audit-log", "/dev/full"]);
+        let (status, body) = server
+            .post("/sync", Some(WRITER), insert("main.calibration.results"))
+            .await;
+        assert_eq!(status, 500, "{body}");
+        let store =
+            bridge::sync::LocalDeltaEvents::open(scratch.path(".bridge/events/bridge_events"))
+                .await
+                .unwrap();
+        use bridge::sync::EventStore;
+        assert!(
+            store.list(None, 10).await.unwrap().is_empty(),
+            "an event the audit log does not show was stored"
+        );
+
+        let (status, body) = server
+            .post(
+                "/runs",
+                Some(READER),
+                json!({"pipeline": "demo", "country": "colombia"}),
+            )
+            .await;
+        assert_eq!(status, 500, "{body}");
+        let (_, list) = server.get("/jobs", Some(READER)).await;
+        assert_eq!(list["total"], 1, "{list}");
+        let job = &list["items"][0];
+        assert_eq!(job["status"], "failed", "{job}");
+        assert_eq!(job["error"], bridge::server::api::UNAUDITED, "{job}");
+        assert!(job["started_at"].is_null(), "{job}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(files_under(&scratch, "output/volume").is_empty());
+    }
+
     /// A pipeline writing `data/results.csv` into dbo.Results with the given sink mode.
     fn results_pipeline(name: &str, mode: &str) -> String {
         format!(

@@ -617,7 +617,9 @@ async fn submit(
         .await
         .map_err(ApiError::internal)?
         .map_err(ApiError::internal)?;
-    state
+    // The job is stored `queued` but runs only once its audit line is on disk; without one it
+    // is closed as failed, never started.
+    let audited = state
         .audit(AuditEntry {
             request_id: authed.request_id.clone(),
             caller: Some(authed.caller.name.clone()),
@@ -628,7 +630,19 @@ async fn submit(
             pipeline: Some(job.pipeline.clone()),
             ..AuditEntry::default()
         })
-        .await?;
+        .await;
+    if let Err(e) = audited {
+        let jobs = Arc::clone(&state.jobs);
+        let id = job.id.clone();
+        let closed = tokio::task::spawn_blocking(move || {
+            jobs.finish(&id, JobStatus::Failed, None, Some(UNAUDITED.to_string()))
+        })
+        .await;
+        if !matches!(closed, Ok(Ok(true))) {
+            tracing::error!(job = %job.id, "could not close a job whose audit line failed");
+        }
+        return Err(e);
+    }
     let accepted = Accepted {
         id: job.id.clone(),
         status: job.status.to_string(),
@@ -686,6 +700,10 @@ fn may_cancel(caller: &Caller, job: &Job, tables: &[String]) -> Result<(), Strin
     }
     Ok(())
 }
+
+/// Error of a job or event not started because its audit line could not be written.
+pub const UNAUDITED: &str =
+    "not started: the audit log could not be written (see the server log); resubmit it";
 
 /// Filters of `GET /jobs`.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -880,18 +898,49 @@ async fn submit_sync(
             denied.to_string(),
         ));
     }
-    let event = state
-        .events
-        .submit(event)
-        .await
-        .map_err(ApiError::internal)?;
-    state
-        .audit(AuditEntry {
+    let event = if state.events.takes_event_ids() {
+        // Audited before it is stored: no poller can apply an event the log does not show.
+        let event_id = uuid::Uuid::new_v4().hyphenated().to_string();
+        let started = AuditEntry {
             result: AuditResult::Started,
-            event_id: Some(event.event_id.clone()),
+            event_id: Some(event_id.clone()),
             ..entry
-        })
-        .await?;
+        };
+        state.audit(started.clone()).await?;
+        match state.events.submit_as(&event_id, event).await {
+            Ok(event) => event,
+            Err(e) => {
+                let failed = AuditEntry {
+                    result: AuditResult::Failed,
+                    error: Some(format!("not stored: {e}")),
+                    ..started
+                };
+                // A failure to write this one is logged (as every internal error is).
+                let _ = state.audit(failed).await;
+                return Err(ApiError::internal(e));
+            }
+        }
+    } else {
+        // A backend that picks its own ids: the event exists before its audit line, so a failed
+        // audit write leaves a pending event the caller was told failed (logged loudly).
+        let event = state
+            .events
+            .submit(event)
+            .await
+            .map_err(ApiError::internal)?;
+        let audited = state
+            .audit(AuditEntry {
+                result: AuditResult::Started,
+                event_id: Some(event.event_id.clone()),
+                ..entry
+            })
+            .await;
+        if let Err(e) = audited {
+            tracing::error!(event_id = %event.event_id, "event stored without its audit line");
+            return Err(e);
+        }
+        event
+    };
     Ok((
         StatusCode::ACCEPTED,
         Json(Accepted {

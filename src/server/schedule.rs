@@ -142,9 +142,25 @@ async fn start_one(
         ..AuditEntry::default()
     };
     let audit = Arc::clone(&state.audit);
-    tokio::task::spawn_blocking(move || audit.append(&entry_audit))
+    let audited = tokio::task::spawn_blocking(move || audit.append(&entry_audit))
         .await
-        .map_err(|e| crate::Error::Unsupported(e.to_string()))??;
+        .map_err(|e| crate::Error::Unsupported(e.to_string()))
+        .and_then(|r| r);
+    if let Err(e) = audited {
+        // Not run without its audit line; closed, so it does not hold off the next schedule.
+        let jobs = Arc::clone(&state.jobs);
+        let id = job.id.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            jobs.finish(
+                &id,
+                JobStatus::Failed,
+                None,
+                Some(crate::server::api::UNAUDITED.to_string()),
+            )
+        })
+        .await;
+        return Err(e);
+    }
     tracing::info!(pipeline = %name, job = %job.id, "scheduled run started");
     state.runner.start(
         job,

@@ -420,9 +420,18 @@ impl LocalDeltaEvents {
 #[async_trait]
 impl EventStore for LocalDeltaEvents {
     async fn submit(&self, event: NewEvent) -> Result<Event> {
+        let id = uuid::Uuid::new_v4().hyphenated().to_string();
+        self.submit_as(&id, event).await
+    }
+
+    fn takes_event_ids(&self) -> bool {
+        true
+    }
+
+    async fn submit_as(&self, event_id: &str, event: NewEvent) -> Result<Event> {
         event.validate()?;
         let stored = Event {
-            event_id: uuid::Uuid::new_v4().hyphenated().to_string(),
+            event_id: crate::sync::event::parse_event_id(event_id)?,
             operation: event.operation,
             source_table: event.source_table,
             target_table: event.target_table,
@@ -800,6 +809,22 @@ mod tests {
             filter: Some("amount > 1".into()),
             created_by: Some("job".into()),
         }
+    }
+
+    #[tokio::test]
+    async fn an_event_can_be_stored_under_a_chosen_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalDeltaEvents::open(dir.path().join("events"))
+            .await
+            .unwrap();
+        assert!(store.takes_event_ids());
+        let id = "6F9619FF-8B86-D011-B42D-00C04FC964FF";
+        let stored = store.submit_as(id, request(1)).await.unwrap();
+        assert_eq!(stored.event_id, id.to_lowercase());
+        assert_eq!(store.get(&stored.event_id).await.unwrap().unwrap(), stored);
+        let e = store.submit_as("job-7", request(2)).await.unwrap_err();
+        assert_eq!(e.field(), Some("event_id"), "{e}");
+        assert_eq!(store.pending_count().await.unwrap(), 1);
     }
 
     #[tokio::test]
