@@ -395,6 +395,120 @@ fn databricks_query_values_are_bound_parameters() {
     assert!(!f.scratch.path("out").exists());
 }
 
+/// A client of the fixture's double, as a `bridge` run would build it.
+fn client_of(
+    f: &Fixture,
+    statement_timeout: Option<std::time::Duration>,
+) -> bridge::databricks::DatabricksClient {
+    let env = f.env();
+    let mut config = bridge::databricks::DatabricksConfig::resolve_with(None, |k| {
+        env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())
+    })
+    .unwrap();
+    if let Some(t) = statement_timeout {
+        config.statement_timeout = t;
+    }
+    bridge::databricks::DatabricksClient::new(&config).unwrap()
+}
+
+/// Cancel requests the double received, with their answers.
+fn cancels(f: &Fixture) -> Vec<RecordedRequest> {
+    f.requests("POST", "/api/2.0/sql/statements/")
+        .into_iter()
+        .filter(|r| r.path.ends_with("/cancel"))
+        .collect()
+}
+
+/// A statement that runs past `databricks.statement_timeout_secs` fails the run and is canceled
+/// on the warehouse; one whose waiting future is dropped (a job canceled) is canceled too.
+#[test]
+fn statements_that_time_out_or_are_abandoned_are_canceled() {
+    // The warehouse never finishes: every poll answers RUNNING.
+    let f = Fixture::new(DoubleConfig {
+        pending_polls: u32::MAX,
+        ..Default::default()
+    });
+    seed_orders(&f, 3);
+    databricks_to_parquet(&f, "      table: main.sales.orders");
+    f.scratch.write(
+        "config/defaults.yaml",
+        "params: {}\ndatabricks:\n  statement_timeout_secs: 1\n",
+    );
+    let started = std::time::Instant::now();
+    let out = f.bridge(&["run", "pipelines/from_databricks.yaml"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("did not finish within 1 s; it was canceled"),
+        "{err}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    let canceled = cancels(&f);
+    assert_eq!(canceled.len(), 1, "{canceled:?}");
+    assert_eq!(canceled[0].status, 200);
+    let id = canceled[0]
+        .path
+        .trim_end_matches("/cancel")
+        .rsplit('/')
+        .next()
+        .unwrap();
+    let polls = f.requests("GET", &format!("/api/2.0/sql/statements/{id}"));
+    assert!(
+        !polls.is_empty(),
+        "the statement was polled before it was canceled"
+    );
+
+    // Abandoned: the future waiting for the statement is dropped.
+    f.double.clear_requests();
+    let client = client_of(&f, None);
+    f.rt.block_on(async {
+        let waiting = client.execute_statement(
+            "wh-test",
+            "SELECT * FROM main.sales.orders",
+            &[],
+            bridge::databricks::Disposition::Inline,
+        );
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(600), waiting)
+                .await
+                .is_err()
+        );
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while cancels(&f).is_empty() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    });
+    let canceled = cancels(&f);
+    assert_eq!(canceled.len(), 1, "the abandoned statement was canceled");
+    assert_eq!(canceled[0].status, 200);
+
+    // A statement that finishes is not canceled.
+    drop(f);
+    let f = Fixture::new(DoubleConfig {
+        pending_polls: 2,
+        ..Default::default()
+    });
+    seed_orders(&f, 3);
+    let client = client_of(&f, Some(std::time::Duration::from_secs(60)));
+    let rows = f.rt.block_on(async {
+        client
+            .execute_statement(
+                "wh-test",
+                "SELECT id FROM main.sales.orders",
+                &[],
+                bridge::databricks::Disposition::Inline,
+            )
+            .await
+            .unwrap()
+            .into_text_rows()
+            .await
+            .unwrap()
+    });
+    assert_eq!(rows.len(), 3);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(cancels(&f).is_empty());
+}
+
 #[test]
 fn throttled_and_unavailable_answers_are_retried_after_retry_after() {
     let f = Fixture::new(DoubleConfig::default());

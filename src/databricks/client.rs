@@ -57,6 +57,7 @@ struct Inner {
     tokens: TokenSource,
     warehouse_id: Option<String>,
     retry: RetryPolicy,
+    statement_timeout: Duration,
 }
 
 /// One failed attempt, and whether (and when) to try again.
@@ -98,6 +99,7 @@ impl DatabricksClient {
                 tokens: TokenSource::new(config.auth.clone()),
                 warehouse_id: config.warehouse_id.clone(),
                 retry,
+                statement_timeout: config.statement_timeout,
             }),
         })
     }
@@ -110,6 +112,11 @@ impl DatabricksClient {
     /// The configured default SQL warehouse.
     pub fn warehouse_id(&self) -> Option<&str> {
         self.inner.warehouse_id.as_deref()
+    }
+
+    /// How long a statement may take before it is canceled.
+    pub fn statement_timeout(&self) -> Duration {
+        self.inner.statement_timeout
     }
 
     /// The plain HTTP client (no auth), for presigned URLs.

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use crate::databricks::auth::Secret;
 use crate::databricks::{DatabricksError, Result};
@@ -37,7 +38,13 @@ pub struct DatabricksConfig {
     pub warehouse_id: Option<String>,
     /// Where the values came from, for messages (`environment`, `~/.databrickscfg [prod]`).
     pub origin: String,
+    /// How long a SQL statement may take, queueing and running, before it is canceled
+    /// ([`DEFAULT_STATEMENT_TIMEOUT`] unless `databricks.statement_timeout_secs` says otherwise).
+    pub statement_timeout: Duration,
 }
+
+/// How long a SQL statement may take before it is canceled, unless configured otherwise.
+pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(2 * 60 * 60);
 
 /// The `databricks:` section of `config/defaults.yaml`: which profile and warehouse to use.
 /// Secrets are never read from project files.
@@ -50,6 +57,10 @@ pub struct DatabricksSettings {
     /// Default SQL warehouse for `databricks` sources and the events table.
     #[serde(default)]
     pub warehouse_id: Option<String>,
+    /// Seconds a SQL statement may take (queued and running) before the bridge cancels it and
+    /// fails; default 7200 (2 hours).
+    #[serde(default)]
+    pub statement_timeout_secs: Option<u64>,
 }
 
 /// The profile named on the command line (`bridge --profile NAME`), for the whole process.
@@ -85,6 +96,16 @@ impl DatabricksSettings {
         let mut config = DatabricksConfig::resolve(profile.as_deref())?;
         if config.warehouse_id.is_none() {
             config.warehouse_id = self.warehouse_id.clone();
+        }
+        match self.statement_timeout_secs {
+            Some(0) => {
+                return Err(DatabricksError::Config {
+                    origin: "config/defaults.yaml".into(),
+                    message: "databricks.statement_timeout_secs must be at least 1".into(),
+                });
+            }
+            Some(secs) => config.statement_timeout = Duration::from_secs(secs),
+            None => {}
         }
         Ok(config)
     }
@@ -207,6 +228,7 @@ impl DatabricksConfig {
             auth,
             warehouse_id: get("warehouse_id"),
             origin,
+            statement_timeout: DEFAULT_STATEMENT_TIMEOUT,
         })
     }
 }

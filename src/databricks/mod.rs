@@ -13,7 +13,10 @@ pub mod statements;
 
 pub use auth::Secret;
 pub use client::DatabricksClient;
-pub use config::{AuthKind, DatabricksConfig, DatabricksSettings, cli_profile, set_cli_profile};
+pub use config::{
+    AuthKind, DEFAULT_STATEMENT_TIMEOUT, DatabricksConfig, DatabricksSettings, cli_profile,
+    set_cli_profile,
+};
 pub use files::VolumeStore;
 pub use statements::{Disposition, StatementParam, StatementResult};
 
@@ -46,6 +49,12 @@ pub enum DatabricksError {
     /// The answer did not have the documented shape.
     #[error("unexpected answer from Databricks {what}: {message}")]
     Protocol { what: String, message: String },
+    /// A SQL statement did not finish in time; it was canceled.
+    #[error("statement {statement_id} did not finish within {}; it was canceled (databricks.statement_timeout_secs in config/defaults.yaml sets the limit)", humanize(*timeout))]
+    StatementTimeout {
+        statement_id: String,
+        timeout: std::time::Duration,
+    },
     /// A SQL statement failed, was canceled or closed on the warehouse.
     #[error("statement {statement_id} {state}{}: {message}", error_code.as_deref().map(|c| format!(" ({c})")).unwrap_or_default())]
     Statement {
@@ -86,6 +95,18 @@ impl DatabricksError {
             what: what.into(),
             message: message.to_string(),
         }
+    }
+}
+
+/// `90 s`, `2 h`, `1.5 h` for messages.
+fn humanize(d: std::time::Duration) -> String {
+    let secs = d.as_secs_f64();
+    if secs < 120.0 {
+        format!("{} s", (secs * 10.0).round() / 10.0)
+    } else if secs < 7200.0 {
+        format!("{} min", (secs / 6.0).round() / 10.0)
+    } else {
+        format!("{} h", (secs / 360.0).round() / 10.0)
     }
 }
 

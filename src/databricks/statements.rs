@@ -4,7 +4,11 @@
 //! Large results use `EXTERNAL_LINKS` + `ARROW_STREAM`: each chunk is an Arrow IPC stream behind
 //! a short-lived presigned URL (fetched without our auth header, as Databricks requires). Small
 //! results use `INLINE` + `JSON_ARRAY` (the only format `INLINE` allows), converted to Arrow with
-//! the manifest's column types. At most one chunk is held in memory at a time.
+//! the manifest's column types. The next chunk is downloaded while the current one is consumed,
+//! so at most two chunks are held in memory.
+//!
+//! A statement still queued or running after the client's statement timeout is canceled, and so
+//! is one whose waiting future is dropped (a canceled job, a shutdown).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -181,18 +185,28 @@ impl DatabricksClient {
             "disposition": disposition_name,
             "format": format,
         });
+        let deadline = tokio::time::Instant::now() + self.statement_timeout();
         let mut response: StatementResponse =
             self.post_json("/api/2.0/sql/statements", &body).await?;
-        let mut wait = Duration::from_millis(100);
-        while matches!(response.status.state.as_str(), "PENDING" | "RUNNING") {
-            tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(Duration::from_secs(2));
-            response = self
-                .get_json(&format!(
-                    "/api/2.0/sql/statements/{}",
-                    crate::databricks::files::encode_segment(&response.statement_id)
-                ))
-                .await?;
+        if matches!(response.status.state.as_str(), "PENDING" | "RUNNING") {
+            // From here on the statement runs on the warehouse: if this future is dropped (a
+            // job canceled, a server shutting down) or gives up, the statement is canceled.
+            let mut guard = CancelOnDrop::new(self, &response.statement_id);
+            let polled = tokio::time::timeout_at(deadline, self.wait_for(response)).await;
+            guard.disarm();
+            response = match polled {
+                Ok(finished) => finished?,
+                Err(_) => {
+                    let statement_id = guard.statement_id.clone();
+                    if let Err(e) = cancel_statement(self, &statement_id).await {
+                        tracing::warn!(statement = %statement_id, error = %e, "could not cancel a statement that timed out");
+                    }
+                    return Err(DatabricksError::StatementTimeout {
+                        statement_id,
+                        timeout: self.statement_timeout(),
+                    });
+                }
+            };
         }
         let StatementResponse {
             statement_id,
@@ -235,6 +249,67 @@ impl DatabricksClient {
             total_row_count: manifest.total_row_count.unwrap_or(0),
             first: result,
         })
+    }
+}
+
+impl DatabricksClient {
+    /// Polls a PENDING or RUNNING statement until it reaches a terminal state.
+    async fn wait_for(&self, mut response: StatementResponse) -> Result<StatementResponse> {
+        let mut wait = Duration::from_millis(100);
+        while matches!(response.status.state.as_str(), "PENDING" | "RUNNING") {
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(2));
+            response = self
+                .get_json(&format!(
+                    "/api/2.0/sql/statements/{}",
+                    crate::databricks::files::encode_segment(&response.statement_id)
+                ))
+                .await?;
+        }
+        Ok(response)
+    }
+}
+
+/// Cancels a statement when dropped while armed: the future waiting for the statement was
+/// dropped or failed, and nobody will read its result.
+struct CancelOnDrop {
+    client: Option<DatabricksClient>,
+    statement_id: String,
+}
+
+impl CancelOnDrop {
+    fn new(client: &DatabricksClient, statement_id: &str) -> CancelOnDrop {
+        CancelOnDrop {
+            client: Some(client.clone()),
+            statement_id: statement_id.to_string(),
+        }
+    }
+
+    /// The statement finished (or is canceled explicitly): nothing to do on drop.
+    fn disarm(&mut self) {
+        self.client = None;
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        let Some(client) = self.client.take() else {
+            return;
+        };
+        let statement_id = std::mem::take(&mut self.statement_id);
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    match cancel_statement(&client, &statement_id).await {
+                        Ok(()) => tracing::info!(statement = %statement_id, "canceled an abandoned statement"),
+                        Err(e) => tracing::warn!(statement = %statement_id, error = %e, "could not cancel an abandoned statement"),
+                    }
+                });
+            }
+            Err(_) => {
+                tracing::warn!(statement = %statement_id, "an abandoned statement could not be canceled: no runtime")
+            }
+        }
     }
 }
 
