@@ -164,7 +164,14 @@ impl ServeArgs {
         };
         Ok(bridge::server::ServeOptions {
             listen: self.listen,
-            poll_interval: secs("poll-interval", self.poll_interval)?,
+            poll_interval: match secs("poll-interval", self.poll_interval)? {
+                d if d.is_zero() => {
+                    return Err(Error::Unsupported(
+                        "--poll-interval: must be more than 0 seconds (0 would poll without pause); the default is 2".into(),
+                    ));
+                }
+                d => d,
+            },
             event_lease: secs("event-lease", self.event_lease)?,
             events_table: self.events_table.clone(),
             databricks_events: self.databricks_events.clone(),

@@ -247,6 +247,17 @@ async fn auth_matrix_with_audit_lines() {
     // Plain and hashed tokens are accepted.
     assert_eq!(server.get("/jobs", Some(READER)).await.0, 200);
     assert_eq!(server.get("/jobs", Some(WRITER)).await.0, 200);
+    // The scheme is case-insensitive (RFC 7235).
+    for scheme in ["bearer", "BEARER"] {
+        let response = server
+            .client
+            .get(format!("{}/jobs", server.base))
+            .header("Authorization", format!("{scheme} {READER}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200, "{scheme}");
+    }
 
     // A read-only caller asking to write: 403 naming the table and the missing right.
     let sync = json!({"operation": "UPSERT", "source_table": "main.calibration.results",
@@ -323,6 +334,16 @@ async fn auth_matrix_with_audit_lines() {
             .unwrap()
             .contains(WRITER)
     );
+}
+
+#[test]
+fn a_zero_poll_interval_is_refused() {
+    let scratch = project();
+    let out = scratch.bridge(&["serve", "--listen", "127.0.0.1:0", "--poll-interval", "0"]);
+    assert!(!out.status.success());
+    let err = common::stderr(&out);
+    assert!(err.contains("--poll-interval") && err.contains("more than 0"), "{err}");
+    assert!(common::stdout(&out).is_empty(), "it never listened");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1214,6 +1235,7 @@ steps:
             ended["error"].as_str().unwrap().contains("max_delete_rows"),
             "{ended}"
         );
+        assert_eq!(ended["result"], "refused", "{ended}");
 
         // Reading a table the caller has no grant on: 403 naming it and `read`.
         let (status, body) = server
@@ -1263,7 +1285,7 @@ steps:
             .iter()
             .rfind(|l| l["event_id"] == id.as_str() && l["action"] == "event")
             .expect("audit line of the event");
-        assert_eq!(line["result"], "failed");
+        assert_eq!(line["result"], "refused", "a delete over the limit is a refusal");
         assert!(line["error"].as_str().unwrap().contains("max_delete_rows"));
 
         // An event written straight into the events table by someone who is not in the

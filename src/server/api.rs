@@ -246,9 +246,7 @@ impl FromRequestParts<Arc<AppState>> for Authed {
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|h| h.to_str().ok())
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty());
+            .and_then(bearer_token);
         let refusal = match token {
             None => "no bearer token",
             Some(token) => match state.permissions.authenticate(token) {
@@ -274,6 +272,13 @@ impl FromRequestParts<Arc<AppState>> for Authed {
             ),
         ))
     }
+}
+
+/// The token of an `Authorization: Bearer <token>` header (the scheme in any case, RFC 7235).
+fn bearer_token(header: &str) -> Option<&str> {
+    let (scheme, token) = header.trim_start().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 impl AppState {
@@ -1192,6 +1197,16 @@ mod tests {
         let e = may_cancel(&alice, &job(None), &[]).unwrap_err();
         assert!(e.contains("the scheduler"), "{e}");
         assert!(may_cancel(&ops, &job(None), &results).is_ok());
+    }
+
+    #[test]
+    fn the_bearer_scheme_matches_in_any_case() {
+        for header in ["Bearer t0k", "bearer t0k", "BEARER  t0k ", "bEaReR t0k"] {
+            assert_eq!(bearer_token(header), Some("t0k"), "{header}");
+        }
+        for header in ["Basic dXNlcg==", "Bearer", "Bearer  ", "Bearert0k", "t0k"] {
+            assert_eq!(bearer_token(header), None, "{header}");
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::{Access, PermissionsStore};
 use crate::server::audit::{AuditEntry, AuditLog, AuditResult};
+use crate::sinks::sqlserver::is_over_delete_limit;
 use crate::server::metrics::ServerMetrics;
 use crate::server::{AppState, ServeOptions};
 use crate::sync::{ApplyLimits, Event, Outcome, Poller, PollerHooks, PollerOptions};
@@ -96,18 +97,21 @@ impl PollerHooks for ServerHooks {
     }
 
     async fn on_finished(&self, event: &Event, outcome: &Outcome, took: Duration) {
-        let (ok, rows, error) = match outcome {
-            Outcome::Completed { rows_affected } => (true, Some(*rows_affected), None),
-            Outcome::Failed { error } => (false, None, Some(error.clone())),
+        let (result, rows, error) = match outcome {
+            Outcome::Completed { rows_affected } => {
+                (AuditResult::Ok, Some(*rows_affected), None)
+            }
+            // A delete over the caller's limit is a refusal, like a missing right.
+            Outcome::Failed { error } if is_over_delete_limit(error) => {
+                (AuditResult::Refused, None, Some(error.clone()))
+            }
+            Outcome::Failed { error } => (AuditResult::Failed, None, Some(error.clone())),
         };
+        let ok = result == AuditResult::Ok;
         self.metrics
             .event_finished(&event.operation.to_string(), ok, rows.unwrap_or(0), took);
         self.audit(AuditEntry {
-            result: if ok {
-                AuditResult::Ok
-            } else {
-                AuditResult::Failed
-            },
+            result,
             rows,
             error,
             ..Self::entry(event)

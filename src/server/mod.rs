@@ -88,6 +88,11 @@ pub struct AppState {
 /// Serves until `shutdown` fires, then stops taking requests, lets running jobs finish for the
 /// grace period and interrupts the rest.
 pub async fn serve(root: &Path, options: ServeOptions, shutdown: CancellationToken) -> Result<()> {
+    if options.poll_interval.is_zero() {
+        return Err(Error::Unsupported(
+            "the events poll interval must be more than 0 seconds".into(),
+        ));
+    }
     let root = std::path::absolute(root).map_err(|e| Error::io(root, e))?;
     let bridge_dir = root.join(".bridge");
     std::fs::create_dir_all(&bridge_dir).map_err(|e| Error::io(&bridge_dir, e))?;

@@ -16,6 +16,7 @@ use crate::server::audit::{AuditEntry, AuditLog, AuditResult};
 use crate::server::jobs::{Job, JobStatus, JobStore};
 use crate::server::metrics::ServerMetrics;
 use crate::server::versions::ProjectVersion;
+use crate::sinks::sqlserver::is_over_delete_limit;
 
 /// Error recorded on jobs stopped by a server shutdown.
 pub const SHUTDOWN_ERROR: &str = "the server shut down before the job finished; resubmit it";
@@ -227,10 +228,11 @@ impl JobRunner {
             action: job.kind.clone(),
             tables: Vec::new(),
             rows,
-            result: if status == JobStatus::Succeeded {
-                AuditResult::Ok
-            } else {
-                AuditResult::Failed
+            result: match (status, &error) {
+                (JobStatus::Succeeded, _) => AuditResult::Ok,
+                // A delete over the caller's limit is a refusal, like a missing right.
+                (JobStatus::Failed, Some(e)) if is_over_delete_limit(e) => AuditResult::Refused,
+                _ => AuditResult::Failed,
             },
             error,
             job_id: Some(job.id.clone()),

@@ -586,10 +586,19 @@ async fn update_from_stage(
     .await
 }
 
+/// In the error of a write refused for deleting more rows than `max_delete_rows` allows (the
+/// server audits such runs and events as refused, not failed).
+pub const OVER_DELETE_LIMIT: &str = "over max_delete_rows";
+
+/// Whether a run's or event's error is a delete over `max_delete_rows`.
+pub fn is_over_delete_limit(error: &str) -> bool {
+    error.contains(OVER_DELETE_LIMIT) && error.contains("nothing was changed")
+}
+
 fn check_delete_limit(rows: i64, limit: u64, table: &str) -> Result<(), Fail> {
     if u64::try_from(rows).unwrap_or(0) > limit {
         return Err(Fail::Other(format!(
-            "would delete {rows} rows from {table}, over max_delete_rows {limit}; nothing was changed"
+            "would delete {rows} rows from {table}, {OVER_DELETE_LIMIT} {limit}; nothing was changed"
         )));
     }
     Ok(())
