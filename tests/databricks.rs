@@ -341,6 +341,82 @@ fn databricks_source_streams_every_chunk_in_order() {
     }
 }
 
+/// Presigned downloads: transient failures are retried; a refused (expired) link is replaced by
+/// a fresh one from `GET .../result/chunks/{n}`; a link about to expire is replaced before use;
+/// a link refused again is an error that does not show the signed URL.
+#[test]
+fn presigned_downloads_are_retried_and_refreshed() {
+    // One chunk, so which download an injected failure hits is certain.
+    let f = Fixture::new(DoubleConfig {
+        chunk_rows: 1000,
+        ..Default::default()
+    });
+    seed_orders(&f, 250);
+    databricks_to_parquet(&f, "      table: main.sales.orders");
+    let rows = |f: &Fixture| {
+        batch_lines(&read_parquet(
+            &f.scratch.path("out/orders/out-00000.parquet"),
+        ))
+        .len()
+    };
+    let statuses = |f: &Fixture| {
+        f.requests("GET", "/__external/")
+            .iter()
+            .map(|r| r.status)
+            .collect::<Vec<_>>()
+    };
+    let refreshes = |f: &Fixture| {
+        f.requests("GET", "/api/2.0/sql/statements/")
+            .into_iter()
+            .filter(|r| r.path.ends_with("/result/chunks/0"))
+            .count()
+    };
+
+    // Two 503s from the store: retried with backoff, the run completes.
+    f.double.fail_next("/__external/", 503, None, 2);
+    ok(f.bridge(&["run", "pipelines/from_databricks.yaml"]));
+    assert_eq!(rows(&f), 250);
+    assert_eq!(statuses(&f), [503, 503, 200]);
+    assert_eq!(refreshes(&f), 0);
+
+    // A 403 (an expired link): chunk 0 is asked for again, its fresh link works.
+    f.double.clear_requests();
+    f.double.fail_next("/__external/", 403, None, 1);
+    ok(f.bridge(&["run", "pipelines/from_databricks.yaml"]));
+    assert_eq!(rows(&f), 250);
+    assert_eq!(statuses(&f), [403, 200]);
+    assert_eq!(refreshes(&f), 1);
+
+    // Refused again after the refresh: the run fails, naming the chunk, not the URL.
+    f.double.clear_requests();
+    f.double.fail_next("/__external/", 403, None, 2);
+    let out = f.bridge(&["run", "pipelines/from_databricks.yaml"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("external link of result chunk 0"), "{err}");
+    assert!(err.contains("403"), "{err}");
+    assert!(
+        !err.contains("sig=") && !err.contains("__external"),
+        "{err}"
+    );
+    assert_eq!(refreshes(&f), 1);
+
+    // Links that expire within seconds are replaced before use (several chunks): no download
+    // is refused.
+    drop(f);
+    let f = Fixture::new(DoubleConfig {
+        chunk_rows: 100,
+        link_ttl: std::time::Duration::from_secs(2),
+        ..Default::default()
+    });
+    seed_orders(&f, 250);
+    databricks_to_parquet(&f, "      table: main.sales.orders");
+    ok(f.bridge(&["run", "pipelines/from_databricks.yaml"]));
+    assert_eq!(rows(&f), 250);
+    assert_eq!(statuses(&f), [200, 200, 200]);
+    assert_eq!(refreshes(&f), 1);
+}
+
 #[test]
 fn databricks_query_values_are_bound_parameters() {
     // Inline results in chunks of 3 rows: 7 rows come in 3 chunks.

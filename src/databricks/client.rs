@@ -119,6 +119,11 @@ impl DatabricksClient {
         self.inner.statement_timeout
     }
 
+    /// How failed requests are retried (also used for presigned downloads).
+    pub(crate) fn retry_policy(&self) -> RetryPolicy {
+        self.inner.retry
+    }
+
     /// The plain HTTP client (no auth), for presigned URLs.
     pub(crate) fn http(&self) -> &reqwest::Client {
         &self.inner.http
@@ -323,7 +328,7 @@ fn replay_safe(method: &Method, path: &str) -> bool {
 }
 
 /// `Retry-After` as seconds or an HTTP date, capped.
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
     let wait = match value.parse::<u64>() {
         Ok(secs) => Duration::from_secs(secs),

@@ -137,7 +137,7 @@ struct ResultData {
     next_chunk_internal_link: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 struct ExternalLink {
     chunk_index: u64,
     external_link: String,
@@ -145,7 +145,13 @@ struct ExternalLink {
     http_headers: Option<HashMap<String, String>>,
     #[serde(default)]
     next_chunk_internal_link: Option<String>,
+    /// When the presigned URL stops working (RFC 3339).
+    #[serde(default)]
+    expiration: Option<String>,
 }
+
+/// A link expiring sooner than this is replaced before it is used.
+const LINK_MARGIN: Duration = Duration::from_secs(10);
 
 /// A finished statement whose result can be streamed.
 #[derive(Debug)]
@@ -343,10 +349,11 @@ impl StatementResult {
             },
         );
         let (client, schema) = (self.client, self.schema);
+        let statement_id: Arc<str> = self.statement_id.into();
         descriptions
             .map(move |data| {
-                let (client, schema) = (client.clone(), schema.clone());
-                async move { read_chunk(&client, &schema, &data?).await }
+                let (client, schema, id) = (client.clone(), schema.clone(), statement_id.clone());
+                async move { read_chunk(&client, &id, &schema, &data?).await }
             })
             .buffered(2)
             .flat_map(|chunk: Result<Vec<RecordBatch>>| match chunk {
@@ -387,6 +394,7 @@ impl StatementResult {
 /// The batches of one chunk: an Arrow IPC stream behind each external link, or inline strings.
 async fn read_chunk(
     client: &DatabricksClient,
+    statement_id: &str,
     schema: &SchemaRef,
     data: &ResultData,
 ) -> Result<Vec<RecordBatch>> {
@@ -395,39 +403,8 @@ async fn read_chunk(
     }
     let mut batches = Vec::new();
     for link in data.external_links.iter().flatten() {
-        // A presigned URL: it must not get our Authorization header, and its query (the
-        // signature) must not appear in messages.
-        let mut request = client.http().get(&link.external_link);
-        for (k, v) in link.http_headers.iter().flatten() {
-            request = request.header(k, v);
-        }
         let what = format!("result chunk {}", link.chunk_index);
-        let response = request
-            .send()
-            .await
-            .map_err(|e| DatabricksError::Transport {
-                method: "GET".into(),
-                path: format!("external link of {what}"),
-                message: e.without_url().to_string(),
-            })?;
-        let status = response.status();
-        if !status.is_success() {
-            return Err(DatabricksError::Api {
-                method: "GET".into(),
-                path: format!("external link of {what}"),
-                status: status.as_u16(),
-                error_code: None,
-                message: "download of the result chunk failed".into(),
-            });
-        }
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| DatabricksError::Transport {
-                method: "GET".into(),
-                path: format!("external link of {what}"),
-                message: e.without_url().to_string(),
-            })?;
+        let bytes = download_chunk(client, statement_id, link).await?;
         let reader = StreamReader::try_new(std::io::Cursor::new(bytes), None)
             .map_err(|e| DatabricksError::protocol(what.clone(), e))?;
         for batch in reader {
@@ -436,6 +413,137 @@ async fn read_chunk(
         }
     }
     Ok(batches)
+}
+
+/// Why a download from a presigned link failed.
+enum LinkFailure {
+    /// Refused (403, or 400 as some stores answer): the link may have expired.
+    Refused(DatabricksError),
+    /// Worth another try: the connection failed, or the store answered 408, 429 or 5xx.
+    Transient {
+        error: DatabricksError,
+        retry_after: Option<Duration>,
+    },
+    /// Anything else.
+    Fatal(DatabricksError),
+}
+
+/// Downloads the chunk behind a presigned link. Transient failures are retried with backoff
+/// (the client's retry policy, honouring `Retry-After`); a link that is refused, or about to
+/// expire, is replaced once by a fresh one from
+/// `GET /api/2.0/sql/statements/{id}/result/chunks/{n}`.
+async fn download_chunk(
+    client: &DatabricksClient,
+    statement_id: &str,
+    link: &ExternalLink,
+) -> Result<bytes::Bytes> {
+    let policy = client.retry_policy();
+    let mut link = link.clone();
+    let mut refreshed = false;
+    if expires_soon(&link) {
+        link = fresh_link(client, statement_id, link.chunk_index).await?;
+        refreshed = true;
+    }
+    let (mut retries, mut delay) = (0, policy.min_delay);
+    loop {
+        let failure = match fetch_link(client, &link).await {
+            Ok(bytes) => return Ok(bytes),
+            Err(failure) => failure,
+        };
+        match failure {
+            LinkFailure::Refused(error) if !refreshed => {
+                tracing::info!(statement = %statement_id, chunk = link.chunk_index, error = %error, "presigned link refused; fetching a fresh one");
+                link = fresh_link(client, statement_id, link.chunk_index).await?;
+                refreshed = true;
+            }
+            LinkFailure::Transient { error, retry_after } if retries < policy.max_retries => {
+                let wait = retry_after
+                    .unwrap_or(delay)
+                    .min(policy.max_delay.max(delay));
+                tracing::warn!(statement = %statement_id, chunk = link.chunk_index, error = %error, wait_ms = wait.as_millis() as u64, "result chunk download will be retried");
+                tokio::time::sleep(wait).await;
+                delay = (delay * 2).min(policy.max_delay);
+                retries += 1;
+            }
+            LinkFailure::Refused(error)
+            | LinkFailure::Transient { error, .. }
+            | LinkFailure::Fatal(error) => return Err(error),
+        }
+    }
+}
+
+/// Whether a link's `expiration` is past or near.
+fn expires_soon(link: &ExternalLink) -> bool {
+    let Some(at) = link
+        .expiration
+        .as_deref()
+        .and_then(|e| chrono::DateTime::parse_from_rfc3339(e).ok())
+    else {
+        return false;
+    };
+    let margin = chrono::Duration::from_std(LINK_MARGIN).unwrap_or_default();
+    at.with_timezone(&chrono::Utc) - margin <= chrono::Utc::now()
+}
+
+/// A fresh link to chunk `n` of a statement's result.
+async fn fresh_link(
+    client: &DatabricksClient,
+    statement_id: &str,
+    chunk_index: u64,
+) -> Result<ExternalLink> {
+    let path = format!(
+        "/api/2.0/sql/statements/{}/result/chunks/{chunk_index}",
+        crate::databricks::files::encode_segment(statement_id)
+    );
+    let data: ResultData = client.get_json(&path).await?;
+    data.external_links
+        .into_iter()
+        .flatten()
+        .find(|l| l.chunk_index == chunk_index)
+        .ok_or_else(|| {
+            DatabricksError::protocol(path, format!("no external link for chunk {chunk_index}"))
+        })
+}
+
+/// One download attempt. A presigned URL: it must not get our Authorization header, and its
+/// query (the signature) must not appear in messages.
+async fn fetch_link(
+    client: &DatabricksClient,
+    link: &ExternalLink,
+) -> std::result::Result<bytes::Bytes, LinkFailure> {
+    let mut request = client.http().get(&link.external_link);
+    for (k, v) in link.http_headers.iter().flatten() {
+        request = request.header(k, v);
+    }
+    let path = format!("external link of result chunk {}", link.chunk_index);
+    let transport = |e: reqwest::Error| LinkFailure::Transient {
+        error: DatabricksError::Transport {
+            method: "GET".into(),
+            path: path.clone(),
+            message: e.without_url().to_string(),
+        },
+        retry_after: None,
+    };
+    let response = request.send().await.map_err(transport)?;
+    let status = response.status();
+    if !status.is_success() {
+        let error = DatabricksError::Api {
+            method: "GET".into(),
+            path: path.clone(),
+            status: status.as_u16(),
+            error_code: None,
+            message: "download of the result chunk failed".into(),
+        };
+        return Err(match status.as_u16() {
+            400 | 403 => LinkFailure::Refused(error),
+            408 | 429 | 500..=599 => LinkFailure::Transient {
+                retry_after: crate::databricks::client::retry_after(response.headers()),
+                error,
+            },
+            _ => LinkFailure::Fatal(error),
+        });
+    }
+    response.bytes().await.map_err(transport)
 }
 
 /// A batch cast to the declared schema (names from the manifest; types cast where the stream's

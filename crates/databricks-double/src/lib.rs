@@ -28,7 +28,7 @@
 //! | `GET /api/2.0/sql/statements/{id}` | status, manifest and first chunk (after `pending_polls` RUNNING answers) |
 //! | `GET /api/2.0/sql/statements/{id}/result/chunks/{n}` | chunk `n` (inline rows or one external link) |
 //! | `POST /api/2.0/sql/statements/{id}/cancel` | cancels a PENDING/RUNNING statement; terminal states are kept |
-//! | `GET /__external/{id}/{n}?sig=..` | the presigned-URL stand-in: refuses any `Authorization` header (400) |
+//! | `GET /__external/{id}/{n}?exp=..&sig=..` | the presigned-URL stand-in: refuses any `Authorization` header (400), a wrong signature or an expired link (`link_ttl`) with 403 |
 //!
 //! Everything else answers 404 `ENDPOINT_NOT_FOUND`; a known path with the wrong method answers 405.
 //! Errors are `{"error_code": ..., "message": ...}` (OAuth errors use RFC 6749 `error`/`error_description`).
@@ -100,6 +100,9 @@ pub struct DoubleConfig {
     pub pending_polls: u32,
     /// `userName` of SCIM Me.
     pub user_name: String,
+    /// How long an external link (presigned URL) works; later it answers 403, as cloud storage
+    /// does. Databricks' links last about 15 minutes.
+    pub link_ttl: std::time::Duration,
 }
 
 impl Default for DoubleConfig {
@@ -111,6 +114,7 @@ impl Default for DoubleConfig {
             chunk_rows: 1000,
             pending_polls: 0,
             user_name: "bridge@example.com".into(),
+            link_ttl: std::time::Duration::from_secs(15 * 60),
         }
     }
 }

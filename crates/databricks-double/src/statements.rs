@@ -716,14 +716,16 @@ fn result_json(
         ));
     }
     if st.external {
+        let expires = chrono::Utc::now()
+            + chrono::Duration::from_std(shared.config.link_ttl)
+                .unwrap_or(chrono::Duration::minutes(15));
+        let exp = expires.timestamp_millis();
         out["external_link"] = json!(format!(
-            "{}/__external/{id}/{idx}?sig={}",
-            shared.base_url, st.sig
+            "{}/__external/{id}/{idx}?exp={exp}&sig={}",
+            shared.base_url,
+            link_signature(&st.sig, id, idx, exp)
         ));
-        out["expiration"] = json!(
-            (chrono::Utc::now() + chrono::Duration::minutes(15))
-                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-        );
+        out["expiration"] = json!(expires.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
         json!({ "external_links": [out] })
     } else {
         if let Payload::Json(rows) = &c.payload {
@@ -748,7 +750,16 @@ fn statement_json(shared: &Shared, id: &str, st: &Statement) -> serde_json::Valu
     out
 }
 
-/// `GET /__external/{id}/{chunk}?sig=...`: the presigned-URL stand-in. No Authorization allowed.
+/// The signature of an external link: binds the statement's secret, the chunk and the expiry.
+fn link_signature(secret: &str, id: &str, idx: usize, exp: i64) -> String {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut h = DefaultHasher::new();
+    (secret, id, idx, exp).hash(&mut h);
+    format!("{:016x}", h.finish())
+}
+
+/// `GET /__external/{id}/{chunk}?exp=...&sig=...`: the presigned-URL stand-in. No Authorization
+/// allowed; a wrong signature or a link past its expiry is 403, as with cloud storage.
 pub(crate) fn external(
     shared: &Shared,
     rest: &str,
@@ -765,9 +776,13 @@ pub(crate) fn external(
     let (id, n) = rest
         .split_once('/')
         .ok_or_else(|| ApiError::not_found("No such external link."))?;
-    let sig: Option<String> = form_urlencoded::parse(query.unwrap_or("").as_bytes())
-        .find(|(k, _)| k == "sig")
-        .map(|(_, v)| v.into_owned());
+    let param = |name: &str| -> Option<String> {
+        form_urlencoded::parse(query.unwrap_or("").as_bytes())
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    };
+    let sig = param("sig");
+    let exp = param("exp").and_then(|e| e.parse::<i64>().ok());
     let map = lock(&shared.statements);
     let forbidden = || {
         ApiError::new(
@@ -777,17 +792,27 @@ pub(crate) fn external(
         )
     };
     let st = map.get(id).ok_or_else(forbidden)?;
-    if sig.as_deref() != Some(st.sig.as_str()) {
+    let idx = n.parse::<usize>().ok();
+    let (Some(exp), Some(idx)) = (exp, idx) else {
         return Err(forbidden());
+    };
+    if sig.as_deref() != Some(link_signature(&st.sig, id, idx, exp).as_str()) {
+        return Err(forbidden());
+    }
+    if chrono::Utc::now().timestamp_millis() > exp {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "AccessDenied",
+            "Request has expired.",
+        ));
     }
     let m = st
         .result
         .as_ref()
         .ok_or_else(|| ApiError::not_found("No result for this link."))?;
-    let c = n
-        .parse::<usize>()
-        .ok()
-        .and_then(|i| m.chunks.get(i))
+    let c = m
+        .chunks
+        .get(idx)
         .ok_or_else(|| ApiError::not_found("No such chunk."))?;
     let (ct, body) = match &c.payload {
         Payload::Arrow(b) => ("application/vnd.apache.arrow.stream", b.clone()),

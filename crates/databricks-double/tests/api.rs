@@ -660,6 +660,76 @@ async fn external_links_arrow_stream() {
     t.dbx.shutdown().await;
 }
 
+/// External links expire (`link_ttl`) with 403, as presigned URLs do; the chunk endpoint gives a
+/// fresh link to the same chunk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_links_expire_and_chunks_give_fresh_ones() {
+    let t = T::start(DoubleConfig {
+        chunk_rows: 2,
+        link_ttl: std::time::Duration::from_millis(300),
+        ..DoubleConfig::default()
+    })
+    .await;
+    t.run("CREATE TABLE main.s.t (id BIGINT)").await;
+    t.run("INSERT INTO main.s.t VALUES (1), (2), (3)").await;
+    let v = t
+        .sql(json!({
+            "statement": "SELECT id FROM main.s.t ORDER BY id",
+            "warehouse_id": "wh-test", "disposition": "EXTERNAL_LINKS", "format": "ARROW_STREAM"
+        }))
+        .await;
+    let id = v["statement_id"].as_str().unwrap().to_string();
+    let link = v["result"]["external_links"][0]["external_link"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        t.http.get(&link).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    // A later expiry in the URL is not accepted: the signature covers it.
+    let exp: i64 = link
+        .split("exp=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let stretched = link.replace(&format!("exp={exp}"), &format!("exp={}", exp + 3_600_000));
+    assert_eq!(
+        t.http.get(&stretched).send().await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let r = t.http.get(&link).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(r.text().await.unwrap().contains("expired"));
+    let chunk: Value = t
+        .get(&format!("/api/2.0/sql/statements/{id}/result/chunks/0"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(chunk["external_links"][0]["chunk_index"], 0);
+    let fresh = chunk["external_links"][0]["external_link"]
+        .as_str()
+        .unwrap();
+    assert_ne!(fresh, link);
+    let r = t.http.get(fresh).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let batch = StreamReader::try_new(Cursor::new(r.bytes().await.unwrap().to_vec()), None)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    assert_eq!(batch.num_rows(), 2);
+    t.dbx.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pending_polls_and_cancel() {
     let t = T::start(DoubleConfig {
