@@ -590,11 +590,17 @@ fn throttled_and_unavailable_answers_are_retried_after_retry_after() {
     let f = Fixture::new(DoubleConfig::default());
     seed_orders(&f, 10);
     databricks_to_parquet(&f, "      table: main.sales.orders");
+    // Retry-After: 3 is far above the first backoff delay (0.5 s): a client ignoring it would
+    // retry sooner.
     f.double
-        .fail_next("/api/2.0/sql/statements", 429, Some(1), 1);
+        .fail_next("/api/2.0/sql/statements", 429, Some(3), 1);
     let started = std::time::Instant::now();
     ok(f.bridge(&["run", "pipelines/from_databricks.yaml"]));
-    assert!(started.elapsed() >= std::time::Duration::from_secs(1));
+    let waited = started.elapsed();
+    assert!(
+        waited >= std::time::Duration::from_secs(3),
+        "retried after {waited:?}, before Retry-After: 3"
+    );
     let posts = f.requests("POST", "/api/2.0/sql/statements");
     assert_eq!(
         posts.iter().map(|r| r.status).collect::<Vec<_>>(),
@@ -610,11 +616,17 @@ fn throttled_and_unavailable_answers_are_retried_after_retry_after() {
     f.double.fail_next(
         "/api/2.0/fs/files/Volumes/main/raw/landing/bridge/sales",
         503,
-        Some(1),
+        Some(2),
         2,
     );
     csv_to_volume(&f, 100, "/Volumes/main/raw/landing/bridge");
+    let started = std::time::Instant::now();
     ok(f.bridge(&["run", "pipelines/to_volume.yaml"]));
+    let waited = started.elapsed();
+    assert!(
+        waited >= std::time::Duration::from_secs(4),
+        "two retries after {waited:?}, before 2 x Retry-After: 2"
+    );
     // The first two requests under the prefix were refused; the same request was sent again.
     let hits: Vec<RecordedRequest> = f
         .double
