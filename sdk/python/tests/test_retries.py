@@ -16,7 +16,9 @@ from sql_databricks_bridge_sdk import (
     BridgeConnectionError,
     BridgeError,
     ConflictError,
+    EventStatus,
     JobStatus,
+    Operation,
     ValidationError,
 )
 
@@ -183,6 +185,21 @@ def test_accepted_job_whose_read_fails_is_still_returned(scripted: Scripted) -> 
     job = client(scripted).run_pipeline("demo", country="mexico")
     assert (job.id, job.status, job.pipeline, job.country) == ("j9", JobStatus.QUEUED, "demo", "mexico")
     assert scripted.count("POST", "/runs") == 1
+
+
+def test_submitted_event_whose_read_fails_is_still_returned(scripted: Scripted) -> None:
+    event_id = "0b9e8c1e-3f7a-4d0e-9d7e-1c2b3a4d5e6f"
+    scripted.on("POST", "/sync", (202, {}, {"id": event_id, "status": "pending"}, 0.0))
+    scripted.on("GET", f"/events/{event_id}", (500, {}, {"error": "internal", "detail": "db locked"}, 0.0))
+    event = client(scripted).submit_sync_event(
+        "upsert", "main.calibration.results", "dbo.Results", ["id"], filter="period = 202401"
+    )
+    assert event.event_id == event_id
+    assert event.status == EventStatus.PENDING
+    assert event.operation == Operation.UPSERT
+    assert (event.source_table, event.target_table) == ("main.calibration.results", "dbo.Results")
+    assert (event.primary_keys, event.filter) == (["id"], "period = 202401")
+    assert scripted.count("POST", "/sync") == 1, "the event was submitted once"
 
 
 def test_connection_refused_is_retried_then_raised() -> None:

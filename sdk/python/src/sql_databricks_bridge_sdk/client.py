@@ -260,9 +260,24 @@ class BridgeClient:
         """Asks for a Databricks -> SQL Server sync (``POST /sync``) as the token's user and
         returns the new event (``pending``). The server checks the caller's ``write`` right on
         ``target_table`` (:class:`PermissionDeniedError` otherwise) and every field
-        (:class:`ValidationError` naming it)."""
+        (:class:`ValidationError` naming it).
+
+        The event is then read back; if that read fails, the event (already submitted) is still
+        returned with what is known, so its id is never lost."""
         event_id = self._post_sync(operation, source_table, target_table, primary_keys, filter)
-        return self.get_event(event_id)
+        try:
+            return self.get_event(event_id)
+        except BridgeError:
+            return SyncEvent(
+                event_id=event_id,
+                operation=Operation(operation),
+                source_table=source_table,
+                target_table=target_table,
+                status=EventStatus.PENDING,
+                primary_keys=list(primary_keys or []),
+                filter=filter,
+                raw={"event_id": event_id, "status": "pending"},
+            )
 
     def get_event(self, id: Union[str, SyncEvent]) -> SyncEvent:
         """A sync event: status, rows affected, error."""
