@@ -342,7 +342,10 @@ fn a_zero_poll_interval_is_refused() {
     let out = scratch.bridge(&["serve", "--listen", "127.0.0.1:0", "--poll-interval", "0"]);
     assert!(!out.status.success());
     let err = common::stderr(&out);
-    assert!(err.contains("--poll-interval") && err.contains("more than 0"), "{err}");
+    assert!(
+        err.contains("--poll-interval") && err.contains("more than 0"),
+        "{err}"
+    );
     assert!(common::stdout(&out).is_empty(), "it never listened");
 }
 
@@ -477,7 +480,10 @@ async fn only_the_submitter_or_a_writer_of_every_table_cancels() {
     assert_eq!(job["status"], "cancelled", "{job}");
     let audit = audit_lines(&scratch);
     let last = audit.iter().rfind(|l| l["action"] == "cancel").unwrap();
-    assert_eq!((last["caller"].as_str(), last["result"].as_str()), (Some("ops"), Some("ok")));
+    assert_eq!(
+        (last["caller"].as_str(), last["result"].as_str()),
+        (Some("ops"), Some("ok"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -497,11 +503,19 @@ async fn sigterm_interrupts_running_jobs_cleanly() {
         .iter()
         .rfind(|l| l["job_id"] == id.as_str())
         .expect("the job's end is audited before the server exits");
-    assert_eq!(ended["error"], bridge::server::runner::SHUTDOWN_ERROR, "{ended}");
+    assert_eq!(
+        ended["error"],
+        bridge::server::runner::SHUTDOWN_ERROR,
+        "{ended}"
+    );
     let server = Server::start(&scratch, &["--no-schedules"]);
     let (_, job) = server.get(&format!("/jobs/{id}"), Some(READER)).await;
     assert_eq!(job["status"], "interrupted", "{job}");
-    assert_eq!(job["error"], bridge::server::runner::SHUTDOWN_ERROR, "{job}");
+    assert_eq!(
+        job["error"],
+        bridge::server::runner::SHUTDOWN_ERROR,
+        "{job}"
+    );
     assert_ne!(job["error"], bridge::server::jobs::INTERRUPTED_ERROR);
     assert!(files_under(&scratch, "output/slow").is_empty());
 }
@@ -520,13 +534,21 @@ async fn queued_jobs_do_not_start_once_a_shutdown_began() {
     );
     let server = Server::start(
         &scratch,
-        &["--no-schedules", "--max-jobs", "1", "--shutdown-grace", "120"],
+        &[
+            "--no-schedules",
+            "--max-jobs",
+            "1",
+            "--shutdown-grace",
+            "120",
+        ],
     );
     let (_, body) = server
         .post("/runs", Some(READER), json!({"pipeline": "medium"}))
         .await;
     let running = body["id"].as_str().unwrap().to_string();
-    server.wait_job(&running, |j| j["status"] == "running").await;
+    server
+        .wait_job(&running, |j| j["status"] == "running")
+        .await;
     let (_, body) = server
         .post(
             "/runs",
@@ -538,16 +560,29 @@ async fn queued_jobs_do_not_start_once_a_shutdown_began() {
     let (_, job) = server.get(&format!("/jobs/{queued}"), Some(READER)).await;
     assert_eq!(job["status"], "queued", "{job}");
     let (_, job) = server.get(&format!("/jobs/{running}"), Some(READER)).await;
-    assert_eq!(job["status"], "running", "the first job must outlast the SIGTERM: {job}");
+    assert_eq!(
+        job["status"], "running",
+        "the first job must outlast the SIGTERM: {job}"
+    );
     assert!(server.terminate(), "serve exits 0 on SIGTERM");
 
     let server = Server::start(&scratch, &["--no-schedules"]);
     let (_, job) = server.get(&format!("/jobs/{running}"), Some(READER)).await;
-    assert_eq!(job["status"], "succeeded", "running jobs finish within the grace: {job}");
+    assert_eq!(
+        job["status"], "succeeded",
+        "running jobs finish within the grace: {job}"
+    );
     let (_, job) = server.get(&format!("/jobs/{queued}"), Some(READER)).await;
     assert_eq!(job["status"], "interrupted", "{job}");
-    assert_eq!(job["error"], bridge::server::runner::SHUTDOWN_ERROR, "{job}");
-    assert!(job["started_at"].is_null(), "the queued job never started: {job}");
+    assert_eq!(
+        job["error"],
+        bridge::server::runner::SHUTDOWN_ERROR,
+        "{job}"
+    );
+    assert!(
+        job["started_at"].is_null(),
+        "the queued job never started: {job}"
+    );
     assert!(files_under(&scratch, "output/volume").is_empty());
 }
 
@@ -712,7 +747,11 @@ async fn a_permissions_file_outside_config_reloads() {
     std::fs::rename(&tmp, &file).unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     while server.get("/jobs", Some("late-token-abcdef")).await.0 != 200 {
-        assert!(Instant::now() < deadline, "edit of {} never picked up", file.display());
+        assert!(
+            Instant::now() < deadline,
+            "edit of {} never picked up",
+            file.display()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // Editing the copy under config/ changes nothing: the file in use is the other one.
@@ -1225,7 +1264,13 @@ steps:
             "{error}"
         );
         assert_eq!(count(&sql, "SELECT COUNT(*) FROM Results"), 5);
-        assert_eq!(count(&sql, "SELECT CAST(SUM(amount * 10) AS INTEGER) FROM Results"), 175);
+        assert_eq!(
+            count(
+                &sql,
+                "SELECT CAST(SUM(amount * 10) AS INTEGER) FROM Results"
+            ),
+            175
+        );
         let audit = audit_lines(&scratch);
         let ended = audit
             .iter()
@@ -1285,7 +1330,10 @@ steps:
             .iter()
             .rfind(|l| l["event_id"] == id.as_str() && l["action"] == "event")
             .expect("audit line of the event");
-        assert_eq!(line["result"], "refused", "a delete over the limit is a refusal");
+        assert_eq!(
+            line["result"], "refused",
+            "a delete over the limit is a refusal"
+        );
         assert!(line["error"].as_str().unwrap().contains("max_delete_rows"));
 
         // An event written straight into the events table by someone who is not in the

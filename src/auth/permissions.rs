@@ -616,15 +616,28 @@ users:
             "users:\n  - name: ops\n    token: t1\n    permissions:\n      - table: \"*\"\n        access: read_write\n      - table: dbo.Audit\n        access: write\n",
         )
         .unwrap();
-        assert!(everything.authenticate("t1").unwrap().may_write_every_table());
+        assert!(
+            everything
+                .authenticate("t1")
+                .unwrap()
+                .may_write_every_table()
+        );
         let narrowed = parse(
             "users:\n  - name: ops\n    token: t1\n    permissions:\n      - table: \"*\"\n        access: read_write\n      - table: dbo.Audit\n        access: read\n",
         )
         .unwrap();
         assert!(!narrowed.authenticate("t1").unwrap().may_write_every_table());
         let p = sample();
-        assert!(!p.authenticate("plain-token").unwrap().may_write_every_table());
-        assert!(!p.authenticate("hashed-token").unwrap().may_write_every_table());
+        assert!(
+            !p.authenticate("plain-token")
+                .unwrap()
+                .may_write_every_table()
+        );
+        assert!(
+            !p.authenticate("hashed-token")
+                .unwrap()
+                .may_write_every_table()
+        );
         let nothing =
             parse("users:\n  - name: idle\n    token: t2\n    permissions: []\n").unwrap();
         assert!(!nothing.authenticate("t2").unwrap().may_write_every_table());

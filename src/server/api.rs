@@ -1179,14 +1179,21 @@ mod tests {
         )
         .unwrap();
         let caller = |t: &str| permissions.authenticate(t).unwrap();
-        let (alice, bob, ops) = (caller("alice-token"), caller("bob-token"), caller("ops-token"));
+        let (alice, bob, ops) = (
+            caller("alice-token"),
+            caller("bob-token"),
+            caller("ops-token"),
+        );
         let results = ["dbo.Results".to_string()];
         let both = ["dbo.Results".to_string(), "dbo.Sales".to_string()];
         // The submitter, whatever its grants.
         assert!(may_cancel(&alice, &job(Some("alice")), &both).is_ok());
         // Someone else's job: write access to every table it touches.
         let e = may_cancel(&alice, &job(Some("bob")), &results).unwrap_err();
-        assert!(e.contains("`alice` may not cancel job `j1` of `bob`") && e.contains("dbo.Results"), "{e}");
+        assert!(
+            e.contains("`alice` may not cancel job `j1` of `bob`") && e.contains("dbo.Results"),
+            "{e}"
+        );
         assert!(may_cancel(&bob, &job(Some("alice")), &results).is_ok());
         let e = may_cancel(&bob, &job(Some("alice")), &both).unwrap_err();
         assert!(e.contains("dbo.Sales") && e.contains("write"), "{e}");
@@ -1212,7 +1219,10 @@ mod tests {
     #[test]
     fn fields_inside_objects_keep_their_path() {
         assert_eq!(field_at_fault("a", "missing field `b`"), "a.b");
-        assert_eq!(field_at_fault("a.b", "unknown field `b`, expected `c`"), "a.b");
+        assert_eq!(
+            field_at_fault("a.b", "unknown field `b`, expected `c`"),
+            "a.b"
+        );
         assert_eq!(field_at_fault("a", "invalid type: integer"), "a");
         assert_eq!(field_at_fault(".", "EOF while parsing"), "body");
         assert_eq!(field_at_fault("?", "EOF while parsing"), "body");

@@ -8,9 +8,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::{Access, PermissionsStore};
 use crate::server::audit::{AuditEntry, AuditLog, AuditResult};
-use crate::sinks::sqlserver::is_over_delete_limit;
 use crate::server::metrics::ServerMetrics;
 use crate::server::{AppState, ServeOptions};
+use crate::sinks::sqlserver::is_over_delete_limit;
 use crate::sync::{ApplyLimits, Event, Outcome, Poller, PollerHooks, PollerOptions};
 
 /// Runs the events poller until `stop` fires.
@@ -98,9 +98,7 @@ impl PollerHooks for ServerHooks {
 
     async fn on_finished(&self, event: &Event, outcome: &Outcome, took: Duration) {
         let (result, rows, error) = match outcome {
-            Outcome::Completed { rows_affected } => {
-                (AuditResult::Ok, Some(*rows_affected), None)
-            }
+            Outcome::Completed { rows_affected } => (AuditResult::Ok, Some(*rows_affected), None),
             // A delete over the caller's limit is a refusal, like a missing right.
             Outcome::Failed { error } if is_over_delete_limit(error) => {
                 (AuditResult::Refused, None, Some(error.clone()))

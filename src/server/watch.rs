@@ -214,9 +214,15 @@ mod tests {
     #[test]
     fn reading_a_file_is_not_a_change() {
         use notify::event::{AccessKind, AccessMode, CreateKind, EventKind};
-        assert!(!changes(&EventKind::Access(AccessKind::Open(AccessMode::Any))));
-        assert!(!changes(&EventKind::Access(AccessKind::Close(AccessMode::Read))));
-        assert!(changes(&EventKind::Access(AccessKind::Close(AccessMode::Write))));
+        assert!(!changes(&EventKind::Access(AccessKind::Open(
+            AccessMode::Any
+        ))));
+        assert!(!changes(&EventKind::Access(AccessKind::Close(
+            AccessMode::Read
+        ))));
+        assert!(changes(&EventKind::Access(AccessKind::Close(
+            AccessMode::Write
+        ))));
         assert!(changes(&EventKind::Create(CreateKind::Folder)));
     }
 
