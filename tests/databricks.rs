@@ -975,7 +975,7 @@ mod events {
                 while let Some(e) = s.claim_next(worker).await.unwrap() {
                     assert_eq!(e.claimed_by.as_deref(), Some(worker));
                     let n: usize = e.source_table["main.s.t".len()..].parse().unwrap();
-                    assert_eq!(e.primary_keys.len(), if n % 3 == 0 { 2 } else { 0 });
+                    assert_eq!(e.primary_keys.len(), if n.is_multiple_of(3) { 2 } else { 0 });
                     got.push(e.event_id);
                 }
                 got
