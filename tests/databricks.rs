@@ -975,7 +975,10 @@ mod events {
                 while let Some(e) = s.claim_next(worker).await.unwrap() {
                     assert_eq!(e.claimed_by.as_deref(), Some(worker));
                     let n: usize = e.source_table["main.s.t".len()..].parse().unwrap();
-                    assert_eq!(e.primary_keys.len(), if n.is_multiple_of(3) { 2 } else { 0 });
+                    assert_eq!(
+                        e.primary_keys.len(),
+                        if n.is_multiple_of(3) { 2 } else { 0 }
+                    );
                     got.push(e.event_id);
                 }
                 got
@@ -1034,6 +1037,98 @@ mod events {
             })
             .count();
         assert!(updates >= 12, "{updates}");
+    }
+
+    /// `bridge serve --databricks-events` on the double with `extra` arguments; the child and
+    /// the base URL it listens on.
+    fn serve(f: &Fixture, extra: &[&str]) -> (std::process::Child, String) {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_bridge"))
+            .arg("--root")
+            .arg(f.scratch.root())
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--databricks-events",
+                "--no-schedules",
+            ])
+            .args(extra)
+            .env_remove("SQLSERVER_HOST")
+            .envs(f.env().iter().map(|(k, v)| (*k, v.as_str())))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let line = lines.next().expect("server prints its address").unwrap();
+        std::thread::spawn(move || for _ in lines {});
+        let base = line
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+            .to_string();
+        (child, base)
+    }
+
+    /// With the Databricks events table too, an event is audited before it is stored: when its
+    /// audit line cannot be written, POST /sync fails and no row reaches the table.
+    #[test]
+    fn serve_stores_no_event_without_its_audit_line() {
+        let f = Fixture::new(DoubleConfig::default());
+        ok(f.bridge(&["setup-events-table", "--apply"]));
+        f.scratch.write(
+            "config/permissions.yaml",
+            "users:\n  - name: alice\n    token: alice-token\n    permissions:\n      - table: dbo.Orders\n        access: read_write\n",
+        );
+        let sync = serde_json::json!({"operation": "INSERT",
+            "source_table": "main.sales.orders", "target_table": "dbo.Orders"});
+        let post = |base: &str| {
+            f.rt.block_on(async {
+                let response = reqwest::Client::new()
+                    .post(format!("{base}/sync"))
+                    .bearer_auth("alice-token")
+                    .json(&sync)
+                    .send()
+                    .await
+                    .unwrap();
+                let status = response.status().as_u16();
+                (status, response.text().await.unwrap())
+            })
+        };
+        let events = || {
+            f.double
+                .query_sql("SELECT event_id FROM \"bridge.events.bridge_events\"")
+                .unwrap()
+        };
+
+        // Every write to /dev/full fails (ENOSPC): no audit line can be written.
+        let (mut child, base) = serve(&f, &["--audit-log", "/dev/full"]);
+        let (status, body) = post(&base);
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(status, 500, "{body}");
+        assert!(
+            events().is_empty(),
+            "an event the audit log does not show was stored"
+        );
+
+        // With a writable log the same request is stored under the id its audit line shows.
+        let (mut child, base) = serve(&f, &[]);
+        let (status, body) = post(&base);
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(status, 202, "{body}");
+        let id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(events(), [[Some(id.clone())]]);
+        let log = std::fs::read_to_string(f.scratch.path(".bridge/audit.log")).unwrap();
+        assert!(
+            log.lines()
+                .any(|l| l.contains("\"started\"") && l.contains(&id)),
+            "{log}"
+        );
     }
 
     #[test]
