@@ -1364,5 +1364,28 @@ steps:
             "{event}"
         );
         assert_eq!(count(&sql, "SELECT COUNT(*) FROM Results"), 5);
+        // Each ended event has exactly one audit line: a refusal is not also a failure. (A
+        // second line would follow the recorded outcome: give it the time to show.)
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let audit = audit_lines(&scratch);
+        let lines_of = |id: &str| -> Vec<Value> {
+            audit
+                .iter()
+                .filter(|l| l["event_id"] == id && l["action"] == "event")
+                .cloned()
+                .collect()
+        };
+        for (id, error) in [
+            (id.as_str(), "max_delete_rows"),
+            (stranger.event_id.as_str(), "`mallory` is not a user"),
+        ] {
+            let lines = lines_of(id);
+            assert_eq!(lines.len(), 1, "{lines:?}");
+            assert_eq!(lines[0]["result"], "refused", "{lines:?}");
+            assert!(
+                lines[0]["error"].as_str().unwrap().contains(error),
+                "{lines:?}"
+            );
+        }
     }
 }

@@ -1,7 +1,8 @@
 //! The server's side of the events poller: who may apply an event (its `created_by` must be a
 //! user of the permissions file with write access to the target), and audit lines and metrics.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -19,6 +20,7 @@ pub async fn run_poller(state: Arc<AppState>, options: ServeOptions, stop: Cance
         permissions: Arc::clone(&state.permissions),
         audit: Arc::clone(&state.audit),
         metrics: Arc::clone(&state.metrics),
+        refused: Mutex::new(HashSet::new()),
     });
     let versions = Arc::clone(&state.versions);
     let root = state.root.clone();
@@ -46,6 +48,9 @@ struct ServerHooks {
     permissions: Arc<PermissionsStore>,
     audit: Arc<AuditLog>,
     metrics: Arc<ServerMetrics>,
+    /// Events `authorize` refused (and audited as `refused`) whose outcome is not recorded yet:
+    /// their failure gets no second audit line.
+    refused: Mutex<HashSet<String>>,
 }
 
 impl ServerHooks {
@@ -53,6 +58,10 @@ impl ServerHooks {
         if let Err(e) = self.audit.append(&entry) {
             tracing::error!(error = %e, "audit log write failed");
         }
+    }
+
+    fn refused_ids(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.refused.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn entry(event: &Event) -> AuditEntry {
@@ -71,6 +80,7 @@ impl ServerHooks {
 impl PollerHooks for ServerHooks {
     async fn authorize(&self, event: &Event) -> Result<ApplyLimits, String> {
         let refused = |message: String| {
+            self.refused_ids().insert(event.event_id.clone());
             self.audit(AuditEntry {
                 result: AuditResult::Refused,
                 error: Some(message.clone()),
@@ -91,6 +101,7 @@ impl PollerHooks for ServerHooks {
         if let Err(denied) = caller.check(&event.target_table, Access::Write) {
             return refused(denied.to_string());
         }
+        self.refused_ids().remove(&event.event_id);
         Ok(ApplyLimits {
             max_delete_rows: caller.max_delete_rows(&event.target_table),
         })
@@ -108,6 +119,11 @@ impl PollerHooks for ServerHooks {
         let ok = result == AuditResult::Ok;
         self.metrics
             .event_finished(&event.operation.to_string(), ok, rows.unwrap_or(0), took);
+        // A refusal was audited when it was decided: one line per event, not `refused` then
+        // `failed`.
+        if self.refused_ids().remove(&event.event_id) && !ok {
+            return;
+        }
         self.audit(AuditEntry {
             result,
             rows,
