@@ -172,7 +172,14 @@ impl ServeArgs {
                 }
                 d => d,
             },
-            event_lease: secs("event-lease", self.event_lease)?,
+            event_lease: match secs("event-lease", self.event_lease)? {
+                d if d.is_zero() => {
+                    return Err(Error::Unsupported(
+                        "--event-lease: must be more than 0 seconds (0 would take over running events at once); the default is 600".into(),
+                    ));
+                }
+                d => d,
+            },
             events_table: self.events_table.clone(),
             databricks_events: self.databricks_events.clone(),
             shutdown_grace: secs("shutdown-grace", self.shutdown_grace)?,

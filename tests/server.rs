@@ -339,7 +339,7 @@ async fn auth_matrix_with_audit_lines() {
 #[test]
 fn a_zero_poll_interval_is_refused() {
     let scratch = project();
-    let out = scratch.bridge(&["serve", "--listen", "127.0.0.1:0", "--poll-interval", "0"]);
+    let out = refused_serve(&scratch, &["--poll-interval", "0"]);
     assert!(!out.status.success());
     let err = common::stderr(&out);
     assert!(
@@ -347,6 +347,49 @@ fn a_zero_poll_interval_is_refused() {
         "{err}"
     );
     assert!(common::stdout(&out).is_empty(), "it never listened");
+}
+
+/// `bridge serve` with `extra` arguments, which must exit on its own: one still serving after
+/// 30 s is killed and fails the test (it accepted the arguments).
+fn refused_serve(scratch: &Scratch, extra: &[&str]) -> std::process::Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bridge"))
+        .arg("--root")
+        .arg(scratch.root())
+        .args(["serve", "--listen", "127.0.0.1:0", "--no-schedules"])
+        .args(extra)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("bridge serve starts");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "bridge serve {extra:?} was accepted: {}",
+                common::stdout(&out)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn a_zero_event_lease_is_refused() {
+    let scratch = project();
+    for lease in ["0", "0.0"] {
+        let out = refused_serve(&scratch, &["--event-lease", lease]);
+        assert!(!out.status.success(), "{lease}");
+        let err = common::stderr(&out);
+        assert!(
+            err.contains("--event-lease") && err.contains("more than 0"),
+            "{err}"
+        );
+        assert!(common::stdout(&out).is_empty(), "it never listened");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -93,6 +93,11 @@ pub async fn serve(root: &Path, options: ServeOptions, shutdown: CancellationTok
             "the events poll interval must be more than 0 seconds".into(),
         ));
     }
+    if options.event_lease.is_zero() {
+        return Err(Error::Unsupported(
+            "the events lease must be more than 0 seconds".into(),
+        ));
+    }
     let root = std::path::absolute(root).map_err(|e| Error::io(root, e))?;
     let bridge_dir = root.join(".bridge");
     std::fs::create_dir_all(&bridge_dir).map_err(|e| Error::io(&bridge_dir, e))?;
