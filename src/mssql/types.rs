@@ -165,7 +165,8 @@ impl ColumnBuilder {
             },
             (Self::Utf8(b), C::String(v)) => b.append_option(v.as_deref()),
             (Self::Utf8(b), C::Guid(v)) => {
-                b.append_option(v.map(|g| g.to_string().to_ascii_uppercase()))
+                let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+                b.append_option(v.map(|g| &*g.as_hyphenated().encode_upper(&mut text)))
             }
             (Self::Utf8(b), C::Xml(v)) => b.append_option(v.map(|x| x.to_string())),
             (Self::Binary(b), C::Binary(v)) => b.append_option(v.as_deref()),

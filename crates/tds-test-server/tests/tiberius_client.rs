@@ -816,3 +816,43 @@ async fn file_database_persists_across_restarts() {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }
 }
+
+/// Values far larger than a packet (and than the patched tiberius' 64 KiB PLP reads) come back
+/// whole, in order, next to short values that share their packets.
+#[tokio::test]
+async fn large_values_cross_packet_and_chunk_boundaries() {
+    let s = server().await;
+    let mut c = connect(&s).await;
+    batch(
+        &mut c,
+        "CREATE TABLE big (id INT, t NVARCHAR(MAX), b VARBINARY(MAX), v VARCHAR(200))",
+    )
+    .await
+    .expect("create");
+    let text: String = (0..150_000u32)
+        .map(|i| char::from_u32(0x41 + (i % 26)).unwrap_or('?'))
+        .chain("ñ日本".chars())
+        .collect();
+    let bytes: Vec<u8> = (0..200_003u32).map(|i| (i % 251) as u8).collect();
+    for id in 0..3i32 {
+        c.execute(
+            "INSERT INTO big VALUES (@P1, @P2, @P3, @P4)",
+            &[
+                &id,
+                &text.as_str(),
+                &bytes.as_slice(),
+                &format!("short {id}"),
+            ],
+        )
+        .await
+        .expect("insert");
+    }
+    let got = rows(&mut c, "SELECT id, t, b, v FROM big ORDER BY id").await;
+    assert_eq!(got.len(), 3);
+    for (id, r) in got.iter().enumerate() {
+        assert_eq!(r.get::<i32, _>(0), Some(id as i32));
+        assert_eq!(r.get::<&str, _>(1), Some(text.as_str()));
+        assert_eq!(r.get::<&[u8], _>(2), Some(bytes.as_slice()));
+        assert_eq!(r.get::<&str, _>(3), Some(format!("short {id}").as_str()));
+    }
+}

@@ -1,0 +1,25 @@
+mod token_col_metadata;
+mod token_done;
+mod token_env_change;
+mod token_error;
+mod token_feature_ext_ack;
+mod token_info;
+mod token_login_ack;
+mod token_order;
+mod token_return_value;
+mod token_row;
+mod token_sspi;
+mod token_type;
+
+pub use token_col_metadata::*;
+pub use token_done::*;
+pub use token_env_change::*;
+pub use token_error::*;
+pub use token_feature_ext_ack::*;
+pub use token_info::*;
+pub use token_login_ack::*;
+pub use token_order::*;
+pub use token_return_value::*;
+pub use token_row::*;
+pub use token_sspi::*;
+pub use token_type::*;

@@ -1,0 +1,5 @@
+mod query;
+mod token;
+
+pub use query::*;
+pub use token::*;
