@@ -290,6 +290,26 @@ impl AppState {
             .map_err(ApiError::internal)?
             .map_err(ApiError::internal)
     }
+
+    /// Audits `entry` as refused with `detail`, then gives the error to answer with (or the
+    /// audit log's own error when the line could not be written).
+    pub async fn refuse(
+        &self,
+        entry: AuditEntry,
+        status: StatusCode,
+        code: &str,
+        detail: String,
+    ) -> ApiError {
+        let line = AuditEntry {
+            result: AuditResult::Refused,
+            error: Some(detail.clone()),
+            ..entry
+        };
+        match self.audit(line).await {
+            Ok(()) => ApiError::new(status, code, detail),
+            Err(e) => e,
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -597,23 +617,22 @@ async fn submit(
     let tables = table_names(&needs);
     for (table, access) in &needs {
         if let Err(denied) = authed.caller.check(table, *access) {
-            state
-                .audit(AuditEntry {
-                    request_id: authed.request_id.clone(),
-                    caller: Some(authed.caller.name.clone()),
-                    action: job.kind.clone(),
-                    tables: tables.clone(),
-                    result: AuditResult::Refused,
-                    error: Some(denied.to_string()),
-                    pipeline: Some(job.pipeline.clone()),
-                    ..AuditEntry::default()
-                })
-                .await?;
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                denied.to_string(),
-            ));
+            let entry = AuditEntry {
+                request_id: authed.request_id.clone(),
+                caller: Some(authed.caller.name.clone()),
+                action: job.kind.clone(),
+                tables: tables.clone(),
+                pipeline: Some(job.pipeline.clone()),
+                ..AuditEntry::default()
+            };
+            return Err(state
+                .refuse(
+                    entry,
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    denied.to_string(),
+                )
+                .await);
         }
     }
     cap_deletes(&mut plan, &authed.caller);
@@ -798,14 +817,9 @@ async fn cancel_job(
     if let Some(tables) = &tables
         && let Err(detail) = may_cancel(&authed.caller, &job, tables)
     {
-        state
-            .audit(AuditEntry {
-                result: AuditResult::Refused,
-                error: Some(detail.clone()),
-                ..entry
-            })
-            .await?;
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", detail));
+        return Err(state
+            .refuse(entry, StatusCode::FORBIDDEN, "forbidden", detail)
+            .await);
     }
     let outcome = match tables {
         Some(_) => state.runner.cancel(&id),
@@ -815,14 +829,9 @@ async fn cancel_job(
         // Re-read: the job may have finished between the two looks.
         let job = load_job(&state, &id).await?;
         let detail = format!("job `{id}` is already {}; nothing to cancel", job.status);
-        state
-            .audit(AuditEntry {
-                result: AuditResult::Refused,
-                error: Some(detail.clone()),
-                ..entry
-            })
-            .await?;
-        return Err(ApiError::new(StatusCode::CONFLICT, "conflict", detail));
+        return Err(state
+            .refuse(entry, StatusCode::CONFLICT, "conflict", detail)
+            .await);
     }
     state
         .audit(AuditEntry {
@@ -890,61 +899,35 @@ async fn submit_sync(
         ..AuditEntry::default()
     };
     if let Err(denied) = authed.caller.check(&event.target_table, Access::Write) {
-        state
-            .audit(AuditEntry {
-                result: AuditResult::Refused,
-                error: Some(denied.to_string()),
-                ..entry
-            })
-            .await?;
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            denied.to_string(),
-        ));
+        return Err(state
+            .refuse(
+                entry,
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                denied.to_string(),
+            )
+            .await);
     }
-    let event = if state.events.takes_event_ids() {
-        // Audited before it is stored: no poller can apply an event the log does not show.
-        let event_id = uuid::Uuid::new_v4().hyphenated().to_string();
-        let started = AuditEntry {
-            result: AuditResult::Started,
-            event_id: Some(event_id.clone()),
-            ..entry
-        };
-        state.audit(started.clone()).await?;
-        match state.events.submit_as(&event_id, event).await {
-            Ok(event) => event,
-            Err(e) => {
-                let failed = AuditEntry {
-                    result: AuditResult::Failed,
-                    error: Some(format!("not stored: {e}")),
-                    ..started
-                };
-                // A failure to write this one is logged (as every internal error is).
-                let _ = state.audit(failed).await;
-                return Err(ApiError::internal(e));
-            }
+    // Audited before it is stored: no poller can apply an event the log does not show.
+    let event_id = uuid::Uuid::new_v4().hyphenated().to_string();
+    let started = AuditEntry {
+        result: AuditResult::Started,
+        event_id: Some(event_id.clone()),
+        ..entry
+    };
+    state.audit(started.clone()).await?;
+    let event = match state.events.submit_as(&event_id, event).await {
+        Ok(event) => event,
+        Err(e) => {
+            let failed = AuditEntry {
+                result: AuditResult::Failed,
+                error: Some(format!("not stored: {e}")),
+                ..started
+            };
+            // A failure to write this one is logged (as every internal error is).
+            let _ = state.audit(failed).await;
+            return Err(ApiError::internal(e));
         }
-    } else {
-        // A backend that picks its own ids: the event exists before its audit line, so a failed
-        // audit write leaves a pending event the caller was told failed (logged loudly).
-        let event = state
-            .events
-            .submit(event)
-            .await
-            .map_err(ApiError::internal)?;
-        let audited = state
-            .audit(AuditEntry {
-                result: AuditResult::Started,
-                event_id: Some(event.event_id.clone()),
-                ..entry
-            })
-            .await;
-        if let Err(e) = audited {
-            tracing::error!(event_id = %event.event_id, "event stored without its audit line");
-            return Err(e);
-        }
-        event
     };
     Ok((
         StatusCode::ACCEPTED,

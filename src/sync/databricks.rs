@@ -260,15 +260,6 @@ fn event_of(row: &[Option<String>]) -> std::result::Result<Event, String> {
 
 #[async_trait]
 impl EventStore for DatabricksEvents {
-    async fn submit(&self, event: NewEvent) -> Result<Event> {
-        let id = uuid::Uuid::new_v4().hyphenated().to_string();
-        self.submit_as(&id, event).await
-    }
-
-    fn takes_event_ids(&self) -> bool {
-        true
-    }
-
     async fn submit_as(&self, event_id: &str, event: NewEvent) -> Result<Event> {
         event.validate()?;
         let stored = Event {

@@ -419,15 +419,6 @@ impl LocalDeltaEvents {
 
 #[async_trait]
 impl EventStore for LocalDeltaEvents {
-    async fn submit(&self, event: NewEvent) -> Result<Event> {
-        let id = uuid::Uuid::new_v4().hyphenated().to_string();
-        self.submit_as(&id, event).await
-    }
-
-    fn takes_event_ids(&self) -> bool {
-        true
-    }
-
     async fn submit_as(&self, event_id: &str, event: NewEvent) -> Result<Event> {
         event.validate()?;
         let stored = Event {
@@ -817,7 +808,6 @@ mod tests {
         let store = LocalDeltaEvents::open(dir.path().join("events"))
             .await
             .unwrap();
-        assert!(store.takes_event_ids());
         let id = "6F9619FF-8B86-D011-B42D-00C04FC964FF";
         let stored = store.submit_as(id, request(1)).await.unwrap();
         assert_eq!(stored.event_id, id.to_lowercase());

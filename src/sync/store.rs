@@ -17,24 +17,15 @@ use crate::sync::event::{Event, EventStatus, NewEvent, Outcome};
 #[async_trait]
 pub trait EventStore: Send + Sync + std::fmt::Debug {
     /// Validates and stores a new event: a new UUID, `pending`, `created_at` now.
-    async fn submit(&self, event: NewEvent) -> Result<Event>;
-
-    /// Whether [`EventStore::submit_as`] works: the backend stores events under ids the caller
-    /// chooses.
-    fn takes_event_ids(&self) -> bool {
-        false
+    async fn submit(&self, event: NewEvent) -> Result<Event> {
+        let id = uuid::Uuid::new_v4().hyphenated().to_string();
+        self.submit_as(&id, event).await
     }
 
     /// Stores a new event as [`EventStore::submit`] does, under `event_id` (a UUID) chosen by
     /// the caller, so the caller can record the id (the server's audit line) before any poller
-    /// can claim the event. Backends whose [`EventStore::takes_event_ids`] is `false` refuse.
-    async fn submit_as(&self, event_id: &str, event: NewEvent) -> Result<Event> {
-        let _ = (event_id, event);
-        Err(crate::sync::SyncError::store(
-            "submit",
-            "this events table does not take caller-chosen event ids",
-        ))
-    }
+    /// can claim the event.
+    async fn submit_as(&self, event_id: &str, event: NewEvent) -> Result<Event>;
 
     /// An event by id; `None` when there is none (or the id is not a UUID).
     async fn get(&self, event_id: &str) -> Result<Option<Event>>;
