@@ -461,3 +461,63 @@ async fn colombia_pipeline_extracts_to_the_volume_and_syncs_results_back() {
     );
     server.shutdown().await;
 }
+
+/// `bridge extract` runs a country's queries on SQL Server when `extract_source: sqlserver` is
+/// configured (the original system's behaviour); an unknown source is refused naming the
+/// parameter and the file, and writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extract_runs_the_country_queries_on_sql_server_when_configured() {
+    let server = TdsServer::start(TdsServerConfig::default()).await.unwrap();
+    tsql(
+        &server,
+        "CREATE TABLE dbo.sales (id INT NOT NULL, amount DECIMAL(10,2) NULL, region NVARCHAR(20) NULL);
+         INSERT INTO dbo.sales VALUES (1, 1.50, N'Andina'), (2, 2.25, N'Caribe'), (3, NULL, NULL);",
+    )
+    .await;
+    let s = Scratch::empty();
+    s.write("config/defaults.yaml", "params:\n  extract_source: sqlserver\n");
+    s.write("config/countries/peru.yaml", "params:\n  currency: PEN\n");
+    s.write(
+        "queries/peru/sales.sql",
+        "SELECT id, amount, region FROM dbo.sales WHERE id >= 2 ORDER BY id",
+    );
+    let args = |config: &str, dest: &str| {
+        [
+            "extract".to_string(),
+            "--queries-path".into(),
+            s.path("queries").display().to_string(),
+            "--config-path".into(),
+            s.path(config).display().to_string(),
+            "--country".into(),
+            "Peru".into(),
+            "--destination".into(),
+            s.path(dest).display().to_string(),
+        ]
+    };
+    let a = args("config", "extracted");
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    ok(bridge_with(&s, &server, &a).await);
+    assert_eq!(
+        list_files(&s.path("extracted")),
+        ["peru/sales/_SUCCESS", "peru/sales/sales-00000.parquet"]
+    );
+    assert_eq!(
+        batch_lines(&read_parquet(
+            &s.path("extracted/peru/sales/sales-00000.parquet")
+        )),
+        ["2|2.25|Caribe", "3|NULL|NULL"]
+    );
+
+    s.write("bad/defaults.yaml", "params:\n  extract_source: oracle\n");
+    s.write("bad/countries/peru.yaml", "params: {}\n");
+    let a = args("bad", "extracted2");
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let o = bridge_with(&s, &server, &a).await;
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("defaults.yaml") && err.contains("extract_source") && err.contains("oracle"),
+        "{err}"
+    );
+    assert!(!s.path("extracted2").exists());
+}

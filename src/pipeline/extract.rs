@@ -1,5 +1,8 @@
 //! `bridge extract`, the original CLI's command: every query of a country to a destination folder.
 //! It writes an ordinary pipeline (one source and one volume sink per query) and plans it.
+//!
+//! The queries run on SQL Server when `extract_source: sqlserver` is set in `config/` (as the
+//! original system did), otherwise on the embedded SQLite database `extract_database`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -8,8 +11,12 @@ use crate::error::{Error, Location, Result};
 use crate::pipeline::plan::{Plan, PlanOptions};
 use crate::pipeline::project::Project;
 use crate::pipeline::spec::{
-    Compression, PipelineSpec, SinkSpec, SourceSpec, SqliteSourceSpec, StepSpec, VolumeSinkSpec,
+    Compression, PipelineSpec, SinkSpec, SourceSpec, SqlServerSourceSpec, SqliteSourceSpec,
+    StepSpec, VolumeSinkSpec,
 };
+
+/// Parameter choosing where `extract` runs the queries: `sqlite` (default) or `sqlserver`.
+pub const EXTRACT_SOURCE_PARAM: &str = "extract_source";
 
 /// Parameter naming the SQLite database `extract` reads (set in `config/defaults.yaml`).
 pub const EXTRACT_DATABASE_PARAM: &str = "extract_database";
@@ -32,22 +39,59 @@ pub fn extract_pipeline(
         });
     }
     let params = project.config_params(Some(&country))?;
-    let database = params
-        .get(EXTRACT_DATABASE_PARAM)
-        .and_then(|v| v.as_str())
-        .ok_or_else(|| Error::Spec {
-            location: Location::file(
-                project.display_path(&project.config_dir().join("defaults.yaml")),
-            ),
-            message: format!(
-                "missing parameter `{EXTRACT_DATABASE_PARAM}`: the SQLite database to extract from"
-            ),
-        })?
-        .to_string();
-    let seed = params
-        .get(EXTRACT_SEED_PARAM)
-        .and_then(|v| v.as_str())
-        .map(str::to_string);
+    let defaults = || {
+        Location::file(project.display_path(&project.config_dir().join("defaults.yaml")))
+    };
+    let source: Box<dyn Fn(&str) -> SourceSpec> = match params
+        .get(EXTRACT_SOURCE_PARAM)
+        .map(|v| v.as_str().unwrap_or_default())
+    {
+        Some("sqlserver") => Box::new(|query: &str| {
+            SourceSpec::Sqlserver(SqlServerSourceSpec {
+                query: Some(query.to_string()),
+                sql: None,
+                table: None,
+                batch_size: None,
+                partition: None,
+                incremental: None,
+                connection: None,
+            })
+        }),
+        None | Some("sqlite") => {
+            let database = params
+                .get(EXTRACT_DATABASE_PARAM)
+                .and_then(|v| v.as_str())
+                .ok_or_else(|| Error::Spec {
+                    location: defaults(),
+                    message: format!(
+                        "missing parameter `{EXTRACT_DATABASE_PARAM}`: the SQLite database to extract from (or set `{EXTRACT_SOURCE_PARAM}: sqlserver`)"
+                    ),
+                })?
+                .to_string();
+            let seed = params
+                .get(EXTRACT_SEED_PARAM)
+                .and_then(|v| v.as_str())
+                .map(str::to_string);
+            Box::new(move |query: &str| {
+                SourceSpec::Sqlite(SqliteSourceSpec {
+                    database: database.clone(),
+                    query: Some(query.to_string()),
+                    sql: None,
+                    table: None,
+                    batch_size: None,
+                    seed: seed.clone(),
+                })
+            })
+        }
+        Some(other) => {
+            return Err(Error::Spec {
+                location: defaults(),
+                message: format!(
+                    "parameter `{EXTRACT_SOURCE_PARAM}` is `{other}`; expected `sqlite` or `sqlserver`"
+                ),
+            });
+        }
+    };
     let mut steps = Vec::new();
     for (name, _) in &queries {
         let stem = Path::new(name)
@@ -73,14 +117,7 @@ pub fn extract_pipeline(
             id: id.clone(),
             description: Some(format!("query {name}")),
             depends_on: Vec::new(),
-            source: Some(SourceSpec::Sqlite(SqliteSourceSpec {
-                database: database.clone(),
-                query: Some(name.clone()),
-                sql: None,
-                table: None,
-                batch_size: None,
-                seed: seed.clone(),
-            })),
+            source: Some(source(name)),
             transform: None,
             sink: None,
         });
