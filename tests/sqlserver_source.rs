@@ -475,7 +475,10 @@ async fn extract_runs_the_country_queries_on_sql_server_when_configured() {
     )
     .await;
     let s = Scratch::empty();
-    s.write("config/defaults.yaml", "params:\n  extract_source: sqlserver\n");
+    s.write(
+        "config/defaults.yaml",
+        "params:\n  extract_source: sqlserver\n",
+    );
     s.write("config/countries/peru.yaml", "params:\n  currency: PEN\n");
     s.write(
         "queries/peru/sales.sql",

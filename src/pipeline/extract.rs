@@ -39,9 +39,8 @@ pub fn extract_pipeline(
         });
     }
     let params = project.config_params(Some(&country))?;
-    let defaults = || {
-        Location::file(project.display_path(&project.config_dir().join("defaults.yaml")))
-    };
+    let defaults =
+        || Location::file(project.display_path(&project.config_dir().join("defaults.yaml")));
     let source: Box<dyn Fn(&str) -> SourceSpec> = match params
         .get(EXTRACT_SOURCE_PARAM)
         .map(|v| v.as_str().unwrap_or_default())
