@@ -210,6 +210,14 @@ fn audit_lines(scratch: &Scratch) -> Vec<Value> {
         .collect()
 }
 
+/// The last audit line matching `pred`; panics with `what` when there is none.
+fn last_audit(scratch: &Scratch, pred: impl Fn(&Value) -> bool, what: &str) -> Value {
+    audit_lines(scratch)
+        .into_iter()
+        .rfind(|l| pred(l))
+        .unwrap_or_else(|| panic!("no {what}"))
+}
+
 fn files_under(scratch: &Scratch, rel: &str) -> Vec<String> {
     common::list_files(&scratch.path(rel))
 }
@@ -521,8 +529,7 @@ async fn only_the_submitter_or_a_writer_of_every_table_cancels() {
     assert_eq!(status, 202, "{body}");
     let job = server.wait_finished(&id).await;
     assert_eq!(job["status"], "cancelled", "{job}");
-    let audit = audit_lines(&scratch);
-    let last = audit.iter().rfind(|l| l["action"] == "cancel").unwrap();
+    let last = last_audit(&scratch, |l| l["action"] == "cancel", "cancel line");
     assert_eq!(
         (last["caller"].as_str(), last["result"].as_str()),
         (Some("ops"), Some("ok"))
@@ -541,11 +548,11 @@ async fn sigterm_interrupts_running_jobs_cleanly() {
     assert!(server.terminate(), "serve exits 0 on SIGTERM");
     // The stopping server recorded the interruption itself (a restart alone would mark the job
     // interrupted too, with its own text).
-    let audit = audit_lines(&scratch);
-    let ended = audit
-        .iter()
-        .rfind(|l| l["job_id"] == id.as_str())
-        .expect("the job's end is audited before the server exits");
+    let ended = last_audit(
+        &scratch,
+        |l| l["job_id"] == id.as_str(),
+        "the job's end is audited before the server exits",
+    );
     assert_eq!(
         ended["error"],
         bridge::server::runner::SHUTDOWN_ERROR,
@@ -1275,11 +1282,11 @@ steps:
             detail.contains("reader") && detail.contains("dbo.Results") && detail.contains("write"),
             "{detail}"
         );
-        let audit = audit_lines(&scratch);
-        let refused = audit
-            .iter()
-            .rfind(|l| l["action"] == "run" && l["caller"] == "reader")
-            .expect("an audit line for the refused run");
+        let refused = last_audit(
+            &scratch,
+            |l| l["action"] == "run" && l["caller"] == "reader",
+            "an audit line for the refused run",
+        );
         assert_eq!(refused["result"], "refused", "{refused}");
         assert_eq!(refused["tables"], json!(["dbo.Results"]), "{refused}");
         assert_eq!(refused["pipeline"], "to_results");
@@ -1314,11 +1321,11 @@ steps:
             ),
             175
         );
-        let audit = audit_lines(&scratch);
-        let ended = audit
-            .iter()
-            .rfind(|l| l["job_id"] == replace_id.as_str())
-            .expect("an audit line for the replace job");
+        let ended = last_audit(
+            &scratch,
+            |l| l["job_id"] == replace_id.as_str(),
+            "an audit line for the replace job",
+        );
         assert!(
             ended["error"].as_str().unwrap().contains("max_delete_rows"),
             "{ended}"
@@ -1335,11 +1342,11 @@ steps:
             detail.contains("writer") && detail.contains("dbo.Sales") && detail.contains("read"),
             "{detail}"
         );
-        let audit = audit_lines(&scratch);
-        let refused = audit
-            .iter()
-            .rfind(|l| l["action"] == "run" && l["pipeline"] == "from_sales")
-            .expect("an audit line for the refused read");
+        let refused = last_audit(
+            &scratch,
+            |l| l["action"] == "run" && l["pipeline"] == "from_sales",
+            "an audit line for the refused read",
+        );
         assert_eq!(refused["result"], "refused");
         assert_eq!(refused["tables"], json!(["dbo.Sales"]), "{refused}");
         assert!(files_under(&scratch, "output/sales").is_empty());
@@ -1368,11 +1375,11 @@ steps:
         let error = event["error_message"].as_str().unwrap();
         assert!(error.contains("max_delete_rows 2"), "{error}");
         assert_eq!(count(&sql, "SELECT COUNT(*) FROM Results"), 5);
-        let audit = audit_lines(&scratch);
-        let line = audit
-            .iter()
-            .rfind(|l| l["event_id"] == id.as_str() && l["action"] == "event")
-            .expect("audit line of the event");
+        let line = last_audit(
+            &scratch,
+            |l| l["event_id"] == id.as_str() && l["action"] == "event",
+            "audit line of the event",
+        );
         assert_eq!(
             line["result"], "refused",
             "a delete over the limit is a refusal"
