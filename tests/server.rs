@@ -153,8 +153,9 @@ impl Drop for Server {
     }
 }
 
-/// A scratch copy of the project with a permissions file: `reader` (plain token) may read
-/// everything; `writer` (hashed token) may write dbo.Results and delete at most 2 rows.
+/// A scratch copy of the project with a permissions file: `reader` (plain token) may read every
+/// SQL Server table and read and write lakehouse tables (the demo writes one); `writer` (hashed
+/// token) may write dbo.Results, delete at most 2 rows, and read the `main` catalog.
 fn project() -> Scratch {
     let scratch = Scratch::new();
     scratch.write(
@@ -166,12 +167,16 @@ fn project() -> Scratch {
     permissions:
       - table: "*"
         access: read
+      - lakehouse_table: "*"
+        access: read_write
   - name: writer
     token_sha256: "{}"
     permissions:
       - table: dbo.Results
         access: read_write
         max_delete_rows: 2
+      - lakehouse_table: "main.*"
+        access: read
 "#,
             bridge::auth::hash_token(WRITER)
         ),
@@ -974,10 +979,11 @@ async fn extract_with_the_original_request_body() {
             json!({"pipeline": "demo", "country": "atlantis"}),
         )
         .await;
-    assert_eq!(status, 422, "{body}");
+    // Not one of the pipeline's `countries:`: the request field is named, with the choices.
+    assert_eq!((status, body["field"].as_str()), (400, Some("country")), "{body}");
     assert!(
         body["detail"].as_str().unwrap().contains("colombia"),
-        "lists known countries: {body}"
+        "lists the pipeline's countries: {body}"
     );
 }
 
@@ -1437,5 +1443,259 @@ steps:
                 "{lines:?}"
             );
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The security boundary: request strings stay data, names are canonical, every table and
+// location a job touches is authorised from its plan.
+
+mod security {
+    use super::events::{delta_source, sqlserver};
+    use super::*;
+
+    const NOBODY: &str = "nobody-token-000000000000";
+    const OPS: &str = "ops-token-1111111111111111";
+    const SCRATCH_WRITER: &str = "scratch-token-22222222222";
+    const SECRET: &str = "s3cr3t-value-that-must-never-show";
+
+    /// The scratch project with three more users: `nobody` (no grants), `ops` (every SQL
+    /// Server table but `dbo.Audit` read-only, and every lakehouse table) and `scratch` (may
+    /// write `dbo.Scratch` only).
+    fn secure_project() -> Scratch {
+        let scratch = project();
+        let mut permissions = std::fs::read_to_string(scratch.path("config/permissions.yaml"))
+            .unwrap();
+        permissions.push_str(&format!(
+            r#"  - name: nobody
+    token: "{NOBODY}"
+    permissions: []
+  - name: ops
+    token: "{OPS}"
+    permissions:
+      - table: "*"
+        access: read_write
+      - table: dbo.Audit
+        access: read
+        max_delete_rows: 0
+      - lakehouse_table: "*"
+        access: read
+  - name: scratch
+    token: "{SCRATCH_WRITER}"
+    permissions:
+      - table: dbo.Scratch
+        access: read_write
+"#
+        ));
+        scratch.write("config/permissions.yaml", &permissions);
+        scratch
+    }
+
+    /// Every file name under the project root (outputs, staging, state), as one string.
+    fn all_names(scratch: &Scratch) -> String {
+        common::list_files(scratch.root()).join("\n")
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn an_extract_destination_is_data_and_stays_in_the_output_roots() {
+        let scratch = secure_project();
+        let server = Server::start_env(
+            &scratch,
+            &["--no-schedules"],
+            &[("SOME_SECRET", SECRET.to_string())],
+        );
+        // The confirmed case: a template in the destination, from a token with no grants.
+        let body = json!({"country": "colombia",
+                          "destination": "output/x{{ env('SOME_SECRET') }}", "queries": ["sales"]});
+        let (status, accepted) = server.post("/extract", Some(NOBODY), body).await;
+        assert_eq!(status, 202, "{accepted}");
+        let id = accepted["id"].as_str().unwrap();
+        let job = server.wait_finished(id).await;
+        assert_eq!(job["status"], "succeeded", "{job}");
+        let shown = job.to_string();
+        assert!(!shown.contains(SECRET), "the secret came back: {shown}");
+        assert!(shown.contains("env('SOME_SECRET')"), "kept as data: {shown}");
+        let names = all_names(&scratch);
+        assert!(!names.contains(SECRET), "the secret is on disk: {names}");
+        let audit = std::fs::read_to_string(scratch.path(".bridge/audit.log")).unwrap();
+        assert!(!audit.contains(SECRET));
+
+        // Locations outside the output roots are refused (403, audited) and nothing is written.
+        let outside = tempfile::tempdir().unwrap();
+        let target = outside.path().join("x");
+        for destination in [
+            format!("file://{}", target.display()),
+            "{{ '/' }}srv".to_string(),
+            "s3://bucket/x".to_string(),
+            "config".to_string(),
+        ] {
+            let body = json!({"country": "colombia", "destination": destination});
+            let (status, answer) = server.post("/extract", Some(NOBODY), body).await;
+            assert_eq!(status, 403, "{destination}: {answer}");
+            assert!(
+                answer["detail"].as_str().unwrap().contains("output roots"),
+                "{answer}"
+            );
+        }
+        assert!(!target.exists());
+        assert!(!scratch.path("{{ '").exists());
+        let refused = last_audit(
+            &scratch,
+            |l| l["action"] == "extract" && l["result"] == "refused",
+            "refused extract",
+        );
+        assert_eq!(refused["caller"], "nobody");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn sync_target_names_resolve_as_sql_server_does() {
+        let scratch = secure_project();
+        let (sql, env) = sqlserver().await;
+        delta_source(&scratch.path("output/delta/main/calibration/rows"), 0..5).await;
+        let server = Server::start_env(&scratch, &["--no-schedules"], &env);
+        // The confirmed case: `*: read_write` with `dbo.Audit: read`; other spellings of
+        // dbo.Audit must not get around the narrow grant.
+        for target in ["master.dbo.Audit", "dbo .Audit", "[dbo].[AUDIT]", "Audit", "dbo.Аudit"] {
+            let body = json!({"operation": "DELETE", "source_table": "main.calibration.rows",
+                              "target_table": target, "primary_keys": ["id"]});
+            let (status, answer) = server.post("/sync", Some(OPS), body).await;
+            assert_eq!(status, 403, "{target}: {answer}");
+        }
+        let refused: Vec<Value> = audit_lines(&scratch)
+            .into_iter()
+            .filter(|l| l["action"] == "sync" && l["result"] == "refused")
+            .collect();
+        assert_eq!(refused.len(), 5, "{refused:?}");
+        // The narrow grant's own name works as it always did, for reading only.
+        let body = json!({"operation": "INSERT", "source_table": "main.calibration.rows",
+                          "target_table": "dbo.Results"});
+        let (status, answer) = server.post("/sync", Some(OPS), body).await;
+        assert_eq!(status, 202, "{answer}");
+        let event = super::events::wait_event(&server, answer["id"].as_str().unwrap()).await;
+        assert_eq!(event["status"], "completed", "{event}");
+        assert_eq!(super::events::count(&sql, "SELECT COUNT(*) FROM Results"), 5);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_source_of_a_sync_needs_a_lakehouse_read_grant() {
+        let scratch = secure_project();
+        let (sql, env) = sqlserver().await;
+        let settings = common::tds_settings(sql.addr().port());
+        let mut client = bridge::mssql::connect(&settings).await.unwrap();
+        client
+            .simple_query("CREATE TABLE dbo.Scratch (id BIGINT NOT NULL PRIMARY KEY, name NVARCHAR(50) NULL, amount FLOAT NULL)")
+            .await
+            .unwrap()
+            .into_results()
+            .await
+            .unwrap();
+        delta_source(&scratch.path("output/delta/main/hr/salaries"), 0..3).await;
+        let server = Server::start_env(&scratch, &["--no-schedules"], &env);
+        let body = json!({"operation": "INSERT", "source_table": "main.hr.salaries",
+                          "target_table": "dbo.Scratch"});
+        let (status, answer) = server.post("/sync", Some(SCRATCH_WRITER), body.clone()).await;
+        assert_eq!(status, 403, "{answer}");
+        let detail = answer["detail"].as_str().unwrap();
+        assert!(detail.contains("lakehouse table main.hr.salaries"), "{detail}");
+        assert_eq!(super::events::count(&sql, "SELECT COUNT(*) FROM Scratch"), 0);
+
+        // An events row written straight into the table is authorised the same way.
+        let store =
+            bridge::sync::LocalDeltaEvents::open(scratch.path(".bridge/events/bridge_events"))
+                .await
+                .unwrap();
+        use bridge::sync::EventStore;
+        let event = store
+            .submit(bridge::sync::NewEvent {
+                operation: bridge::sync::Operation::Insert,
+                source_table: "main.hr.salaries".into(),
+                target_table: "dbo.Scratch".into(),
+                primary_keys: vec![],
+                filter: None,
+                created_by: Some("scratch".into()),
+            })
+            .await
+            .unwrap();
+        let event = super::events::wait_event(&server, &event.event_id).await;
+        assert_eq!(event["status"], "failed", "{event}");
+        assert!(
+            event["error_message"]
+                .as_str()
+                .unwrap()
+                .contains("lakehouse table main.hr.salaries"),
+            "{event}"
+        );
+        assert_eq!(super::events::count(&sql, "SELECT COUNT(*) FROM Scratch"), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_run_is_authorised_from_every_location_its_params_feed() {
+        let scratch = secure_project();
+        std::fs::write(scratch.path(".env"), format!("SOME_SECRET={SECRET}\n")).unwrap();
+        scratch.write("data/ok.csv", "id,name\n1,a\n");
+        scratch.write(
+            "pipelines/copy.yaml",
+            r#"name: copy
+countries: [colombia]
+params:
+  input: data/ok.csv
+  out: output/copies
+steps:
+  - id: rows
+    source:
+      type: csv
+      path: "{{ input }}"
+  - id: out
+    sink:
+      type: volume
+      from: rows
+      destination: "{{ out }}"
+      path: rows
+"#,
+        );
+        let server = Server::start(&scratch, &["--no-schedules"]);
+        let run = |params: Value| json!({"pipeline": "copy", "params": params});
+        let (status, answer) = server.post("/runs", Some(NOBODY), run(json!({}))).await;
+        assert_eq!(status, 202, "{answer}");
+        let job = server.wait_finished(answer["id"].as_str().unwrap()).await;
+        assert_eq!(job["status"], "succeeded", "{job}");
+        for (params, what) in [
+            (json!({"input": "/etc/passwd"}), "outside"),
+            (json!({"input": ".env"}), "hidden"),
+            (json!({"input": "config/permissions.yaml"}), "permissions file"),
+            (json!({"input": "data/../.env"}), "hidden"),
+            (json!({"out": "/tmp"}), "outside"),
+            (json!({"out": "output/../pipelines"}), "outside"),
+            (json!({"out": "s3://elsewhere/x"}), "outside"),
+        ] {
+            let (status, answer) = server.post("/runs", Some(NOBODY), run(params.clone())).await;
+            assert_eq!(status, 403, "{params}: {answer}");
+            let detail = answer["detail"].as_str().unwrap();
+            assert!(detail.contains(what), "{params}: {detail}");
+            assert!(!detail.contains(SECRET));
+        }
+        // A country the pipeline does not list is refused, naming the field.
+        let body = json!({"pipeline": "copy", "country": "mexico"});
+        let (status, answer) = server.post("/runs", Some(NOBODY), body).await;
+        assert_eq!((status, answer["field"].as_str()), (400, Some("country")), "{answer}");
+        let body = json!({"pipeline": "copy", "country": "../../etc"});
+        let (status, answer) = server.post("/runs", Some(NOBODY), body).await;
+        assert_eq!((status, answer["field"].as_str()), (400, Some("country")), "{answer}");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn extract_folders_come_from_the_validated_version() {
+        let scratch = secure_project();
+        let server = Server::start(&scratch, &["--no-schedules"]);
+        // A folder that exists in the live tree but not in the validated copy of the project.
+        scratch.write("output/evil/colombia/sales.sql", "SELECT 1 AS x\n");
+        let body = json!({"country": "colombia", "destination": "output/e",
+                          "queries_path": "output/evil"});
+        let (status, answer) = server.post("/extract", Some(NOBODY), body).await;
+        assert_eq!((status, answer["field"].as_str()), (400, Some("queries_path")), "{answer}");
+        let body = json!({"country": "colombia", "destination": "output/e",
+                          "queries_path": "queries", "queries": ["sales"]});
+        let (status, answer) = server.post("/extract", Some(NOBODY), body).await;
+        assert_eq!(status, 202, "{answer}");
     }
 }

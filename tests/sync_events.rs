@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use bridge::pipeline::Project;
+use bridge::pipeline::{Plan, Project};
 use bridge::sync::event::Outcome;
 use bridge::sync::local::EVENT_COLUMNS;
 use bridge::sync::{
@@ -647,7 +647,7 @@ async fn a_poller_shut_down_mid_apply_leaves_the_event_for_recovery() {
     struct CancelOnClaim(CancellationToken);
     #[async_trait]
     impl PollerHooks for CancelOnClaim {
-        async fn authorize(&self, _event: &Event) -> Result<ApplyLimits, String> {
+        async fn authorize(&self, _event: &Event, _plan: &Plan) -> Result<ApplyLimits, String> {
             Ok(ApplyLimits::default())
         }
         async fn on_claimed(&self, _event: &Event) {
@@ -712,7 +712,7 @@ async fn the_poller_records_failures_and_refusals() {
     }
     #[async_trait]
     impl PollerHooks for Hooks {
-        async fn authorize(&self, event: &Event) -> Result<ApplyLimits, String> {
+        async fn authorize(&self, event: &Event, _plan: &Plan) -> Result<ApplyLimits, String> {
             match event.created_by.as_deref() {
                 Some("intruder") => Err("intruder may not write dbo.Target".into()),
                 _ => Ok(ApplyLimits::default()),

@@ -10,12 +10,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::{ConditionallySelectable, ConstantTimeEq};
 
+use super::names::{LakehouseTable, Pattern, SqlTable};
 use super::outline::Outline;
 use crate::error::{Error, Location, Result};
 use crate::pipeline::spec::yaml_error;
-
-/// The schema of one-part table names (`Sales` is `dbo.Sales`).
-const DEFAULT_SCHEMA: &str = "dbo";
 
 /// The lowercase hex SHA-256 of a token, as written in `token_sha256`.
 pub fn hash_token(token: &str) -> String {
@@ -106,80 +104,65 @@ pub enum Denied {
     },
 }
 
-/// A table name split into parts, brackets and quotes removed, the default schema added.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct TableName {
-    /// As written (without brackets), for messages: `dbo.Sales`.
-    display: String,
-    /// Lowercase parts: `["dbo", "sales"]`.
-    key: Vec<String>,
+/// What a grant covers: SQL Server tables (`table:`) or lakehouse tables (`lakehouse_table:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// SQL Server tables of the configured database.
+    Sqlserver,
+    /// Unity Catalog tables (or local Delta tables under `lakehouse_root`).
+    Lakehouse,
 }
 
-/// Parses `Sales`, `dbo.Sales`, `[dbo].[Sales]`, `"dbo"."Sales"` or `db.dbo.Sales`; with
-/// `wildcard`, also `*` and `schema.*` (returned with a last part `*`).
-fn parse_table(name: &str, wildcard: bool) -> std::result::Result<TableName, String> {
-    let name = name.trim();
-    if wildcard && name == "*" {
-        return Ok(TableName {
-            display: "*".into(),
-            key: vec!["*".into()],
-        });
-    }
-    let mut parts: Vec<&str> = name
-        .split('.')
-        .map(|p| {
-            p.strip_prefix('[')
-                .and_then(|p| p.strip_suffix(']'))
-                .or_else(|| p.strip_prefix('"').and_then(|p| p.strip_suffix('"')))
-                .unwrap_or(p)
-        })
-        .collect();
-    let star = wildcard && parts.len() > 1 && parts.last() == Some(&"*");
-    if star {
-        parts.pop();
-    }
-    let plain = parts.join(".");
-    let checked = crate::sql::validate_ident(&plain).map_err(|e| e.reason.to_string())?;
-    let mut display: Vec<String> = checked.iter().map(|p| p.to_string()).collect();
-    if star {
-        if display.len() > 1 {
-            return Err("a wildcard grant is `*` or `schema.*`".into());
+/// A table a grant is checked against, in canonical form ([`crate::auth::names`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TableRef {
+    /// A SQL Server table.
+    Sqlserver(SqlTable),
+    /// A lakehouse table.
+    Lakehouse(LakehouseTable),
+}
+
+impl TableRef {
+    fn scope(&self) -> Scope {
+        match self {
+            TableRef::Sqlserver(_) => Scope::Sqlserver,
+            TableRef::Lakehouse(_) => Scope::Lakehouse,
         }
-        display.push("*".into());
-    } else if display.len() == 1 {
-        display.insert(0, DEFAULT_SCHEMA.into());
     }
-    Ok(TableName {
-        key: display.iter().map(|p| p.to_lowercase()).collect(),
-        display: display.join("."),
-    })
+
+    fn key(&self) -> &[String] {
+        match self {
+            TableRef::Sqlserver(t) => t.key(),
+            TableRef::Lakehouse(t) => t.key(),
+        }
+    }
 }
 
-/// One grant of a user: a table, a schema (`schema.*`) or every table (`*`).
+impl fmt::Display for TableRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TableRef::Sqlserver(t) => write!(f, "{t}"),
+            TableRef::Lakehouse(t) => write!(f, "lakehouse table {t}"),
+        }
+    }
+}
+
+/// One grant of a user: a table, a prefix (`schema.*`, `catalog.*`) or every table (`*`), of
+/// SQL Server or of the lakehouse.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Grant {
     /// The table as written, normalised: `dbo.Sales`, `staging.*` or `*`.
     pub table: String,
+    /// Which tables the grant is about.
+    pub scope: Scope,
     /// What the grant allows.
     pub access: Access,
     /// The most rows one delete may remove; `None` = no limit, `0` = no deletes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_delete_rows: Option<u64>,
     #[serde(skip)]
-    key: Vec<String>,
-}
-
-impl Grant {
-    /// How specifically the grant matches `table` (higher wins), or `None` if it does not.
-    fn specificity(&self, table: &[String]) -> Option<u8> {
-        match self.key.split_last() {
-            Some((last, [])) if last == "*" => Some(0),
-            Some((last, prefix)) if last == "*" => {
-                (table.len() == prefix.len() + 1 && table.starts_with(prefix)).then_some(1)
-            }
-            _ => (self.key == table).then_some(2),
-        }
-    }
+    pattern: Pattern,
 }
 
 /// An authenticated caller and its grants.
@@ -196,64 +179,90 @@ impl Caller {
         &self.grants
     }
 
-    fn parse(&self, table: &str) -> std::result::Result<TableName, Denied> {
-        parse_table(table, false).map_err(|reason| Denied::InvalidTable {
-            caller: self.name.clone(),
-            table: table.to_string(),
-            reason,
-        })
+    /// A SQL Server table name in canonical form, without a configured database (three-part
+    /// names are refused); checks that know the database use [`SqlTable::parse`] and
+    /// [`Caller::check_table`].
+    fn parse(&self, table: &str) -> std::result::Result<TableRef, Denied> {
+        SqlTable::parse(table, None)
+            .map(TableRef::Sqlserver)
+            .map_err(|e| Denied::InvalidTable {
+                caller: self.name.clone(),
+                table: table.to_string(),
+                reason: e.reason,
+            })
     }
 
-    /// The most specific grant matching the table: exact table over `schema.*` over `*`.
-    fn grant(&self, table: &TableName) -> Option<&Grant> {
+    /// The most specific grant of the table's scope matching it: an exact table over a longer
+    /// prefix over a shorter one over `*`.
+    fn grant(&self, table: &TableRef) -> Option<&Grant> {
         self.grants
             .iter()
-            .filter_map(|g| g.specificity(&table.key).map(|s| (s, g)))
+            .filter(|g| g.scope == table.scope())
+            .filter_map(|g| g.pattern.specificity(table.key()).map(|s| (s, g)))
             .max_by_key(|(s, _)| *s)
             .map(|(_, g)| g)
     }
 
     /// Whether the caller may access the table as needed (the most specific grant decides).
-    pub fn check(&self, table: &str, need: Access) -> std::result::Result<(), Denied> {
-        let name = self.parse(table)?;
-        match self.grant(&name) {
+    pub fn check_table(&self, table: &TableRef, need: Access) -> std::result::Result<(), Denied> {
+        match self.grant(table) {
             None => Err(Denied::NoAccess {
                 caller: self.name.clone(),
-                table: name.display,
+                table: table.to_string(),
                 need,
             }),
             Some(g) if g.access.allows(need) => Ok(()),
             Some(g) => Err(Denied::Insufficient {
                 caller: self.name.clone(),
-                table: name.display,
+                table: table.to_string(),
                 need,
                 has: g.access,
             }),
         }
     }
 
-    /// The `max_delete_rows` of the most specific grant matching the table. `None` means no
-    /// limit, or no grant at all: check write access first (or use [`Caller::check_delete`]).
-    pub fn max_delete_rows(&self, table: &str) -> Option<u64> {
-        let name = parse_table(table, false).ok()?;
-        self.grant(&name).and_then(|g| g.max_delete_rows)
+    /// [`Caller::check_table`] for a SQL Server table name (two parts, or one for `dbo`).
+    pub fn check(&self, table: &str, need: Access) -> std::result::Result<(), Denied> {
+        self.check_table(&self.parse(table)?, need)
     }
 
-    /// Whether the caller may write every table: a `*` grant that allows writing, and no more
-    /// specific grant that does not.
+    /// The `max_delete_rows` of the most specific grant matching the table. `None` means no
+    /// limit, or no grant at all: check write access first (or use [`Caller::check_delete`]).
+    pub fn max_delete_rows_of(&self, table: &TableRef) -> Option<u64> {
+        self.grant(table).and_then(|g| g.max_delete_rows)
+    }
+
+    /// [`Caller::max_delete_rows_of`] for a SQL Server table name.
+    pub fn max_delete_rows(&self, table: &str) -> Option<u64> {
+        self.max_delete_rows_of(&self.parse(table).ok()?)
+    }
+
+    /// Whether the caller may write every SQL Server table: a `*` grant that allows writing,
+    /// and no more specific SQL Server grant that does not.
     pub fn may_write_every_table(&self) -> bool {
-        let writes = |g: &Grant| g.access.allows(Access::Write);
-        self.grants.iter().any(|g| g.key == ["*"] && writes(g)) && self.grants.iter().all(writes)
+        self.may_every(Scope::Sqlserver, Access::Write)
+    }
+
+    /// Whether the caller may read every table of both scopes (a `*` read grant for each, and no
+    /// narrower grant that takes reading away): such a caller sees every job and event.
+    pub fn may_read_every_table(&self) -> bool {
+        self.may_every(Scope::Sqlserver, Access::Read) && self.may_every(Scope::Lakehouse, Access::Read)
+    }
+
+    fn may_every(&self, scope: Scope, need: Access) -> bool {
+        let scoped = || self.grants.iter().filter(|g| g.scope == scope);
+        scoped().any(|g| g.pattern.is_star() && g.access.allows(need))
+            && scoped().all(|g| g.access.allows(need))
     }
 
     /// Whether the caller may delete `rows` rows of the table: write access and within the limit.
     pub fn check_delete(&self, table: &str, rows: u64) -> std::result::Result<(), Denied> {
-        self.check(table, Access::Write)?;
         let name = self.parse(table)?;
-        match self.grant(&name).and_then(|g| g.max_delete_rows) {
+        self.check_table(&name, Access::Write)?;
+        match self.max_delete_rows_of(&name) {
             Some(limit) if rows > limit => Err(Denied::DeleteLimit {
                 caller: self.name.clone(),
-                table: name.display,
+                table: name.to_string(),
                 rows,
                 limit,
             }),
@@ -311,12 +320,16 @@ struct UserSpec {
     permissions: Vec<GrantSpec>,
 }
 
-/// One grant of a user.
+/// One grant of a user: exactly one of `table` and `lakehouse_table`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct GrantSpec {
-    /// `schema.table`, `table` (schema `dbo`), `schema.*` or `*`.
-    table: String,
+    /// A SQL Server table: `schema.table`, `table` (schema `dbo`), `schema.*` or `*`.
+    #[serde(default)]
+    table: Option<String>,
+    /// A lakehouse table: `catalog.schema.table`, `catalog.schema.*`, `catalog.*` or `*`.
+    #[serde(default)]
+    lakehouse_table: Option<String>,
     /// `read`, `write` or `read_write`.
     access: Access,
     /// The most rows one delete may remove; absent = no limit, 0 = no deletes.
@@ -446,30 +459,52 @@ impl Permissions {
             }
             let mut grants: Vec<Grant> = Vec::with_capacity(permissions.len());
             for (j, g) in permissions.into_iter().enumerate() {
-                let table = parse_table(&g.table, true).map_err(|reason| {
+                let (scope, field, text) = match (g.table, g.lakehouse_table) {
+                    (Some(t), None) => (Scope::Sqlserver, "table", t),
+                    (None, Some(t)) => (Scope::Lakehouse, "lakehouse_table", t),
+                    (a, _) => {
+                        return Err(fail(
+                            outline.grant_field(i, j, "table"),
+                            format!(
+                                "user `{name}`: grant #{} needs exactly one of `table` (SQL Server) and `lakehouse_table`{}",
+                                j + 1,
+                                if a.is_some() { ", not both" } else { "" }
+                            ),
+                        ));
+                    }
+                };
+                let parsed = match scope {
+                    Scope::Sqlserver => Pattern::sqlserver(&text),
+                    Scope::Lakehouse => Pattern::lakehouse(&text),
+                };
+                let pattern = parsed.map_err(|e| {
                     fail(
-                        outline.grant_field(i, j, "table"),
+                        outline.grant_field(i, j, field),
                         format!(
-                            "user `{name}`: invalid table `{}` in `permissions`: {reason}",
-                            g.table
+                            "user `{name}`: invalid table `{text}` in `permissions`: {}",
+                            e.reason
                         ),
                     )
                 })?;
-                if let Some(first) = grants.iter().position(|o| o.key == table.key) {
+                if let Some(first) = grants
+                    .iter()
+                    .position(|o| o.scope == scope && o.pattern.key == pattern.key)
+                {
                     return Err(fail(
-                        outline.grant_field(i, j, "table"),
+                        outline.grant_field(i, j, field),
                         format!(
                             "user `{name}`: table `{}` is granted twice (also grant #{}); merge the grants",
-                            table.display,
+                            pattern.shown,
                             first + 1
                         ),
                     ));
                 }
                 grants.push(Grant {
-                    table: table.display,
+                    table: pattern.shown.clone(),
+                    scope,
                     access: g.access,
                     max_delete_rows: g.max_delete_rows,
-                    key: table.key,
+                    pattern,
                 });
             }
             users.push(User {
@@ -691,7 +726,8 @@ users:
         // `*` gives read on everything, but not write.
         assert!(a.check("dbo.Anything", Access::Read).is_ok());
         assert!(a.check("Anything", Access::Read).is_ok());
-        assert!(a.check("db.dbo.Anything", Access::Read).is_ok());
+        // A three-part name needs the configured database to be resolved.
+        assert!(a.check("db.dbo.Anything", Access::Read).is_err());
         assert!(matches!(
             a.check("dbo.Anything", Access::Write),
             Err(Denied::Insufficient {
@@ -726,12 +762,18 @@ users:
             "[dbo].[CalibrationResults]",
             "[DBO].calibrationRESULTS",
             "\"dbo\".\"CalibrationResults\"",
-            " dbo.CalibrationResults ",
         ] {
             assert!(c.check(name, Access::Write).is_ok(), "{name}");
             assert_eq!(c.max_delete_rows(name), Some(10000), "{name}");
         }
         assert!(c.check("other.CalibrationResults", Access::Read).is_err());
+        // Spaces at the edge of a part are refused, not trimmed: SQL Server would keep them.
+        for name in [" dbo.CalibrationResults", "dbo .CalibrationResults", "[CalibrationResults ]"] {
+            assert!(
+                matches!(c.check(name, Access::Write), Err(Denied::InvalidTable { .. })),
+                "{name}"
+            );
+        }
         assert_eq!(c.grants()[1].table, "dbo.Sales");
     }
 

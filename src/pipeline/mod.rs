@@ -6,6 +6,7 @@ pub mod metrics;
 pub mod plan;
 pub mod project;
 pub mod render;
+pub mod resources;
 pub mod run;
 pub mod schedule;
 pub mod spec;

@@ -10,7 +10,8 @@ use serde::Serialize;
 
 use crate::error::{Error, Location, Result};
 use crate::pipeline::project::{Params, Project, check_owned_folder, check_relative};
-use crate::pipeline::render::{RenderedSql, Renderer};
+use crate::pipeline::render::{RenderedSql, Renderer, Where};
+use crate::pipeline::resources::{DeclareError, Declared, ResourceContext, Use};
 use crate::pipeline::spec::{
     DatabricksSourceSpec, PipelineSpec, SinkSpec, SourceSpec, SqlServerSourceSpec,
     SqliteSourceSpec, StepKind, StepSpec, parse_pipeline, step_line,
@@ -48,6 +49,16 @@ pub struct Plan {
     pub max_parallel: usize,
     /// The renderer, kept for redacting secrets from anything printed.
     pub renderer: Renderer,
+    /// What every source and sink reads and writes (rendered names and locations).
+    pub resources: Declared,
+}
+
+/// Whether a spec's text fields are templates (pipeline files) or data (specs built from a
+/// request or an event, whose strings are never rendered).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fields {
+    Templates,
+    Data,
 }
 
 /// One step of a plan.
@@ -121,6 +132,29 @@ impl Plan {
         spec: PipelineSpec,
         options: &PlanOptions,
     ) -> Result<Plan> {
+        Plan::build(project, file, text, spec, options, Fields::Templates)
+    }
+
+    /// Plans a spec built from what a request or an event carries: its text fields (paths,
+    /// names, inline SQL) are data and are never rendered as templates; SQL files it names
+    /// (under `queries/`, the operator's) are rendered as usual.
+    pub fn from_data_spec(
+        project: &Project,
+        file: &Path,
+        spec: PipelineSpec,
+        options: &PlanOptions,
+    ) -> Result<Plan> {
+        Plan::build(project, file, "", spec, options, Fields::Data)
+    }
+
+    fn build(
+        project: &Project,
+        file: &Path,
+        text: &str,
+        spec: PipelineSpec,
+        options: &PlanOptions,
+        fields: Fields,
+    ) -> Result<Plan> {
         let country = options.country.as_deref().map(str::to_lowercase);
         let params = resolve_params(project, &spec, country.as_deref(), &options.params)?;
         let renderer = Renderer::new(params.clone());
@@ -153,9 +187,11 @@ impl Plan {
                 step,
                 kind,
                 location,
+                fields,
             )?);
         }
         let steps = resolve_dependencies(steps)?;
+        let resources = declare_resources(project, &params, &steps)?;
         Ok(Plan {
             name: spec.name,
             file: file.to_path_buf(),
@@ -165,6 +201,7 @@ impl Plan {
             steps,
             max_parallel: spec.max_parallel.unwrap_or(DEFAULT_MAX_PARALLEL).max(1),
             renderer,
+            resources,
         })
     }
 
@@ -266,8 +303,12 @@ fn plan_step(
     step: &StepSpec,
     kind: StepKind,
     location: Location,
+    fields: Fields,
 ) -> Result<PlannedStep> {
-    let spec = render_fields(renderer, step, &location)?;
+    let spec = match fields {
+        Fields::Templates => render_fields(renderer, step, &location)?,
+        Fields::Data => step.clone(),
+    };
     // Query sources name their SQL with exactly one of `query`, `sql` or `table`.
     let query_source = match &spec.source {
         Some(SourceSpec::Sqlite(SqliteSourceSpec {
@@ -326,6 +367,13 @@ fn plan_step(
     };
     let (sql, query_file) = match sql_text {
         SqlText::None => (None, None),
+        SqlText::Inline(text) if fields == Fields::Data => (
+            Some(RenderedSql {
+                text: text.to_string(),
+                params: Vec::new(),
+            }),
+            None,
+        ),
         SqlText::Inline(text) => (Some(renderer.render_sql(&location, text, dialect)?), None),
         SqlText::File(name) => {
             let path = project
@@ -358,6 +406,10 @@ fn plan_step(
             });
         }
     }
+    check_identifiers(&spec).map_err(|message| Error::Spec {
+        location: location.clone(),
+        message: format!("step `{}`: {message}", step.id),
+    })?;
     let mut depends_on = spec.depends_on.clone();
     if let Some(sink) = &spec.sink {
         depends_on.push(sink.from().to_string());
@@ -383,6 +435,40 @@ fn plan_step(
         sql,
         query_file,
     })
+}
+
+/// Column names a step gives (keys, partition and watermark columns) must be identifiers: they
+/// are quoted into SQL, so `bridge validate` refuses what the run would refuse.
+fn check_identifiers(spec: &StepSpec) -> std::result::Result<(), String> {
+    let mut columns: Vec<(&str, &str)> = Vec::new();
+    if let Some(SourceSpec::Sqlserver(s)) = &spec.source {
+        if let Some(p) = &s.partition {
+            columns.push(("source.partition.column", &p.column));
+        }
+        if let Some(i) = &s.incremental {
+            columns.push(("source.incremental.column", &i.column));
+        }
+    }
+    match &spec.sink {
+        Some(SinkSpec::Sqlserver(s)) => {
+            columns.extend(s.primary_keys.iter().map(|k| ("sink.primary_keys", k.as_str())));
+        }
+        Some(SinkSpec::Volume(v)) => {
+            columns.extend(v.partition_by.iter().map(|c| ("sink.partition_by", c.as_str())));
+        }
+        Some(SinkSpec::Delta(d)) => {
+            columns.extend(d.partition_by.iter().map(|c| ("sink.partition_by", c.as_str())));
+        }
+        None => {}
+    }
+    for (field, column) in columns {
+        match validate_ident(column) {
+            Ok(parts) if parts.len() == 1 => {}
+            Ok(_) => return Err(format!("{field}: `{column}` must be one column name")),
+            Err(e) => return Err(format!("{field}: {e}")),
+        }
+    }
+    Ok(())
 }
 
 enum SqlText<'a> {
@@ -439,7 +525,12 @@ fn render_value(
 ) -> Result<()> {
     match value {
         serde_yaml::Value::String(s) if !is_sql => {
-            *s = renderer.render_text(location, s).map_err(|e| match e {
+            let place = if path.contains(".connection.") {
+                Where::Connection
+            } else {
+                Where::Other
+            };
+            *s = renderer.render_text(location, s, place).map_err(|e| match e {
                 Error::Render { location, message } => Error::Render {
                     location,
                     message: format!("{path}: {message}"),
@@ -474,6 +565,51 @@ pub fn sql_table_references(sql: &str) -> std::result::Result<Vec<String>, Strin
         tables.extend(refs.into_iter().map(|r| r.table().to_string()));
     }
     Ok(tables)
+}
+
+/// What every source and sink of the plan reads and writes. An invalid table name or location
+/// is a plan error naming the step (so `bridge validate` refuses it); reads that cannot be
+/// determined are recorded, and only API callers are refused for them.
+fn declare_resources(project: &Project, params: &Params, steps: &[PlannedStep]) -> Result<Declared> {
+    let lakehouse_root = params.get("lakehouse_root").and_then(|v| v.as_str());
+    let mut database: Option<Option<String>> = None;
+    let mut declared = Declared::default();
+    for step in steps {
+        let needs_database = matches!(step.spec.source, Some(SourceSpec::Sqlserver(_)))
+            || matches!(step.spec.sink, Some(SinkSpec::Sqlserver(_)));
+        if needs_database && database.is_none() {
+            database = Some(project.sqlserver_settings()?.database);
+        }
+        let cx = ResourceContext {
+            project,
+            database: database.as_ref().and_then(|d| d.as_deref()),
+            lakehouse_root,
+            sql: step.sql.as_ref().map(|s| s.text.as_str()),
+        };
+        let (role, result) = match (&step.spec.source, &step.spec.sink) {
+            (Some(source), _) => ("source", source.resources(&cx)),
+            (_, Some(sink)) => ("sink", sink.resources(&cx)),
+            _ => continue,
+        };
+        match result {
+            Ok(uses) => declared.uses.extend(uses.into_iter().map(|(resource, access, deletes)| {
+                Use {
+                    step: step.id.clone(),
+                    resource,
+                    access,
+                    deletes,
+                }
+            })),
+            Err(DeclareError::Unknown(why)) => declared.unknown.push((step.id.clone(), why)),
+            Err(DeclareError::Invalid(why)) => {
+                return Err(Error::Spec {
+                    location: step.location.clone(),
+                    message: format!("step `{}`: {role}: {why}", step.id),
+                });
+            }
+        }
+    }
+    Ok(declared)
 }
 
 /// Checks every reference and orders the steps so each comes after what it depends on.

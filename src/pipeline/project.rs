@@ -37,6 +37,11 @@ struct ConfigFile {
     /// `~/.databrickscfg`).
     #[serde(default)]
     databricks: Option<crate::databricks::DatabricksSettings>,
+    /// Where jobs started through `bridge serve` (API, events, schedules) may write: local
+    /// folders (relative to the project root), `/Volumes/...` paths or URLs. Default: `output/`
+    /// and the `volume_root` and `lakehouse_root` parameters.
+    #[serde(default)]
+    output_roots: Option<Vec<String>>,
 }
 
 impl Project {
@@ -147,6 +152,9 @@ impl Project {
     /// Parameters from `config/defaults.yaml` then `config/countries/{country}.yaml`; a country
     /// without a file is an error that lists the known ones.
     pub fn config_params(&self, country: Option<&str>) -> Result<Params> {
+        if let Some(country) = country {
+            check_country(country)?;
+        }
         let mut params = Params::new();
         let defaults = self.config_dir().join("defaults.yaml");
         if defaults.is_file() {
@@ -194,6 +202,48 @@ impl Project {
         Ok(Default::default())
     }
 
+    /// The server's access policy for this project: output roots (`output_roots:` of
+    /// `config/defaults.yaml`, or `output/`, `volume_root` and `lakehouse_root`), the files no
+    /// job reads, and the configured SQL Server database.
+    pub fn access_policy(&self, protected: &[PathBuf]) -> Result<crate::auth::AccessPolicy> {
+        use crate::pipeline::resources::Place;
+        let defaults = self.config_dir().join("defaults.yaml");
+        let configured = if defaults.is_file() {
+            self.read_config(&defaults)?.output_roots
+        } else {
+            None
+        };
+        let roots: Vec<String> = match configured {
+            Some(roots) => roots,
+            None => {
+                let params = self.config_params(None)?;
+                std::iter::once("output".to_string())
+                    .chain(
+                        ["volume_root", "lakehouse_root"]
+                            .iter()
+                            .filter_map(|k| params.get(*k).and_then(|v| v.as_str()))
+                            .map(str::to_string),
+                    )
+                    .collect()
+            }
+        };
+        let output_roots = roots
+            .iter()
+            .map(|r| {
+                Place::parse(&self.root, r).map_err(|message| Error::Spec {
+                    location: Location::file(self.display_path(&defaults)),
+                    message: format!("output_roots: {message}"),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(crate::auth::AccessPolicy {
+            project_root: self.root.clone(),
+            output_roots,
+            protected: protected.to_vec(),
+            database: self.sqlserver_settings()?.database,
+        })
+    }
+
     /// A client of the workspace the project is configured for.
     pub fn databricks_client(&self) -> Result<crate::databricks::DatabricksClient> {
         let config = self.databricks_settings()?.resolve()?;
@@ -217,6 +267,7 @@ impl Project {
                 params: Params::new(),
                 sqlserver: None,
                 databricks: None,
+                output_roots: None,
             });
         }
         serde_yaml::from_str(&text).map_err(|e| yaml_error(&self.display_path(path), &text, &e))
@@ -224,6 +275,9 @@ impl Project {
 
     /// Finds a SQL file: `queries/{country}/{name}` first, then `queries/common/{name}`.
     pub fn find_query(&self, country: Option<&str>, name: &str) -> Result<PathBuf> {
+        if let Some(country) = country {
+            check_country(country)?;
+        }
         check_relative(name).map_err(|message| Error::Spec {
             location: Location::file(name),
             message,
@@ -245,6 +299,9 @@ impl Project {
 
     /// SQL files of a country (its own folder, then `common/` files it does not override), by name.
     pub fn list_queries(&self, country: Option<&str>) -> Result<Vec<(String, PathBuf)>> {
+        if let Some(country) = country {
+            check_country(country)?;
+        }
         let mut found: BTreeMap<String, PathBuf> = BTreeMap::new();
         for dir in ["common"].into_iter().chain(country) {
             let dir = self.queries_dir().join(dir);
@@ -288,6 +345,26 @@ pub fn pipeline_files_in(dir: &Path) -> Result<Vec<PathBuf>> {
     }
     files.sort();
     Ok(files)
+}
+
+/// A country names a file under `config/countries/` and a folder under `queries/`: letters,
+/// digits, `_` and `-` only, so it can never leave those folders.
+pub fn check_country(country: &str) -> Result<()> {
+    let ok = !country.is_empty()
+        && country.len() <= 64
+        && country
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if ok {
+        return Ok(());
+    }
+    Err(Error::Spec {
+        location: Location::file("country"),
+        message: format!(
+            "`{}` is not a country name (letters, digits, `_` and `-`, at most 64)",
+            country.chars().take(80).collect::<String>()
+        ),
+    })
 }
 
 /// Refuses absolute paths and `..` in a path that must stay under a base folder.

@@ -1,5 +1,10 @@
 //! minijinja rendering of pipeline fields and SQL files, with strict undefined parameters.
 //! In SQL, values go through `| bind` (a placeholder plus a bound parameter) and names through `| ident`.
+//!
+//! `env()` reads the process environment (secrets), so it is allowed only where a value cannot
+//! reach an output path, a file name, a summary, an error, an audit line or an API answer: in a
+//! step's `connection:` fields ([`Where::Connection`]). Anywhere else (paths, names, SQL) it is a
+//! plan-time error naming the field.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -23,6 +28,15 @@ const BUILTIN_GLOBALS: &[&str] = &[
     "joiner",
     "loop",
 ];
+
+/// Where a rendered text is: `env()` works only in connection settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Where {
+    /// A field under a step's `connection:` (hosts, user names, settings).
+    Connection,
+    /// Anything else: paths, names, SQL.
+    Other,
+}
 
 /// SQL text with its bound parameters, in placeholder order.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,7 +69,7 @@ impl Renderer {
         &self.params
     }
 
-    fn environment(&self) -> Environment<'static> {
+    fn environment(&self, place: Where) -> Environment<'static> {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.set_keep_trailing_newline(true);
@@ -63,6 +77,12 @@ impl Renderer {
         env.add_function(
             "env",
             move |name: String, default: Option<String>| -> Result<String, minijinja::Error> {
+                if place != Where::Connection {
+                    return Err(minijinja::Error::new(
+                        ErrorKind::InvalidOperation,
+                        "env() may be used only in a step's `connection:` fields, where a secret cannot reach a path, a name, SQL or a message; set the value in config/ or pass it with --param",
+                    ));
+                }
                 match std::env::var(&name) {
                     Ok(value) => {
                         if !value.is_empty() {
@@ -84,12 +104,12 @@ impl Renderer {
         env
     }
 
-    /// Renders plain text (a path, a name) from a pipeline field.
-    pub fn render_text(&self, location: &Location, text: &str) -> Result<String> {
+    /// Renders plain text (a path, a name) from a pipeline field found at `place`.
+    pub fn render_text(&self, location: &Location, text: &str, place: Where) -> Result<String> {
         if !text.contains("{{") && !text.contains("{%") {
             return Ok(text.to_string());
         }
-        let env = self.environment();
+        let env = self.environment(place);
         self.render_with(&env, location, text)
     }
 
@@ -100,7 +120,7 @@ impl Renderer {
         text: &str,
         dialect: Dialect,
     ) -> Result<RenderedSql> {
-        let mut env = self.environment();
+        let mut env = self.environment(Where::Other);
         let bound: Arc<Mutex<Vec<SqlValue>>> = Arc::default();
         let params = Arc::clone(&bound);
         env.add_filter(
@@ -302,7 +322,11 @@ mod tests {
     #[test]
     fn missing_parameter_is_named_with_line() {
         let err = renderer()
-            .render_text(&Location::at("p.yaml", Some(10)), "out/{{ countri }}/x")
+            .render_text(
+                &Location::at("p.yaml", Some(10)),
+                "out/{{ countri }}/x",
+                Where::Other,
+            )
             .unwrap_err();
         assert_eq!(
             err.to_string(),
@@ -319,6 +343,7 @@ mod tests {
             .render_text(
                 &Location::file("p.yaml"),
                 "pw={{ env('BRIDGE_TEST_SECRET_XYZ') }}",
+                Where::Connection,
             )
             .unwrap();
         assert_eq!(out, "pw=hunter2");
@@ -327,8 +352,35 @@ mod tests {
             .render_text(
                 &Location::file("p.yaml"),
                 "{{ env('BRIDGE_TEST_UNSET_VAR') }}",
+                Where::Connection,
             )
             .unwrap_err();
         assert!(err.to_string().contains("BRIDGE_TEST_UNSET_VAR"), "{err}");
+    }
+
+    #[test]
+    fn env_is_refused_outside_connection_fields() {
+        // SAFETY: test-only variable with a unique name.
+        unsafe { std::env::set_var("BRIDGE_TEST_SECRET_PATH", "s3cr3t") };
+        let r = renderer();
+        let err = r
+            .render_text(
+                &Location::file("p.yaml"),
+                "output/x{{ env('BRIDGE_TEST_SECRET_PATH') }}",
+                Where::Other,
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("connection:"), "{err}");
+        assert!(!err.contains("s3cr3t"), "{err}");
+        let err = r
+            .render_sql(
+                &Location::file("q.sql"),
+                "SELECT {{ env('BRIDGE_TEST_SECRET_PATH') | bind }}",
+                Dialect::SqlServer,
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("connection:"), "{err}");
     }
 }

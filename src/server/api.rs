@@ -17,10 +17,10 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
-use crate::auth::{Access, Caller};
+use crate::auth::{Access, Caller, SqlTable, authorize};
 use crate::pipeline::extract::extract_pipeline;
-use crate::pipeline::project::check_relative;
-use crate::pipeline::spec::{SinkSpec, SourceSpec, SqlServerWriteMode};
+use crate::pipeline::project::{check_country, check_relative};
+use crate::pipeline::spec::SinkSpec;
 use crate::pipeline::{Plan, PlanOptions};
 use crate::server::AppState;
 use crate::server::audit::{AuditEntry, AuditResult};
@@ -28,7 +28,8 @@ use crate::server::jobs::{Job, JobFilter, JobStatus, NewJob, Page};
 use crate::server::metrics::Scrape;
 use crate::server::runner::{CancelOutcome, JobWork};
 use crate::server::versions::ProjectVersion;
-use crate::sync::{Event, NewEvent, Operation};
+use crate::sync::apply::plan_event;
+use crate::sync::{ApplyLimits, Event, NewEvent, Operation};
 
 type AppStateRef = State<Arc<AppState>>;
 
@@ -454,6 +455,22 @@ async fn start_run(
         .field("pipeline")
     })?;
     check_declared(&entry.file, name, &params)?;
+    if let Some(country) = &request.country {
+        check_country(country)
+            .map_err(|e| ApiError::bad_request("country", e.to_string()))?;
+    }
+    if let Some(country) = &request.country
+        && !entry.countries.is_empty()
+        && !entry.countries.iter().any(|c| c.eq_ignore_ascii_case(country))
+    {
+        return Err(ApiError::bad_request(
+            "country",
+            format!(
+                "country: `{country}` is not one of pipeline `{name}`'s countries ({})",
+                entry.countries.join(", ")
+            ),
+        ));
+    }
     let options = PlanOptions {
         country: request.country.clone(),
         params,
@@ -486,6 +503,12 @@ async fn start_extract(
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let version = version(&state)?;
     let mut project = version.project.clone();
+    // Folders are taken from the validated version's copy of the project, never the live tree.
+    let base = version
+        .project
+        .snapshot()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| state.root.clone());
     for (field, value) in [
         ("queries_path", &request.queries_path),
         ("config_path", &request.config_path),
@@ -493,13 +516,18 @@ async fn start_extract(
         if let Some(dir) = value {
             check_relative(dir)
                 .map_err(|e| ApiError::bad_request(field, format!("{field}: {e}")))?;
-            let dir = state.root.join(dir);
-            if !dir.is_dir() {
+            let dir = base.join(dir);
+            let inside = dir
+                .canonicalize()
+                .ok()
+                .zip(base.canonicalize().ok())
+                .is_some_and(|(d, b)| d.starts_with(b));
+            if !dir.is_dir() || !inside {
                 return Err(ApiError::bad_request(
                     field,
                     format!(
                         "{field}: `{}` is not a folder of the project",
-                        dir.display()
+                        value.as_deref().unwrap_or_default()
                     ),
                 ));
             }
@@ -514,6 +542,8 @@ async fn start_extract(
         check_relative(&request.destination)
             .map_err(|e| ApiError::bad_request("destination", format!("destination: {e}")))?;
     }
+    check_country(&request.country)
+        .map_err(|e| ApiError::bad_request("country", e.to_string()))?;
     let mut spec = extract_pipeline(&project, &request.country, &request.destination)?;
     if let Some(wanted) = &request.queries {
         let available: Vec<String> = spec
@@ -538,12 +568,12 @@ async fn start_extract(
             _ => true,
         });
     }
-    let text = serde_yaml::to_string(&spec).map_err(ApiError::internal)?;
     let options = PlanOptions {
         country: Some(request.country.to_lowercase()),
         params: Vec::new(),
     };
-    let plan = Plan::from_text(&project, Path::new("<extract>"), &text, &options)?;
+    // The request's strings are data: the spec is planned without rendering its fields.
+    let plan = Plan::from_data_spec(&project, Path::new("<extract>"), spec, &options)?;
     let request_json = serde_json::json!({
         "country": request.country, "destination": request.destination, "queries": request.queries,
         "queries_path": request.queries_path, "config_path": request.config_path,
@@ -560,48 +590,13 @@ async fn start_extract(
     submit(&state, &authed, (version, project), plan, job).await
 }
 
-/// SQL Server tables a plan reads and writes, with the right each needs.
-fn tables_needed(plan: &Plan) -> Result<Vec<(String, Access)>, ApiError> {
-    plan_tables(plan)
-        .map_err(|m| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_pipeline", m))
-}
-
-/// SQL Server tables a plan reads and writes, with the right each needs; the error names the
-/// step whose query cannot be parsed.
-pub(crate) fn plan_tables(plan: &Plan) -> Result<Vec<(String, Access)>, String> {
-    let mut needs = Vec::new();
-    for step in &plan.steps {
-        if let Some(SourceSpec::Sqlserver(source)) = &step.spec.source {
-            if let Some(table) = &source.table {
-                needs.push((table.clone(), Access::Read));
-            } else if let Some(sql) = &step.sql {
-                let tables = crate::mssql::tables_read(&sql.text).map_err(|e| {
-                    format!(
-                        "step `{}`: cannot tell which tables its query reads, so its permissions cannot be checked: {e}",
-                        step.id
-                    )
-                })?;
-                needs.extend(tables.into_iter().map(|t| (t, Access::Read)));
-            }
-        }
-        if let Some(SinkSpec::Sqlserver(sink)) = &step.spec.sink {
-            needs.push((sink.table.clone(), Access::Write));
-        }
-    }
-    Ok(needs)
-}
-
 /// Caps the deletes of a plan's SQL Server sinks by the caller's `max_delete_rows`.
-fn cap_deletes(plan: &mut Plan, caller: &Caller) {
+fn cap_deletes(plan: &mut Plan, caps: &BTreeMap<String, u64>) {
     for step in &mut plan.steps {
         if let Some(SinkSpec::Sqlserver(sink)) = &mut step.spec.sink
-            && matches!(
-                sink.mode,
-                SqlServerWriteMode::Delete | SqlServerWriteMode::Replace
-            )
-            && let Some(limit) = caller.max_delete_rows(&sink.table)
+            && let Some(limit) = caps.get(&step.id)
         {
-            sink.max_delete_rows = Some(sink.max_delete_rows.map_or(limit, |l| l.min(limit)));
+            sink.max_delete_rows = Some(sink.max_delete_rows.map_or(*limit, |l| l.min(*limit)));
         }
     }
 }
@@ -613,15 +608,15 @@ async fn submit(
     mut plan: Plan,
     job: NewJob,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
-    let needs = tables_needed(&plan)?;
-    let tables = table_names(&needs);
-    for (table, access) in &needs {
-        if let Err(denied) = authed.caller.check(table, *access) {
+    let policy = state.policy(&project)?;
+    let authorized = match authorize(Some(&authed.caller), &plan, &policy) {
+        Ok(authorized) => authorized,
+        Err(refusal) => {
             let entry = AuditEntry {
                 request_id: authed.request_id.clone(),
                 caller: Some(authed.caller.name.clone()),
                 action: job.kind.clone(),
-                tables: tables.clone(),
+                tables: plan.resources.table_names(),
                 pipeline: Some(job.pipeline.clone()),
                 ..AuditEntry::default()
             };
@@ -630,12 +625,13 @@ async fn submit(
                     entry,
                     StatusCode::FORBIDDEN,
                     "forbidden",
-                    denied.to_string(),
+                    plan.renderer.redact(&refusal.to_string()),
                 )
                 .await);
         }
-    }
-    cap_deletes(&mut plan, &authed.caller);
+    };
+    let tables = authorized.tables.clone();
+    cap_deletes(&mut plan, &authorized.delete_caps);
     let jobs = Arc::clone(&state.jobs);
     let job = tokio::task::spawn_blocking(move || jobs.insert(&job))
         .await
@@ -678,21 +674,10 @@ async fn submit(
             version,
             project,
             plan,
-            tables: table_names(&needs),
+            tables: authorized.tables,
         },
     );
     Ok((StatusCode::ACCEPTED, Json(accepted)))
-}
-
-/// The tables of [`plan_tables`], each once, in order.
-pub(crate) fn table_names(needs: &[(String, Access)]) -> Vec<String> {
-    let mut names: Vec<String> = Vec::new();
-    for (table, _) in needs {
-        if !names.contains(table) {
-            names.push(table.clone());
-        }
-    }
-    names
 }
 
 /// Who may cancel a job: the caller who submitted it, or one with write access to every SQL
@@ -891,25 +876,54 @@ async fn submit_sync(
         let field = e.field().unwrap_or("body");
         ApiError::bad_request(field, e.to_string())
     })?;
+    let event_id = uuid::Uuid::new_v4().hyphenated().to_string();
+    let version = version(&state)?;
+    let policy = state.policy(&version.project)?;
+    // A target that is not exactly one table of the configured database is refused like a
+    // missing grant (and audited): `master.dbo.Audit`, `dbo .Audit`, look-alike letters.
+    if let Err(e) = SqlTable::parse(&event.target_table, policy.database.as_deref()) {
+        let entry = AuditEntry {
+            request_id: authed.request_id.clone(),
+            caller: Some(authed.caller.name.clone()),
+            action: "sync".into(),
+            tables: vec![event.target_table.clone()],
+            ..AuditEntry::default()
+        };
+        let detail = format!("target_table: {e}");
+        return Err(state
+            .refuse(entry, StatusCode::FORBIDDEN, "forbidden", detail)
+            .await);
+    }
+    // Authorised from what the event's plan reads (the lakehouse source) and writes (the SQL
+    // Server target), exactly as the poller will authorise it again when it applies it.
+    let plan = plan_event(
+        &version.project,
+        &event.pending(&event_id),
+        &ApplyLimits::default(),
+        state.events.source_catalog(),
+    )
+    .map_err(|e| match e.field() {
+        Some(field) => ApiError::bad_request(field, e.to_string()),
+        None => ApiError::from(crate::Error::from(e)),
+    })?;
     let entry = AuditEntry {
         request_id: authed.request_id.clone(),
         caller: Some(authed.caller.name.clone()),
         action: "sync".into(),
-        tables: vec![event.target_table.clone()],
+        tables: plan.resources.table_names(),
         ..AuditEntry::default()
     };
-    if let Err(denied) = authed.caller.check(&event.target_table, Access::Write) {
+    if let Err(refusal) = authorize(Some(&authed.caller), &plan, &policy) {
         return Err(state
             .refuse(
                 entry,
                 StatusCode::FORBIDDEN,
                 "forbidden",
-                denied.to_string(),
+                refusal.to_string(),
             )
             .await);
     }
     // Audited before it is stored: no poller can apply an event the log does not show.
-    let event_id = uuid::Uuid::new_v4().hyphenated().to_string();
     let started = AuditEntry {
         result: AuditResult::Started,
         event_id: Some(event_id.clone()),

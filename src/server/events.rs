@@ -1,5 +1,6 @@
 //! The server's side of the events poller: who may apply an event (its `created_by` must be a
-//! user of the permissions file with write access to the target), and audit lines and metrics.
+//! user of the permissions file whose grants cover everything the event's plan reads and
+//! writes: the lakehouse source and the SQL Server target), and audit lines and metrics.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -7,7 +8,8 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::{Access, PermissionsStore};
+use crate::auth::{AccessPolicy, PermissionsStore, authorize};
+use crate::pipeline::Plan;
 use crate::server::audit::{AuditEntry, AuditLog, AuditResult};
 use crate::server::metrics::ServerMetrics;
 use crate::server::{AppState, ServeOptions};
@@ -16,7 +18,16 @@ use crate::sync::{ApplyLimits, Event, Outcome, Poller, PollerHooks, PollerOption
 
 /// Runs the events poller until `stop` fires.
 pub async fn run_poller(state: Arc<AppState>, options: ServeOptions, stop: CancellationToken) {
+    let policy_state = Arc::clone(&state);
     let hooks = Arc::new(ServerHooks {
+        policy: Box::new(move |_plan: &Plan| {
+            let project = policy_state
+                .versions
+                .current()
+                .map(|v| v.project.clone())
+                .unwrap_or_else(|| crate::pipeline::Project::new(&policy_state.root));
+            policy_state.policy(&project)
+        }),
         permissions: Arc::clone(&state.permissions),
         audit: Arc::clone(&state.audit),
         metrics: Arc::clone(&state.metrics),
@@ -44,7 +55,11 @@ pub async fn run_poller(state: Arc<AppState>, options: ServeOptions, stop: Cance
     poller.run(stop).await;
 }
 
+/// The access policy an event's plan is authorised against (from the current project version).
+type PolicyOf = Box<dyn Fn(&Plan) -> crate::Result<AccessPolicy> + Send + Sync>;
+
 struct ServerHooks {
+    policy: PolicyOf,
     permissions: Arc<PermissionsStore>,
     audit: Arc<AuditLog>,
     metrics: Arc<ServerMetrics>,
@@ -78,7 +93,7 @@ impl ServerHooks {
 
 #[async_trait::async_trait]
 impl PollerHooks for ServerHooks {
-    async fn authorize(&self, event: &Event) -> Result<ApplyLimits, String> {
+    async fn authorize(&self, event: &Event, plan: &Plan) -> Result<ApplyLimits, String> {
         let refused = |message: String| {
             self.refused_ids().insert(event.event_id.clone());
             self.audit(AuditEntry {
@@ -98,12 +113,17 @@ impl PollerHooks for ServerHooks {
                 "created_by `{name}` is not a user of the permissions file"
             ));
         };
-        if let Err(denied) = caller.check(&event.target_table, Access::Write) {
-            return refused(denied.to_string());
-        }
+        let policy = match (self.policy)(plan) {
+            Ok(policy) => policy,
+            Err(e) => return refused(format!("the access policy cannot be read: {e}")),
+        };
+        let authorized = match authorize(Some(&caller), plan, &policy) {
+            Ok(authorized) => authorized,
+            Err(refusal) => return refused(refusal.to_string()),
+        };
         self.refused_ids().remove(&event.event_id);
         Ok(ApplyLimits {
-            max_delete_rows: caller.max_delete_rows(&event.target_table),
+            max_delete_rows: authorized.delete_caps.values().min().copied(),
         })
     }
 

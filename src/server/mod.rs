@@ -83,6 +83,16 @@ pub struct AppState {
     pub events: Arc<dyn EventStore>,
     pub metrics: Arc<ServerMetrics>,
     pub started: Instant,
+    /// The permissions file, which no job may read.
+    pub permissions_file: PathBuf,
+}
+
+impl AppState {
+    /// The access policy jobs of `project` are authorised against (output roots, protected
+    /// files, configured database).
+    pub fn policy(&self, project: &crate::pipeline::Project) -> Result<crate::auth::AccessPolicy> {
+        project.access_policy(std::slice::from_ref(&self.permissions_file))
+    }
 }
 
 /// Serves until `shutdown` fires, then stops taking requests, lets running jobs finish for the
@@ -115,12 +125,11 @@ pub async fn serve(root: &Path, options: ServeOptions, shutdown: CancellationTok
             .clone()
             .unwrap_or_else(|| bridge_dir.join("audit.log")),
     )?);
-    let permissions = Arc::new(PermissionsStore::open(
-        options
-            .permissions
-            .clone()
-            .unwrap_or_else(|| root.join("config").join("permissions.yaml")),
-    )?);
+    let permissions_file = options
+        .permissions
+        .clone()
+        .unwrap_or_else(|| root.join("config").join("permissions.yaml"));
+    let permissions = Arc::new(PermissionsStore::open(permissions_file.clone())?);
     if let Some(e) = permissions.error() {
         tracing::error!(error = %e, "permissions file");
     }
@@ -166,6 +175,7 @@ pub async fn serve(root: &Path, options: ServeOptions, shutdown: CancellationTok
         events,
         metrics,
         started: Instant::now(),
+        permissions_file: std::path::absolute(&permissions_file).unwrap_or(permissions_file),
     });
 
     let listener = tokio::net::TcpListener::bind(options.listen)

@@ -114,11 +114,29 @@ async fn start_one(
         params: Vec::new(),
     };
     let plan = Plan::from_file(&version.project, &entry.file, &options)?;
-    // A query that cannot be parsed leaves the list empty: then only a caller who may write
-    // every table can cancel the run.
-    let tables = crate::server::api::plan_tables(&plan)
-        .map(|needs| crate::server::api::table_names(&needs))
-        .unwrap_or_default();
+    // Scheduled runs are the operator's: their tables need no grant, but what they write must
+    // be inside the output roots, like any job's.
+    let policy = state.policy(&version.project)?;
+    let tables = match crate::auth::authorize(None, &plan, &policy) {
+        Ok(authorized) => authorized.tables,
+        Err(refusal) => {
+            let line = AuditEntry {
+                request_id: format!("schedule-{name}"),
+                caller: Some("scheduler".into()),
+                action: "schedule".into(),
+                result: AuditResult::Refused,
+                pipeline: Some(name.to_string()),
+                error: Some(refusal.to_string()),
+                ..AuditEntry::default()
+            };
+            if let Err(e) = state.audit.append(&line) {
+                tracing::error!(error = %e, "audit log write failed");
+            }
+            return Err(crate::Error::Unsupported(format!(
+                "scheduled run refused: {refusal}"
+            )));
+        }
+    };
     let new = NewJob {
         kind: "schedule".into(),
         pipeline: name.to_string(),

@@ -1,10 +1,10 @@
 //! Applies one sync event to SQL Server as a pipeline run built in code: the source table, an
 //! optional filter transform, then a `sqlserver` sink whose idempotency key is the event id.
 //!
-//! Nothing from the event reaches the template renderer as a template: table and column names
-//! are validated identifiers (no `{`), the event id is a UUID, and the filter is parsed as one SQL
-//! expression and put into the planned transform after planning, so `{{ ... }}` in a filter stays
-//! literal text.
+//! Nothing from the event reaches the template renderer: the spec is planned as data
+//! ([`Plan::from_data_spec`]), table and column names are validated identifiers, the event id is
+//! a UUID, and the filter is parsed as one SQL expression and put into the planned transform
+//! after planning, so `{{ ... }}` in a filter stays literal text.
 //!
 //! Crash safety: the sink writes and records the event id in `dbo.bridge_applied_keys` in one
 //! transaction. An event interrupted after its claim is either fully applied with its key
@@ -67,6 +67,7 @@ pub enum SourceCatalog {
 
 impl SourceCatalog {
     /// The source step reading `table`; a name that does not resolve is a `source_table` error.
+    /// Whether the table exists is not looked at ([`SourceCatalog::check_exists`]).
     pub fn source(self, project: &Project, table: &str) -> Result<SourceSpec> {
         let parts = source_table_parts(table)?;
         match self {
@@ -77,39 +78,51 @@ impl SourceCatalog {
                 warehouse_id: None,
                 disposition: Default::default(),
             })),
-            SourceCatalog::LocalDelta => {
-                let params = project.config_params(None)?;
-                let root = params
-                    .get("lakehouse_root")
-                    .and_then(|v| v.as_str())
-                    .ok_or_else(|| {
-                        SyncError::invalid(
-                            "source_table",
-                            format!(
-                                "cannot resolve `{table}`: the `lakehouse_root` parameter is not set in config/defaults.yaml"
-                            ),
-                        )
-                    })?;
-                let path = format!("{}/{}", root.trim_end_matches('/'), parts.join("/"));
-                if !path.contains("://") {
-                    let local = project.resolve(&path);
-                    if !local.join("_delta_log").is_dir() {
-                        return Err(SyncError::invalid(
-                            "source_table",
-                            format!(
-                                "`{table}` not found: no Delta table at {}",
-                                project.display_path(&local).display()
-                            ),
-                        ));
-                    }
-                }
-                Ok(SourceSpec::Delta(DeltaSourceSpec {
-                    path,
-                    version: None,
-                }))
-            }
+            SourceCatalog::LocalDelta => Ok(SourceSpec::Delta(DeltaSourceSpec {
+                path: local_path(project, table, &parts)?,
+                version: None,
+            })),
         }
     }
+
+    /// Fails with a `source_table` error when a local Delta table does not exist (remote
+    /// tables are found missing when they are read).
+    pub fn check_exists(self, project: &Project, table: &str) -> Result<()> {
+        if self != SourceCatalog::LocalDelta {
+            return Ok(());
+        }
+        let path = local_path(project, table, &source_table_parts(table)?)?;
+        if !path.contains("://") {
+            let local = project.resolve(&path);
+            if !local.join("_delta_log").is_dir() {
+                return Err(SyncError::invalid(
+                    "source_table",
+                    format!(
+                        "`{table}` not found: no Delta table at {}",
+                        project.display_path(&local).display()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `{lakehouse_root}/catalog/schema/table` of a local Delta table.
+fn local_path(project: &Project, table: &str, parts: &[&str]) -> Result<String> {
+    let params = project.config_params(None)?;
+    let root = params
+        .get("lakehouse_root")
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| {
+            SyncError::invalid(
+                "source_table",
+                format!(
+                    "cannot resolve `{table}`: the `lakehouse_root` parameter is not set in config/defaults.yaml"
+                ),
+            )
+        })?;
+    Ok(format!("{}/{}", root.trim_end_matches('/'), parts.join("/")))
 }
 
 /// The sink mode of an operation.
@@ -135,6 +148,7 @@ pub async fn apply_event(
     cancel: &CancellationToken,
 ) -> Result<AppliedEvent> {
     let plan = plan_event(project, event, limits, catalog)?;
+    catalog.check_exists(project, &event.source_table)?;
     let options = RunOptions {
         cancel: Some(cancel.clone()),
         ..RunOptions::default()

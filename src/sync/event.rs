@@ -209,6 +209,28 @@ impl NewEvent {
     }
 }
 
+impl NewEvent {
+    /// The event this request becomes once stored with `event_id` (pending, created now).
+    pub fn pending(&self, event_id: &str) -> Event {
+        Event {
+            event_id: event_id.to_string(),
+            operation: self.operation,
+            source_table: self.source_table.clone(),
+            target_table: self.target_table.clone(),
+            primary_keys: self.primary_keys.clone(),
+            filter: self.filter.clone(),
+            status: EventStatus::Pending,
+            rows_affected: None,
+            error_message: None,
+            created_at: Utc::now(),
+            started_at: None,
+            completed_at: None,
+            created_by: self.created_by.clone(),
+            claimed_by: None,
+        }
+    }
+}
+
 impl Event {
     /// The request this event carries.
     pub fn request(&self) -> NewEvent {

@@ -19,7 +19,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::Error;
 use crate::pipeline::project::Project;
-use crate::sync::apply::{ApplyLimits, apply_event};
+use crate::pipeline::Plan;
+use crate::sync::apply::{ApplyLimits, apply_event, plan_event};
 use crate::sync::event::{Event, EventStatus, Outcome};
 use crate::sync::store::EventStore;
 use crate::sync::{Result, SyncError};
@@ -27,9 +28,10 @@ use crate::sync::{Result, SyncError};
 /// How the server takes part in each event.
 #[async_trait]
 pub trait PollerHooks: Send + Sync {
-    /// Decides whether an event may run (e.g. checks `created_by` against permissions) and with
-    /// which limits. `Err(message)` marks the event failed with that message; nothing is applied.
-    async fn authorize(&self, event: &Event) -> std::result::Result<ApplyLimits, String>;
+    /// Decides whether an event may run (e.g. checks `created_by`'s grants against what the
+    /// event's `plan` reads and writes) and with which limits. `Err(message)` marks the event
+    /// failed with that message; nothing is applied.
+    async fn authorize(&self, event: &Event, plan: &Plan) -> std::result::Result<ApplyLimits, String>;
 
     /// Called when an event has been claimed, before it is authorized and applied.
     async fn on_claimed(&self, _event: &Event) {}
@@ -45,7 +47,11 @@ pub struct AllowAll;
 
 #[async_trait]
 impl PollerHooks for AllowAll {
-    async fn authorize(&self, _event: &Event) -> std::result::Result<ApplyLimits, String> {
+    async fn authorize(
+        &self,
+        _event: &Event,
+        _plan: &Plan,
+    ) -> std::result::Result<ApplyLimits, String> {
         Ok(ApplyLimits::default())
     }
 }
@@ -249,14 +255,19 @@ impl Poller {
         let started = Instant::now();
         let id = event.event_id.clone();
         self.hooks.on_claimed(&event).await;
-        let outcome = match self.hooks.authorize(&event).await {
+        let project = (self.project)();
+        let catalog = self.store.source_catalog();
+        // What the event reads and writes is known from its plan before anything runs.
+        let authorized = match plan_event(&project, &event, &ApplyLimits::default(), catalog) {
+            Err(e) => Err(e.to_string()),
+            Ok(plan) => self.hooks.authorize(&event, &plan).await,
+        };
+        let outcome = match authorized {
             Err(refusal) => {
                 tracing::info!(event_id = %id, reason = %refusal, "event refused");
                 Outcome::Failed { error: refusal }
             }
             Ok(limits) => {
-                let project = (self.project)();
-                let catalog = self.store.source_catalog();
                 match apply_event(&project, &event, &limits, catalog, cancel).await {
                     Ok(applied) => {
                         tracing::info!(

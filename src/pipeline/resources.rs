@@ -1,0 +1,558 @@
+//! What each step of a plan reads and writes, declared by its source or sink kind at plan time:
+//! SQL Server tables, lakehouse tables, and locations (volume folders, Delta paths, local files).
+//! The server authorises a job from this list alone ([`crate::auth::policy`]); a source or sink
+//! that declares nothing cannot be run by an API caller.
+//!
+//! Locations are normalised here ([`Place`]): local paths are made absolute against the project
+//! root with `.` and `..` resolved, `file://` URLs become local paths, `/Volumes/...` and other
+//! URLs keep their scheme and authority with their path's dot segments refused. Symlinks are
+//! resolved when a place is checked against a root ([`Place::is_within`]).
+
+use std::fmt;
+use std::path::{Component, Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::auth::{Access, LakehouseTable, NameError, SqlTable, TableRef};
+use crate::pipeline::project::Project;
+use crate::pipeline::spec::{SinkSpec, SourceSpec, SqlServerWriteMode};
+
+/// Something a step reads or writes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Resource {
+    /// A SQL Server table, in the database the step connects to (`None`: the configured one).
+    SqlTable {
+        table: SqlTable,
+        database: Option<String>,
+    },
+    /// A lakehouse table: a Unity Catalog table, or a Delta table under `lakehouse_root`.
+    LakehouseTable(LakehouseTable),
+    /// A folder or file: a volume folder, a Delta table outside `lakehouse_root`, a local file.
+    Location(Place),
+}
+
+impl Resource {
+    /// The table a grant is checked against, if this is a table.
+    pub fn table(&self) -> Option<TableRef> {
+        match self {
+            Resource::SqlTable { table, .. } => Some(TableRef::Sqlserver(table.clone())),
+            Resource::LakehouseTable(t) => Some(TableRef::Lakehouse(t.clone())),
+            Resource::Location(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for Resource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Resource::SqlTable {
+                table,
+                database: Some(db),
+            } => write!(f, "{db}.{table}"),
+            Resource::SqlTable { table, .. } => write!(f, "{table}"),
+            Resource::LakehouseTable(t) => write!(f, "lakehouse table {t}"),
+            Resource::Location(p) => write!(f, "{p}"),
+        }
+    }
+}
+
+/// A normalised location.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Place {
+    /// An absolute local path, `.` and `..` resolved lexically.
+    Local(PathBuf),
+    /// A Unity Catalog volume path, `/Volumes/catalog/schema/volume/...`.
+    Volume(String),
+    /// A URL (`s3://bucket/prefix`, `abfss://...`), scheme lowercase, no trailing `/`.
+    Url(String),
+}
+
+impl fmt::Display for Place {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Place::Local(p) => write!(f, "{}", p.display()),
+            Place::Volume(p) | Place::Url(p) => f.write_str(p),
+        }
+    }
+}
+
+impl Place {
+    /// Normalises a location written in a pipeline (relative paths are under the project root).
+    pub fn parse(root: &Path, text: &str) -> Result<Place, String> {
+        if text.is_empty() {
+            return Err("the location is empty".into());
+        }
+        if text.starts_with("/Volumes/") {
+            return Ok(Place::Volume(format!(
+                "/{}",
+                clean_segments(text, &text[1..])?.join("/")
+            )));
+        }
+        if let Some((scheme, rest)) = text.split_once("://") {
+            let scheme = scheme.to_ascii_lowercase();
+            if scheme == "file" {
+                let url = url::Url::parse(text).map_err(|e| format!("`{text}`: {e}"))?;
+                let path = url
+                    .to_file_path()
+                    .map_err(|_| format!("`{text}` is not a local file URL"))?;
+                return Ok(Place::Local(lexical(&path)));
+            }
+            if scheme.is_empty() || !scheme.chars().all(|c| c.is_ascii_alphanumeric()) {
+                return Err(format!("`{text}` has an invalid URL scheme"));
+            }
+            let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+            if authority.is_empty() {
+                return Err(format!("`{text}` names no bucket or container"));
+            }
+            let segments = clean_segments(text, path)?;
+            let mut url = format!("{scheme}://{}", authority.to_ascii_lowercase());
+            for s in segments {
+                url.push('/');
+                url.push_str(&s);
+            }
+            return Ok(Place::Url(url));
+        }
+        let path = Path::new(text);
+        let joined = if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            root.join(path)
+        };
+        Ok(Place::Local(lexical(&joined)))
+    }
+
+    /// Whether this place is `root` or inside it. Local paths are compared with symlinks
+    /// resolved (the longest existing ancestor of each is canonicalised).
+    pub fn is_within(&self, root: &Place) -> bool {
+        match (self, root) {
+            (Place::Local(p), Place::Local(r)) => resolved(p).starts_with(resolved(r)),
+            (Place::Volume(p), Place::Volume(r)) | (Place::Url(p), Place::Url(r)) => {
+                p == r || p.starts_with(&format!("{}/", r.trim_end_matches('/')))
+            }
+            _ => false,
+        }
+    }
+
+    /// The path of this place relative to `root`, when it is inside it (lexically).
+    pub fn relative_to(&self, root: &Place) -> Option<Vec<String>> {
+        let split = |s: &str| -> Vec<String> {
+            s.split('/')
+                .filter(|p| !p.is_empty())
+                .map(str::to_string)
+                .collect()
+        };
+        match (self, root) {
+            (Place::Local(p), Place::Local(r)) => p.strip_prefix(r).ok().map(|rest| {
+                rest.components()
+                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                    .collect()
+            }),
+            (Place::Volume(p), Place::Volume(r)) | (Place::Url(p), Place::Url(r))
+                if self.is_within(root) =>
+            {
+                Some(split(&p[r.trim_end_matches('/').len()..]))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The segments of a URL or volume path; `.` and `..` are refused (a location must say where
+/// it is without them).
+fn clean_segments(text: &str, path: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for segment in path.split('/') {
+        let decoded = segment.replace("%2e", ".").replace("%2E", ".");
+        match decoded.as_str() {
+            "" => {}
+            "." | ".." => return Err(format!("`{text}` may not contain `.` or `..` segments")),
+            _ => out.push(segment.to_string()),
+        }
+    }
+    Ok(out)
+}
+
+/// `.` and `..` resolved without looking at the disk (`..` at the root stays at the root).
+fn lexical(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
+/// The path with symlinks resolved: its longest existing ancestor canonicalised, the rest
+/// appended.
+fn resolved(path: &Path) -> PathBuf {
+    let mut existing = path.to_path_buf();
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(real) = existing.canonicalize() {
+            let mut out = real;
+            for part in rest.iter().rev() {
+                out.push(part);
+            }
+            return lexical(&out);
+        }
+        match (existing.file_name().map(|n| n.to_os_string()), existing.parent()) {
+            (Some(name), Some(parent)) => {
+                rest.push(name);
+                existing = parent.to_path_buf();
+            }
+            _ => return path.to_path_buf(),
+        }
+    }
+}
+
+/// One use of a resource by a step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Use {
+    /// The step that uses it.
+    pub step: String,
+    /// What it uses.
+    pub resource: Resource,
+    /// Read, write, or both.
+    pub access: Access,
+    /// The write may delete rows (`delete` and `replace` modes): the grant's `max_delete_rows`
+    /// applies.
+    pub deletes: bool,
+}
+
+/// The resources of a plan: every use, plus the steps whose reads could not be determined (a
+/// query that cannot be parsed), which an API caller may not run.
+#[derive(Debug, Clone, Default)]
+pub struct Declared {
+    /// Every use, in step order.
+    pub uses: Vec<Use>,
+    /// `(step, why)` for each step whose resources are not known.
+    pub unknown: Vec<(String, String)>,
+}
+
+impl Declared {
+    /// The tables used, each once, as shown in audit lines and job listings.
+    pub fn table_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        for u in &self.uses {
+            if u.resource.table().is_some() {
+                let name = u.resource.to_string();
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+        }
+        names
+    }
+}
+
+/// What a kind needs to declare its resources.
+pub struct ResourceContext<'a> {
+    /// The project (its root resolves relative paths).
+    pub project: &'a Project,
+    /// The configured SQL Server database (three-part names must name it).
+    pub database: Option<&'a str>,
+    /// `lakehouse_root` of the run's parameters: Delta tables under it are lakehouse tables.
+    pub lakehouse_root: Option<&'a str>,
+    /// The step's rendered SQL, for query sources.
+    pub sql: Option<&'a str>,
+}
+
+/// Why a step's resources could not be declared: an invalid name (a plan error) or reads that
+/// cannot be determined (recorded in [`Declared::unknown`]).
+#[derive(Debug)]
+pub enum DeclareError {
+    /// A table or location that cannot be what it names.
+    Invalid(String),
+    /// The step's reads cannot be determined.
+    Unknown(String),
+}
+
+impl From<NameError> for DeclareError {
+    fn from(e: NameError) -> Self {
+        DeclareError::Invalid(format!("invalid table name {e}"))
+    }
+}
+
+type Declaring = Result<Vec<(Resource, Access, bool)>, DeclareError>;
+
+impl ResourceContext<'_> {
+    fn place(&self, text: &str) -> Result<Place, DeclareError> {
+        Place::parse(self.project.root(), text).map_err(DeclareError::Invalid)
+    }
+
+    /// A Delta location: a lakehouse table when it is under `lakehouse_root` (its folders are
+    /// the name's parts), else a location.
+    fn delta(&self, path: &str) -> Result<Resource, DeclareError> {
+        let place = self.place(path)?;
+        if let Some(root) = self.lakehouse_root
+            && let Ok(root) = Place::parse(self.project.root(), root)
+            && let Some(parts) = place.relative_to(&root)
+            && (1..=3).contains(&parts.len())
+            && let Ok(table) = LakehouseTable::parse(&parts.join("."))
+        {
+            return Ok(Resource::LakehouseTable(table));
+        }
+        Ok(Resource::Location(place))
+    }
+
+    fn sql_table(&self, name: &str, database: Option<&str>) -> Result<Resource, DeclareError> {
+        // A step's own `connection.database` is where its names resolve.
+        let db = database.or(self.database);
+        Ok(Resource::SqlTable {
+            table: SqlTable::parse(name, db)?,
+            database: database
+                .filter(|d| !self.database.is_some_and(|c| c.eq_ignore_ascii_case(d)))
+                .map(str::to_string),
+        })
+    }
+}
+
+impl SourceSpec {
+    /// What this source reads (and, for a seeded SQLite database, creates).
+    pub fn resources(&self, cx: &ResourceContext<'_>) -> Declaring {
+        let read = |r: Resource| (r, Access::Read, false);
+        match self {
+            SourceSpec::Sqlite(s) => {
+                let mut uses = vec![read(Resource::Location(cx.place(&s.database)?))];
+                if let Some(seed) = &s.seed {
+                    uses.push(read(Resource::Location(cx.place(seed)?)));
+                    // A missing database is created from the seed.
+                    uses.push((Resource::Location(cx.place(&s.database)?), Access::Write, false));
+                }
+                Ok(uses)
+            }
+            SourceSpec::Parquet(f) => Ok(vec![read(Resource::Location(cx.place(glob_base(&f.path))?))]),
+            SourceSpec::Csv(c) => Ok(vec![read(Resource::Location(cx.place(glob_base(&c.path))?))]),
+            SourceSpec::Delta(d) => Ok(vec![read(cx.delta(&d.path)?)]),
+            SourceSpec::Sqlserver(s) => {
+                let database = s.connection.as_ref().and_then(|c| c.database.as_deref());
+                let names = match (&s.table, cx.sql) {
+                    (Some(table), _) => vec![table.clone()],
+                    (None, Some(sql)) => relations(sql, Dialect::SqlServer)
+                        .map_err(DeclareError::Unknown)?,
+                    (None, None) => Vec::new(),
+                };
+                names
+                    .iter()
+                    .map(|n| Ok(read(cx.sql_table(n, database)?)))
+                    .collect()
+            }
+            SourceSpec::Databricks(d) => {
+                let names = match (&d.table, cx.sql) {
+                    (Some(table), _) => vec![table.clone()],
+                    (None, Some(sql)) => relations(sql, Dialect::Databricks)
+                        .map_err(DeclareError::Unknown)?,
+                    (None, None) => Vec::new(),
+                };
+                names
+                    .iter()
+                    .map(|n| Ok(read(Resource::LakehouseTable(LakehouseTable::parse(n)?))))
+                    .collect()
+            }
+        }
+    }
+}
+
+impl SinkSpec {
+    /// What this sink writes.
+    pub fn resources(&self, cx: &ResourceContext<'_>) -> Declaring {
+        match self {
+            SinkSpec::Volume(v) => {
+                let folder = format!("{}/{}", v.destination.trim_end_matches('/'), v.path);
+                Ok(vec![(Resource::Location(cx.place(&folder)?), Access::Write, true)])
+            }
+            SinkSpec::Delta(d) => Ok(vec![(cx.delta(&d.path)?, Access::Write, true)]),
+            SinkSpec::Sqlserver(s) => {
+                let database = s.connection.as_ref().and_then(|c| c.database.as_deref());
+                let deletes = matches!(
+                    s.mode,
+                    SqlServerWriteMode::Delete | SqlServerWriteMode::Replace
+                );
+                Ok(vec![(cx.sql_table(&s.table, database)?, Access::Write, deletes)])
+            }
+        }
+    }
+}
+
+/// The folder part of a path that may end in a glob (`data/*.csv` is read under `data`).
+fn glob_base(path: &str) -> &str {
+    match path.find(['*', '?', '[']) {
+        Some(i) => path[..i].rsplit_once('/').map_or(".", |(base, _)| base),
+        None => path,
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Dialect {
+    SqlServer,
+    Databricks,
+}
+
+/// The tables a query reads (CTE names excluded), as dotted names with each part re-quoted so
+/// the canonical parser sees exactly the parts the SQL parser found. Anything but queries
+/// (`SELECT`, `WITH`) is refused: a source only reads.
+fn relations(sql: &str, dialect: Dialect) -> Result<Vec<String>, String> {
+    use deltalake::datafusion::sql::sqlparser::ast::{Statement, visit_relations};
+    use deltalake::datafusion::sql::sqlparser::dialect::{DatabricksDialect, MsSqlDialect};
+    use deltalake::datafusion::sql::sqlparser::parser::Parser;
+    use std::ops::ControlFlow;
+
+    let statements = match dialect {
+        Dialect::SqlServer => Parser::parse_sql(&MsSqlDialect {}, sql),
+        Dialect::Databricks => Parser::parse_sql(&DatabricksDialect {}, sql),
+    }
+    .map_err(|e| format!("cannot tell which tables its query reads: {e}"))?;
+    let mut ctes = std::collections::BTreeSet::new();
+    for statement in &statements {
+        let Statement::Query(query) = statement else {
+            return Err(format!(
+                "its SQL is not only queries (found `{}`), so what it changes cannot be checked",
+                statement.to_string().split_whitespace().next().unwrap_or("?")
+            ));
+        };
+        if let Some(with) = &query.with {
+            ctes.extend(
+                with.cte_tables
+                    .iter()
+                    .map(|c| c.alias.name.value.to_lowercase()),
+            );
+        }
+    }
+    let (open, close) = match dialect {
+        Dialect::SqlServer => ('[', ']'),
+        Dialect::Databricks => ('`', '`'),
+    };
+    let mut tables = Vec::new();
+    let mut bad = None;
+    let _ = visit_relations(&statements, |name| {
+        let parts: Option<Vec<String>> = name
+            .0
+            .iter()
+            .map(|p| p.as_ident().map(|i| i.value.clone()))
+            .collect();
+        let Some(parts) = parts else {
+            bad = Some(name.to_string());
+            return ControlFlow::Break(());
+        };
+        let is_cte = parts.len() == 1 && ctes.contains(&parts[0].to_lowercase());
+        let quoted = parts
+            .iter()
+            .map(|p| {
+                let escaped = p.replace(close, &format!("{close}{close}"));
+                format!("{open}{escaped}{close}")
+            })
+            .collect::<Vec<_>>()
+            .join(".");
+        if !is_cte && !tables.contains(&quoted) {
+            tables.push(quoted);
+        }
+        ControlFlow::Continue(())
+    });
+    match bad {
+        Some(name) => Err(format!("cannot tell which table `{name}` is")),
+        None => Ok(tables),
+    }
+}
+
+/// A printable form of a plan's uses (for `bridge plan --output json` and job records).
+#[derive(Debug, Serialize)]
+pub struct UseSummary {
+    pub step: String,
+    pub resource: String,
+    pub access: Access,
+}
+
+impl From<&Use> for UseSummary {
+    fn from(u: &Use) -> Self {
+        UseSummary {
+            step: u.step.clone(),
+            resource: u.resource.to_string(),
+            access: u.access,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn place(text: &str) -> Result<Place, String> {
+        Place::parse(Path::new("/srv/project"), text)
+    }
+
+    #[test]
+    fn places_are_normalised() {
+        assert_eq!(
+            place("output/x/../y").unwrap(),
+            Place::Local("/srv/project/output/y".into())
+        );
+        assert_eq!(place("file:///tmp/x").unwrap(), Place::Local("/tmp/x".into()));
+        assert_eq!(
+            place("S3://Bucket/a//b/").unwrap(),
+            Place::Url("s3://bucket/a/b".into())
+        );
+        assert_eq!(
+            place("/Volumes/main/s/v//x").unwrap(),
+            Place::Volume("/Volumes/main/s/v/x".into())
+        );
+        for bad in ["/Volumes/main/../x", "s3://b/a/%2e%2e/c", "s3:///x", ""] {
+            assert!(place(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn within_roots() {
+        let root = place("output").unwrap();
+        assert!(place("output/volume/x").unwrap().is_within(&root));
+        assert!(place("output").unwrap().is_within(&root));
+        assert!(!place("outputs/x").unwrap().is_within(&root));
+        assert!(!place("output/../etc").unwrap().is_within(&root));
+        assert!(!place("/tmp/x").unwrap().is_within(&root));
+        let s3 = place("s3://bucket/lake").unwrap();
+        assert!(place("s3://bucket/lake/t").unwrap().is_within(&s3));
+        assert!(!place("s3://bucket/lakehouse").unwrap().is_within(&s3));
+        assert!(!place("s3://other/lake/t").unwrap().is_within(&s3));
+        assert_eq!(
+            place("s3://bucket/lake/a/b").unwrap().relative_to(&s3),
+            Some(vec!["a".to_string(), "b".to_string()])
+        );
+    }
+
+    #[test]
+    fn symlinks_do_not_leave_a_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("output");
+        std::fs::create_dir_all(&root).unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), root.join("link")).unwrap();
+        let root_place = Place::Local(root.clone());
+        assert!(!Place::Local(root.join("link/x")).is_within(&root_place));
+        assert!(Place::Local(root.join("real/x")).is_within(&root_place));
+    }
+
+    #[test]
+    fn query_relations() {
+        assert_eq!(
+            relations(
+                "WITH c AS (SELECT 1 AS x) SELECT * FROM dbo.Sales s JOIN [my schema].[T] t ON 1=1, c",
+                Dialect::SqlServer
+            )
+            .unwrap(),
+            ["[dbo].[Sales]", "[my schema].[T]"]
+        );
+        assert!(relations("DELETE FROM dbo.x", Dialect::SqlServer).is_err());
+        assert!(relations("SELECT 1; DROP TABLE x", Dialect::SqlServer).is_err());
+        assert_eq!(
+            relations("SELECT * FROM main.sales.orders", Dialect::Databricks).unwrap(),
+            ["`main`.`sales`.`orders`"]
+        );
+        assert_eq!(glob_base("data/*.csv"), "data");
+        assert_eq!(glob_base("*.csv"), ".");
+        assert_eq!(glob_base("data/x.csv"), "data/x.csv");
+    }
+}
