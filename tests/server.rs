@@ -338,7 +338,11 @@ async fn auth_matrix_with_audit_lines() {
     assert_eq!(syncs.len(), 3, "{syncs:?}");
     assert_eq!(syncs[0]["result"], "refused");
     assert_eq!(syncs[0]["caller"], "reader");
-    assert_eq!(syncs[0]["tables"], json!(["dbo.Results"]));
+    // Both sides of the sync: the lakehouse source and the SQL Server target.
+    assert_eq!(
+        syncs[0]["tables"],
+        json!(["lakehouse table main.calibration.results", "dbo.Results"])
+    );
     assert_eq!(syncs[1]["result"], "started");
     assert!(syncs[1]["event_id"].is_string());
     assert_eq!(syncs[2]["result"], "refused");
@@ -1555,7 +1559,7 @@ mod security {
         let server = Server::start_env(&scratch, &["--no-schedules"], &env);
         // The confirmed case: `*: read_write` with `dbo.Audit: read`; other spellings of
         // dbo.Audit must not get around the narrow grant.
-        for target in ["master.dbo.Audit", "dbo .Audit", "[dbo].[AUDIT]", "Audit", "dbo.Аudit"] {
+        for target in ["master.dbo.Audit", "dbo .Audit", "Audit", "AUDIT", "dbo.Аudit"] {
             let body = json!({"operation": "DELETE", "source_table": "main.calibration.rows",
                               "target_table": target, "primary_keys": ["id"]});
             let (status, answer) = server.post("/sync", Some(OPS), body).await;
@@ -1566,6 +1570,11 @@ mod security {
             .filter(|l| l["action"] == "sync" && l["result"] == "refused")
             .collect();
         assert_eq!(refused.len(), 5, "{refused:?}");
+        // Brackets are not part of an event's table names at all.
+        let body = json!({"operation": "DELETE", "source_table": "main.calibration.rows",
+                          "target_table": "[dbo].[Audit]", "primary_keys": ["id"]});
+        let (status, answer) = server.post("/sync", Some(OPS), body).await;
+        assert_eq!((status, answer["field"].as_str()), (400, Some("target_table")), "{answer}");
         // The narrow grant's own name works as it always did, for reading only.
         let body = json!({"operation": "INSERT", "source_table": "main.calibration.rows",
                           "target_table": "dbo.Results"});
