@@ -259,13 +259,17 @@ fn validate_refuses_a_sink_table_that_is_not_an_identifier() {
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(
-        err.contains("pipelines/test.yaml:") && err.contains("step `out`: sink: invalid table name"),
+        err.contains("pipelines/test.yaml:")
+            && err.contains("step `out`: sink: invalid table name"),
         "{err}"
     );
     // The run refuses it the same way (invalid input, exit 2), before anything runs.
     let err = fails(&s, 2);
     assert!(err.contains("invalid table name"), "{err}");
-    for (field, value) in [("primary_keys", "[\"id; --\"]"), ("primary_keys", "[\"a.b\"]")] {
+    for (field, value) in [
+        ("primary_keys", "[\"id; --\"]"),
+        ("primary_keys", "[\"a.b\"]"),
+    ] {
         let s = project(&format!(
             "{GOOD_HEAD}  - id: out\n    sink:\n      type: sqlserver\n      from: sales\n      table: dbo.T\n      mode: upsert\n      {field}: {value}\n"
         ));
@@ -283,7 +287,10 @@ fn env_is_refused_outside_connection_fields() {
     let o = s.bridge(&["validate", "pipelines/test.yaml"]);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(2), "{err}");
-    assert!(err.contains("sink.path") && err.contains("connection:"), "{err}");
+    assert!(
+        err.contains("sink.path") && err.contains("connection:"),
+        "{err}"
+    );
     let home = std::env::var("HOME").unwrap_or_default();
     assert!(home.is_empty() || !err.contains(&home), "{err}");
 }

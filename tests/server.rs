@@ -984,7 +984,11 @@ async fn extract_with_the_original_request_body() {
         )
         .await;
     // Not one of the pipeline's `countries:`: the request field is named, with the choices.
-    assert_eq!((status, body["field"].as_str()), (400, Some("country")), "{body}");
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (400, Some("country")),
+        "{body}"
+    );
     assert!(
         body["detail"].as_str().unwrap().contains("colombia"),
         "lists the pipeline's countries: {body}"
@@ -1468,8 +1472,8 @@ mod security {
     /// write `dbo.Scratch` only).
     fn secure_project() -> Scratch {
         let scratch = project();
-        let mut permissions = std::fs::read_to_string(scratch.path("config/permissions.yaml"))
-            .unwrap();
+        let mut permissions =
+            std::fs::read_to_string(scratch.path("config/permissions.yaml")).unwrap();
         permissions.push_str(&format!(
             r#"  - name: nobody
     token: "{NOBODY}"
@@ -1518,7 +1522,10 @@ mod security {
         assert_eq!(job["status"], "succeeded", "{job}");
         let shown = job.to_string();
         assert!(!shown.contains(SECRET), "the secret came back: {shown}");
-        assert!(shown.contains("env('SOME_SECRET')"), "kept as data: {shown}");
+        assert!(
+            shown.contains("env('SOME_SECRET')"),
+            "kept as data: {shown}"
+        );
         let names = all_names(&scratch);
         assert!(!names.contains(SECRET), "the secret is on disk: {names}");
         let audit = std::fs::read_to_string(scratch.path(".bridge/audit.log")).unwrap();
@@ -1559,7 +1566,13 @@ mod security {
         let server = Server::start_env(&scratch, &["--no-schedules"], &env);
         // The confirmed case: `*: read_write` with `dbo.Audit: read`; other spellings of
         // dbo.Audit must not get around the narrow grant.
-        for target in ["master.dbo.Audit", "dbo .Audit", "Audit", "AUDIT", "dbo.Аudit"] {
+        for target in [
+            "master.dbo.Audit",
+            "dbo .Audit",
+            "Audit",
+            "AUDIT",
+            "dbo.Аudit",
+        ] {
             let body = json!({"operation": "DELETE", "source_table": "main.calibration.rows",
                               "target_table": target, "primary_keys": ["id"]});
             let (status, answer) = server.post("/sync", Some(OPS), body).await;
@@ -1574,7 +1587,11 @@ mod security {
         let body = json!({"operation": "DELETE", "source_table": "main.calibration.rows",
                           "target_table": "[dbo].[Audit]", "primary_keys": ["id"]});
         let (status, answer) = server.post("/sync", Some(OPS), body).await;
-        assert_eq!((status, answer["field"].as_str()), (400, Some("target_table")), "{answer}");
+        assert_eq!(
+            (status, answer["field"].as_str()),
+            (400, Some("target_table")),
+            "{answer}"
+        );
         // The narrow grant's own name works as it always did, for reading only.
         let body = json!({"operation": "INSERT", "source_table": "main.calibration.rows",
                           "target_table": "dbo.Results"});
@@ -1582,7 +1599,10 @@ mod security {
         assert_eq!(status, 202, "{answer}");
         let event = super::events::wait_event(&server, answer["id"].as_str().unwrap()).await;
         assert_eq!(event["status"], "completed", "{event}");
-        assert_eq!(super::events::count(&sql, "SELECT COUNT(*) FROM Results"), 5);
+        assert_eq!(
+            super::events::count(&sql, "SELECT COUNT(*) FROM Results"),
+            5
+        );
     }
 
     #[tokio::test(flavor = "multi_thread")]
@@ -1602,11 +1622,19 @@ mod security {
         let server = Server::start_env(&scratch, &["--no-schedules"], &env);
         let body = json!({"operation": "INSERT", "source_table": "main.hr.salaries",
                           "target_table": "dbo.Scratch"});
-        let (status, answer) = server.post("/sync", Some(SCRATCH_WRITER), body.clone()).await;
+        let (status, answer) = server
+            .post("/sync", Some(SCRATCH_WRITER), body.clone())
+            .await;
         assert_eq!(status, 403, "{answer}");
         let detail = answer["detail"].as_str().unwrap();
-        assert!(detail.contains("lakehouse table main.hr.salaries"), "{detail}");
-        assert_eq!(super::events::count(&sql, "SELECT COUNT(*) FROM Scratch"), 0);
+        assert!(
+            detail.contains("lakehouse table main.hr.salaries"),
+            "{detail}"
+        );
+        assert_eq!(
+            super::events::count(&sql, "SELECT COUNT(*) FROM Scratch"),
+            0
+        );
 
         // An events row written straight into the table is authorised the same way.
         let store =
@@ -1634,7 +1662,10 @@ mod security {
                 .contains("lakehouse table main.hr.salaries"),
             "{event}"
         );
-        assert_eq!(super::events::count(&sql, "SELECT COUNT(*) FROM Scratch"), 0);
+        assert_eq!(
+            super::events::count(&sql, "SELECT COUNT(*) FROM Scratch"),
+            0
+        );
     }
 
     #[tokio::test(flavor = "multi_thread")]
@@ -1671,13 +1702,18 @@ steps:
         for (params, what) in [
             (json!({"input": "/etc/passwd"}), "outside"),
             (json!({"input": ".env"}), "hidden"),
-            (json!({"input": "config/permissions.yaml"}), "permissions file"),
+            (
+                json!({"input": "config/permissions.yaml"}),
+                "permissions file",
+            ),
             (json!({"input": "data/../.env"}), "hidden"),
             (json!({"out": "/tmp"}), "outside"),
             (json!({"out": "output/../pipelines"}), "outside"),
             (json!({"out": "s3://elsewhere/x"}), "outside"),
         ] {
-            let (status, answer) = server.post("/runs", Some(NOBODY), run(params.clone())).await;
+            let (status, answer) = server
+                .post("/runs", Some(NOBODY), run(params.clone()))
+                .await;
             assert_eq!(status, 403, "{params}: {answer}");
             let detail = answer["detail"].as_str().unwrap();
             assert!(detail.contains(what), "{params}: {detail}");
@@ -1686,10 +1722,18 @@ steps:
         // A country the pipeline does not list is refused, naming the field.
         let body = json!({"pipeline": "copy", "country": "mexico"});
         let (status, answer) = server.post("/runs", Some(NOBODY), body).await;
-        assert_eq!((status, answer["field"].as_str()), (400, Some("country")), "{answer}");
+        assert_eq!(
+            (status, answer["field"].as_str()),
+            (400, Some("country")),
+            "{answer}"
+        );
         let body = json!({"pipeline": "copy", "country": "../../etc"});
         let (status, answer) = server.post("/runs", Some(NOBODY), body).await;
-        assert_eq!((status, answer["field"].as_str()), (400, Some("country")), "{answer}");
+        assert_eq!(
+            (status, answer["field"].as_str()),
+            (400, Some("country")),
+            "{answer}"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread")]
@@ -1701,7 +1745,11 @@ steps:
         let body = json!({"country": "colombia", "destination": "output/e",
                           "queries_path": "output/evil"});
         let (status, answer) = server.post("/extract", Some(NOBODY), body).await;
-        assert_eq!((status, answer["field"].as_str()), (400, Some("queries_path")), "{answer}");
+        assert_eq!(
+            (status, answer["field"].as_str()),
+            (400, Some("queries_path")),
+            "{answer}"
+        );
         let body = json!({"country": "colombia", "destination": "output/e",
                           "queries_path": "queries", "queries": ["sales"]});
         let (status, answer) = server.post("/extract", Some(NOBODY), body).await;

@@ -37,6 +37,6 @@ pub mod policy;
 mod store;
 
 pub use names::{LakehouseTable, NameError, SqlTable};
-pub use policy::{AccessPolicy, Authorized, Refusal, authorize};
 pub use permissions::{Access, Caller, Denied, Grant, Permissions, Scope, TableRef, hash_token};
+pub use policy::{AccessPolicy, Authorized, Refusal, authorize};
 pub use store::PermissionsStore;

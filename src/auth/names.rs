@@ -161,13 +161,19 @@ impl Pattern {
         if let Some(schema) = text.strip_suffix(".*") {
             let parts = split_parts(schema, Quotes::SqlServer)?;
             if parts.len() != 1 {
-                return Err(refuse(text, "is not a table: a wildcard grant is `*` or `schema.*`"));
+                return Err(refuse(
+                    text,
+                    "is not a table: a wildcard grant is `*` or `schema.*`",
+                ));
             }
             return Ok(Pattern::prefixed(&parts));
         }
         let table = SqlTable::parse(text, None).map_err(|e| {
             if e.reason.contains("database") {
-                refuse(text, "names a database; grants are `schema.table`, `schema.*` or `*`")
+                refuse(
+                    text,
+                    "names a database; grants are `schema.table`, `schema.*` or `*`",
+                )
             } else {
                 e
             }
@@ -221,9 +227,9 @@ impl Pattern {
     /// an exact table beats a longer prefix, which beats a shorter one and `*`.
     pub(crate) fn specificity(&self, table: &[String]) -> Option<usize> {
         match self.key.split_last() {
-            Some((last, prefix)) if last == "*" => (table.len() > prefix.len()
-                && table.starts_with(prefix))
-            .then_some(prefix.len()),
+            Some((last, prefix)) if last == "*" => {
+                (table.len() > prefix.len() && table.starts_with(prefix)).then_some(prefix.len())
+            }
             _ => (self.key == table).then_some(usize::MAX),
         }
     }
@@ -397,10 +403,10 @@ mod tests {
             ".Audit",
             "dbo.",
             "dbo.Audit; DROP TABLE x",
-            "dbo.Аudit",     // Cyrillic А
+            "dbo.Аudit",         // Cyrillic А
             "dbo.Audit\u{200B}", // zero-width space
-            "dbo.Ａudit",    // full-width A
-            "dbo.Audıt",     // dotless i
+            "dbo.Ａudit",        // full-width A
+            "dbo.Audıt",         // dotless i
             "dbo.Aud\u{0301}it", // combining accent
             "[dbo].[Audit]x",
             "[dbo",

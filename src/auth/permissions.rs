@@ -123,7 +123,19 @@ pub enum TableRef {
     Lakehouse(LakehouseTable),
 }
 
+/// How [`TableRef`]'s `Display` marks lakehouse tables (job and audit records keep that form).
+const LAKEHOUSE_PREFIX: &str = "lakehouse table ";
+
 impl TableRef {
+    /// Reads back the form `Display` writes (`dbo.Sales`, `lakehouse table main.s.t`); a SQL
+    /// Server name is resolved without a configured database (three-part names are refused).
+    pub fn parse_shown(shown: &str) -> std::result::Result<TableRef, crate::auth::NameError> {
+        match shown.strip_prefix(LAKEHOUSE_PREFIX) {
+            Some(name) => LakehouseTable::parse(name).map(TableRef::Lakehouse),
+            None => SqlTable::parse(shown, None).map(TableRef::Sqlserver),
+        }
+    }
+
     fn scope(&self) -> Scope {
         match self {
             TableRef::Sqlserver(_) => Scope::Sqlserver,
@@ -143,7 +155,7 @@ impl fmt::Display for TableRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             TableRef::Sqlserver(t) => write!(f, "{t}"),
-            TableRef::Lakehouse(t) => write!(f, "lakehouse table {t}"),
+            TableRef::Lakehouse(t) => write!(f, "{LAKEHOUSE_PREFIX}{t}"),
         }
     }
 }
@@ -183,13 +195,11 @@ impl Caller {
     /// names are refused); checks that know the database use [`SqlTable::parse`] and
     /// [`Caller::check_table`].
     fn parse(&self, table: &str) -> std::result::Result<TableRef, Denied> {
-        SqlTable::parse(table, None)
-            .map(TableRef::Sqlserver)
-            .map_err(|e| Denied::InvalidTable {
-                caller: self.name.clone(),
-                table: table.to_string(),
-                reason: e.reason,
-            })
+        TableRef::parse_shown(table).map_err(|e| Denied::InvalidTable {
+            caller: self.name.clone(),
+            table: table.to_string(),
+            reason: e.reason,
+        })
     }
 
     /// The most specific grant of the table's scope matching it: an exact table over a longer
@@ -221,7 +231,8 @@ impl Caller {
         }
     }
 
-    /// [`Caller::check_table`] for a SQL Server table name (two parts, or one for `dbo`).
+    /// [`Caller::check_table`] for a table as shown in job and audit records: a SQL Server name
+    /// (two parts, or one for `dbo`) or `lakehouse table catalog.schema.table`.
     pub fn check(&self, table: &str, need: Access) -> std::result::Result<(), Denied> {
         self.check_table(&self.parse(table)?, need)
     }
@@ -246,7 +257,8 @@ impl Caller {
     /// Whether the caller may read every table of both scopes (a `*` read grant for each, and no
     /// narrower grant that takes reading away): such a caller sees every job and event.
     pub fn may_read_every_table(&self) -> bool {
-        self.may_every(Scope::Sqlserver, Access::Read) && self.may_every(Scope::Lakehouse, Access::Read)
+        self.may_every(Scope::Sqlserver, Access::Read)
+            && self.may_every(Scope::Lakehouse, Access::Read)
     }
 
     fn may_every(&self, scope: Scope, need: Access) -> bool {
@@ -768,13 +780,58 @@ users:
         }
         assert!(c.check("other.CalibrationResults", Access::Read).is_err());
         // Spaces at the edge of a part are refused, not trimmed: SQL Server would keep them.
-        for name in [" dbo.CalibrationResults", "dbo .CalibrationResults", "[CalibrationResults ]"] {
+        for name in [
+            " dbo.CalibrationResults",
+            "dbo .CalibrationResults",
+            "[CalibrationResults ]",
+        ] {
             assert!(
-                matches!(c.check(name, Access::Write), Err(Denied::InvalidTable { .. })),
+                matches!(
+                    c.check(name, Access::Write),
+                    Err(Denied::InvalidTable { .. })
+                ),
                 "{name}"
             );
         }
         assert_eq!(c.grants()[1].table, "dbo.Sales");
+    }
+
+    #[test]
+    fn lakehouse_grants_cover_only_lakehouse_tables() {
+        let p = parse(
+            "users:\n  - name: a\n    token: t\n    permissions:\n      - {table: \"*\", access: read_write}\n      - {lakehouse_table: main.sales.*, access: read}\n      - {lakehouse_table: main.sales.secret, access: write}\n",
+        )
+        .unwrap();
+        let c = p.authenticate("t").unwrap();
+        let lake = |name: &str| TableRef::Lakehouse(LakehouseTable::parse(name).unwrap());
+        assert!(
+            c.check_table(&lake("MAIN.sales.orders"), Access::Read)
+                .is_ok()
+        );
+        assert!(
+            c.check_table(&lake("main.sales.orders"), Access::Write)
+                .is_err()
+        );
+        assert!(
+            c.check_table(&lake("main.sales.secret"), Access::Read)
+                .is_err()
+        );
+        assert!(c.check_table(&lake("main.hr.pay"), Access::Read).is_err());
+        // The form job records keep reads back to the same table.
+        assert!(
+            c.check("lakehouse table main.sales.orders", Access::Read)
+                .is_ok()
+        );
+        assert!(
+            c.check("lakehouse table main.hr.pay", Access::Read)
+                .is_err()
+        );
+        // `*` of SQL Server does not reach the lakehouse, nor the reverse.
+        assert!(!c.may_read_every_table());
+        let e = err(
+            "users:\n  - name: a\n    token: t\n    permissions:\n      - {table: x, lakehouse_table: y, access: read}\n",
+        );
+        assert!(e.contains("exactly one of `table`"), "{e}");
     }
 
     #[test]

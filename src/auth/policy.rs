@@ -111,9 +111,11 @@ impl AccessPolicy {
             return if in_output { Ok(()) } else { Err(outside()) };
         }
         if let Place::Local(path) = place {
-            if self.protected.iter().any(|p| {
-                Place::Local(path.clone()).is_within(&Place::Local(p.clone()))
-            }) {
+            if self
+                .protected
+                .iter()
+                .any(|p| Place::Local(path.clone()).is_within(&Place::Local(p.clone())))
+            {
                 return Err(Refusal::Protected {
                     step: step.to_string(),
                     place: place.to_string(),
@@ -189,7 +191,10 @@ pub fn authorize(
                     && matches!(resource, Resource::SqlTable { .. })
                     && let Some(limit) = caller.max_delete_rows_of(&table)
                 {
-                    let cap = authorized.delete_caps.entry(u.step.clone()).or_insert(limit);
+                    let cap = authorized
+                        .delete_caps
+                        .entry(u.step.clone())
+                        .or_insert(limit);
                     *cap = (*cap).min(limit);
                 }
             }

@@ -451,13 +451,25 @@ fn check_identifiers(spec: &StepSpec) -> std::result::Result<(), String> {
     }
     match &spec.sink {
         Some(SinkSpec::Sqlserver(s)) => {
-            columns.extend(s.primary_keys.iter().map(|k| ("sink.primary_keys", k.as_str())));
+            columns.extend(
+                s.primary_keys
+                    .iter()
+                    .map(|k| ("sink.primary_keys", k.as_str())),
+            );
         }
         Some(SinkSpec::Volume(v)) => {
-            columns.extend(v.partition_by.iter().map(|c| ("sink.partition_by", c.as_str())));
+            columns.extend(
+                v.partition_by
+                    .iter()
+                    .map(|c| ("sink.partition_by", c.as_str())),
+            );
         }
         Some(SinkSpec::Delta(d)) => {
-            columns.extend(d.partition_by.iter().map(|c| ("sink.partition_by", c.as_str())));
+            columns.extend(
+                d.partition_by
+                    .iter()
+                    .map(|c| ("sink.partition_by", c.as_str())),
+            );
         }
         None => {}
     }
@@ -530,13 +542,15 @@ fn render_value(
             } else {
                 Where::Other
             };
-            *s = renderer.render_text(location, s, place).map_err(|e| match e {
-                Error::Render { location, message } => Error::Render {
-                    location,
-                    message: format!("{path}: {message}"),
-                },
-                other => other,
-            })?;
+            *s = renderer
+                .render_text(location, s, place)
+                .map_err(|e| match e {
+                    Error::Render { location, message } => Error::Render {
+                        location,
+                        message: format!("{path}: {message}"),
+                    },
+                    other => other,
+                })?;
         }
         serde_yaml::Value::Mapping(map) => {
             for (key, v) in map.iter_mut() {
@@ -570,7 +584,11 @@ pub fn sql_table_references(sql: &str) -> std::result::Result<Vec<String>, Strin
 /// What every source and sink of the plan reads and writes. An invalid table name or location
 /// is a plan error naming the step (so `bridge validate` refuses it); reads that cannot be
 /// determined are recorded, and only API callers are refused for them.
-fn declare_resources(project: &Project, params: &Params, steps: &[PlannedStep]) -> Result<Declared> {
+fn declare_resources(
+    project: &Project,
+    params: &Params,
+    steps: &[PlannedStep],
+) -> Result<Declared> {
     let lakehouse_root = params.get("lakehouse_root").and_then(|v| v.as_str());
     let mut database: Option<Option<String>> = None;
     let mut declared = Declared::default();
@@ -592,14 +610,16 @@ fn declare_resources(project: &Project, params: &Params, steps: &[PlannedStep]) 
             _ => continue,
         };
         match result {
-            Ok(uses) => declared.uses.extend(uses.into_iter().map(|(resource, access, deletes)| {
-                Use {
-                    step: step.id.clone(),
-                    resource,
-                    access,
-                    deletes,
-                }
-            })),
+            Ok(uses) => {
+                declared
+                    .uses
+                    .extend(uses.into_iter().map(|(resource, access, deletes)| Use {
+                        step: step.id.clone(),
+                        resource,
+                        access,
+                        deletes,
+                    }))
+            }
             Err(DeclareError::Unknown(why)) => declared.unknown.push((step.id.clone(), why)),
             Err(DeclareError::Invalid(why)) => {
                 return Err(Error::Spec {

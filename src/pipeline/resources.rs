@@ -50,7 +50,7 @@ impl fmt::Display for Resource {
                 database: Some(db),
             } => write!(f, "{db}.{table}"),
             Resource::SqlTable { table, .. } => write!(f, "{table}"),
-            Resource::LakehouseTable(t) => write!(f, "lakehouse table {t}"),
+            Resource::LakehouseTable(t) => write!(f, "{}", TableRef::Lakehouse(t.clone())),
             Resource::Location(p) => write!(f, "{p}"),
         }
     }
@@ -200,7 +200,10 @@ fn resolved(path: &Path) -> PathBuf {
             }
             return lexical(&out);
         }
-        match (existing.file_name().map(|n| n.to_os_string()), existing.parent()) {
+        match (
+            existing.file_name().map(|n| n.to_os_string()),
+            existing.parent(),
+        ) {
             (Some(name), Some(parent)) => {
                 rest.push(name);
                 existing = parent.to_path_buf();
@@ -322,19 +325,28 @@ impl SourceSpec {
                 if let Some(seed) = &s.seed {
                     uses.push(read(Resource::Location(cx.place(seed)?)));
                     // A missing database is created from the seed.
-                    uses.push((Resource::Location(cx.place(&s.database)?), Access::Write, false));
+                    uses.push((
+                        Resource::Location(cx.place(&s.database)?),
+                        Access::Write,
+                        false,
+                    ));
                 }
                 Ok(uses)
             }
-            SourceSpec::Parquet(f) => Ok(vec![read(Resource::Location(cx.place(glob_base(&f.path))?))]),
-            SourceSpec::Csv(c) => Ok(vec![read(Resource::Location(cx.place(glob_base(&c.path))?))]),
+            SourceSpec::Parquet(f) => Ok(vec![read(Resource::Location(
+                cx.place(glob_base(&f.path))?,
+            ))]),
+            SourceSpec::Csv(c) => Ok(vec![read(Resource::Location(
+                cx.place(glob_base(&c.path))?,
+            ))]),
             SourceSpec::Delta(d) => Ok(vec![read(cx.delta(&d.path)?)]),
             SourceSpec::Sqlserver(s) => {
                 let database = s.connection.as_ref().and_then(|c| c.database.as_deref());
                 let names = match (&s.table, cx.sql) {
                     (Some(table), _) => vec![table.clone()],
-                    (None, Some(sql)) => relations(sql, Dialect::SqlServer)
-                        .map_err(DeclareError::Unknown)?,
+                    (None, Some(sql)) => {
+                        relations(sql, Dialect::SqlServer).map_err(DeclareError::Unknown)?
+                    }
                     (None, None) => Vec::new(),
                 };
                 names
@@ -345,8 +357,9 @@ impl SourceSpec {
             SourceSpec::Databricks(d) => {
                 let names = match (&d.table, cx.sql) {
                     (Some(table), _) => vec![table.clone()],
-                    (None, Some(sql)) => relations(sql, Dialect::Databricks)
-                        .map_err(DeclareError::Unknown)?,
+                    (None, Some(sql)) => {
+                        relations(sql, Dialect::Databricks).map_err(DeclareError::Unknown)?
+                    }
                     (None, None) => Vec::new(),
                 };
                 names
@@ -364,7 +377,11 @@ impl SinkSpec {
         match self {
             SinkSpec::Volume(v) => {
                 let folder = format!("{}/{}", v.destination.trim_end_matches('/'), v.path);
-                Ok(vec![(Resource::Location(cx.place(&folder)?), Access::Write, true)])
+                Ok(vec![(
+                    Resource::Location(cx.place(&folder)?),
+                    Access::Write,
+                    true,
+                )])
             }
             SinkSpec::Delta(d) => Ok(vec![(cx.delta(&d.path)?, Access::Write, true)]),
             SinkSpec::Sqlserver(s) => {
@@ -373,7 +390,11 @@ impl SinkSpec {
                     s.mode,
                     SqlServerWriteMode::Delete | SqlServerWriteMode::Replace
                 );
-                Ok(vec![(cx.sql_table(&s.table, database)?, Access::Write, deletes)])
+                Ok(vec![(
+                    cx.sql_table(&s.table, database)?,
+                    Access::Write,
+                    deletes,
+                )])
             }
         }
     }
@@ -412,7 +433,11 @@ fn relations(sql: &str, dialect: Dialect) -> Result<Vec<String>, String> {
         let Statement::Query(query) = statement else {
             return Err(format!(
                 "its SQL is not only queries (found `{}`), so what it changes cannot be checked",
-                statement.to_string().split_whitespace().next().unwrap_or("?")
+                statement
+                    .to_string()
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("?")
             ));
         };
         if let Some(with) = &query.with {
@@ -491,7 +516,10 @@ mod tests {
             place("output/x/../y").unwrap(),
             Place::Local("/srv/project/output/y".into())
         );
-        assert_eq!(place("file:///tmp/x").unwrap(), Place::Local("/tmp/x".into()));
+        assert_eq!(
+            place("file:///tmp/x").unwrap(),
+            Place::Local("/tmp/x".into())
+        );
         assert_eq!(
             place("S3://Bucket/a//b/").unwrap(),
             Place::Url("s3://bucket/a/b".into())

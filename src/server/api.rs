@@ -456,12 +456,14 @@ async fn start_run(
     })?;
     check_declared(&entry.file, name, &params)?;
     if let Some(country) = &request.country {
-        check_country(country)
-            .map_err(|e| ApiError::bad_request("country", e.to_string()))?;
+        check_country(country).map_err(|e| ApiError::bad_request("country", e.to_string()))?;
     }
     if let Some(country) = &request.country
         && !entry.countries.is_empty()
-        && !entry.countries.iter().any(|c| c.eq_ignore_ascii_case(country))
+        && !entry
+            .countries
+            .iter()
+            .any(|c| c.eq_ignore_ascii_case(country))
     {
         return Err(ApiError::bad_request(
             "country",
@@ -542,8 +544,7 @@ async fn start_extract(
         check_relative(&request.destination)
             .map_err(|e| ApiError::bad_request("destination", format!("destination: {e}")))?;
     }
-    check_country(&request.country)
-        .map_err(|e| ApiError::bad_request("country", e.to_string()))?;
+    check_country(&request.country).map_err(|e| ApiError::bad_request("country", e.to_string()))?;
     let mut spec = extract_pipeline(&project, &request.country, &request.destination)?;
     if let Some(wanted) = &request.queries {
         let available: Vec<String> = spec

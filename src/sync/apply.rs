@@ -122,7 +122,11 @@ fn local_path(project: &Project, table: &str, parts: &[&str]) -> Result<String> 
                 ),
             )
         })?;
-    Ok(format!("{}/{}", root.trim_end_matches('/'), parts.join("/")))
+    Ok(format!(
+        "{}/{}",
+        root.trim_end_matches('/'),
+        parts.join("/")
+    ))
 }
 
 /// The sink mode of an operation.

@@ -18,8 +18,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::Error;
-use crate::pipeline::project::Project;
 use crate::pipeline::Plan;
+use crate::pipeline::project::Project;
 use crate::sync::apply::{ApplyLimits, apply_event, plan_event};
 use crate::sync::event::{Event, EventStatus, Outcome};
 use crate::sync::store::EventStore;
@@ -31,7 +31,11 @@ pub trait PollerHooks: Send + Sync {
     /// Decides whether an event may run (e.g. checks `created_by`'s grants against what the
     /// event's `plan` reads and writes) and with which limits. `Err(message)` marks the event
     /// failed with that message; nothing is applied.
-    async fn authorize(&self, event: &Event, plan: &Plan) -> std::result::Result<ApplyLimits, String>;
+    async fn authorize(
+        &self,
+        event: &Event,
+        plan: &Plan,
+    ) -> std::result::Result<ApplyLimits, String>;
 
     /// Called when an event has been claimed, before it is authorized and applied.
     async fn on_claimed(&self, _event: &Event) {}
@@ -267,31 +271,29 @@ impl Poller {
                 tracing::info!(event_id = %id, reason = %refusal, "event refused");
                 Outcome::Failed { error: refusal }
             }
-            Ok(limits) => {
-                match apply_event(&project, &event, &limits, catalog, cancel).await {
-                    Ok(applied) => {
-                        tracing::info!(
-                            event_id = %id,
-                            rows = applied.rows_affected,
-                            already_applied = applied.already_applied,
-                            "event applied"
-                        );
-                        Outcome::Completed {
-                            rows_affected: applied.rows_affected,
-                        }
-                    }
-                    Err(SyncError::Apply(Error::Cancelled)) => {
-                        tracing::warn!(event_id = %id, "apply cancelled; the event will be recovered after its lease");
-                        return;
-                    }
-                    Err(e) => {
-                        tracing::warn!(event_id = %id, error = %e, "event failed");
-                        Outcome::Failed {
-                            error: e.to_string(),
-                        }
+            Ok(limits) => match apply_event(&project, &event, &limits, catalog, cancel).await {
+                Ok(applied) => {
+                    tracing::info!(
+                        event_id = %id,
+                        rows = applied.rows_affected,
+                        already_applied = applied.already_applied,
+                        "event applied"
+                    );
+                    Outcome::Completed {
+                        rows_affected: applied.rows_affected,
                     }
                 }
-            }
+                Err(SyncError::Apply(Error::Cancelled)) => {
+                    tracing::warn!(event_id = %id, "apply cancelled; the event will be recovered after its lease");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(event_id = %id, error = %e, "event failed");
+                    Outcome::Failed {
+                        error: e.to_string(),
+                    }
+                }
+            },
         };
         match self
             .store
