@@ -1078,7 +1078,7 @@ mod events {
         ok(f.bridge(&["setup-events-table", "--apply"]));
         f.scratch.write(
             "config/permissions.yaml",
-            "users:\n  - name: alice\n    token: alice-token\n    permissions:\n      - table: dbo.Orders\n        access: read_write\n",
+            "users:\n  - name: alice\n    token: alice-token\n    permissions:\n      - table: dbo.Orders\n        access: read_write\n      - lakehouse_table: main.sales.*\n        access: read\n",
         );
         let sync = serde_json::json!({"operation": "INSERT",
             "source_table": "main.sales.orders", "target_table": "dbo.Orders"});
@@ -1157,7 +1157,7 @@ mod events {
         });
         f.scratch.write(
             "config/permissions.yaml",
-            "users:\n  - name: alice\n    token: alice-token\n    permissions:\n      - table: dbo.Orders\n        access: read_write\n",
+            "users:\n  - name: alice\n    token: alice-token\n    permissions:\n      - table: dbo.Orders\n        access: read_write\n      - lakehouse_table: main.sales.*\n        access: read\n",
         );
         let event = f.rt.block_on(async {
             store(&f)
