@@ -464,11 +464,14 @@ fn configuration_errors_fail_before_connecting() {
         err.contains("primary_keys: column `nope` is not in the input"),
         "{err}"
     );
-    let err = f.run_fails(&pipeline(
+    // Not a table name: refused when the pipeline is planned (invalid input, exit 2), so
+    // `bridge validate` refuses it too.
+    let o = f.run(&pipeline(
         TYPED,
         "      table: \"dbo.Target; DROP TABLE x\"\n      mode: insert\n",
     ));
-    assert!(err.contains("invalid identifier"), "{err}");
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("invalid table name"), "{}", stderr(&o));
     assert_eq!(
         f.rows(TARGET_ROWS),
         vec!["1|one|1.25", "2|two|2.75", "3|three|3.35"]
