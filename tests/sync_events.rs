@@ -477,6 +477,43 @@ async fn bad_events_fail_naming_the_field_and_change_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_events_row_whose_filter_calls_an_unbounded_function_fails_naming_it() {
+    let f = Fixture::new().await;
+    f.source("main.sales.new", &[(4, "four", 4.0), (5, "five", 5.0)])
+        .await;
+    // Rows written straight into the events table (as a Databricks job does) are not validated
+    // on the way in; the poller finds the bad filter when it applies the claimed event, and
+    // records this error as the event's error_message.
+    let e = event(
+        Operation::Insert,
+        "main.sales.new",
+        &[],
+        Some("length(repeat(name, 1000000000)) > 0"),
+    );
+    let err = apply(&f, &e).await.unwrap_err();
+    assert_eq!(err.field(), Some("filter"), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("filter: function `repeat` is not allowed in a filter"),
+        "{err}"
+    );
+    assert_eq!(f.rows(TARGET_ROWS), SEEDED);
+    assert!(f.applied_keys().is_empty());
+    // The same event with a bounded filter is applied.
+    let e = event(
+        Operation::Insert,
+        "main.sales.new",
+        &[],
+        Some("upper(substr(name, 1, 2)) = 'FI' AND abs(amount) >= 5"),
+    );
+    assert_eq!(apply(&f, &e).await.unwrap().rows_affected, 1);
+    assert_eq!(
+        f.rows(TARGET_ROWS),
+        [&SEEDED[..], &["5|five|5.00"]].concat()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn templates_in_a_filter_are_not_rendered() {
     let f = Fixture::new().await;
     // If the filter were rendered, `{{ env("PATH") }}` would become the value of PATH.
