@@ -997,6 +997,53 @@ steps:
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_over_its_memory_limit_fails_and_writes_nothing() {
+    let f = Fixture::new().await;
+    f.source("main.sales.new", &[(4, "four", 4.0), (5, "five", 5.0)])
+        .await;
+    // A hash join must hold its build side in memory, tracked by DataFusion's memory pool.
+    let yaml = "name: t
+steps:
+  - id: src
+    source: {type: delta, path: lake/main/sales/new}
+  - id: joined
+    transform:
+      sql: SELECT a.id, a.name, b.amount FROM src a JOIN src b ON a.id = b.id
+  - id: out
+    sink: {type: sqlserver, from: joined, table: dbo.Target, mode: insert}
+";
+    let plan = bridge::pipeline::Plan::from_text(
+        &f.project,
+        Path::new("p.yaml"),
+        yaml,
+        &Default::default(),
+    )
+    .unwrap();
+    let limited = bridge::pipeline::RunOptions {
+        memory_limit: Some(16),
+        ..Default::default()
+    };
+    let err = bridge::pipeline::run(&f.project, &plan, &limited)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("Resources exhausted"), "{err}");
+    assert_eq!(f.rows(TARGET_ROWS), SEEDED);
+    // With room enough, the same run writes both rows.
+    let roomy = bridge::pipeline::RunOptions {
+        memory_limit: Some(64 * 1024 * 1024),
+        ..Default::default()
+    };
+    bridge::pipeline::run(&f.project, &plan, &roomy)
+        .await
+        .unwrap();
+    assert_eq!(
+        f.rows(TARGET_ROWS),
+        [&SEEDED[..], &["4|four|4.00", "5|five|5.00"]].concat()
+    );
+}
+
 /// Latency of the events table operations (`cargo test --release --test sync_events
 /// claim_latency -- --ignored --nocapture`); prints median and 90th percentile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
