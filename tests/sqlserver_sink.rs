@@ -459,7 +459,13 @@ fn update_and_upsert_by_keys_unique_in_the_table_still_write() {
     );
     assert_eq!(
         f.rows(SALES_ROWS),
-        vec!["north|1|a", "north|2|b", "north|3|c", "south|41.00|e", "west|1.00|f"]
+        vec![
+            "north|1|a",
+            "north|2|b",
+            "north|3|c",
+            "south|41.00|e",
+            "west|1.00|f"
+        ]
     );
 }
 

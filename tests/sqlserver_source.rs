@@ -244,7 +244,9 @@ async fn partitions_over_the_whole_bigint_range_read_every_row_once() {
             ),
         );
         ok(bridge_with(&s, &server, &["run", "pipelines/x.yaml"]).await);
-        let got = batch_lines(&read_parquet(&s.path(&format!("out/p{partitions}/out-00000.parquet"))));
+        let got = batch_lines(&read_parquet(
+            &s.path(&format!("out/p{partitions}/out-00000.parquet")),
+        ));
         assert_eq!(
             got,
             vec![

@@ -645,7 +645,6 @@ pub fn is_over_delete_limit(error: &str) -> bool {
     error.contains(OVER_DELETE_LIMIT) && error.contains("nothing was changed")
 }
 
-
 /// Bulk-loads the input into the table, directly or through a staging table.
 async fn insert_rows(
     conn: &mut Conn,

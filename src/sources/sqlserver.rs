@@ -539,7 +539,10 @@ mod tests {
             assert!(bounds.windows(2).all(|w| w[0] < w[1]), "{bounds:?}");
             assert!(bounds.iter().all(|b| *b > min && *b <= max), "{bounds:?}");
         }
-        assert_eq!(partition_bounds(i64::MAX - 2, i64::MAX, 8), vec![i64::MAX - 1, i64::MAX]);
+        assert_eq!(
+            partition_bounds(i64::MAX - 2, i64::MAX, 8),
+            vec![i64::MAX - 1, i64::MAX]
+        );
         assert_eq!(partition_bounds(3, 3, 4), Vec::<i64>::new());
         assert_eq!(partition_bounds(0, 9, 3), vec![4, 8]);
     }

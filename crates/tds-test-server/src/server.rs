@@ -66,7 +66,11 @@ impl Shared {
                 .get(..prefix.len())
                 .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
         });
-        if fires { armed.take().map(|(_, sql)| sql) } else { None }
+        if fires {
+            armed.take().map(|(_, sql)| sql)
+        } else {
+            None
+        }
     }
 }
 
