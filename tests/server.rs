@@ -1756,3 +1756,38 @@ steps:
         assert_eq!(status, 202, "{answer}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sync_filters_calling_unbounded_functions_are_refused_naming_them() {
+    let scratch = project();
+    let server = Server::start(&scratch, &[]);
+    let sync = |filter: &str| {
+        json!({"operation": "INSERT", "source_table": "main.calibration.results",
+               "target_table": "dbo.Results", "filter": filter})
+    };
+    for (filter, function) in [
+        ("length(repeat('x', 1000000000)) > 0", "repeat"),
+        ("range(0, 1500000000) IS NOT NULL", "range"),
+        ("lpad(name, 2000000000, 'x') <> ''", "lpad"),
+    ] {
+        let (status, body) = server.post("/sync", Some(WRITER), sync(filter)).await;
+        assert_eq!(status, 400, "{filter}: {body}");
+        assert_eq!(body["field"], "filter", "{body}");
+        let detail = body["detail"].as_str().unwrap();
+        assert!(
+            detail.starts_with(&format!(
+                "filter: function `{function}` is not allowed in a filter; allowed functions: lower,"
+            )),
+            "{detail}"
+        );
+    }
+    // A filter of comparisons and bounded functions is accepted (and stored as an event).
+    let (status, body) = server
+        .post(
+            "/sync",
+            Some(WRITER),
+            sync("lower(trim(name)) = 'x' AND amount BETWEEN 1 AND 10"),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+}

@@ -319,6 +319,156 @@ fn replace_over_the_limit_changes_nothing() {
     );
 }
 
+/// A table whose `region` is not unique: three `north` rows and one `south`.
+const SALES: &str = "CREATE TABLE dbo.Sales (
+    region NVARCHAR(10) NOT NULL,
+    amount DECIMAL(18,2) NULL,
+    note NVARCHAR(10) NULL
+)";
+const SALES_SEED: &str = "INSERT INTO dbo.Sales (region, amount, note) VALUES
+    (N'north', 1, N'a'), (N'north', 2, N'b'), (N'north', 3, N'c'), (N'south', 4, N'd')";
+const SALES_ROWS: &str = "SELECT region, amount, note FROM Sales ORDER BY note";
+const SALES_BEFORE: [&str; 4] = ["north|1|a", "north|2|b", "north|3|c", "south|4|d"];
+
+fn sales() -> Fixture {
+    let f = Fixture::new();
+    f.tsql(SALES);
+    f.tsql(SALES_SEED);
+    f
+}
+
+#[test]
+fn delete_cap_counts_rows_committed_after_a_count_and_before_the_delete() {
+    let f = Fixture::seeded();
+    // Keys 1, 2 and 4: only two of them are in the table when the run starts, so a count taken
+    // before the DELETE sees 2 rows, within the cap.
+    with_csv(&f, "id\n1\n2\n4\n");
+    // Another session commits row 4 just before the DELETE runs (READ COMMITTED lets the DELETE
+    // see it): the DELETE removes 3 rows, over the cap, and must be rolled back.
+    f.server.write_before(
+        "DELETE",
+        "INSERT INTO Target (id, name, amount) VALUES (4, 'four', '4.00')",
+    );
+    let err = f.run_fails(&pipeline("SELECT CAST(id AS INT) AS id FROM src",
+        "      table: dbo.Target\n      mode: delete\n      primary_keys: [id]\n      max_delete_rows: 2\n",
+    ));
+    assert!(
+        err.contains("would delete 3 rows from dbo.Target, over max_delete_rows 2"),
+        "{err}"
+    );
+    assert!(err.contains("nothing was changed"), "{err}");
+    // The test server can only slip the concurrent row into the sink's own transaction (see
+    // `TdsServer::write_before`), so the rollback removes it too: the rows the run started from.
+    assert_eq!(
+        f.rows(TARGET_ROWS),
+        vec!["1|one|1.25", "2|two|2.75", "3|three|3.35"]
+    );
+}
+
+#[test]
+fn replace_cap_counts_rows_committed_before_its_delete() {
+    let f = Fixture::seeded();
+    with_csv(&f, "id,name,amount\n7,seven,7\n");
+    // Three rows when the run starts (the cap), a fourth committed just before the DELETE.
+    f.server.write_before(
+        "DELETE",
+        "INSERT INTO Target (id, name, amount) VALUES (4, 'four', '4.00')",
+    );
+    let err = f.run_fails(&pipeline(
+        TYPED,
+        "      table: dbo.Target\n      mode: replace\n      max_delete_rows: 3\n",
+    ));
+    assert!(
+        err.contains("would delete 4 rows from dbo.Target, over max_delete_rows 3"),
+        "{err}"
+    );
+    assert_eq!(
+        f.rows(TARGET_ROWS),
+        vec!["1|one|1.25", "2|two|2.75", "3|three|3.35"]
+    );
+}
+
+#[test]
+fn delete_by_a_non_unique_key_is_capped_by_the_rows_it_removes() {
+    let f = sales();
+    // One input row, but its key matches three rows of the table.
+    with_csv(&f, "region\nnorth\n");
+    let err = f.run_fails(&pipeline("SELECT region FROM src",
+        "      table: dbo.Sales\n      mode: delete\n      primary_keys: [region]\n      max_delete_rows: 2\n",
+    ));
+    assert!(
+        err.contains("would delete 3 rows from dbo.Sales, over max_delete_rows 2"),
+        "{err}"
+    );
+    assert_eq!(f.rows(SALES_ROWS), SALES_BEFORE);
+}
+
+#[test]
+fn update_by_a_key_not_unique_in_the_table_is_refused_and_changes_nothing() {
+    let f = sales();
+    with_csv(&f, "region,amount\nnorth,9\n");
+    let err = f.run_fails(&pipeline(
+        "SELECT region, CAST(amount AS DECIMAL(18,2)) AS amount FROM src",
+        "      table: dbo.Sales\n      mode: update\n      primary_keys: [region]\n",
+    ));
+    assert!(
+        err.contains(
+            "mode `update` would change 3 rows of dbo.Sales for 1 input row whose keys match (primary_keys: region)"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("nothing was changed"), "{err}");
+    assert_eq!(f.rows(SALES_ROWS), SALES_BEFORE);
+}
+
+#[test]
+fn upsert_by_a_key_not_unique_in_the_table_is_refused_and_changes_nothing() {
+    let f = sales();
+    // `north` matches three rows; `east` matches none and would be inserted.
+    with_csv(&f, "region,amount,note\nnorth,9,x\neast,5,y\n");
+    let err = f.run_fails(&pipeline(
+        "SELECT region, CAST(amount AS DECIMAL(18,2)) AS amount, note FROM src",
+        "      table: dbo.Sales\n      mode: upsert\n      primary_keys: [region]\n",
+    ));
+    assert!(
+        err.contains(
+            "mode `upsert` would change 3 rows of dbo.Sales for 1 input row whose keys match (primary_keys: region)"
+        ),
+        "{err}"
+    );
+    assert_eq!(f.rows(SALES_ROWS), SALES_BEFORE);
+}
+
+#[test]
+fn update_and_upsert_by_keys_unique_in_the_table_still_write() {
+    let f = sales();
+    with_csv(&f, "region,amount\nsouth,40\nwest,1\n");
+    let step = f.run_ok(&pipeline(
+        "SELECT region, CAST(amount AS DECIMAL(18,2)) AS amount FROM src",
+        "      table: dbo.Sales\n      mode: update\n      primary_keys: [region]\n",
+    ));
+    assert_eq!(step["outputs"][0], "dbo.Sales (update: 1 row)", "{step}");
+    with_csv(&f, "region,amount,note\nsouth,41,e\nwest,1,f\n");
+    let step = f.run_ok(&pipeline(
+        "SELECT region, CAST(amount AS DECIMAL(18,2)) AS amount, note FROM src",
+        "      table: dbo.Sales\n      mode: upsert\n      primary_keys: [region]\n",
+    ));
+    assert_eq!(
+        step["outputs"][0], "dbo.Sales (upsert: 2 rows: 1 updated, 1 inserted)",
+        "{step}"
+    );
+    assert_eq!(
+        f.rows(SALES_ROWS),
+        vec![
+            "north|1|a",
+            "north|2|b",
+            "north|3|c",
+            "south|41.00|e",
+            "west|1.00|f"
+        ]
+    );
+}
+
 #[test]
 fn mismatches_are_all_reported_before_any_write() {
     let f = Fixture::new();

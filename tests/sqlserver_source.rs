@@ -220,6 +220,53 @@ async fn values_are_bound_and_partitions_cover_every_row_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_over_the_whole_bigint_range_read_every_row_once() {
+    let server = TdsServer::start(TdsServerConfig::default()).await.unwrap();
+    tsql(
+        &server,
+        "CREATE TABLE dbo.extremes (id BIGINT NULL, label NVARCHAR(10) NOT NULL)",
+    )
+    .await;
+    // Straight into SQLite: the extremes as exact integers.
+    server
+        .execute_sqlite(
+            "INSERT INTO extremes VALUES (-9223372036854775808, 'min'), (-9223372036854775807, 'min+1'), \
+             (-1, 'minus'), (0, 'zero'), (1, 'one'), (4611686018427387904, 'quarter'), \
+             (9223372036854775806, 'max-1'), (9223372036854775807, 'max'), (NULL, 'null')",
+        )
+        .unwrap();
+    let s = Scratch::empty();
+    for partitions in [4, 7] {
+        s.write(
+            "pipelines/x.yaml",
+            &format!(
+                "name: x\nsteps:\n  - id: rows\n    source:\n      type: sqlserver\n      sql: SELECT id, label FROM dbo.extremes\n      partition: {{column: id, partitions: {partitions}}}\n  - id: sorted\n    transform: {{sql: SELECT * FROM rows ORDER BY id NULLS FIRST}}\n  - id: out\n    sink: {{type: volume, from: sorted, destination: out, path: p{partitions}}}\n"
+            ),
+        );
+        ok(bridge_with(&s, &server, &["run", "pipelines/x.yaml"]).await);
+        let got = batch_lines(&read_parquet(
+            &s.path(&format!("out/p{partitions}/out-00000.parquet")),
+        ));
+        assert_eq!(
+            got,
+            vec![
+                "NULL|null",
+                "-9223372036854775808|min",
+                "-9223372036854775807|min+1",
+                "-1|minus",
+                "0|zero",
+                "1|one",
+                "4611686018427387904|quarter",
+                "9223372036854775806|max-1",
+                "9223372036854775807|max",
+            ],
+            "{partitions} partitions"
+        );
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropped_connection_mid_stream_is_retried_to_the_same_output() {
     let server = TdsServer::start(TdsServerConfig::default()).await.unwrap();
     let mut sql =

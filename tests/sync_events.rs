@@ -477,6 +477,43 @@ async fn bad_events_fail_naming_the_field_and_change_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_events_row_whose_filter_calls_an_unbounded_function_fails_naming_it() {
+    let f = Fixture::new().await;
+    f.source("main.sales.new", &[(4, "four", 4.0), (5, "five", 5.0)])
+        .await;
+    // Rows written straight into the events table (as a Databricks job does) are not validated
+    // on the way in; the poller finds the bad filter when it applies the claimed event, and
+    // records this error as the event's error_message.
+    let e = event(
+        Operation::Insert,
+        "main.sales.new",
+        &[],
+        Some("length(repeat(name, 1000000000)) > 0"),
+    );
+    let err = apply(&f, &e).await.unwrap_err();
+    assert_eq!(err.field(), Some("filter"), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("filter: function `repeat` is not allowed in a filter"),
+        "{err}"
+    );
+    assert_eq!(f.rows(TARGET_ROWS), SEEDED);
+    assert!(f.applied_keys().is_empty());
+    // The same event with a bounded filter is applied.
+    let e = event(
+        Operation::Insert,
+        "main.sales.new",
+        &[],
+        Some("upper(substr(name, 1, 2)) = 'FI' AND abs(amount) >= 5"),
+    );
+    assert_eq!(apply(&f, &e).await.unwrap().rows_affected, 1);
+    assert_eq!(
+        f.rows(TARGET_ROWS),
+        [&SEEDED[..], &["5|five|5.00"]].concat()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn templates_in_a_filter_are_not_rendered() {
     let f = Fixture::new().await;
     // If the filter were rendered, `{{ env("PATH") }}` would become the value of PATH.
@@ -957,6 +994,53 @@ steps:
     assert_eq!(
         f.rows(TARGET_ROWS),
         ["1|one|1.25", "2|TWO|22.50", "3|three|3.35"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_over_its_memory_limit_fails_and_writes_nothing() {
+    let f = Fixture::new().await;
+    f.source("main.sales.new", &[(4, "four", 4.0), (5, "five", 5.0)])
+        .await;
+    // A hash join must hold its build side in memory, tracked by DataFusion's memory pool.
+    let yaml = "name: t
+steps:
+  - id: src
+    source: {type: delta, path: lake/main/sales/new}
+  - id: joined
+    transform:
+      sql: SELECT a.id, a.name, b.amount FROM src a JOIN src b ON a.id = b.id
+  - id: out
+    sink: {type: sqlserver, from: joined, table: dbo.Target, mode: insert}
+";
+    let plan = bridge::pipeline::Plan::from_text(
+        &f.project,
+        Path::new("p.yaml"),
+        yaml,
+        &Default::default(),
+    )
+    .unwrap();
+    let limited = bridge::pipeline::RunOptions {
+        memory_limit: Some(16),
+        ..Default::default()
+    };
+    let err = bridge::pipeline::run(&f.project, &plan, &limited)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("Resources exhausted"), "{err}");
+    assert_eq!(f.rows(TARGET_ROWS), SEEDED);
+    // With room enough, the same run writes both rows.
+    let roomy = bridge::pipeline::RunOptions {
+        memory_limit: Some(64 * 1024 * 1024),
+        ..Default::default()
+    };
+    bridge::pipeline::run(&f.project, &plan, &roomy)
+        .await
+        .unwrap();
+    assert_eq!(
+        f.rows(TARGET_ROWS),
+        [&SEEDED[..], &["4|four|4.00", "5|five|5.00"]].concat()
     );
 }
 

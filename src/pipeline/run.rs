@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use deltalake::datafusion::common::ScalarValue;
 use deltalake::datafusion::execution::context::SQLOptions;
+use deltalake::datafusion::execution::memory_pool::GreedyMemoryPool;
+use deltalake::datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use deltalake::datafusion::prelude::{DataFrame, SessionContext};
 use futures::StreamExt;
 use serde::Serialize;
@@ -36,6 +38,10 @@ pub struct RunOptions {
     /// Cancels the run: until commit starts, scans stop, staged output is removed and the run
     /// returns [`Error::Cancelled`]. Once committing, the run finishes.
     pub cancel: Option<CancellationToken>,
+    /// Caps the memory DataFusion's operators track (sorts, joins, aggregations, repartitions)
+    /// at this many bytes; an operator needing more fails the run ("Resources exhausted").
+    /// `None`: no cap.
+    pub memory_limit: Option<usize>,
 }
 
 /// Retries of a sink after a transient failure.
@@ -90,7 +96,21 @@ pub async fn run(project: &Project, plan: &Plan, options: &RunOptions) -> Result
     };
     // delta-rs' session: DataFusion with the Delta planner (needed by Delta writes) and
     // case-sensitive identifiers, so mixed-case SQL Server column names work unquoted.
-    let ctx = deltalake::delta_datafusion::create_session().into_inner();
+    let ctx = match options.memory_limit {
+        None => deltalake::delta_datafusion::create_session().into_inner(),
+        Some(limit) => {
+            let runtime = RuntimeEnvBuilder::new()
+                .with_memory_pool(Arc::new(GreedyMemoryPool::new(limit)))
+                .build_arc()
+                .map_err(|e| {
+                    Error::step(
+                        &plan.name,
+                        format!("cannot set up DataFusion's memory pool of {limit} bytes: {e}"),
+                    )
+                })?;
+            deltalake::delta_datafusion::DeltaSessionContext::with_runtime_env(runtime).into_inner()
+        }
+    };
     // Scans see this token; it follows `options.cancel` until the commit starts.
     let stop = CancellationToken::new();
     let cancelled = || options.cancel.as_ref().is_some_and(|c| c.is_cancelled());

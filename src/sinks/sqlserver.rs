@@ -8,10 +8,10 @@
 //! | mode | what runs inside the transaction |
 //! |---|---|
 //! | `insert` | bulk load into the table itself; through a staging temp table and `INSERT … SELECT` when tiberius cannot bulk-load the table directly (see below) |
-//! | `upsert` | bulk load into `#bridge_stage_<id>` (the target's column types), refuse duplicate keys, `UPDATE t … FROM t JOIN stage` on `primary_keys`, then `INSERT` the rows whose keys are not in the table |
-//! | `update` | as `upsert` without the `INSERT`: rows whose keys match take the input's other columns, input rows without a match are ignored; the rows written are the rows updated |
-//! | `delete` | key columns bulk-loaded into the staging table, the rows that would go counted (`max_delete_rows`), then `DELETE t FROM t JOIN stage` |
-//! | `replace` | the table's rows counted (`max_delete_rows`), `DELETE FROM` the table, then as `insert` |
+//! | `upsert` | bulk load into `#bridge_stage_<id>` (the target's column types), refuse duplicate keys, `UPDATE t … FROM t JOIN stage` on `primary_keys`, then `INSERT` the rows whose keys are not in the table; refused when the keys are not unique in the table (see [Caps](#caps)) |
+//! | `update` | as `upsert` without the `INSERT`: rows whose keys match take the input's other columns, input rows without a match are ignored; the rows written are the rows updated; refused when the keys are not unique in the table |
+//! | `delete` | key columns bulk-loaded into the staging table, `DELETE t FROM t JOIN stage`, the rows it removed checked against `max_delete_rows` |
+//! | `replace` | `DELETE FROM` the table, the rows it removed checked against `max_delete_rows`, then as `insert` |
 //!
 //! Two phases: `stage` sends `SET XACT_ABORT ON; BEGIN TRANSACTION`, checks the input against
 //! the table, writes everything, and keeps the connection (transaction still open) in the staged
@@ -35,6 +35,25 @@
 //! silent rounding (floats are rounded to the scale). Like every SQL Server bulk load without
 //! hints, a direct load does not check CHECK/FOREIGN KEY constraints nor fire triggers (tiberius
 //! cannot add `WITH (CHECK_CONSTRAINTS, FIRE_TRIGGERS)`); staged paths use plain INSERT/UPDATE.
+//!
+//! # Caps
+//!
+//! Caps hold against what the statements actually changed, as SQL Server counts it
+//! (`ROWCOUNT_BIG()` right after each statement, inside the open transaction), never against an
+//! earlier `COUNT`: under READ COMMITTED rows committed by other sessions between a count and the
+//! write would slip past it. A write over a cap fails and its whole transaction rolls back, so the
+//! table is left as it was.
+//!
+//! - `max_delete_rows` (from the step, or the caller's grant on the server): `delete` and
+//!   `replace` fail when their DELETE removed more rows ("would delete N rows from T, over
+//!   max_delete_rows L; nothing was changed").
+//! - `update` and `upsert` change at most one target row per input row: when the UPDATE changed
+//!   more rows than there are input rows whose keys matched, `primary_keys` is not unique in the
+//!   table (e.g. `[region]` matching thousands of rows) and the write is refused, naming the
+//!   table, the keys and both counts. Together with the refusal of duplicate keys in the input,
+//!   an update can change no more rows than the caller sent. `max_delete_rows` does not apply to
+//!   updates (they remove nothing; a grant limits who may write the table at all), which keeps
+//!   one limit with one meaning.
 //!
 //! # Idempotency keys
 //!
@@ -442,15 +461,10 @@ impl SqlServerSink {
                 Ok((format!("{} (insert: {})", table.display, rows_of(n)), n))
             }
             SqlServerWriteMode::Replace => {
-                if let Some(limit) = self.spec.max_delete_rows {
-                    let existing = conn
-                        .scalar(&format!("SELECT COUNT_BIG(*) FROM {}", table.quoted))
-                        .await?;
-                    check_delete_limit(existing, limit, &table.display)?;
-                }
                 let deleted = conn
-                    .execute(&format!("DELETE FROM {}", table.quoted))
+                    .execute_counted(&format!("DELETE FROM {}", table.quoted))
                     .await?;
+                self.check_delete_limit(deleted)?;
                 let n = insert_rows(conn, table, plan, &mut stream, metrics).await?;
                 let output = format!(
                     "{} (replace: {}, {} deleted first)",
@@ -462,7 +476,7 @@ impl SqlServerSink {
             }
             SqlServerWriteMode::Upsert => {
                 let stage = Stage::create(conn, plan).await?;
-                stage.load(conn, plan, &mut stream, metrics, true).await?;
+                let staged = stage.load(conn, plan, &mut stream, metrics, true).await?;
                 self.refuse_duplicate_keys(conn, plan, &stage, "an upsert")
                     .await?;
                 let updated = update_from_stage(conn, table, plan, &stage).await?;
@@ -470,7 +484,7 @@ impl SqlServerSink {
                 let on = join_condition(&keys, "t", "s");
                 let cols = plan.quoted_columns();
                 let inserted = conn
-                    .execute(&format!(
+                    .execute_counted(&format!(
                         "INSERT INTO {t} ({c}) SELECT {sc} FROM {s} AS s WHERE NOT EXISTS (SELECT 1 FROM {t} AS t WHERE {on})",
                         t = table.quoted,
                         c = cols.join(", "),
@@ -478,6 +492,8 @@ impl SqlServerSink {
                         s = stage.name
                     ))
                     .await?;
+                // Every staged row either matched (and was updated) or was inserted.
+                self.refuse_fan_out(updated, staged.saturating_sub(inserted))?;
                 stage.drop(conn).await?;
                 let output = format!(
                     "{} (upsert: {}: {updated} updated, {inserted} inserted)",
@@ -492,6 +508,16 @@ impl SqlServerSink {
                 self.refuse_duplicate_keys(conn, plan, &stage, "an update")
                     .await?;
                 let updated = update_from_stage(conn, table, plan, &stage).await?;
+                if updated > 0 {
+                    let on = join_condition(&plan.quoted_keys(), "t", "s");
+                    let matched = conn
+                        .scalar(&format!(
+                            "SELECT COUNT_BIG(*) FROM {} AS s WHERE EXISTS (SELECT 1 FROM {} AS t WHERE {on})",
+                            stage.name, table.quoted
+                        ))
+                        .await?;
+                    self.refuse_fan_out(updated, u64::try_from(matched).unwrap_or(0))?;
+                }
                 stage.drop(conn).await?;
                 metrics.record(usize::try_from(updated).unwrap_or(usize::MAX), 0);
                 Ok((
@@ -504,21 +530,13 @@ impl SqlServerSink {
                 stage.load(conn, plan, &mut stream, metrics, false).await?;
                 let keys = plan.quoted_keys();
                 let on = join_condition(&keys, "t", "s");
-                if let Some(limit) = self.spec.max_delete_rows {
-                    let matching = conn
-                        .scalar(&format!(
-                            "SELECT COUNT_BIG(*) FROM {} AS t WHERE EXISTS (SELECT 1 FROM {} AS s WHERE {on})",
-                            table.quoted, stage.name
-                        ))
-                        .await?;
-                    check_delete_limit(matching, limit, &table.display)?;
-                }
                 let deleted = conn
-                    .execute(&format!(
+                    .execute_counted(&format!(
                         "DELETE t FROM {} AS t INNER JOIN {} AS s ON {on}",
                         table.quoted, stage.name
                     ))
                     .await?;
+                self.check_delete_limit(deleted)?;
                 stage.drop(conn).await?;
                 metrics.record(usize::try_from(deleted).unwrap_or(usize::MAX), 0);
                 Ok((
@@ -527,6 +545,38 @@ impl SqlServerSink {
                 ))
             }
         }
+    }
+
+    /// Fails when the rows the DELETE actually removed (counted by the server inside the open
+    /// transaction, so rows that appeared after any earlier read are included) are over
+    /// `max_delete_rows`; the caller then rolls the whole transaction back.
+    fn check_delete_limit(&self, deleted: u64) -> Result<(), Fail> {
+        match self.spec.max_delete_rows {
+            Some(limit) if deleted > limit => Err(Fail::Other(format!(
+                "would delete {deleted} rows from {}, {OVER_DELETE_LIMIT} {limit}; nothing was changed",
+                self.table.display
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Fails when an `update`/`upsert` changed more target rows than the input rows whose keys
+    /// matched: some key is not unique in the table, so one input row overwrote several rows.
+    /// The caller then rolls the whole transaction back.
+    fn refuse_fan_out(&self, updated: u64, matched: u64) -> Result<(), Fail> {
+        if updated <= matched {
+            return Ok(());
+        }
+        let table = &self.table.display;
+        Err(Fail::Other(format!(
+            "mode `{mode}` would change {updated} rows of {table} for {matched} input row{s} \
+             whose keys match (primary_keys: {keys}): these keys are not unique in {table}, so \
+             one input row would overwrite several rows; use primary_keys that identify one row \
+             of {table}; nothing was changed",
+            mode = self.mode_name(),
+            s = if matched == 1 { "" } else { "s" },
+            keys = self.spec.primary_keys.join(", "),
+        )))
     }
 
     /// Fails when a key appears more than once in the staged rows (`what`: "an upsert").
@@ -577,7 +627,7 @@ async fn update_from_stage(
     if set.is_empty() {
         return Ok(0);
     }
-    conn.execute(&format!(
+    conn.execute_counted(&format!(
         "UPDATE t SET {} FROM {} AS t INNER JOIN {} AS s ON {on}",
         set.join(", "),
         table.quoted,
@@ -593,15 +643,6 @@ pub const OVER_DELETE_LIMIT: &str = "over max_delete_rows";
 /// Whether a run's or event's error is a delete over `max_delete_rows`.
 pub fn is_over_delete_limit(error: &str) -> bool {
     error.contains(OVER_DELETE_LIMIT) && error.contains("nothing was changed")
-}
-
-fn check_delete_limit(rows: i64, limit: u64, table: &str) -> Result<(), Fail> {
-    if u64::try_from(rows).unwrap_or(0) > limit {
-        return Err(Fail::Other(format!(
-            "would delete {rows} rows from {table}, {OVER_DELETE_LIMIT} {limit}; nothing was changed"
-        )));
-    }
-    Ok(())
 }
 
 /// Bulk-loads the input into the table, directly or through a staging table.
@@ -860,6 +901,16 @@ impl Conn {
             Ok(result) => Ok(result.total()),
             Err(e) => Err(self.fail(e)),
         }
+    }
+
+    /// Runs one DML statement and returns the rows that statement itself changed, as the server
+    /// counts them right after it in the same batch (`ROWCOUNT_BIG()`; rows changed by triggers
+    /// are not included, unlike the sum of every DONE count of the request).
+    async fn execute_counted(&mut self, sql: &str) -> Result<u64, Fail> {
+        let n = self
+            .scalar(&format!("{sql}; SELECT ROWCOUNT_BIG()"))
+            .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
     }
 
     /// Runs one parameterised DML statement (sp_executesql) and returns the rows it affected.

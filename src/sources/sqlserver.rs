@@ -194,35 +194,54 @@ impl SqlServerSource {
             .map_err(|e| self.fail(MssqlError::from_tiberius(Phase::Query, &target, &e)))?;
         let (min, max): (Option<i64>, Option<i64>) =
             row.map(|r| (r.get(0), r.get(1))).unwrap_or((None, None));
-        let n = part.partitions.max(1) as i64;
-        let (min, max) = (min.unwrap_or(0), max.unwrap_or(0));
-        let width = ((max - min) / n + 1).max(1);
-        let base = sql.params.len();
+        let bounds = partition_bounds(min.unwrap_or(0), max.unwrap_or(0), part.partitions);
+        if bounds.is_empty() {
+            return Ok(vec![sql.clone()]);
+        }
         let mut queries = Vec::new();
-        for i in 0..n {
-            let lo = min + i * width;
-            let hi = if i == n - 1 { i64::MAX } else { lo + width };
-            let nulls = if i == 0 {
-                format!(" OR {column} IS NULL")
-            } else {
-                String::new()
-            };
-            let text = format!(
-                "SELECT * FROM ({}) AS bridge_part WHERE ({column} >= @P{} AND {column} < @P{}){nulls}",
-                sql.text,
-                base + 1,
-                base + 2
-            );
+        // Range i holds [bounds[i-1], bounds[i]): the first has no lower end (and takes the NULLs),
+        // the last no upper end, so every row is read exactly once whatever its value.
+        for i in 0..=bounds.len() {
             let mut params = sql.params.clone();
-            params.push(SqlValue::Int(lo));
-            params.push(SqlValue::Int(hi));
-            queries.push(RenderedSql { text, params });
-            if hi == i64::MAX || lo > max {
-                break;
+            let mut conditions = Vec::new();
+            if i > 0 {
+                params.push(SqlValue::Int(bounds[i - 1]));
+                conditions.push(format!("{column} >= @P{}", params.len()));
             }
+            if i < bounds.len() {
+                params.push(SqlValue::Int(bounds[i]));
+                conditions.push(format!("{column} < @P{}", params.len()));
+            }
+            let mut condition = format!("({})", conditions.join(" AND "));
+            if i == 0 {
+                condition = format!("{condition} OR {column} IS NULL");
+            }
+            let text = format!(
+                "SELECT * FROM ({}) AS bridge_part WHERE {condition}",
+                sql.text
+            );
+            queries.push(RenderedSql { text, params });
         }
         Ok(queries)
     }
+}
+
+/// The boundaries splitting the key range [min, max] into at most `partitions` ranges of equal
+/// width: range 0 is below `bounds[0]`, range i is [bounds[i-1], bounds[i]), the last is from the
+/// last bound up. Computed in i128, so keys anywhere in i64 (e.g. i64::MIN..=i64::MAX) neither
+/// overflow nor get lost; every bound lies in (min, max], and there are fewer ranges than
+/// `partitions` when the range has fewer values.
+fn partition_bounds(min: i64, max: i64, partitions: u32) -> Vec<i64> {
+    let (min, max) = (i128::from(min), i128::from(max.max(min)));
+    let values = max - min + 1;
+    let n = i128::from(partitions.max(1)).min(values);
+    // Ceiling division: n ranges of `width` values cover the whole range.
+    let width = (values + n - 1) / n;
+    (1..n)
+        .map(|i| min + i * width)
+        .take_while(|bound| *bound <= max)
+        .map(|bound| i64::try_from(bound).expect("a bound within [min, max] fits in i64"))
+        .collect()
 }
 
 /// Folds a batch's values of the incremental column into the run's maximum.
@@ -479,5 +498,64 @@ fn watermark_text(value: &ScalarValue) -> String {
             }
         }
         None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::partition_bounds;
+
+    /// Which range of `bounds` a key falls in.
+    fn range_of(bounds: &[i64], key: i64) -> usize {
+        bounds.iter().take_while(|b| key >= **b).count()
+    }
+
+    #[test]
+    fn bounds_split_the_whole_i64_range_without_overflow() {
+        let bounds = partition_bounds(i64::MIN, i64::MAX, 4);
+        assert_eq!(
+            bounds,
+            vec![-(1i64 << 62), 0, 1i64 << 62],
+            "four ranges of 2^62 values each"
+        );
+        assert_eq!(range_of(&bounds, i64::MIN), 0);
+        assert_eq!(range_of(&bounds, -1), 1);
+        assert_eq!(range_of(&bounds, 0), 2);
+        assert_eq!(range_of(&bounds, i64::MAX), 3);
+    }
+
+    #[test]
+    fn bounds_near_the_extremes_keep_every_range_non_empty_and_ordered() {
+        for (min, max, n) in [
+            (i64::MAX - 2, i64::MAX, 8),
+            (i64::MIN, i64::MIN + 5, 3),
+            (i64::MIN, i64::MAX, 7),
+            (-5, 5, 1),
+            (3, 3, 4),
+            (0, 1_000_000, 16),
+        ] {
+            let bounds = partition_bounds(min, max, n);
+            assert!(bounds.len() < n as usize, "{min}..{max}/{n}: {bounds:?}");
+            assert!(bounds.windows(2).all(|w| w[0] < w[1]), "{bounds:?}");
+            assert!(bounds.iter().all(|b| *b > min && *b <= max), "{bounds:?}");
+        }
+        assert_eq!(
+            partition_bounds(i64::MAX - 2, i64::MAX, 8),
+            vec![i64::MAX - 1, i64::MAX]
+        );
+        assert_eq!(partition_bounds(3, 3, 4), Vec::<i64>::new());
+        assert_eq!(partition_bounds(0, 9, 3), vec![4, 8]);
+    }
+
+    #[test]
+    fn every_key_falls_in_exactly_one_range() {
+        let (min, max) = (i64::MAX - 100, i64::MAX);
+        let bounds = partition_bounds(min, max, 6);
+        let mut sizes = vec![0; bounds.len() + 1];
+        for key in min..=max {
+            sizes[range_of(&bounds, key)] += 1;
+        }
+        assert_eq!(sizes.iter().sum::<usize>(), 101);
+        assert!(sizes.iter().all(|n| *n > 0), "{sizes:?}");
     }
 }

@@ -6,6 +6,11 @@
 //! a UUID, and the filter is parsed as one SQL expression and put into the planned transform
 //! after planning, so `{{ ... }}` in a filter stays literal text.
 //!
+//! Bounded work: the filter may use only bounded expressions and functions (see
+//! [`crate::sync::filter`]), and the run's DataFusion operators share a memory pool of
+//! [`EVENT_MEMORY_LIMIT`] bytes, so an event that still needs more fails on its own ("needed more
+//! than … of working memory") with nothing written, instead of exhausting the server.
+//!
 //! Crash safety: the sink writes and records the event id in `dbo.bridge_applied_keys` in one
 //! transaction. An event interrupted after its claim is either fully applied with its key
 //! committed, or not applied at all; applying it again (after a reclaim) then either writes it
@@ -36,6 +41,10 @@ const CANCEL_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 const SOURCE_STEP: &str = "source";
 const FILTER_STEP: &str = "filtered";
 const WRITE_STEP: &str = "write";
+
+/// Bytes of memory DataFusion's tracked operators (sorts, joins, aggregations, repartitions) may
+/// use while one event is applied (256 MiB).
+pub const EVENT_MEMORY_LIMIT: usize = 256 * 1024 * 1024;
 
 /// What the server allows one event to do (decided from its permissions).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -155,6 +164,7 @@ pub async fn apply_event(
     catalog.check_exists(project, &event.source_table)?;
     let options = RunOptions {
         cancel: Some(cancel.clone()),
+        memory_limit: Some(EVENT_MEMORY_LIMIT),
         ..RunOptions::default()
     };
     let running = run(project, &plan, &options);
@@ -249,9 +259,20 @@ pub fn plan_event(
     Ok(plan)
 }
 
-/// SQL errors of the filter step become `filter:` errors.
+/// SQL errors of the filter step become `filter:` errors; running out of the memory pool is
+/// said in words.
 fn filter_error(e: Error) -> SyncError {
     match e {
+        Error::Step { step, message } if message.contains("Resources exhausted") => {
+            SyncError::Apply(Error::Step {
+                step,
+                message: format!(
+                    "the event needed more than {} MiB of working memory, so nothing was \
+                     written; narrow its filter or split it into smaller events ({message})",
+                    EVENT_MEMORY_LIMIT / (1024 * 1024)
+                ),
+            })
+        }
         Error::Plan { message, .. } if message.starts_with(&format!("step `{FILTER_STEP}`")) => {
             let detail = message
                 .split_once("SQL error: ")

@@ -281,8 +281,9 @@ fn check_keys(operation: Operation, keys: &[String]) -> Result<(), SyncError> {
     Ok(())
 }
 
-/// Parses a filter as exactly one SQL expression without subqueries and returns it normalised
-/// (comments dropped, printed back by the parser), ready to be put in a `WHERE (...)`.
+/// Parses a filter as exactly one SQL expression without subqueries, using only the expressions
+/// and functions [`crate::sync::filter`] allows, and returns it normalised (comments dropped,
+/// printed back by the parser), ready to be put in a `WHERE (...)`.
 pub fn parse_filter(filter: &str) -> Result<String, SyncError> {
     let invalid = |message: String| SyncError::invalid("filter", message);
     if filter.trim().is_empty() {
@@ -318,6 +319,7 @@ pub fn parse_filter(filter: &str) -> Result<String, SyncError> {
             "subqueries are not allowed; use a condition on the source's columns".into(),
         ));
     }
+    crate::sync::filter::check_bounded(&expr).map_err(invalid)?;
     Ok(expr.to_string())
 }
 

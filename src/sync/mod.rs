@@ -2,6 +2,7 @@
 //! A store holds the events; the poller claims each one once and applies it to SQL Server.
 //!
 //! - [`event`]: the request ([`NewEvent`]), the stored row ([`Event`]) and their checks.
+//! - [`filter`]: what an event's `filter` may contain (bounded expressions and functions).
 //! - [`store`]: the [`EventStore`] trait (submit, claim, reclaim, finish) every backend implements.
 //! - [`local`]: [`LocalDeltaEvents`], the events table as a local Delta table.
 //! - [`databricks`]: [`DatabricksEvents`], the events table in Databricks via a SQL warehouse.
@@ -15,6 +16,7 @@
 pub mod apply;
 pub mod databricks;
 pub mod event;
+pub mod filter;
 pub mod local;
 pub mod poller;
 pub mod store;

@@ -97,7 +97,7 @@
 //! | `ISNULL`, `LEN`, `DATALENGTH`, `CHARINDEX`, `NEWID()` | SQLite functions registered by the server |
 //! | `GETDATE()`, `GETUTCDATE()`, `SYSDATETIME()`, `SYSUTCDATETIME()` | current UTC time as storage text |
 //! | `COUNT_BIG(*)` | `COUNT(*)` reported as bigint; `COUNT(*)` is reported as int |
-//! | `@@VERSION`, `SERVERPROPERTY('ProductVersion')`, `@@SPID`, `@@TRANCOUNT`, `@@ROWCOUNT`, `DB_NAME()`, `SCOPE_IDENTITY()` | fixed / session values |
+//! | `@@VERSION`, `SERVERPROPERTY('ProductVersion')`, `@@SPID`, `@@TRANCOUNT`, `@@ROWCOUNT`, `ROWCOUNT_BIG()`, `DB_NAME()`, `SCOPE_IDENTITY()` | fixed / session values |
 //! | `sp_executesql` RPC (id 10 or by name) with `@P1…` parameters | parameters bound by name (SQLite accepts `@P1`); `SELECT @P1` reports the declared type |
 //! | `sp_describe_first_result_set` RPC (by name only, as SQL Server has no proc id for it; `sys.` prefix allowed) with `@tsql`, `@params`, `@browse_information_mode` (named or positional) | metadata of the first result-returning statement of `@tsql` (THEN branch first for `IF`; none → empty result set), computed by preparing it in SQLite, never running it; see below |
 //! | `EXEC[UTE] [sys.]sp_describe_first_result_set @tsql = N'…', @params = N'@P1 int', @browse_information_mode = 0`, positional (`EXEC sp_describe_first_result_set N'…'`), or without `EXEC` as the first statement of a batch | same; inside `sp_executesql` the arguments may be its parameters (`@tsql = @P1`) |
@@ -155,6 +155,8 @@
 //!
 //! [`FaultPlan`] closes a connection after N ROW tokens of one result, or after N packets sent
 //! (counted over all connections from the moment the plan is armed). Each fault fires once.
+//! [`TdsServer::write_before`] slips a write in just before a given statement (a concurrent
+//! commit as READ COMMITTED would show it).
 
 mod describe;
 mod error;
@@ -252,6 +254,7 @@ impl TdsServer {
             db_uri,
             faults: Arc::new(server::FaultState::new(&config.faults)),
             next_spid: AtomicU16::new(51),
+            write_before: Mutex::new(None),
         });
         let admin = session::open_connection(&shared).map_err(std::io::Error::other)?;
         admin
@@ -280,6 +283,21 @@ impl TdsServer {
     /// Re-arm the fault plan (replaces the current one and restarts the packet count).
     pub fn set_faults(&self, faults: FaultPlan) {
         self.shared.faults.arm(&faults);
+    }
+
+    /// Simulates a write another session commits just before a statement runs, as SQL Server's
+    /// READ COMMITTED lets a transaction's later statements see it: the next statement (of any
+    /// session) whose SQLite translation starts with `prefix` (case-insensitive, e.g. `DELETE`)
+    /// first runs `sqlite` (SQLite SQL) on its own connection. A real concurrent commit cannot be
+    /// shown this way, because SQLite transactions are snapshots and the statement would fail
+    /// instead; so the write joins the session's transaction, and its rollback undoes it too.
+    /// Fires once; calling it again re-arms it.
+    pub fn write_before(&self, prefix: &str, sqlite: &str) {
+        *self
+            .shared
+            .write_before
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some((prefix.to_string(), sqlite.to_string()));
     }
 
     fn admin(&self) -> std::sync::MutexGuard<'_, rusqlite::Connection> {

@@ -52,6 +52,26 @@ pub(crate) struct Shared {
     pub db_uri: String,
     pub faults: Arc<FaultState>,
     pub next_spid: AtomicU16,
+    /// Armed [`crate::TdsServer::write_before`]: statement prefix (upper case) and SQLite SQL.
+    pub write_before: std::sync::Mutex<Option<(String, String)>>,
+}
+
+impl Shared {
+    /// The SQLite SQL to run before `statement` (a translated statement), disarming the hook.
+    pub fn take_write_before(&self, statement: &str) -> Option<String> {
+        let mut armed = self.write_before.lock().unwrap_or_else(|p| p.into_inner());
+        let fires = armed.as_ref().is_some_and(|(prefix, _)| {
+            statement
+                .trim_start()
+                .get(..prefix.len())
+                .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
+        });
+        if fires {
+            armed.take().map(|(_, sql)| sql)
+        } else {
+            None
+        }
+    }
 }
 
 /// Read one packet; Ok(None) on a clean EOF before a header.

@@ -314,7 +314,14 @@ impl Session {
                 hints,
                 updateable,
                 info,
-            } => self.exec_sql(sql, *kind, hints, *updateable, info, params)?,
+            } => {
+                if let Some(write) = self.shared.take_write_before(sql)
+                    && let Err(e) = self.conn.execute_batch(&write)
+                {
+                    return Ok(self.statement_failed(&map_sqlite_error(&e)));
+                }
+                self.exec_sql(sql, *kind, hints, *updateable, info, params)?
+            }
             Step::Describe(args) => match crate::describe::exec_args(args, params) {
                 Ok(args) => self.describe_first_result_set(&args, false)?,
                 Err(e) => self.statement_failed(&e),

@@ -348,7 +348,7 @@ fn expr_hint(e: &Expr) -> Option<SqlType> {
         }
         Expr::Function(f) => match function_name(f).as_str() {
             "COUNT" | "LEN" | "DATALENGTH" | "CHARINDEX" | "OBJECT_ID" => Some(SqlType::Int),
-            "COUNT_BIG" | "DATEDIFF_BIG" => Some(SqlType::BigInt),
+            "COUNT_BIG" | "DATEDIFF_BIG" | "ROWCOUNT_BIG" => Some(SqlType::BigInt),
             "DATEDIFF" | "DATEPART" | "YEAR" | "MONTH" | "DAY" => Some(SqlType::Int),
             "DATENAME" => Some(SqlType::NVarChar(Len::N(30))),
             "DATEADD" => function_args(f).get(2).and_then(|a| expr_hint(a)),
@@ -550,6 +550,7 @@ impl VisitorMut for Rewriter<'_> {
                         return ControlFlow::Continue(());
                     }
                     "SCOPE_IDENTITY" => raw("last_insert_rowid()"),
+                    "ROWCOUNT_BIG" => raw("changes()"),
                     "DB_NAME" => raw(sql_string(&self.ctx.database)),
                     "SERVERPROPERTY" => {
                         let p = args.first().and_then(|a| string_arg(a)).unwrap_or_default();
