@@ -252,6 +252,7 @@ impl TdsServer {
             db_uri,
             faults: Arc::new(server::FaultState::new(&config.faults)),
             next_spid: AtomicU16::new(51),
+            connections: std::sync::atomic::AtomicU64::new(0),
         });
         let admin = session::open_connection(&shared).map_err(std::io::Error::other)?;
         admin
@@ -275,6 +276,14 @@ impl TdsServer {
     /// The address the server listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// TCP connections accepted since the server started (a client opens one per login), for
+    /// tests that bound how often a client connects.
+    pub fn connections(&self) -> u64 {
+        self.shared
+            .connections
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Re-arm the fault plan (replaces the current one and restarts the packet count).

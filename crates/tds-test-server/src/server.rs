@@ -52,6 +52,8 @@ pub(crate) struct Shared {
     pub db_uri: String,
     pub faults: Arc<FaultState>,
     pub next_spid: AtomicU16,
+    /// TCP connections accepted since the start (each client login is one).
+    pub connections: std::sync::atomic::AtomicU64,
 }
 
 /// Read one packet; Ok(None) on a clean EOF before a header.
@@ -112,6 +114,7 @@ async fn connection(
     mut stop: watch::Receiver<bool>,
 ) {
     let spid = shared.next_spid.fetch_add(1, Ordering::Relaxed);
+    shared.connections.fetch_add(1, Ordering::Relaxed);
     tracing::debug!("connection {spid} from {peer}");
     let (mut rd, mut wr) = stream.into_split();
     let (in_tx, in_rx) = mpsc::channel::<Packet>(32);
