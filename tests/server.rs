@@ -1024,7 +1024,7 @@ async fn two_servers_on_one_root_keep_each_others_jobs() {
 
     // The second stops cleanly: its copies go, the first's job is still untouched.
     assert!(second.terminate());
-    assert_eq!(versions(), [owner.clone()]);
+    assert_eq!(versions(), std::slice::from_ref(&owner));
     let (_, job) = first.get(&format!("/jobs/{id}"), Some(READER)).await;
     assert_eq!(job["status"], "running", "{job}");
 
