@@ -149,6 +149,11 @@ struct ServeArgs {
     /// Do not run pipelines on their `schedule:`.
     #[arg(long)]
     no_schedules: bool,
+    /// Seconds this server's heartbeat in the job store stays valid (it is refreshed every fifth
+    /// of it): another server on the same root takes this one for dead, and its unfinished jobs
+    /// for interrupted, once its heartbeat is older than this.
+    #[arg(long, default_value_t = 20.0)]
+    server_lease: f64,
 }
 
 impl ServeArgs {
@@ -187,6 +192,14 @@ impl ServeArgs {
             permissions: self.permissions.clone(),
             audit_log: self.audit_log.clone(),
             schedules: !self.no_schedules,
+            server_lease: match secs("server-lease", self.server_lease)? {
+                d if d.is_zero() => {
+                    return Err(Error::Unsupported(
+                        "--server-lease: must be more than 0 seconds (0 would take every other server for dead); the default is 20".into(),
+                    ));
+                }
+                d => d,
+            },
         })
     }
 }

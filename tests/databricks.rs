@@ -1240,6 +1240,70 @@ mod events {
             "SELECT * FROM `main`.`sales`.`orders`"
         );
     }
+    /// `/metrics` and `/health/ready` need no token: a burst of them reads the Databricks
+    /// events table at most once per probe TTL, not once per call.
+    #[test]
+    fn serve_probes_the_databricks_events_table_at_most_every_few_seconds() {
+        let f = Fixture::new(DoubleConfig::default());
+        ok(f.bridge(&["setup-events-table", "--apply"]));
+        // Polls rarely: the poller's own statements stay out of the way.
+        let (mut child, base) = serve(&f, &["--poll-interval", "600"]);
+        let probes = || {
+            f.requests("POST", "/api/2.0/sql/statements")
+                .into_iter()
+                .filter(|r| {
+                    let statement = r.json.as_ref().unwrap()["statement"].as_str().unwrap();
+                    statement.contains("WHERE status = 'pending'")
+                        && (statement.starts_with("SELECT COUNT(*)")
+                            || statement.starts_with("SELECT MIN(created_at)"))
+                })
+                .count()
+        };
+        let started = std::time::Instant::now();
+        let before = probes();
+        let bodies = f.rt.block_on(async {
+            let client = reqwest::Client::new();
+            let mut calls = tokio::task::JoinSet::new();
+            for i in 0..40 {
+                let url = format!(
+                    "{base}{}",
+                    if i % 2 == 0 {
+                        "/metrics"
+                    } else {
+                        "/health/ready"
+                    }
+                );
+                let client = client.clone();
+                calls.spawn(
+                    async move { client.get(url).send().await.unwrap().text().await.unwrap() },
+                );
+            }
+            let mut bodies = Vec::new();
+            while let Some(body) = calls.join_next().await {
+                bodies.push(body.unwrap());
+            }
+            bodies
+        });
+        let took = started.elapsed();
+        let statements = probes() - before;
+        let _ = child.kill();
+        let _ = child.wait();
+        // Every answer carries the figures of a probe.
+        assert!(
+            bodies
+                .iter()
+                .all(|b| b.contains("bridge_events_pending 0") || b.contains("ok (0 pending)")),
+            "{bodies:?}"
+        );
+        let ttl = bridge::server::probes::PROBE_TTL.as_secs_f64();
+        // A probe is the count (and, were an event pending, the age of the oldest).
+        let allowed = 2 * ((started.elapsed().as_secs_f64() / ttl).ceil() as usize + 1);
+        assert!(
+            statements <= allowed,
+            "{statements} events-table statements for 40 calls in {took:?}"
+        );
+        eprintln!("40 calls in {took:?}: {statements} events-table statements");
+    }
 }
 
 /// `VolumeStore` as an `object_store`: multipart writes of several parts, ranged reads, listing

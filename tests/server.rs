@@ -412,7 +412,7 @@ fn a_zero_event_lease_is_refused() {
 #[tokio::test(flavor = "multi_thread")]
 async fn run_job_reports_steps_and_survives_restart() {
     let scratch = project();
-    let server = Server::start(&scratch, &["--no-schedules"]);
+    let server = Server::start(&scratch, &["--no-schedules", "--server-lease", "2"]);
     let (status, body) = server
         .post(
             "/runs",
@@ -441,7 +441,8 @@ async fn run_job_reports_steps_and_survives_restart() {
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["field"], "status");
 
-    // A job running when the server dies is marked interrupted by the next one; history stays.
+    // A job running when the server dies is marked interrupted by the next one once the dead
+    // server's lease has passed; history stays.
     let (_, slow) = server
         .post("/runs", Some(READER), json!({"pipeline": "slow"}))
         .await;
@@ -457,7 +458,9 @@ async fn run_job_reports_steps_and_survives_restart() {
         job["summary"]["steps"].as_array().unwrap().len(),
         steps.len()
     );
-    let (_, slow) = server.get(&format!("/jobs/{slow_id}"), Some(READER)).await;
+    let slow = server
+        .wait_job(&slow_id, |j| j["status"] != "running")
+        .await;
     assert_eq!(slow["status"], "interrupted", "{slow}");
     assert!(slow["error"].as_str().unwrap().contains("resubmit"));
     assert!(!scratch.path("output/slow/numbers/_SUCCESS").exists());
@@ -995,6 +998,327 @@ async fn extract_with_the_original_request_body() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn two_servers_on_one_root_keep_each_others_jobs() {
+    let scratch = project();
+    let args = ["--no-schedules", "--server-lease", "2"];
+    let first = Server::start(&scratch, &args);
+    let (_, body) = first
+        .post("/runs", Some(READER), json!({"pipeline": "slow"}))
+        .await;
+    let id = body["id"].as_str().unwrap().to_string();
+    first.wait_job(&id, |j| j["status"] == "running").await;
+
+    // A second server on the same root while the first is alive: the first's job goes on,
+    // through several of the first's heartbeats and the second's looks for dead servers.
+    let second = Server::start(&scratch, &args);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (_, job) = second.get(&format!("/jobs/{id}"), Some(READER)).await;
+    assert_eq!(job["status"], "running", "a live server's job: {job}");
+    let owner = job["owner"]
+        .as_str()
+        .expect("jobs carry their owner")
+        .to_string();
+    assert!(uuid::Uuid::parse_str(&owner).is_ok(), "{owner}");
+    assert_ne!(owner, first.child.id().to_string());
+    let versions = || files_under_dirs(&scratch.path(".bridge/versions"));
+    assert!(versions().contains(&owner), "{:?}", versions());
+    let (_, body) = second
+        .post(
+            "/runs",
+            Some(READER),
+            json!({"pipeline": "demo", "country": "colombia"}),
+        )
+        .await;
+    let theirs = second.wait_finished(body["id"].as_str().unwrap()).await;
+    assert_eq!(theirs["status"], "succeeded", "{theirs}");
+    let second_owner = theirs["owner"].as_str().unwrap().to_string();
+    assert_ne!(second_owner, owner);
+    assert_eq!(versions().len(), 2, "{:?}", versions());
+
+    // The second stops cleanly: its copies go, the first's job is still untouched.
+    assert!(second.terminate());
+    assert_eq!(versions(), std::slice::from_ref(&owner));
+    let (_, job) = first.get(&format!("/jobs/{id}"), Some(READER)).await;
+    assert_eq!(job["status"], "running", "{job}");
+
+    // The first dies without a word; once its lease has passed, the next server marks its job
+    // interrupted as it starts, and removes its copies.
+    first.kill();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let third = Server::start(&scratch, &args);
+    let (_, job) = third.get(&format!("/jobs/{id}"), Some(READER)).await;
+    assert_eq!(job["status"], "interrupted", "{job}");
+    assert_eq!(job["error"], bridge::server::jobs::INTERRUPTED_ERROR);
+    assert!(!versions().contains(&owner), "{:?}", versions());
+    assert_eq!(versions().len(), 1, "{:?}", versions());
+    assert!(files_under(&scratch, "output/slow").is_empty());
+    assert!(third.terminate());
+    assert!(versions().is_empty(), "{:?}", versions());
+}
+
+/// The names of the folders directly under `dir`, sorted.
+fn files_under_dirs(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.path().is_dir())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_schedule_runs_every_country_of_the_pipeline() {
+    let scratch = project();
+    let demo = std::fs::read_to_string(scratch.path("pipelines/demo.yaml")).unwrap();
+    let every_second = demo
+        .replacen("name: demo", "name: ticking", 1)
+        .replace("schedule: \"0 6 * * *\"", "schedule: \"* * * * * *\"");
+    assert!(every_second.contains("countries: [colombia, mexico]"));
+    scratch.write("pipelines/ticking.yaml", &every_second);
+    // One job at a time: both countries' runs share the demo's SQLite source.
+    let server = Server::start(&scratch, &["--max-jobs", "1"]);
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let (_, list) = server
+            .get(
+                "/jobs?pipeline=ticking&status=succeeded&limit=500",
+                Some(READER),
+            )
+            .await;
+        let countries: std::collections::BTreeSet<&str> = list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|j| j["kind"] == "schedule")
+            .filter_map(|j| j["country"].as_str())
+            .collect();
+        if countries.len() == 2 {
+            assert_eq!(countries, ["colombia", "mexico"].into());
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not every country ran on schedule: {countries:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_burst_of_refused_requests_gives_a_bounded_audit_log() {
+    let scratch = project();
+    let server = Server::start(&scratch, &["--no-schedules"]);
+    let requests = 300usize;
+    let long = "x".repeat(4000);
+    let started = Instant::now();
+    let mut burst = tokio::task::JoinSet::new();
+    for i in 0..requests {
+        let (client, url) = (
+            server.client.clone(),
+            format!("{}/jobs/{long}{i}", server.base),
+        );
+        burst.spawn(async move {
+            let request = client.get(url);
+            let request = if i % 2 == 0 {
+                request.bearer_auth(format!("stolen-token-{i}"))
+            } else {
+                request
+            };
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let body: Value = response.json().await.unwrap();
+            (i, status, body)
+        });
+    }
+    while let Some(done) = burst.join_next().await {
+        let (i, status, body) = done.unwrap();
+        // The answer is the same whether the line was written or not.
+        assert_eq!(status, 401, "{body}");
+        assert_eq!(body["error"], "unauthorized");
+        let refusal = if i % 2 == 0 {
+            "unknown token"
+        } else {
+            "no bearer token"
+        };
+        assert_eq!(
+            body["detail"],
+            format!(
+                "{refusal}: send `Authorization: Bearer <token>` with a token from the permissions file"
+            )
+        );
+    }
+    let took = started.elapsed().as_secs_f64();
+    // The summary of the suppressed ones is written within a second.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let raw = std::fs::read_to_string(scratch.path(".bridge/audit.log")).unwrap();
+    assert!(!raw.contains("stolen-token"));
+    let longest = raw.lines().map(str::len).max().unwrap_or(0);
+    assert!(longest < 1024, "an audit line of {longest} bytes");
+    let lines: Vec<Value> = audit_lines(&scratch)
+        .into_iter()
+        .filter(|l| l["action"] == "auth")
+        .collect();
+    let (summaries, single): (Vec<&Value>, Vec<&Value>) = lines
+        .iter()
+        .partition(|l| l["request_id"] == bridge::server::refusals::SUMMARY_REQUEST_ID);
+    let suppressed: usize = summaries
+        .iter()
+        .map(|l| {
+            let text = l["error"].as_str().unwrap();
+            let (n, rest) = text.split_once(' ').unwrap();
+            assert!(
+                rest.starts_with("more refused requests suppressed"),
+                "{text}"
+            );
+            n.parse::<usize>().unwrap()
+        })
+        .sum();
+    assert_eq!(
+        single.len() + suppressed,
+        requests,
+        "every refusal is a line or counted in a summary"
+    );
+    let allowed = 10.0 + 10.0 * (took + 1.5) + 1.0;
+    assert!(
+        (single.len() as f64) <= allowed,
+        "{} lines in {took:.1} s",
+        single.len()
+    );
+    assert!(!summaries.is_empty());
+    for line in &single {
+        let error = line["error"].as_str().unwrap();
+        assert!(error.contains(" for GET /jobs/xxx"), "{error}");
+        assert!(error.ends_with("more bytes)"), "{error}");
+    }
+    eprintln!(
+        "{requests} refused requests in {took:.2} s: {} lines, {} summaries",
+        single.len(),
+        summaries.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn callers_see_only_their_own_jobs_and_events_or_those_of_tables_they_read() {
+    let scratch = project();
+    let text = std::fs::read_to_string(scratch.path("config/permissions.yaml")).unwrap();
+    scratch.write(
+        "config/permissions.yaml",
+        &format!(
+            "{text}  - name: alice\n    token: alice-token-123456\n    permissions:\n      - table: dbo.Results\n        access: read\n  - name: bob\n    token: bob-token-123456\n    permissions: []\n"
+        ),
+    );
+    let (alice, bob) = ("alice-token-123456", "bob-token-123456");
+    // Reads dbo.Results on SQL Server, which is not configured: the job fails, but it is stored
+    // with the table it touches.
+    scratch.write(
+        "pipelines/from_results.yaml",
+        r#"name: from_results
+steps:
+  - id: results
+    source:
+      type: sqlserver
+      sql: "SELECT r.id FROM dbo.Results AS r"
+  - id: out
+    sink: {type: volume, from: results, destination: output/results, path: results}
+"#,
+    );
+    let server = Server::start(&scratch, &["--no-schedules"]);
+    let (status, body) = server
+        .post(
+            "/runs",
+            Some(bob),
+            json!({"pipeline": "demo", "country": "colombia"}),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let bobs = body["id"].as_str().unwrap().to_string();
+    let (status, body) = server
+        .post("/runs", Some(WRITER), json!({"pipeline": "from_results"}))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let writers = body["id"].as_str().unwrap().to_string();
+    server.wait_finished(&bobs).await;
+    let job = server.wait_finished(&writers).await;
+    assert_eq!(job["tables"], json!(["dbo.Results"]), "{job}");
+
+    let listed = |token: &'static str| {
+        let server = &server;
+        async move {
+            let (status, list) = server.get("/jobs", Some(token)).await;
+            assert_eq!(status, 200, "{list}");
+            let ids: Vec<String> = list["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|j| j["id"].as_str().unwrap().to_string())
+                .collect();
+            (list["total"].as_u64().unwrap(), ids)
+        }
+    };
+    // Its own job only (bob reads nothing); the job on dbo.Results for alice, who reads it,
+    // and for writer, who submitted it; everything for the `*` reader.
+    assert_eq!(listed(bob).await, (1, vec![bobs.clone()]));
+    assert_eq!(listed(alice).await, (1, vec![writers.clone()]));
+    assert_eq!(listed(WRITER).await, (1, vec![writers.clone()]));
+    assert_eq!(
+        listed(READER).await,
+        (2, vec![writers.clone(), bobs.clone()])
+    );
+    let (_, page) = server.get("/jobs?limit=1", Some(bob)).await;
+    assert_eq!(
+        (page["total"].clone(), page["next_offset"].clone()),
+        (json!(1), Value::Null)
+    );
+    let (_, page) = server.get("/jobs?limit=1", Some(READER)).await;
+    assert_eq!(page["next_offset"], 1, "{page}");
+
+    // Another caller's job is 404, word for word as an unknown one.
+    let (status, body) = server.get(&format!("/jobs/{writers}"), Some(bob)).await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["detail"], format!("no job `{writers}`"));
+    let (status, unknown) = server.get("/jobs/no-such-job", Some(bob)).await;
+    assert_eq!(
+        (status, unknown["error"].clone()),
+        (404, body["error"].clone())
+    );
+    assert_eq!(
+        server.get(&format!("/jobs/{bobs}"), Some(alice)).await.0,
+        404
+    );
+    assert_eq!(server.get(&format!("/jobs/{bobs}"), Some(bob)).await.0, 200);
+    assert_eq!(
+        server.get(&format!("/jobs/{writers}"), Some(alice)).await.0,
+        200
+    );
+
+    // Events: seen by their creator and by readers of their target table.
+    let (status, body) = server
+        .post(
+            "/sync",
+            Some(WRITER),
+            json!({"operation": "INSERT", "source_table": "main.calibration.results",
+                   "target_table": "dbo.Results"}),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let event = body["href"].as_str().unwrap().to_string();
+    for (token, expected) in [(WRITER, 200), (alice, 200), (READER, 200), (bob, 404)] {
+        let (status, body) = server.get(&event, Some(token)).await;
+        assert_eq!(status, expected, "{token}: {body}");
+    }
+    let (_, body) = server.get(&event, Some(bob)).await;
+    assert!(
+        body["detail"].as_str().unwrap().starts_with("no event `"),
+        "{body}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Sync events through the server: SQL Server played by the TDS test server, sources and the
 // events table are real Delta tables.
@@ -1451,6 +1775,60 @@ steps:
                 "{lines:?}"
             );
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn readiness_and_metrics_probe_sql_server_at_most_every_few_seconds() {
+        let scratch = project();
+        let (sql, env) = sqlserver().await;
+        let server = Server::start_env(&scratch, &["--no-schedules"], &env);
+        let (status, ready) = server.get("/health/ready", None).await;
+        assert_eq!(status, 200, "{ready}");
+        assert!(
+            ready["checks"]["sqlserver"]
+                .as_str()
+                .unwrap()
+                .starts_with("ok"),
+            "{ready}"
+        );
+        let before = sql.connections();
+        let started = Instant::now();
+        let mut burst = tokio::task::JoinSet::new();
+        for i in 0..40 {
+            let (client, url) = (
+                server.client.clone(),
+                format!(
+                    "{}{}",
+                    server.base,
+                    if i % 2 == 0 {
+                        "/health/ready"
+                    } else {
+                        "/metrics"
+                    }
+                ),
+            );
+            burst.spawn(async move { client.get(url).send().await.unwrap().status().as_u16() });
+        }
+        while let Some(status) = burst.join_next().await {
+            assert_eq!(status.unwrap(), 200);
+        }
+        for _ in 0..20 {
+            assert_eq!(server.get("/health/ready", None).await.0, 200);
+        }
+        let took = started.elapsed();
+        let logins = sql.connections() - before;
+        let ttl = bridge::server::probes::PROBE_TTL.as_secs_f64();
+        let allowed = (took.as_secs_f64() / ttl).ceil() as u64 + 1;
+        assert!(
+            logins <= allowed,
+            "{logins} SQL Server logins for 60 probes in {took:?}"
+        );
+        eprintln!("60 probes in {took:?}: {logins} SQL Server logins");
+        // Once the answer is older than the TTL, the next call probes again.
+        tokio::time::sleep(bridge::server::probes::PROBE_TTL + Duration::from_millis(200)).await;
+        let before = sql.connections();
+        assert_eq!(server.get("/health/ready", None).await.0, 200);
+        assert_eq!(sql.connections() - before, 1);
     }
 }
 

@@ -28,6 +28,7 @@ use crate::server::jobs::{Job, JobFilter, JobStatus, NewJob, Page};
 use crate::server::metrics::Scrape;
 use crate::server::runner::{CancelOutcome, JobWork};
 use crate::server::versions::ProjectVersion;
+use crate::server::visibility;
 use crate::sync::apply::plan_event;
 use crate::sync::{ApplyLimits, Event, NewEvent, Operation};
 
@@ -255,16 +256,13 @@ impl FromRequestParts<Arc<AppState>> for Authed {
                 None => "unknown token",
             },
         };
-        let action = format!("{} {}", parts.method, parts.uri.path());
-        state
-            .audit(AuditEntry {
-                request_id,
-                action: "auth".into(),
-                result: AuditResult::Refused,
-                error: Some(format!("{refusal} for {action}")),
-                ..AuditEntry::default()
-            })
-            .await?;
+        // Rate-limited and cut short: a refused request costs its sender nothing.
+        let request = format!("{} {}", parts.method, parts.uri.path());
+        let log = Arc::clone(&state.refused_auth);
+        tokio::task::spawn_blocking(move || log.record(request_id, refusal, &request))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(ApiError::internal)?;
         Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
@@ -489,6 +487,7 @@ async fn start_run(
         params: serde_json::to_value(&request.params).unwrap_or_default(),
         submitted_by: Some(authed.caller.name.clone()),
         request: request_json,
+        tables: Vec::new(),
     };
     let project = version.project.clone();
     submit(&state, &authed, (version, project), plan, job).await
@@ -587,6 +586,7 @@ async fn start_extract(
         params: serde_json::json!({}),
         submitted_by: Some(authed.caller.name.clone()),
         request: request_json,
+        tables: Vec::new(),
     };
     submit(&state, &authed, (version, project), plan, job).await
 }
@@ -607,7 +607,7 @@ async fn submit(
     authed: &Authed,
     (version, project): (Arc<ProjectVersion>, crate::pipeline::Project),
     mut plan: Plan,
-    job: NewJob,
+    mut job: NewJob,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let policy = state.policy(&project)?;
     let authorized = match authorize(Some(&authed.caller), &plan, &policy) {
@@ -632,6 +632,7 @@ async fn submit(
         }
     };
     let tables = authorized.tables.clone();
+    job.tables = tables.clone();
     cap_deletes(&mut plan, &authorized.delete_caps);
     let jobs = Arc::clone(&state.jobs);
     let job = tokio::task::spawn_blocking(move || jobs.insert(&job))
@@ -729,12 +730,13 @@ pub struct JobsQuery {
     pub offset: Option<usize>,
 }
 
-/// List jobs, newest first.
+/// List the jobs the caller may see, newest first: its own, those whose every SQL Server table
+/// it may read, or all with a `*` read grant.
 #[utoipa::path(get, path = "/jobs", params(JobsQuery), security(("bearer" = [])),
     responses((status = 200, description = "A page of jobs: items, total, next_offset"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 async fn list_jobs(
     State(state): AppStateRef,
-    _authed: Authed,
+    authed: Authed,
     query: Result<Query<JobsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Page<Job>>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::bad_request("query", e.body_text()))?;
@@ -751,10 +753,17 @@ async fn list_jobs(
         offset: query.offset.unwrap_or(0),
     };
     let jobs = Arc::clone(&state.jobs);
-    let page = tokio::task::spawn_blocking(move || jobs.list(&filter))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)?;
+    let caller = authed.caller;
+    let page = tokio::task::spawn_blocking(move || {
+        if visibility::sees_everything(&caller) {
+            jobs.list(&filter)
+        } else {
+            jobs.list_visible(&filter, &|job| visibility::may_see_job(&caller, job))
+        }
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(ApiError::internal)?;
     Ok(Json(page))
 }
 
@@ -765,18 +774,27 @@ async fn load_job(state: &AppState, id: &str) -> Result<Job, ApiError> {
         .await
         .map_err(ApiError::internal)?
         .map_err(ApiError::internal)?
-        .ok_or_else(|| ApiError::not_found(format!("no job `{id}`")))
+        .ok_or_else(|| no_job(id))
 }
 
-/// A job: status, per-step rows/bytes/duration and outputs, error.
+fn no_job(id: &str) -> ApiError {
+    ApiError::not_found(format!("no job `{id}`"))
+}
+
+/// A job: status, per-step rows/bytes/duration and outputs, error. 404 for a job the caller may
+/// not see (as for one that does not exist).
 #[utoipa::path(get, path = "/jobs/{id}", params(("id" = String, Path, description = "Job id")), security(("bearer" = [])),
     responses((status = 200, body = Job), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn get_job(
     State(state): AppStateRef,
-    _authed: Authed,
+    authed: Authed,
     UrlPath(id): UrlPath<String>,
 ) -> Result<Json<Job>, ApiError> {
-    Ok(Json(load_job(&state, &id).await?))
+    let job = load_job(&state, &id).await?;
+    if !visibility::may_see(&authed.caller, &job) {
+        return Err(no_job(&id));
+    }
+    Ok(Json(job))
 }
 
 /// Cancel a queued or running job: its steps stop and nothing it staged is committed. Only the
@@ -954,12 +972,13 @@ async fn submit_sync(
     ))
 }
 
-/// A sync event and its outcome.
+/// A sync event and its outcome. 404 for an event the caller neither created nor may read the
+/// target table of (as for one that does not exist).
 #[utoipa::path(get, path = "/events/{id}", params(("id" = String, Path, description = "Event id")), security(("bearer" = [])),
     responses((status = 200, body = Event), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn get_event(
     State(state): AppStateRef,
-    _authed: Authed,
+    authed: Authed,
     UrlPath(id): UrlPath<String>,
 ) -> Result<Json<Event>, ApiError> {
     state
@@ -967,6 +986,7 @@ async fn get_event(
         .get(&id)
         .await
         .map_err(ApiError::internal)?
+        .filter(|event| visibility::may_see_event(&authed.caller, event))
         .map(Json)
         .ok_or_else(|| ApiError::not_found(format!("no event `{id}`")))
 }
@@ -993,6 +1013,7 @@ pub struct Readiness {
 }
 
 /// Ready to take work: project files valid, permissions valid, SQL Server and lakehouse reachable.
+/// The SQL Server and events-table probes are cached for a few seconds (see `server::probes`).
 #[utoipa::path(get, path = "/health/ready",
     responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
 async fn ready(State(state): AppStateRef) -> (StatusCode, Json<Readiness>) {
@@ -1018,17 +1039,20 @@ async fn ready(State(state): AppStateRef) -> (StatusCode, Json<Readiness>) {
         }),
     );
     if let Some(version) = &current {
-        check("sqlserver", sqlserver_ready(&version.project).await);
+        check(
+            "sqlserver",
+            state.probes.sqlserver(&version.id, &version.project).await,
+        );
         check("lakehouse", lakehouse_ready(&version.project));
     }
     check(
         "events",
         state
-            .events
-            .pending_count()
+            .probes
+            .events(state.events.as_ref())
             .await
-            .map(|n| format!("ok ({n} pending)"))
-            .map_err(|e| format!("events table unreachable: {e}")),
+            .pending
+            .map(|n| format!("ok ({n} pending)")),
     );
     let status = if ok {
         StatusCode::OK
@@ -1045,19 +1069,6 @@ async fn ready(State(state): AppStateRef) -> (StatusCode, Json<Readiness>) {
     )
 }
 
-async fn sqlserver_ready(project: &crate::pipeline::Project) -> Result<String, String> {
-    let settings = project.sqlserver_settings().map_err(|e| e.to_string())?;
-    if settings.host.is_none() {
-        return Ok("not configured".into());
-    }
-    let probe = crate::mssql::test_connection(&settings);
-    match tokio::time::timeout(std::time::Duration::from_secs(5), probe).await {
-        Ok(Ok(report)) => Ok(format!("ok ({:.1} ms)", report.round_trip_ms)),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err("no answer within 5 s".into()),
-    }
-}
-
 fn lakehouse_ready(project: &crate::pipeline::Project) -> Result<String, String> {
     let params = project.config_params(None).map_err(|e| e.to_string())?;
     let Some(root) = params.get("lakehouse_root").and_then(|v| v.as_str()) else {
@@ -1072,7 +1083,8 @@ fn lakehouse_ready(project: &crate::pipeline::Project) -> Result<String, String>
         .map_err(|e| format!("{}: {e}", dir.display()))
 }
 
-/// Prometheus metrics.
+/// Prometheus metrics; the events-table figures are cached for a few seconds (see
+/// `server::probes`).
 #[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 async fn metrics(State(state): AppStateRef) -> Result<Response, ApiError> {
     let jobs = Arc::clone(&state.jobs);
@@ -1080,10 +1092,11 @@ async fn metrics(State(state): AppStateRef) -> Result<Response, ApiError> {
         .await
         .map_err(ApiError::internal)?
         .map_err(ApiError::internal)?;
-    let events_pending = state.events.pending_count().await.unwrap_or(0);
-    let event_lag = match state.events.oldest_pending().await {
-        Ok(Some(created)) => (chrono::Utc::now() - created).to_std().unwrap_or_default(),
-        _ => std::time::Duration::ZERO,
+    let events = state.probes.events(state.events.as_ref()).await;
+    let events_pending = events.pending.unwrap_or(0);
+    let event_lag = match events.oldest_pending {
+        Some(created) => (chrono::Utc::now() - created).to_std().unwrap_or_default(),
+        None => std::time::Duration::ZERO,
     };
     let text = state.metrics.render(Scrape {
         jobs_by_status,
@@ -1153,6 +1166,8 @@ mod tests {
             error: None,
             summary: None,
             request: serde_json::json!({}),
+            owner: None,
+            tables: Vec::new(),
         }
     }
 

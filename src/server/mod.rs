@@ -6,9 +6,12 @@ pub mod audit;
 mod events;
 pub mod jobs;
 pub mod metrics;
+pub mod probes;
+pub mod refusals;
 pub mod runner;
 pub mod schedule;
 pub mod versions;
+pub mod visibility;
 mod watch;
 
 use std::net::SocketAddr;
@@ -22,8 +25,10 @@ use tokio_util::task::TaskTracker;
 use crate::auth::PermissionsStore;
 use crate::error::{Error, Result};
 use crate::server::audit::AuditLog;
-use crate::server::jobs::JobStore;
+use crate::server::jobs::{JobStore, Reclaimed};
 use crate::server::metrics::ServerMetrics;
+use crate::server::probes::Probes;
+use crate::server::refusals::RefusedAuthLog;
 use crate::server::runner::JobRunner;
 use crate::server::versions::Versions;
 use crate::sync::EventStore;
@@ -52,6 +57,10 @@ pub struct ServeOptions {
     pub audit_log: Option<PathBuf>,
     /// Whether pipelines with `schedule:` run on schedule.
     pub schedules: bool,
+    /// How long this server's heartbeat in the job store stays valid; it is refreshed every
+    /// fifth of it. Another server on the root takes this one for dead (and its unfinished jobs
+    /// for interrupted) once its heartbeat is older than this.
+    pub server_lease: Duration,
 }
 
 impl Default for ServeOptions {
@@ -67,6 +76,7 @@ impl Default for ServeOptions {
             permissions: None,
             audit_log: None,
             schedules: true,
+            server_lease: jobs::DEFAULT_SERVER_LEASE,
         }
     }
 }
@@ -78,10 +88,14 @@ pub struct AppState {
     pub versions: Arc<Versions>,
     pub permissions: Arc<PermissionsStore>,
     pub audit: Arc<AuditLog>,
+    /// Refused-auth audit lines, rate-limited.
+    pub refused_auth: Arc<RefusedAuthLog>,
     pub jobs: Arc<JobStore>,
     pub runner: Arc<JobRunner>,
     pub events: Arc<dyn EventStore>,
     pub metrics: Arc<ServerMetrics>,
+    /// The cached probes of `/health/ready` and `/metrics`.
+    pub probes: Probes,
     pub started: Instant,
     /// The permissions file, which no job may read.
     pub permissions_file: PathBuf,
@@ -108,17 +122,23 @@ pub async fn serve(root: &Path, options: ServeOptions, shutdown: CancellationTok
             "the events lease must be more than 0 seconds".into(),
         ));
     }
+    if options.server_lease.is_zero() {
+        return Err(Error::Unsupported(
+            "the server lease must be more than 0 seconds".into(),
+        ));
+    }
     let root = std::path::absolute(root).map_err(|e| Error::io(root, e))?;
     let bridge_dir = root.join(".bridge");
     std::fs::create_dir_all(&bridge_dir).map_err(|e| Error::io(&bridge_dir, e))?;
 
-    let jobs = Arc::new(JobStore::open(&bridge_dir.join("server.db"))?);
-    if jobs.interrupted_on_open() > 0 {
-        tracing::warn!(
-            jobs = jobs.interrupted_on_open(),
-            "jobs left running by the previous server were marked interrupted"
-        );
-    }
+    let owner = uuid::Uuid::new_v4().hyphenated().to_string();
+    let jobs = Arc::new(JobStore::open(
+        &bridge_dir.join("server.db"),
+        &owner,
+        options.server_lease,
+    )?);
+    tracing::info!(%owner, lease_s = options.server_lease.as_secs_f64(), "server registered in the job store");
+    log_reclaimed(jobs.reclaimed_on_open());
     let audit = Arc::new(AuditLog::open(
         options
             .audit_log
@@ -133,7 +153,11 @@ pub async fn serve(root: &Path, options: ServeOptions, shutdown: CancellationTok
     if let Some(e) = permissions.error() {
         tracing::error!(error = %e, "permissions file");
     }
-    let versions = Arc::new(Versions::new(&root)?);
+    let versions = Arc::new(Versions::new(&root, &owner)?);
+    versions.remove_copies_of(&jobs.reclaimed_on_open().dead_owners);
+    if let Err(e) = versions.remove_stale_copies(|| jobs.live_owners()) {
+        tracing::warn!(error = %e, "could not look for stale copies of project files");
+    }
     // Invalid files at startup do not stop the server: /health/ready reports them and the next
     // valid edit is picked up.
     let _ = versions.reload().await;
@@ -165,15 +189,18 @@ pub async fn serve(root: &Path, options: ServeOptions, shutdown: CancellationTok
         Arc::clone(&metrics),
         options.max_concurrent_jobs,
     ));
+    let refused_auth = Arc::new(RefusedAuthLog::new(Arc::clone(&audit)));
     let state = Arc::new(AppState {
         root: root.clone(),
         versions,
         permissions,
         audit,
+        refused_auth,
         jobs,
         runner: Arc::clone(&runner),
         events,
         metrics,
+        probes: Probes::default(),
         started: Instant::now(),
         permissions_file: std::path::absolute(&permissions_file).unwrap_or(permissions_file),
     });
@@ -193,7 +220,12 @@ pub async fn serve(root: &Path, options: ServeOptions, shutdown: CancellationTok
     tracing::info!(%addr, root = %root.display(), "serving");
 
     let background = CancellationToken::new();
+    // The heartbeat outlives the other background tasks: jobs finishing in the shutdown grace
+    // are still this server's.
+    let heartbeat_stop = CancellationToken::new();
     let tasks = TaskTracker::new();
+    tasks.spawn(heartbeat(Arc::clone(&state), heartbeat_stop.clone()));
+    tasks.spawn(flush_refusals(Arc::clone(&state), background.clone()));
     tasks.spawn(watch::watch_project(Arc::clone(&state), background.clone()));
     if options.schedules {
         tasks.spawn(schedule::run_schedules(
@@ -215,6 +247,58 @@ pub async fn serve(root: &Path, options: ServeOptions, shutdown: CancellationTok
     tracing::info!("shutting down: no new requests; waiting for running jobs");
     background.cancel();
     runner.shutdown(options.shutdown_grace).await;
+    heartbeat_stop.cancel();
     tasks.wait().await;
+    let _ = state.refused_auth.flush();
+    // Every job of this server is final: nothing for another server to reclaim.
+    state.versions.remove_own_copies();
+    if let Err(e) = state.jobs.deregister() {
+        tracing::warn!(error = %e, "could not remove this server's heartbeat; other servers will drop it after its lease");
+    }
     served.map_err(|e| Error::Unsupported(format!("HTTP server failed: {e}")))
+}
+
+fn log_reclaimed(reclaimed: &Reclaimed) {
+    if reclaimed.jobs > 0 || !reclaimed.dead_owners.is_empty() {
+        tracing::warn!(
+            jobs = reclaimed.jobs,
+            dead_servers = ?reclaimed.dead_owners,
+            "jobs left queued or running by servers whose heartbeat lapsed were marked interrupted"
+        );
+    }
+}
+
+/// Refreshes this server's heartbeat every fifth of its lease, reclaiming the jobs (and removing
+/// the copies of project files) of servers that died meanwhile.
+async fn heartbeat(state: Arc<AppState>, stop: CancellationToken) {
+    let period = (state.jobs.lease() / 5).max(Duration::from_millis(50));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(period) => {}
+        }
+        let jobs = Arc::clone(&state.jobs);
+        match tokio::task::spawn_blocking(move || jobs.heartbeat()).await {
+            Ok(Ok(reclaimed)) => {
+                log_reclaimed(&reclaimed);
+                state.versions.remove_copies_of(&reclaimed.dead_owners);
+            }
+            Ok(Err(e)) => tracing::error!(error = %e, "heartbeat not recorded; retrying"),
+            Err(e) => tracing::error!(error = %e, "heartbeat task failed; retrying"),
+        }
+    }
+}
+
+/// Writes the summary line of suppressed refused-auth lines every second.
+async fn flush_refusals(state: Arc<AppState>, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        let log = Arc::clone(&state.refused_auth);
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || log.flush()).await {
+            tracing::error!(error = %e, "audit log write failed (suppressed refusals summary)");
+        }
+    }
 }

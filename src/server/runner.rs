@@ -171,6 +171,7 @@ impl JobRunner {
         };
         let started = Instant::now();
         let never_started = matches!(start, Start::ShuttingDown);
+        let renderer = work.plan.renderer.clone();
         let result = match start {
             Start::ShuttingDown | Start::Cancelled => Err(Error::Cancelled),
             Start::Run(_permit) => {
@@ -185,7 +186,7 @@ impl JobRunner {
                 run(&work.project, &work.plan, &options).await
             }
         };
-        self.record(&job, result, never_started, started.elapsed());
+        self.record(&job, result, never_started, started.elapsed(), &renderer);
     }
 
     /// Stores and audits how a job ended; `never_started` for a queued job a shutdown stopped.
@@ -195,11 +196,15 @@ impl JobRunner {
         result: crate::Result<RunSummary>,
         never_started: bool,
         elapsed: Duration,
+        renderer: &crate::pipeline::render::Renderer,
     ) {
+        // Values read through `env()` (connection fields only) never reach a job record.
         let (status, summary, error, rows) = match result {
             Ok(summary) => {
                 let rows = rows_written(&summary);
-                let value = serde_json::to_value(&summary).ok();
+                let value = serde_json::to_value(&summary)
+                    .ok()
+                    .map(|v| serde_json::from_str(&renderer.redact(&v.to_string())).unwrap_or(v));
                 (JobStatus::Succeeded, value, None, Some(rows))
             }
             Err(Error::Cancelled) if never_started || self.shutting_down.is_cancelled() => (
@@ -214,7 +219,12 @@ impl JobRunner {
                 Some(Error::Cancelled.to_string()),
                 None,
             ),
-            Err(e) => (JobStatus::Failed, None, Some(e.to_string()), None),
+            Err(e) => (
+                JobStatus::Failed,
+                None,
+                Some(renderer.redact(&e.to_string())),
+                None,
+            ),
         };
         tracing::info!(job = %job.id, pipeline = %job.pipeline, %status, "job finished");
         if let Err(e) = self.store.finish(&job.id, status, summary, error.clone()) {

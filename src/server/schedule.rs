@@ -1,5 +1,6 @@
 //! Runs pipelines with a `schedule:` while serving: one job per country listed in `countries:`
-//! at each cron time (UTC), skipped while the previous run of the same pipeline is still going.
+//! at each cron time (UTC), each skipped while the previous scheduled run of the same pipeline
+//! for the same country is still going.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::pipeline::{Plan, PlanOptions};
 use crate::server::AppState;
 use crate::server::audit::{AuditEntry, AuditResult};
-use crate::server::jobs::{JobFilter, JobStatus, NewJob};
+use crate::server::jobs::{JobStatus, NewJob};
 use crate::server::runner::JobWork;
 use crate::server::versions::{PipelineEntry, ProjectVersion};
 
@@ -82,38 +83,22 @@ async fn start_one(
     entry: &PipelineEntry,
     country: Option<String>,
 ) -> crate::Result<()> {
-    let jobs = Arc::clone(&state.jobs);
-    let pipeline = name.to_string();
-    let busy = tokio::task::spawn_blocking(move || -> crate::Result<bool> {
-        for status in [JobStatus::Queued, JobStatus::Running] {
-            let filter = JobFilter {
-                status: Some(status),
-                pipeline: Some(pipeline.clone()),
-                limit: 500,
-                offset: 0,
-            };
-            if jobs
-                .list(&filter)?
-                .items
-                .iter()
-                .any(|j| j.kind == "schedule")
-            {
-                return Ok(true);
-            }
-        }
-        Ok(false)
-    })
-    .await
-    .map_err(|e| crate::Error::Unsupported(e.to_string()))??;
-    if busy {
-        tracing::warn!(pipeline = %name, "previous scheduled run still going; skipping this one");
-        return Ok(());
-    }
     let options = PlanOptions {
         country: country.clone(),
         params: Vec::new(),
     };
     let plan = Plan::from_file(&version.project, &entry.file, &options)?;
+    let jobs = Arc::clone(&state.jobs);
+    let (pipeline, planned_country) = (name.to_string(), plan.country.clone());
+    let busy = tokio::task::spawn_blocking(move || {
+        jobs.scheduled_active(&pipeline, planned_country.as_deref())
+    })
+    .await
+    .map_err(|e| crate::Error::Unsupported(e.to_string()))??;
+    if busy {
+        tracing::warn!(pipeline = %name, country = ?plan.country, "previous scheduled run for this country still going; skipping this one");
+        return Ok(());
+    }
     // Scheduled runs are the operator's: their tables need no grant, but what they write must
     // be inside the output roots, like any job's.
     let policy = state.policy(&version.project)?;
@@ -145,6 +130,7 @@ async fn start_one(
         params: serde_json::json!({}),
         submitted_by: None,
         request: serde_json::json!({"pipeline": name, "country": country}),
+        tables: tables.clone(),
     };
     let jobs = Arc::clone(&state.jobs);
     let job = tokio::task::spawn_blocking(move || jobs.insert(&new))

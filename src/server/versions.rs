@@ -1,5 +1,8 @@
 //! Versions of the project's files for serve mode: `pipelines/`, `queries/` and `config/` are
 //! copied, validated as a whole, and swapped in only when valid; running jobs keep their copy.
+//! Each server keeps its copies under `.bridge/versions/{owner id}/` (the owner id of the job
+//! store, unique per process start, so servers in containers, all pid 1, never share a folder);
+//! folders of servers that are not alive any more are removed.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -87,12 +90,9 @@ pub enum Reload {
 }
 
 impl Versions {
-    /// Versions of the project at `root`, copied under `root/.bridge/versions/{pid}/`. Copies left
-    /// by servers that are no longer running are removed.
-    pub fn new(root: &Path) -> crate::Result<Versions> {
-        let all = root.join(".bridge").join("versions");
-        remove_dead_servers_copies(&all);
-        let store = all.join(std::process::id().to_string());
+    /// Versions of the project at `root`, copied under `root/.bridge/versions/{owner}/`.
+    pub fn new(root: &Path, owner: &str) -> crate::Result<Versions> {
+        let store = versions_dir(root).join(owner);
         if store.exists() {
             std::fs::remove_dir_all(&store).map_err(|e| crate::Error::io(&store, e))?;
         }
@@ -104,6 +104,59 @@ impl Versions {
             error: Mutex::new(None),
             reloading: tokio::sync::Mutex::new(()),
         })
+    }
+
+    /// Removes the copies of servers not in `live_owners` (asked after the folders are listed,
+    /// so a server that registered before creating its folder is always among them). Folders
+    /// named by a process id were left by servers older than owner ids: removed when that
+    /// process no longer exists (Linux `/proc`; elsewhere they are left alone).
+    pub fn remove_stale_copies(
+        &self,
+        live_owners: impl FnOnce() -> crate::Result<Vec<String>>,
+    ) -> crate::Result<usize> {
+        let all = versions_dir(&self.root);
+        let Ok(entries) = std::fs::read_dir(&all) else {
+            return Ok(0);
+        };
+        let names: Vec<String> = entries
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        let live = live_owners()?;
+        let own = self.store.file_name().map(|n| n.to_string_lossy());
+        let mut removed = 0;
+        for name in names {
+            let keep = match name.parse::<u32>() {
+                Ok(pid) => {
+                    !Path::new("/proc/self").exists() || Path::new(&format!("/proc/{pid}")).exists()
+                }
+                Err(_) => live.contains(&name) || own.as_deref() == Some(name.as_str()),
+            };
+            if !keep && std::fs::remove_dir_all(all.join(&name)).is_ok() {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Removes the copies of these dead servers.
+    pub fn remove_copies_of(&self, dead_owners: &[String]) {
+        let all = versions_dir(&self.root);
+        for owner in dead_owners {
+            let dir = all.join(owner);
+            if dir.exists()
+                && let Err(e) = std::fs::remove_dir_all(&dir)
+            {
+                tracing::warn!(dir = %dir.display(), error = %e, "could not remove a dead server's copies");
+            }
+        }
+    }
+
+    /// Removes this server's own copies, on a clean shutdown once no job runs.
+    pub fn remove_own_copies(&self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.store) {
+            tracing::debug!(dir = %self.store.display(), error = %e, "could not remove the server's copies");
+        }
     }
 
     /// The version new jobs use, if a valid one was ever loaded.
@@ -149,24 +202,8 @@ impl Versions {
     }
 }
 
-/// Removes `versions/{pid}` folders of processes that no longer exist (Linux: `/proc/{pid}`;
-/// elsewhere they are left alone).
-fn remove_dead_servers_copies(all: &Path) {
-    if !Path::new("/proc/self").exists() {
-        return;
-    }
-    let Ok(entries) = std::fs::read_dir(all) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let alive = name
-            .parse::<u32>()
-            .is_ok_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
-        if !alive {
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
-    }
+fn versions_dir(root: &Path) -> PathBuf {
+    root.join(".bridge").join("versions")
 }
 
 /// Hashes the files; if they differ from `current`, copies and validates them.

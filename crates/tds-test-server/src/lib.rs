@@ -255,6 +255,7 @@ impl TdsServer {
             faults: Arc::new(server::FaultState::new(&config.faults)),
             next_spid: AtomicU16::new(51),
             write_before: Mutex::new(None),
+            connections: std::sync::atomic::AtomicU64::new(0),
         });
         let admin = session::open_connection(&shared).map_err(std::io::Error::other)?;
         admin
@@ -278,6 +279,14 @@ impl TdsServer {
     /// The address the server listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// TCP connections accepted since the server started (a client opens one per login), for
+    /// tests that bound how often a client connects.
+    pub fn connections(&self) -> u64 {
+        self.shared
+            .connections
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Re-arm the fault plan (replaces the current one and restarts the packet count).

@@ -54,6 +54,8 @@ pub(crate) struct Shared {
     pub next_spid: AtomicU16,
     /// Armed [`crate::TdsServer::write_before`]: statement prefix (upper case) and SQLite SQL.
     pub write_before: std::sync::Mutex<Option<(String, String)>>,
+    /// TCP connections accepted since the start (each client login is one).
+    pub connections: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
@@ -132,6 +134,7 @@ async fn connection(
     mut stop: watch::Receiver<bool>,
 ) {
     let spid = shared.next_spid.fetch_add(1, Ordering::Relaxed);
+    shared.connections.fetch_add(1, Ordering::Relaxed);
     tracing::debug!("connection {spid} from {peer}");
     let (mut rd, mut wr) = stream.into_split();
     let (in_tx, in_rx) = mpsc::channel::<Packet>(32);
