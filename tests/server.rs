@@ -1210,7 +1210,7 @@ async fn callers_see_only_their_own_jobs_and_events_or_those_of_tables_they_read
     scratch.write(
         "config/permissions.yaml",
         &format!(
-            "{text}  - name: alice\n    token: alice-token-123456\n    permissions:\n      - table: dbo.Results\n        access: read\n  - name: bob\n    token: bob-token-123456\n    permissions: []\n"
+            "{text}  - name: alice\n    token: alice-token-123456\n    permissions:\n      - table: dbo.Results\n        access: read\n  - name: bob\n    token: bob-token-123456\n    permissions:\n      - lakehouse_table: colombia.*\n        access: read_write\n"
         ),
     );
     let (alice, bob) = ("alice-token-123456", "bob-token-123456");
