@@ -81,11 +81,15 @@ def _permissions() -> str:
     permissions:
       - table: "*"
         access: read
+      - lakehouse_table: "*"
+        access: read_write
   - name: writer
     token_sha256: "{writer_sha256}"
     permissions:
       - table: dbo.Results
         access: read_write
+      - lakehouse_table: "main.*"
+        access: read
 """
 
 

@@ -228,10 +228,11 @@ def test_bad_body_is_validation_error_naming_country(reader: BridgeClient) -> No
     assert info.value.error == "invalid_request"
 
 
-def test_pipeline_that_does_not_plan_is_422(reader: BridgeClient) -> None:
+def test_country_the_pipeline_does_not_list_is_400_naming_country(reader: BridgeClient) -> None:
     with pytest.raises(ValidationError) as info:
         reader.run_pipeline("demo", country="atlantis")
-    assert info.value.status == 422
+    assert info.value.status == 400
+    assert info.value.field == "country"
     assert "colombia" in info.value.detail
 
 
