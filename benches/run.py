@@ -381,7 +381,8 @@ steps:
             f.write("params:\n  lakehouse_root: output/delta\n")
         with open(os.path.join(proj, "config", "permissions.yaml"), "w") as f:
             f.write(f'users:\n  - name: bench\n    token: "{TOKEN}"\n    permissions:\n'
-                    f'      - table: "*"\n        access: read_write\n')
+                    f'      - table: "*"\n        access: read_write\n'
+                    f'      - lakehouse_table: "*"\n        access: read\n')
         benchlib.write_parquet(os.path.join(proj, "ev.parquet"), 0, 10, 0)
         pipe = os.path.join(proj, "pipelines", "mkdelta.yaml")
         with open(pipe, "w") as f:
