@@ -826,9 +826,28 @@ impl StagedOutput for StagedVolume {
             self.store.put(&success, body).await.map(drop)
         };
         if let Err(e) = written {
-            let e = fail(e);
-            self.abort().await;
-            return Err(e);
+            // The write may have happened anyway (a gateway that timed out after the work): look.
+            match read_manifest(&self.store, &self.target).await {
+                Ok(Some(m)) if m.run_id == self.run.run_id => {
+                    tracing::warn!(step = %self.step, error = %e, "the manifest write reported an error, but the new manifest is in");
+                }
+                Ok(_) => {
+                    let e = fail(e);
+                    self.abort().await;
+                    return Err(e);
+                }
+                Err(read) => {
+                    return Err(Error::step(
+                        &self.step,
+                        format!(
+                            "commit: {e}; whether the new {SUCCESS_FILE} is in could not be \
+                             checked ({read}), so both sets of files are left in place; the \
+                             next run of this output removes the set its {SUCCESS_FILE} does \
+                             not list"
+                        ),
+                    ));
+                }
+            }
         }
         // Committed. The previous set goes; what cannot be removed now stays listed in the run
         // record, for the next run of this output to remove.
