@@ -241,7 +241,7 @@ async fn dropped_connection_mid_stream_is_retried_to_the_same_output() {
     let undisturbed: Vec<String> = list_files(&s.path("out/big"))
         .iter()
         .filter(|f| f.ends_with(".parquet"))
-        .flat_map(|f| batch_lines(&read_parquet(&part(&s.path("out/big"), f))))
+        .flat_map(|f| batch_lines(&read_parquet(&s.path("out/big").join(f))))
         .collect();
     assert_eq!(undisturbed.len(), 5000);
 
