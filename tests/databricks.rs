@@ -127,8 +127,11 @@ fn volume_sink_uploads_the_local_layout_byte_for_byte_with_the_manifest_last() {
                 "/Volumes/main/raw/landing/bridge/sales/2024/{name}"
             ))
             .unwrap();
-        let written =
-            std::fs::read(part(&f.scratch.path("out/local/sales/2024"), &untagged(name))).unwrap();
+        let written = std::fs::read(part(
+            &f.scratch.path("out/local/sales/2024"),
+            &untagged(name),
+        ))
+        .unwrap();
         assert_eq!(uploaded, written, "{name} differs");
     }
     let manifest: serde_json::Value = serde_json::from_slice(
@@ -205,7 +208,10 @@ fn volume_sink_uploads_the_local_layout_byte_for_byte_with_the_manifest_last() {
         .filter(|p| !p.ends_with("/_RUN"))
         .collect();
     assert_eq!(deletes.len(), 3, "the previous run's files: {deletes:?}");
-    assert!(deletes.iter().all(|p| p.ends_with(".parquet")), "{deletes:?}");
+    assert!(
+        deletes.iter().all(|p| p.ends_with(".parquet")),
+        "{deletes:?}"
+    );
     let manifest_put = f
         .double
         .requests()
@@ -218,7 +224,10 @@ fn volume_sink_uploads_the_local_layout_byte_for_byte_with_the_manifest_last() {
         .iter()
         .position(|r| r.method == "DELETE" && r.path.ends_with(".parquet"))
         .unwrap();
-    assert!(manifest_put < first_delete, "old files go after the new manifest is in");
+    assert!(
+        manifest_put < first_delete,
+        "old files go after the new manifest is in"
+    );
 }
 
 #[test]
@@ -317,7 +326,10 @@ steps:
         ("SQLSERVER_PASSWORD", "x".to_string()),
         ("SQLSERVER_ENCRYPT", "danger_plaintext".to_string()),
     ]);
-    let run = || f.scratch.bridge_env(&["run", "pipelines/everywhere.yaml"], &env);
+    let run = || {
+        f.scratch
+            .bridge_env(&["run", "pipelines/everywhere.yaml"], &env)
+    };
     let count = || sql.query_sqlite("SELECT COUNT(*) FROM Items").unwrap()[0][0].clone();
     ok(run());
     assert_eq!(count().as_deref(), Some("50"));
@@ -352,18 +364,29 @@ steps:
     assert!(!err.contains(TOKEN), "{err}");
     assert_eq!(count().as_deref(), Some("50"), "SQL Server was rolled back");
     assert_eq!(f.double.list_files(folder), before);
-    assert_eq!(f.double.file(&format!("{folder}/_SUCCESS")).unwrap(), manifest);
+    assert_eq!(
+        f.double.file(&format!("{folder}/_SUCCESS")).unwrap(),
+        manifest
+    );
 
     // A manifest upload that is written but answered with an error is found in place: committed.
     f.double.fail_next_after_running("PUT", &success, 500, 1);
     ok(run());
     assert_eq!(count().as_deref(), Some("100"));
     let now = f.double.list_files(folder);
-    assert!(before.iter().filter(|p| p.ends_with(".parquet")).all(|p| !now.contains(p)));
+    assert!(
+        before
+            .iter()
+            .filter(|p| p.ends_with(".parquet"))
+            .all(|p| !now.contains(p))
+    );
     let manifest: serde_json::Value =
         serde_json::from_slice(&f.double.file(&format!("{folder}/_SUCCESS")).unwrap()).unwrap();
     let listed = manifest["files"][0]["path"].as_str().unwrap();
-    assert_eq!(now, [format!("{folder}/_SUCCESS"), format!("{folder}/{listed}")]);
+    assert_eq!(
+        now,
+        [format!("{folder}/_SUCCESS"), format!("{folder}/{listed}")]
+    );
 }
 
 /// Seeds `main.sales.orders` with `n` rows.
@@ -493,9 +516,10 @@ fn presigned_downloads_are_retried_and_refreshed() {
     seed_orders(&f, 250);
     databricks_to_parquet(&f, "      table: main.sales.orders");
     let rows = |f: &Fixture| {
-        batch_lines(&read_parquet(
-            &part(&f.scratch.path("out/orders"), "out-00000.parquet"),
-        ))
+        batch_lines(&read_parquet(&part(
+            &f.scratch.path("out/orders"),
+            "out-00000.parquet",
+        )))
         .len()
     };
     let statuses = |f: &Fixture| {
@@ -569,9 +593,10 @@ fn databricks_query_values_are_bound_parameters() {
         "      sql: SELECT id, region FROM main.sales.orders WHERE region = {{ region | bind }} AND id < {{ 20 | bind }} ORDER BY id\n      disposition: inline",
     );
     ok(f.bridge(&["run", "pipelines/from_databricks.yaml"]));
-    let lines = batch_lines(&read_parquet(
-        &part(&f.scratch.path("out/orders"), "out-00000.parquet"),
-    ));
+    let lines = batch_lines(&read_parquet(&part(
+        &f.scratch.path("out/orders"),
+        "out-00000.parquet",
+    )));
     assert_eq!(
         lines,
         ["1|r1", "4|r1", "7|r1", "10|r1", "13|r1", "16|r1", "19|r1"]
@@ -745,9 +770,10 @@ fn throttled_and_unavailable_answers_are_retried_after_retry_after() {
         posts.iter().map(|r| r.status).collect::<Vec<_>>(),
         [429, 200]
     );
-    let lines = batch_lines(&read_parquet(
-        &part(&f.scratch.path("out/orders"), "out-00000.parquet"),
-    ));
+    let lines = batch_lines(&read_parquet(&part(
+        &f.scratch.path("out/orders"),
+        "out-00000.parquet",
+    )));
     assert_eq!(lines.len(), 10);
 
     // Files API calls too: two 503s, then the run completes and the files land.

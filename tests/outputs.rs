@@ -45,7 +45,12 @@ steps:
 
 fn run_gen(s: &Scratch, rows: u64, env: &[(&str, String)]) -> std::process::Output {
     s.bridge_env(
-        &["run", "pipelines/gen.yaml", "--param", &format!("rows={rows}")],
+        &[
+            "run",
+            "pipelines/gen.yaml",
+            "--param",
+            &format!("rows={rows}"),
+        ],
         env,
     )
 }
@@ -54,7 +59,12 @@ fn spawn_gen(s: &Scratch, rows: u64) -> Child {
     Command::new(env!("CARGO_BIN_EXE_bridge"))
         .arg("--root")
         .arg(s.root())
-        .args(["run", "pipelines/gen.yaml", "--param", &format!("rows={rows}")])
+        .args([
+            "run",
+            "pipelines/gen.yaml",
+            "--param",
+            &format!("rows={rows}"),
+        ])
         .env_remove("RUST_LOG")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -141,7 +151,10 @@ fn a_run_waits_for_an_output_another_process_holds_then_fails_naming_it() {
     assert!(err.contains("BRIDGE_LOCK_WAIT_SECS"), "{err}");
     assert!(err.contains("wrote nothing"), "{err}");
     assert_eq!(list_files(&dir), before);
-    assert_eq!(std::fs::read(dir.join("_SUCCESS")).unwrap(), before_manifest);
+    assert_eq!(
+        std::fs::read(dir.join("_SUCCESS")).unwrap(),
+        before_manifest
+    );
 
     // The slow run dies mid-staging: its staging stays behind, the folder is untouched...
     slow.kill().unwrap();
@@ -201,7 +214,11 @@ fn file_names_are_run_unique_and_the_sweep_removes_only_what_the_manifest_listed
     assert_complete(&dir, &["notes.txt", "theirs.parquet"]);
     assert_eq!(rows_in(&dir), 1_500);
     let run_id = manifest(&dir)["run_id"].as_str().unwrap().to_string();
-    assert!(second.iter().all(|f| f.contains(&format!("-{}-", &run_id[..8]))));
+    assert!(
+        second
+            .iter()
+            .all(|f| f.contains(&format!("-{}-", &run_id[..8])))
+    );
 
     // A run killed after renaming its files in but before its manifest: its record lists them,
     // and the next run removes them (and its staging), leaving every other file.
@@ -255,13 +272,19 @@ fn a_commit_that_fails_half_way_leaves_the_previous_set_readable_with_its_manife
     let out = s.bridge(&["run", "pipelines/parts.yaml"]);
     let err = stderr(&out);
     assert!(!out.status.success(), "{err}");
-    assert!(err.contains("failed while committing volume folder"), "{err}");
+    assert!(
+        err.contains("failed while committing volume folder"),
+        "{err}"
+    );
     assert!(
         err.contains("Committed by this run before the failure: nothing"),
         "{err}"
     );
     assert_eq!(list_files(&dir), before);
-    assert_eq!(std::fs::read(dir.join("_SUCCESS")).unwrap(), manifest_before);
+    assert_eq!(
+        std::fs::read(dir.join("_SUCCESS")).unwrap(),
+        manifest_before
+    );
     assert_complete(&dir, &["category=C"]);
     assert_eq!(rows_in(&dir), 2);
     assert!(list_files(&s.path("out/.bridge-staging")).is_empty());

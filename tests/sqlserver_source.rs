@@ -208,7 +208,10 @@ async fn values_are_bound_and_partitions_cover_every_row_once() {
         &["run", "pipelines/x.yaml", "--country", "colombia"],
     )
     .await);
-    let got = batch_lines(&read_parquet(&part(&s.path("out/facts"), "out-00000.parquet")));
+    let got = batch_lines(&read_parquet(&part(
+        &s.path("out/facts"),
+        "out-00000.parquet",
+    )));
     let mut expected = vec!["NULL|colombia|1.00".to_string()];
     expected.extend(
         (100..=2000i64)
@@ -354,9 +357,10 @@ async fn incremental_runs_read_only_rows_past_the_watermark() {
         "name: x\nsteps:\n  - id: ev\n    source:\n      type: sqlserver\n      sql: SELECT id, changed FROM dbo.events\n      incremental: {column: changed}\n  - id: sorted\n    transform: {sql: SELECT * FROM ev ORDER BY id}\n  - id: out\n    sink: {type: volume, from: sorted, destination: out, path: \"run-{{ n }}\"}\n",
     );
     let lines = |n: u32| {
-        batch_lines(&read_parquet(
-            &part(&s.path(&format!("out/run-{n}")), "out-00000.parquet"),
-        ))
+        batch_lines(&read_parquet(&part(
+            &s.path(&format!("out/run-{n}")),
+            "out-00000.parquet",
+        )))
     };
     ok(bridge_with(&s, &server, &["run", "pipelines/x.yaml", "--param", "n=1"]).await);
     assert_eq!(
@@ -505,9 +509,10 @@ async fn extract_runs_the_country_queries_on_sql_server_when_configured() {
         ["peru/sales/_SUCCESS", "peru/sales/sales-00000.parquet"]
     );
     assert_eq!(
-        batch_lines(&read_parquet(
-            &part(&s.path("extracted/peru/sales"), "sales-00000.parquet")
-        )),
+        batch_lines(&read_parquet(&part(
+            &s.path("extracted/peru/sales"),
+            "sales-00000.parquet"
+        ))),
         ["2|2.25|Caribe", "3|NULL|NULL"]
     );
 

@@ -117,7 +117,10 @@ pub async fn lock_outputs(
     let dir = root.join(LOCK_DIR);
     let mut locks = OutputLocks::default();
     for output in outputs {
-        let path = dir.join(format!("{}.lock", hex::encode(&Sha256::digest(&output)[..16])));
+        let path = dir.join(format!(
+            "{}.lock",
+            hex::encode(&Sha256::digest(&output)[..16])
+        ));
         let file = open(&dir, &path, &output)?;
         let started = Instant::now();
         loop {

@@ -208,9 +208,12 @@ impl Sink for VolumeSink {
         }
         // This run holds the output's lock: the manifest cannot change until it is done, and no
         // live run stages for this output.
-        let previous = read_manifest(&store, &target)
-            .await
-            .map_err(|e| Error::step(&self.step, format!("reading the previous {SUCCESS_FILE}: {e}")))?;
+        let previous = read_manifest(&store, &target).await.map_err(|e| {
+            Error::step(
+                &self.step,
+                format!("reading the previous {SUCCESS_FILE}: {e}"),
+            )
+        })?;
         let staging_root = child(&prefix, STAGING_DIR);
         let spool_root = databricks.is_some().then(spool_root);
         sweep_stale_staging(
@@ -693,7 +696,11 @@ async fn sweep_stale_staging(
             parts.next().map(|_| (run, step))
         })
         .collect();
-    let current_files: BTreeSet<String> = current.map(|m| m.paths()).unwrap_or_default().into_iter().collect();
+    let current_files: BTreeSet<String> = current
+        .map(|m| m.paths())
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
     for (run, step) in groups.into_iter().filter(|(run, _)| run != run_id) {
         let group = child(&child(staging_root, &run), &step);
         let record: RunRecord = match store.get(&child(&group, RUN_RECORD)).await {
@@ -814,7 +821,8 @@ impl StagedOutput for StagedVolume {
             bytes: self.files.iter().map(|f| f.bytes).sum(),
             files: &self.files,
         };
-        let body = PutPayload::from(serde_json::to_vec_pretty(&manifest).expect("manifest serializes"));
+        let body =
+            PutPayload::from(serde_json::to_vec_pretty(&manifest).expect("manifest serializes"));
         let success = join(&self.target, SUCCESS_FILE);
         let written = if self.local_manifest {
             let aside = child(&self.group, SUCCESS_FILE);
