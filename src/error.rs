@@ -83,6 +83,37 @@ pub enum Error {
     #[error("run cancelled; nothing was committed")]
     Cancelled,
 
+    /// An output's lock could not be taken (another run holds it); nothing was written.
+    #[error(transparent)]
+    OutputLock(#[from] crate::sinks::lock::LockError),
+
+    /// A run failed while committing: some outputs were committed, the others were not.
+    #[error(
+        "step `{step}` failed while committing {failed}: {cause}. Committed by this run before \
+         the failure: {}. Not committed, left as they were: {}.{}",
+        list_or_nothing(committed),
+        list_or_nothing(not_committed),
+        if *outcome_unknown {
+            " The failed commit was a SQL Server COMMIT: whether the server applied it is \
+             unknown; check that table before running again."
+        } else {
+            ""
+        }
+    )]
+    CommitFailed {
+        step: String,
+        /// What the failed commit would have changed.
+        failed: String,
+        #[source]
+        cause: Box<Error>,
+        /// Outputs committed before the failure, in commit order.
+        committed: Vec<String>,
+        /// Outputs left unchanged (the failed one included, unless `outcome_unknown`).
+        not_committed: Vec<String>,
+        /// Whether the failed commit may have been applied anyway (a lost SQL Server COMMIT).
+        outcome_unknown: bool,
+    },
+
     /// A feature the user asked for is not available in this build.
     #[error("{0}")]
     Unsupported(String),
@@ -141,6 +172,14 @@ impl Error {
             step: step.into(),
             message: message.to_string(),
         }
+    }
+}
+
+fn list_or_nothing(items: &[String]) -> String {
+    if items.is_empty() {
+        "nothing".to_string()
+    } else {
+        items.join(", ")
     }
 }
 

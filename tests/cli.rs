@@ -94,7 +94,7 @@ fn extract_runs_every_query_of_a_country() {
         &dest.display().to_string(),
     ]));
     assert_eq!(
-        list_files(&dest),
+        list_untagged(&dest),
         [
             "colombia/products/_SUCCESS",
             "colombia/products/products-00000.parquet",
@@ -102,9 +102,10 @@ fn extract_runs_every_query_of_a_country() {
             "colombia/sales/sales-00000.parquet",
         ]
     );
-    let products = batch_lines(&read_parquet(
-        &dest.join("colombia/products/products-00000.parquet"),
-    ));
+    let products = batch_lines(&read_parquet(&part(
+        &dest,
+        "colombia/products/products-00000.parquet",
+    )));
     assert_eq!(
         products,
         sqlite_lines(
@@ -134,16 +135,20 @@ async fn csv_parquet_and_delta_sources_with_delta_append() {
     ok(s.bridge(&["run", "pipelines/p2.yaml"]));
     // Appending twice doubled the Delta rows; the volume output was replaced, not duplicated.
     assert_eq!(
-        list_files(&s.path("out/joined")),
+        list_untagged(&s.path("out/joined")),
         ["_SUCCESS", "out-00000.parquet", "out-00001.parquet"]
     );
-    let mut lines = batch_lines(&read_parquet(&s.path("out/joined/out-00000.parquet")));
-    lines.extend(batch_lines(&read_parquet(
-        &s.path("out/joined/out-00001.parquet"),
+    let mut lines = batch_lines(&read_parquet(&part(
+        &s.path("out/joined"),
+        "out-00000.parquet",
     )));
+    lines.extend(batch_lines(&read_parquet(&part(
+        &s.path("out/joined"),
+        "out-00001.parquet",
+    ))));
     assert_eq!(lines, ["1|Ana|2", "2|Luis|2", "3|Sofía|2"]);
     let ctx = SessionContext::new();
-    let people = read_parquet(&s.path("out/people/to_parquet-00000.parquet"));
+    let people = read_parquet(&part(&s.path("out/people"), "to_parquet-00000.parquet"));
     assert_eq!(
         batch_lines(&people),
         ["1|Ana|3.5", "2|Luis|4.25", "3|Sofía|NULL"]

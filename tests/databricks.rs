@@ -98,8 +98,8 @@ fn volume_sink_uploads_the_local_layout_byte_for_byte_with_the_manifest_last() {
     csv_to_volume(&f, 10_000, "/Volumes/main/raw/landing/bridge");
     ok(f.bridge(&["run", "pipelines/to_volume.yaml"]));
 
-    let local = list_files(&f.scratch.path("out/local/sales/2024"));
-    let remote: Vec<String> = f
+    let local = list_untagged(&f.scratch.path("out/local/sales/2024"));
+    let remote_names: Vec<String> = f
         .double
         .list_files("/Volumes/main/raw/landing/bridge")
         .into_iter()
@@ -109,6 +109,7 @@ fn volume_sink_uploads_the_local_layout_byte_for_byte_with_the_manifest_last() {
                 .to_string()
         })
         .collect();
+    let remote: Vec<String> = remote_names.iter().map(|n| untagged(n)).collect();
     assert_eq!(remote, local);
     assert_eq!(
         remote,
@@ -119,15 +120,18 @@ fn volume_sink_uploads_the_local_layout_byte_for_byte_with_the_manifest_last() {
             "sales-00002.parquet"
         ]
     );
-    for name in remote.iter().filter(|n| n.ends_with(".parquet")) {
+    for name in remote_names.iter().filter(|n| n.ends_with(".parquet")) {
         let uploaded = f
             .double
             .file(&format!(
                 "/Volumes/main/raw/landing/bridge/sales/2024/{name}"
             ))
             .unwrap();
-        let written =
-            std::fs::read(f.scratch.path(&format!("out/local/sales/2024/{name}"))).unwrap();
+        let written = std::fs::read(part(
+            &f.scratch.path("out/local/sales/2024"),
+            &untagged(name),
+        ))
+        .unwrap();
         assert_eq!(uploaded, written, "{name} differs");
     }
     let manifest: serde_json::Value = serde_json::from_slice(
@@ -139,7 +143,7 @@ fn volume_sink_uploads_the_local_layout_byte_for_byte_with_the_manifest_last() {
     assert_eq!(manifest["rows"], 10_000);
 
     // Every request is authenticated and identified; uploads are octet streams; the manifest is
-    // the last file written; nothing was staged inside the volume.
+    // the last file written; no Parquet was staged inside the volume (only the run record).
     for r in f.double.requests() {
         assert_eq!(
             r.authorization.as_deref(),
@@ -153,13 +157,22 @@ fn volume_sink_uploads_the_local_layout_byte_for_byte_with_the_manifest_last() {
                 .starts_with("sql-databricks-bridge/"),
             "{r:?}"
         );
-        assert!(!r.path.contains("bridge-staging"), "{r:?}");
-        // Only the first run's withdrawal of a previous manifest finds nothing.
-        let no_manifest_yet =
-            r.method == "DELETE" && r.path.ends_with("/_SUCCESS") && r.status == 404;
-        assert!(r.status < 400 || no_manifest_yet, "{r:?}");
+        assert!(
+            !(r.path.contains("bridge-staging") && r.path.ends_with(".parquet")),
+            "{r:?}"
+        );
+        // Only the first run's look for a previous manifest (and for staging left by earlier
+        // runs) finds nothing.
+        let nothing_yet = r.method == "GET"
+            && (r.path.ends_with("/_SUCCESS") || r.path.ends_with("/.bridge-staging"))
+            && r.status == 404;
+        assert!(r.status < 400 || nothing_yet, "{r:?}");
     }
-    let puts = f.requests("PUT", "/api/2.0/fs/files/");
+    let puts: Vec<RecordedRequest> = f
+        .requests("PUT", "/api/2.0/fs/files/")
+        .into_iter()
+        .filter(|r| !r.path.ends_with("/_RUN"))
+        .collect();
     assert_eq!(puts.len(), 4);
     assert!(puts.last().unwrap().path.ends_with("/_SUCCESS"), "{puts:?}");
     for p in &puts {
@@ -167,26 +180,54 @@ fn volume_sink_uploads_the_local_layout_byte_for_byte_with_the_manifest_last() {
         assert_eq!(p.query.as_deref(), Some("overwrite=true"));
     }
 
-    // A second, smaller run replaces the folder's content: the stale third file goes.
+    // A second, smaller run replaces the folder's content: the new manifest replaces the old one
+    // (never withdrawn), then the previous run's three files go.
     f.double.clear_requests();
     csv_to_volume(&f, 5_000, "/Volumes/main/raw/landing/bridge");
     ok(f.bridge(&["run", "pipelines/to_volume.yaml"]));
+    let folder = "/Volumes/main/raw/landing/bridge/sales/2024";
+    let now: Vec<String> = f.double.list_files(folder);
     assert_eq!(
-        f.double
-            .list_files("/Volumes/main/raw/landing/bridge/sales/2024"),
+        now.iter().map(|p| untagged(p)).collect::<Vec<_>>(),
         [
-            "/Volumes/main/raw/landing/bridge/sales/2024/_SUCCESS",
-            "/Volumes/main/raw/landing/bridge/sales/2024/sales-00000.parquet",
-            "/Volumes/main/raw/landing/bridge/sales/2024/sales-00001.parquet",
+            format!("{folder}/_SUCCESS"),
+            format!("{folder}/sales-00000.parquet"),
+            format!("{folder}/sales-00001.parquet"),
         ]
     );
-    let deletes = f.requests("DELETE", "/api/2.0/fs/files/");
-    assert_eq!(
-        deletes.len(),
-        2,
-        "old manifest and the stale file: {deletes:?}"
+    assert!(
+        remote_names
+            .iter()
+            .filter(|old| old.ends_with(".parquet"))
+            .all(|old| !now.contains(&format!("{folder}/{old}")))
     );
-    assert!(deletes[0].path.ends_with("/_SUCCESS"));
+    let deletes: Vec<String> = f
+        .requests("DELETE", "/api/2.0/fs/files/")
+        .into_iter()
+        .map(|r| r.path)
+        .filter(|p| !p.ends_with("/_RUN"))
+        .collect();
+    assert_eq!(deletes.len(), 3, "the previous run's files: {deletes:?}");
+    assert!(
+        deletes.iter().all(|p| p.ends_with(".parquet")),
+        "{deletes:?}"
+    );
+    let manifest_put = f
+        .double
+        .requests()
+        .iter()
+        .position(|r| r.method == "PUT" && r.path.ends_with("/_SUCCESS"))
+        .unwrap();
+    let first_delete = f
+        .double
+        .requests()
+        .iter()
+        .position(|r| r.method == "DELETE" && r.path.ends_with(".parquet"))
+        .unwrap();
+    assert!(
+        manifest_put < first_delete,
+        "old files go after the new manifest is in"
+    );
 }
 
 #[test]
@@ -224,7 +265,128 @@ fn a_failing_run_changes_nothing_in_the_volume() {
             .file("/Volumes/main/raw/landing/bridge/sales/2024/_SUCCESS"),
         success
     );
-    assert!(f.requests("DELETE", "/api/2.0/fs/").is_empty());
+    // What the first sink uploaded while staging was removed again; the old files never were.
+    for old in before.iter().filter(|p| p.ends_with(".parquet")) {
+        assert!(
+            f.requests("DELETE", "/api/2.0/fs/files")
+                .iter()
+                .all(|r| !r.path.ends_with(old.rsplit('/').next().unwrap())),
+            "{old} was deleted"
+        );
+    }
+}
+
+/// A run writing a SQL Server table, a volume folder and a Delta table, whose volume commit
+/// fails: the Delta table (committed first) is named as committed, SQL Server (committed last)
+/// was rolled back, the volume keeps its previous set.
+#[test]
+fn a_failed_commit_names_what_was_committed_and_leaves_sql_server_unchanged() {
+    use tds_test_server::{TdsServer, TdsServerConfig};
+    let f = Fixture::new(DoubleConfig::default());
+    let sql =
+        f.rt.block_on(TdsServer::start(TdsServerConfig::default()))
+            .unwrap();
+    f.rt.block_on(async {
+        let mut client = bridge::mssql::connect(&tds_settings(sql.addr().port()))
+            .await
+            .unwrap();
+        client
+            .simple_query("CREATE TABLE dbo.Items (id BIGINT NOT NULL, region NVARCHAR(10) NULL)")
+            .await
+            .unwrap()
+            .into_results()
+            .await
+            .unwrap();
+    });
+    let mut csv = String::from("id,region\n");
+    for i in 0..50 {
+        csv.push_str(&format!("{i},r{}\n", i % 3));
+    }
+    f.scratch.write("data/items.csv", &csv);
+    // SQL Server's sink comes first in the file: the commit order does not follow it.
+    f.scratch.write(
+        "pipelines/everywhere.yaml",
+        "name: everywhere
+steps:
+  - id: items
+    source: {type: csv, path: data/items.csv}
+  - id: to_sqlserver
+    sink: {type: sqlserver, from: items, table: dbo.Items, mode: insert}
+  - id: to_volume
+    sink: {type: volume, from: items, destination: /Volumes/main/raw/landing/bridge, path: items}
+  - id: to_delta
+    sink: {type: delta, from: items, path: out/items_delta}
+",
+    );
+    let mut env = f.env();
+    env.extend([
+        ("SQLSERVER_HOST", "127.0.0.1".to_string()),
+        ("SQLSERVER_PORT", sql.addr().port().to_string()),
+        ("SQLSERVER_USERNAME", "sa".to_string()),
+        ("SQLSERVER_PASSWORD", "x".to_string()),
+        ("SQLSERVER_ENCRYPT", "danger_plaintext".to_string()),
+    ]);
+    let run = || {
+        f.scratch
+            .bridge_env(&["run", "pipelines/everywhere.yaml"], &env)
+    };
+    let count = || sql.query_sqlite("SELECT COUNT(*) FROM Items").unwrap()[0][0].clone();
+    ok(run());
+    assert_eq!(count().as_deref(), Some("50"));
+    let folder = "/Volumes/main/raw/landing/bridge/items";
+    let before = f.double.list_files(folder);
+    let manifest = f.double.file(&format!("{folder}/_SUCCESS")).unwrap();
+
+    // The new manifest is refused: the volume's commit fails after its files were uploaded.
+    let success = format!("/api/2.0/fs/files{folder}/_SUCCESS");
+    f.double.fail_next_method("PUT", &success, 403, 1);
+    let out = run();
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!("failed while committing volume folder {folder}")),
+        "{err}"
+    );
+    let delta = f.scratch.path("out/items_delta").canonicalize().unwrap();
+    assert!(
+        err.contains(&format!(
+            "Committed by this run before the failure: Delta table {}",
+            delta.display()
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "Not committed, left as they were: volume folder {folder}, SQL Server table dbo.Items."
+        )),
+        "{err}"
+    );
+    assert!(!err.contains(TOKEN), "{err}");
+    assert_eq!(count().as_deref(), Some("50"), "SQL Server was rolled back");
+    assert_eq!(f.double.list_files(folder), before);
+    assert_eq!(
+        f.double.file(&format!("{folder}/_SUCCESS")).unwrap(),
+        manifest
+    );
+
+    // A manifest upload that is written but answered with an error is found in place: committed.
+    f.double.fail_next_after_running("PUT", &success, 500, 1);
+    ok(run());
+    assert_eq!(count().as_deref(), Some("100"));
+    let now = f.double.list_files(folder);
+    assert!(
+        before
+            .iter()
+            .filter(|p| p.ends_with(".parquet"))
+            .all(|p| !now.contains(p))
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&f.double.file(&format!("{folder}/_SUCCESS")).unwrap()).unwrap();
+    let listed = manifest["files"][0]["path"].as_str().unwrap();
+    assert_eq!(
+        now,
+        [format!("{folder}/_SUCCESS"), format!("{folder}/{listed}")]
+    );
 }
 
 /// Seeds `main.sales.orders` with `n` rows.
@@ -294,7 +456,7 @@ fn databricks_source_streams_every_chunk_in_order() {
     let orders = steps.iter().find(|s| s["id"] == "orders").unwrap();
     assert_eq!(orders["rows"], 2_500, "{summary}");
 
-    let batches = read_parquet(&f.scratch.path("out/orders/out-00000.parquet"));
+    let batches = read_parquet(&part(&f.scratch.path("out/orders"), "out-00000.parquet"));
     let schema = batches[0].schema();
     let types: Vec<String> = schema
         .fields()
@@ -354,9 +516,10 @@ fn presigned_downloads_are_retried_and_refreshed() {
     seed_orders(&f, 250);
     databricks_to_parquet(&f, "      table: main.sales.orders");
     let rows = |f: &Fixture| {
-        batch_lines(&read_parquet(
-            &f.scratch.path("out/orders/out-00000.parquet"),
-        ))
+        batch_lines(&read_parquet(&part(
+            &f.scratch.path("out/orders"),
+            "out-00000.parquet",
+        )))
         .len()
     };
     let statuses = |f: &Fixture| {
@@ -430,9 +593,10 @@ fn databricks_query_values_are_bound_parameters() {
         "      sql: SELECT id, region FROM main.sales.orders WHERE region = {{ region | bind }} AND id < {{ 20 | bind }} ORDER BY id\n      disposition: inline",
     );
     ok(f.bridge(&["run", "pipelines/from_databricks.yaml"]));
-    let lines = batch_lines(&read_parquet(
-        &f.scratch.path("out/orders/out-00000.parquet"),
-    ));
+    let lines = batch_lines(&read_parquet(&part(
+        &f.scratch.path("out/orders"),
+        "out-00000.parquet",
+    )));
     assert_eq!(
         lines,
         ["1|r1", "4|r1", "7|r1", "10|r1", "13|r1", "16|r1", "19|r1"]
@@ -606,9 +770,10 @@ fn throttled_and_unavailable_answers_are_retried_after_retry_after() {
         posts.iter().map(|r| r.status).collect::<Vec<_>>(),
         [429, 200]
     );
-    let lines = batch_lines(&read_parquet(
-        &f.scratch.path("out/orders/out-00000.parquet"),
-    ));
+    let lines = batch_lines(&read_parquet(&part(
+        &f.scratch.path("out/orders"),
+        "out-00000.parquet",
+    )));
     assert_eq!(lines.len(), 10);
 
     // Files API calls too: two 503s, then the run completes and the files land.
@@ -646,8 +811,9 @@ fn throttled_and_unavailable_answers_are_retried_after_retry_after() {
     );
     assert!(
         f.double
-            .file("/Volumes/main/raw/landing/bridge/sales/2024/sales-00000.parquet")
-            .is_some()
+            .list_files("/Volumes/main/raw/landing/bridge/sales/2024")
+            .iter()
+            .any(|p| untagged(p).ends_with("/sales-00000.parquet"))
     );
 }
 
@@ -808,7 +974,7 @@ fn profiles_of_databrickscfg_are_used() {
         ],
         &wrong_env,
     ));
-    assert!(f.scratch.path("out/orders/out-00000.parquet").is_file());
+    assert!(part(&f.scratch.path("out/orders"), "out-00000.parquet").is_file());
 }
 
 mod events {

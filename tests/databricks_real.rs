@@ -54,13 +54,25 @@ fn real_volume_upload_is_complete_with_its_manifest() {
         let base = format!("{}/{folder}", volume.trim_end_matches('/'));
         let manifest = client.file_meta(&format!("{base}/_SUCCESS")).await.unwrap();
         assert!(manifest.is_some(), "no _SUCCESS under {base}");
+        let names: Vec<String> = client
+            .list_directory(&base)
+            .await
+            .unwrap()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| e.path.rsplit('/').next().unwrap_or_default().to_string())
+            .collect();
+        let parquet_name = names
+            .iter()
+            .find(|n| untagged(n) == "out-00000.parquet")
+            .unwrap_or_else(|| panic!("no out-<run>-00000.parquet under {base}: {names:?}"));
         let parquet = client
-            .file_meta(&format!("{base}/out-00000.parquet"))
+            .file_meta(&format!("{base}/{parquet_name}"))
             .await
             .unwrap()
             .expect("the Parquet file");
         assert!(parquet.size > 0);
-        for name in ["_SUCCESS", "out-00000.parquet"] {
+        for name in ["_SUCCESS", parquet_name.as_str()] {
             client.delete_file(&format!("{base}/{name}")).await.unwrap();
         }
         client.delete_directory(&base).await.unwrap();

@@ -54,9 +54,12 @@ async fn demo_writes_exact_parquet_and_delta_and_is_idempotent() {
 
     // Colombia's config sets start_date 2024-03-01, overriding the pipeline's default.
     let sales_dir = s.path(&format!("output/volume/colombia/sales/{RUN_DATE}"));
-    let files = list_files(&sales_dir);
-    assert_eq!(files, ["_SUCCESS", "sales_colombia-00000.parquet"]);
-    let batches = read_parquet(&sales_dir.join("sales_colombia-00000.parquet"));
+    assert_eq!(
+        list_untagged(&sales_dir),
+        ["_SUCCESS", "sales_colombia-00000.parquet"]
+    );
+    let sales_file = part(&sales_dir, "sales_colombia-00000.parquet");
+    let batches = read_parquet(&sales_file);
     let schema = batches[0].schema();
     assert_eq!(
         schema.field_with_name("amount").unwrap().data_type(),
@@ -78,14 +81,17 @@ async fn demo_writes_exact_parquet_and_delta_and_is_idempotent() {
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(sales_dir.join("_SUCCESS")).unwrap()).unwrap();
     assert_eq!(manifest["rows"], expected.len() as u64);
-    assert_eq!(manifest["files"][0]["path"], "sales_colombia-00000.parquet");
+    assert_eq!(
+        manifest["files"][0]["path"],
+        sales_file.file_name().unwrap().to_str().unwrap()
+    );
     assert_eq!(manifest["pipeline"], "demo");
 
     // The partitioned summary and the Delta table hold the same aggregate as SQLite computes.
     let summary = expected_summary(&s, "colombia", "2024-03-01");
     let ctx = SessionContext::new();
     let summary_dir = s.path("output/volume/colombia/sales_by_region");
-    let categories: Vec<String> = list_files(&summary_dir)
+    let categories: Vec<String> = list_untagged(&summary_dir)
         .into_iter()
         .filter(|f| f.ends_with(".parquet"))
         .collect();
@@ -117,14 +123,27 @@ async fn demo_writes_exact_parquet_and_delta_and_is_idempotent() {
     let delta_lines = read_delta(&delta_path).await;
     assert_eq!(delta_lines, summary);
 
-    // A second run leaves exactly the same data: same files, no duplicated rows in Delta.
+    // A second run leaves exactly the same data: the same files under its own run's names (the
+    // first run's are gone), no duplicated rows in Delta.
     let before = list_files(&s.path("output/volume"));
     run_demo(&s, "colombia");
-    assert_eq!(list_files(&s.path("output/volume")), before);
+    let after = list_files(&s.path("output/volume"));
     assert_eq!(
-        batch_lines(&read_parquet(
-            &sales_dir.join("sales_colombia-00000.parquet")
-        )),
+        after.iter().map(|f| untagged(f)).collect::<Vec<_>>(),
+        before.iter().map(|f| untagged(f)).collect::<Vec<_>>()
+    );
+    assert!(
+        before
+            .iter()
+            .filter(|f| f.ends_with(".parquet"))
+            .all(|f| !after.contains(f)),
+        "{before:?} {after:?}"
+    );
+    assert_eq!(
+        batch_lines(&read_parquet(&part(
+            &sales_dir,
+            "sales_colombia-00000.parquet"
+        ))),
         expected
     );
     assert_eq!(read_delta(&delta_path).await, summary);
@@ -140,7 +159,7 @@ async fn second_country_uses_its_own_queries_and_params() {
     run_demo(&s, "mexico");
     // Mexico keeps the pipeline's default start_date (2024-01-01).
     let dir = s.path(&format!("output/volume/mexico/sales/{RUN_DATE}"));
-    let got = batch_lines(&read_parquet(&dir.join("sales_mexico-00000.parquet")));
+    let got = batch_lines(&read_parquet(&part(&dir, "sales_mexico-00000.parquet")));
     assert_eq!(got, expected_sales(&s, "mexico", "2024-01-01"));
     assert!(!s.path("output/volume/colombia").exists());
 }
@@ -170,9 +189,7 @@ fn json_summary_reports_rows_per_step() {
         expected_summary(&s, "colombia", "2024-03-01").len() as u64
     );
     assert!(
-        step("sales_to_volume")["outputs"][0]
-            .as_str()
-            .unwrap()
+        untagged(step("sales_to_volume")["outputs"][0].as_str().unwrap())
             .ends_with("colombia/sales/2024-12-31/sales_colombia-00000.parquet")
     );
 }

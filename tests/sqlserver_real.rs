@@ -64,7 +64,7 @@ async fn real_server_types_round_trip_to_parquet() {
     .unwrap();
     ok(o);
     assert_eq!(
-        batch_lines(&read_parquet(&s.path("out/t/out-00000.parquet"))),
+        batch_lines(&read_parquet(&part(&s.path("out/t"), "out-00000.parquet"))),
         [
             "1|12345678901234567890.0123456789|2024-01-31T12:34:56.123456700|Ñandú 日本|6F9619FF-8B86-D011-B42D-00C04FC964FF",
             "2|NULL|NULL|NULL|NULL"

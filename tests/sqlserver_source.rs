@@ -97,7 +97,7 @@ async fn every_type_round_trips_to_parquet_exactly() {
     );
     let o = bridge_with(&s, &server, &["run", "pipelines/x.yaml"]).await;
     ok(o);
-    let batches = read_parquet(&s.path("out/t/out-00000.parquet"));
+    let batches = read_parquet(&part(&s.path("out/t"), "out-00000.parquet"));
     let schema = batches[0].schema();
     let ty = |name: &str| schema.field_with_name(name).unwrap().data_type().clone();
     assert_eq!(ty("id"), DataType::Int32);
@@ -208,7 +208,10 @@ async fn values_are_bound_and_partitions_cover_every_row_once() {
         &["run", "pipelines/x.yaml", "--country", "colombia"],
     )
     .await);
-    let got = batch_lines(&read_parquet(&s.path("out/facts/out-00000.parquet")));
+    let got = batch_lines(&read_parquet(&part(
+        &s.path("out/facts"),
+        "out-00000.parquet",
+    )));
     let mut expected = vec!["NULL|colombia|1.00".to_string()];
     expected.extend(
         (100..=2000i64)
@@ -244,9 +247,10 @@ async fn partitions_over_the_whole_bigint_range_read_every_row_once() {
             ),
         );
         ok(bridge_with(&s, &server, &["run", "pipelines/x.yaml"]).await);
-        let got = batch_lines(&read_parquet(
-            &s.path(&format!("out/p{partitions}/out-00000.parquet")),
-        ));
+        let got = batch_lines(&read_parquet(&part(
+            &s.path(&format!("out/p{partitions}")),
+            "out-00000.parquet",
+        )));
         assert_eq!(
             got,
             vec![
@@ -305,7 +309,7 @@ async fn dropped_connection_mid_stream_is_retried_to_the_same_output() {
         "the fault happened and was retried: {err}"
     );
     assert!(out.contains("out"), "{out}");
-    let files = list_files(&s.path("out/big"));
+    let files = list_untagged(&s.path("out/big"));
     assert_eq!(
         files,
         [
@@ -318,7 +322,7 @@ async fn dropped_connection_mid_stream_is_retried_to_the_same_output() {
     let retried: Vec<String> = files
         .iter()
         .filter(|f| f.ends_with(".parquet"))
-        .flat_map(|f| batch_lines(&read_parquet(&s.path("out/big").join(f))))
+        .flat_map(|f| batch_lines(&read_parquet(&part(&s.path("out/big"), f))))
         .collect();
     assert_eq!(retried, undisturbed);
     let manifest: serde_json::Value =
@@ -401,9 +405,10 @@ async fn incremental_runs_read_only_rows_past_the_watermark() {
         "name: x\nsteps:\n  - id: ev\n    source:\n      type: sqlserver\n      sql: SELECT id, changed FROM dbo.events\n      incremental: {column: changed}\n  - id: sorted\n    transform: {sql: SELECT * FROM ev ORDER BY id}\n  - id: out\n    sink: {type: volume, from: sorted, destination: out, path: \"run-{{ n }}\"}\n",
     );
     let lines = |n: u32| {
-        batch_lines(&read_parquet(
-            &s.path(&format!("out/run-{n}/out-00000.parquet")),
-        ))
+        batch_lines(&read_parquet(&part(
+            &s.path(&format!("out/run-{n}")),
+            "out-00000.parquet",
+        )))
     };
     ok(bridge_with(&s, &server, &["run", "pipelines/x.yaml", "--param", "n=1"]).await);
     assert_eq!(
@@ -548,13 +553,14 @@ async fn extract_runs_the_country_queries_on_sql_server_when_configured() {
     let a: Vec<&str> = a.iter().map(String::as_str).collect();
     ok(bridge_with(&s, &server, &a).await);
     assert_eq!(
-        list_files(&s.path("extracted")),
+        list_untagged(&s.path("extracted")),
         ["peru/sales/_SUCCESS", "peru/sales/sales-00000.parquet"]
     );
     assert_eq!(
-        batch_lines(&read_parquet(
-            &s.path("extracted/peru/sales/sales-00000.parquet")
-        )),
+        batch_lines(&read_parquet(&part(
+            &s.path("extracted/peru/sales"),
+            "sales-00000.parquet"
+        ))),
         ["2|2.25|Caribe", "3|NULL|NULL"]
     );
 

@@ -24,7 +24,7 @@ pub const EXTRACT_DATABASE_PARAM: &str = "extract_database";
 /// Optional parameter naming a SQL script that creates that database when it is missing.
 pub const EXTRACT_SEED_PARAM: &str = "extract_seed";
 
-/// Builds the extraction pipeline of a country: `{destination}/{country}/{query}/{query}-00000.parquet`.
+/// Builds the extraction pipeline of a country: `{destination}/{country}/{query}/{query}-{run}-00000.parquet`.
 pub fn extract_pipeline(
     project: &Project,
     country: &str,

@@ -1,6 +1,8 @@
 //! Executes a [`Plan`] on DataFusion: sources and transforms become tables, sinks stream them out.
 //! Everything that can fail on bad input (schemas, SQL, sink settings) is checked before the first
-//! byte is written; sinks stage concurrently, then commit together.
+//! byte is written; the run then locks every output it writes ([`sinks::lock`]), sinks stage
+//! concurrently, then commit together in [`CommitPhase`] order (Delta writes, then volume folders,
+//! then SQL Server's `COMMIT`); a failure while committing names what was and was not committed.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,7 +22,7 @@ use crate::pipeline::metrics::{CountingTable, StepMetrics};
 use crate::pipeline::plan::{Plan, PlannedStep};
 use crate::pipeline::project::Project;
 use crate::pipeline::spec::StepKind;
-use crate::sinks::{self, RunInfo, Sink, StagedOutput};
+use crate::sinks::{self, CommitPhase, RunInfo, Sink, StagedOutput};
 use crate::sources;
 use crate::sql::SqlValue;
 
@@ -42,6 +44,8 @@ pub struct RunOptions {
     /// at this many bytes; an operator needing more fails the run ("Resources exhausted").
     /// `None`: no cap.
     pub memory_limit: Option<usize>,
+    /// How long to wait for an output another run is writing (default [`sinks::lock::lock_wait`]).
+    pub lock_wait: Option<Duration>,
 }
 
 /// Retries of a sink after a transient failure.
@@ -174,6 +178,23 @@ pub async fn run(project: &Project, plan: &Plan, options: &RunOptions) -> Result
 
     let mut reports: BTreeMap<String, (Duration, Vec<String>)> = BTreeMap::new();
     if !options.dry_run {
+        // Held until the run is over: from before staging through the commit (or abort).
+        let outputs = ready
+            .iter()
+            .map(|s| s.sink.output())
+            .collect::<Result<Vec<_>>>()?;
+        let _locks = sinks::lock::lock_outputs(
+            project.root(),
+            outputs,
+            &run.run_id,
+            options.lock_wait.unwrap_or_else(sinks::lock::lock_wait),
+            &options.cancel.clone().unwrap_or_default(),
+        )
+        .await
+        .map_err(|e| match e {
+            sinks::lock::LockError::Cancelled { .. } => Error::Cancelled,
+            other => Error::from(other),
+        })?;
         let progress = options.progress.then(|| Progress::start(&ready, &metrics));
         let forward = options.cancel.clone().map(|cancel| {
             let stop = stop.clone();
@@ -392,30 +413,38 @@ async fn stage_and_commit(
         }
         return Err(e);
     }
-    // Writes that happen at commit time (Delta) go first: if one fails, no file has been published.
-    staged.sort_by_key(|(_, _, output)| !output.writes_on_commit());
+    // Delta writes (which still stream data) first, then volume folders (a manifest each), then
+    // SQL Server's COMMIT: an earlier failure leaves every SQL Server transaction to roll back.
+    staged.sort_by_key(|(_, _, output)| output.commit_phase());
+    let mut committed: Vec<String> = Vec::new();
     let mut staged = staged.into_iter();
     while let Some((id, elapsed, output)) = staged.next() {
         let t = Instant::now();
+        let target = output.target();
+        let phase = output.commit_phase();
         match output.commit().await {
             Ok(outputs) => {
                 tracing::info!(step = %id, "committed");
+                committed.push(target);
                 reports.insert(id, (elapsed + t.elapsed(), outputs));
             }
             Err(e) => {
+                let outcome_unknown = phase == CommitPhase::Transaction;
+                let mut not_committed = Vec::new();
+                if !outcome_unknown {
+                    not_committed.push(target.clone());
+                }
                 for (_, _, rest) in staged {
+                    not_committed.push(rest.target());
                     rest.abort().await;
                 }
-                let committed: Vec<&str> = reports.keys().map(String::as_str).collect();
-                return Err(match e {
-                    Error::Step { step, message } if !committed.is_empty() => Error::Step {
-                        step,
-                        message: format!(
-                            "{message} (already committed by this run: {})",
-                            committed.join(", ")
-                        ),
-                    },
-                    other => other,
+                return Err(Error::CommitFailed {
+                    step: id,
+                    failed: target,
+                    cause: Box::new(e),
+                    committed,
+                    not_committed,
+                    outcome_unknown,
                 });
             }
         }

@@ -1,5 +1,6 @@
 //! `delta` sink: appends to or overwrites a Delta table in one delta-rs commit.
-//! The write streams the input plan; it runs in the commit phase, after every other sink staged.
+//! The write streams the input plan; it runs in the commit phase, after every other sink staged,
+//! and first among the commits ([`CommitPhase::WritesData`]).
 
 use std::sync::Arc;
 
@@ -13,7 +14,8 @@ use crate::error::{Error, Result};
 use crate::pipeline::metrics::{CountingTable, StepMetrics};
 use crate::pipeline::project::Project;
 use crate::pipeline::spec::{DeltaSinkSpec, DeltaWriteMode};
-use crate::sinks::{Sink, StagedOutput, check_columns};
+use crate::sinks::lock::canonical_local;
+use crate::sinks::{CommitPhase, Sink, StagedOutput, check_columns};
 use crate::sources::location_string;
 
 /// Writes a Delta table.
@@ -44,6 +46,17 @@ impl Sink for DeltaSink {
             "partition_by",
             self.spec.partition_by.iter(),
         )
+    }
+
+    fn output(&self) -> Result<String> {
+        Ok(if self.location.contains("://") {
+            format!("delta:{}", self.location.trim_end_matches('/'))
+        } else {
+            format!(
+                "delta:file://{}",
+                canonical_local(std::path::Path::new(&self.location)).display()
+            )
+        })
     }
 
     async fn stage(
@@ -82,8 +95,12 @@ struct PendingDeltaWrite {
 
 #[async_trait]
 impl StagedOutput for PendingDeltaWrite {
-    fn writes_on_commit(&self) -> bool {
-        true
+    fn commit_phase(&self) -> CommitPhase {
+        CommitPhase::WritesData
+    }
+
+    fn target(&self) -> String {
+        format!("Delta table {}", self.location)
     }
 
     async fn commit(self: Box<Self>) -> Result<Vec<String>> {

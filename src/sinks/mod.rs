@@ -1,6 +1,7 @@
 //! Sink kinds: each one writes a step's rows in two phases, staged then committed.
-//! A run stages every sink first; only when all staged cleanly are they committed, so a failed
-//! run publishes nothing.
+//! A run locks every output ([`lock`]), stages every sink; only when all staged cleanly are they
+//! committed, in [`CommitPhase`] order, so a failed run publishes nothing and a run that fails
+//! while committing can say exactly which outputs it committed.
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use crate::pipeline::project::Project;
 use crate::pipeline::spec::SinkSpec;
 
 pub mod delta;
+pub mod lock;
 pub mod sqlserver;
 pub mod volume;
 
@@ -36,6 +38,10 @@ pub trait Sink: Send + Sync + Debug {
     /// Checks the configuration against the input's schema before anything is written.
     fn check(&self, schema: &Schema) -> Result<()>;
 
+    /// Canonical id of what this sink writes (e.g. `file:///data/out/sales`,
+    /// `sqlserver://host:1433/db/dbo.orders`): the key of its [`lock`].
+    fn output(&self) -> Result<String>;
+
     /// Streams the input somewhere readers cannot see yet and returns what to commit.
     async fn stage(
         &self,
@@ -45,14 +51,27 @@ pub trait Sink: Send + Sync + Debug {
     ) -> Result<Box<dyn StagedOutput>>;
 }
 
+/// When an output commits, relative to the others of its run: in this order, so the commits most
+/// likely to fail come first and SQL Server's `COMMIT`, the one that can still be undone (rolled
+/// back) until it is sent, comes last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum CommitPhase {
+    /// The commit still streams the data (Delta): it may fail for data reasons.
+    WritesData,
+    /// The data is in place; the commit publishes it (a volume folder's `_SUCCESS`).
+    Publishes,
+    /// The data is written in an open transaction; the commit sends `COMMIT` (SQL Server).
+    Transaction,
+}
+
 /// Output written but not yet visible.
 #[async_trait]
 pub trait StagedOutput: Send + Sync {
-    /// Whether `commit` still streams data (and so may fail for data reasons); such outputs are
-    /// committed before those that only publish staged files.
-    fn writes_on_commit(&self) -> bool {
-        false
-    }
+    /// When this output commits relative to the others.
+    fn commit_phase(&self) -> CommitPhase;
+
+    /// What the commit changes, for messages (e.g. `volume folder /data/out/sales`).
+    fn target(&self) -> String;
 
     /// Makes the output visible; returns the locations written.
     async fn commit(self: Box<Self>) -> Result<Vec<String>>;

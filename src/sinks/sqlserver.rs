@@ -97,7 +97,7 @@ use crate::error::{Error, Result};
 use crate::mssql::{Client, MssqlError, Phase, SqlServerSettings, connect};
 use crate::pipeline::metrics::StepMetrics;
 use crate::pipeline::spec::{SqlServerSinkSpec, SqlServerWriteMode};
-use crate::sinks::{RunInfo, Sink, StagedOutput, check_columns};
+use crate::sinks::{CommitPhase, RunInfo, Sink, StagedOutput, check_columns};
 use crate::sql::{Dialect, IdentError, quote_ident, validate_ident};
 
 /// How long `ROLLBACK` may take before the connection is simply closed.
@@ -184,6 +184,18 @@ impl SqlServerSink {
 
 #[async_trait]
 impl Sink for SqlServerSink {
+    fn output(&self) -> Result<String> {
+        // SQL Server's default collations compare names without case.
+        Ok(format!(
+            "sqlserver://{}/{}.{}.{}",
+            self.settings.describe(),
+            self.table.catalog.as_deref().unwrap_or_default(),
+            self.table.schema,
+            self.table.name
+        )
+        .to_lowercase())
+    }
+
     fn check(&self, schema: &Schema) -> Result<()> {
         let mode = self.spec.mode;
         let keys = &self.spec.primary_keys;
@@ -1008,6 +1020,14 @@ impl Drop for TableClaim {
 
 #[async_trait]
 impl StagedOutput for StagedSqlServerWrite {
+    fn commit_phase(&self) -> CommitPhase {
+        CommitPhase::Transaction
+    }
+
+    fn target(&self) -> String {
+        format!("SQL Server table {}", self.table)
+    }
+
     async fn commit(self: Box<Self>) -> Result<Vec<String>> {
         let StagedSqlServerWrite {
             step,

@@ -1,13 +1,28 @@
 //! `volume` sink: Parquet files under `destination/path/`, written through object_store.
-//! Files are staged under `destination/.bridge-staging/{run}/`, then moved in place and a `_SUCCESS`
-//! manifest is written last; files of earlier runs that this run did not produce are removed.
 //!
-//! Layout: `path/[column=value/]{file_name}-{n:05}.parquet` and `path/_SUCCESS` (JSON: run id,
-//! pipeline, step, files with rows and bytes). Readers should wait for `_SUCCESS`.
+//! Layout: `path/[column=value/]{file_name}-{tag}-{n:05}.parquet` and `path/_SUCCESS` (JSON: run
+//! id, pipeline, step, files with rows and bytes). `{tag}` is a short run id ([`file_tag`]), so
+//! two runs never write the same file name. The run holds the folder's lock
+//! ([`crate::sinks::lock`]) from before staging until its commit is done.
+//!
+//! Staging: files are written under `destination/.bridge-staging/{run}/{step}/`, next to a run
+//! record (`_RUN`: the folder, the files the run puts there, the previous files it replaces).
+//! Commit, in this order: the new files are renamed in; the new `_SUCCESS` is written aside and
+//! renamed over the old one (on object stores and the Files API, written in one request, which
+//! replaces the object whole); then the files listed by the *previous* `_SUCCESS` are deleted,
+//! and only those: other files in the folder are never touched. At every instant a reader of
+//! `_SUCCESS` finds all its files. A commit that fails before the new manifest is in removes the
+//! new files and leaves the previous set and manifest as they were. A plain folder scan (e.g.
+//! Spark reading `*.parquet`) sees both sets between the renames and the deletes.
+//!
+//! A run that takes the lock first removes what dead runs left for this folder: their staging
+//! folders and, from their run records, files they put in the folder but never committed.
 //!
 //! A `/Volumes/catalog/schema/volume/...` destination goes through the Databricks Files API, with
-//! the same layout and order. The Files API cannot rename, so such runs stage their files on local
-//! disk and the commit uploads each one (streamed from disk, retried) to its place.
+//! the same layout and order. The Files API cannot rename, so such runs write their files on local
+//! disk and upload each one (streamed from disk, retried) under its final name while staging;
+//! the commit only writes `_SUCCESS` and deletes the previous files. A plain scan of such a
+//! folder sees the new files from their upload on; readers that follow `_SUCCESS` do not.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -25,7 +40,8 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use parquet::arrow::async_writer::AsyncArrowWriter;
 use parquet::basic::{Compression as ParquetCompression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::databricks::files::UploadBody;
 use crate::databricks::{DatabricksClient, VolumeStore};
@@ -33,7 +49,8 @@ use crate::error::{Error, Result};
 use crate::pipeline::metrics::StepMetrics;
 use crate::pipeline::project::Project;
 use crate::pipeline::spec::{Compression, VolumeSinkSpec};
-use crate::sinks::{RunInfo, Sink, StagedOutput, check_columns};
+use crate::sinks::lock::{canonical_local, normal_folder};
+use crate::sinks::{CommitPhase, RunInfo, Sink, StagedOutput, check_columns};
 
 /// Default rows per row group.
 pub const DEFAULT_ROW_GROUP_SIZE: usize = 1_048_576;
@@ -139,6 +156,21 @@ impl VolumeSink {
 
 #[async_trait]
 impl Sink for VolumeSink {
+    fn output(&self) -> Result<String> {
+        let folder = normal_folder(&self.spec.path);
+        Ok(if let Some(root) = &self.local_root {
+            format!("file://{}/{folder}", canonical_local(root).display())
+        } else if let Some(settings) = &self.databricks {
+            format!(
+                "databricks:{}{}/{folder}",
+                settings.resolve()?.host,
+                self.spec.destination.trim_end_matches('/')
+            )
+        } else {
+            format!("{}/{folder}", self.spec.destination.trim_end_matches('/'))
+        })
+    }
+
     fn check(&self, schema: &Schema) -> Result<()> {
         check_columns(
             &self.step,
@@ -164,26 +196,58 @@ impl Sink for VolumeSink {
         metrics: Arc<StepMetrics>,
     ) -> Result<Box<dyn StagedOutput>> {
         let (store, prefix, databricks) = self.open_store()?;
-        let run_staging = |root: &ObjPath| {
-            child(
-                &child(&child(root, STAGING_DIR), &self.run.run_id),
+        let target = join(&prefix, &self.spec.path);
+        if let Some(client) = &databricks {
+            // Check now that the folder can be written (the volume exists and the caller may
+            // write it), so a bad destination fails before anything is uploaded.
+            let folder = format!("/{target}");
+            client
+                .create_directory(&folder)
+                .await
+                .map_err(|e| Error::step(&self.step, format!("destination {folder}: {e}")))?;
+        }
+        // This run holds the output's lock: the manifest cannot change until it is done, and no
+        // live run stages for this output.
+        let previous = read_manifest(&store, &target).await.map_err(|e| {
+            Error::step(
                 &self.step,
+                format!("reading the previous {SUCCESS_FILE}: {e}"),
             )
+        })?;
+        let staging_root = child(&prefix, STAGING_DIR);
+        let spool_root = databricks.is_some().then(spool_root);
+        sweep_stale_staging(
+            &store,
+            &staging_root,
+            &normal_folder(&self.spec.path),
+            &self.run.run_id,
+            &target,
+            previous.as_ref(),
+            spool_root.as_deref(),
+        )
+        .await;
+        let group = child(&child(&staging_root, &self.run.run_id), &self.step);
+        let previous_files: Vec<String> = previous.map(|m| m.paths()).unwrap_or_default();
+        let mut record = RunRecord {
+            run_id: self.run.run_id.clone(),
+            step: self.step.clone(),
+            path: normal_folder(&self.spec.path),
+            files: Vec::new(),
+            replaces: Vec::new(),
         };
-        // Where files are written before the commit, and how the commit moves them.
+        // Claims the staging folder for this output before anything is written in it.
+        record
+            .write(&store, &group)
+            .await
+            .map_err(|e| Error::step(&self.step, format!("staging: {e}")))?;
+        // Where files are written before the commit, and how they get to the folder.
         let (staging_store, staging, mover) = match databricks {
-            None => (Arc::clone(&store), run_staging(&prefix), Mover::Rename),
+            None => (Arc::clone(&store), group.clone(), Mover::Rename),
             Some(client) => {
-                // The upload happens at commit: check now that the folder can be written (the
-                // volume exists and the caller may write it), so a bad destination fails the
-                // run before any sink commits.
-                let target = format!("/{}", join(&prefix, &self.spec.path));
-                client
-                    .create_directory(&target)
-                    .await
-                    .map_err(|e| Error::step(&self.step, format!("destination {target}: {e}")))?;
-                let local = std::env::temp_dir()
-                    .join("bridge-staging")
+                // The Files API cannot rename: files are written on local disk, then uploaded
+                // under their final (run-unique) names while staging.
+                let local = spool_root
+                    .expect("set for volumes")
                     .join(&self.run.run_id)
                     .join(&self.step);
                 std::fs::create_dir_all(&local).map_err(|e| Error::io(&local, e))?;
@@ -200,28 +264,42 @@ impl Sink for VolumeSink {
         let mut staged = StagedVolume {
             step: self.step.clone(),
             store,
-            staging_store: Arc::clone(&staging_store),
             staging: staging.clone(),
+            group,
             mover,
-            target: join(&prefix, &self.spec.path),
+            target,
             destination: self.destination.clone(),
             files: Vec::new(),
+            placed: Vec::new(),
+            record: RunRecord::default(),
+            local_manifest: self.local_root.is_some(),
             run: self.run.clone(),
             path: self.spec.path.clone(),
         };
-        match self
-            .write_files(&staging_store, &staging, input, &metrics)
-            .await
-        {
-            Ok(files) => {
-                staged.files = files;
-                Ok(Box::new(staged))
-            }
+        let tag = file_tag(&self.run.run_id, &previous_files);
+        let written = self
+            .write_files(&staging_store, &staging, input, &metrics, &tag)
+            .await;
+        let files = match written {
+            Ok(files) => files,
             Err(e) => {
                 Box::new(staged).abort().await;
-                Err(e)
+                return Err(e);
             }
+        };
+        let new: BTreeSet<&str> = files.iter().map(|f| f.relative.as_str()).collect();
+        record.files = files.iter().map(|f| f.relative.clone()).collect();
+        record.replaces = previous_files
+            .into_iter()
+            .filter(|p| !new.contains(p.as_str()))
+            .collect();
+        staged.files = files;
+        staged.record = record;
+        if let Err(e) = staged.upload_staged().await {
+            Box::new(staged).abort().await;
+            return Err(e);
         }
+        Ok(Box::new(staged))
     }
 }
 
@@ -232,6 +310,7 @@ impl VolumeSink {
         staging: &ObjPath,
         input: DataFrame,
         metrics: &StepMetrics,
+        tag: &str,
     ) -> Result<Vec<StagedFile>> {
         let fail = |e: &dyn std::fmt::Display| Error::step(&self.step, e);
         let task_ctx = Arc::new(input.task_ctx());
@@ -256,11 +335,10 @@ impl VolumeSink {
             }
             None => schema.clone(),
         };
-        let base_name = self
-            .spec
-            .file_name
-            .clone()
-            .unwrap_or_else(|| self.step.clone());
+        let base_name = format!(
+            "{}-{tag}",
+            self.spec.file_name.as_deref().unwrap_or(&self.step)
+        );
         let mut writers: BTreeMap<String, PartitionWriter> = BTreeMap::new();
         let mut done: Vec<StagedFile> = Vec::new();
         let props = self.writer_properties();
@@ -490,11 +568,183 @@ struct Manifest<'a> {
     files: &'a [StagedFile],
 }
 
-/// How a commit puts staged files in place.
+/// What the bridge reads back from a previous `_SUCCESS`: whose it is and its files.
+#[derive(Debug, Deserialize)]
+struct PreviousManifest {
+    run_id: String,
+    #[serde(default)]
+    files: Vec<ListedFile>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ListedFile {
+    path: String,
+}
+
+impl PreviousManifest {
+    fn paths(&self) -> Vec<String> {
+        self.files.iter().map(|f| f.path.clone()).collect()
+    }
+}
+
+/// The manifest of a folder, `None` when there is none (or it is not a bridge manifest, which
+/// then protects nothing and is replaced).
+async fn read_manifest(
+    store: &Arc<dyn ObjectStore>,
+    folder: &ObjPath,
+) -> std::result::Result<Option<PreviousManifest>, object_store::Error> {
+    let path = join(folder, SUCCESS_FILE);
+    let bytes = match store.get(&path).await {
+        Ok(got) => got.bytes().await?,
+        Err(object_store::Error::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    match serde_json::from_slice(&bytes) {
+        Ok(m) => Ok(Some(m)),
+        Err(e) => {
+            tracing::warn!(manifest = %path, error = %e, "not a bridge manifest; no earlier file will be removed");
+            Ok(None)
+        }
+    }
+}
+
+/// A run's record in its staging folder (`.bridge-staging/{run}/{step}/_RUN`): which output it
+/// writes, the files it puts (or is about to put) in the folder, and the files of the previous
+/// manifest that go once its own manifest is in. A run that finds the record of a dead run for
+/// its output uses it to undo (or finish) that run's commit.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct RunRecord {
+    run_id: String,
+    step: String,
+    /// The sink's folder, relative to the destination.
+    path: String,
+    files: Vec<String>,
+    replaces: Vec<String>,
+}
+
+/// Name of the run record in a staging folder.
+const RUN_RECORD: &str = "_RUN";
+
+impl RunRecord {
+    async fn write(
+        &self,
+        store: &Arc<dyn ObjectStore>,
+        group: &ObjPath,
+    ) -> std::result::Result<(), object_store::Error> {
+        let body = serde_json::to_vec_pretty(self).expect("run record serializes");
+        store
+            .put(&child(group, RUN_RECORD), PutPayload::from(body))
+            .await
+            .map(drop)
+    }
+}
+
+/// Local folder where `/Volumes/...` sinks write their files before uploading them.
+fn spool_root() -> std::path::PathBuf {
+    std::env::temp_dir().join("bridge-staging")
+}
+
+/// The short run id in file names: the first 8 hex digits of a UUID run id (of its SHA-256
+/// otherwise), changed if a file of the previous manifest already carries it (a reused run id),
+/// so a commit never overwrites a file that the previous manifest lists.
+fn file_tag(run_id: &str, previous: &[String]) -> String {
+    let hashed = |text: &str| hex::encode(&Sha256::digest(text.as_bytes())[..4]);
+    let mut tag = match uuid::Uuid::parse_str(run_id) {
+        Ok(id) => id.simple().to_string()[..8].to_string(),
+        Err(_) => hashed(run_id),
+    };
+    let mut attempt = 0;
+    while previous.iter().any(|p| p.contains(&format!("-{tag}-"))) {
+        attempt += 1;
+        tag = hashed(&format!("{run_id}#{attempt}"));
+    }
+    tag
+}
+
+/// Removes what runs that died left for this output: their staging folders and, from their run
+/// records, the files they put in the folder without committing them (or, when their manifest is
+/// the current one, the previous files they did not get to remove). Staging folders of other
+/// outputs, of this run, and without a record are left alone; a live run's staging is never seen
+/// here, since it holds this output's lock. Best effort: failures are logged.
+async fn sweep_stale_staging(
+    store: &Arc<dyn ObjectStore>,
+    staging_root: &ObjPath,
+    folder: &str,
+    run_id: &str,
+    target: &ObjPath,
+    current: Option<&PreviousManifest>,
+    spool_root: Option<&std::path::Path>,
+) {
+    let objects: Vec<ObjPath> = match store
+        .list(Some(staging_root))
+        .map_ok(|m| m.location)
+        .try_collect()
+        .await
+    {
+        Ok(objects) => objects,
+        Err(e) => {
+            tracing::warn!(prefix = %staging_root, error = %e, "could not list staging folders");
+            return;
+        }
+    };
+    let groups: BTreeSet<(String, String)> = objects
+        .iter()
+        .filter_map(|o| {
+            let mut parts = o.prefix_match(staging_root)?;
+            let run = parts.next()?.as_ref().to_string();
+            let step = parts.next()?.as_ref().to_string();
+            parts.next().map(|_| (run, step))
+        })
+        .collect();
+    let current_files: BTreeSet<String> = current
+        .map(|m| m.paths())
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    for (run, step) in groups.into_iter().filter(|(run, _)| run != run_id) {
+        let group = child(&child(staging_root, &run), &step);
+        let record: RunRecord = match store.get(&child(&group, RUN_RECORD)).await {
+            Ok(got) => match got.bytes().await.map(|b| serde_json::from_slice(&b)) {
+                Ok(Ok(record)) => record,
+                _ => continue,
+            },
+            Err(_) => continue,
+        };
+        if normal_folder(&record.path) != folder {
+            continue;
+        }
+        let committed = current.is_some_and(|m| m.run_id == record.run_id);
+        let leftovers = if committed {
+            &record.replaces
+        } else {
+            &record.files
+        };
+        tracing::info!(run = %record.run_id, step = %record.step, committed, files = leftovers.len(), "removing what a run that did not finish left");
+        let mut clean = true;
+        for file in leftovers.iter().filter(|f| !current_files.contains(*f)) {
+            match store.delete(&join(target, file)).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => {
+                    tracing::warn!(file = %file, error = %e, "could not remove a file of a run that did not finish");
+                    clean = false;
+                }
+            }
+        }
+        if clean {
+            remove_prefix(store, &group).await;
+            if let Some(spool) = spool_root {
+                let _ = std::fs::remove_dir_all(spool.join(&run).join(&step));
+            }
+        }
+    }
+}
+
+/// How staged files get into the folder.
 enum Mover {
-    /// One rename per file, inside the destination's store.
+    /// One rename per file at commit, inside the destination's store.
     Rename,
-    /// Files staged in a local folder are uploaded through the Databricks Files API.
+    /// Files staged in a local folder are uploaded through the Databricks Files API while
+    /// staging (under their final, run-unique names); the commit only writes the manifest.
     Upload {
         client: DatabricksClient,
         local: std::path::PathBuf,
@@ -506,63 +756,61 @@ struct StagedVolume {
     step: String,
     /// The destination's store.
     store: Arc<dyn ObjectStore>,
-    /// Where the files were staged (the destination's store, or a local folder).
-    staging_store: Arc<dyn ObjectStore>,
+    /// Where the files were staged: in the destination's store (renamed in at commit) or in the
+    /// local folder of [`Mover::Upload`].
     staging: ObjPath,
+    /// This run's staging folder in the destination (its run record).
+    group: ObjPath,
     mover: Mover,
     target: ObjPath,
     destination: String,
     path: String,
     files: Vec<StagedFile>,
+    /// Files already put in the folder (and to remove again if the run does not commit).
+    placed: Vec<ObjPath>,
+    record: RunRecord,
+    /// Whether the manifest can be written aside and renamed over the old one (local folders);
+    /// object stores and the Files API replace an object atomically by writing it.
+    local_manifest: bool,
     run: RunInfo,
 }
 
 #[async_trait]
 impl StagedOutput for StagedVolume {
-    async fn commit(self: Box<Self>) -> Result<Vec<String>> {
+    fn commit_phase(&self) -> CommitPhase {
+        CommitPhase::Publishes
+    }
+
+    fn target(&self) -> String {
+        format!("volume folder {}/{}", self.destination, self.path)
+    }
+
+    /// New files in (each under a new name), then the new manifest replaces the old one in one
+    /// step, then the old manifest's files go: at every instant a reader finds a manifest whose
+    /// files are all there. A failure before the manifest is replaced removes the new files
+    /// again and leaves the previous set as it was.
+    async fn commit(mut self: Box<Self>) -> Result<Vec<String>> {
         let fail = |e: object_store::Error| Error::step(&self.step, format!("commit: {e}"));
-        let success = join(&self.target, SUCCESS_FILE);
-        // 1. Withdraw the previous run's manifest: from now on readers know the folder is changing.
-        match self.store.delete(&success).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => return Err(fail(e)),
-        }
-        // 2. Move the new files in place (one atomic rename, or one upload, each).
-        let mut new_files = BTreeSet::new();
-        for file in &self.files {
-            let to = join(&self.target, &file.relative);
-            match &self.mover {
-                Mover::Rename => self
-                    .store
-                    .rename(&join(&self.staging, &file.relative), &to)
-                    .await
-                    .map_err(fail)?,
-                Mover::Upload { client, local } => client
-                    .upload_file(
-                        &format!("/{to}"),
-                        &UploadBody::File(local.join(&file.relative)),
-                        true,
-                    )
-                    .await
-                    .map_err(|e| Error::step(&self.step, format!("commit: {e}")))?,
+        if matches!(self.mover, Mover::Rename) {
+            let published = async {
+                // The record lists the files first, so a run that dies while renaming is undone.
+                self.record.write(&self.store, &self.group).await?;
+                for file in &self.files {
+                    let to = join(&self.target, &file.relative);
+                    self.store
+                        .rename(&join(&self.staging, &file.relative), &to)
+                        .await?;
+                    self.placed.push(to);
+                }
+                Ok::<_, object_store::Error>(())
             }
-            new_files.insert(to);
-        }
-        // 3. Remove files of earlier runs that this run did not write.
-        let existing: Vec<ObjPath> = self
-            .store
-            .list(Some(&self.target))
-            .map_ok(|m| m.location)
-            .try_collect()
-            .await
-            .map_err(fail)?;
-        for stale in existing.into_iter().filter(|p| !new_files.contains(p)) {
-            match self.store.delete(&stale).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(fail(e)),
+            .await;
+            if let Err(e) = published {
+                let e = fail(e);
+                self.abort().await;
+                return Err(e);
             }
         }
-        // 4. The manifest goes last.
         let manifest = Manifest {
             run_id: &self.run.run_id,
             pipeline: &self.run.pipeline,
@@ -573,12 +821,57 @@ impl StagedOutput for StagedVolume {
             bytes: self.files.iter().map(|f| f.bytes).sum(),
             files: &self.files,
         };
-        let body = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
-        self.store
-            .put(&success, PutPayload::from(body))
-            .await
-            .map_err(fail)?;
-        self.remove_staging().await;
+        let body =
+            PutPayload::from(serde_json::to_vec_pretty(&manifest).expect("manifest serializes"));
+        let success = join(&self.target, SUCCESS_FILE);
+        let written = if self.local_manifest {
+            let aside = child(&self.group, SUCCESS_FILE);
+            match self.store.put(&aside, body).await {
+                Ok(_) => self.store.rename(&aside, &success).await,
+                Err(e) => Err(e),
+            }
+        } else {
+            self.store.put(&success, body).await.map(drop)
+        };
+        if let Err(e) = written {
+            // The write may have happened anyway (a gateway that timed out after the work): look.
+            match read_manifest(&self.store, &self.target).await {
+                Ok(Some(m)) if m.run_id == self.run.run_id => {
+                    tracing::warn!(step = %self.step, error = %e, "the manifest write reported an error, but the new manifest is in");
+                }
+                Ok(_) => {
+                    let e = fail(e);
+                    self.abort().await;
+                    return Err(e);
+                }
+                Err(read) => {
+                    return Err(Error::step(
+                        &self.step,
+                        format!(
+                            "commit: {e}; whether the new {SUCCESS_FILE} is in could not be \
+                             checked ({read}), so both sets of files are left in place; the \
+                             next run of this output removes the set its {SUCCESS_FILE} does \
+                             not list"
+                        ),
+                    ));
+                }
+            }
+        }
+        // Committed. The previous set goes; what cannot be removed now stays listed in the run
+        // record, for the next run of this output to remove.
+        let mut clean = true;
+        for old in &self.record.replaces {
+            match self.store.delete(&join(&self.target, old)).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => {
+                    tracing::warn!(file = %old, error = %e, "could not remove a file of the previous run; the next run will");
+                    clean = false;
+                }
+            }
+        }
+        if clean {
+            self.remove_staging().await;
+        }
         Ok(self
             .files
             .iter()
@@ -587,18 +880,62 @@ impl StagedOutput for StagedVolume {
     }
 
     async fn abort(self: Box<Self>) {
-        self.remove_staging().await;
+        let mut clean = true;
+        for placed in &self.placed {
+            match self.store.delete(placed).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => {
+                    tracing::warn!(file = %placed, error = %e, "could not remove a file of this run; the next run will");
+                    clean = false;
+                }
+            }
+        }
+        if clean {
+            self.remove_staging().await;
+        } else if let Mover::Upload { local, .. } = &self.mover {
+            let _ = std::fs::remove_dir_all(local);
+        }
     }
 }
 
 impl StagedVolume {
+    /// For the Files API: records the files, then uploads each to its final name (streamed from
+    /// disk, retried as a whole) and drops the local copy.
+    async fn upload_staged(&mut self) -> Result<()> {
+        let Mover::Upload { client, local } = &self.mover else {
+            return Ok(());
+        };
+        self.record
+            .write(&self.store, &self.group)
+            .await
+            .map_err(|e| Error::step(&self.step, format!("staging: {e}")))?;
+        for file in &self.files {
+            let to = join(&self.target, &file.relative);
+            let from = local.join(&file.relative);
+            // Listed before the upload: a failure part way may still have left the file.
+            self.placed.push(to.clone());
+            client
+                .upload_file(&format!("/{to}"), &UploadBody::File(from.clone()), true)
+                .await
+                .map_err(|e| Error::step(&self.step, format!("upload of /{to}: {e}")))?;
+            let _ = std::fs::remove_file(&from);
+        }
+        Ok(())
+    }
+
     async fn remove_staging(&self) {
-        match &self.mover {
-            Mover::Rename => remove_prefix(&self.staging_store, &self.staging).await,
-            Mover::Upload { local, .. } => {
-                if let Err(e) = std::fs::remove_dir_all(local) {
-                    tracing::warn!(folder = %local.display(), error = %e, "could not remove the local staging folder");
-                }
+        remove_prefix(&self.store, &self.group).await;
+        if let Mover::Upload { client, local } = &self.mover {
+            if let Err(e) = std::fs::remove_dir_all(local)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(folder = %local.display(), error = %e, "could not remove the local staging folder");
+            }
+            // The Files API keeps empty folders: remove this run's (best effort).
+            let step = format!("/{}", self.group);
+            let _ = client.delete_directory(&step).await;
+            if let Some((run, _)) = step.rsplit_once('/') {
+                let _ = client.delete_directory(run).await;
             }
         }
     }

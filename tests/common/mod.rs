@@ -199,3 +199,41 @@ pub fn tds_settings(port: u16) -> bridge::mssql::SqlServerSettings {
         ..Default::default()
     }
 }
+
+/// A volume sink's file name without its run tag: `sales-1a2b3c4d-00000.parquet` gives
+/// `sales-00000.parquet` (other names are returned as they are).
+pub fn untagged(name: &str) -> String {
+    let Some(stem) = name.strip_suffix(".parquet") else {
+        return name.to_string();
+    };
+    let parts: Vec<&str> = stem.rsplitn(3, '-').collect();
+    match parts.as_slice() {
+        [n, tag, base]
+            if n.len() == 5
+                && n.bytes().all(|b| b.is_ascii_digit())
+                && tag.len() == 8
+                && tag.bytes().all(|b| b.is_ascii_hexdigit()) =>
+        {
+            format!("{base}-{n}.parquet")
+        }
+        _ => name.to_string(),
+    }
+}
+
+/// Every file under a folder, relative, sorted, run tags removed ([`untagged`]).
+pub fn list_untagged(dir: &Path) -> Vec<String> {
+    let mut files: Vec<String> = list_files(dir).iter().map(|f| untagged(f)).collect();
+    files.sort();
+    files
+}
+
+/// The file of a volume folder whose name without run tag is `relative` (e.g.
+/// `category=A/out-00000.parquet`); panics unless exactly one matches.
+pub fn part(dir: &Path, relative: &str) -> PathBuf {
+    let found: Vec<String> = list_files(dir)
+        .into_iter()
+        .filter(|f| untagged(f) == relative)
+        .collect();
+    assert_eq!(found.len(), 1, "{relative} in {}: {found:?}", dir.display());
+    dir.join(&found[0])
+}

@@ -229,6 +229,22 @@ impl DatabricksDouble {
         });
     }
 
+    /// As [`Self::fail_next`], for `method` requests only (e.g. refuse the `PUT` of a file but
+    /// not its `GET`).
+    pub fn fail_next_method(&self, method: &str, path_prefix: &str, status: u16, times: u32) {
+        if times == 0 {
+            return;
+        }
+        lock(&self.shared.injections).push(Injection {
+            method: Some(method.to_ascii_uppercase()),
+            prefix: path_prefix.to_string(),
+            status,
+            retry_after: None,
+            remaining: times,
+            after_running: false,
+        });
+    }
+
     /// Carries out the next `times` `method` requests whose path starts with `path_prefix`, then
     /// answers them with `status` instead of their result: a gateway that timed out (502, 504)
     /// after the workspace did the work. A client that replays such a request does it twice.
