@@ -87,6 +87,10 @@ pub enum Error {
     #[error(transparent)]
     OutputLock(#[from] crate::sinks::lock::LockError),
 
+    /// An output cannot be written for Databricks (a type it cannot read, a refused value).
+    #[error(transparent)]
+    OutputType(#[from] crate::output_types::OutputTypeError),
+
     /// A run failed while committing: some outputs were committed, the others were not.
     #[error(
         "step `{step}` failed while committing {failed}: {cause}. Committed by this run before \

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod databricks;
 pub mod error;
 pub mod mssql;
+pub mod output_types;
 pub mod pipeline;
 pub mod server;
 pub mod sinks;

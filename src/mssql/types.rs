@@ -1,42 +1,55 @@
 //! SQL Server column types and their Arrow equivalents, and decoding of tiberius values into Arrow.
-//! The mapping keeps every value exact; where Arrow has no exact type it says so below.
+//! The Arrow types are those of the output type policy (`crate::output_types`, README "Types"):
+//! what a transform sees is what Databricks reads, and every value is exact unless said below.
 //!
 //! | SQL Server                              | Arrow                        | notes |
 //! |-----------------------------------------|------------------------------|-------|
 //! | bit                                     | Boolean                      | |
-//! | tinyint / smallint / int / bigint       | UInt8 / Int16 / Int32 / Int64| |
+//! | tinyint / smallint / int / bigint       | Int16 / Int16 / Int32 / Int64| tinyint is 0..255: signed 16 bits, as Databricks has no unsigned types |
 //! | real / float                            | Float32 / Float64            | |
 //! | decimal(p,s), numeric(p,s)              | Decimal128(p,s)              | |
 //! | money / smallmoney                      | Decimal128(19,4) / (10,4)    | tiberius reads money as f64, rounded back to 4 decimals: exact up to 15 significant digits (±99,999,999,999.9999); CAST larger amounts to decimal(19,4) in the query |
-//! | date                                    | Date32                       | |
-//! | time(n)                                 | Time64(ns)                   | |
+//! | date                                    | Date32                       | 0001-01-01..9999-12-31 |
+//! | time(0) / (1..3) / (4..6) / (7)         | Time32(s) / Time32(ms) / Time64(µs) / Time64(ns) | written for Databricks as text `HH:MM:SS[.f…]` with the column's digits |
 //! | datetime, smalldatetime                 | Timestamp(µs)                | datetime's 1/300 s ticks rounded to the millisecond, as SQL Server displays them |
-//! | datetime2(0..6) / datetime2(7)          | Timestamp(µs) / Timestamp(ns)| ns covers 1677..2262; other years are an error naming the column |
-//! | datetimeoffset(n)                       | Timestamp(µs or ns, "+00:00")| normalised to UTC |
+//! | datetime2(0..7)                         | Timestamp(µs)                | the whole range 0001..9999; datetime2(7)'s 7th digit follows the sinks' `sub_microsecond` (truncated and counted by default; `nanoseconds`: Timestamp(ns), 1677..2262 only) |
+//! | datetimeoffset(n)                       | Timestamp(µs, "UTC")         | the instant; `keep_offsets: true` adds `<column>_offset_minutes` (Int16) |
 //! | char, varchar, nchar, nvarchar, text, ntext (incl. max), xml | Utf8 | |
-//! | binary, varbinary (incl. max), image    | Binary                       | |
+//! | binary, varbinary (incl. max), image, rowversion | Binary              | |
 //! | uniqueidentifier                        | Utf8                         | canonical upper-case form |
+//! | sql_variant, hierarchyid, geography, geometry | refused, naming the cast to use | |
 //!
 //! NULL is accepted in every column.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use deltalake::arrow::array::{
     ArrayRef, BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder, Float32Builder,
     Float64Builder, Int16Builder, Int32Builder, Int64Builder, StringBuilder,
-    Time64NanosecondBuilder, TimestampMicrosecondBuilder, TimestampNanosecondBuilder, UInt8Builder,
+    Time32MillisecondArray, Time32SecondArray, Time64MicrosecondArray, Time64NanosecondArray,
+    TimestampMicrosecondBuilder, TimestampNanosecondBuilder,
 };
 use deltalake::arrow::datatypes::{DataType, TimeUnit};
 use tiberius::ColumnData;
+
+use crate::output_types::{SubMicrosecond, UTC};
 
 /// Days from 0001-01-01 to 1970-01-01.
 const DAYS_0001_TO_1970: i64 = 719_162;
 /// Days from 1900-01-01 to 1970-01-01.
 const DAYS_1900_TO_1970: i64 = 25_567;
 
+/// The suffix of the column `keep_offsets: true` adds next to a `datetimeoffset` column.
+pub const OFFSET_SUFFIX: &str = "_offset_minutes";
+
 /// Arrow type of a SQL Server type name as `sp_describe_first_result_set` spells it
-/// (`decimal(18,4)`, `datetime2(7)`, `nvarchar(max)`), or `None` if it is not supported.
-pub fn arrow_type(system_type_name: &str) -> Option<DataType> {
+/// (`decimal(18,4)`, `datetime2(7)`, `nvarchar(max)`), or why it cannot be read (with the cast
+/// to use in the query). `sub_microsecond` decides `datetime2(7)` and `datetimeoffset(7)`.
+pub fn arrow_type(
+    system_type_name: &str,
+    sub_microsecond: SubMicrosecond,
+) -> Result<DataType, String> {
     let lower = system_type_name.trim().to_ascii_lowercase();
     let (base, args) = match lower.split_once('(') {
         Some((b, rest)) => (b.trim(), rest.trim_end_matches(')').trim()),
@@ -46,11 +59,15 @@ pub fn arrow_type(system_type_name: &str) -> Option<DataType> {
         .split(',')
         .filter_map(|a| a.trim().parse().ok())
         .collect();
-    let utc: Arc<str> = Arc::from("+00:00");
-    Some(match base {
+    let scale = nums.first().copied().unwrap_or(7);
+    let unit = if scale == 7 && sub_microsecond == SubMicrosecond::Nanoseconds {
+        TimeUnit::Nanosecond
+    } else {
+        TimeUnit::Microsecond
+    };
+    Ok(match base {
         "bit" => DataType::Boolean,
-        "tinyint" => DataType::UInt8,
-        "smallint" => DataType::Int16,
+        "tinyint" | "smallint" => DataType::Int16,
         "int" => DataType::Int32,
         "bigint" => DataType::Int64,
         "real" => DataType::Float32,
@@ -66,28 +83,37 @@ pub fn arrow_type(system_type_name: &str) -> Option<DataType> {
         "money" => DataType::Decimal128(19, 4),
         "smallmoney" => DataType::Decimal128(10, 4),
         "date" => DataType::Date32,
-        "time" => DataType::Time64(TimeUnit::Nanosecond),
+        "time" => match scale {
+            0 => DataType::Time32(TimeUnit::Second),
+            1..=3 => DataType::Time32(TimeUnit::Millisecond),
+            4..=6 => DataType::Time64(TimeUnit::Microsecond),
+            _ => DataType::Time64(TimeUnit::Nanosecond),
+        },
         "datetime" | "smalldatetime" => DataType::Timestamp(TimeUnit::Microsecond, None),
-        "datetime2" => DataType::Timestamp(precision_unit(nums.first().copied()), None),
-        "datetimeoffset" => DataType::Timestamp(precision_unit(nums.first().copied()), Some(utc)),
+        "datetime2" => DataType::Timestamp(unit, None),
+        "datetimeoffset" => DataType::Timestamp(unit, Some(Arc::from(UTC))),
         "char" | "varchar" | "nchar" | "nvarchar" | "text" | "ntext" | "xml" | "sysname"
         | "uniqueidentifier" => DataType::Utf8,
         "binary" | "varbinary" | "image" | "timestamp" | "rowversion" => DataType::Binary,
-        _ => return None,
+        "sql_variant" => {
+            return Err("Databricks has no variant of SQL Server values: CAST it to the type it holds (e.g. CAST(col AS nvarchar(4000)) or CAST(col AS decimal(38, 10))) in the query".into());
+        }
+        "hierarchyid" => {
+            return Err(
+                "read it as text with col.ToString() (or CAST(col AS nvarchar(4000))) in the query"
+                    .into(),
+            );
+        }
+        "geography" | "geometry" => {
+            return Err("read it as well-known text with col.STAsText() or as well-known binary with col.STAsBinary() in the query".into());
+        }
+        _ => return Err("CAST it to a string, a number or binary in the query".into()),
     })
-}
-
-fn precision_unit(n: Option<u8>) -> TimeUnit {
-    match n {
-        Some(n) if n <= 6 => TimeUnit::Microsecond,
-        _ => TimeUnit::Nanosecond,
-    }
 }
 
 /// Arrow builder for one column, fed with tiberius values.
 pub enum ColumnBuilder {
     Boolean(BooleanBuilder),
-    UInt8(UInt8Builder),
     Int16(Int16Builder),
     Int32(Int32Builder),
     Int64(Int64Builder),
@@ -95,19 +121,39 @@ pub enum ColumnBuilder {
     Float64(Float64Builder),
     Decimal(Decimal128Builder, u8, i8),
     Date32(Date32Builder),
-    Time64(Time64NanosecondBuilder),
-    TimestampMicros(TimestampMicrosecondBuilder, Option<Arc<str>>),
-    TimestampNanos(TimestampNanosecondBuilder, Option<Arc<str>>),
+    /// A time of day in `unit`s since midnight.
+    Time(Int64Builder, TimeUnit),
+    TimestampMicros {
+        values: TimestampMicrosecondBuilder,
+        tz: Option<Arc<str>>,
+        /// What digits below the microsecond do (`truncate` or `error`).
+        below: SubMicrosecond,
+        /// Values whose digits below the microsecond were dropped.
+        truncated: u64,
+        /// `keep_offsets`: each value's offset from UTC in minutes.
+        offsets: Option<Int16Builder>,
+    },
+    TimestampNanos {
+        values: TimestampNanosecondBuilder,
+        tz: Option<Arc<str>>,
+        offsets: Option<Int16Builder>,
+    },
     Utf8(StringBuilder),
     Binary(BinaryBuilder),
 }
 
 impl ColumnBuilder {
-    /// A builder for an Arrow type produced by [`arrow_type`].
-    pub fn new(data_type: &DataType, capacity: usize) -> Self {
+    /// A builder for an Arrow type produced by [`arrow_type`]; `keep_offset` adds the offset
+    /// column of a `datetimeoffset`.
+    pub fn new(
+        data_type: &DataType,
+        capacity: usize,
+        sub_microsecond: SubMicrosecond,
+        keep_offset: bool,
+    ) -> Self {
+        let offsets = keep_offset.then(|| Int16Builder::with_capacity(capacity));
         match data_type {
             DataType::Boolean => Self::Boolean(BooleanBuilder::with_capacity(capacity)),
-            DataType::UInt8 => Self::UInt8(UInt8Builder::with_capacity(capacity)),
             DataType::Int16 => Self::Int16(Int16Builder::with_capacity(capacity)),
             DataType::Int32 => Self::Int32(Int32Builder::with_capacity(capacity)),
             DataType::Int64 => Self::Int64(Int64Builder::with_capacity(capacity)),
@@ -117,26 +163,33 @@ impl ColumnBuilder {
                 Self::Decimal(Decimal128Builder::with_capacity(capacity), *p, *s)
             }
             DataType::Date32 => Self::Date32(Date32Builder::with_capacity(capacity)),
-            DataType::Time64(_) => Self::Time64(Time64NanosecondBuilder::with_capacity(capacity)),
-            DataType::Timestamp(TimeUnit::Microsecond, tz) => Self::TimestampMicros(
-                TimestampMicrosecondBuilder::with_capacity(capacity),
-                tz.clone(),
-            ),
-            DataType::Timestamp(_, tz) => Self::TimestampNanos(
-                TimestampNanosecondBuilder::with_capacity(capacity),
-                tz.clone(),
-            ),
+            DataType::Time32(unit) | DataType::Time64(unit) => {
+                Self::Time(Int64Builder::with_capacity(capacity), *unit)
+            }
+            DataType::Timestamp(TimeUnit::Nanosecond, tz) => Self::TimestampNanos {
+                values: TimestampNanosecondBuilder::with_capacity(capacity),
+                tz: tz.clone(),
+                offsets,
+            },
+            DataType::Timestamp(_, tz) => Self::TimestampMicros {
+                values: TimestampMicrosecondBuilder::with_capacity(capacity),
+                tz: tz.clone(),
+                below: sub_microsecond,
+                truncated: 0,
+                offsets,
+            },
             DataType::Binary => Self::Binary(BinaryBuilder::with_capacity(capacity, 0)),
             _ => Self::Utf8(StringBuilder::with_capacity(capacity, capacity * 16)),
         }
     }
 
-    /// Appends one value; a value of an unexpected kind is an error message.
+    /// Appends one value; a value of an unexpected kind (or one the column refuses) is an error
+    /// message.
     pub fn append(&mut self, value: ColumnData<'_>) -> Result<(), String> {
         use ColumnData as C;
         match (self, value) {
             (Self::Boolean(b), C::Bit(v)) => b.append_option(v),
-            (Self::UInt8(b), C::U8(v)) => b.append_option(v),
+            (Self::Int16(b), C::U8(v)) => b.append_option(v.map(i16::from)),
             (Self::Int16(b), C::I16(v)) => b.append_option(v),
             (Self::Int32(b), C::I32(v)) => b.append_option(v),
             (Self::Int64(b), C::I64(v)) => b.append_option(v),
@@ -152,17 +205,66 @@ impl ColumnBuilder {
             (Self::Date32(b), C::Date(v)) => {
                 b.append_option(v.map(|d| (i64::from(d.days()) - DAYS_0001_TO_1970) as i32))
             }
-            (Self::Time64(b), C::Time(v)) => b.append_option(v.map(|t| time_nanos(t) as i64)),
-            (Self::TimestampMicros(b, _), v) => b.append_option(timestamp_nanos(&v)?.map(|ns| {
-                // Round to the microsecond (datetime ticks are 1/300 s).
-                (ns as f64 / 1000.0).round() as i64
-            })),
-            (Self::TimestampNanos(b, _), v) => match timestamp_nanos(&v)? {
-                None => b.append_null(),
-                Some(ns) => b.append_value(i64::try_from(ns).map_err(|_| {
-                    "timestamp outside 1677..2262 cannot be held in nanoseconds".to_string()
-                })?),
-            },
+            (Self::Time(b, unit), C::Time(v)) => {
+                let per_unit = match unit {
+                    TimeUnit::Second => 1_000_000_000,
+                    TimeUnit::Millisecond => 1_000_000,
+                    TimeUnit::Microsecond => 1_000,
+                    TimeUnit::Nanosecond => 1,
+                };
+                // The column's unit holds every digit of its scale: nothing is lost.
+                b.append_option(v.map(|t| (time_nanos(t) / per_unit) as i64))
+            }
+            (
+                Self::TimestampMicros {
+                    values,
+                    below,
+                    truncated,
+                    offsets,
+                    ..
+                },
+                v,
+            ) => {
+                push_offset(offsets.as_mut(), &v);
+                match timestamp_nanos(&v)? {
+                    None => values.append_null(),
+                    Some(ns) => {
+                        let (micros, rest) = (ns.div_euclid(1000), ns.rem_euclid(1000));
+                        if rest != 0 {
+                            if *below == SubMicrosecond::Error {
+                                return Err(format!(
+                                    "{} has digits below the microsecond, which the sink's \
+                                     `sub_microsecond: error` refuses; use `truncate` (the default) \
+                                     to drop and count them",
+                                    format_nanos(ns)
+                                ));
+                            }
+                            *truncated += 1;
+                        }
+                        values.append_value(
+                            i64::try_from(micros).expect("years 1..9999 fit in microseconds"),
+                        );
+                    }
+                }
+            }
+            (
+                Self::TimestampNanos {
+                    values, offsets, ..
+                },
+                v,
+            ) => {
+                push_offset(offsets.as_mut(), &v);
+                match timestamp_nanos(&v)? {
+                    None => values.append_null(),
+                    Some(ns) => values.append_value(i64::try_from(ns).map_err(|_| {
+                        format!(
+                            "{} is outside 1677..2262, which nanoseconds cannot hold (the sink's \
+                             `sub_microsecond: nanoseconds`); use `truncate` (the default)",
+                            format_nanos(ns)
+                        )
+                    })?),
+                }
+            }
             (Self::Utf8(b), C::String(v)) => b.append_option(v.as_deref()),
             (Self::Utf8(b), C::Guid(v)) => {
                 let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
@@ -183,7 +285,6 @@ impl ColumnBuilder {
     fn kind(&self) -> &'static str {
         match self {
             Self::Boolean(_) => "bit",
-            Self::UInt8(_) => "tinyint",
             Self::Int16(_) => "smallint",
             Self::Int32(_) => "int",
             Self::Int64(_) => "bigint",
@@ -191,18 +292,26 @@ impl ColumnBuilder {
             Self::Float64(_) => "float",
             Self::Decimal(..) => "decimal",
             Self::Date32(_) => "date",
-            Self::Time64(_) => "time",
-            Self::TimestampMicros(..) | Self::TimestampNanos(..) => "datetime",
+            Self::Time(..) => "time",
+            Self::TimestampMicros { .. } | Self::TimestampNanos { .. } => "datetime",
             Self::Utf8(_) => "string",
             Self::Binary(_) => "binary",
         }
     }
 
-    /// The column's values so far; the builder is reset.
-    pub fn finish(&mut self) -> ArrayRef {
+    /// Values so far whose digits below the microsecond were dropped.
+    pub fn truncated(&self) -> u64 {
         match self {
+            Self::TimestampMicros { truncated, .. } => *truncated,
+            _ => 0,
+        }
+    }
+
+    /// Appends the column's values so far (and its offsets column, if kept) to `out`; the
+    /// builder is reset.
+    pub fn finish_into(&mut self, out: &mut Vec<ArrayRef>) {
+        let array: ArrayRef = match self {
             Self::Boolean(b) => Arc::new(b.finish()),
-            Self::UInt8(b) => Arc::new(b.finish()),
             Self::Int16(b) => Arc::new(b.finish()),
             Self::Int32(b) => Arc::new(b.finish()),
             Self::Int64(b) => Arc::new(b.finish()),
@@ -214,12 +323,88 @@ impl ColumnBuilder {
                     .expect("precision and scale come from the server"),
             ),
             Self::Date32(b) => Arc::new(b.finish()),
-            Self::Time64(b) => Arc::new(b.finish()),
-            Self::TimestampMicros(b, tz) => Arc::new(b.finish().with_timezone_opt(tz.clone())),
-            Self::TimestampNanos(b, tz) => Arc::new(b.finish().with_timezone_opt(tz.clone())),
+            Self::Time(b, unit) => {
+                let values = b.finish();
+                let narrow = || values.iter().map(|v| v.map(|v| v as i32));
+                match unit {
+                    TimeUnit::Second => Arc::new(narrow().collect::<Time32SecondArray>()),
+                    TimeUnit::Millisecond => Arc::new(narrow().collect::<Time32MillisecondArray>()),
+                    TimeUnit::Microsecond => {
+                        Arc::new(values.iter().collect::<Time64MicrosecondArray>())
+                    }
+                    TimeUnit::Nanosecond => {
+                        Arc::new(values.iter().collect::<Time64NanosecondArray>())
+                    }
+                }
+            }
+            Self::TimestampMicros {
+                values,
+                tz,
+                offsets,
+                ..
+            } => {
+                out.push(Arc::new(values.finish().with_timezone_opt(tz.clone())));
+                if let Some(offsets) = offsets {
+                    out.push(Arc::new(offsets.finish()));
+                }
+                return;
+            }
+            Self::TimestampNanos {
+                values,
+                tz,
+                offsets,
+            } => {
+                out.push(Arc::new(values.finish().with_timezone_opt(tz.clone())));
+                if let Some(offsets) = offsets {
+                    out.push(Arc::new(offsets.finish()));
+                }
+                return;
+            }
             Self::Utf8(b) => Arc::new(b.finish()),
             Self::Binary(b) => Arc::new(b.finish()),
+        };
+        out.push(array);
+    }
+}
+
+/// Truncation counts per column name of a set of builders.
+pub fn truncated_by_column(
+    names: impl Iterator<Item = String>,
+    columns: &[ColumnBuilder],
+) -> BTreeMap<String, u64> {
+    names
+        .zip(columns)
+        .filter(|(_, c)| c.truncated() > 0)
+        .map(|(name, c)| (name, c.truncated()))
+        .collect()
+}
+
+fn push_offset(offsets: Option<&mut Int16Builder>, value: &ColumnData<'_>) {
+    if let Some(offsets) = offsets {
+        match value {
+            ColumnData::DateTimeOffset(Some(dto)) => offsets.append_value(dto.offset()),
+            _ => offsets.append_null(),
         }
+    }
+}
+
+/// `YYYY-MM-DD HH:MM:SS.fffffff` of nanoseconds since 1970 (for messages).
+fn format_nanos(ns: i128) -> String {
+    const DAY: i128 = 86_400_000_000_000;
+    let (days, rest) = (ns.div_euclid(DAY), ns.rem_euclid(DAY));
+    let date = chrono::NaiveDate::from_num_days_from_ce_opt(
+        (days + i128::from(DAYS_0001_TO_1970) + 1) as i32,
+    );
+    let secs = rest / 1_000_000_000;
+    match date {
+        Some(d) => format!(
+            "{d} {:02}:{:02}:{:02}.{:07}",
+            secs / 3600,
+            (secs / 60) % 60,
+            secs % 60,
+            (rest % 1_000_000_000) / 100
+        ),
+        None => format!("{ns} ns since 1970"),
     }
 }
 
@@ -264,47 +449,98 @@ fn timestamp_nanos(value: &ColumnData<'_>) -> Result<Option<i128>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use deltalake::arrow::array::{Array, AsArray};
+    use deltalake::arrow::datatypes::TimestampMicrosecondType;
+    use tiberius::time::{Date, DateTime2, Time};
+
+    const T: SubMicrosecond = SubMicrosecond::Truncate;
 
     #[test]
     fn maps_type_names() {
         assert_eq!(
-            arrow_type("decimal(18,4)"),
-            Some(DataType::Decimal128(18, 4))
+            arrow_type("decimal(18,4)", T),
+            Ok(DataType::Decimal128(18, 4))
         );
         assert_eq!(
-            arrow_type("NUMERIC(38, 10)"),
-            Some(DataType::Decimal128(38, 10))
+            arrow_type("NUMERIC(38, 10)", T),
+            Ok(DataType::Decimal128(38, 10))
         );
         assert_eq!(
-            arrow_type("datetime2(7)"),
-            Some(DataType::Timestamp(TimeUnit::Nanosecond, None))
+            arrow_type("datetime2(7)", T),
+            Ok(DataType::Timestamp(TimeUnit::Microsecond, None))
         );
         assert_eq!(
-            arrow_type("datetime2(3)"),
-            Some(DataType::Timestamp(TimeUnit::Microsecond, None))
+            arrow_type("datetime2(7)", SubMicrosecond::Nanoseconds),
+            Ok(DataType::Timestamp(TimeUnit::Nanosecond, None))
         );
-        assert_eq!(arrow_type("nvarchar(max)"), Some(DataType::Utf8));
-        assert_eq!(arrow_type("varbinary(16)"), Some(DataType::Binary));
-        assert_eq!(arrow_type("float"), Some(DataType::Float64));
-        assert_eq!(arrow_type("money"), Some(DataType::Decimal128(19, 4)));
-        assert_eq!(arrow_type("geography"), None);
+        assert_eq!(
+            arrow_type("datetimeoffset(3)", SubMicrosecond::Nanoseconds),
+            Ok(DataType::Timestamp(
+                TimeUnit::Microsecond,
+                Some("UTC".into())
+            ))
+        );
+        assert_eq!(arrow_type("tinyint", T), Ok(DataType::Int16));
+        assert_eq!(
+            arrow_type("time(0)", T),
+            Ok(DataType::Time32(TimeUnit::Second))
+        );
+        assert_eq!(
+            arrow_type("time", T),
+            Ok(DataType::Time64(TimeUnit::Nanosecond))
+        );
+        assert_eq!(arrow_type("nvarchar(max)", T), Ok(DataType::Utf8));
+        assert_eq!(arrow_type("varbinary(16)", T), Ok(DataType::Binary));
+        assert_eq!(arrow_type("float", T), Ok(DataType::Float64));
+        assert_eq!(arrow_type("money", T), Ok(DataType::Decimal128(19, 4)));
+        for (name, cast) in [
+            ("geography", "STAsText()"),
+            ("hierarchyid", "ToString()"),
+            ("sql_variant", "CAST(col AS"),
+        ] {
+            let hint = arrow_type(name, T).unwrap_err();
+            assert!(hint.contains(cast), "{name}: {hint}");
+        }
+    }
+
+    fn datetime2(days_since_0001: u32, increments: u64) -> ColumnData<'static> {
+        ColumnData::DateTime2(Some(DateTime2::new(
+            Date::new(days_since_0001),
+            Time::new(increments, 7),
+        )))
     }
 
     #[test]
-    fn decodes_dates_exactly() {
-        use deltalake::arrow::array::Array;
-        use tiberius::time::{Date, DateTime2, Time};
-        let mut b = ColumnBuilder::new(&DataType::Timestamp(TimeUnit::Nanosecond, None), 1);
-        // 1970-01-02 00:00:00.0000001
-        let v = DateTime2::new(Date::new(DAYS_0001_TO_1970 as u32 + 1), Time::new(1, 7));
-        b.append(ColumnData::DateTime2(Some(v))).unwrap();
-        b.append(ColumnData::DateTime2(None)).unwrap();
-        let a = b.finish();
-        let a = a
-            .as_any()
-            .downcast_ref::<deltalake::arrow::array::TimestampNanosecondArray>()
+    fn datetime2_covers_the_whole_range_in_microseconds() {
+        let micros = DataType::Timestamp(TimeUnit::Microsecond, None);
+        let mut b = ColumnBuilder::new(&micros, 4, T, false);
+        // 0001-01-01 00:00:00, 9999-12-31 23:59:59.9999999, 1970-01-02 00:00:00.0000001, NULL
+        b.append(datetime2(0, 0)).unwrap();
+        b.append(datetime2(3_652_058, 863_999_999_999)).unwrap();
+        b.append(datetime2(DAYS_0001_TO_1970 as u32 + 1, 1))
             .unwrap();
-        assert_eq!(a.value(0), 86_400_000_000_000 + 100);
-        assert!(a.is_null(1));
+        b.append(ColumnData::DateTime2(None)).unwrap();
+        assert_eq!(b.truncated(), 2);
+        let mut out = Vec::new();
+        b.finish_into(&mut out);
+        let a = out[0].as_primitive::<TimestampMicrosecondType>();
+        assert_eq!(a.value(0), -DAYS_0001_TO_1970 * 86_400_000_000);
+        assert_eq!(a.value(1), 253_402_300_799_999_999);
+        assert_eq!(a.value(2), 86_400_000_000);
+        assert!(a.is_null(3));
+
+        let mut strict = ColumnBuilder::new(&micros, 1, SubMicrosecond::Error, false);
+        strict.append(datetime2(0, 10)).unwrap();
+        let e = strict.append(datetime2(0, 11)).unwrap_err();
+        assert!(e.contains("0001-01-01 00:00:00.0000011"), "{e}");
+
+        let mut nanos = ColumnBuilder::new(
+            &DataType::Timestamp(TimeUnit::Nanosecond, None),
+            1,
+            SubMicrosecond::Nanoseconds,
+            false,
+        );
+        let e = nanos.append(datetime2(0, 0)).unwrap_err();
+        assert!(e.contains("1677..2262"), "{e}");
     }
 }

@@ -54,6 +54,7 @@ pub fn extract_pipeline(
                 partition: None,
                 incremental: None,
                 connection: None,
+                keep_offsets: false,
             })
         }),
         None | Some("sqlite") => {
@@ -135,6 +136,7 @@ pub fn extract_pipeline(
                 row_group_size: None,
                 max_rows_per_file: None,
                 partition_by: None,
+                sub_microsecond: Default::default(),
             })),
         });
     }

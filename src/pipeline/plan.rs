@@ -210,6 +210,52 @@ impl Plan {
         self.steps.iter().find(|s| s.id == id)
     }
 
+    /// The steps whose rows a step reads: a sink's `from`, a transform's tables (not the steps
+    /// a sink only waits for).
+    fn inputs<'a>(&'a self, step: &'a PlannedStep) -> Vec<&'a str> {
+        match (&step.kind, step.spec.sink.as_ref()) {
+            (StepKind::Sink, Some(sink)) => vec![sink.from()],
+            (StepKind::Transform, _) => step
+                .depends_on
+                .iter()
+                .filter(|d| self.step(d).is_some_and(|s| s.kind != StepKind::Sink))
+                .map(String::as_str)
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The sources whose rows reach a step, through any transforms.
+    pub fn upstream_sources(&self, id: &str) -> Vec<String> {
+        let mut found = BTreeSet::new();
+        let mut todo: Vec<&str> = self.step(id).map(|s| self.inputs(s)).unwrap_or_default();
+        let mut seen = BTreeSet::new();
+        while let Some(next) = todo.pop() {
+            if !seen.insert(next) {
+                continue;
+            }
+            if let Some(step) = self.step(next) {
+                if step.kind == StepKind::Source {
+                    found.insert(step.id.clone());
+                }
+                todo.extend(self.inputs(step));
+            }
+        }
+        found.into_iter().collect()
+    }
+
+    /// What a source does with digits below the microsecond: the strictest wish of the sinks
+    /// its rows reach (`nanoseconds` over `error` over `truncate`).
+    pub fn sub_microsecond_for(&self, source: &str) -> crate::output_types::SubMicrosecond {
+        self.steps
+            .iter()
+            .filter(|s| s.kind == StepKind::Sink)
+            .filter(|s| self.upstream_sources(&s.id).iter().any(|u| u == source))
+            .filter_map(|s| s.spec.sink.as_ref().and_then(|k| k.sub_microsecond()))
+            .max()
+            .unwrap_or_default()
+    }
+
     /// A serializable view of the plan, with secrets redacted.
     pub fn summary(&self) -> PlanSummary<'_> {
         PlanSummary {

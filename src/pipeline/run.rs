@@ -18,6 +18,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
+use crate::output_types::Truncations;
 use crate::pipeline::metrics::{CountingTable, StepMetrics};
 use crate::pipeline::plan::{Plan, PlannedStep};
 use crate::pipeline::project::Project;
@@ -76,6 +77,10 @@ pub struct StepReport {
     pub scans: usize,
     /// Files or tables a sink wrote.
     pub outputs: Vec<String>,
+    /// Values per column whose timestamp digits below the microsecond were dropped (a SQL
+    /// Server source's `datetime2(7)`, a sink's nanosecond input).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub truncated: BTreeMap<String, u64>,
 }
 
 /// A sink ready to run: built, input planned, schema checked.
@@ -97,6 +102,13 @@ pub async fn run(project: &Project, plan: &Plan, options: &RunOptions) -> Result
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
         pipeline: plan.name.clone(),
         country: plan.country.clone(),
+        truncations: Arc::new(Truncations::new(
+            plan.steps
+                .iter()
+                .filter(|s| s.kind == StepKind::Sink)
+                .map(|s| (s.id.clone(), plan.upstream_sources(&s.id)))
+                .collect(),
+        )),
     };
     // delta-rs' session: DataFusion with the Delta planner (needed by Delta writes) and
     // case-sensitive identifiers, so mixed-case SQL Server column names work unquoted.
@@ -149,7 +161,8 @@ pub async fn run(project: &Project, plan: &Plan, options: &RunOptions) -> Result
         tracing::debug!(step = %step.id, kind = %step.kind, "planning step");
         match step.kind {
             StepKind::Source => {
-                let source = sources::build(project, step, &run)?;
+                let source =
+                    sources::build(project, step, &run, plan.sub_microsecond_for(&step.id))?;
                 let table = source.open(&ctx).await?;
                 register(&ctx, step, table, &metrics)?;
                 opened.push(source);
@@ -247,6 +260,7 @@ pub async fn run(project: &Project, plan: &Plan, options: &RunOptions) -> Result
                     duration_ms: duration.as_millis() as u64,
                     scans: m.scans(),
                     outputs,
+                    truncated: run.truncations.of(&s.id),
                 }
             })
             .collect(),

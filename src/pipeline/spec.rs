@@ -171,6 +171,10 @@ pub struct SqlServerSourceSpec {
     /// Connection settings overriding `sqlserver:` in `config/` and `SQLSERVER_*` variables.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection: Option<crate::mssql::SqlServerSettings>,
+    /// Next to each `datetimeoffset` column (read as a UTC instant), add `<column>_offset_minutes`
+    /// (smallint) with the value's original offset from UTC.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keep_offsets: bool,
 }
 
 /// Incremental extraction: each run reads rows whose `column` is greater than the highest value
@@ -329,6 +333,16 @@ impl SinkSpec {
             SinkSpec::Sqlserver(s) => &s.from,
         }
     }
+
+    /// What a sink writing for Databricks does with digits below the microsecond; `None` for
+    /// sinks that do not write for Databricks.
+    pub fn sub_microsecond(&self) -> Option<crate::output_types::SubMicrosecond> {
+        match self {
+            SinkSpec::Volume(v) => Some(v.sub_microsecond),
+            SinkSpec::Delta(d) => Some(d.sub_microsecond),
+            SinkSpec::Sqlserver(_) => None,
+        }
+    }
 }
 
 /// Parquet files written under `destination/path/`.
@@ -359,6 +373,11 @@ pub struct VolumeSinkSpec {
     /// Write one `column=value/` folder per value of this column (Hive-style).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partition_by: Option<String>,
+    /// Timestamp digits below the microsecond (SQL Server `datetime2(7)`): `truncate` (default;
+    /// counted in the run summary and `_SUCCESS`), `error` (fail naming column and row) or
+    /// `nanoseconds` (keep them; Spark and Databricks cannot read such files).
+    #[serde(default)]
+    pub sub_microsecond: crate::output_types::SubMicrosecond,
 }
 
 /// Parquet compression codecs.
@@ -387,6 +406,11 @@ pub struct DeltaSinkSpec {
     /// Partition columns for a new table.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub partition_by: Vec<String>,
+    /// Timestamp digits below the microsecond (SQL Server `datetime2(7)`): `truncate` (default;
+    /// counted in the run summary) or `error` (fail naming column and row). Delta timestamps
+    /// are microseconds, so `nanoseconds` is refused.
+    #[serde(default)]
+    pub sub_microsecond: crate::output_types::SubMicrosecond,
 }
 
 /// How a Delta sink treats existing rows.

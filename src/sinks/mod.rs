@@ -19,6 +19,7 @@ use crate::pipeline::spec::SinkSpec;
 pub mod delta;
 pub mod lock;
 pub mod sqlserver;
+pub mod typed;
 pub mod volume;
 
 /// What a sink knows about the run it writes for.
@@ -30,6 +31,8 @@ pub struct RunInfo {
     pub pipeline: String,
     /// Country of the run, if any.
     pub country: Option<String>,
+    /// What the run's steps dropped below the microsecond.
+    pub truncations: Arc<crate::output_types::Truncations>,
 }
 
 /// Writes a step's output.
@@ -89,7 +92,7 @@ pub fn build(project: &Project, step: &PlannedStep, run: &RunInfo) -> Result<Box
         .ok_or_else(|| Error::step(&step.id, "not a sink step"))?;
     Ok(match spec {
         SinkSpec::Volume(v) => Box::new(volume::VolumeSink::new(project, &step.id, v, run)?),
-        SinkSpec::Delta(d) => Box::new(delta::DeltaSink::new(project, &step.id, d)),
+        SinkSpec::Delta(d) => Box::new(delta::DeltaSink::new(project, &step.id, d, run)),
         SinkSpec::Sqlserver(s) => Box::new(sqlserver::SqlServerSink::new(
             &step.id,
             s,

@@ -46,6 +46,7 @@ use sha2::{Digest, Sha256};
 use crate::databricks::files::UploadBody;
 use crate::databricks::{DatabricksClient, VolumeStore};
 use crate::error::{Error, Result};
+use crate::output_types::{OutputSchema, Target};
 use crate::pipeline::metrics::StepMetrics;
 use crate::pipeline::project::Project;
 use crate::pipeline::spec::{Compression, VolumeSinkSpec};
@@ -172,6 +173,12 @@ impl Sink for VolumeSink {
     }
 
     fn check(&self, schema: &Schema) -> Result<()> {
+        OutputSchema::plan(
+            &self.step,
+            schema,
+            Target::Parquet,
+            self.spec.sub_microsecond,
+        )?;
         check_columns(
             &self.step,
             schema,
@@ -321,7 +328,14 @@ impl VolumeSink {
         tracing::debug!(step = %self.step, plan = %deltalake::datafusion::physical_plan::displayable(plan.as_ref()).indent(true), "physical plan");
         let mut stream = deltalake::datafusion::physical_plan::execute_stream(plan, task_ctx)
             .map_err(|e| fail(&e))?;
-        let schema = stream.schema();
+        // Every batch becomes what Databricks reads (checked before staging, in `check`).
+        let mut types = OutputSchema::plan(
+            &self.step,
+            &stream.schema(),
+            Target::Parquet,
+            self.spec.sub_microsecond,
+        )?;
+        let schema = types.schema();
         let partition_index = self
             .spec
             .partition_by
@@ -344,6 +358,7 @@ impl VolumeSink {
         let props = self.writer_properties();
         while let Some(batch) = stream.next().await {
             let batch = batch.map_err(|e| Error::from_chain(&self.step, &e))?;
+            let batch = types.convert(&batch)?;
             metrics.touch();
             let parts = match partition_index {
                 Some(i) => split_by_partition(
@@ -414,6 +429,7 @@ impl VolumeSink {
         }
         let bytes: u64 = done.iter().map(|f| f.bytes).sum();
         metrics.record(0, bytes as usize);
+        self.run.truncations.set(&self.step, 0, types.truncated());
         Ok(done)
     }
 }
@@ -566,6 +582,10 @@ struct Manifest<'a> {
     rows: u64,
     bytes: u64,
     files: &'a [StagedFile],
+    /// Values per `step.column` whose timestamp digits below the microsecond were dropped on
+    /// the way to these files (by this sink or the sources it reads).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    truncated_sub_microsecond: BTreeMap<String, u64>,
 }
 
 /// What the bridge reads back from a previous `_SUCCESS`: whose it is and its files.
@@ -820,6 +840,7 @@ impl StagedOutput for StagedVolume {
             rows: self.files.iter().map(|f| f.rows).sum(),
             bytes: self.files.iter().map(|f| f.bytes).sum(),
             files: &self.files,
+            truncated_sub_microsecond: self.run.truncations.for_output(&self.step),
         };
         let body =
             PutPayload::from(serde_json::to_vec_pretty(&manifest).expect("manifest serializes"));

@@ -33,8 +33,14 @@ pub trait Source: Send + Sync + Debug {
     }
 }
 
-/// Builds the source of a planned step.
-pub fn build(project: &Project, step: &PlannedStep, run: &RunInfo) -> Result<Box<dyn Source>> {
+/// Builds the source of a planned step; `sub_microsecond` is what the sinks it feeds do with
+/// timestamp digits below the microsecond ([`crate::pipeline::plan::Plan::sub_microsecond_for`]).
+pub fn build(
+    project: &Project,
+    step: &PlannedStep,
+    run: &RunInfo,
+    sub_microsecond: crate::output_types::SubMicrosecond,
+) -> Result<Box<dyn Source>> {
     let spec = step
         .spec
         .source
@@ -56,6 +62,7 @@ pub fn build(project: &Project, step: &PlannedStep, run: &RunInfo) -> Result<Box
             project.sqlserver_settings()?,
             project.root(),
             run,
+            sub_microsecond,
         )?),
     })
 }

@@ -24,10 +24,11 @@ use futures::TryStreamExt;
 use std::sync::Mutex;
 
 use crate::error::{Error, Result};
-use crate::mssql::types::{ColumnBuilder, arrow_type};
+use crate::mssql::types::{ColumnBuilder, OFFSET_SUFFIX, arrow_type, truncated_by_column};
 use crate::mssql::{
     MssqlError, Phase, Pool, SqlServerSettings, bind, nstring_literal, param_declarations,
 };
+use crate::output_types::{SubMicrosecond, Truncations};
 use crate::pipeline::plan::PlannedStep;
 use crate::pipeline::render::RenderedSql;
 use crate::pipeline::spec::{IncrementalSpec, PartitionSpec, SqlServerSourceSpec};
@@ -46,6 +47,19 @@ pub struct SqlServerSource {
     batch_size: usize,
     partition: Option<PartitionSpec>,
     incremental: Option<Incremental>,
+    /// What `datetime2(7)` digits below the microsecond become (from the sinks it feeds).
+    sub_microsecond: SubMicrosecond,
+    keep_offsets: bool,
+    truncations: Arc<Truncations>,
+}
+
+/// One column of the query's result as SQL Server sends it.
+#[derive(Debug, Clone)]
+struct ValueColumn {
+    name: String,
+    data_type: deltalake::arrow::datatypes::DataType,
+    /// A `datetimeoffset` whose offset is kept in a column of its own.
+    keep_offset: bool,
 }
 
 /// The highest value of the incremental column seen by this run.
@@ -68,6 +82,7 @@ impl SqlServerSource {
         settings: SqlServerSettings,
         project_root: &std::path::Path,
         run: &RunInfo,
+        sub_microsecond: SubMicrosecond,
     ) -> Result<Self> {
         let sql = step
             .sql
@@ -89,6 +104,9 @@ impl SqlServerSource {
                 run: run.clone(),
                 max: Arc::default(),
             }),
+            sub_microsecond,
+            keep_offsets: spec.keep_offsets,
+            truncations: Arc::clone(&run.truncations),
         })
     }
 
@@ -121,8 +139,13 @@ impl SqlServerSource {
         })
     }
 
-    /// Column names and types of the query, without running it.
-    async fn describe(&self, pool: &Pool, sql: &RenderedSql) -> Result<SchemaRef> {
+    /// Column names and types of the query, without running it: the Arrow schema (with the
+    /// offset columns `keep_offsets` adds) and the columns as SQL Server sends them.
+    async fn describe(
+        &self,
+        pool: &Pool,
+        sql: &RenderedSql,
+    ) -> Result<(SchemaRef, Arc<Vec<ValueColumn>>)> {
         let target = self.settings.describe();
         let mut conn = pool.get().await.map_err(|e| self.fail(e))?;
         let mut batch = format!(
@@ -143,6 +166,7 @@ impl SqlServerSource {
             .await
             .map_err(|e| self.fail(MssqlError::from_tiberius(Phase::Query, &target, &e)))?;
         let mut fields = Vec::with_capacity(rows.len());
+        let mut columns = Vec::with_capacity(rows.len());
         for row in rows {
             let hidden: Option<bool> = row.get("is_hidden");
             if hidden == Some(true) {
@@ -156,17 +180,38 @@ impl SqlServerSource {
                 .map(str::to_string)
                 .unwrap_or_else(|| format!("column{}", fields.len() + 1));
             let type_name = type_name.unwrap_or("?");
-            let data_type = arrow_type(type_name).ok_or_else(|| {
+            let data_type = arrow_type(type_name, self.sub_microsecond).map_err(|hint| {
                 self.fail(format!(
-                    "column `{name}` has type {type_name}, which the bridge cannot map to Arrow; CAST it in the query"
+                    "column `{name}` has type {type_name}, which Databricks cannot read; {hint}"
                 ))
             })?;
-            fields.push(Field::new(name, data_type, nullable.unwrap_or(true)));
+            let keep_offset = self.keep_offsets
+                && type_name
+                    .trim()
+                    .to_ascii_lowercase()
+                    .starts_with("datetimeoffset");
+            fields.push(Field::new(
+                &name,
+                data_type.clone(),
+                nullable.unwrap_or(true),
+            ));
+            if keep_offset {
+                fields.push(Field::new(
+                    format!("{name}{OFFSET_SUFFIX}"),
+                    deltalake::arrow::datatypes::DataType::Int16,
+                    true,
+                ));
+            }
+            columns.push(ValueColumn {
+                name,
+                data_type,
+                keep_offset,
+            });
         }
         if fields.is_empty() {
             return Err(self.fail("the query returns no result set"));
         }
-        Ok(Arc::new(Schema::new(fields)))
+        Ok((Arc::new(Schema::new(fields)), Arc::new(columns)))
     }
 
     /// The queries of each partition: the query itself, or one key range each.
@@ -292,7 +337,7 @@ impl Source for SqlServerSource {
     async fn open(&self, _ctx: &SessionContext) -> Result<Arc<dyn TableProvider>> {
         let pool = crate::mssql::pool(&self.settings);
         let sql = self.effective_sql()?;
-        let schema = self.describe(&pool, &sql).await?;
+        let (schema, columns) = self.describe(&pool, &sql).await?;
         let watermark = match &self.incremental {
             Some(inc) => {
                 let index = schema.index_of(&inc.spec.column).map_err(|_| {
@@ -309,15 +354,19 @@ impl Source for SqlServerSource {
             .partition_queries(&pool, &sql)
             .await?
             .into_iter()
-            .map(|sql| {
+            .enumerate()
+            .map(|(index, sql)| {
                 Arc::new(SqlServerPartition {
                     step: self.step.clone(),
                     target: self.settings.describe(),
                     pool: pool.clone(),
                     sql,
                     schema: schema.clone(),
+                    columns: Arc::clone(&columns),
                     batch_size: self.batch_size,
                     watermark: watermark.clone(),
+                    sub_microsecond: self.sub_microsecond,
+                    truncations: (Arc::clone(&self.truncations), index),
                 }) as Arc<dyn PartitionStream>
             })
             .collect();
@@ -333,9 +382,13 @@ struct SqlServerPartition {
     pool: Pool,
     sql: RenderedSql,
     schema: SchemaRef,
+    columns: Arc<Vec<ValueColumn>>,
     batch_size: usize,
     /// The incremental column's index and the highest value seen, shared by all partitions.
     watermark: Option<(usize, SharedMax)>,
+    sub_microsecond: SubMicrosecond,
+    /// Where this partition (the index) records what it truncated.
+    truncations: (Arc<Truncations>, usize),
 }
 
 impl std::fmt::Debug for SqlServerPartition {
@@ -356,22 +409,18 @@ impl PartitionStream for SqlServerPartition {
         let (tx, stream) = batch_channel(self.schema.clone());
         let pool = self.pool.clone();
         let sql = self.sql.clone();
-        let schema = self.schema.clone();
-        let batch_size = self.batch_size;
-        let watermark = self.watermark.clone();
+        let read = Read {
+            schema: self.schema.clone(),
+            columns: Arc::clone(&self.columns),
+            batch_size: self.batch_size,
+            watermark: self.watermark.clone(),
+            sub_microsecond: self.sub_microsecond,
+            truncations: (Arc::clone(&self.truncations.0), self.truncations.1),
+        };
         let step = self.step.clone();
         let target = self.target.clone();
         tokio::spawn(async move {
-            let result = stream_rows(
-                &pool,
-                &sql,
-                &schema,
-                batch_size,
-                (&step, &target),
-                watermark.as_ref(),
-                &tx,
-            )
-            .await;
+            let result = stream_rows(&pool, &sql, &read, (&step, &target), &tx).await;
             if let Err(e) = result {
                 let _ = tx.send(Err(e)).await;
             }
@@ -380,15 +429,24 @@ impl PartitionStream for SqlServerPartition {
     }
 }
 
+/// How one partition's rows become batches.
+struct Read {
+    schema: SchemaRef,
+    columns: Arc<Vec<ValueColumn>>,
+    batch_size: usize,
+    watermark: Option<(usize, SharedMax)>,
+    sub_microsecond: SubMicrosecond,
+    truncations: (Arc<Truncations>, usize),
+}
+
 async fn stream_rows(
     pool: &Pool,
     sql: &RenderedSql,
-    schema: &SchemaRef,
-    batch_size: usize,
+    read: &Read,
     (step, target): (&str, &str),
-    watermark: Option<&(usize, SharedMax)>,
     tx: &BatchSender,
 ) -> Result<(), DataFusionError> {
+    let (schema, batch_size, watermark) = (&read.schema, read.batch_size, read.watermark.as_ref());
     let tds = |e: tiberius::error::Error| {
         DataFusionError::External(Box::new(MssqlError::from_tiberius(
             Phase::Query,
@@ -418,11 +476,25 @@ async fn stream_rows(
         .await
         .map_err(tds)?
         .into_row_stream();
-    let mut columns: Vec<ColumnBuilder> = schema
-        .fields()
+    let mut columns: Vec<ColumnBuilder> = read
+        .columns
         .iter()
-        .map(|f| ColumnBuilder::new(f.data_type(), batch_size))
+        .map(|c| {
+            ColumnBuilder::new(
+                &c.data_type,
+                batch_size,
+                read.sub_microsecond,
+                c.keep_offset,
+            )
+        })
         .collect();
+    let finish = |columns: &mut Vec<ColumnBuilder>| {
+        let mut arrays: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
+        for column in columns.iter_mut() {
+            column.finish_into(&mut arrays);
+        }
+        arrays
+    };
     let mut in_batch = 0usize;
     let mut row_number = 0u64;
     while let Some(row) = rows.try_next().await.map_err(tds)? {
@@ -436,13 +508,13 @@ async fn stream_rows(
             column.append(value).map_err(|message| {
                 DataFusionError::Execution(format!(
                     "step `{step}`: column `{}` row {row_number}: {message}",
-                    schema.field(i).name()
+                    read.columns[i].name
                 ))
             })?;
         }
         in_batch += 1;
         if in_batch == batch_size {
-            let arrays: Vec<ArrayRef> = columns.iter_mut().map(ColumnBuilder::finish).collect();
+            let arrays = finish(&mut columns);
             observe_max(watermark, &arrays)?;
             if tx
                 .send(Ok(RecordBatch::try_new(schema.clone(), arrays)?))
@@ -456,8 +528,14 @@ async fn stream_rows(
     }
     drop(rows);
     conn.in_doubt = false;
+    let (truncations, index) = &read.truncations;
+    truncations.set(
+        step,
+        *index,
+        &truncated_by_column(read.columns.iter().map(|c| c.name.clone()), &columns),
+    );
     if in_batch > 0 {
-        let arrays: Vec<ArrayRef> = columns.iter_mut().map(ColumnBuilder::finish).collect();
+        let arrays = finish(&mut columns);
         observe_max(watermark, &arrays)?;
         let _ = tx
             .send(Ok(RecordBatch::try_new(schema.clone(), arrays)?))
