@@ -101,16 +101,24 @@ async fn every_type_round_trips_to_parquet_exactly() {
     let schema = batches[0].schema();
     let ty = |name: &str| schema.field_with_name(name).unwrap().data_type().clone();
     assert_eq!(ty("id"), DataType::Int32);
-    assert_eq!(ty("c_tiny"), DataType::UInt8);
+    // The output type policy: what Databricks reads (README "Types").
+    assert_eq!(ty("c_tiny"), DataType::Int16);
     assert_eq!(ty("c_dec"), DataType::Decimal128(38, 10));
     assert_eq!(ty("c_num"), DataType::Decimal128(18, 4));
     assert_eq!(ty("c_money"), DataType::Decimal128(19, 4));
-    assert_eq!(ty("c_dt2"), DataType::Timestamp(TimeUnit::Nanosecond, None));
+    assert_eq!(
+        ty("c_dt2"),
+        DataType::Timestamp(TimeUnit::Microsecond, None)
+    );
+    assert_eq!(
+        ty("c_dto"),
+        DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+    );
     assert_eq!(
         ty("c_dt2_3"),
         DataType::Timestamp(TimeUnit::Microsecond, None)
     );
-    assert_eq!(ty("c_time"), DataType::Time64(TimeUnit::Nanosecond));
+    assert_eq!(ty("c_time"), DataType::Utf8);
     assert_eq!(ty("c_nvarchar"), DataType::Utf8);
     assert_eq!(ty("c_varbin"), DataType::Binary);
     let lines = batch_lines(&batches);
@@ -129,12 +137,12 @@ async fn every_type_round_trips_to_parquet_exactly() {
             "92233720368.5477",
             "214748.3647",
             "2024-02-29",
-            "23:59:59.999999900",
+            "23:59:59.9999999",
             "2024-01-31T12:34:56.997",
             "2024-01-31T12:35:00",
-            "2024-01-31T12:34:56.123456700",
+            "2024-01-31T12:34:56.123456",
             "2024-01-31T12:34:56.123",
-            "2024-01-31T07:34:56.123456700Z",
+            "2024-01-31T07:34:56.123456Z",
             "abc  ",
             "plain text",
             "ñú ",
@@ -411,10 +419,7 @@ async fn incremental_runs_read_only_rows_past_the_watermark() {
         )))
     };
     ok(bridge_with(&s, &server, &["run", "pipelines/x.yaml", "--param", "n=1"]).await);
-    assert_eq!(
-        lines(1),
-        ["1|2024-01-01T00:00:00.000000100", "2|2024-01-02T00:00:00"]
-    );
+    assert_eq!(lines(1), ["1|2024-01-01T00:00:00", "2|2024-01-02T00:00:00"]);
     // A dry run and a failed run do not move the watermark.
     ok(bridge_with(
         &s,
@@ -422,14 +427,20 @@ async fn incremental_runs_read_only_rows_past_the_watermark() {
         &["run", "pipelines/x.yaml", "--param", "n=0", "--dry-run"],
     )
     .await);
-    tsql(&server, "INSERT INTO dbo.events VALUES (3, '2024-01-02 00:00:00.0000001'), (4, '2024-02-01 00:00:00');").await;
+    tsql(&server, "INSERT INTO dbo.events VALUES (3, '2024-01-02 00:00:00.0000001'), (4, '2024-02-01 00:00:00.0000005');").await;
     ok(bridge_with(&s, &server, &["run", "pipelines/x.yaml", "--param", "n=2"]).await);
-    assert_eq!(
-        lines(2),
-        ["3|2024-01-02T00:00:00.000000100", "4|2024-02-01T00:00:00"]
-    );
+    // The files hold microseconds; the watermark keeps the 7th digit of the highest value, so
+    // row 4 is not read again and a row 200 ns later is.
+    assert_eq!(lines(2), ["3|2024-01-02T00:00:00", "4|2024-02-01T00:00:00"]);
     ok(bridge_with(&s, &server, &["run", "pipelines/x.yaml", "--param", "n=3"]).await);
     assert!(lines(3).is_empty());
+    tsql(
+        &server,
+        "INSERT INTO dbo.events VALUES (5, '2024-02-01 00:00:00.0000007');",
+    )
+    .await;
+    ok(bridge_with(&s, &server, &["run", "pipelines/x.yaml", "--param", "n=4"]).await);
+    assert_eq!(lines(4), ["5|2024-02-01T00:00:00"]);
     server.shutdown().await;
 }
 
@@ -576,4 +587,78 @@ async fn extract_runs_the_country_queries_on_sql_server_when_configured() {
         "{err}"
     );
     assert!(!s.path("extracted2").exists());
+}
+
+/// `datetime2(7)` over SQL Server's whole range: the 7th digit is truncated and counted by
+/// default (run summary and `_SUCCESS`), refused with `sub_microsecond: error` naming column
+/// and row (nothing written); `keep_offsets` keeps a `datetimeoffset`'s offset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn datetime2_digits_below_the_microsecond_are_counted_or_refused() {
+    let server = TdsServer::start(TdsServerConfig::default()).await.unwrap();
+    tsql(
+        &server,
+        "CREATE TABLE dbo.times (id INT NOT NULL, at DATETIME2(7) NULL, dto DATETIMEOFFSET(7) NULL);
+         INSERT INTO dbo.times VALUES (1, '0001-01-01 00:00:00', '2024-01-01 00:00:00 -14:00'),
+            (2, '9999-12-31 23:59:59.9999999', '2024-01-01 00:00:00 +05:30'),
+            (3, '2024-06-01 12:00:00.123456', NULL), (4, NULL, NULL);",
+    )
+    .await;
+    let s = Scratch::empty();
+    let pipeline = |sink: &str| {
+        format!(
+            "name: x\nsteps:\n  - id: t\n    source: {{type: sqlserver, sql: \"SELECT id, at, dto FROM dbo.times\", keep_offsets: true}}\n  - id: sorted\n    transform: {{sql: SELECT * FROM t ORDER BY id}}\n  - id: out\n    sink: {{type: volume, from: sorted, destination: out, {sink}}}\n"
+        )
+    };
+    s.write("pipelines/x.yaml", &pipeline("path: t"));
+    let o = bridge_with(
+        &s,
+        &server,
+        &["--output", "json", "run", "pipelines/x.yaml"],
+    )
+    .await;
+    assert!(!stderr(&o).contains("ERROR"), "{}", stderr(&o));
+    let summary: serde_json::Value = serde_json::from_str(&ok(o)).unwrap();
+    let source = summary["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|step| step["id"] == "t")
+        .unwrap();
+    assert_eq!(
+        source["truncated"],
+        serde_json::json!({"at": 1}),
+        "{summary}"
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(s.path("out/t/_SUCCESS")).unwrap()).unwrap();
+    assert_eq!(
+        manifest["truncated_sub_microsecond"],
+        serde_json::json!({"t.at": 1}),
+        "{manifest}"
+    );
+    let lines = batch_lines(&read_parquet(&part(&s.path("out/t"), "out-00000.parquet")));
+    assert_eq!(
+        lines,
+        [
+            "1|0001-01-01T00:00:00|2024-01-01T14:00:00Z|-840",
+            "2|9999-12-31T23:59:59.999999|2023-12-31T18:30:00Z|330",
+            "3|2024-06-01T12:00:00.123456|NULL|NULL",
+            "4|NULL|NULL|NULL",
+        ]
+    );
+
+    // `error` refuses the run at the value, naming column and row; nothing is written.
+    s.write(
+        "pipelines/x.yaml",
+        &pipeline("path: t_strict, sub_microsecond: error"),
+    );
+    let o = bridge_with(&s, &server, &["run", "pipelines/x.yaml"]).await;
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("column `at` row 2") && err.contains("9999-12-31 23:59:59.9999999"),
+        "{err}"
+    );
+    assert!(!s.path("out/t_strict/_SUCCESS").exists());
+    server.shutdown().await;
 }

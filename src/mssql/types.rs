@@ -130,6 +130,8 @@ pub enum ColumnBuilder {
         below: SubMicrosecond,
         /// Values whose digits below the microsecond were dropped.
         truncated: u64,
+        /// The highest value appended, exact (nanoseconds since 1970).
+        max_ns: Option<i128>,
         /// `keep_offsets`: each value's offset from UTC in minutes.
         offsets: Option<Int16Builder>,
     },
@@ -176,6 +178,7 @@ impl ColumnBuilder {
                 tz: tz.clone(),
                 below: sub_microsecond,
                 truncated: 0,
+                max_ns: None,
                 offsets,
             },
             DataType::Binary => Self::Binary(BinaryBuilder::with_capacity(capacity, 0)),
@@ -221,6 +224,7 @@ impl ColumnBuilder {
                     below,
                     truncated,
                     offsets,
+                    max_ns,
                     ..
                 },
                 v,
@@ -229,6 +233,7 @@ impl ColumnBuilder {
                 match timestamp_nanos(&v)? {
                     None => values.append_null(),
                     Some(ns) => {
+                        *max_ns = Some(max_ns.map_or(ns, |m| m.max(ns)));
                         let (micros, rest) = (ns.div_euclid(1000), ns.rem_euclid(1000));
                         if rest != 0 {
                             if *below == SubMicrosecond::Error {
@@ -296,6 +301,15 @@ impl ColumnBuilder {
             Self::TimestampMicros { .. } | Self::TimestampNanos { .. } => "datetime",
             Self::Utf8(_) => "string",
             Self::Binary(_) => "binary",
+        }
+    }
+
+    /// The highest value so far of a microsecond timestamp column, with the digits it dropped
+    /// (an incremental watermark must not lose them).
+    pub fn max_nanos(&self) -> Option<i128> {
+        match self {
+            Self::TimestampMicros { max_ns, .. } => *max_ns,
+            _ => None,
         }
     }
 
@@ -388,8 +402,8 @@ fn push_offset(offsets: Option<&mut Int16Builder>, value: &ColumnData<'_>) {
     }
 }
 
-/// `YYYY-MM-DD HH:MM:SS.fffffff` of nanoseconds since 1970 (for messages).
-fn format_nanos(ns: i128) -> String {
+/// `YYYY-MM-DD HH:MM:SS.fffffff` of nanoseconds since 1970 (as SQL Server parses `datetime2`).
+pub fn format_nanos(ns: i128) -> String {
     const DAY: i128 = 86_400_000_000_000;
     let (days, rest) = (ns.div_euclid(DAY), ns.rem_euclid(DAY));
     let date = chrono::NaiveDate::from_num_days_from_ce_opt(

@@ -65,6 +65,14 @@ struct ValueColumn {
 /// The highest value of the incremental column seen by this run.
 type SharedMax = Arc<Mutex<Option<ScalarValue>>>;
 
+/// The highest value of a `datetime2(7)` incremental column with its digits below the
+/// microsecond (nanoseconds since 1970), which the Arrow column does not keep.
+type ExactMax = Arc<Mutex<Option<i128>>>;
+
+/// Where a scan folds the incremental column's values: its index in the schema, the Arrow
+/// maximum, and the exact maximum of a timestamp column with the index of its builder.
+type Watermark = (usize, SharedMax, ExactMax, usize);
+
 /// Incremental extraction state of one source.
 #[derive(Debug)]
 struct Incremental {
@@ -72,6 +80,7 @@ struct Incremental {
     store: WatermarkStore,
     run: RunInfo,
     max: SharedMax,
+    exact: ExactMax,
 }
 
 impl SqlServerSource {
@@ -103,6 +112,7 @@ impl SqlServerSource {
                 store: WatermarkStore::for_project(project_root),
                 run: run.clone(),
                 max: Arc::default(),
+                exact: Arc::default(),
             }),
             sub_microsecond,
             keep_offsets: spec.keep_offsets,
@@ -290,11 +300,8 @@ fn partition_bounds(min: i64, max: i64, partitions: u32) -> Vec<i64> {
 }
 
 /// Folds a batch's values of the incremental column into the run's maximum.
-fn observe_max(
-    watermark: Option<&(usize, SharedMax)>,
-    arrays: &[ArrayRef],
-) -> Result<(), DataFusionError> {
-    let Some((index, max)) = watermark else {
+fn observe_max(watermark: Option<&Watermark>, arrays: &[ArrayRef]) -> Result<(), DataFusionError> {
+    let Some((index, max, ..)) = watermark else {
         return Ok(());
     };
     let array = &arrays[*index];
@@ -321,8 +328,14 @@ impl Source for SqlServerSource {
             return Ok(());
         };
         let max = inc.max.lock().expect("watermark lock").clone();
+        let exact = *inc.exact.lock().expect("watermark lock");
         if let Some(value) = max {
-            let text = watermark_text(&value);
+            // A maximum with digits below the microsecond (datetime2(7)) is written with all
+            // seven digits, so the next run neither reads that row again nor skips its neighbours.
+            let text = match exact {
+                Some(ns) if ns.rem_euclid(1000) != 0 => crate::mssql::types::format_nanos(ns),
+                _ => watermark_text(&value),
+            };
             tracing::info!(step = %self.step, watermark = %text, "incremental watermark advanced");
             inc.store.set(
                 &inc.run.pipeline,
@@ -346,7 +359,11 @@ impl Source for SqlServerSource {
                         inc.spec.column
                     ))
                 })?;
-                Some((index, Arc::clone(&inc.max)))
+                let builder = columns
+                    .iter()
+                    .position(|c| c.name == inc.spec.column)
+                    .expect("a schema column is a value column");
+                Some((index, Arc::clone(&inc.max), Arc::clone(&inc.exact), builder))
             }
             None => None,
         };
@@ -385,7 +402,7 @@ struct SqlServerPartition {
     columns: Arc<Vec<ValueColumn>>,
     batch_size: usize,
     /// The incremental column's index and the highest value seen, shared by all partitions.
-    watermark: Option<(usize, SharedMax)>,
+    watermark: Option<Watermark>,
     sub_microsecond: SubMicrosecond,
     /// Where this partition (the index) records what it truncated.
     truncations: (Arc<Truncations>, usize),
@@ -434,7 +451,7 @@ struct Read {
     schema: SchemaRef,
     columns: Arc<Vec<ValueColumn>>,
     batch_size: usize,
-    watermark: Option<(usize, SharedMax)>,
+    watermark: Option<Watermark>,
     sub_microsecond: SubMicrosecond,
     truncations: (Arc<Truncations>, usize),
 }
@@ -528,6 +545,12 @@ async fn stream_rows(
     }
     drop(rows);
     conn.in_doubt = false;
+    if let Some((_, _, exact, builder)) = watermark
+        && let Some(ns) = columns[*builder].max_nanos()
+    {
+        let mut exact = exact.lock().expect("watermark lock");
+        *exact = Some(exact.map_or(ns, |m| m.max(ns)));
+    }
     let (truncations, index) = &read.truncations;
     truncations.set(
         step,
