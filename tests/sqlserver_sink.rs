@@ -629,18 +629,21 @@ fn configuration_errors_fail_before_connecting() {
 }
 
 #[test]
-fn a_value_the_code_page_cannot_hold_closes_the_connection_and_changes_nothing() {
+fn a_value_the_code_page_cannot_hold_is_refused_and_changes_nothing() {
     let f = Fixture::new();
     f.tsql("CREATE TABLE dbo.Latin (id INT NOT NULL PRIMARY KEY, code VARCHAR(10) NULL)");
     f.tsql("INSERT INTO dbo.Latin (id, code) VALUES (1, 'a')");
-    // varchar is sent in the column's code page (1252): the encoder fails halfway through a row,
-    // so the connection is closed instead of reused and the server rolls back.
+    // varchar is sent in the column's code page (1252, from COLLATIONPROPERTY): a character it
+    // cannot hold is refused before the row is sent, instead of becoming `?`.
     with_csv(&f, "id,code\n2,ok\n3,日本\n");
     let err = f.run_fails(&pipeline(
         "SELECT COALESCE(CAST(id AS INT), 0) AS id, code FROM src",
         "      table: dbo.Latin\n      mode: insert\n",
     ));
-    assert!(err.contains("input row 2"), "{err}");
+    assert!(
+        err.contains("column `code`, input row 2: `日本` cannot be stored in this char/varchar column: its code page 1252 has no `日` (U+65E5)"),
+        "{err}"
+    );
     assert_eq!(
         f.rows("SELECT id, code FROM Latin ORDER BY id"),
         vec!["1|a"]

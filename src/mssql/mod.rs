@@ -1,7 +1,9 @@
-//! SQL Server over TDS with tiberius: settings, connections and pools, and the type mapping.
+//! SQL Server over TDS with tiberius: settings, connections and pools, the type mapping and the
+//! value ranges of SQL Server's types.
 //! The `sqlserver` source and sink are built on this module.
 
 pub mod connect;
+pub mod ranges;
 pub mod settings;
 pub mod types;
 

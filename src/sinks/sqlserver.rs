@@ -71,6 +71,28 @@
 //!
 //! A table may be written by one step per run: a second writer would wait forever on the first
 //! one's open transaction, so it is refused at once.
+//!
+//! # Values
+//!
+//! Every value is converted exactly or refused; nothing is clamped, wrapped or replaced. The
+//! values of each input batch are all checked and encoded before any row of that batch is sent,
+//! so a refused value in the first batch means nothing reaches the server; a refusal in a later
+//! batch rolls back the rows the transaction already holds. Either way the table is left as it
+//! was, and the error names the step, the column, the row (1-based, counted over the step's
+//! whole input) and the value. The ranges are those of [`crate::mssql::ranges`].
+//!
+//! | Arrow input (what Spark/Databricks write) | target column | conversion, and what is refused |
+//! |---|---|---|
+//! | Int8 (`byte`), Int16 (`short`), Int32, Int64, unsigned | tinyint, smallint, int, bigint | exact; values outside the column's range (e.g. -1 or 300 into tinyint) |
+//! | integers, Decimal128(p,s) (`decimal`), floats | decimal(p,s), numeric, money | rescaled to the column's scale; refused when digits would be lost (more decimals than the scale) or the integer digits exceed precision - scale; floats are rounded to the scale |
+//! | Date32 (`date`), Date64 | date | exact; dates outside 0001-01-01..9999-12-31 (e.g. year 0 or 10000) |
+//! | Timestamp(µs, "UTC") (`timestamp`) | datetime2(n) / datetimeoffset(n) | the UTC wall time / the instant with offset +00:00; rounded to n digits (exact for n >= 6); outside 0001..9999 refused |
+//! | Timestamp(µs, None) (`timestamp_ntz`) | datetime2(n) / datetimeoffset(n) | the wall time / that time as UTC; as above |
+//! | dates, timestamps | datetime, smalldatetime | rounded to the type's ticks; outside its range refused |
+//! | Utf8, LargeUtf8, Utf8View (`string`) | nvarchar/nchar/ntext | UTF-16, any character; longer than the column (in UTF-16 units) refused |
+//! | Utf8, LargeUtf8, Utf8View | varchar/char/text | in the column's code page (`COLLATIONPROPERTY(collation, 'CodePage')`); a character the code page cannot hold (`東` in code page 1252) is refused instead of becoming `?`, and the length is counted in bytes of that code page; when the server does not report the code page, the driver refuses such characters when it encodes the row (naming the row, not the column) |
+//! | Binary, LargeBinary, BinaryView (`binary`), FixedSizeBinary | varbinary/binary/image | exact; longer than the column refused |
+//! | NULL of any type | any nullable column | NULL; into a `NOT NULL` column refused |
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -94,6 +116,9 @@ use tiberius::time::{Date, DateTime, DateTime2, DateTimeOffset, SmallDateTime, T
 use tiberius::{ColumnData, TokenRow};
 
 use crate::error::{Error, Result};
+use crate::mssql::ranges::{
+    self, DAYS_0001_TO_1970, DAYS_1900_TO_1970, IntRange, NANOS_PER_DAY, date_text, decimal_text,
+};
 use crate::mssql::{Client, MssqlError, Phase, SqlServerSettings, connect};
 use crate::pipeline::metrics::StepMetrics;
 use crate::pipeline::spec::{SqlServerSinkSpec, SqlServerWriteMode};
@@ -102,13 +127,6 @@ use crate::sql::{Dialect, IdentError, quote_ident, validate_ident};
 
 /// How long `ROLLBACK` may take before the connection is simply closed.
 const ROLLBACK_TIMEOUT: Duration = Duration::from_secs(30);
-/// Days from 0001-01-01 to 1970-01-01.
-const DAYS_0001_TO_1970: i64 = 719_162;
-/// Days from 1900-01-01 to 1970-01-01.
-const DAYS_1900_TO_1970: i64 = 25_567;
-/// Last day SQL Server's `date` accepts (9999-12-31), counted from 0001-01-01.
-const MAX_DATE_DAYS: i64 = 3_652_058;
-const NANOS_PER_DAY: i128 = 86_400_000_000_000;
 
 /// Writes rows into a SQL Server table.
 #[derive(Debug)]
@@ -667,7 +685,16 @@ async fn insert_rows(
 ) -> Result<u64, Fail> {
     tracing::debug!(table = %table.display, direct = plan.direct.is_some(), "bulk loading");
     if let Some(direct) = &plan.direct {
-        return bulk_load(conn, &table.quoted, direct, stream, metrics, true).await;
+        return bulk_load(
+            conn,
+            &table.quoted,
+            &plan.table,
+            direct,
+            stream,
+            metrics,
+            true,
+        )
+        .await;
     }
     let stage = Stage::create(conn, plan).await?;
     stage.load(conn, plan, stream, metrics, true).await?;
@@ -744,7 +771,16 @@ impl Stage {
                 not_null: c.not_null,
             })
             .collect();
-        bulk_load(conn, &self.name, &columns, stream, metrics, count_rows).await
+        bulk_load(
+            conn,
+            &self.name,
+            &plan.table,
+            &columns,
+            stream,
+            metrics,
+            count_rows,
+        )
+        .await
     }
 
     async fn drop(self, conn: &mut Conn) -> Result<(), Fail> {
@@ -761,10 +797,13 @@ struct BulkColumn {
     not_null: bool,
 }
 
-/// Streams the input into `table` as a TDS bulk load; returns the rows loaded.
+/// Streams the input into `table` (the target itself or its staging table; `target` names the
+/// target in messages) as a TDS bulk load; returns the rows loaded. Each batch is checked and
+/// encoded whole before any of its rows is sent.
 async fn bulk_load(
     conn: &mut Conn,
     table: &str,
+    target_name: &str,
     columns: &[BulkColumn],
     stream: &mut SendableRecordBatchStream,
     metrics: &StepMetrics,
@@ -796,33 +835,32 @@ async fn bulk_load(
             .iter()
             .map(|c| batch.column(c.input).as_ref())
             .collect();
+        let mut tokens = Vec::with_capacity(batch.num_rows());
         for row in 0..batch.num_rows() {
-            let mut token = TokenRow::with_capacity(columns.len());
-            for (column, array) in columns.iter().zip(&arrays) {
-                if column.not_null && array.is_null(row) {
+            match encode_row(columns, &arrays, row) {
+                Ok(token) => tokens.push(token),
+                Err((column, message)) => {
                     failure = Some(Fail::Other(format!(
-                        "column `{}`, input row {}: NULL cannot go into a NOT NULL column",
-                        column.label,
-                        sent + 1
+                        "column `{column}`, input row {}: {message}; nothing was written to \
+                         {target_name} (its transaction is rolled back)",
+                        sent + row as u64 + 1
                     )));
                     break 'batches;
                 }
-                match value_at(*array, row).and_then(|v| encode(v, column.wire)) {
-                    Ok(value) => token.push(value),
-                    Err(message) => {
-                        failure = Some(Fail::Other(format!(
-                            "column `{}`, input row {}: {message}",
-                            column.label,
-                            sent + 1
-                        )));
-                        break 'batches;
-                    }
-                }
             }
+        }
+        for token in tokens {
             // A failed send may leave half a row in the request: the connection stays broken.
             request.send(token).await.map_err(|e| {
                 let mut fail = MssqlError::from_tiberius(Phase::Query, &target, &e);
-                fail.message = format!("input row {}: {}", sent + 1, fail.message);
+                let hint = if matches!(e, tiberius::error::Error::Encoding(_)) {
+                    " (the code page of a char/varchar column of this row cannot hold one of its \
+                     characters; write it to an nvarchar column or replace the character in a \
+                     transform)"
+                } else {
+                    ""
+                };
+                fail.message = format!("input row {}: {}{hint}", sent + 1, fail.message);
                 Fail::Sql(fail)
             })?;
             sent += 1;
@@ -845,6 +883,28 @@ async fn bulk_load(
             Err(failure.unwrap_or_else(|| sql(&e)))
         }
     }
+}
+
+/// The bulk-load row of input row `row`, or the column and the message of its first bad value.
+fn encode_row(
+    columns: &[BulkColumn],
+    arrays: &[&dyn Array],
+    row: usize,
+) -> Result<TokenRow<'static>, (String, String)> {
+    let mut token = TokenRow::with_capacity(columns.len());
+    for (column, array) in columns.iter().zip(arrays) {
+        if column.not_null && array.is_null(row) {
+            return Err((
+                column.label.clone(),
+                "NULL cannot go into a NOT NULL column".to_string(),
+            ));
+        }
+        let value = value_at(*array, row)
+            .and_then(|v| encode(v, column.wire))
+            .map_err(|message| (column.label.clone(), message))?;
+        token.push(value);
+    }
+    Ok(token)
 }
 
 fn is_io(e: &tiberius::error::Error) -> bool {
@@ -1120,6 +1180,8 @@ struct TargetColumn {
     computed: bool,
     /// Collation of character columns, when the server reports it.
     collation: Option<String>,
+    /// Code page of char/varchar/text columns, when the server reports it.
+    code_page: Option<u16>,
 }
 
 impl TargetColumn {
@@ -1142,9 +1204,11 @@ async fn read_columns(conn: &mut Conn, table: &TableRef) -> Result<Vec<TargetCol
                 NUMERIC_PRECISION, NUMERIC_SCALE, DATETIME_PRECISION";
     let filter = "WHERE TABLE_SCHEMA = @P1 AND TABLE_NAME = @P2 ORDER BY ORDINAL_POSITION";
     let object = "OBJECT_ID(QUOTENAME(TABLE_CATALOG) + N'.' + QUOTENAME(TABLE_SCHEMA) + N'.' + QUOTENAME(TABLE_NAME))";
+    // COLLATIONPROPERTY returns sql_variant, which tiberius cannot read.
+    let code_page = "CAST(COLLATIONPROPERTY(COLLATION_NAME, 'CodePage') AS int)";
     let full = format!(
         "SELECT {base}, COLLATION_NAME, COLUMNPROPERTY({object}, COLUMN_NAME, 'IsIdentity'), \
-         COLUMNPROPERTY({object}, COLUMN_NAME, 'IsComputed') FROM {from} {filter}"
+         COLUMNPROPERTY({object}, COLUMN_NAME, 'IsComputed'), {code_page} FROM {from} {filter}"
     );
     let params: [&dyn tiberius::ToSql; 2] = [&table.schema.as_str(), &table.name.as_str()];
     let (rows, extended) = match conn.rows(&full, &params).await {
@@ -1157,6 +1221,33 @@ async fn read_columns(conn: &mut Conn, table: &TableRef) -> Result<Vec<TargetCol
         }
         Err(e) => return Err(e),
     };
+    // Without the extended query, the code pages of char/varchar/text columns on their own.
+    let mut code_pages: BTreeMap<String, u16> = BTreeMap::new();
+    let narrow_text = |row: &tiberius::Row| {
+        row.try_get::<&str, _>(1)
+            .ok()
+            .flatten()
+            .is_some_and(|t| ["char", "varchar", "text"].contains(&t.to_ascii_lowercase().as_str()))
+    };
+    if !extended && rows.iter().any(narrow_text) {
+        let sql = format!("SELECT COLUMN_NAME, {code_page} FROM {from} {filter}");
+        match conn.rows(&sql, &params).await {
+            Ok(found) => {
+                for row in &found {
+                    if let (Some(name), Some(cp)) = (
+                        row.try_get::<&str, _>(0).ok().flatten(),
+                        int_at(row, 1).and_then(|n| u16::try_from(n).ok()),
+                    ) {
+                        code_pages.insert(name.to_string(), cp);
+                    }
+                }
+            }
+            Err(Fail::Sql(e)) if e.code.is_some() && !conn.broken => {
+                tracing::debug!(error = %e, "code page query failed; the driver checks varchar text");
+            }
+            Err(e) => return Err(e),
+        }
+    }
     let mut columns = Vec::with_capacity(rows.len());
     for row in &rows {
         let text = |i: usize| row.try_get::<&str, _>(i).ok().flatten().map(str::to_string);
@@ -1177,13 +1268,18 @@ async fn read_columns(conn: &mut Conn, table: &TableRef) -> Result<Vec<TargetCol
             None
         };
         columns.push(TargetColumn {
-            name,
             sql_type,
             nullable: !text(2).is_some_and(|n| n.eq_ignore_ascii_case("NO")),
             has_default: text(3).is_some(),
             identity: extended && int_at(row, 9) == Some(1),
             computed: extended && int_at(row, 10) == Some(1),
             collation,
+            code_page: if extended {
+                int_at(row, 11).and_then(|n| u16::try_from(n).ok())
+            } else {
+                code_pages.get(&name).copied()
+            },
+            name,
         });
     }
     Ok(columns)
@@ -1202,6 +1298,8 @@ fn int_at(row: &tiberius::Row, i: usize) -> Option<i64> {
 /// What a run writes: the input columns going to the table, and how.
 #[derive(Debug)]
 struct WritePlan {
+    /// The table as the step names it, for messages.
+    table: String,
     /// Written columns, in input order.
     columns: Vec<PlannedColumn>,
     /// Key columns (quoted target names), in `primary_keys` order.
@@ -1323,7 +1421,7 @@ fn plan_write(
             ));
             continue;
         }
-        let Some(wire) = col.sql_type.wire() else {
+        let Some(wire) = col.sql_type.wire().map(|w| w.in_code_page(col.code_page)) else {
             problems.push(format!(
                 "column `{name}`: {table}.{} has type {}, which the sqlserver sink cannot write",
                 col.name, col.sql_type
@@ -1380,6 +1478,7 @@ fn plan_write(
     .then(|| direct_columns(target, &used, input, &columns))
     .flatten();
     Ok(WritePlan {
+        table: table.to_string(),
         columns,
         keys,
         direct,
@@ -1816,14 +1915,17 @@ impl SqlType {
             SqlType::Chars { kind, len } => Wire::Str {
                 max_chars: *len,
                 unicode: matches!(kind, CharKind::NChar | CharKind::NVarChar),
+                code_page: None,
             },
             SqlType::Text => Wire::Str {
                 max_chars: None,
                 unicode: false,
+                code_page: None,
             },
             SqlType::NText | SqlType::Xml => Wire::Str {
                 max_chars: None,
                 unicode: true,
+                code_page: None,
             },
             SqlType::Bytes { len, .. } => Wire::Bytes { max: *len },
             SqlType::Image => Wire::Bytes { max: None },
@@ -1945,14 +2047,35 @@ enum Wire {
     SmallDateTime,
     DateTime2(u8),
     DateTimeOffset(u8),
+    /// `max_chars`: UTF-16 units for unicode columns, bytes of the code page otherwise
+    /// (characters when the code page is unknown).
     Str {
         max_chars: Option<u32>,
         unicode: bool,
+        code_page: Option<u16>,
     },
     Bytes {
         max: Option<u32>,
     },
     Guid,
+}
+
+impl Wire {
+    /// The wire of a char/varchar/text column whose code page is `code_page`.
+    fn in_code_page(self, code_page: Option<u16>) -> Wire {
+        match self {
+            Wire::Str {
+                max_chars,
+                unicode: false,
+                ..
+            } => Wire::Str {
+                max_chars,
+                unicode: false,
+                code_page,
+            },
+            other => other,
+        }
+    }
 }
 
 /// One Arrow value, borrowed from its array.
@@ -2052,48 +2175,67 @@ fn value_at(array: &dyn Array, row: usize) -> Result<Value<'_>, String> {
     })
 }
 
+/// What to do about a value out of its column's range, said once for every kind of value.
+const OUT_OF_RANGE_HINT: &str =
+    "filter such values out or replace them in a transform, or write them to a wider column";
+
 /// `value` as the bulk-load value of a column sent as `wire`.
 fn encode(value: Value<'_>, wire: Wire) -> Result<ColumnData<'static>, String> {
     if value == Value::Null {
         return Ok(null_of(wire));
     }
-    let mismatch = || format!("cannot convert {value:?} for this column");
+    let mismatch = || format!("cannot convert {} for this column", value_text(value));
     Ok(match wire {
         Wire::Bit => match value {
             Value::Bool(b) => ColumnData::Bit(Some(b)),
             _ => return Err(mismatch()),
         },
-        Wire::U8 => ColumnData::U8(Some(fit_int(value, "tinyint")?)),
-        Wire::I16 => ColumnData::I16(Some(fit_int(value, "smallint")?)),
-        Wire::I32 => ColumnData::I32(Some(fit_int(value, "int")?)),
-        Wire::I64 => ColumnData::I64(Some(fit_int(value, "bigint")?)),
+        Wire::U8 => ColumnData::U8(Some(fit_int(value, ranges::TINYINT)?)),
+        Wire::I16 => ColumnData::I16(Some(fit_int(value, ranges::SMALLINT)?)),
+        Wire::I32 => ColumnData::I32(Some(fit_int(value, ranges::INT)?)),
+        Wire::I64 => ColumnData::I64(Some(fit_int(value, ranges::BIGINT)?)),
         Wire::F32 => ColumnData::F32(Some(finite(as_float(value).ok_or_else(mismatch)?)? as f32)),
         Wire::F64 => ColumnData::F64(Some(finite(as_float(value).ok_or_else(mismatch)?)?)),
         Wire::Numeric { precision, scale } => {
             ColumnData::Numeric(Some(to_numeric(value, precision, scale)?))
         }
         Wire::Date => {
-            let days = match value {
-                Value::Days(d) => d,
-                _ => return Err(mismatch()),
+            let Value::Days(days) = value else {
+                return Err(mismatch());
             };
-            ColumnData::Date(Some(date_of(days)?))
+            ColumnData::Date(Some(date_of(days).ok_or_else(|| {
+                format!(
+                    "date {} is outside the range of date ({}); {OUT_OF_RANGE_HINT}",
+                    date_text(days),
+                    ranges::DATE_RANGE
+                )
+            })?))
         }
         Wire::Time(scale) => match value {
             Value::TimeOfDay(ns) => {
                 let unit = 10i64.pow(9 - u32::from(scale));
-                let increments = (ns + unit / 2) / unit;
+                let increments = (ns + unit / 2).div_euclid(unit);
                 if !(0..86_400 * 10i64.pow(u32::from(scale))).contains(&increments) {
-                    return Err(format!("time of day {ns} ns is out of range"));
+                    return Err(format!(
+                        "time of day {} is outside the range of time({scale}) (00:00:00 to \
+                         23:59:59.{})",
+                        value_text(value),
+                        "9".repeat(usize::from(scale))
+                    ));
                 }
                 ColumnData::Time(Some(Time::new(increments as u64, scale)))
             }
             _ => return Err(mismatch()),
         },
-        Wire::DateTime2(scale) => ColumnData::DateTime2(Some(datetime2_of(value, scale)?)),
-        Wire::DateTimeOffset(scale) => {
-            ColumnData::DateTimeOffset(Some(DateTimeOffset::new(datetime2_of(value, scale)?, 0)))
-        }
+        Wire::DateTime2(scale) => ColumnData::DateTime2(Some(datetime2_of(
+            value,
+            scale,
+            &format!("datetime2({scale})"),
+        )?)),
+        Wire::DateTimeOffset(scale) => ColumnData::DateTimeOffset(Some(DateTimeOffset::new(
+            datetime2_of(value, scale, &format!("datetimeoffset({scale}) in UTC"))?,
+            0,
+        ))),
         Wire::DateTime => {
             let ns = instant_nanos(value).ok_or_else(mismatch)?;
             let mut days = ns.div_euclid(NANOS_PER_DAY);
@@ -2102,56 +2244,86 @@ fn encode(value: Value<'_>, wire: Wire) -> Result<ColumnData<'static>, String> {
                 days += 1;
                 fragments = 0;
             }
-            let days = i32::try_from(days + i128::from(DAYS_1900_TO_1970))
+            let days = i64::try_from(days + i128::from(DAYS_1900_TO_1970))
                 .ok()
-                .filter(|d| (-53_690..=2_958_463).contains(d))
+                .filter(|d| ranges::DATETIME_DAYS.contains(d))
                 .ok_or_else(|| {
-                    "date is outside datetime's range (1753-01-01 to 9999-12-31)".to_string()
+                    format!(
+                        "{} is outside the range of datetime ({}); {OUT_OF_RANGE_HINT}",
+                        value_text(value),
+                        ranges::DATETIME_RANGE
+                    )
                 })?;
-            ColumnData::DateTime(Some(DateTime::new(days, fragments as u32)))
+            ColumnData::DateTime(Some(DateTime::new(days as i32, fragments as u32)))
         }
         Wire::SmallDateTime => {
             let ns = instant_nanos(value).ok_or_else(mismatch)?;
             let minutes = (ns + 30_000_000_000).div_euclid(60_000_000_000);
-            let days = minutes.div_euclid(1_440) + i128::from(DAYS_1900_TO_1970);
-            let days = u16::try_from(days).map_err(|_| {
-                "date is outside smalldatetime's range (1900-01-01 to 2079-06-06)".to_string()
-            })?;
+            let days = i64::try_from(minutes.div_euclid(1_440) + i128::from(DAYS_1900_TO_1970))
+                .ok()
+                .filter(|d| ranges::SMALLDATETIME_DAYS.contains(d))
+                .ok_or_else(|| {
+                    format!(
+                        "{} is outside the range of smalldatetime ({}); {OUT_OF_RANGE_HINT}",
+                        value_text(value),
+                        ranges::SMALLDATETIME_RANGE
+                    )
+                })?;
             ColumnData::SmallDateTime(Some(SmallDateTime::new(
-                days,
+                days as u16,
                 minutes.rem_euclid(1_440) as u16,
             )))
         }
-        Wire::Str { max_chars, unicode } => {
-            let s = match value {
-                Value::Str(s) => s,
-                _ => return Err(mismatch()),
+        Wire::Str {
+            max_chars,
+            unicode,
+            code_page,
+        } => {
+            let Value::Str(s) = value else {
+                return Err(mismatch());
             };
-            if let Some(max) = max_chars {
-                let len = if unicode {
-                    s.encode_utf16().count()
-                } else {
-                    s.chars().count()
-                };
-                if len > max as usize {
-                    return Err(format!(
-                        "text of {len} characters is longer than the column's {max}"
-                    ));
-                }
+            let encoding = code_page
+                .filter(|_| !unicode)
+                .and_then(|cp| ranges::code_page_encoding(cp).map(|e| (cp, e)));
+            let (len, unit) = match encoding {
+                _ if unicode => (s.encode_utf16().count(), "characters".to_string()),
+                Some((cp, encoding)) => match ranges::encoded_len(s, encoding) {
+                    Ok(bytes) if bytes == s.chars().count() => (bytes, "characters".to_string()),
+                    Ok(bytes) => (bytes, format!("bytes in code page {cp}")),
+                    Err(c) => {
+                        return Err(format!(
+                            "{} cannot be stored in this char/varchar column: its code page {cp} \
+                             has no `{c}` (U+{:04X}), which SQL Server would store as `?`; write \
+                             the text to an nvarchar column, or replace the character in a \
+                             transform",
+                            value_text(value),
+                            u32::from(c)
+                        ));
+                    }
+                },
+                None => (s.chars().count(), "characters".to_string()),
+            };
+            if let Some(max) = max_chars
+                && len > max as usize
+            {
+                return Err(format!(
+                    "text of {len} {unit} is longer than the column's {max} ({})",
+                    value_text(value)
+                ));
             }
             ColumnData::String(Some(Cow::Owned(s.to_string())))
         }
         Wire::Bytes { max } => {
-            let b = match value {
-                Value::Bytes(b) => b,
-                _ => return Err(mismatch()),
+            let Value::Bytes(b) = value else {
+                return Err(mismatch());
             };
             if let Some(max) = max
                 && b.len() > max as usize
             {
                 return Err(format!(
-                    "{} bytes are longer than the column's {max}",
-                    b.len()
+                    "{} bytes are longer than the column's {max} ({})",
+                    b.len(),
+                    value_text(value)
                 ));
             }
             ColumnData::Binary(Some(Cow::Owned(b.to_vec())))
@@ -2164,6 +2336,33 @@ fn encode(value: Value<'_>, wire: Wire) -> Result<ColumnData<'static>, String> {
             _ => return Err(mismatch()),
         },
     })
+}
+
+/// A value as an error message shows it: the number, `2024-01-31`, `10000-01-01 00:00:00`,
+/// `` `text` `` (its first 40 characters), `0x0A0B…` (its first 16 bytes).
+fn value_text(value: Value<'_>) -> String {
+    match value {
+        Value::Null => "NULL".to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::Int(v) => v.to_string(),
+        Value::Float(f) => f.to_string(),
+        Value::Decimal(v, scale) => decimal_text(v, scale),
+        Value::Str(s) => {
+            let mut chars = s.chars();
+            let head: String = chars.by_ref().take(40).collect();
+            let more = if chars.next().is_some() { "…" } else { "" };
+            format!("`{head}{more}`")
+        }
+        Value::Bytes(b) => format!(
+            "0x{}{}",
+            hex::encode_upper(&b[..b.len().min(16)]),
+            if b.len() > 16 { "…" } else { "" }
+        ),
+        Value::Days(d) => date_text(d),
+        Value::Nanos(ns) => ranges::timestamp_text(ns),
+        Value::TimeOfDay(ns) if (0..86_400_000_000_000).contains(&ns) => ranges::time_text(ns),
+        Value::TimeOfDay(ns) => format!("{ns} ns"),
+    }
 }
 
 /// A NULL of the column's wire type.
@@ -2189,11 +2388,18 @@ fn null_of(wire: Wire) -> ColumnData<'static> {
     }
 }
 
-fn fit_int<T: TryFrom<i128>>(value: Value<'_>, name: &str) -> Result<T, String> {
-    match value {
-        Value::Int(v) => T::try_from(v).map_err(|_| format!("{v} is out of range for {name}")),
-        other => Err(format!("cannot convert {other:?} to {name}")),
-    }
+/// An integer value as the integer type of `range`; values outside it are refused.
+fn fit_int<T: TryFrom<i128>>(value: Value<'_>, range: IntRange) -> Result<T, String> {
+    let Value::Int(v) = value else {
+        return Err(format!(
+            "cannot convert {} to {}",
+            value_text(value),
+            range.name
+        ));
+    };
+    let refused = |m: String| format!("{m}; {OUT_OF_RANGE_HINT}");
+    let v = range.check(v).map_err(refused)?;
+    T::try_from(v).map_err(|_| refused(format!("{v} is out of range for {}", range.name)))
 }
 
 fn as_float(value: Value<'_>) -> Option<f64> {
@@ -2212,26 +2418,37 @@ fn finite(f: f64) -> Result<f64, String> {
     }
 }
 
-/// A numeric/integer/float value as a `decimal(precision, scale)`; extra decimals are an error
-/// (floats are rounded to the scale).
+/// A numeric/integer/float value as a `decimal(precision, scale)`: rescaled to the column's
+/// scale; a value with more decimals than the scale, or more integer digits than
+/// `precision - scale`, is refused (floats are rounded to the scale).
 fn to_numeric(value: Value<'_>, precision: u8, scale: u8) -> Result<Numeric, String> {
     let ten = |n: u32| 10i128.checked_pow(n);
-    let overflow = || format!("{value:?} does not fit decimal({precision},{scale})");
+    let column = format!("decimal({precision},{scale})");
+    let too_big = || {
+        let digits = precision.saturating_sub(scale);
+        format!(
+            "{} does not fit {column}, which holds at most {digits} digit{} before the decimal \
+             point; {OUT_OF_RANGE_HINT}",
+            value_text(value),
+            if digits == 1 { "" } else { "s" }
+        )
+    };
     let unscaled = match value {
         Value::Int(v) => ten(u32::from(scale))
             .and_then(|p| v.checked_mul(p))
-            .ok_or_else(overflow)?,
+            .ok_or_else(too_big)?,
         Value::Decimal(v, from) => {
             let shift = i32::from(scale) - i32::from(from);
             if shift >= 0 {
                 ten(shift as u32)
                     .and_then(|p| v.checked_mul(p))
-                    .ok_or_else(overflow)?
+                    .ok_or_else(too_big)?
             } else {
-                let p = ten((-shift) as u32).ok_or_else(overflow)?;
+                let p = ten((-shift) as u32).ok_or_else(too_big)?;
                 if v % p != 0 {
                     return Err(format!(
-                        "{} has more decimals than the column's scale {scale}",
+                        "{} has more decimals than the column's scale {scale} ({column}); round \
+                         it in a transform first (ROUND or CAST to DECIMAL(p,{scale}))",
                         decimal_text(v, from)
                     ));
                 }
@@ -2241,30 +2458,19 @@ fn to_numeric(value: Value<'_>, precision: u8, scale: u8) -> Result<Numeric, Str
         Value::Float(f) => {
             let scaled = (finite(f)? * 10f64.powi(i32::from(scale))).round();
             if scaled.abs() >= 1e38 {
-                return Err(overflow());
+                return Err(too_big());
             }
             scaled as i128
         }
-        _ => return Err(format!("cannot convert {value:?} to a decimal")),
+        _ => {
+            return Err(format!("cannot convert {} to a decimal", value_text(value)));
+        }
     };
     let limit = ten(u32::from(precision)).unwrap_or(i128::MAX);
     if unscaled.abs() >= limit {
-        return Err(format!(
-            "{} does not fit decimal({precision},{scale})",
-            decimal_text(unscaled, scale as i8)
-        ));
+        return Err(too_big());
     }
     Ok(Numeric::new_with_scale(unscaled, scale))
-}
-
-/// A decimal for messages (`-12.340`).
-fn decimal_text(v: i128, scale: i8) -> String {
-    if scale <= 0 {
-        return format!("{v}{}", "0".repeat(scale.unsigned_abs() as usize));
-    }
-    let digits = format!("{:0>width$}", v.unsigned_abs(), width = scale as usize + 1);
-    let (int, frac) = digits.split_at(digits.len() - scale as usize);
-    format!("{}{int}.{frac}", if v < 0 { "-" } else { "" })
 }
 
 /// Nanoseconds since 1970-01-01 of a date or timestamp value.
@@ -2276,25 +2482,37 @@ fn instant_nanos(value: Value<'_>) -> Option<i128> {
     }
 }
 
-fn date_of(days_since_1970: i64) -> Result<Date, String> {
-    let days = days_since_1970 + DAYS_0001_TO_1970;
-    if !(0..=MAX_DATE_DAYS).contains(&days) {
-        return Err("date is outside SQL Server's range (0001-01-01 to 9999-12-31)".to_string());
-    }
-    Ok(Date::new(days as u32))
+/// The `date` of a day counted from 1970-01-01, if SQL Server's dates include it.
+fn date_of(days_since_1970: i64) -> Option<Date> {
+    let days = days_since_1970.checked_add(DAYS_0001_TO_1970)?;
+    ranges::DATE_DAYS
+        .contains(&days)
+        .then(|| Date::new(days as u32))
 }
 
-/// A date/timestamp as datetime2 with `scale` fractional digits (rounded).
-fn datetime2_of(value: Value<'_>, scale: u8) -> Result<DateTime2, String> {
-    let ns =
-        instant_nanos(value).ok_or_else(|| format!("cannot convert {value:?} to a date-time"))?;
+/// A date/timestamp as datetime2 with `scale` fractional digits (rounded); `column` names the
+/// column type in the message of a value out of range.
+fn datetime2_of(value: Value<'_>, scale: u8, column: &str) -> Result<DateTime2, String> {
+    let ns = instant_nanos(value)
+        .ok_or_else(|| format!("cannot convert {} to a date-time", value_text(value)))?;
     let unit = 10i128.pow(9 - u32::from(scale));
     let units = (ns + unit / 2).div_euclid(unit);
     let per_day = NANOS_PER_DAY / unit;
-    let days = i64::try_from(units.div_euclid(per_day))
-        .map_err(|_| "date is outside SQL Server's range".to_string())?;
+    let day_of = |days: i128| i64::try_from(days).ok().and_then(date_of);
+    let date = day_of(units.div_euclid(per_day)).ok_or_else(|| {
+        let rounded = if day_of(ns.div_euclid(NANOS_PER_DAY)).is_some() {
+            format!(" rounded to {scale} decimals")
+        } else {
+            String::new()
+        };
+        format!(
+            "{}{rounded} is outside the range of {column} ({}); {OUT_OF_RANGE_HINT}",
+            value_text(value),
+            ranges::DATETIME2_RANGE
+        )
+    })?;
     let increments = units.rem_euclid(per_day) as u64;
-    Ok(DateTime2::new(date_of(days)?, Time::new(increments, scale)))
+    Ok(DateTime2::new(date, Time::new(increments, scale)))
 }
 
 #[cfg(test)]
@@ -2311,6 +2529,7 @@ mod tests {
             identity: false,
             computed: false,
             collation: None,
+            code_page: None,
         }
     }
 
@@ -2392,13 +2611,13 @@ mod tests {
         assert!(err.contains("12.345 has more decimals"), "{err}");
         assert!(to_numeric(Value::Int(1000), 5, 2).is_err());
         assert_eq!(to_numeric(Value::Float(1.005), 10, 2).unwrap().value(), 100);
-        assert!(fit_int::<i32>(Value::Int(1 << 40), "int").is_err());
+        assert!(fit_int::<i32>(Value::Int(1 << 40), ranges::INT).is_err());
         // 1970-01-02 00:00:00.000000123 as datetime2(7): rounded to 100 ns.
-        let dt = datetime2_of(Value::Nanos(NANOS_PER_DAY + 151), 7).unwrap();
+        let dt = datetime2_of(Value::Nanos(NANOS_PER_DAY + 151), 7, "datetime2(7)").unwrap();
         assert_eq!(dt.date().days() as i64, DAYS_0001_TO_1970 + 1);
         assert_eq!((dt.time().increments(), dt.time().scale()), (2, 7));
         // 23:59:59.9999999 rounds into the next day at scale 0.
-        let dt = datetime2_of(Value::Nanos(NANOS_PER_DAY - 100), 0).unwrap();
+        let dt = datetime2_of(Value::Nanos(NANOS_PER_DAY - 100), 0, "datetime2(0)").unwrap();
         assert_eq!(
             (dt.date().days() as i64, dt.time().increments()),
             (DAYS_0001_TO_1970 + 1, 0)
@@ -2414,7 +2633,8 @@ mod tests {
                 Value::Str("ñandú"),
                 Wire::Str {
                     max_chars: Some(4),
-                    unicode: true
+                    unicode: true,
+                    code_page: None,
                 }
             )
             .is_err()

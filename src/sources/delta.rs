@@ -1,5 +1,7 @@
 //! `delta` source: a Delta table (latest or a given version) read through delta-rs' DataFusion provider.
-//! Only the files of the snapshot are scanned, with projection and partition pruning.
+//! Only the files of the snapshot are scanned, with projection and partition pruning. INT96
+//! timestamps in the table's files (Spark's default) are read as microseconds, exact over
+//! 0001..9999 (see [`read_int96_as_spark`]).
 
 use std::sync::Arc;
 
@@ -10,7 +12,7 @@ use deltalake::datafusion::prelude::SessionContext;
 use crate::error::{Error, Result};
 use crate::pipeline::project::Project;
 use crate::pipeline::spec::DeltaSourceSpec;
-use crate::sources::{Source, location_string};
+use crate::sources::{Source, location_string, read_int96_as_spark};
 
 /// Reads a Delta table.
 #[derive(Debug)]
@@ -34,6 +36,7 @@ impl DeltaSource {
 #[async_trait]
 impl Source for DeltaSource {
     async fn open(&self, ctx: &SessionContext) -> Result<Arc<dyn TableProvider>> {
+        read_int96_as_spark(ctx);
         let fail = |e: &dyn std::fmt::Display| {
             Error::step(
                 &self.step,

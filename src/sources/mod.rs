@@ -33,6 +33,21 @@ pub trait Source: Send + Sync + Debug {
     }
 }
 
+/// Makes the session read Parquet INT96 timestamps, Spark's default encoding of `TIMESTAMP`
+/// (`spark.sql.parquet.outputTimestampType=INT96`, also in Delta tables Spark writes), as
+/// Timestamp(µs, "UTC"), which is Spark's `TIMESTAMP`: DataFusion's default, nanoseconds, holds
+/// only 1677..2262 and wraps silently outside it (`0001-01-01` comes back as a wrong date).
+/// Only INT96 columns are affected; the `parquet` and `delta` sources call it before they read.
+pub(crate) fn read_int96_as_spark(ctx: &SessionContext) {
+    let state = ctx.state_ref();
+    let mut state = state.write();
+    let parquet = &mut state.config_mut().options_mut().execution.parquet;
+    if parquet.coerce_int96.is_none() {
+        parquet.coerce_int96 = Some("us".to_string());
+        parquet.coerce_int96_tz = Some("UTC".to_string());
+    }
+}
+
 /// Builds the source of a planned step; `sub_microsecond` is what the sinks it feeds do with
 /// timestamp digits below the microsecond ([`crate::pipeline::plan::Plan::sub_microsecond_for`]).
 pub fn build(

@@ -1,5 +1,7 @@
 //! `parquet` source: a file, a folder or a glob of Parquet files, read by DataFusion.
-//! Row groups stream in batches; projections and filters are pushed into the scan.
+//! Row groups stream in batches; projections and filters are pushed into the scan. INT96
+//! timestamps (what Spark writes by default) are read as Timestamp(µs, "UTC"), exact over
+//! 0001..9999 (see [`read_int96_as_spark`]).
 
 use std::sync::Arc;
 
@@ -10,7 +12,7 @@ use deltalake::datafusion::prelude::{ParquetReadOptions, SessionContext};
 use crate::error::{Error, Result};
 use crate::pipeline::project::Project;
 use crate::pipeline::spec::FileSourceSpec;
-use crate::sources::{Source, location_string};
+use crate::sources::{Source, location_string, read_int96_as_spark};
 
 /// Reads Parquet files.
 #[derive(Debug)]
@@ -32,6 +34,7 @@ impl ParquetSource {
 #[async_trait]
 impl Source for ParquetSource {
     async fn open(&self, ctx: &SessionContext) -> Result<Arc<dyn TableProvider>> {
+        read_int96_as_spark(ctx);
         let df = ctx
             .read_parquet(self.location.as_str(), ParquetReadOptions::default())
             .await

@@ -11,10 +11,8 @@ use crate::translate::{
     ColumnHint, Ctx, DESCRIBE_PROC, DescribeArg, Kind, QueryInfo, Shape, Step, hint_for,
     translate_batch,
 };
-use crate::types::{Len, SqlType};
+use crate::types::{COLLATION_NAME, Len, SqlType};
 
-/// Collation name reported for character columns (see `types::COLLATION`).
-const COLLATION_NAME: &str = "SQL_Latin1_General_CP1_CI_AS";
 /// `types::COLLATION` as SQL Server reports it: LCID and flags, then the sort id.
 const TDS_COLLATION_ID: i64 = 0x00D0_0409;
 const TDS_COLLATION_SORT_ID: i64 = 0x34;

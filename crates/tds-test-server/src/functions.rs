@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rusqlite::functions::{Context, FunctionFlags};
 use rusqlite::types::{Value, ValueRef};
 
-use crate::types::{Len, SqlType};
+use crate::types::{COLLATION_CODE_PAGE, COLLATION_NAME, Len, SqlType};
 use crate::values::{
     EPOCH_0001, TICKS_PER_DAY, Temporal, civil_from_days, days_from_civil, fmt_date, fmt_datetime,
     fmt_guid, fmt_offset, fmt_time, parse_guid, parse_temporal, round_ticks,
@@ -323,9 +323,19 @@ fn type_info(decl: &str, field: &str) -> Value {
         SqlType::Time(n) | SqlType::DateTime2(n) | SqlType::DateTimeOffset(n) => Some(n as i64),
         _ => None,
     };
+    let collated = matches!(
+        t,
+        SqlType::Char(_)
+            | SqlType::VarChar(_)
+            | SqlType::NChar(_)
+            | SqlType::NVarChar(_)
+            | SqlType::Text
+            | SqlType::NText
+    );
     let int = |v: Option<i64>| v.map(Value::Integer).unwrap_or(Value::Null);
     match field {
         "name" => Value::Text(base),
+        "collation" if collated => Value::Text(COLLATION_NAME.to_string()),
         "char_len" => int(char_len),
         "octet_len" => int(octet_len),
         "precision" => int(precision),
@@ -357,6 +367,7 @@ pub(crate) fn information_schema_type(column: &str) -> Option<SqlType> {
         "IS_NULLABLE" => SqlType::VarChar(Len::N(3)),
         "TABLE_TYPE" => SqlType::VarChar(Len::N(10)),
         "COLUMN_DEFAULT" => SqlType::NVarChar(Len::N(4000)),
+        "COLLATION_NAME" => SqlType::NVarChar(Len::N(128)),
         _ => return None,
     })
 }
@@ -385,7 +396,8 @@ pub(crate) fn create_system_views(
                   __TDS_TYPE_INFO(p.type, 'precision') AS NUMERIC_PRECISION,
                   __TDS_TYPE_INFO(p.type, 'radix') AS NUMERIC_PRECISION_RADIX,
                   __TDS_TYPE_INFO(p.type, 'scale') AS NUMERIC_SCALE,
-                  __TDS_TYPE_INFO(p.type, 'dt_precision') AS DATETIME_PRECISION
+                  __TDS_TYPE_INFO(p.type, 'dt_precision') AS DATETIME_PRECISION,
+                  __TDS_TYPE_INFO(p.type, 'collation') AS COLLATION_NAME
            FROM main.sqlite_master m JOIN pragma_table_info(m.name) p
            WHERE m.type IN ('table', 'view') AND m.name NOT LIKE 'sqlite\\_%' ESCAPE '\\';"
     ))
@@ -438,6 +450,23 @@ pub(crate) fn register(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
         conn.create_scalar_function(name, 0, vol, |_| Ok(now_text()))?;
     }
     conn.create_scalar_function("NEWID", 0, vol, |_| Ok(random_guid()))?;
+    // The one collation of this server; other names (and properties) are NULL, as in SQL Server.
+    conn.create_scalar_function("COLLATIONPROPERTY", 2, det, |c| {
+        let name = text_of(c.get_raw(0)).unwrap_or_default();
+        let property = text_of(c.get_raw(1))
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        if !name.eq_ignore_ascii_case(COLLATION_NAME) {
+            return Ok(None);
+        }
+        Ok(match property.as_str() {
+            "codepage" => Some(COLLATION_CODE_PAGE),
+            "lcid" => Some(1033),
+            "comparisonstyle" => Some(196_609),
+            "version" => Some(0),
+            _ => None,
+        })
+    })?;
     conn.create_scalar_function("__TDS_CONVERT", 2, det, |c| {
         let ty = text_of(c.get_raw(1)).unwrap_or_default();
         convert(c.get_raw(0), &ty)

@@ -87,7 +87,8 @@
 //! | `DELETE t FROM t JOIN s ON … WHERE …` | `DELETE FROM t WHERE EXISTS (SELECT 1 FROM s WHERE …)` |
 //! | `TRUNCATE TABLE t` (one table) | `DELETE FROM t` |
 //! | `MERGE INTO t USING src ON … WHEN [NOT] MATCHED [BY TARGET/SOURCE] [AND …] THEN UPDATE/DELETE/INSERT` | script in a savepoint: stage the inserts against the initial state, BY SOURCE actions, MATCHED actions in clause order, insert staged rows; DONE counts all affected rows |
-//! | `INFORMATION_SCHEMA.TABLES`, `INFORMATION_SCHEMA.COLUMNS` | per-connection temp views over `sqlite_master`/`pragma_table_info` with SQL Server column types |
+//! | `INFORMATION_SCHEMA.TABLES`, `INFORMATION_SCHEMA.COLUMNS` | per-connection temp views over `sqlite_master`/`pragma_table_info` with SQL Server column types (`COLLATION_NAME` SQL_Latin1_General_CP1_CI_AS for char/varchar/nchar/nvarchar/text/ntext) |
+//! | `COLLATIONPROPERTY(name, 'CodePage' / 'LCID' / 'ComparisonStyle' / 'Version')` | 1252 / 1033 / 196609 / 0 for SQL_Latin1_General_CP1_CI_AS, NULL for other names |
 //! | `IF cond stmt [ELSE stmt]` (incl. `BEGIN … END`) | condition evaluated by SQLite, branch executed |
 //! | `OBJECT_ID('x')`, `OBJECT_ID('tempdb..#t')` | lookup in `sqlite_master` / `sqlite_temp_master` |
 //! | `BEGIN TRAN[SACTION]`, `COMMIT [TRAN]`, `ROLLBACK [TRAN]`, TM requests | SQLite transaction, ENVCHANGE 8/9/10, nesting via `@@TRANCOUNT` |

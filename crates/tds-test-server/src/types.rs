@@ -15,6 +15,10 @@ use crate::wire::{Input, ResponseWriter, utf16_to_string};
 
 /// Collation sent with every character column: SQL_Latin1_General_CP1_CI_AS (code page 1252).
 pub(crate) const COLLATION: [u8; 5] = [0x09, 0x04, 0xD0, 0x00, 0x34];
+/// The name of [`COLLATION`], as `COLLATION_NAME` and `COLLATIONPROPERTY` spell it.
+pub(crate) const COLLATION_NAME: &str = "SQL_Latin1_General_CP1_CI_AS";
+/// The code page of [`COLLATION`].
+pub(crate) const COLLATION_CODE_PAGE: i64 = 1252;
 
 /// Length of a variable-size character/binary type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

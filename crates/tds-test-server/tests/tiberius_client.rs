@@ -753,6 +753,26 @@ async fn information_schema_and_date_functions() {
     assert_eq!(r[2].get::<i32, _>("CHARACTER_MAXIMUM_LENGTH"), Some(200));
     assert_eq!(r[3].get::<i32, _>("ORDINAL_POSITION"), Some(4));
     assert_eq!(r[3].get::<i16, _>("DATETIME_PRECISION"), Some(3));
+    // Character columns report the server's collation, and its code page.
+    let r = c
+        .query(
+            "SELECT COLUMN_NAME, COLLATION_NAME,
+                    CAST(COLLATIONPROPERTY(COLLATION_NAME, 'CodePage') AS int) AS cp
+             FROM INFORMATION_SCHEMA.COLUMNS WHERE TABLE_NAME = @P1 ORDER BY ORDINAL_POSITION",
+            &[&"orders"],
+        )
+        .await
+        .unwrap()
+        .into_first_result()
+        .await
+        .unwrap();
+    assert_eq!(r[0].get::<&str, _>("COLLATION_NAME"), None);
+    assert_eq!(r[0].get::<i32, _>("cp"), None);
+    assert_eq!(
+        r[2].get::<&str, _>("COLLATION_NAME"),
+        Some("SQL_Latin1_General_CP1_CI_AS")
+    );
+    assert_eq!(r[2].get::<i32, _>("cp"), Some(1252));
     let tables = rows(
         &mut c,
         "SELECT TABLE_NAME FROM INFORMATION_SCHEMA.TABLES WHERE TABLE_TYPE = 'BASE TABLE'",
