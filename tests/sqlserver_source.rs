@@ -662,3 +662,46 @@ async fn datetime2_digits_below_the_microsecond_are_counted_or_refused() {
     assert!(!s.path("out/t_strict/_SUCCESS").exists());
     server.shutdown().await;
 }
+
+/// Every SQL Server type into a Delta table: a new table (with `timestamp_ntz` and its feature),
+/// then append and overwrite on the existing one; no ERROR line on any of these normal runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_type_writes_a_delta_table_new_appended_and_overwritten() {
+    let server = TdsServer::start(TdsServerConfig::default()).await.unwrap();
+    tsql(&server, ALL_TYPES).await;
+    let s = Scratch::empty();
+    for (mode, rows) in [("append", 2), ("append", 4), ("overwrite", 2)] {
+        s.write(
+            "pipelines/x.yaml",
+            &format!("name: x\nsteps:\n  - id: t\n    source: {{type: sqlserver, table: dbo.all_types}}\n  - id: lake\n    sink: {{type: delta, from: t, path: lake/all_types, mode: {mode}}}\n"),
+        );
+        let o = bridge_with(&s, &server, &["run", "pipelines/x.yaml"]).await;
+        let err = stderr(&o);
+        assert!(!err.contains("ERROR"), "{mode}: {err}");
+        ok(o);
+        let url = deltalake::ensure_table_uri(s.path("lake/all_types").to_str().unwrap()).unwrap();
+        let table = deltalake::open_table(url).await.unwrap();
+        let snapshot = table.snapshot().unwrap();
+        let schema = snapshot.schema();
+        let ty = |name: &str| {
+            serde_json::to_value(schema.field(name).unwrap().data_type())
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(ty("c_tiny"), "\"short\"");
+        assert_eq!(ty("c_dt2"), "\"timestamp_ntz\"");
+        assert_eq!(ty("c_dto"), "\"timestamp\"");
+        assert_eq!(ty("c_time"), "\"string\"");
+        let features = serde_json::to_value(snapshot.protocol())
+            .unwrap()
+            .to_string();
+        assert!(features.contains("timestampNtz"), "{features}");
+        let ctx = deltalake::datafusion::prelude::SessionContext::new();
+        table.update_datafusion_session(&ctx.state()).unwrap();
+        ctx.register_table("t", table.table_provider().await.unwrap())
+            .unwrap();
+        let count = query_lines(&ctx, "SELECT count(*) FROM t").await;
+        assert_eq!(count, [rows.to_string()], "{mode}");
+    }
+    server.shutdown().await;
+}
