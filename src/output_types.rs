@@ -106,6 +106,9 @@ pub enum OutputTypeError {
     },
 }
 
+/// Values per column whose digits below the microsecond were dropped.
+pub type Counts = BTreeMap<String, u64>;
+
 /// What a run dropped below the microsecond, per step and column: sources (SQL Server
 /// `datetime2(7)`) and sinks (nanosecond inputs) record here; the run summary and each volume
 /// folder's `_SUCCESS` report it. Each reader records the totals of one stream under its own
@@ -113,7 +116,7 @@ pub enum OutputTypeError {
 /// a step scanned twice or a sink retried is not counted twice.
 #[derive(Debug, Default)]
 pub struct Truncations {
-    by_step: std::sync::Mutex<BTreeMap<String, BTreeMap<usize, BTreeMap<String, u64>>>>,
+    by_step: std::sync::Mutex<BTreeMap<String, BTreeMap<usize, Counts>>>,
     /// The sources each sink reads, through any transforms.
     upstream: BTreeMap<String, Vec<String>>,
 }
