@@ -660,6 +660,34 @@ async fn datetime2_digits_below_the_microsecond_are_counted_or_refused() {
         "{err}"
     );
     assert!(!s.path("out/t_strict/_SUCCESS").exists());
+
+    // `nanoseconds` keeps them, for readers other than Spark, within 1677..2262 only.
+    s.write(
+        "pipelines/x.yaml",
+        &pipeline("path: t_ns, sub_microsecond: nanoseconds"),
+    );
+    let o = bridge_with(&s, &server, &["run", "pipelines/x.yaml"]).await;
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("column `at` row 1") && err.contains("1677..2262"),
+        "{err}"
+    );
+    tsql(&server, "DELETE FROM dbo.times WHERE id < 3; INSERT INTO dbo.times VALUES (5, '2024-06-01 12:00:00.1234567', NULL);").await;
+    ok(bridge_with(&s, &server, &["run", "pipelines/x.yaml"]).await);
+    let batches = read_parquet(&part(&s.path("out/t_ns"), "out-00000.parquet"));
+    assert_eq!(
+        batches[0].schema().field(1).data_type(),
+        &DataType::Timestamp(TimeUnit::Nanosecond, None)
+    );
+    assert_eq!(
+        batch_lines(&batches),
+        [
+            "3|2024-06-01T12:00:00.123456|NULL|NULL",
+            "4|NULL|NULL|NULL",
+            "5|2024-06-01T12:00:00.123456700|NULL|NULL"
+        ]
+    );
     server.shutdown().await;
 }
 
