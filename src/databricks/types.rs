@@ -75,7 +75,9 @@ use deltalake::arrow::array::{
     RecordBatchOptions, StringArray, TimestampMicrosecondArray, new_null_array,
 };
 use deltalake::arrow::compute::{CastOptions, cast_with_options};
-use deltalake::arrow::datatypes::{DataType, Decimal128Type, Field, Int64Type, Schema, SchemaRef, TimeUnit};
+use deltalake::arrow::datatypes::{
+    DataType, Decimal128Type, Field, Int64Type, Schema, SchemaRef, TimeUnit,
+};
 
 use crate::databricks::statements::ColumnInfo;
 
@@ -92,7 +94,10 @@ pub enum DatabricksType {
     BigInt,
     Float,
     Double,
-    Decimal { precision: u8, scale: i8 },
+    Decimal {
+        precision: u8,
+        scale: i8,
+    },
     String,
     Binary,
     Date,
@@ -296,7 +301,7 @@ impl fmt::Display for RefusedList<'_> {
             )?;
         }
         f.write_str(
-            ". Change the source's query (a `sql:` selecting these expressions instead of `table:`) and run again; nothing was read or written.",
+            ". Select these expressions in the source's query (`sql:` or `query:`; a `table:` source reads every column as it is) and run again; no rows were read and nothing was written.",
         )
     }
 }
@@ -388,7 +393,11 @@ impl ResultTypes {
 
     /// A batch of an ARROW_STREAM chunk in engine types. `first_row` is the 0-based row of the
     /// whole result the batch starts at (for messages). The caller checks the column count.
-    pub fn from_arrow(&self, batch: &RecordBatch, first_row: u64) -> Result<RecordBatch, TypeError> {
+    pub fn from_arrow(
+        &self,
+        batch: &RecordBatch,
+        first_row: u64,
+    ) -> Result<RecordBatch, TypeError> {
         let arrays = self
             .columns
             .iter()
@@ -487,6 +496,13 @@ fn column_from_arrow(c: &Column, array: &ArrayRef, first_row: u64) -> Result<Arr
                 _ => micros,
             }))
         }
+        (DatabricksType::Variant, DataType::Struct(_)) => Err(c.error(
+            None,
+            format!(
+                "the result chunk has it as a binary variant, not as JSON text; select `to_json({})` instead",
+                sql_ident(&c.name)
+            ),
+        )),
         (DatabricksType::Decimal { precision, scale }, DataType::Decimal128(_, from_scale)) => {
             let values = array.as_primitive::<Decimal128Type>();
             let out = values
@@ -578,7 +594,11 @@ fn render_decimal(v: i128, scale: i8) -> String {
     } else if digits.len() <= s {
         format!("0.{}{digits}", "0".repeat(s - digits.len()))
     } else {
-        format!("{}.{}", &digits[..digits.len() - s], &digits[digits.len() - s..])
+        format!(
+            "{}.{}",
+            &digits[..digits.len() - s],
+            &digits[digits.len() - s..]
+        )
     };
     if v < 0 { format!("-{body}") } else { body }
 }
@@ -598,7 +618,10 @@ pub fn parse_decimal(text: &str, precision: u8, scale: i8) -> Result<i128, Strin
     };
     let (int_part, frac_part) = mantissa.split_once('.').unwrap_or((mantissa, ""));
     if (int_part.is_empty() && frac_part.is_empty())
-        || !int_part.chars().chain(frac_part.chars()).all(|c| c.is_ascii_digit())
+        || !int_part
+            .chars()
+            .chain(frac_part.chars())
+            .all(|c| c.is_ascii_digit())
     {
         return Err(bad());
     }
@@ -711,18 +734,28 @@ fn column_from_text<'a>(
             })?;
             Arc::new(BooleanArray::from(parsed))
         }
-        DatabricksType::TinyInt => Arc::new(Int8Array::from(parse_all(c, values, first_row, int::<i8>)?)),
-        DatabricksType::SmallInt => {
-            Arc::new(Int16Array::from(parse_all(c, values, first_row, int::<i16>)?))
+        DatabricksType::TinyInt => {
+            Arc::new(Int8Array::from(parse_all(c, values, first_row, int::<i8>)?))
         }
-        DatabricksType::Int => Arc::new(Int32Array::from(parse_all(c, values, first_row, int::<i32>)?)),
-        DatabricksType::BigInt => Arc::new(Int64Array::from(parse_all(c, values, first_row, int::<i64>)?)),
-        DatabricksType::Float => Arc::new(Float32Array::from(parse_all(c, values, first_row, |v| {
-            v.trim().parse::<f32>().map_err(|_| not(v, "a number"))
-        })?)),
-        DatabricksType::Double => Arc::new(Float64Array::from(parse_all(c, values, first_row, |v| {
-            v.trim().parse::<f64>().map_err(|_| not(v, "a number"))
-        })?)),
+        DatabricksType::SmallInt => Arc::new(Int16Array::from(parse_all(
+            c, values, first_row, int::<i16>,
+        )?)),
+        DatabricksType::Int => Arc::new(Int32Array::from(parse_all(
+            c, values, first_row, int::<i32>,
+        )?)),
+        DatabricksType::BigInt => Arc::new(Int64Array::from(parse_all(
+            c, values, first_row, int::<i64>,
+        )?)),
+        DatabricksType::Float => {
+            Arc::new(Float32Array::from(parse_all(c, values, first_row, |v| {
+                v.trim().parse::<f32>().map_err(|_| not(v, "a number"))
+            })?))
+        }
+        DatabricksType::Double => {
+            Arc::new(Float64Array::from(parse_all(c, values, first_row, |v| {
+                v.trim().parse::<f64>().map_err(|_| not(v, "a number"))
+            })?))
+        }
         DatabricksType::Decimal { precision, scale } => Arc::new(
             Decimal128Array::from(parse_all(c, values, first_row, |v| {
                 parse_decimal(v, *precision, *scale)
@@ -741,9 +774,11 @@ fn column_from_text<'a>(
             })?;
             Arc::new(BinaryArray::from_iter(parsed))
         }
-        DatabricksType::Date => Arc::new(Date32Array::from(parse_all(c, values, first_row, |v| {
-            parse_date(v).ok_or_else(|| not(v, "a date (YYYY-MM-DD)"))
-        })?)),
+        DatabricksType::Date => {
+            Arc::new(Date32Array::from(parse_all(c, values, first_row, |v| {
+                parse_date(v).ok_or_else(|| not(v, "a date (YYYY-MM-DD)"))
+            })?))
+        }
         DatabricksType::Timestamp => Arc::new(
             TimestampMicrosecondArray::from(parse_all(c, values, first_row, |v| {
                 parse_instant(v).ok_or_else(|| not(v, "a timestamp"))
@@ -888,7 +923,10 @@ mod tests {
             text.contains("`tags` is ARRAY<STRING> (a nested type; the bridge writes flat columns), select `to_json(tags)` instead"),
             "{text}"
         );
-        assert!(text.contains("`wait time` is INTERVAL DAY TO SECOND"), "{text}");
+        assert!(
+            text.contains("`wait time` is INTERVAL DAY TO SECOND"),
+            "{text}"
+        );
         assert!(!text.contains('\n'), "one paragraph: {text}");
     }
 
@@ -916,9 +954,21 @@ mod tests {
         ])
         .unwrap();
         let wire = Schema::new(vec![
-            Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, Some("America/Los_Angeles".into())), true),
-            Field::new("ns", DataType::Timestamp(TimeUnit::Nanosecond, Some("Etc/UTC".into())), true),
-            Field::new("ntz", DataType::Timestamp(TimeUnit::Microsecond, None), true),
+            Field::new(
+                "ts",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("America/Los_Angeles".into())),
+                true,
+            ),
+            Field::new(
+                "ns",
+                DataType::Timestamp(TimeUnit::Nanosecond, Some("Etc/UTC".into())),
+                true,
+            ),
+            Field::new(
+                "ntz",
+                DataType::Timestamp(TimeUnit::Microsecond, None),
+                true,
+            ),
             Field::new("dec", DataType::Utf8, true),
             Field::new("wider", DataType::Decimal128(12, 4), true),
             Field::new("t", DataType::Int8, false),
@@ -933,9 +983,13 @@ mod tests {
                         .with_timezone("America/Los_Angeles"),
                 ),
                 Arc::new(
-                    TimestampNanosecondArray::from(vec![Some(1_000), None]).with_timezone("Etc/UTC"),
+                    TimestampNanosecondArray::from(vec![Some(1_000), None])
+                        .with_timezone("Etc/UTC"),
                 ),
-                Arc::new(TimestampMicrosecondArray::from(vec![Some(253_402_300_799_999_999), None])),
+                Arc::new(TimestampMicrosecondArray::from(vec![
+                    Some(253_402_300_799_999_999),
+                    None,
+                ])),
                 Arc::new(StringArray::from(vec![
                     Some("-99999999999999999999.999999999999999999"),
                     None,
@@ -976,7 +1030,11 @@ mod tests {
         .unwrap();
         let wire = Arc::new(Schema::new(vec![
             Field::new("amount", DataType::Decimal128(6, 3), true),
-            Field::new("ts", DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())), true),
+            Field::new(
+                "ts",
+                DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
+                true,
+            ),
         ]));
         let batch = |dec: i128, ns: i64| {
             RecordBatch::try_new(
@@ -992,13 +1050,22 @@ mod tests {
             )
             .unwrap()
         };
-        let err = types.from_arrow(&batch(1_005, 0), 40).unwrap_err().to_string();
+        let err = types
+            .from_arrow(&batch(1_005, 0), 40)
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             err,
             "column `amount` (DECIMAL(5,2)), row 42 of the result: 1.005 has more than 2 decimals"
         );
-        let err = types.from_arrow(&batch(0, 1_500), 0).unwrap_err().to_string();
-        assert!(err.starts_with("column `ts` (TIMESTAMP), row 2 of the result: 1500 nanoseconds"), "{err}");
+        let err = types
+            .from_arrow(&batch(0, 1_500), 0)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("column `ts` (TIMESTAMP), row 2 of the result: 1500 nanoseconds"),
+            "{err}"
+        );
 
         let wire_list = Arc::new(Schema::new(vec![Field::new(
             "amount",
@@ -1013,10 +1080,16 @@ mod tests {
         .unwrap();
         let list = ListArray::from_iter_primitive::<Int32Type, _, _>(vec![Some(vec![Some(1)])]);
         let err = single
-            .from_arrow(&RecordBatch::try_new(wire_list, vec![Arc::new(list)]).unwrap(), 0)
+            .from_arrow(
+                &RecordBatch::try_new(wire_list, vec![Arc::new(list)]).unwrap(),
+                0,
+            )
             .unwrap_err()
             .to_string();
-        assert!(err.starts_with("column `amount` (DECIMAL(5,2)): the result chunk has it as List"), "{err}");
+        assert!(
+            err.starts_with("column `amount` (DECIMAL(5,2)): the result chunk has it as List"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -1063,9 +1136,23 @@ mod tests {
         assert_eq!(batch.num_rows(), 2);
         assert_eq!(batch.column(9).null_count(), 1);
         let mut bad = rows.clone();
-        bad[1] = row(["2", "128", "0", "2024-01-01Z", "2024-01-01", "2024-01-01", "", "false", "1", "a"]);
+        bad[1] = row([
+            "2",
+            "128",
+            "0",
+            "2024-01-01Z",
+            "2024-01-01",
+            "2024-01-01",
+            "",
+            "false",
+            "1",
+            "a",
+        ]);
         let err = types.from_text(&bad, 10).unwrap_err().to_string();
-        assert_eq!(err, "column `t` (TINYINT), row 12 of the result: 128 is out of range");
+        assert_eq!(
+            err,
+            "column `t` (TINYINT), row 12 of the result: 128 is out of range"
+        );
         bad[1][1] = Some("1".into());
         bad[1][2] = Some("1.23456".into());
         let err = types.from_text(&bad, 10).unwrap_err().to_string();
@@ -1081,9 +1168,16 @@ mod tests {
         assert_eq!(parse_decimal("000.00", 1, 0), Ok(0));
         let max = "99999999999999999999.999999999999999999";
         assert_eq!(parse_decimal(max, 38, 18), Ok(10i128.pow(38) - 1));
-        assert_eq!(parse_decimal(&format!("-{max}"), 38, 18), Ok(1 - 10i128.pow(38)));
+        assert_eq!(
+            parse_decimal(&format!("-{max}"), 38, 18),
+            Ok(1 - 10i128.pow(38))
+        );
         assert!(parse_decimal("100000000000000000000", 38, 18).is_err());
-        assert!(parse_decimal("0.005", 5, 2).unwrap_err().contains("more than 2 decimals"));
+        assert!(
+            parse_decimal("0.005", 5, 2)
+                .unwrap_err()
+                .contains("more than 2 decimals")
+        );
         assert!(parse_decimal("1.2.3", 5, 2).is_err());
         assert!(parse_decimal("", 5, 2).is_err());
         assert!(parse_decimal("1e40", 38, 0).is_err());

@@ -401,7 +401,9 @@ pub(crate) fn convert(v: Value, kind: Kind) -> Result<Cell, String> {
         Kind::Interval(from, _) => {
             let n = match &v {
                 Value::Integer(i) => *i,
-                Value::Text(t) => parse_interval_text(t, from.year_month()).ok_or_else(|| bad(&v))?,
+                Value::Text(t) => {
+                    parse_interval_text(t, from.year_month()).ok_or_else(|| bad(&v))?
+                }
                 _ => return Err(bad(&v)),
             };
             if from.year_month() && i32::try_from(n).is_err() {
@@ -868,7 +870,10 @@ mod tests {
     #[test]
     fn new_types_from_decltype() {
         use IntervalField::*;
-        assert_eq!(Kind::from_decltype("TIMESTAMP_NTZ"), Some(Kind::TimestampNtz));
+        assert_eq!(
+            Kind::from_decltype("TIMESTAMP_NTZ"),
+            Some(Kind::TimestampNtz)
+        );
         assert_eq!(Kind::from_decltype("variant"), Some(Kind::Variant));
         assert_eq!(
             Kind::from_decltype("INTERVAL_DAY_TO_SECOND"),
@@ -880,7 +885,10 @@ mod tests {
         );
         assert_eq!(Kind::from_decltype("INTERVAL_MONTH_TO_YEAR"), None);
         assert_eq!(Kind::from_decltype("INTERVAL_YEAR_TO_DAY"), None);
-        assert_eq!(Kind::from_decltype("DECIMAL_TEXT(38,18)"), Some(Kind::Decimal(38, 18)));
+        assert_eq!(
+            Kind::from_decltype("DECIMAL_TEXT(38,18)"),
+            Some(Kind::Decimal(38, 18))
+        );
         let k = Kind::Interval(Hour, Minute);
         assert_eq!(k.type_text(), "INTERVAL HOUR TO MINUTE");
         assert_eq!(k.interval_type().as_deref(), Some("HOUR TO MINUTE"));
@@ -909,12 +917,8 @@ mod tests {
         let us = parse_timestamp_ntz("2024-01-02T03:04:05.5+02:00").unwrap();
         assert_eq!(render_timestamp_ntz(us), "2024-01-02T03:04:05.500");
         assert_eq!(parse_timestamp_ntz("2024-01-02 03:04:05.5"), Some(us));
-        assert_eq!(
-            convert(Value::Text("not a time".into()), Kind::TimestampNtz)
-                .unwrap_err()
-                .contains("TIMESTAMP_NTZ"),
-            true
-        );
+        let err = convert(Value::Text("not a time".into()), Kind::TimestampNtz).unwrap_err();
+        assert!(err.contains("TIMESTAMP_NTZ"), "{err}");
     }
 
     #[test]

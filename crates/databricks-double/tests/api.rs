@@ -668,8 +668,8 @@ async fn external_links_arrow_stream() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_type_as_the_api_sends_it() {
     use arrow::array::{
-        BinaryArray, BooleanArray, Date32Array, DurationMicrosecondArray, Float32Array,
-        Int8Array, IntervalYearMonthArray,
+        BinaryArray, BooleanArray, Date32Array, DurationMicrosecondArray, Float32Array, Int8Array,
+        IntervalYearMonthArray,
     };
     use arrow::datatypes::IntervalUnit;
     let t = T::start(DoubleConfig::default()).await;
@@ -782,13 +782,25 @@ async fn every_type_as_the_api_sends_it() {
     let batch = reader.into_iter().next().unwrap().unwrap();
     assert_eq!(batch.num_rows(), 3);
     let col = |i: usize| batch.column(i).clone();
-    assert!(col(0).as_any().downcast_ref::<BooleanArray>().unwrap().value(0));
+    assert!(
+        col(0)
+            .as_any()
+            .downcast_ref::<BooleanArray>()
+            .unwrap()
+            .value(0)
+    );
     let tiny = col(1);
     let tiny = tiny.as_any().downcast_ref::<Int8Array>().unwrap();
-    assert_eq!((tiny.value(0), tiny.value(1), tiny.is_null(2)), (-128, 127, true));
+    assert_eq!(
+        (tiny.value(0), tiny.value(1), tiny.is_null(2)),
+        (-128, 127, true)
+    );
     assert_eq!(col(4).as_primitive::<Int64Type>().value(0), i64::MIN);
     let f = col(5);
-    assert_eq!(f.as_any().downcast_ref::<Float32Array>().unwrap().value(1), 3.5);
+    assert_eq!(
+        f.as_any().downcast_ref::<Float32Array>().unwrap().value(1),
+        3.5
+    );
     let dec = col(7);
     let dec = dec.as_primitive::<Decimal128Type>();
     let max = 10i128.pow(38) - 1;
@@ -802,16 +814,25 @@ async fn every_type_as_the_api_sends_it() {
     assert_eq!((dt.value(0), dt.value(1)), (-719_162, 2_932_896));
     let ts = col(11);
     let ts = ts.as_primitive::<TimestampMicrosecondType>();
-    assert_eq!((ts.value(0), ts.value(1)), (-62_135_596_800_000_000, 253_402_300_799_999_999));
+    assert_eq!(
+        (ts.value(0), ts.value(1)),
+        (-62_135_596_800_000_000, 253_402_300_799_999_999)
+    );
     let ntz = col(12);
     let ntz = ntz.as_primitive::<TimestampMicrosecondType>();
     assert_eq!((ntz.value(0), ntz.value(1)), (ts.value(0), ts.value(1)));
     assert_eq!(col(13).as_string::<i32>().value(0), r#"{"a":[1,2]}"#);
     let ym = col(14);
-    let ym = ym.as_any().downcast_ref::<IntervalYearMonthArray>().unwrap();
+    let ym = ym
+        .as_any()
+        .downcast_ref::<IntervalYearMonthArray>()
+        .unwrap();
     assert_eq!((ym.value(0), ym.value(1)), (14, -1));
     let dts = col(15);
-    let dts = dts.as_any().downcast_ref::<DurationMicrosecondArray>().unwrap();
+    let dts = dts
+        .as_any()
+        .downcast_ref::<DurationMicrosecondArray>()
+        .unwrap();
     assert_eq!(dts.value(0), 273_600_000_001);
     for i in 0..batch.num_columns() - 1 {
         assert!(batch.column(i).is_null(2), "column {i} row 3 is NULL");
@@ -824,10 +845,24 @@ async fn every_type_as_the_api_sends_it() {
     assert_eq!(
         rows[0],
         json!([
-            "true", "-128", "-32768", "-2147483648", "-9223372036854775808", "0.5", "-1.25",
-            "-99999999999999999999.999999999999999999", "Grüße, 東京", "AP8=", "0001-01-01",
-            "0001-01-01T00:00:00.000Z", "0001-01-01T00:00:00.000", r#"{"a":[1,2]}"#, "1-2",
-            "3 04:00:00.000001000", "[1,2]", null
+            "true",
+            "-128",
+            "-32768",
+            "-2147483648",
+            "-9223372036854775808",
+            "0.5",
+            "-1.25",
+            "-99999999999999999999.999999999999999999",
+            "Grüße, 東京",
+            "AP8=",
+            "0001-01-01",
+            "0001-01-01T00:00:00.000Z",
+            "0001-01-01T00:00:00.000",
+            r#"{"a":[1,2]}"#,
+            "1-2",
+            "3 04:00:00.000001000",
+            "[1,2]",
+            null
         ])
     );
     assert_eq!(rows[1][11], "9999-12-31T23:59:59.999999Z");
@@ -845,8 +880,10 @@ async fn every_type_as_the_api_sends_it() {
     .into_iter()
     .enumerate()
     {
-        t.run(&format!("CREATE TABLE main.s.bad{n} (x {decl})")).await;
-        t.run(&format!("INSERT INTO main.s.bad{n} VALUES ({value})")).await;
+        t.run(&format!("CREATE TABLE main.s.bad{n} (x {decl})"))
+            .await;
+        t.run(&format!("INSERT INTO main.s.bad{n} VALUES ({value})"))
+            .await;
         let v = t
             .sql(json!({"statement": format!("SELECT x FROM main.s.bad{n}"), "warehouse_id": "wh-test"}))
             .await;
