@@ -10,6 +10,7 @@ mod client;
 mod config;
 pub mod files;
 pub mod statements;
+pub mod types;
 
 pub use auth::Secret;
 pub use client::DatabricksClient;
@@ -18,7 +19,8 @@ pub use config::{
     set_cli_profile,
 };
 pub use files::VolumeStore;
-pub use statements::{Disposition, StatementParam, StatementResult};
+pub use statements::{Disposition, StatementParam, StatementResult, TypedResult};
+pub use types::{ResultTypes, TypeError};
 
 /// Errors of the Databricks client.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +51,9 @@ pub enum DatabricksError {
     /// The answer did not have the documented shape.
     #[error("unexpected answer from Databricks {what}: {message}")]
     Protocol { what: String, message: String },
+    /// A result column's type, or a value, the bridge does not read.
+    #[error(transparent)]
+    Types(#[from] TypeError),
     /// A SQL statement did not finish in time; it was canceled.
     #[error("statement {statement_id} did not finish within {}; it was canceled (databricks.statement_timeout_secs in config/defaults.yaml sets the limit)", humanize(*timeout))]
     StatementTimeout {

@@ -3,9 +3,10 @@
 //!
 //! Large results use `EXTERNAL_LINKS` + `ARROW_STREAM`: each chunk is an Arrow IPC stream behind
 //! a short-lived presigned URL (fetched without our auth header, as Databricks requires). Small
-//! results use `INLINE` + `JSON_ARRAY` (the only format `INLINE` allows), converted to Arrow with
-//! the manifest's column types. The next chunk is downloaded while the current one is consumed,
-//! so at most two chunks are held in memory.
+//! results use `INLINE` + `JSON_ARRAY` (the only format `INLINE` allows). Either way each chunk
+//! is converted to the engine types of [`crate::databricks::types`], which also refuses, before
+//! any row is read, result columns of types the bridge does not read. The next chunk is
+//! downloaded while the current one is consumed, so at most two chunks are held in memory.
 //!
 //! A statement still queued or running after the client's statement timeout is canceled, and so
 //! is one whose waiting future is dropped (a canceled job, a shutdown).
@@ -14,9 +15,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use deltalake::arrow::array::{ArrayRef, RecordBatch, StringArray};
-use deltalake::arrow::compute::{CastOptions, cast_with_options};
-use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use deltalake::arrow::array::RecordBatch;
+use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::arrow::ipc::reader::StreamReader;
 use futures::StreamExt;
 use futures::stream::BoxStream;
@@ -24,6 +24,7 @@ use reqwest::Method;
 use serde::Deserialize;
 
 use crate::databricks::client::DatabricksClient;
+use crate::databricks::types::ResultTypes;
 use crate::databricks::{DatabricksError, Result};
 
 /// How the result comes back.
@@ -113,10 +114,10 @@ struct ResultSchema {
 pub struct ColumnInfo {
     /// Column name.
     pub name: String,
-    /// `LONG`, `STRING`, `DECIMAL`, ...
+    /// `LONG`, `BYTE`, `STRING`, `DECIMAL`, `TIMESTAMP_NTZ`, `ARRAY`, ...
     #[serde(default)]
     pub type_name: Option<String>,
-    /// The full SQL type, e.g. `decimal(18,4)`.
+    /// The full SQL type, e.g. `DECIMAL(18,4)`, `ARRAY<INT>`, `INTERVAL DAY TO SECOND`.
     #[serde(default)]
     pub type_text: Option<String>,
     /// Decimal precision.
@@ -125,10 +126,19 @@ pub struct ColumnInfo {
     /// Decimal scale.
     #[serde(default)]
     pub type_scale: Option<i8>,
+    /// 0-based position in the result.
+    #[serde(default)]
+    pub position: Option<u32>,
+    /// The fields of an interval, e.g. `DAY TO SECOND`.
+    #[serde(default)]
+    pub type_interval_type: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 struct ResultData {
+    /// Row of the whole result this chunk starts at.
+    #[serde(default)]
+    row_offset: Option<u64>,
     #[serde(default)]
     data_array: Option<Vec<Vec<Option<String>>>>,
     #[serde(default)]
@@ -140,6 +150,9 @@ struct ResultData {
 #[derive(Debug, Clone, Deserialize)]
 struct ExternalLink {
     chunk_index: u64,
+    /// Row of the whole result this chunk starts at.
+    #[serde(default)]
+    row_offset: Option<u64>,
     external_link: String,
     #[serde(default)]
     http_headers: Option<HashMap<String, String>>,
@@ -161,8 +174,6 @@ pub struct StatementResult {
     pub statement_id: String,
     /// Result columns.
     pub columns: Vec<ColumnInfo>,
-    /// Arrow schema of the batches.
-    pub schema: SchemaRef,
     /// Rows in the whole result, as the manifest says.
     pub total_row_count: u64,
     first: Option<ResultData>,
@@ -246,12 +257,10 @@ impl DatabricksClient {
             });
         }
         let columns = manifest.schema.map(|s| s.columns).unwrap_or_default();
-        let schema = Arc::new(arrow_schema(&columns)?);
         Ok(StatementResult {
             client: self.clone(),
             statement_id,
             columns,
-            schema,
             total_row_count: manifest.total_row_count.unwrap_or(0),
             first: result,
         })
@@ -319,14 +328,55 @@ impl Drop for CancelOnDrop {
     }
 }
 
+/// A finished statement whose columns all have engine types: its rows can be streamed as
+/// batches of [`TypedResult::schema`].
+#[derive(Debug)]
+pub struct TypedResult {
+    result: StatementResult,
+    types: Arc<ResultTypes>,
+}
+
 impl StatementResult {
-    /// The batches of the result, chunk after chunk, in order. The next chunk is downloaded
-    /// while the current one is consumed, so at most two chunks are held in memory.
+    /// The result with the engine types of its columns; columns of types the bridge does not
+    /// read (intervals, nested types, VOID...) are an error naming each with what to select.
+    pub fn into_typed(self) -> Result<TypedResult> {
+        let types = Arc::new(ResultTypes::new(&self.columns)?);
+        Ok(TypedResult {
+            result: self,
+            types,
+        })
+    }
+}
+
+impl TypedResult {
+    /// Id of the statement on the warehouse.
+    pub fn statement_id(&self) -> &str {
+        &self.result.statement_id
+    }
+
+    /// Result columns, as the manifest describes them.
+    pub fn columns(&self) -> &[ColumnInfo] {
+        &self.result.columns
+    }
+
+    /// Rows in the whole result, as the manifest says.
+    pub fn total_row_count(&self) -> u64 {
+        self.result.total_row_count
+    }
+
+    /// The engine schema of the batches.
+    pub fn schema(&self) -> &SchemaRef {
+        self.types.schema()
+    }
+
+    /// The batches of the result in engine types, chunk after chunk, in order. The next chunk
+    /// is downloaded while the current one is consumed, so at most two chunks are held in memory.
     pub fn into_stream(self) -> BoxStream<'static, Result<RecordBatch>> {
+        let TypedResult { result, types } = self;
         // Chunk descriptions, following each chunk's link to the next (cheap JSON calls).
-        let client = self.client.clone();
+        let client = result.client.clone();
         let descriptions = futures::stream::unfold(
-            (Some(Ok(self.first.unwrap_or_default())), None::<String>),
+            (Some(Ok(result.first.unwrap_or_default())), None::<String>),
             move |(current, next)| {
                 let client = client.clone();
                 async move {
@@ -348,12 +398,12 @@ impl StatementResult {
                 }
             },
         );
-        let (client, schema) = (self.client, self.schema);
-        let statement_id: Arc<str> = self.statement_id.into();
+        let client = result.client;
+        let statement_id: Arc<str> = result.statement_id.into();
         descriptions
             .map(move |data| {
-                let (client, schema, id) = (client.clone(), schema.clone(), statement_id.clone());
-                async move { read_chunk(&client, &id, &schema, &data?).await }
+                let (client, types, id) = (client.clone(), types.clone(), statement_id.clone());
+                async move { read_chunk(&client, &id, &types, &data?).await }
             })
             .buffered(2)
             .flat_map(|chunk: Result<Vec<RecordBatch>>| match chunk {
@@ -362,7 +412,9 @@ impl StatementResult {
             })
             .boxed()
     }
+}
 
+impl StatementResult {
     /// The whole (small) result as text values, row by row, as `JSON_ARRAY` gives them.
     pub async fn into_text_rows(self) -> Result<Vec<Vec<Option<String>>>> {
         let mut rows = Vec::new();
@@ -391,15 +443,16 @@ impl StatementResult {
     }
 }
 
-/// The batches of one chunk: an Arrow IPC stream behind each external link, or inline strings.
+/// The batches of one chunk in engine types: an Arrow IPC stream behind each external link, or
+/// inline strings.
 async fn read_chunk(
     client: &DatabricksClient,
     statement_id: &str,
-    schema: &SchemaRef,
+    types: &ResultTypes,
     data: &ResultData,
 ) -> Result<Vec<RecordBatch>> {
     if let Some(rows) = &data.data_array {
-        return Ok(vec![batch_from_text(schema, rows)?]);
+        return Ok(vec![types.from_text(rows, data.row_offset.unwrap_or(0))?]);
     }
     let mut batches = Vec::new();
     for link in data.external_links.iter().flatten() {
@@ -407,9 +460,21 @@ async fn read_chunk(
         let bytes = download_chunk(client, statement_id, link).await?;
         let reader = StreamReader::try_new(std::io::Cursor::new(bytes), None)
             .map_err(|e| DatabricksError::protocol(what.clone(), e))?;
+        let mut row = link.row_offset.unwrap_or(0);
         for batch in reader {
             let batch = batch.map_err(|e| DatabricksError::protocol(what.clone(), e))?;
-            batches.push(conform(schema, batch, &what)?);
+            if batch.num_columns() != types.len() {
+                return Err(DatabricksError::protocol(
+                    what,
+                    format!(
+                        "{} columns in the Arrow stream, {} in the manifest",
+                        batch.num_columns(),
+                        types.len()
+                    ),
+                ));
+            }
+            batches.push(types.from_arrow(&batch, row)?);
+            row += batch.num_rows() as u64;
         }
     }
     Ok(batches)
@@ -546,140 +611,6 @@ async fn fetch_link(
     response.bytes().await.map_err(transport)
 }
 
-/// A batch cast to the declared schema (names from the manifest; types cast where the stream's
-/// differ, e.g. a timestamp's zone name).
-fn conform(schema: &SchemaRef, batch: RecordBatch, what: &str) -> Result<RecordBatch> {
-    if batch.num_columns() != schema.fields().len() {
-        return Err(DatabricksError::protocol(
-            what.to_string(),
-            format!(
-                "{} columns in the Arrow stream, {} in the manifest",
-                batch.num_columns(),
-                schema.fields().len()
-            ),
-        ));
-    }
-    let columns = batch
-        .columns()
-        .iter()
-        .zip(schema.fields())
-        .map(|(column, field)| {
-            if column.data_type() == field.data_type() {
-                Ok(column.clone())
-            } else {
-                cast_with_options(column, field.data_type(), &CastOptions::default()).map_err(|e| {
-                    DatabricksError::protocol(
-                        what.to_string(),
-                        format!("column `{}`: {e}", field.name()),
-                    )
-                })
-            }
-        })
-        .collect::<Result<Vec<ArrayRef>>>()?;
-    RecordBatch::try_new(schema.clone(), columns)
-        .map_err(|e| DatabricksError::protocol(what.to_string(), e))
-}
-
-/// JSON_ARRAY rows (strings) to a batch of the declared types.
-fn batch_from_text(schema: &SchemaRef, rows: &[Vec<Option<String>>]) -> Result<RecordBatch> {
-    let strict = CastOptions {
-        safe: false,
-        ..Default::default()
-    };
-    let columns = schema
-        .fields()
-        .iter()
-        .enumerate()
-        .map(|(i, field)| {
-            let text: StringArray = rows.iter().map(|r| r.get(i).cloned().flatten()).collect();
-            let text: ArrayRef = Arc::new(text);
-            if field.data_type() == &DataType::Utf8 {
-                return Ok(text);
-            }
-            cast_with_options(&text, field.data_type(), &strict).map_err(|e| {
-                DatabricksError::protocol(
-                    "inline result",
-                    format!("column `{}`: {e}", field.name()),
-                )
-            })
-        })
-        .collect::<Result<Vec<ArrayRef>>>()?;
-    RecordBatch::try_new_with_options(
-        schema.clone(),
-        columns,
-        &deltalake::arrow::array::RecordBatchOptions::new().with_row_count(Some(rows.len())),
-    )
-    .map_err(|e| DatabricksError::protocol("inline result", e))
-}
-
-/// The Arrow schema of the manifest's columns.
-pub fn arrow_schema(columns: &[ColumnInfo]) -> Result<Schema> {
-    let fields = columns
-        .iter()
-        .map(|c| Ok(Field::new(&c.name, arrow_type(c)?, true)))
-        .collect::<Result<Vec<_>>>()?;
-    Ok(Schema::new(fields))
-}
-
-fn arrow_type(column: &ColumnInfo) -> Result<DataType> {
-    let name = column
-        .type_name
-        .clone()
-        .or_else(|| column.type_text.clone())
-        .unwrap_or_default()
-        .to_ascii_uppercase();
-    Ok(match name.as_str() {
-        "BOOLEAN" => DataType::Boolean,
-        "BYTE" | "TINYINT" => DataType::Int8,
-        "SHORT" | "SMALLINT" => DataType::Int16,
-        "INT" | "INTEGER" => DataType::Int32,
-        "LONG" | "BIGINT" => DataType::Int64,
-        "FLOAT" => DataType::Float32,
-        "DOUBLE" => DataType::Float64,
-        "DATE" => DataType::Date32,
-        "TIMESTAMP" | "TIMESTAMP_NTZ" => {
-            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
-        }
-        "STRING" | "CHAR" | "VARCHAR" => DataType::Utf8,
-        "BINARY" => DataType::Binary,
-        "NULL" | "VOID" => DataType::Null,
-        "DECIMAL" => {
-            let (precision, scale) = decimal_of(column);
-            DataType::Decimal128(precision, scale)
-        }
-        other => {
-            return Err(DatabricksError::protocol(
-                "statement result",
-                format!(
-                    "column `{}` has type {} ({}), which the bridge does not read; select it as to_json({}) or cast it to a simple type",
-                    column.name,
-                    other,
-                    column.type_text.as_deref().unwrap_or("?"),
-                    column.name
-                ),
-            ));
-        }
-    })
-}
-
-/// Precision and scale from the manifest fields, else from `decimal(p,s)` in `type_text`.
-fn decimal_of(column: &ColumnInfo) -> (u8, i8) {
-    if let (Some(p), Some(s)) = (column.type_precision, column.type_scale) {
-        return (p, s);
-    }
-    let text = column.type_text.as_deref().unwrap_or("");
-    let inner = text
-        .split_once('(')
-        .and_then(|(_, rest)| rest.strip_suffix(')'));
-    match inner.and_then(|i| i.split_once(',')) {
-        Some((p, s)) => (
-            p.trim().parse().unwrap_or(38),
-            s.trim().parse().unwrap_or(18),
-        ),
-        None => (10, 0),
-    }
-}
-
 /// Cancels a running statement (best effort).
 pub async fn cancel_statement(client: &DatabricksClient, statement_id: &str) -> Result<()> {
     let path = format!(
@@ -687,65 +618,4 @@ pub async fn cancel_statement(client: &DatabricksClient, statement_id: &str) -> 
         crate::databricks::files::encode_segment(statement_id)
     );
     client.send(Method::POST, &path, Ok).await.map(drop)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn column(name: &str, type_name: &str, type_text: &str) -> ColumnInfo {
-        ColumnInfo {
-            name: name.into(),
-            type_name: Some(type_name.into()),
-            type_text: Some(type_text.into()),
-            type_precision: None,
-            type_scale: None,
-        }
-    }
-
-    #[test]
-    fn inline_text_becomes_typed_columns() {
-        let schema = Arc::new(
-            arrow_schema(&[
-                column("id", "LONG", "bigint"),
-                column("amount", "DECIMAL", "decimal(18,4)"),
-                column("at", "TIMESTAMP", "timestamp"),
-                column("name", "STRING", "string"),
-            ])
-            .unwrap(),
-        );
-        let rows = vec![
-            vec![
-                Some("1".into()),
-                Some("12.3400".into()),
-                Some("2024-01-02T03:04:05.123Z".into()),
-                Some("a".into()),
-            ],
-            vec![None, None, None, None],
-        ];
-        let batch = batch_from_text(&schema, &rows).unwrap();
-        assert_eq!(batch.num_rows(), 2);
-        let text = deltalake::arrow::util::pretty::pretty_format_batches(&[batch])
-            .unwrap()
-            .to_string();
-        assert!(
-            text.contains("| 1  | 12.3400 | 2024-01-02T03:04:05.123Z | a    |"),
-            "{text}"
-        );
-        let err = batch_from_text(&schema, &[vec![Some("x".into()), None, None, None]])
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("column `id`"), "{err}");
-    }
-
-    #[test]
-    fn complex_types_are_refused_by_name() {
-        let err = arrow_schema(&[column("tags", "ARRAY", "array<string>")])
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("column `tags` has type ARRAY (array<string>)"),
-            "{err}"
-        );
-    }
 }

@@ -2,7 +2,12 @@
 //! Statement Execution API; its Arrow result is streamed into the DAG one chunk at a time.
 //!
 //! Opening the source runs the statement (so a bad query or a missing table fails before any
-//! sink writes) and keeps its result for the first scan; later scans run it again.
+//! sink writes) and keeps its result for the first scan; later scans run it again. The result's
+//! columns are mapped to engine types by [`crate::databricks::types`] (the output type policy
+//! in reverse: TIMESTAMP as `Timestamp(µs, "UTC")`, TIMESTAMP_NTZ without zone, TINYINT as
+//! Int8, DECIMAL exactly...), declared at open and applied to every chunk; a column of a type
+//! the bridge does not read (INTERVAL, ARRAY/MAP/STRUCT, VOID) fails the open, naming it and what
+//! to select instead.
 
 use std::sync::{Arc, Mutex};
 
@@ -18,7 +23,7 @@ use deltalake::datafusion::prelude::SessionContext;
 use futures::TryStreamExt;
 
 use crate::databricks::{
-    DatabricksClient, DatabricksSettings, Disposition, StatementParam, StatementResult,
+    DatabricksClient, DatabricksSettings, Disposition, StatementParam, TypedResult,
 };
 use crate::error::{Error, Result};
 use crate::pipeline::plan::PlannedStep;
@@ -83,8 +88,9 @@ pub fn statement_params(values: &[SqlValue]) -> Vec<StatementParam> {
         .collect()
 }
 
-/// Runs a source's statement: the client, the warehouse, and the finished statement.
-async fn run_statement(source: &DatabricksSource) -> Result<StatementResult> {
+/// Runs a source's statement: the client, the warehouse, and the finished statement with the
+/// engine types of its columns.
+async fn run_statement(source: &DatabricksSource) -> Result<TypedResult> {
     let config = source.settings.resolve().map_err(|e| source.fail(e))?;
     let client = DatabricksClient::new(&config).map_err(|e| source.fail(e))?;
     let warehouse = source
@@ -104,6 +110,7 @@ async fn run_statement(source: &DatabricksSource) -> Result<StatementResult> {
             source.disposition,
         )
         .await
+        .and_then(|result| result.into_typed())
         .map_err(|e| source.fail(e))
 }
 
@@ -113,11 +120,11 @@ impl Source for DatabricksSource {
         let result = run_statement(self).await?;
         tracing::info!(
             step = %self.step,
-            statement = %result.statement_id,
-            rows = result.total_row_count,
+            statement = %result.statement_id(),
+            rows = result.total_row_count(),
             "Databricks statement finished"
         );
-        let schema = result.schema.clone();
+        let schema = result.schema().clone();
         let partition = DatabricksPartition {
             source: self.clone(),
             schema: schema.clone(),
@@ -134,7 +141,7 @@ impl Source for DatabricksSource {
 struct DatabricksPartition {
     source: DatabricksSource,
     schema: SchemaRef,
-    first: Arc<Mutex<Option<StatementResult>>>,
+    first: Arc<Mutex<Option<TypedResult>>>,
 }
 
 impl PartitionStream for DatabricksPartition {
@@ -152,10 +159,10 @@ impl PartitionStream for DatabricksPartition {
                 Some(r) => r,
                 None => run_statement(&source).await?,
             };
-            if result.schema != expected {
+            if result.schema() != &expected {
                 return Err(source.fail(format!(
                     "the result's columns changed since the statement was first run: {:?}",
-                    result.columns.iter().map(|c| &c.name).collect::<Vec<_>>()
+                    result.columns().iter().map(|c| &c.name).collect::<Vec<_>>()
                 )));
             }
             let step = source.step.clone();

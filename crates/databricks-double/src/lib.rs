@@ -46,25 +46,41 @@
 //! `MERGE INTO` (WHEN [NOT] MATCHED [BY SOURCE|TARGET] [AND ..] THEN UPDATE SET ..|* / DELETE / INSERT ..|*)
 //! runs as several statements in a savepoint and reports Delta's four counters.
 //!
-//! # Storage encoding in SQLite
+//! # Storage encoding in SQLite, and what results carry
 //!
-//! | Databricks type | SQLite storage | Arrow |
-//! |---|---|---|
-//! | BIGINT/LONG, INT, SMALLINT, TINYINT | INTEGER | Int64, Int32, Int16, Int8 |
-//! | DOUBLE, FLOAT | REAL | Float64, Float32 |
-//! | BOOLEAN | INTEGER 0/1 | Boolean |
-//! | STRING, VARCHAR(n) | TEXT | Utf8 |
-//! | DECIMAL(p,s) | exact text or number (NUMERIC affinity) | Decimal128(p,s) |
-//! | DATE | TEXT `YYYY-MM-DD` | Date32 |
-//! | TIMESTAMP | TEXT ISO 8601 (no offset = UTC) | Timestamp(µs, "UTC") |
-//! | BINARY | BLOB | Binary |
-//! | ARRAY<T> (T simple, not DECIMAL) | JSON text in a column declared `ARRAY_OF_T` (`array(a, b)` builds it; `from_json(text, 'array<...>')` keeps it; `to_json(col)` gives it back as a STRING) | List<T> |
+//! The manifest (`schema.columns[]`: `name`, `type_text`, `type_name`, `position`, and
+//! `type_precision`/`type_scale` for DECIMAL, `type_interval_type` for INTERVAL) and the Arrow
+//! types of ARROW_STREAM chunks are those the real API sends: recorded answers of a SQL warehouse
+//! (the `sqlexecapi`/`cloudfetchapi` WireMock recordings of
+//! <https://github.com/databricks/databricks-jdbc>, `src/test/resources`), and Spark's Arrow
+//! mapping (`ArrowUtils.toArrowType`, <https://github.com/apache/spark>,
+//! `sql/api/src/main/scala/org/apache/spark/sql/util/ArrowUtils.scala`) for the types the
+//! recordings do not show.
+//!
+//! | Databricks type | SQLite storage | `type_name` / `type_text` | ARROW_STREAM Arrow | JSON_ARRAY text |
+//! |---|---|---|---|---|
+//! | BOOLEAN | INTEGER 0/1 | BOOLEAN / BOOLEAN | Boolean | `true` |
+//! | TINYINT, SMALLINT, INT, BIGINT | INTEGER | BYTE, SHORT, INT, LONG / TINYINT, SMALLINT, INT, BIGINT | Int8, Int16, Int32, Int64 | `-128` |
+//! | FLOAT, DOUBLE | REAL | FLOAT, DOUBLE / same | Float32, Float64 | `0.1`, `NaN`, `Infinity` |
+//! | DECIMAL(p,s) | p ≤ 15: text or number (NUMERIC affinity, exact to 15 digits); p > 15: exact text, declared `DECIMAL_TEXT(p,s)` (TEXT affinity: compare such columns with quoted literals) | DECIMAL / `DECIMAL(p,s)`, with `type_precision`, `type_scale` | Decimal128(p,s) | exactly `s` decimals |
+//! | STRING, VARCHAR(n) | TEXT | STRING / STRING | Utf8 | as is |
+//! | BINARY | BLOB | BINARY / BINARY | Binary | base64 |
+//! | DATE | TEXT `YYYY-MM-DD` | DATE / DATE | Date32 | `2024-01-02` |
+//! | TIMESTAMP | TEXT ISO 8601 (no offset = UTC) | TIMESTAMP / TIMESTAMP | Timestamp(µs, "Etc/UTC"): the session time zone, which the warehouse names `Etc/UTC` by default | `2024-01-02T03:04:05.123Z` |
+//! | TIMESTAMP_NTZ | TEXT ISO 8601 wall clock | TIMESTAMP_NTZ / TIMESTAMP_NTZ | Timestamp(µs, None) | `2024-01-02T03:04:05.123` |
+//! | VARIANT | compact JSON text (`parse_json(text)` builds it) | VARIANT / VARIANT | Utf8 (the JSON text, as the warehouse sends it) | the JSON text |
+//! | INTERVAL YEAR [TO MONTH], INTERVAL MONTH | INTEGER months (or text `Y-M`) | INTERVAL / `INTERVAL YEAR TO MONTH`, `type_interval_type` `YEAR TO MONTH` | Interval(YearMonth) | `1-2` |
+//! | INTERVAL DAY/HOUR/MINUTE/SECOND [TO ...] | INTEGER microseconds (or text `D HH:MM:SS.f`) | INTERVAL / `INTERVAL DAY TO SECOND`, `type_interval_type` `DAY TO SECOND` | Duration(µs) | `3 12:30:15.000000000` |
+//! | ARRAY<T> (T simple, not DECIMAL) | JSON text in a column declared `ARRAY_OF_T` (`array(a, b)` builds it; `from_json(text, 'array<...>')` keeps it; `to_json(col)` gives it back as a STRING) | ARRAY / `ARRAY<INT>` | List<T> (child `element`) | compact JSON `["a","b"]` |
+//! | NULL (`SELECT NULL`) | NULL | NULL / VOID | Null | null |
 //!
 //! Expression columns without declared type are typed from their values (integer → LONG, real → DOUBLE,
 //! text → STRING). ARRAY columns of tables are reported as Databricks does (`type_name` `ARRAY`, `type_text`
-//! `ARRAY<STRING>`); `array(...)` expressions, having no declared type, report STRING. JSON_ARRAY renders every
-//! value as a string (timestamps as `2024-01-02T03:04:05.123Z`, decimals with exactly `s` decimals, binary as
-//! base64, arrays as compact JSON `["a","b"]`).
+//! `ARRAY<STRING>`); `array(...)` expressions, having no declared type, report STRING. Not modelled: MAP and
+//! STRUCT columns, a session time zone other than `Etc/UTC`, LZ4 `result_compression`, and NOT NULL
+//! columns (the real API marks them non-nullable in the Arrow schema; the double's fields are all nullable).
+//! The JSON_ARRAY text of TIMESTAMP_NTZ and INTERVAL values is the double's best guess (the recordings
+//! do not show it).
 
 mod engine;
 mod error;
@@ -381,7 +397,8 @@ impl Shared {
 
 /// Databricks functions the bridge and notebooks use, over SQLite: `array(a, b, ...)` gives the
 /// JSON text `["a","b"]` (how ARRAY<STRING> columns are stored), `from_json(text, 'array<...>')`
-/// keeps the JSON text, `to_json(array)` gives it as compact JSON text.
+/// keeps the JSON text, `to_json(array)` gives it as compact JSON text; `parse_json(text)` checks
+/// and compacts JSON text (how VARIANT values are stored).
 fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
     use rusqlite::functions::FunctionFlags;
     conn.create_scalar_function(
@@ -408,6 +425,23 @@ fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
         2,
         FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
         |ctx| ctx.get::<Option<String>>(0),
+    )?;
+    conn.create_scalar_function(
+        "parse_json",
+        1,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| {
+            let Some(text) = ctx.get::<Option<String>>(0)? else {
+                return Ok(None);
+            };
+            serde_json::from_str::<serde_json::Value>(&text)
+                .map(|v| Some(v.to_string()))
+                .map_err(|e| {
+                    rusqlite::Error::UserFunctionError(
+                        format!("[MALFORMED_RECORD_IN_PARSING] parse_json: {e}").into(),
+                    )
+                })
+        },
     )?;
     conn.create_scalar_function(
         "to_json",

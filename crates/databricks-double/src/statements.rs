@@ -659,6 +659,9 @@ fn manifest_json(st: &Statement, m: &Materialized) -> serde_json::Value {
                 col["type_precision"] = json!(p);
                 col["type_scale"] = json!(s);
             }
+            if let Some(fields) = c.kind.interval_type() {
+                col["type_interval_type"] = json!(fields);
+            }
             col
         })
         .collect();

@@ -692,6 +692,44 @@ fn rewrite(toks: Vec<Tok>, ctx: &Ctx) -> Result<Vec<Tok>, String> {
                 i = k + 1;
                 continue;
             }
+            if is_create
+                && matches!(u.as_str(), "DECIMAL" | "DEC" | "NUMERIC")
+                && let Some(open) = next_sig(i + 1).filter(|&k| toks[k].is_punct("("))
+                && let Some(Tok::Num(p)) = next_sig(open + 1).map(|k| &toks[k])
+                && p.parse::<u32>().is_ok_and(|p| p > 15)
+            {
+                // SQLite's NUMERIC affinity keeps 15 significant digits: wider decimals are
+                // declared `DECIMAL_TEXT(p,s)` (TEXT affinity), so their text stays exact.
+                out.push(Tok::Word("DECIMAL_TEXT".into()));
+                prev = Some(u.clone());
+                i += 1;
+                continue;
+            }
+            if u == "INTERVAL" && is_create {
+                // `INTERVAL DAY TO SECOND` columns: SQLite type names cannot hold the keyword TO,
+                // so the declaration becomes one word, `INTERVAL_DAY_TO_SECOND`.
+                let mut words = vec![u.clone()];
+                let mut k = i;
+                while let Some(n) = next_sig(k + 1)
+                    && let Some(w) = toks[n].upper().filter(|w| {
+                        matches!(
+                            w.as_str(),
+                            "YEAR" | "MONTH" | "DAY" | "HOUR" | "MINUTE" | "SECOND" | "TO"
+                        )
+                    })
+                    && matches!(toks[n], Tok::Word(_))
+                {
+                    words.push(w);
+                    k = n;
+                }
+                if words.len() > 1 {
+                    let decl = words.join("_");
+                    out.push(Tok::Word(decl.clone()));
+                    prev = Some(decl);
+                    i = k + 1;
+                    continue;
+                }
+            }
             if u == "STRING" {
                 out.push(Tok::Word("TEXT".into()));
                 prev = Some(u.clone());
@@ -1114,7 +1152,7 @@ mod tests {
                 "CREATE TABLE IF NOT EXISTS main.s.t (id BIGINT NOT NULL COMMENT 'pk', name STRING, amount DECIMAL(18,4)) \
                  USING DELTA PARTITIONED BY (id) CLUSTER BY (name) COMMENT 'tbl' TBLPROPERTIES ('a' = 'b')"
             ),
-            "CREATE TABLE IF NOT EXISTS \"main.s.t\" (id BIGINT NOT NULL , name TEXT, amount DECIMAL(18,4))"
+            "CREATE TABLE IF NOT EXISTS \"main.s.t\" (id BIGINT NOT NULL , name TEXT, amount DECIMAL_TEXT(18,4))"
         );
         assert_eq!(
             sql("CREATE OR REPLACE TABLE a.b.c AS SELECT 1 AS x"),

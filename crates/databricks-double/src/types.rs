@@ -1,15 +1,17 @@
 //! Databricks column types: mapping from SQLite declared types, value conversion, JSON and Arrow encoding.
-//! See the crate documentation for the storage encoding of each type in SQLite.
+//! See the crate documentation for the storage encoding of each type in SQLite, and for what the
+//! manifest and the ARROW_STREAM chunks carry for each type (as the real Statement Execution API
+//! sends them).
 
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BinaryArray, BooleanArray, Date32Array, Decimal128Array, Float32Array, Float64Array,
-    Int8Array, Int16Array, Int32Array, Int64Array, ListArray, NullArray, StringArray,
-    TimestampMicrosecondArray,
+    ArrayRef, BinaryArray, BooleanArray, Date32Array, Decimal128Array, DurationMicrosecondArray,
+    Float32Array, Float64Array, Int8Array, Int16Array, Int32Array, Int64Array,
+    IntervalYearMonthArray, ListArray, NullArray, StringArray, TimestampMicrosecondArray,
 };
 use arrow::buffer::{NullBuffer, OffsetBuffer, ScalarBuffer};
-use arrow::datatypes::{DataType, Field, TimeUnit};
+use arrow::datatypes::{DataType, Field, IntervalUnit, TimeUnit};
 use base64::Engine as _;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use rusqlite::types::Value;
@@ -26,12 +28,71 @@ pub(crate) enum Kind {
     F64,
     Decimal(u8, i8),
     Date,
+    /// `TIMESTAMP` (`TIMESTAMP_LTZ`): an instant, microseconds since the epoch in UTC.
     Timestamp,
+    /// `TIMESTAMP_NTZ`: a wall-clock date and time, microseconds since 1970-01-01 00:00.
+    TimestampNtz,
     Utf8,
     Binary,
     Null,
+    /// `VARIANT`, stored as compact JSON text (ARROW_STREAM sends it as JSON text too).
+    Variant,
+    /// `INTERVAL <from> [TO <to>]`: months (year-month) or microseconds (day-time).
+    Interval(IntervalField, IntervalField),
     /// `ARRAY<element>` of a simple element type, stored as JSON text.
     Array(&'static Kind),
+}
+
+/// A field of an interval type: `INTERVAL DAY TO SECOND` is `(Day, Second)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum IntervalField {
+    Year,
+    Month,
+    Day,
+    Hour,
+    Minute,
+    Second,
+}
+
+impl IntervalField {
+    fn parse(word: &str) -> Option<IntervalField> {
+        Some(match word {
+            "YEAR" => IntervalField::Year,
+            "MONTH" => IntervalField::Month,
+            "DAY" => IntervalField::Day,
+            "HOUR" => IntervalField::Hour,
+            "MINUTE" => IntervalField::Minute,
+            "SECOND" => IntervalField::Second,
+            _ => return None,
+        })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            IntervalField::Year => "YEAR",
+            IntervalField::Month => "MONTH",
+            IntervalField::Day => "DAY",
+            IntervalField::Hour => "HOUR",
+            IntervalField::Minute => "MINUTE",
+            IntervalField::Second => "SECOND",
+        }
+    }
+
+    fn year_month(self) -> bool {
+        matches!(self, IntervalField::Year | IntervalField::Month)
+    }
+}
+
+/// `INTERVAL YEAR`, `INTERVAL DAY TO SECOND`...: the fields of an interval declaration, when valid
+/// (both of one family, the first not smaller than the second).
+fn parse_interval(decl: &str) -> Option<Kind> {
+    let words: Vec<&str> = decl.split_whitespace().collect();
+    let (from, to) = match words.as_slice() {
+        ["INTERVAL", f] => (IntervalField::parse(f)?, IntervalField::parse(f)?),
+        ["INTERVAL", f, "TO", t] => (IntervalField::parse(f)?, IntervalField::parse(t)?),
+        _ => return None,
+    };
+    (from.year_month() == to.year_month() && from <= to).then_some(Kind::Interval(from, to))
 }
 
 /// Element types an `ARRAY<...>` column may have (decimals and nested types are not supported).
@@ -73,6 +134,10 @@ impl Kind {
         if let Some(element) = d.strip_prefix(ARRAY_DECL_PREFIX) {
             return Kind::array_of(Kind::from_decltype(element)?);
         }
+        if d.starts_with("INTERVAL") {
+            // Declared `INTERVAL_DAY_TO_SECOND` in SQLite (see the SQL rewriting).
+            return parse_interval(&d.replace('_', " "));
+        }
         let (base, args) = match d.find('(') {
             Some(p) => (
                 d[..p].trim().to_string(),
@@ -89,7 +154,7 @@ impl Kind {
             "FLOAT" => Kind::F32,
             "BOOLEAN" | "BOOL" => Kind::Bool,
             "STRING" | "TEXT" | "VARCHAR" | "CHAR" | "NVARCHAR" | "CLOB" => Kind::Utf8,
-            "DECIMAL" | "DEC" | "NUMERIC" => {
+            "DECIMAL" | "DEC" | "NUMERIC" | "DECIMAL_TEXT" => {
                 let (p, s) = match args {
                     None => (10, 0),
                     Some(a) => {
@@ -112,8 +177,10 @@ impl Kind {
                 Kind::Decimal(p as u8, s as i8)
             }
             "DATE" => Kind::Date,
-            "TIMESTAMP" | "TIMESTAMP_LTZ" | "TIMESTAMP_NTZ" | "DATETIME" => Kind::Timestamp,
+            "TIMESTAMP" | "TIMESTAMP_LTZ" | "DATETIME" => Kind::Timestamp,
+            "TIMESTAMP_NTZ" => Kind::TimestampNtz,
             "BINARY" | "BLOB" | "VARBINARY" => Kind::Binary,
+            "VARIANT" => Kind::Variant,
             _ => return None,
         })
     }
@@ -147,7 +214,8 @@ impl Kind {
         kind
     }
 
-    /// `ColumnInfoTypeName` of the Statement Execution API.
+    /// `ColumnInfoTypeName` of the Statement Execution API (`TIMESTAMP_NTZ` and `VARIANT` are
+    /// what the API sends for those types, though the published enum lacks them).
     pub fn type_name(self) -> &'static str {
         match self {
             Kind::Bool => "BOOLEAN",
@@ -160,35 +228,51 @@ impl Kind {
             Kind::Decimal(..) => "DECIMAL",
             Kind::Date => "DATE",
             Kind::Timestamp => "TIMESTAMP",
+            Kind::TimestampNtz => "TIMESTAMP_NTZ",
             Kind::Utf8 => "STRING",
             Kind::Binary => "BINARY",
             Kind::Null => "NULL",
+            Kind::Variant => "VARIANT",
+            Kind::Interval(..) => "INTERVAL",
             Kind::Array(_) => "ARRAY",
         }
     }
 
-    /// Full SQL type text, as `type_text` of the manifest.
+    /// Full SQL type text, as `type_text` of the manifest: upper case, `DECIMAL(10,2)` without a
+    /// space, `VOID` for the NULL type, `INTERVAL DAY TO SECOND`, `ARRAY<INT>`.
     pub fn type_text(self) -> String {
         match self {
-            Kind::Bool => "boolean".into(),
-            Kind::I8 => "tinyint".into(),
-            Kind::I16 => "smallint".into(),
-            Kind::I32 => "int".into(),
-            Kind::I64 => "bigint".into(),
-            Kind::F32 => "float".into(),
-            Kind::F64 => "double".into(),
-            Kind::Decimal(p, s) => format!("decimal({p},{s})"),
-            Kind::Date => "date".into(),
-            Kind::Timestamp => "timestamp".into(),
-            Kind::Utf8 => "string".into(),
-            Kind::Binary => "binary".into(),
-            Kind::Null => "void".into(),
-            Kind::Array(element) => {
-                format!("ARRAY<{}>", element.type_text().to_ascii_uppercase())
-            }
+            Kind::Bool => "BOOLEAN".into(),
+            Kind::I8 => "TINYINT".into(),
+            Kind::I16 => "SMALLINT".into(),
+            Kind::I32 => "INT".into(),
+            Kind::I64 => "BIGINT".into(),
+            Kind::F32 => "FLOAT".into(),
+            Kind::F64 => "DOUBLE".into(),
+            Kind::Decimal(p, s) => format!("DECIMAL({p},{s})"),
+            Kind::Date => "DATE".into(),
+            Kind::Timestamp => "TIMESTAMP".into(),
+            Kind::TimestampNtz => "TIMESTAMP_NTZ".into(),
+            Kind::Utf8 => "STRING".into(),
+            Kind::Binary => "BINARY".into(),
+            Kind::Null => "VOID".into(),
+            Kind::Variant => "VARIANT".into(),
+            Kind::Interval(..) => format!("INTERVAL {}", self.interval_type().unwrap_or_default()),
+            Kind::Array(element) => format!("ARRAY<{}>", element.type_text()),
         }
     }
 
+    /// `type_interval_type` of the manifest: `DAY TO SECOND`, `YEAR` (intervals only).
+    pub fn interval_type(self) -> Option<String> {
+        match self {
+            Kind::Interval(from, to) if from == to => Some(from.name().to_string()),
+            Kind::Interval(from, to) => Some(format!("{} TO {}", from.name(), to.name())),
+            _ => None,
+        }
+    }
+
+    /// The Arrow type of the column in ARROW_STREAM chunks: Spark's mapping (`ArrowUtils`), as
+    /// the warehouse sends it. TIMESTAMP carries the session time zone (`Etc/UTC` by default).
     pub fn arrow_type(self) -> DataType {
         match self {
             Kind::Bool => DataType::Boolean,
@@ -200,15 +284,29 @@ impl Kind {
             Kind::F64 => DataType::Float64,
             Kind::Decimal(p, s) => DataType::Decimal128(p, s),
             Kind::Date => DataType::Date32,
-            Kind::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-            Kind::Utf8 => DataType::Utf8,
+            Kind::Timestamp => {
+                DataType::Timestamp(TimeUnit::Microsecond, Some(SESSION_TIME_ZONE.into()))
+            }
+            Kind::TimestampNtz => DataType::Timestamp(TimeUnit::Microsecond, None),
+            Kind::Utf8 | Kind::Variant => DataType::Utf8,
             Kind::Binary => DataType::Binary,
             Kind::Null => DataType::Null,
-            Kind::Array(element) => {
-                DataType::List(Arc::new(Field::new_list_field(element.arrow_type(), true)))
+            Kind::Interval(from, _) if from.year_month() => {
+                DataType::Interval(IntervalUnit::YearMonth)
             }
+            Kind::Interval(..) => DataType::Duration(TimeUnit::Microsecond),
+            Kind::Array(element) => DataType::List(Arc::new(list_element(element.arrow_type()))),
         }
     }
+}
+
+/// The time zone label of TIMESTAMP columns in ARROW_STREAM chunks: a warehouse's default session
+/// time zone, as the real API sends it (`SET TIME ZONE` changes it there; not in the double).
+pub(crate) const SESSION_TIME_ZONE: &str = "Etc/UTC";
+
+/// The child field of a list, named `element` as Spark names it.
+fn list_element(data_type: DataType) -> Field {
+    Field::new("element", data_type, true)
 }
 
 /// Converts a stored SQLite value to a cell of the column's type.
@@ -286,6 +384,36 @@ pub(crate) fn convert(v: Value, kind: Kind) -> Result<Cell, String> {
             Value::Text(t) => Cell::Ts(parse_timestamp(t).ok_or_else(|| bad(&v))?),
             _ => return Err(bad(&v)),
         },
+        Kind::TimestampNtz => match &v {
+            Value::Text(t) => Cell::Ts(parse_timestamp_ntz(t).ok_or_else(|| bad(&v))?),
+            _ => return Err(bad(&v)),
+        },
+        Kind::Variant => match &v {
+            Value::Integer(i) => Cell::Text(i.to_string()),
+            Value::Real(f) => Cell::Text(serde_json::Value::from(*f).to_string()),
+            Value::Text(t) => Cell::Text(
+                serde_json::from_str::<serde_json::Value>(t)
+                    .map_err(|e| format!("{} (not JSON: {e})", bad(&v)))?
+                    .to_string(),
+            ),
+            _ => return Err(bad(&v)),
+        },
+        Kind::Interval(from, _) => {
+            let n = match &v {
+                Value::Integer(i) => *i,
+                Value::Text(t) => {
+                    parse_interval_text(t, from.year_month()).ok_or_else(|| bad(&v))?
+                }
+                _ => return Err(bad(&v)),
+            };
+            if from.year_month() && i32::try_from(n).is_err() {
+                return Err(format!(
+                    "[CAST_OVERFLOW] the value {n} does not fit {}",
+                    kind.type_text()
+                ));
+            }
+            Cell::Int(n)
+        }
         Kind::Utf8 => match v {
             Value::Text(t) => Cell::Text(t),
             Value::Integer(i) => Cell::Text(i.to_string()),
@@ -349,7 +477,10 @@ pub(crate) fn render(cell: &Cell, kind: Kind) -> Option<String> {
     Some(match cell {
         Cell::Null => return None,
         Cell::Bool(b) => b.to_string(),
-        Cell::Int(i) => i.to_string(),
+        Cell::Int(i) => match kind {
+            Kind::Interval(from, _) => render_interval(*i, from.year_month()),
+            _ => i.to_string(),
+        },
         Cell::Float(f) => {
             let r = render_float(*f);
             match kind {
@@ -363,7 +494,10 @@ pub(crate) fn render(cell: &Cell, kind: Kind) -> Option<String> {
             _ => d.to_string(),
         },
         Cell::Date(days) => render_date(*days),
-        Cell::Ts(us) => render_timestamp(*us),
+        Cell::Ts(us) => match kind {
+            Kind::TimestampNtz => render_timestamp_ntz(*us),
+            _ => render_timestamp(*us),
+        },
         Cell::Text(t) => t.clone(),
         Cell::Bytes(b) => base64::engine::general_purpose::STANDARD.encode(b),
     })
@@ -437,17 +571,26 @@ pub(crate) fn build_array(
                 })
                 .collect::<Date32Array>(),
         ),
-        Kind::Timestamp => Arc::new(
-            cells
+        Kind::Timestamp | Kind::TimestampNtz => {
+            let array = cells
                 .iter()
                 .map(|c| match c {
                     Cell::Ts(t) => Some(*t),
                     _ => None,
                 })
-                .collect::<TimestampMicrosecondArray>()
-                .with_timezone("UTC"),
+                .collect::<TimestampMicrosecondArray>();
+            match kind {
+                Kind::Timestamp => Arc::new(array.with_timezone(SESSION_TIME_ZONE)),
+                _ => Arc::new(array),
+            }
+        }
+        Kind::Interval(from, _) if from.year_month() => Arc::new(
+            ints(cells)
+                .map(|o| o.map(|i| i as i32))
+                .collect::<IntervalYearMonthArray>(),
         ),
-        Kind::Utf8 => Arc::new(
+        Kind::Interval(..) => Arc::new(ints(cells).collect::<DurationMicrosecondArray>()),
+        Kind::Utf8 | Kind::Variant => Arc::new(
             cells
                 .iter()
                 .map(|c| match c {
@@ -477,7 +620,7 @@ pub(crate) fn build_array(
                 offsets.push(items.len() as i32);
             }
             Arc::new(ListArray::try_new(
-                Arc::new(Field::new_list_field(element.arrow_type(), true)),
+                Arc::new(list_element(element.arrow_type())),
                 OffsetBuffer::new(ScalarBuffer::from(offsets)),
                 build_array(*element, &items)?,
                 Some(NullBuffer::from(valid)),
@@ -635,6 +778,68 @@ pub(crate) fn render_timestamp(us: i64) -> String {
     }
 }
 
+/// Wall-clock text (`2024-01-02T03:04:05.123`, `2024-01-02 03:04:05`, a date) to microseconds
+/// since 1970-01-01 00:00. An offset, if any, is dropped: the wall-clock time is kept.
+pub(crate) fn parse_timestamp_ntz(text: &str) -> Option<i64> {
+    let t = text.trim();
+    if let Ok(dt) = DateTime::parse_from_rfc3339(t) {
+        return Some(dt.naive_local().and_utc().timestamp_micros());
+    }
+    parse_timestamp(t)
+}
+
+/// Renders a TIMESTAMP_NTZ like a TIMESTAMP, without the zone: `2024-01-02T03:04:05.123`.
+pub(crate) fn render_timestamp_ntz(us: i64) -> String {
+    let text = render_timestamp(us);
+    text.strip_suffix('Z').map(str::to_string).unwrap_or(text)
+}
+
+/// Renders an interval as the warehouse renders it in text: `Y-M` for year-month (`100-0`),
+/// `D HH:MM:SS.fffffffff` for day-time (`3 12:30:15.000000000`).
+pub(crate) fn render_interval(n: i64, year_month: bool) -> String {
+    let sign = if n < 0 { "-" } else { "" };
+    let a = n.unsigned_abs();
+    if year_month {
+        return format!("{sign}{}-{}", a / 12, a % 12);
+    }
+    let (secs, micros) = (a / 1_000_000, a % 1_000_000);
+    format!(
+        "{sign}{} {:02}:{:02}:{:02}.{:06}000",
+        secs / 86_400,
+        secs / 3600 % 24,
+        secs / 60 % 60,
+        secs % 60,
+        micros
+    )
+}
+
+/// The inverse of [`render_interval`]; a bare integer is months or microseconds.
+fn parse_interval_text(text: &str, year_month: bool) -> Option<i64> {
+    let t = text.trim();
+    if let Ok(n) = t.parse::<i64>() {
+        return Some(n);
+    }
+    let (neg, t) = match t.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, t),
+    };
+    let n = if year_month {
+        let (y, m) = t.split_once('-')?;
+        y.parse::<i64>().ok()? * 12 + m.parse::<i64>().ok()?
+    } else {
+        let (d, clock) = t.split_once(' ')?;
+        let mut parts = clock.split(':');
+        let (h, m, s) = (parts.next()?, parts.next()?, parts.next()?);
+        let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
+        let frac: String = format!("{frac:0<6}").chars().take(6).collect();
+        ((d.parse::<i64>().ok()? * 24 + h.parse::<i64>().ok()?) * 60 + m.parse::<i64>().ok()?)
+            * 60_000_000
+            + whole.parse::<i64>().ok()? * 1_000_000
+            + frac.parse::<i64>().ok()?
+    };
+    Some(if neg { -n } else { n })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -660,6 +865,60 @@ mod tests {
         assert_eq!(Kind::from_decltype("bigint"), Some(Kind::I64));
         assert_eq!(Kind::from_decltype("VARCHAR(20)"), Some(Kind::Utf8));
         assert_eq!(Kind::from_decltype("NUM"), None);
+    }
+
+    #[test]
+    fn new_types_from_decltype() {
+        use IntervalField::*;
+        assert_eq!(
+            Kind::from_decltype("TIMESTAMP_NTZ"),
+            Some(Kind::TimestampNtz)
+        );
+        assert_eq!(Kind::from_decltype("variant"), Some(Kind::Variant));
+        assert_eq!(
+            Kind::from_decltype("INTERVAL_DAY_TO_SECOND"),
+            Some(Kind::Interval(Day, Second))
+        );
+        assert_eq!(
+            Kind::from_decltype("INTERVAL YEAR"),
+            Some(Kind::Interval(Year, Year))
+        );
+        assert_eq!(Kind::from_decltype("INTERVAL_MONTH_TO_YEAR"), None);
+        assert_eq!(Kind::from_decltype("INTERVAL_YEAR_TO_DAY"), None);
+        assert_eq!(
+            Kind::from_decltype("DECIMAL_TEXT(38,18)"),
+            Some(Kind::Decimal(38, 18))
+        );
+        let k = Kind::Interval(Hour, Minute);
+        assert_eq!(k.type_text(), "INTERVAL HOUR TO MINUTE");
+        assert_eq!(k.interval_type().as_deref(), Some("HOUR TO MINUTE"));
+        assert_eq!(Kind::Interval(Month, Month).type_text(), "INTERVAL MONTH");
+        assert_eq!(Kind::Null.type_text(), "VOID");
+        assert_eq!(Kind::TimestampNtz.type_name(), "TIMESTAMP_NTZ");
+    }
+
+    #[test]
+    fn intervals_render_and_parse_back() {
+        for (n, ym, text) in [
+            (14, true, "1-2"),
+            (-1, true, "-0-1"),
+            (273_600_000_001, false, "3 04:00:00.000001000"),
+            (-45_789_000, false, "-0 00:00:45.789000000"),
+        ] {
+            assert_eq!(render_interval(n, ym), text);
+            assert_eq!(parse_interval_text(text, ym), Some(n), "{text}");
+        }
+        assert_eq!(parse_interval_text("12", true), Some(12));
+        assert_eq!(parse_interval_text("x", false), None);
+    }
+
+    #[test]
+    fn wall_clock_timestamps_keep_their_clock() {
+        let us = parse_timestamp_ntz("2024-01-02T03:04:05.5+02:00").unwrap();
+        assert_eq!(render_timestamp_ntz(us), "2024-01-02T03:04:05.500");
+        assert_eq!(parse_timestamp_ntz("2024-01-02 03:04:05.5"), Some(us));
+        let err = convert(Value::Text("not a time".into()), Kind::TimestampNtz).unwrap_err();
+        assert!(err.contains("TIMESTAMP_NTZ"), "{err}");
     }
 
     #[test]

@@ -437,7 +437,7 @@ async fn inline_json_array_over_several_chunks() {
     assert_eq!(m["total_row_count"], 11);
     let cols = m["schema"]["columns"].as_array().unwrap();
     assert_eq!(cols[0]["type_name"], "LONG");
-    assert_eq!(cols[1]["type_text"], "string");
+    assert_eq!(cols[1]["type_text"], "STRING");
     assert_eq!(cols[2]["type_name"], "DECIMAL");
     assert_eq!(cols[2]["type_precision"], 18);
     assert_eq!(cols[2]["type_scale"], 4);
@@ -608,7 +608,7 @@ async fn external_links_arrow_stream() {
                 DataType::Decimal128(18, 4),
                 DataType::Utf8,
                 DataType::Date32,
-                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                DataType::Timestamp(TimeUnit::Microsecond, Some("Etc/UTC".into())),
                 DataType::Boolean,
                 DataType::Float64,
                 DataType::Int64,
@@ -657,6 +657,240 @@ async fn external_links_arrow_stream() {
         t.http.get(bad_sig).send().await.unwrap().status(),
         StatusCode::FORBIDDEN
     );
+    t.dbx.shutdown().await;
+}
+
+/// Every type, as the real API sends it: the manifest's `type_name` / `type_text` (upper case,
+/// `VOID` for NULL, `type_interval_type` for intervals), the Arrow types of ARROW_STREAM chunks
+/// (TIMESTAMP labelled with the session zone `Etc/UTC`, TIMESTAMP_NTZ without zone, DECIMAL as
+/// Decimal128, VARIANT as JSON text, intervals as Interval(YearMonth) / Duration(µs)), the
+/// JSON_ARRAY text of the same rows, and range limits kept exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_type_as_the_api_sends_it() {
+    use arrow::array::{
+        BinaryArray, BooleanArray, Date32Array, DurationMicrosecondArray, Float32Array, Int8Array,
+        IntervalYearMonthArray,
+    };
+    use arrow::datatypes::IntervalUnit;
+    let t = T::start(DoubleConfig::default()).await;
+    t.run(
+        "CREATE TABLE main.s.all_types (b BOOLEAN, t TINYINT, sm SMALLINT, i INT, l BIGINT, f FLOAT, d DOUBLE, \
+         dec DECIMAL(38,18), s STRING, bin BINARY, dt DATE, ts TIMESTAMP, ntz TIMESTAMP_NTZ, v VARIANT, \
+         ym INTERVAL YEAR TO MONTH, dts INTERVAL DAY TO SECOND, arr ARRAY<INT>)",
+    )
+    .await;
+    t.run(
+        "INSERT INTO main.s.all_types VALUES \
+         (true, -128, -32768, -2147483648, -9223372036854775808, 0.5, -1.25, \
+          '-99999999999999999999.999999999999999999', 'Grüße, 東京', X'00FF', '0001-01-01', \
+          '0001-01-01T00:00:00Z', '0001-01-01T00:00:00', parse_json('{\"a\": [1, 2]}'), 14, 273600000001, array(1, 2)), \
+         (false, 127, 32767, 2147483647, 9223372036854775807, 3.5, 1e300, \
+          '99999999999999999999.999999999999999999', '', X'', '9999-12-31', \
+          '9999-12-31T23:59:59.999999Z', '9999-12-31T23:59:59.999999', parse_json('\"x\"'), -1, -1, array()), \
+         (NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)",
+    )
+    .await;
+    let select = "SELECT *, NULL AS no_value FROM main.s.all_types";
+    let v = t
+        .sql(json!({
+            "statement": select, "warehouse_id": "wh-test",
+            "disposition": "EXTERNAL_LINKS", "format": "ARROW_STREAM"
+        }))
+        .await;
+    assert_eq!(v["status"]["state"], "SUCCEEDED", "{v}");
+    let cols = v["manifest"]["schema"]["columns"].as_array().unwrap();
+    let described: Vec<(String, String)> = cols
+        .iter()
+        .map(|c| {
+            (
+                c["type_name"].as_str().unwrap().to_string(),
+                c["type_text"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("BOOLEAN", "BOOLEAN"),
+        ("BYTE", "TINYINT"),
+        ("SHORT", "SMALLINT"),
+        ("INT", "INT"),
+        ("LONG", "BIGINT"),
+        ("FLOAT", "FLOAT"),
+        ("DOUBLE", "DOUBLE"),
+        ("DECIMAL", "DECIMAL(38,18)"),
+        ("STRING", "STRING"),
+        ("BINARY", "BINARY"),
+        ("DATE", "DATE"),
+        ("TIMESTAMP", "TIMESTAMP"),
+        ("TIMESTAMP_NTZ", "TIMESTAMP_NTZ"),
+        ("VARIANT", "VARIANT"),
+        ("INTERVAL", "INTERVAL YEAR TO MONTH"),
+        ("INTERVAL", "INTERVAL DAY TO SECOND"),
+        ("ARRAY", "ARRAY<INT>"),
+        ("NULL", "VOID"),
+    ];
+    assert_eq!(
+        described,
+        expected
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect::<Vec<_>>()
+    );
+    for (i, c) in cols.iter().enumerate() {
+        assert_eq!(c["position"], i);
+    }
+    assert_eq!(cols[7]["type_precision"], 38);
+    assert_eq!(cols[7]["type_scale"], 18);
+    assert_eq!(cols[14]["type_interval_type"], "YEAR TO MONTH");
+    assert_eq!(cols[15]["type_interval_type"], "DAY TO SECOND");
+    assert!(cols[0].get("type_interval_type").is_none());
+
+    let url = v["result"]["external_links"][0]["external_link"]
+        .as_str()
+        .unwrap();
+    let bytes = t.http.get(url).send().await.unwrap().bytes().await.unwrap();
+    let reader = StreamReader::try_new(Cursor::new(bytes.to_vec()), None).unwrap();
+    let types: Vec<DataType> = reader
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.data_type().clone())
+        .collect();
+    let element = arrow::datatypes::Field::new("element", DataType::Int32, true);
+    assert_eq!(
+        types,
+        vec![
+            DataType::Boolean,
+            DataType::Int8,
+            DataType::Int16,
+            DataType::Int32,
+            DataType::Int64,
+            DataType::Float32,
+            DataType::Float64,
+            DataType::Decimal128(38, 18),
+            DataType::Utf8,
+            DataType::Binary,
+            DataType::Date32,
+            DataType::Timestamp(TimeUnit::Microsecond, Some("Etc/UTC".into())),
+            DataType::Timestamp(TimeUnit::Microsecond, None),
+            DataType::Utf8,
+            DataType::Interval(IntervalUnit::YearMonth),
+            DataType::Duration(TimeUnit::Microsecond),
+            DataType::List(std::sync::Arc::new(element)),
+            DataType::Null,
+        ]
+    );
+    let batch = reader.into_iter().next().unwrap().unwrap();
+    assert_eq!(batch.num_rows(), 3);
+    let col = |i: usize| batch.column(i).clone();
+    assert!(
+        col(0)
+            .as_any()
+            .downcast_ref::<BooleanArray>()
+            .unwrap()
+            .value(0)
+    );
+    let tiny = col(1);
+    let tiny = tiny.as_any().downcast_ref::<Int8Array>().unwrap();
+    assert_eq!(
+        (tiny.value(0), tiny.value(1), tiny.is_null(2)),
+        (-128, 127, true)
+    );
+    assert_eq!(col(4).as_primitive::<Int64Type>().value(0), i64::MIN);
+    let f = col(5);
+    assert_eq!(
+        f.as_any().downcast_ref::<Float32Array>().unwrap().value(1),
+        3.5
+    );
+    let dec = col(7);
+    let dec = dec.as_primitive::<Decimal128Type>();
+    let max = 10i128.pow(38) - 1;
+    assert_eq!((dec.value(0), dec.value(1)), (-max, max));
+    assert_eq!(col(8).as_string::<i32>().value(0), "Grüße, 東京");
+    let bin = col(9);
+    let bin = bin.as_any().downcast_ref::<BinaryArray>().unwrap();
+    assert_eq!((bin.value(0), bin.value(1)), (&[0u8, 255][..], &[][..]));
+    let dt = col(10);
+    let dt = dt.as_any().downcast_ref::<Date32Array>().unwrap();
+    assert_eq!((dt.value(0), dt.value(1)), (-719_162, 2_932_896));
+    let ts = col(11);
+    let ts = ts.as_primitive::<TimestampMicrosecondType>();
+    assert_eq!(
+        (ts.value(0), ts.value(1)),
+        (-62_135_596_800_000_000, 253_402_300_799_999_999)
+    );
+    let ntz = col(12);
+    let ntz = ntz.as_primitive::<TimestampMicrosecondType>();
+    assert_eq!((ntz.value(0), ntz.value(1)), (ts.value(0), ts.value(1)));
+    assert_eq!(col(13).as_string::<i32>().value(0), r#"{"a":[1,2]}"#);
+    let ym = col(14);
+    let ym = ym
+        .as_any()
+        .downcast_ref::<IntervalYearMonthArray>()
+        .unwrap();
+    assert_eq!((ym.value(0), ym.value(1)), (14, -1));
+    let dts = col(15);
+    let dts = dts
+        .as_any()
+        .downcast_ref::<DurationMicrosecondArray>()
+        .unwrap();
+    assert_eq!(dts.value(0), 273_600_000_001);
+    for i in 0..batch.num_columns() - 1 {
+        assert!(batch.column(i).is_null(2), "column {i} row 3 is NULL");
+    }
+    assert_eq!(batch.column(17).len(), 3);
+
+    // The same rows as JSON_ARRAY text.
+    let v = t.run(select).await;
+    let rows = v["result"]["data_array"].as_array().unwrap();
+    assert_eq!(
+        rows[0],
+        json!([
+            "true",
+            "-128",
+            "-32768",
+            "-2147483648",
+            "-9223372036854775808",
+            "0.5",
+            "-1.25",
+            "-99999999999999999999.999999999999999999",
+            "Grüße, 東京",
+            "AP8=",
+            "0001-01-01",
+            "0001-01-01T00:00:00.000Z",
+            "0001-01-01T00:00:00.000",
+            r#"{"a":[1,2]}"#,
+            "1-2",
+            "3 04:00:00.000001000",
+            "[1,2]",
+            null
+        ])
+    );
+    assert_eq!(rows[1][11], "9999-12-31T23:59:59.999999Z");
+    assert_eq!(rows[1][12], "9999-12-31T23:59:59.999999");
+    assert_eq!(rows[1][14], "-0-1");
+    assert_eq!(rows[2], json!(vec![Value::Null; 18]));
+
+    // Values a type cannot hold fail the statement that reads them, naming the type.
+    for (n, (decl, value)) in [
+        ("TINYINT", "128"),
+        ("DECIMAL(38,18)", "'100000000000000000000'"),
+        ("VARIANT", "'{not json'"),
+        ("INTERVAL YEAR TO MONTH", "4294967296"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        t.run(&format!("CREATE TABLE main.s.bad{n} (x {decl})"))
+            .await;
+        t.run(&format!("INSERT INTO main.s.bad{n} VALUES ({value})"))
+            .await;
+        let v = t
+            .sql(json!({"statement": format!("SELECT x FROM main.s.bad{n}"), "warehouse_id": "wh-test"}))
+            .await;
+        assert_eq!(v["status"]["state"], "FAILED", "{decl}: {v}");
+        let message = v["status"]["error"]["message"].as_str().unwrap();
+        assert!(message.contains(decl), "{decl}: {message}");
+    }
     t.dbx.shutdown().await;
 }
 
