@@ -12,8 +12,8 @@ Commands:
 
 - `{"cmd": "read_parquet", "path": P}`: `spark.read.parquet(P)` (a file or a folder, as a
   Databricks user reads a Volume folder; files starting with `_` or `.` are skipped by Spark).
-- `{"cmd": "read_delta_files", "path": P}`: the data files of the Delta table at P
-  (`deltalake.DeltaTable(P).file_uris()`) through Spark's Parquet reader, as Databricks reads them.
+- `{"cmd": "read_delta_files", "path": P}`: the data files of the Delta table at P (the `add`
+  actions of its log) through Spark's Parquet reader, as Databricks reads them.
 - `{"cmd": "read_delta", "path": P}`: the table read by the `deltalake` package
   (`to_pyarrow_table()`), plus its schema types and protocol.
 - `{"cmd": "write", "columns": [{"name", "type"}], "rows": [[value, ...]], "parquet":
@@ -62,6 +62,7 @@ import os
 import sys
 import tempfile
 import traceback
+import urllib.parse
 
 # The protocol's stdout: a private copy, then fd 1 goes to stderr before anything (the JVM
 # included) can write to it.
@@ -195,7 +196,28 @@ def encode_spark(df):
 
 
 def delta_files(path):
-    files = deltalake.DeltaTable(path).file_uris()
+    """The data files of a Delta table's latest version: replayed from the JSON commits of
+    `_delta_log` (so Spark can read the files even when the `deltalake` package refuses the
+    table), or `DeltaTable.file_uris()` once the log has a checkpoint."""
+    log = os.path.join(path, "_delta_log")
+    if os.path.exists(os.path.join(log, "_last_checkpoint")):
+        files = deltalake.DeltaTable(path).file_uris()
+    else:
+        live = {}
+        commits = sorted(f for f in os.listdir(log) if f.endswith(".json"))
+        if not commits:
+            raise ValueError(f"{log} holds no commit")
+        for commit in commits:
+            with open(os.path.join(log, commit), encoding="utf-8") as f:
+                for line in f:
+                    action = json.loads(line) if line.strip() else {}
+                    if "add" in action:
+                        live[action["add"]["path"]] = True
+                    elif "remove" in action:
+                        live.pop(action["remove"]["path"], None)
+        files = [
+            p if "://" in p else os.path.join(path, urllib.parse.unquote(p)) for p in sorted(live)
+        ]
     if not files:
         raise ValueError(f"the Delta table at {path} lists no data files")
     return files
