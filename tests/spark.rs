@@ -110,7 +110,10 @@ fn assert_none(test: &str, problems: &[String]) {
 /// Reads through the worker; a missing output or a failing read is one problem.
 fn read(cmd: &str, path: &std::path::Path, problems: &mut Vec<String>) -> Option<(Table, Value)> {
     if !path.exists() {
-        problems.push(format!("{cmd}: the run wrote nothing at {}", path.display()));
+        problems.push(format!(
+            "{cmd}: the run wrote nothing at {}",
+            path.display()
+        ));
         return None;
     }
     let started = Instant::now();
@@ -393,9 +396,18 @@ fn every_type() -> Vec<SqlColumn> {
             "DATETIME2(7)",
             "timestamp_ntz",
             [
-                ("'0001-01-01 00:00:00.0000000'", "0001-01-01T00:00:00.000000"),
-                ("'9999-12-31 23:59:59.9999999'", "9999-12-31T23:59:59.999999"),
-                ("'2024-02-29 12:34:56.1234567'", "2024-02-29T12:34:56.123456"),
+                (
+                    "'0001-01-01 00:00:00.0000000'",
+                    "0001-01-01T00:00:00.000000",
+                ),
+                (
+                    "'9999-12-31 23:59:59.9999999'",
+                    "9999-12-31T23:59:59.999999",
+                ),
+                (
+                    "'2024-02-29 12:34:56.1234567'",
+                    "2024-02-29T12:34:56.123456",
+                ),
             ],
         ),
         // The UTC instant; the offsets are the extremes, the instants the range's ends.
@@ -423,9 +435,18 @@ fn every_type() -> Vec<SqlColumn> {
             "DATETIMEOFFSET(0)",
             "timestamp",
             [
-                ("'2024-02-29 23:59:59 -14:00'", "2024-03-01T13:59:59.000000Z"),
-                ("'2024-03-01 00:00:00 +14:00'", "2024-02-29T10:00:00.000000Z"),
-                ("'1900-01-01 00:00:00 +00:00'", "1900-01-01T00:00:00.000000Z"),
+                (
+                    "'2024-02-29 23:59:59 -14:00'",
+                    "2024-03-01T13:59:59.000000Z",
+                ),
+                (
+                    "'2024-03-01 00:00:00 +14:00'",
+                    "2024-02-29T10:00:00.000000Z",
+                ),
+                (
+                    "'1900-01-01 00:00:00 +00:00'",
+                    "1900-01-01T00:00:00.000000Z",
+                ),
             ],
         ),
         col(
@@ -474,7 +495,11 @@ fn every_type() -> Vec<SqlColumn> {
             "c_text",
             "TEXT",
             "string",
-            [("''", ""), ("'plain text'", "plain text"), ("'café'", "café")],
+            [
+                ("''", ""),
+                ("'plain text'", "plain text"),
+                ("'café'", "café"),
+            ],
         ),
         col(
             "c_ntext",
@@ -581,15 +606,17 @@ fn every_type_expected(columns: &[SqlColumn]) -> Vec<Expected> {
         ty: "int".into(),
         values: (1..=4).map(|i| Some(i.to_string())).collect(),
     }];
-    out.extend(columns.iter().map(|c| Expected {
-        name: c.name.into(),
-        ty: c.spark.into(),
-        values: c
-            .cells
-            .iter()
-            .map(|(_, e)| Some(e.clone()))
-            .chain([None])
-            .collect(),
+    out.extend(columns.iter().map(|c| {
+        Expected {
+            name: c.name.into(),
+            ty: c.spark.into(),
+            values: c
+                .cells
+                .iter()
+                .map(|(_, e)| Some(e.clone()))
+                .chain([None])
+                .collect(),
+        }
     }));
     out
 }
@@ -943,8 +970,10 @@ fn what_spark_writes_loads_into_sql_server() {
         }
         for (got_row, want_row) in got.iter().zip(&expected) {
             let id = want_row[0].as_deref().unwrap_or("?");
-            for ((name, (g, w)), (_, spark_type, _)) in
-                names.iter().zip(got_row.iter().zip(want_row)).zip(SPARK_COLUMNS)
+            for ((name, (g, w)), (_, spark_type, _)) in names
+                .iter()
+                .zip(got_row.iter().zip(want_row))
+                .zip(SPARK_COLUMNS)
             {
                 if g != w {
                     problems.push(format!(
@@ -962,4 +991,26 @@ fn what_spark_writes_loads_into_sql_server() {
         spark().startup
     );
     assert_none("what_spark_writes_loads_into_sql_server", &problems);
+}
+
+/// The truncation report is found in each shape [`truncations`] accepts, zero counts dropped,
+/// and a report without per-column counts is none.
+#[test]
+fn truncation_reports_are_read_per_column() {
+    let want: BTreeMap<String, u64> = [("c_dt2_7".to_string(), 2)].into();
+    for report in [
+        json!({"id": "out", "truncated": {"c_dt2_7": 2, "c_other": 0}}),
+        json!({"id": "out", "sub_microsecond_truncations": {"columns": {"c_dt2_7": 2}}}),
+        json!({"id": "out", "truncated_values": [{"column": "c_dt2_7", "count": 2}]}),
+        json!({"manifest": {"truncations": [{"name": "c_dt2_7", "values": 2}]}}),
+    ] {
+        assert_eq!(truncations(&report), Some(want.clone()), "{report}");
+    }
+    for report in [
+        json!({"id": "out", "rows": 4}),
+        json!({"id": "out", "truncated": 2}),
+        json!({"id": "out", "truncated": [{"column": "c_dt2_7"}]}),
+    ] {
+        assert_eq!(truncations(&report), None, "{report}");
+    }
 }

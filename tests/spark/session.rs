@@ -63,7 +63,7 @@ pub fn spark() -> MutexGuard<'static, Worker> {
 pub fn setup_message(tried: &[String]) -> String {
     format!(
         "The Spark tests (tests/spark.rs) need Java 17 and a Python with the pinned pyspark, \
-         deltalake and pyarrow of tests/spark/requirements.txt, and none was found: run \
+         deltalake and pyarrow of tests/spark/requirements.txt, and none started Spark: run \
          `.ci/setup-spark` (it installs openjdk-17-jre-headless when java is missing, creates \
          $HOME/.cache/sql-databricks-bridge/spark-venv and prints its python), then run the tests \
          again, with BRIDGE_SPARK_PYTHON=\"$(.ci/setup-spark)\" if the venv is elsewhere. \

@@ -144,9 +144,5 @@ fn time(t: Time) -> String {
 }
 
 fn datetime2(dt: DateTime2) -> String {
-    format!(
-        "{} {}",
-        date(i64::from(dt.date().days())),
-        time(dt.time())
-    )
+    format!("{} {}", date(i64::from(dt.date().days())), time(dt.time()))
 }

@@ -278,10 +278,17 @@ def write(spark, req):
     held = encode_spark(df)
     got_types = [c["type"] for c in held["columns"]]
     want_types = [c["type"] for c in columns]
-    if got_types != want_types or held["rows"] != req["rows"]:
+    wrong = [
+        f"row {r}, column {names[c]}: Spark holds {got!r}, the spec says {want!r}"
+        for r, (got_row, want_row) in enumerate(zip(held["rows"], req["rows"]))
+        for c, (got, want) in enumerate(zip(got_row, want_row))
+        if got != want
+    ]
+    if got_types != want_types or len(held["rows"]) != len(req["rows"]) or wrong:
         raise ValueError(
-            "Spark does not hold the spec exactly (a harness bug): types "
-            f"{got_types} vs {want_types}, rows {held['rows']} vs {req['rows']}"
+            "Spark does not hold the spec exactly (write the values as the worker encodes "
+            f"them): types {got_types}, spec {want_types}; {len(held['rows'])} rows, spec "
+            f"{len(req['rows'])}; " + "; ".join(wrong[:10])
         )
     written = []
     for target in req.get("parquet", []):
