@@ -260,7 +260,11 @@ pub async fn run(project: &Project, plan: &Plan, options: &RunOptions) -> Result
                     duration_ms: duration.as_millis() as u64,
                     scans: m.scans(),
                     outputs,
-                    truncated: run.truncations.of(&s.id),
+                    // A source its own columns; a sink `step.column` of what reached it.
+                    truncated: match s.kind {
+                        StepKind::Sink => run.truncations.for_output(&s.id),
+                        _ => run.truncations.of(&s.id),
+                    },
                 }
             })
             .collect(),
