@@ -98,8 +98,8 @@ pub enum Error {
         list_or_nothing(committed),
         list_or_nothing(not_committed),
         if *outcome_unknown {
-            " The failed commit was a SQL Server COMMIT: whether the server applied it is \
-             unknown; check that table before running again."
+            " Whether the failed commit was applied is unknown (a SQL Server COMMIT or a \
+             manifest write whose answer was lost); check that output before running again."
         } else {
             ""
         }
@@ -118,6 +118,26 @@ pub enum Error {
         outcome_unknown: bool,
     },
 
+    /// A commit failed in a way that may have applied it anyway (its answer was lost and what it
+    /// wrote could not be read back).
+    #[error("step `{step}` commit: {message}")]
+    CommitUnknown { step: String, message: String },
+
+    /// Every output was committed, then a source's bookkeeping (its incremental watermark) could
+    /// not be saved: the next run reads again from the previous watermark.
+    #[error(
+        "every output was committed ({}), but then {cause}; the next run starts from the \
+         previous watermark, so an `insert` sink gets those rows again (`upsert` or `replace` \
+         do not)",
+        list_or_nothing(committed)
+    )]
+    AfterCommit {
+        /// Outputs the run committed.
+        committed: Vec<String>,
+        #[source]
+        cause: Box<Error>,
+    },
+
     /// A feature the user asked for is not available in this build.
     #[error("{0}")]
     Unsupported(String),
@@ -134,6 +154,19 @@ impl Error {
             path: path.as_ref().to_path_buf(),
             source,
         }
+    }
+
+    /// Whether the input (a pipeline, config, query or argument) is wrong, rather than the run
+    /// failing on data or I/O: the CLI exits 2 for these, 1 for the rest.
+    pub fn is_invalid_input(&self) -> bool {
+        use crate::output_types::OutputTypeError as T;
+        matches!(
+            self,
+            Error::Spec { .. }
+                | Error::Render { .. }
+                | Error::Plan { .. }
+                | Error::OutputType(T::Unsupported { .. } | T::NanosecondsInDelta { .. })
+        )
     }
 
     /// Whether retrying the step may succeed.

@@ -1,6 +1,7 @@
 //! Executes a [`Plan`] on DataFusion: sources and transforms become tables, sinks stream them out.
 //! Everything that can fail on bad input (schemas, SQL, sink settings) is checked before the first
-//! byte is written; the run then locks every output it writes ([`sinks::lock`]), sinks stage
+//! byte is written; the run locks every output it writes ([`sinks::lock`]) before its sources
+//! open (so what they read, such as a watermark, is what the lock's last holder left), sinks stage
 //! concurrently, then commit together in [`CommitPhase`] order (Delta writes, then volume folders,
 //! then SQL Server's `COMMIT`); a failure while committing names what was and was not committed.
 
@@ -141,6 +142,36 @@ pub async fn run(project: &Project, plan: &Plan, options: &RunOptions) -> Result
         })
         .collect();
 
+    // Sinks are built and their outputs locked before any source opens: a source reads state
+    // that the holder of an output may still change (an incremental watermark saved after its
+    // commit), so a run that waited for the lock must read that state after the wait.
+    let mut built: BTreeMap<&str, Box<dyn Sink>> = BTreeMap::new();
+    for step in plan.steps.iter().filter(|s| s.kind == StepKind::Sink) {
+        built.insert(&step.id, sinks::build(project, step, &run)?);
+    }
+    // Held until the run is over: from before the sources open through the commit (or abort).
+    let _locks = if options.dry_run {
+        None
+    } else {
+        let outputs = built
+            .values()
+            .map(|sink| sink.output())
+            .collect::<Result<Vec<_>>>()?;
+        let locks = sinks::lock::lock_outputs(
+            project.root(),
+            outputs,
+            &run.run_id,
+            options.lock_wait.unwrap_or_else(sinks::lock::lock_wait),
+            &options.cancel.clone().unwrap_or_default(),
+        )
+        .await
+        .map_err(|e| match e {
+            sinks::lock::LockError::Cancelled { .. } => Error::Cancelled,
+            other => Error::from(other),
+        })?;
+        Some(locks)
+    };
+
     let mut ready = Vec::new();
     let mut opened = Vec::new();
     let mut levels: BTreeMap<&str, usize> = BTreeMap::new();
@@ -172,7 +203,9 @@ pub async fn run(project: &Project, plan: &Plan, options: &RunOptions) -> Result
                 register(&ctx, step, df.into_view(), &metrics)?;
             }
             StepKind::Sink => {
-                let sink = sinks::build(project, step, &run)?;
+                let sink = built
+                    .remove(step.id.as_str())
+                    .expect("every sink was built");
                 let from = step.spec.sink.as_ref().expect("sink step").from();
                 let input = ctx
                     .table(from)
@@ -191,23 +224,6 @@ pub async fn run(project: &Project, plan: &Plan, options: &RunOptions) -> Result
 
     let mut reports: BTreeMap<String, (Duration, Vec<String>)> = BTreeMap::new();
     if !options.dry_run {
-        // Held until the run is over: from before staging through the commit (or abort).
-        let outputs = ready
-            .iter()
-            .map(|s| s.sink.output())
-            .collect::<Result<Vec<_>>>()?;
-        let _locks = sinks::lock::lock_outputs(
-            project.root(),
-            outputs,
-            &run.run_id,
-            options.lock_wait.unwrap_or_else(sinks::lock::lock_wait),
-            &options.cancel.clone().unwrap_or_default(),
-        )
-        .await
-        .map_err(|e| match e {
-            sinks::lock::LockError::Cancelled { .. } => Error::Cancelled,
-            other => Error::from(other),
-        })?;
         let progress = options.progress.then(|| Progress::start(&ready, &metrics));
         let forward = options.cancel.clone().map(|cancel| {
             let stop = stop.clone();
@@ -232,9 +248,15 @@ pub async fn run(project: &Project, plan: &Plan, options: &RunOptions) -> Result
         if let Some(progress) = progress {
             progress.finish().await;
         }
-        result?;
+        let committed = result?;
         for source in &opened {
-            source.after_commit().await?;
+            source
+                .after_commit()
+                .await
+                .map_err(|cause| Error::AfterCommit {
+                    committed: committed.clone(),
+                    cause: Box::new(cause),
+                })?;
         }
     }
 
@@ -369,15 +391,16 @@ struct Staging<'a> {
 /// A sink's id, how long its staging took, and what it staged.
 type StageResult = (String, Duration, Result<Box<dyn StagedOutput>>);
 
-/// Stages every sink (level by level, concurrently within a level), then commits them in order.
-/// If any stage fails, everything staged is removed and nothing is committed.
+/// Stages every sink (level by level, concurrently within a level), then commits them in order
+/// and returns what was committed, in commit order. If any stage fails, everything staged is
+/// removed and nothing is committed.
 async fn stage_and_commit(
     ctx: &SessionContext,
     mut ready: Vec<ReadySink>,
     metrics: &BTreeMap<String, Arc<StepMetrics>>,
     staging: Staging<'_>,
     reports: &mut BTreeMap<String, (Duration, Vec<String>)>,
-) -> Result<()> {
+) -> Result<Vec<String>> {
     let Staging {
         max_parallel,
         retries,
@@ -447,7 +470,8 @@ async fn stage_and_commit(
                 reports.insert(id, (elapsed + t.elapsed(), outputs));
             }
             Err(e) => {
-                let outcome_unknown = phase == CommitPhase::Transaction;
+                let outcome_unknown =
+                    phase == CommitPhase::Transaction || matches!(e, Error::CommitUnknown { .. });
                 let mut not_committed = Vec::new();
                 if !outcome_unknown {
                     not_committed.push(target.clone());
@@ -467,7 +491,7 @@ async fn stage_and_commit(
             }
         }
     }
-    Ok(())
+    Ok(committed)
 }
 
 /// Progress bars on stderr, one per sink, refreshed from the step counters.

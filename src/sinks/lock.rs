@@ -1,6 +1,6 @@
 //! One lock per output (volume folder, object-store prefix, Files API folder, Delta table, SQL
-//! Server table), held by a run from before it stages until its commit or abort is done, so two
-//! runs never write the same output at once.
+//! Server table), held by a run from before its sources open until its commit or abort is done,
+//! so two runs never write the same output at once.
 //!
 //! A lock is an OS advisory file lock (`flock` on Unix, through [`std::fs::File::try_lock`]) on
 //! `<project root>/.bridge/locks/<hash>.lock`, `<hash>` being the SHA-256 of the output's

@@ -203,15 +203,7 @@ impl SqlServerSink {
 #[async_trait]
 impl Sink for SqlServerSink {
     fn output(&self) -> Result<String> {
-        // SQL Server's default collations compare names without case.
-        Ok(format!(
-            "sqlserver://{}/{}.{}.{}",
-            self.settings.describe(),
-            self.table.catalog.as_deref().unwrap_or_default(),
-            self.table.schema,
-            self.table.name
-        )
-        .to_lowercase())
+        Ok(output_id(&self.settings, &self.spec.table))
     }
 
     fn check(&self, schema: &Schema) -> Result<()> {
@@ -2515,10 +2507,49 @@ fn datetime2_of(value: Value<'_>, scale: u8, column: &str) -> Result<DateTime2, 
     Ok(DateTime2::new(date, Time::new(increments, scale)))
 }
 
+/// The lock id of a table: the server, its database and the table's canonical name
+/// ([`crate::auth::names::SqlTable`]), so `Sales`, `dbo.sales`, `[dbo].[Sales]` and
+/// `mydb.dbo.Sales` (in database `mydb`) are one output.
+fn output_id(settings: &SqlServerSettings, table: &str) -> String {
+    let database = settings.database.as_deref();
+    let name = match crate::auth::names::SqlTable::parse(table, database) {
+        Ok(t) => t.key().join("."),
+        // A name the canonical form refuses (another database): its own spelling, folded.
+        Err(_) => table.to_lowercase(),
+    };
+    format!(
+        "sqlserver://{}:{}/{}/{name}",
+        settings.host.as_deref().unwrap_or_default().to_lowercase(),
+        settings.port.unwrap_or(1433),
+        database.unwrap_or_default().to_lowercase()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use deltalake::arrow::datatypes::Field;
+
+    #[test]
+    fn spellings_of_one_table_are_one_output() {
+        let settings = SqlServerSettings {
+            host: Some("DB.example".into()),
+            database: Some("Sales".into()),
+            ..Default::default()
+        };
+        let id = output_id(&settings, "dbo.Orders");
+        assert_eq!(id, "sqlserver://db.example:1433/sales/dbo.orders");
+        for same in [
+            "Orders",
+            "[dbo].[ORDERS]",
+            "\"dbo\".\"orders\"",
+            "sales.dbo.Orders",
+        ] {
+            assert_eq!(output_id(&settings, same), id, "{same}");
+        }
+        assert_ne!(output_id(&settings, "dbo.Orders2"), id);
+        assert_ne!(output_id(&settings, "archive.Orders"), id);
+    }
 
     fn col(name: &str, sql_type: SqlType, nullable: bool) -> TargetColumn {
         TargetColumn {

@@ -3,7 +3,7 @@
 //! Layout: `path/[column=value/]{file_name}-{tag}-{n:05}.parquet` and `path/_SUCCESS` (JSON: run
 //! id, pipeline, step, files with rows and bytes). `{tag}` is a short run id ([`file_tag`]), so
 //! two runs never write the same file name. The run holds the folder's lock
-//! ([`crate::sinks::lock`]) from before staging until its commit is done.
+//! ([`crate::sinks::lock`]) from before the run's sources open until its commit is done.
 //!
 //! Staging: files are written under `destination/.bridge-staging/{run}/{step}/`, next to a run
 //! record (`_RUN`: the folder, the files the run puts there, the previous files it replaces).
@@ -866,15 +866,14 @@ impl StagedOutput for StagedVolume {
                     return Err(e);
                 }
                 Err(read) => {
-                    return Err(Error::step(
-                        &self.step,
-                        format!(
-                            "commit: {e}; whether the new {SUCCESS_FILE} is in could not be \
-                             checked ({read}), so both sets of files are left in place; the \
-                             next run of this output removes the set its {SUCCESS_FILE} does \
-                             not list"
+                    return Err(Error::CommitUnknown {
+                        step: self.step.clone(),
+                        message: format!(
+                            "{e}; whether the new {SUCCESS_FILE} is in could not be checked \
+                             ({read}), so both sets of files are left in place; the next run of \
+                             this output removes the set its {SUCCESS_FILE} does not list"
                         ),
-                    ));
+                    });
                 }
             }
         }
