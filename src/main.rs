@@ -272,9 +272,10 @@ fn main() -> ExitCode {
             if let Some(hint) = hint(&e) {
                 eprintln!("hint: {hint}");
             }
-            match e {
-                Error::Spec { .. } | Error::Render { .. } | Error::Plan { .. } => ExitCode::from(2),
-                _ => ExitCode::from(1),
+            if e.is_invalid_input() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::from(1)
             }
         }
     }
@@ -700,6 +701,14 @@ fn print_summary(summary: &RunSummary) {
         );
         for o in &s.outputs {
             println!("    -> {o}");
+        }
+        if !s.truncated.is_empty() {
+            let counts: Vec<String> = s
+                .truncated
+                .iter()
+                .map(|(column, n)| format!("{column}: {n}"))
+                .collect();
+            println!("    truncated below the microsecond: {}", counts.join(", "));
         }
     }
 }

@@ -294,3 +294,45 @@ fn env_is_refused_outside_connection_fields() {
     let home = std::env::var("HOME").unwrap_or_default();
     assert!(home.is_empty() || !err.contains(&home), "{err}");
 }
+
+#[test]
+fn a_type_databricks_cannot_read_is_refused_before_anything_is_staged() {
+    // An untyped NULL column (Arrow Null) and an interval reach a volume sink and a Delta sink:
+    // both refuse at prepare time, in one paragraph naming the step, the column and the cast.
+    for (sink, column, cast) in [
+        (
+            "type: volume\n      from: odd\n      destination: output/v\n      path: odd",
+            "nothing",
+            "CAST(NULL AS",
+        ),
+        (
+            "type: delta\n      from: odd\n      path: output/d",
+            "nothing",
+            "CAST(NULL AS",
+        ),
+    ] {
+        let s = project(&format!(
+            "{GOOD_HEAD}  - id: odd\n    transform:\n      sql: SELECT sale_id, NULL AS nothing FROM sales\n  - id: out\n    sink:\n      {sink}\n"
+        ));
+        let err = fails(&s, 2);
+        assert!(
+            err.contains("`out`") && err.contains(&format!("`{column}`")) && err.contains(cast),
+            "{err}"
+        );
+        assert_eq!(err.trim_end().lines().count(), 1, "one paragraph: {err}");
+        assert!(
+            !err.contains("panicked") && !err.contains("backtrace"),
+            "{err}"
+        );
+        assert!(!s.path("output/v/.bridge-staging").exists());
+        assert!(!s.path("output/d").exists());
+    }
+    let s = project(&format!(
+        "{GOOD_HEAD}  - id: odd\n    transform:\n      sql: SELECT sale_id, INTERVAL '1 day' AS span FROM sales\n  - id: out\n    sink:\n      type: volume\n      from: odd\n      destination: output/v\n      path: odd\n"
+    ));
+    let err = fails(&s, 2);
+    assert!(
+        err.contains("`span`") && err.contains("CAST it to a string"),
+        "{err}"
+    );
+}

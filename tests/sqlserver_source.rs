@@ -444,6 +444,142 @@ async fn incremental_runs_read_only_rows_past_the_watermark() {
     server.shutdown().await;
 }
 
+/// A source that cannot connect says why at once, naming its step: no host configured, or a port
+/// nobody listens on (not "Timed out in bb8" after the pool's 15 s connection timeout).
+#[test]
+fn a_source_that_cannot_connect_says_why_at_once() {
+    let s = Scratch::empty();
+    s.write(
+        "pipelines/x.yaml",
+        "name: x\nsteps:\n  - id: sales\n    source: {type: sqlserver, sql: SELECT 1 AS x}\n  - id: out\n    sink: {type: volume, from: sales, destination: out, path: x}\n",
+    );
+    let no_host = s.bridge_env(
+        &["run", "pipelines/x.yaml"],
+        &[("SQLSERVER_HOST", String::new())],
+    );
+    let err = stderr(&no_host);
+    assert_eq!(no_host.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("pipelines/x.yaml:")
+            && err.contains("`sales`")
+            && err.contains("SQL Server host is not set: set SQLSERVER_HOST"),
+        "{err}"
+    );
+    // A port that was just free: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let closed = s.bridge_env(
+        &["run", "pipelines/x.yaml"],
+        &[
+            ("SQLSERVER_HOST", "127.0.0.1".to_string()),
+            ("SQLSERVER_PORT", port.to_string()),
+            ("SQLSERVER_USERNAME", "sa".to_string()),
+            ("SQLSERVER_PASSWORD", "x".to_string()),
+        ],
+    );
+    let err = stderr(&closed);
+    assert_eq!(closed.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("`sales`")
+            && err.contains(&format!("127.0.0.1:{port}"))
+            && err.contains("TCP connection failed")
+            && err.to_lowercase().contains("connection refused")
+            && !err.contains("bb8"),
+        "{err}"
+    );
+    assert!(!s.path("out/x").exists());
+}
+
+/// A run that waits for an output's lock reads its incremental watermark after the wait: the
+/// holder's commit may move it. Without that, the waiting run reads rows the holder already took
+/// and an `insert` sink writes them twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_waiting_for_a_lock_reads_the_watermark_its_holder_left() {
+    let server = TdsServer::start(TdsServerConfig::default()).await.unwrap();
+    tsql(
+        &server,
+        "CREATE TABLE dbo.events (id INT NOT NULL, changed DATETIME2(3) NOT NULL);
+         INSERT INTO dbo.events VALUES (1, '2024-01-01'), (2, '2024-01-02');",
+    )
+    .await;
+    let s = Scratch::empty();
+    // `latest` is locked by the test below; a run with another `latest` does not need that lock
+    // but shares the watermark (pipeline, country and step are the same).
+    s.write(
+        "pipelines/x.yaml",
+        "name: x\nparams: {latest: latest}\nsteps:\n  - id: ev\n    source:\n      type: sqlserver\n      sql: SELECT id, changed FROM dbo.events\n      incremental: {column: changed}\n  - id: out\n    sink: {type: volume, from: ev, destination: out, path: \"run-{{ n }}\"}\n  - id: last\n    sink: {type: volume, from: ev, destination: out, path: \"{{ latest }}\"}\n",
+    );
+    let ids = |n: u32| {
+        let dir = s.path(&format!("out/run-{n}"));
+        let mut ids: Vec<String> = batch_lines(&read_parquet(&part(&dir, "out-00000.parquet")))
+            .iter()
+            .map(|line| line.split('|').next().unwrap().to_string())
+            .collect();
+        ids.sort();
+        ids
+    };
+    ok(bridge_with(&s, &server, &["run", "pipelines/x.yaml", "--param", "n=1"]).await);
+    assert_eq!(ids(1), ["1", "2"]);
+
+    // Hold `out/latest` as a run in progress would (the lock file names its output).
+    let lock_file = list_files(&s.path(".bridge/locks"))
+        .into_iter()
+        .map(|f| s.path(&format!(".bridge/locks/{f}")))
+        .find(|f| {
+            std::fs::read_to_string(f)
+                .unwrap()
+                .lines()
+                .any(|l| l.ends_with("/out/latest"))
+        })
+        .expect("a lock file for out/latest");
+    let held = std::fs::File::open(&lock_file).unwrap();
+    held.lock().unwrap();
+    let env = env_for(&server);
+    let root = s.root().to_path_buf();
+    let waiting = std::process::Command::new(env!("CARGO_BIN_EXE_bridge"))
+        .arg("--root")
+        .arg(&root)
+        .args(["run", "pipelines/x.yaml", "--param", "n=2"])
+        .envs(env)
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Time for the waiting run to start (and, were it to open its source before waiting, to
+    // read the watermark); meanwhile another run takes row 3 and moves the watermark past it.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    tsql(&server, "INSERT INTO dbo.events VALUES (3, '2024-01-03');").await;
+    ok(bridge_with(
+        &s,
+        &server,
+        &[
+            "run",
+            "pipelines/x.yaml",
+            "--param",
+            "n=3",
+            "--param",
+            "latest=other",
+        ],
+    )
+    .await);
+    assert_eq!(ids(3), ["3"]);
+    held.unlock().unwrap();
+    let waited = tokio::task::spawn_blocking(move || waiting.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    ok(waited);
+    assert!(
+        ids(2).is_empty(),
+        "the waiting run read rows its lock's holder had already taken: {:?}",
+        ids(2)
+    );
+    server.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn colombia_pipeline_extracts_to_the_volume_and_syncs_results_back() {
     let server = TdsServer::start(TdsServerConfig::default()).await.unwrap();
@@ -645,6 +781,15 @@ async fn datetime2_digits_below_the_microsecond_are_counted_or_refused() {
             "3|2024-06-01T12:00:00.123456|NULL|NULL",
             "4|NULL|NULL|NULL",
         ]
+    );
+
+    // The text summary says the same, under the source and under the sink.
+    s.write("pipelines/x.yaml", &pipeline("path: t_text"));
+    let text = ok(bridge_with(&s, &server, &["run", "pipelines/x.yaml"]).await);
+    assert!(
+        text.contains("    truncated below the microsecond: at: 1\n")
+            && text.contains("    truncated below the microsecond: t.at: 1\n"),
+        "{text}"
     );
 
     // `error` refuses the run at the value, naming column and row; nothing is written.

@@ -240,3 +240,17 @@ pub fn pool(settings: &SqlServerSettings) -> Pool {
             settings: settings.clone(),
         })
 }
+
+/// Builds a pool and opens its first connection now, so an unset host, a closed port or a failed
+/// login is reported at once with its phase (the pool on its own only says "timed out" once its
+/// connection timeout has passed).
+pub async fn open_pool(settings: &SqlServerSettings) -> Result<Pool, MssqlError> {
+    let pool = pool(settings);
+    let client = connect(settings).await?;
+    // A new pool has room for its first connection; if it had none, the pool connects later.
+    let _ = pool.add(PooledClient {
+        client,
+        in_doubt: false,
+    });
+    Ok(pool)
+}

@@ -7,7 +7,7 @@ pub mod ranges;
 pub mod settings;
 pub mod types;
 
-pub use connect::{Client, MssqlError, Phase, Pool, connect, pool, test_connection};
+pub use connect::{Client, MssqlError, Phase, Pool, connect, open_pool, pool, test_connection};
 pub use settings::SqlServerSettings;
 
 use crate::sql::SqlValue;

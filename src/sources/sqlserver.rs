@@ -42,6 +42,8 @@ use crate::sql::{Dialect, SqlValue, quote_ident};
 #[derive(Debug)]
 pub struct SqlServerSource {
     step: String,
+    /// Where the step is defined, for configuration errors.
+    location: crate::error::Location,
     settings: SqlServerSettings,
     sql: RenderedSql,
     batch_size: usize,
@@ -103,6 +105,7 @@ impl SqlServerSource {
         };
         Ok(SqlServerSource {
             step: step.id.clone(),
+            location: step.location.clone(),
             settings,
             sql,
             batch_size: spec.batch_size.unwrap_or(DEFAULT_BATCH_SIZE).max(1),
@@ -348,7 +351,16 @@ impl Source for SqlServerSource {
     }
 
     async fn open(&self, _ctx: &SessionContext) -> Result<Arc<dyn TableProvider>> {
-        let pool = crate::mssql::pool(&self.settings);
+        let pool = crate::mssql::open_pool(&self.settings)
+            .await
+            .map_err(|e| match e.phase {
+                // Nothing to connect to: a configuration error of this step (exit 2).
+                crate::mssql::Phase::Config => Error::Plan {
+                    location: self.location.clone(),
+                    message: format!("step `{}`: {}", self.step, e.message),
+                },
+                _ => self.fail(e),
+            })?;
         let sql = self.effective_sql()?;
         let (schema, columns) = self.describe(&pool, &sql).await?;
         let watermark = match &self.incremental {
