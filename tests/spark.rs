@@ -287,15 +287,14 @@ fn every_type() -> Vec<SqlColumn> {
                 ("'0.01'", "0.01"),
             ],
         ),
-        // money is read as f64 (the policy's documented limit): exact within ±99,999,999,999.9999,
-        // so that is the range tested, not money's full ±922,337,203,685,477.5807.
+        // money over its whole range: the vendored tiberius reads it exactly (not as f64).
         col(
             "c_money",
             "MONEY",
             "decimal(19,4)",
             [
-                ("'-99999999999.9999'", "-99999999999.9999"),
-                ("'99999999999.9999'", "99999999999.9999"),
+                ("'-922337203685477.5808'", "-922337203685477.5808"),
+                ("'922337203685477.5807'", "922337203685477.5807"),
                 ("'0.0001'", "0.0001"),
             ],
         ),

@@ -8,7 +8,7 @@
 //! | tinyint / smallint / int / bigint       | Int16 / Int16 / Int32 / Int64| tinyint is 0..255: signed 16 bits, as Databricks has no unsigned types |
 //! | real / float                            | Float32 / Float64            | |
 //! | decimal(p,s), numeric(p,s)              | Decimal128(p,s)              | |
-//! | money / smallmoney                      | Decimal128(19,4) / (10,4)    | tiberius reads money as f64, rounded back to 4 decimals: exact up to 15 significant digits (±99,999,999,999.9999); CAST larger amounts to decimal(19,4) in the query |
+//! | money / smallmoney                      | Decimal128(19,4) / (10,4)    | exact over the whole range (the vendored tiberius reads money as a Numeric of scale 4) |
 //! | date                                    | Date32                       | 0001-01-01..9999-12-31 |
 //! | time(0) / (1..3) / (4..6) / (7)         | Time32(s) / Time32(ms) / Time64(µs) / Time64(ns) | written for Databricks as text `HH:MM:SS[.f…]` with the column's digits |
 //! | datetime, smalldatetime                 | Timestamp(µs)                | datetime's 1/300 s ticks rounded to the millisecond, as SQL Server displays them |

@@ -129,10 +129,11 @@ impl BaseMetaDataColumn {
                 FixedLenType::Int4 => ColumnData::I32(None),
                 FixedLenType::Datetime4 => ColumnData::SmallDateTime(None),
                 FixedLenType::Float4 => ColumnData::F32(None),
-                FixedLenType::Money => ColumnData::F64(None),
+                // PATCH(sql-databricks-bridge): money is decoded as an exact Numeric.
+                FixedLenType::Money => ColumnData::Numeric(None),
                 FixedLenType::Datetime => ColumnData::DateTime(None),
                 FixedLenType::Float8 => ColumnData::F64(None),
-                FixedLenType::Money4 => ColumnData::F32(None),
+                FixedLenType::Money4 => ColumnData::Numeric(None),
                 FixedLenType::Int8 => ColumnData::I64(None),
             },
             TypeInfo::VarLenSized(cx) => match cx.r#type() {
@@ -150,7 +151,7 @@ impl BaseMetaDataColumn {
                     4 => ColumnData::F32(None),
                     _ => ColumnData::F64(None),
                 },
-                VarLenType::Money => ColumnData::F64(None),
+                VarLenType::Money => ColumnData::Numeric(None),
                 VarLenType::Datetimen => ColumnData::DateTime(None),
                 #[cfg(feature = "tds73")]
                 VarLenType::Daten => ColumnData::Date(None),
@@ -180,7 +181,7 @@ impl BaseMetaDataColumn {
                 VarLenType::Decimaln => ColumnData::Numeric(None),
                 VarLenType::Numericn => ColumnData::Numeric(None),
                 VarLenType::Floatn => ColumnData::F32(None),
-                VarLenType::Money => ColumnData::F64(None),
+                VarLenType::Money => ColumnData::Numeric(None),
                 VarLenType::Datetimen => ColumnData::DateTime(None),
                 #[cfg(feature = "tds73")]
                 VarLenType::Daten => ColumnData::Date(None),
