@@ -848,6 +848,20 @@ fn a_timestamp_of_year_10000_into_datetime2_is_refused() {
 }
 
 #[test]
+fn a_timestamp_of_year_0_into_datetime2_is_refused() {
+    let err = refused(
+        "at",
+        utc(vec![None, Some(MICROS_0001), Some(MICROS_0001 - 1), None]),
+        1024,
+    );
+    assert!(
+        err.contains("column `at`, input row 3: 0000-12-31 23:59:59.999999")
+            && err.contains("is outside the range of datetime2(7)"),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_decimal_with_more_integer_digits_than_the_column_is_refused() {
     // decimal(5,2) holds 999.99; 1000.00 has four integer digits.
     let err = refused(
