@@ -94,7 +94,7 @@ pub enum Error {
     /// An existing Delta table cannot take a step's output as it is (a column of another type,
     /// a missing table feature); nothing was written.
     #[error(transparent)]
-    ExistingTable(#[from] crate::sinks::delta::ExistingTableError),
+    ExistingTable(#[from] Box<crate::sinks::delta::ExistingTableError>),
 
     /// A run failed while committing: some outputs were committed, the others were not.
     #[error(

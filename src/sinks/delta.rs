@@ -333,16 +333,16 @@ pub fn check_existing(
     output: &Schema,
     partition_by: &[String],
     table: &DeltaTableState,
-) -> Result<(), ExistingTableError> {
+) -> Result<(), Box<ExistingTableError>> {
     let table_schema = table.schema();
     let existing = table.metadata().partition_columns();
     if !partition_by.is_empty() && partition_by != existing {
-        return Err(ExistingTableError::Partitions {
+        return Err(Box::new(ExistingTableError::Partitions {
             step: step.into(),
             table: location.into(),
             requested: partition_by.join(", "),
             existing: existing.join(", "),
-        });
+        }));
     }
     let writer_features: Option<Vec<String>> = table
         .protocol()
@@ -358,13 +358,13 @@ pub fn check_existing(
             writer_features,
         },
     )?;
-    PROTOCOL
-        .can_write_to(table)
-        .map_err(|source| ExistingTableError::Protocol {
+    PROTOCOL.can_write_to(table).map_err(|source| {
+        Box::new(ExistingTableError::Protocol {
             step: step.into(),
             table: location.into(),
             source,
         })
+    })
 }
 
 /// What a table's protocol allows writers, as far as the check needs it.
@@ -392,7 +392,7 @@ fn compare_schemas(
     output: &Schema,
     table: &StructType,
     protocol: &TableProtocol,
-) -> Result<(), ExistingTableError> {
+) -> Result<(), Box<ExistingTableError>> {
     let table_columns = || {
         table
             .fields()
@@ -405,12 +405,12 @@ fn compare_schemas(
         let column = field.name();
         // The policy's output types all have a Delta type (anything else is refused by then).
         let incoming = DataType::try_from_arrow(field.data_type()).map_err(|source| {
-            ExistingTableError::NoDeltaType {
+            Box::new(ExistingTableError::NoDeltaType {
                 step: step.into(),
                 column: column.clone(),
                 data_type: field.data_type().to_string(),
                 source,
-            }
+            })
         })?;
         let Some(target) = table.field(column) else {
             let similar = table
@@ -418,23 +418,23 @@ fn compare_schemas(
                 .find(|f| f.name().eq_ignore_ascii_case(column))
                 .map(|f| format!("; it has `{}`", f.name()))
                 .unwrap_or_default();
-            return Err(ExistingTableError::NotInTable {
+            return Err(Box::new(ExistingTableError::NotInTable {
                 step: step.into(),
                 table: location.into(),
                 column: column.clone(),
                 similar,
                 columns: table_columns(),
-            });
+            }));
         };
         if !widens_into(&incoming, target.data_type()) {
-            return Err(ExistingTableError::ColumnType {
+            return Err(Box::new(ExistingTableError::ColumnType {
                 step: step.into(),
                 table: location.into(),
                 column: column.clone(),
                 table_type: spark_name(target.data_type()),
                 incoming_type: spark_name(&incoming),
                 hint: cast_hint(column, &incoming, target.data_type()),
-            });
+            }));
         }
         incoming_types.push((column, incoming));
     }
@@ -442,17 +442,17 @@ fn compare_schemas(
         .fields()
         .find(|f| output.field_with_name(f.name()).is_err())
     {
-        return Err(ExistingTableError::MissingColumn {
+        return Err(Box::new(ExistingTableError::MissingColumn {
             step: step.into(),
             table: location.into(),
             column: missing.name().clone(),
             table_type: spark_name(missing.data_type()),
-        });
+        }));
     }
     for (column, incoming) in incoming_types {
         if contains(&incoming, &PrimitiveType::TimestampNtz) && !protocol.has(TIMESTAMP_NTZ_FEATURE)
         {
-            return Err(ExistingTableError::MissingFeature {
+            return Err(Box::new(ExistingTableError::MissingFeature {
                 step: step.into(),
                 table: location.into(),
                 column: column.clone(),
@@ -465,7 +465,7 @@ fn compare_schemas(
                     .filter(|f| !f.is_empty())
                     .map(|f| f.join(", "))
                     .unwrap_or_else(|| "none".into()),
-            });
+            }));
         }
     }
     Ok(())
