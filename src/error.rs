@@ -91,6 +91,11 @@ pub enum Error {
     #[error(transparent)]
     OutputType(#[from] crate::output_types::OutputTypeError),
 
+    /// An existing Delta table cannot take a step's output as it is (a column of another type,
+    /// a missing table feature); nothing was written.
+    #[error(transparent)]
+    ExistingTable(#[from] Box<crate::sinks::delta::ExistingTableError>),
+
     /// A run failed while committing: some outputs were committed, the others were not.
     #[error(
         "step `{step}` failed while committing {failed}: {cause}. Committed by this run before \

@@ -86,6 +86,50 @@ INSERT INTO dbo.all_types VALUES (
 INSERT INTO dbo.all_types (id) VALUES (2);
 ";
 
+/// Row 1 of `dbo.all_types` as Databricks reads it (`a|b|c` lines), with `c_varchar` given.
+fn all_types_row(c_varchar: &str) -> String {
+    [
+        "1",
+        "true",
+        "255",
+        "-32768",
+        "9223372036854775807",
+        "1.5",
+        "2.25",
+        "12345678901234567890.0123456789",
+        "99999999999999.9999",
+        "92233720368.5477",
+        "214748.3647",
+        "2024-02-29",
+        "23:59:59.9999999",
+        "2024-01-31T12:34:56.997",
+        "2024-01-31T12:35:00",
+        "2024-01-31T12:34:56.123456",
+        "2024-01-31T12:34:56.123",
+        "2024-01-31T07:34:56.123456Z",
+        "abc  ",
+        c_varchar,
+        "ñú ",
+        "Ñandú 日本",
+        "long",
+        "text",
+        "ntext",
+        "01020304",
+        "cafebabe",
+        "6F9619FF-8B86-D011-B42D-00C04FC964FF",
+        "<a>1</a>",
+    ]
+    .join("|")
+}
+
+/// Row 2 of `dbo.all_types`: every column NULL but the key.
+fn all_types_nulls() -> String {
+    std::iter::once("2".to_string())
+        .chain(std::iter::repeat_n("NULL".to_string(), 28))
+        .collect::<Vec<_>>()
+        .join("|")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_type_round_trips_to_parquet_exactly() {
     let server = TdsServer::start(TdsServerConfig::default()).await.unwrap();
@@ -122,46 +166,7 @@ async fn every_type_round_trips_to_parquet_exactly() {
     assert_eq!(ty("c_nvarchar"), DataType::Utf8);
     assert_eq!(ty("c_varbin"), DataType::Binary);
     let lines = batch_lines(&batches);
-    assert_eq!(
-        lines[0],
-        [
-            "1",
-            "true",
-            "255",
-            "-32768",
-            "9223372036854775807",
-            "1.5",
-            "2.25",
-            "12345678901234567890.0123456789",
-            "99999999999999.9999",
-            "92233720368.5477",
-            "214748.3647",
-            "2024-02-29",
-            "23:59:59.9999999",
-            "2024-01-31T12:34:56.997",
-            "2024-01-31T12:35:00",
-            "2024-01-31T12:34:56.123456",
-            "2024-01-31T12:34:56.123",
-            "2024-01-31T07:34:56.123456Z",
-            "abc  ",
-            "plain text",
-            "ñú ",
-            "Ñandú 日本",
-            "long",
-            "text",
-            "ntext",
-            "01020304",
-            "cafebabe",
-            "6F9619FF-8B86-D011-B42D-00C04FC964FF",
-            "<a>1</a>"
-        ]
-        .join("|")
-    );
-    let nulls = std::iter::once("2".to_string())
-        .chain(std::iter::repeat_n("NULL".to_string(), 28))
-        .collect::<Vec<_>>()
-        .join("|");
-    assert_eq!(lines[1], nulls);
+    assert_eq!(lines, [all_types_row("plain text"), all_types_nulls()]);
     server.shutdown().await;
 }
 
@@ -837,13 +842,28 @@ async fn datetime2_digits_below_the_microsecond_are_counted_or_refused() {
 }
 
 /// Every SQL Server type into a Delta table: a new table (with `timestamp_ntz` and its feature),
-/// then append and overwrite on the existing one; no ERROR line on any of these normal runs.
+/// then append and overwrite on the existing one, every value read back after each run (the
+/// overwrite after a source change, so its rows replace the others); no ERROR line on any of
+/// these normal runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_type_writes_a_delta_table_new_appended_and_overwritten() {
     let server = TdsServer::start(TdsServerConfig::default()).await.unwrap();
     tsql(&server, ALL_TYPES).await;
     let s = Scratch::empty();
-    for (mode, rows) in [("append", 2), ("append", 4), ("overwrite", 2)] {
+    let (row, nulls) = (all_types_row("plain text"), all_types_nulls());
+    let changed = all_types_row("changed before the overwrite");
+    for (mode, expected) in [
+        ("append", vec![row.as_str(), &nulls]),
+        ("append", vec![row.as_str(), &row, &nulls, &nulls]),
+        ("overwrite", vec![changed.as_str(), &nulls]),
+    ] {
+        if mode == "overwrite" {
+            tsql(
+                &server,
+                "UPDATE dbo.all_types SET c_varchar = 'changed before the overwrite' WHERE id = 1",
+            )
+            .await;
+        }
         s.write(
             "pipelines/x.yaml",
             &format!("name: x\nsteps:\n  - id: t\n    source: {{type: sqlserver, table: dbo.all_types}}\n  - id: lake\n    sink: {{type: delta, from: t, path: lake/all_types, mode: {mode}}}\n"),
@@ -873,8 +893,167 @@ async fn every_type_writes_a_delta_table_new_appended_and_overwritten() {
         table.update_datafusion_session(&ctx.state()).unwrap();
         ctx.register_table("t", table.table_provider().await.unwrap())
             .unwrap();
-        let count = query_lines(&ctx, "SELECT count(*) FROM t").await;
-        assert_eq!(count, [rows.to_string()], "{mode}");
+        let lines = query_lines(&ctx, "SELECT * FROM t ORDER BY id").await;
+        assert_eq!(lines, expected, "{mode}");
     }
+    server.shutdown().await;
+}
+
+/// The version and files of a local Delta table.
+async fn delta_state(path: &std::path::Path) -> (u64, Vec<String>) {
+    let url = deltalake::ensure_table_uri(path.to_str().unwrap()).unwrap();
+    let table = deltalake::open_table(url).await.unwrap();
+    (table.version().unwrap(), list_files(path))
+}
+
+/// A Delta table another writer created, whose `at` is an instant (`timestamp`; its `seen` is
+/// `timestamp_ntz`, so it has the `timestampNtz` feature and delta-rs alone would convert `at`
+/// silently): a step whose `at` is a wall-clock time (`datetime2`, so `timestamp_ntz`) is
+/// refused before anything is written, with `append` and with `overwrite`, in one paragraph naming the step, the column,
+/// both types and the cast; the table keeps its version and files. The cast it names works.
+/// A table whose `timestamp_ntz` column lacks the `timestampNtz` feature is refused too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_existing_delta_table_with_other_column_types_is_refused_before_writing() {
+    use deltalake::arrow::array::{Int64Array, StringArray, TimestampMicrosecondArray};
+    use deltalake::arrow::datatypes::{Field, Schema};
+    use std::sync::Arc;
+
+    let server = TdsServer::start(TdsServerConfig::default()).await.unwrap();
+    tsql(
+        &server,
+        "CREATE TABLE dbo.events (id BIGINT NOT NULL, at DATETIME2(6) NULL, seen DATETIME2(6) NULL,
+             note NVARCHAR(50) NULL);
+         INSERT INTO dbo.events VALUES (2, '2024-06-01 12:00:00.123456', '2024-06-02 08:00:00',
+             N'from SQL Server');",
+    )
+    .await;
+    let s = Scratch::empty();
+    let path = s.path("lake/events");
+    std::fs::create_dir_all(&path).unwrap();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new(
+            "at",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            true,
+        ),
+        Field::new(
+            "seen",
+            DataType::Timestamp(TimeUnit::Microsecond, None),
+            true,
+        ),
+        Field::new("note", DataType::Utf8, true),
+    ]));
+    let batch = deltalake::arrow::array::RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(Int64Array::from(vec![1])),
+            Arc::new(
+                TimestampMicrosecondArray::from(vec![1_704_067_200_000_000]).with_timezone("UTC"),
+            ),
+            Arc::new(TimestampMicrosecondArray::from(vec![1_704_153_600_000_000])),
+            Arc::new(StringArray::from(vec!["from another writer"])),
+        ],
+    )
+    .unwrap();
+    let url = deltalake::ensure_table_uri(path.to_str().unwrap()).unwrap();
+    deltalake::DeltaTable::try_from_url(url)
+        .await
+        .unwrap()
+        .write(vec![batch])
+        .await
+        .unwrap();
+    let before = delta_state(&path).await;
+    assert_eq!(before.0, 0);
+    let url = deltalake::ensure_table_uri(path.to_str().unwrap()).unwrap();
+    let protocol = deltalake::open_table(url).await.unwrap();
+    let protocol = serde_json::to_value(protocol.snapshot().unwrap().protocol()).unwrap();
+    assert!(protocol.to_string().contains("timestampNtz"), "{protocol}");
+
+    for mode in ["append", "overwrite"] {
+        s.write(
+            "pipelines/x.yaml",
+            &format!("name: x\nsteps:\n  - id: t\n    source: {{type: sqlserver, table: dbo.events}}\n  - id: lake\n    sink: {{type: delta, from: t, path: lake/events, mode: {mode}}}\n"),
+        );
+        let o = bridge_with(&s, &server, &["run", "pipelines/x.yaml"]).await;
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{mode}: {err}");
+        // One paragraph (one line) with all of it.
+        assert!(
+            err.lines().any(|l| l.starts_with("error: step `lake`: Delta table ")
+                && l.contains("column `at` is timestamp in the table but timestamp_ntz in the step's output")
+                && l.contains("does not convert it silently")
+                && l.contains("`arrow_cast(\"at\", 'Timestamp(Microsecond, \"UTC\")') AS \"at\"`")),
+            "{mode}: {err}"
+        );
+        assert_eq!(
+            delta_state(&path).await,
+            before,
+            "{mode}: the table changed"
+        );
+    }
+
+    // The cast the error names: the values are UTC, so the rows append as instants.
+    s.write(
+        "pipelines/x.yaml",
+        "name: x\nsteps:\n  - id: t\n    source: {type: sqlserver, table: dbo.events}\n  - id: utc\n    transform:\n      sql: |\n        SELECT id, arrow_cast(\"at\", 'Timestamp(Microsecond, \"UTC\")') AS \"at\", seen, note FROM t\n  - id: lake\n    sink: {type: delta, from: utc, path: lake/events, mode: append}\n",
+    );
+    let o = bridge_with(&s, &server, &["run", "pipelines/x.yaml"]).await;
+    assert!(!stderr(&o).contains("ERROR"), "{}", stderr(&o));
+    ok(o);
+    let url = deltalake::ensure_table_uri(path.to_str().unwrap()).unwrap();
+    let table = deltalake::open_table(url).await.unwrap();
+    assert_eq!(table.version(), Some(1));
+    let ctx = deltalake::datafusion::prelude::SessionContext::new();
+    table.update_datafusion_session(&ctx.state()).unwrap();
+    ctx.register_table("t", table.table_provider().await.unwrap())
+        .unwrap();
+    assert_eq!(
+        query_lines(&ctx, "SELECT * FROM t ORDER BY id").await,
+        [
+            "1|2024-01-01T00:00:00Z|2024-01-02T00:00:00|from another writer",
+            "2|2024-06-01T12:00:00.123456Z|2024-06-02T08:00:00|from SQL Server"
+        ]
+    );
+
+    // A `timestamp_ntz` column without the `timestampNtz` feature (protocol 1, 2): not a table
+    // delta-rs writes; the run is refused naming the feature, and nothing is written.
+    let bad = s.path("lake/no_feature");
+    std::fs::create_dir_all(bad.join("_delta_log")).unwrap();
+    let schema_string = serde_json::json!({"type": "struct", "fields": [
+        {"name": "id", "type": "long", "nullable": false, "metadata": {}},
+        {"name": "at", "type": "timestamp_ntz", "nullable": true, "metadata": {}},
+        {"name": "note", "type": "string", "nullable": true, "metadata": {}},
+    ]})
+    .to_string();
+    let log = [
+        serde_json::json!({"protocol": {"minReaderVersion": 1, "minWriterVersion": 2}}),
+        serde_json::json!({"metaData": {
+            "id": "5fba94ed-9794-4965-ba6e-6ee3c0d22af9",
+            "format": {"provider": "parquet", "options": {}},
+            "schemaString": schema_string,
+            "partitionColumns": [],
+            "configuration": {},
+            "createdTime": 1_704_067_200_000_i64,
+        }}),
+    ]
+    .map(|a| a.to_string())
+    .join("\n");
+    std::fs::write(bad.join("_delta_log/00000000000000000000.json"), log + "\n").unwrap();
+    let files = list_files(&bad);
+    s.write(
+        "pipelines/x.yaml",
+        "name: x\nsteps:\n  - id: t\n    source: {type: sqlserver, table: dbo.events}\n  - id: lake\n    sink: {type: delta, from: t, path: lake/no_feature, mode: append}\n",
+    );
+    let o = bridge_with(&s, &server, &["run", "pipelines/x.yaml"]).await;
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.lines().any(|l| l.starts_with("error: step `lake`")
+            && l.contains("lake/no_feature")
+            && l.contains("timestampNtz")),
+        "{err}"
+    );
+    assert_eq!(list_files(&bad), files);
     server.shutdown().await;
 }

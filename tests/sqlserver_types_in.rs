@@ -109,9 +109,19 @@ impl Fixture {
             .bridge_env(&["--output", "json", "run", "pipelines/p.yaml"], &env)
     }
 
-    /// Runs a pipeline that must succeed; returns the sink step's output line.
+    /// Runs a pipeline that must succeed without an ERROR log line (the sink's extended column
+    /// query runs against the test server as against SQL Server); returns the sink step's
+    /// output line.
     fn run_ok(&self, pipeline: &str) -> String {
-        let out = ok(self.run(pipeline));
+        let o = self.run(pipeline);
+        let err = stderr(&o);
+        let errors: Vec<&str> = err.lines().filter(|l| l.contains("ERROR")).collect();
+        assert!(
+            errors.is_empty(),
+            "ERROR lines on stderr:\n{}",
+            errors.join("\n")
+        );
+        let out = ok(o);
         let summary: serde_json::Value = serde_json::from_str(&out).unwrap();
         let step = summary["steps"]
             .as_array()

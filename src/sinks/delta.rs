@@ -3,13 +3,27 @@
 //! and first among the commits ([`CommitPhase::WritesData`]). Columns are written as the output
 //! type policy says ([`crate::output_types`]): `timestamp` for instants, `timestamp_ntz` (with
 //! its table feature, on new tables) for wall-clock times, no unsigned or nanosecond types.
+//!
+//! An existing table keeps its schema (append and overwrite alike): when the sink stages (the
+//! first async point after [`Sink::check`], before anything of the table is written) and again
+//! when it commits, the planned output is compared with the table's columns, types, partition
+//! columns and protocol ([`check_existing`]). A column the table holds as another type is refused
+//! naming both types and the cast to use, never converted silently (delta-rs alone would cast
+//! `timestamp_ntz` into a `timestamp` column, or a number into a string); only lossless
+//! widenings (smaller integers, `float` into `double`, decimals with room for every digit) pass.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use deltalake::arrow::datatypes::Schema;
+use deltalake::DeltaTable;
+use deltalake::arrow::datatypes::{Schema, SchemaRef};
+use deltalake::datafusion::catalog::TableProvider;
 use deltalake::datafusion::prelude::{DataFrame, SessionContext};
+use deltalake::kernel::engine::arrow_conversion::TryFromArrow;
+use deltalake::kernel::transaction::PROTOCOL;
+use deltalake::kernel::{DataType, PrimitiveType, StructType};
 use deltalake::protocol::SaveMode;
+use deltalake::table::state::DeltaTableState;
 
 use crate::error::{Error, Result};
 use crate::output_types::{OutputSchema, Target};
@@ -80,6 +94,20 @@ impl Sink for DeltaSink {
             self.spec.sub_microsecond,
             Arc::clone(&self.run.truncations),
         )?;
+        // An existing table is checked before anything is written (the write itself happens at
+        // commit): `check` is synchronous and cannot read the table's log.
+        let output = typed.schema();
+        if let Some(table) = open_existing(&self.step, &self.location).await? {
+            check_existing(
+                &self.step,
+                &self.location,
+                &output,
+                &self.spec.partition_by,
+                table
+                    .snapshot()
+                    .map_err(|e| delta_error(&self.step, &self.location, &e))?,
+            )?;
+        }
         let counted = ctx
             .read_table(Arc::new(CountingTable::new(
                 Arc::new(typed),
@@ -93,6 +121,7 @@ impl Sink for DeltaSink {
             partition_by: self.spec.partition_by.clone(),
             ctx: ctx.clone(),
             input: counted,
+            output,
         }))
     }
 }
@@ -105,6 +134,8 @@ struct PendingDeltaWrite {
     partition_by: Vec<String>,
     ctx: SessionContext,
     input: DataFrame,
+    /// The planned output schema (checked again against the table as it is at commit).
+    output: SchemaRef,
 }
 
 #[async_trait]
@@ -118,32 +149,31 @@ impl StagedOutput for PendingDeltaWrite {
     }
 
     async fn commit(self: Box<Self>) -> Result<Vec<String>> {
-        // The Delta kernel's errors can carry a backtrace after their first line: people see
-        // the first line only.
-        let fail = |e: &dyn std::fmt::Display| {
-            let text = e.to_string();
-            let first = text.lines().next().unwrap_or_default().trim_end();
-            Error::step(
-                &self.step,
-                format!("Delta table {}: {first}", self.location),
-            )
+        let fail = |e: &dyn std::fmt::Display| delta_error(&self.step, &self.location, e);
+        let table = match open_existing(&self.step, &self.location).await? {
+            Some(table) => {
+                // Another writer (not a bridge run: those wait for the lock) may have changed
+                // the table since it was staged.
+                check_existing(
+                    &self.step,
+                    &self.location,
+                    &self.output,
+                    &self.partition_by,
+                    table.snapshot().map_err(|e| fail(&e))?,
+                )?;
+                table
+            }
+            None => {
+                if !self.location.contains("://") {
+                    std::fs::create_dir_all(&self.location)
+                        .map_err(|e| Error::io(&self.location, e))?;
+                }
+                let url = deltalake::ensure_table_uri(&self.location).map_err(|e| fail(&e))?;
+                deltalake::DeltaTableBuilder::from_url(url)
+                    .and_then(|b| b.build())
+                    .map_err(|e| fail(&e))?
+            }
         };
-        if !self.location.contains("://") {
-            std::fs::create_dir_all(&self.location).map_err(|e| Error::io(&self.location, e))?;
-        }
-        let url = deltalake::ensure_table_uri(&self.location).map_err(|e| fail(&e))?;
-        let mut table = deltalake::DeltaTableBuilder::from_url(url)
-            .and_then(|b| b.build())
-            .map_err(|e| fail(&e))?;
-        // Load only a table that exists: loading a new location logs the kernel's "No files in
-        // log segment" as an error before delta-rs treats it as "create".
-        if table
-            .verify_deltatable_existence()
-            .await
-            .map_err(|e| fail(&e))?
-        {
-            table.load().await.map_err(|e| fail(&e))?;
-        }
         let mode = match self.mode {
             DeltaWriteMode::Append => SaveMode::Append,
             DeltaWriteMode::Overwrite => SaveMode::Overwrite,
@@ -162,4 +192,607 @@ impl StagedOutput for PendingDeltaWrite {
     }
 
     async fn abort(self: Box<Self>) {}
+}
+
+/// A Delta failure as one line: the kernel's errors can carry a backtrace after their first
+/// line, and people see the first line only.
+fn delta_error(step: &str, location: &str, e: &dyn std::fmt::Display) -> Error {
+    let text = e.to_string();
+    let first = text.lines().next().unwrap_or_default().trim_end();
+    Error::step(step, format!("Delta table {location}: {first}"))
+}
+
+/// The table at `location`, loaded, if one exists there; creates nothing.
+async fn open_existing(step: &str, location: &str) -> Result<Option<DeltaTable>> {
+    let fail = |e: &dyn std::fmt::Display| delta_error(step, location, e);
+    // `ensure_table_uri` creates a missing local folder: a missing one holds no table.
+    if !location.contains("://") && !std::path::Path::new(location).exists() {
+        return Ok(None);
+    }
+    let url = deltalake::ensure_table_uri(location).map_err(|e| fail(&e))?;
+    let mut table = deltalake::DeltaTableBuilder::from_url(url)
+        .and_then(|b| b.build())
+        .map_err(|e| fail(&e))?;
+    // Load only a table that exists: loading a new location logs the kernel's "No files in log
+    // segment" as an error before delta-rs treats it as "create".
+    if !table
+        .verify_deltatable_existence()
+        .await
+        .map_err(|e| fail(&e))?
+    {
+        return Ok(None);
+    }
+    table.load().await.map_err(|e| fail(&e))?;
+    Ok(Some(table))
+}
+
+/// Why an existing Delta table cannot take a step's output as it is; found before anything is
+/// written, so the table is left as it was.
+#[derive(Debug, thiserror::Error)]
+pub enum ExistingTableError {
+    /// A column holds another type in the table than in the step's output.
+    #[error(
+        "step `{step}`: Delta table {table}: column `{column}` is {table_type} in the table but \
+         {incoming_type} in the step's output, and the sink does not convert it silently \
+         (nothing was written); {hint}"
+    )]
+    ColumnType {
+        step: String,
+        table: String,
+        column: String,
+        table_type: String,
+        incoming_type: String,
+        hint: String,
+    },
+    /// The step's output has a column the table does not have.
+    #[error(
+        "step `{step}`: Delta table {table}: the step's output has column `{column}`, which the \
+         table does not have{similar} (its columns: {columns}; nothing was written); drop or \
+         rename it in a transform, or write to a new table (another `path`): the delta sink does \
+         not change an existing table's schema"
+    )]
+    NotInTable {
+        step: String,
+        table: String,
+        column: String,
+        /// `; it has `Name`` when only the case differs.
+        similar: String,
+        columns: String,
+    },
+    /// The table has a column the step's output does not have.
+    #[error(
+        "step `{step}`: Delta table {table}: the table's column `{column}` ({table_type}) is not \
+         in the step's output (nothing was written); select it in a transform (`CAST(NULL AS \
+         <type>) AS \"{column}\"` for no value), or write to a new table (another `path`)"
+    )]
+    MissingColumn {
+        step: String,
+        table: String,
+        column: String,
+        table_type: String,
+    },
+    /// A column needs a table feature the table's protocol does not have.
+    #[error(
+        "step `{step}`: Delta table {table}: column `{column}` is {data_type}, which needs the \
+         table feature `{feature}`, and the table's protocol (writer version {writer_version}, \
+         writer features: {features}) does not have it (nothing was written); a table created \
+         by another writer may lack it: enable the feature there (Databricks: `ALTER TABLE … SET \
+         TBLPROPERTIES ('delta.feature.{feature}' = 'supported')`), or write to a new table \
+         (another `path`), which the bridge creates with it"
+    )]
+    MissingFeature {
+        step: String,
+        table: String,
+        column: String,
+        data_type: String,
+        feature: String,
+        writer_version: i32,
+        features: String,
+    },
+    /// An output type has no Delta type (the output type policy refuses these first).
+    #[error("step `{step}`: column `{column}` ({data_type}) has no Delta type: {source}")]
+    NoDeltaType {
+        step: String,
+        column: String,
+        data_type: String,
+        #[source]
+        source: deltalake::arrow::error::ArrowError,
+    },
+    /// The table's protocol needs features this build cannot write.
+    #[error(
+        "step `{step}`: Delta table {table}: the table's protocol needs features this bridge \
+         cannot write (nothing was written): {source}; write to a new table (another `path`)"
+    )]
+    Protocol {
+        step: String,
+        table: String,
+        #[source]
+        source: deltalake::kernel::transaction::TransactionError,
+    },
+    /// `partition_by` differs from the table's partition columns.
+    #[error(
+        "step `{step}`: Delta table {table}: `partition_by` is [{requested}] but the table is \
+         partitioned by [{existing}] (nothing was written); `partition_by` applies to new tables: \
+         remove it or set it to the table's columns"
+    )]
+    Partitions {
+        step: String,
+        table: String,
+        requested: String,
+        existing: String,
+    },
+}
+
+/// Compares the planned output (`output`: the output type policy's schema) with an existing
+/// table: the same columns (by name, in any order), each of the table's type or one that widens
+/// into it without loss, the partition columns `partition_by` asks for, and a protocol this
+/// bridge can write whose features cover the output's types.
+pub fn check_existing(
+    step: &str,
+    location: &str,
+    output: &Schema,
+    partition_by: &[String],
+    table: &DeltaTableState,
+) -> Result<(), Box<ExistingTableError>> {
+    let table_schema = table.schema();
+    let existing = table.metadata().partition_columns();
+    if !partition_by.is_empty() && partition_by != existing {
+        return Err(Box::new(ExistingTableError::Partitions {
+            step: step.into(),
+            table: location.into(),
+            requested: partition_by.join(", "),
+            existing: existing.join(", "),
+        }));
+    }
+    let writer_features: Option<Vec<String>> = table
+        .protocol()
+        .writer_features()
+        .map(|f| f.iter().map(ToString::to_string).collect());
+    compare_schemas(
+        step,
+        location,
+        output,
+        &table_schema,
+        &TableProtocol {
+            writer_version: table.protocol().min_writer_version(),
+            writer_features,
+        },
+    )?;
+    PROTOCOL.can_write_to(table).map_err(|source| {
+        Box::new(ExistingTableError::Protocol {
+            step: step.into(),
+            table: location.into(),
+            source,
+        })
+    })
+}
+
+/// What a table's protocol allows writers, as far as the check needs it.
+struct TableProtocol {
+    writer_version: i32,
+    /// Writer features (protocol writer version 7 and later).
+    writer_features: Option<Vec<String>>,
+}
+
+impl TableProtocol {
+    /// Whether the protocol has a writer feature (only table-features protocols name them).
+    fn has(&self, feature: &str) -> bool {
+        self.writer_version >= 7
+            && self
+                .writer_features
+                .as_ref()
+                .is_some_and(|f| f.iter().any(|x| x == feature))
+    }
+}
+
+/// The schema comparison of [`check_existing`].
+fn compare_schemas(
+    step: &str,
+    location: &str,
+    output: &Schema,
+    table: &StructType,
+    protocol: &TableProtocol,
+) -> Result<(), Box<ExistingTableError>> {
+    let table_columns = || {
+        table
+            .fields()
+            .map(|f| format!("{} {}", f.name(), spark_name(f.data_type())))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut incoming_types = Vec::with_capacity(output.fields().len());
+    for field in output.fields() {
+        let column = field.name();
+        // The policy's output types all have a Delta type (anything else is refused by then).
+        let incoming = DataType::try_from_arrow(field.data_type()).map_err(|source| {
+            Box::new(ExistingTableError::NoDeltaType {
+                step: step.into(),
+                column: column.clone(),
+                data_type: field.data_type().to_string(),
+                source,
+            })
+        })?;
+        let Some(target) = table.field(column) else {
+            let similar = table
+                .fields()
+                .find(|f| f.name().eq_ignore_ascii_case(column))
+                .map(|f| format!("; it has `{}`", f.name()))
+                .unwrap_or_default();
+            return Err(Box::new(ExistingTableError::NotInTable {
+                step: step.into(),
+                table: location.into(),
+                column: column.clone(),
+                similar,
+                columns: table_columns(),
+            }));
+        };
+        if !widens_into(&incoming, target.data_type()) {
+            return Err(Box::new(ExistingTableError::ColumnType {
+                step: step.into(),
+                table: location.into(),
+                column: column.clone(),
+                table_type: spark_name(target.data_type()),
+                incoming_type: spark_name(&incoming),
+                hint: cast_hint(column, &incoming, target.data_type()),
+            }));
+        }
+        incoming_types.push((column, incoming));
+    }
+    if let Some(missing) = table
+        .fields()
+        .find(|f| output.field_with_name(f.name()).is_err())
+    {
+        return Err(Box::new(ExistingTableError::MissingColumn {
+            step: step.into(),
+            table: location.into(),
+            column: missing.name().clone(),
+            table_type: spark_name(missing.data_type()),
+        }));
+    }
+    for (column, incoming) in incoming_types {
+        if contains(&incoming, &PrimitiveType::TimestampNtz) && !protocol.has(TIMESTAMP_NTZ_FEATURE)
+        {
+            return Err(Box::new(ExistingTableError::MissingFeature {
+                step: step.into(),
+                table: location.into(),
+                column: column.clone(),
+                data_type: spark_name(&incoming),
+                feature: TIMESTAMP_NTZ_FEATURE.into(),
+                writer_version: protocol.writer_version,
+                features: protocol
+                    .writer_features
+                    .as_ref()
+                    .filter(|f| !f.is_empty())
+                    .map(|f| f.join(", "))
+                    .unwrap_or_else(|| "none".into()),
+            }));
+        }
+    }
+    Ok(())
+}
+
+/// The writer feature `timestamp_ntz` columns need.
+const TIMESTAMP_NTZ_FEATURE: &str = "timestampNtz";
+
+/// Whether a value of `from` is written into a column of `to` unchanged: the same type, or a
+/// widening that keeps every value (a smaller integer, `float` into `double`, a decimal with
+/// room for every digit). Nullability is not compared: delta-rs refuses a NULL for a NOT NULL
+/// column when it meets one.
+fn widens_into(from: &DataType, to: &DataType) -> bool {
+    use PrimitiveType as P;
+    match (from, to) {
+        (DataType::Primitive(a), DataType::Primitive(b)) => {
+            a == b
+                || match (a, b) {
+                    (P::Float, P::Double) => true,
+                    (P::Decimal(a), P::Decimal(b)) => {
+                        b.scale() >= a.scale()
+                            && b.precision() - b.scale() >= a.precision() - a.scale()
+                    }
+                    (a, P::Decimal(b)) => {
+                        integer_digits(a).is_some_and(|digits| b.precision() - b.scale() >= digits)
+                    }
+                    (a, b) => match (integer_digits(a), integer_digits(b)) {
+                        (Some(a), Some(b)) => a <= b,
+                        _ => false,
+                    },
+                }
+        }
+        (DataType::Array(a), DataType::Array(b)) => widens_into(a.element_type(), b.element_type()),
+        (DataType::Map(a), DataType::Map(b)) => {
+            widens_into(a.key_type(), b.key_type()) && widens_into(a.value_type(), b.value_type())
+        }
+        (DataType::Struct(a), DataType::Struct(b)) => {
+            a.fields().len() == b.fields().len()
+                && a.fields().all(|f| {
+                    b.field(f.name())
+                        .is_some_and(|g| widens_into(f.data_type(), g.data_type()))
+                })
+        }
+        _ => false,
+    }
+}
+
+/// Decimal digits of an integer type (`None`: not an integer).
+fn integer_digits(t: &PrimitiveType) -> Option<u8> {
+    match t {
+        PrimitiveType::Byte => Some(3),
+        PrimitiveType::Short => Some(5),
+        PrimitiveType::Integer => Some(10),
+        PrimitiveType::Long => Some(19),
+        _ => None,
+    }
+}
+
+/// Whether a type is or holds (in an array, map or struct) a primitive type.
+fn contains(t: &DataType, p: &PrimitiveType) -> bool {
+    match t {
+        DataType::Primitive(q) => q == p,
+        DataType::Array(a) => contains(a.element_type(), p),
+        DataType::Map(m) => contains(m.key_type(), p) || contains(m.value_type(), p),
+        DataType::Struct(s) | DataType::Variant(s) => {
+            s.fields().any(|f| contains(f.data_type(), p))
+        }
+    }
+}
+
+/// A Delta type as Databricks SQL names it (`bigint`, `timestamp_ntz`, `array<string>`).
+fn spark_name(t: &DataType) -> String {
+    match t {
+        DataType::Primitive(p) => match p {
+            PrimitiveType::Byte => "tinyint".into(),
+            PrimitiveType::Short => "smallint".into(),
+            PrimitiveType::Integer => "int".into(),
+            PrimitiveType::Long => "bigint".into(),
+            other => other.to_string(),
+        },
+        DataType::Array(a) => format!("array<{}>", spark_name(a.element_type())),
+        DataType::Map(m) => format!(
+            "map<{}, {}>",
+            spark_name(m.key_type()),
+            spark_name(m.value_type())
+        ),
+        DataType::Struct(s) => format!(
+            "struct<{}>",
+            s.fields()
+                .map(|f| format!("{}: {}", f.name(), spark_name(f.data_type())))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        DataType::Variant(_) => "variant".into(),
+    }
+}
+
+/// What to do about a column the table holds as another type: the transform expression (in
+/// DataFusion SQL) that gives it the table's type, or how to give the table the incoming type.
+fn cast_hint(column: &str, incoming: &DataType, table: &DataType) -> String {
+    use PrimitiveType as P;
+    let q = format!("\"{}\"", column.replace('"', "\"\""));
+    let replace = "; to give the table the step's type instead, write a new table (another \
+                   `path`, or delete this one first): the delta sink does not replace an existing \
+                   table's schema, with `mode: overwrite` either";
+    let (DataType::Primitive(from), DataType::Primitive(to)) = (incoming, table) else {
+        return format!("CAST it to the table's type in a transform{replace}");
+    };
+    let cast = match (from, to) {
+        (P::TimestampNtz, P::Timestamp) => {
+            return format!(
+                "if its wall-clock times are UTC, convert it in a transform: \
+                 `arrow_cast({q}, 'Timestamp(Microsecond, \"UTC\")') AS {q}` (times of another \
+                 zone must be converted to UTC first){replace}"
+            );
+        }
+        (P::Timestamp, P::TimestampNtz) => {
+            return format!(
+                "to store its UTC wall-clock time, convert it in a transform: \
+                 `arrow_cast({q}, 'Timestamp(Microsecond)') AS {q}`{replace}"
+            );
+        }
+        (_, P::Byte) => "TINYINT".to_string(),
+        (_, P::Short) => "SMALLINT".to_string(),
+        (_, P::Integer) => "INT".to_string(),
+        (_, P::Long) => "BIGINT".to_string(),
+        (_, P::Float) => "REAL".to_string(),
+        (_, P::Double) => "DOUBLE".to_string(),
+        (_, P::Boolean) => "BOOLEAN".to_string(),
+        (_, P::String) => "VARCHAR".to_string(),
+        (_, P::Binary) => "BYTEA".to_string(),
+        (_, P::Date) => "DATE".to_string(),
+        (_, P::Decimal(d)) => format!("DECIMAL({}, {})", d.precision(), d.scale()),
+        _ => return format!("CAST it to the table's type in a transform{replace}"),
+    };
+    format!(
+        "if its values fit, CAST it in a transform: `CAST({q} AS {cast}) AS {q}` (a value that \
+         does not fit fails the run){replace}"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use deltalake::arrow::datatypes::{DataType as Arrow, Field, TimeUnit};
+    use deltalake::kernel::StructField;
+
+    fn output(columns: &[(&str, Arrow)]) -> Schema {
+        Schema::new(
+            columns
+                .iter()
+                .map(|(n, t)| Field::new(*n, t.clone(), true))
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    fn table(columns: &[(&str, DataType)]) -> StructType {
+        StructType::try_new(
+            columns
+                .iter()
+                .map(|(n, t)| StructField::nullable(*n, t.clone())),
+        )
+        .unwrap()
+    }
+
+    /// Protocol (1, 2): no table features.
+    const PLAIN: TableProtocol = TableProtocol {
+        writer_version: 2,
+        writer_features: None,
+    };
+
+    fn compare(out: &Schema, t: &StructType, p: &TableProtocol) -> Result<(), String> {
+        compare_schemas("load", "/lake/t", out, t, p).map_err(|e| e.to_string())
+    }
+
+    const NTZ: Arrow = Arrow::Timestamp(TimeUnit::Microsecond, None);
+
+    fn utc() -> Arrow {
+        Arrow::Timestamp(TimeUnit::Microsecond, Some(crate::output_types::UTC.into()))
+    }
+
+    #[test]
+    fn a_wall_clock_time_is_refused_for_an_instant_column_and_back() {
+        let e = compare(
+            &output(&[("id", Arrow::Int64), ("at", NTZ)]),
+            &table(&[("id", DataType::LONG), ("at", DataType::TIMESTAMP)]),
+            &PLAIN,
+        )
+        .unwrap_err();
+        assert!(
+            e.starts_with("step `load`: Delta table /lake/t: column `at` is timestamp in the table but timestamp_ntz in the step's output")
+                && e.contains("`arrow_cast(\"at\", 'Timestamp(Microsecond, \"UTC\")') AS \"at\"`")
+                && e.contains("does not replace an existing table's schema")
+                && !e.contains('\n'),
+            "{e}"
+        );
+        let e = compare(
+            &output(&[("at", utc())]),
+            &table(&[("at", DataType::TIMESTAMP_NTZ)]),
+            &TableProtocol {
+                writer_version: 7,
+                writer_features: Some(vec!["timestampNtz".into()]),
+            },
+        )
+        .unwrap_err();
+        assert!(
+            e.contains(
+                "column `at` is timestamp_ntz in the table but timestamp in the step's output"
+            ) && e.contains("'Timestamp(Microsecond)'"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn only_lossless_widenings_pass() {
+        let dec = |p, s| DataType::decimal(p, s).unwrap();
+        for (from, to, fits) in [
+            (Arrow::Int16, DataType::LONG, true),
+            (Arrow::Int32, DataType::INTEGER, true),
+            (Arrow::Int64, DataType::INTEGER, false),
+            (Arrow::Float32, DataType::DOUBLE, true),
+            (Arrow::Float64, DataType::FLOAT, false),
+            (Arrow::Decimal128(10, 2), dec(12, 4), true),
+            (Arrow::Decimal128(10, 2), dec(10, 4), false),
+            (Arrow::Decimal128(10, 2), dec(10, 1), false),
+            (Arrow::Int32, dec(12, 2), true),
+            (Arrow::Int64, dec(20, 2), false),
+            (Arrow::Int64, DataType::STRING, false),
+            (Arrow::Utf8, DataType::LONG, false),
+            (Arrow::Int32, DataType::DOUBLE, false),
+            (Arrow::Date32, DataType::TIMESTAMP_NTZ, false),
+        ] {
+            let got = compare(
+                &output(&[("c", from.clone())]),
+                &table(&[("c", to.clone())]),
+                &PLAIN,
+            );
+            assert_eq!(got.is_ok(), fits, "{from} into {to}: {got:?}");
+        }
+        let e = compare(
+            &output(&[("c", Arrow::Utf8)]),
+            &table(&[("c", DataType::LONG)]),
+            &PLAIN,
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("is bigint in the table but string")
+                && e.contains("`CAST(\"c\" AS BIGINT) AS \"c\"`"),
+            "{e}"
+        );
+        let list = |t: Arrow| Arrow::List(Arc::new(Field::new("item", t, true)));
+        let array = |t: DataType| DataType::from(deltalake::kernel::ArrayType::new(t, true));
+        assert!(
+            compare(
+                &output(&[("c", list(Arrow::Int32))]),
+                &table(&[("c", array(DataType::LONG))]),
+                &PLAIN
+            )
+            .is_ok()
+        );
+        let e = compare(
+            &output(&[("c", list(NTZ))]),
+            &table(&[("c", array(DataType::TIMESTAMP))]),
+            &PLAIN,
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("array<timestamp> in the table but array<timestamp_ntz>"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn columns_must_match_by_name() {
+        let e = compare(
+            &output(&[("id", Arrow::Int64), ("Amount", Arrow::Float64)]),
+            &table(&[("id", DataType::LONG), ("amount", DataType::DOUBLE)]),
+            &PLAIN,
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("has column `Amount`, which the table does not have; it has `amount` (its columns: id bigint, amount double"),
+            "{e}"
+        );
+        let e = compare(
+            &output(&[("id", Arrow::Int64)]),
+            &table(&[("id", DataType::LONG), ("note", DataType::STRING)]),
+            &PLAIN,
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("the table's column `note` (string) is not in the step's output"),
+            "{e}"
+        );
+        // Order does not matter.
+        compare(
+            &output(&[("note", Arrow::Utf8), ("id", Arrow::Int64)]),
+            &table(&[("id", DataType::LONG), ("note", DataType::STRING)]),
+            &PLAIN,
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn timestamp_ntz_needs_the_table_feature() {
+        let out = output(&[("at", NTZ)]);
+        let t = table(&[("at", DataType::TIMESTAMP_NTZ)]);
+        let e = compare(&out, &t, &PLAIN).unwrap_err();
+        assert!(
+            e.contains(
+                "column `at` is timestamp_ntz, which needs the table feature `timestampNtz`"
+            ) && e.contains("writer version 2, writer features: none"),
+            "{e}"
+        );
+        let other = TableProtocol {
+            writer_version: 7,
+            writer_features: Some(vec!["appendOnly".into()]),
+        };
+        let e = compare(&out, &t, &other).unwrap_err();
+        assert!(
+            e.contains("writer version 7, writer features: appendOnly"),
+            "{e}"
+        );
+        let with = TableProtocol {
+            writer_version: 7,
+            writer_features: Some(vec!["appendOnly".into(), "timestampNtz".into()]),
+        };
+        compare(&out, &t, &with).unwrap();
+    }
 }

@@ -1205,7 +1205,8 @@ async fn read_columns(conn: &mut Conn, table: &TableRef) -> Result<Vec<TargetCol
     let params: [&dyn tiberius::ToSql; 2] = [&table.schema.as_str(), &table.name.as_str()];
     let (rows, extended) = match conn.rows(&full, &params).await {
         Ok(rows) => (rows, true),
-        // Servers without COLUMNPROPERTY/COLLATION_NAME (test servers): the portable columns only.
+        // Servers without COLUMNPROPERTY/COLLATION_NAME: the portable columns only (tiberius has
+        // logged the server's error at ERROR by then; SQL Server and the TDS test server have them).
         Err(Fail::Sql(e)) if e.code.is_some() && !conn.broken => {
             tracing::debug!(error = %e, "extended column query failed; using the portable one");
             let basic = format!("SELECT {base} FROM {from} {filter}");

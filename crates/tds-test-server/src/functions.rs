@@ -352,6 +352,74 @@ fn type_info(decl: &str, field: &str) -> Value {
     }
 }
 
+/// `QUOTENAME(s [, q])`: `s` delimited with `q` (`[` by default), the closing delimiter doubled
+/// inside; NULL for more than 128 characters or a delimiter SQL Server does not accept.
+pub(crate) fn quotename(s: &str, q: &str) -> Option<String> {
+    if s.chars().count() > 128 {
+        return None;
+    }
+    let (open, close) = match q {
+        "[" | "]" => ('[', ']'),
+        "\"" => ('"', '"'),
+        "'" => ('\'', '\''),
+        "(" | ")" => ('(', ')'),
+        "<" | ">" => ('<', '>'),
+        "{" | "}" => ('{', '}'),
+        "`" => ('`', '`'),
+        _ => return None,
+    };
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push(open);
+    for c in s.chars() {
+        out.push(c);
+        if c == close {
+            out.push(c);
+        }
+    }
+    out.push(close);
+    Some(out)
+}
+
+/// The object part of a one- to four-part name as `OBJECT_ID` takes it (`'tempdb..#t'`,
+/// `'[bridge].[dbo].[a]]b]'`, `'"x"'`): parts split at `.` outside `[…]` and `"…"`, delimiters
+/// removed and doubled closing delimiters undone. `None` when the name ends without an object
+/// part or a delimiter is not closed.
+pub(crate) fn object_name(s: &str) -> Option<String> {
+    let mut parts = vec![String::new()];
+    let mut chars = s.trim().chars().peekable();
+    let mut at_start = true;
+    while let Some(c) = chars.next() {
+        let close = match c {
+            '[' if at_start => Some(']'),
+            '"' if at_start => Some('"'),
+            _ => None,
+        };
+        if let Some(close) = close {
+            let part = parts.last_mut().expect("one part");
+            loop {
+                match chars.next()? {
+                    x if x == close && chars.peek() == Some(&close) => {
+                        chars.next();
+                        part.push(close);
+                    }
+                    x if x == close => break,
+                    x => part.push(x),
+                }
+            }
+            at_start = false;
+        } else if c == '.' {
+            parts.push(String::new());
+            at_start = true;
+        } else {
+            parts.last_mut().expect("one part").push(c);
+            at_start = false;
+        }
+    }
+    let last = parts.pop().expect("one part");
+    let last = last.trim();
+    (!last.is_empty() && parts.len() < 4).then(|| last.to_string())
+}
+
 /// Types SQL Server reports for INFORMATION_SCHEMA columns that have no declared type here.
 pub(crate) fn information_schema_type(column: &str) -> Option<SqlType> {
     Some(match column.to_ascii_uppercase().as_str() {
@@ -467,6 +535,25 @@ pub(crate) fn register(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
             _ => None,
         })
     })?;
+    for n in [1, 2] {
+        conn.create_scalar_function("QUOTENAME", n, det, |c| {
+            let Some(s) = text_of(c.get_raw(0)) else {
+                return Ok(None);
+            };
+            let q = if c.len() > 1 {
+                match text_of(c.get_raw(1)) {
+                    Some(q) => q,
+                    None => return Ok(None),
+                }
+            } else {
+                "[".to_string()
+            };
+            Ok(quotename(&s, &q))
+        })?;
+    }
+    conn.create_scalar_function("__TDS_OBJECT_NAME", 1, det, |c| {
+        Ok(text_of(c.get_raw(0)).and_then(|s| object_name(&s)))
+    })?;
     conn.create_scalar_function("__TDS_CONVERT", 2, det, |c| {
         let ty = text_of(c.get_raw(1)).unwrap_or_default();
         convert(c.get_raw(0), &ty)
@@ -557,6 +644,30 @@ mod tests {
 
     fn t(s: &str) -> Temporal {
         parse_temporal(s).unwrap()
+    }
+
+    #[test]
+    fn quotename_and_object_names_as_sql_server() {
+        assert_eq!(quotename("a]b", "[").as_deref(), Some("[a]]b]"));
+        assert_eq!(quotename("a\"b", "\"").as_deref(), Some("\"a\"\"b\""));
+        assert_eq!(quotename("it's", "'").as_deref(), Some("'it''s'"));
+        assert_eq!(quotename("x", "!"), None);
+        assert_eq!(quotename(&"x".repeat(129), "["), None);
+        assert_eq!(quotename(&"x".repeat(128), "[").map(|q| q.len()), Some(130));
+        for (name, object) in [
+            ("orders", Some("orders")),
+            ("dbo.orders", Some("orders")),
+            ("[bridge].[dbo].[orders]", Some("orders")),
+            ("[a.b].[c]]d]", Some("c]d")),
+            ("\"dbo\".\"x y\"", Some("x y")),
+            ("tempdb..#stage", Some("#stage")),
+            ("srv.db.dbo.t", Some("t")),
+            ("a.srv.db.dbo.t", None),
+            ("dbo.", None),
+            ("[unclosed", None),
+        ] {
+            assert_eq!(object_name(name).as_deref(), object, "{name}");
+        }
     }
 
     #[test]

@@ -90,7 +90,10 @@
 //! | `INFORMATION_SCHEMA.TABLES`, `INFORMATION_SCHEMA.COLUMNS` | per-connection temp views over `sqlite_master`/`pragma_table_info` with SQL Server column types (`COLLATION_NAME` SQL_Latin1_General_CP1_CI_AS for char/varchar/nchar/nvarchar/text/ntext) |
 //! | `COLLATIONPROPERTY(name, 'CodePage' / 'LCID' / 'ComparisonStyle' / 'Version')` | 1252 / 1033 / 196609 / 0 for SQL_Latin1_General_CP1_CI_AS, NULL for other names |
 //! | `IF cond stmt [ELSE stmt]` (incl. `BEGIN … END`) | condition evaluated by SQLite, branch executed |
-//! | `OBJECT_ID('x')`, `OBJECT_ID('tempdb..#t')` | lookup in `sqlite_master` / `sqlite_temp_master` |
+//! | `OBJECT_ID(name [, 'U'/'V'/'TR'])`, name a literal (`'x'`, `'tempdb..#t'`, `'[db].[dbo].[x]'`) or an expression | lookup of the name's last part in `sqlite_master` (tables, views, triggers: id = rowid) / `sqlite_temp_master` (id = -rowid, negative as SQL Server's temp objects) |
+//! | `COLUMNPROPERTY(id, column, 'IsIdentity' / 'IsComputed' / 'AllowsNull' / 'ColumnId')` | from `pragma_table_xinfo`: IsIdentity 1 for an IDENTITY column (created as the table's single `INTEGER` primary key), IsComputed 1 for a generated column; NULL for an unknown object, column or property |
+//! | `QUOTENAME(s [, q])` | `[s]` with `]` doubled (or `"`, `'`, `()`, `<>`, `{}`, `` ` ``); NULL beyond 128 characters |
+//! | `a + b` where one side is a string literal or a string function (`QUOTENAME`, `UPPER`, …, or such a concatenation) and the other is not a number | `a \|\| b` (concatenation); every other `+` adds |
 //! | `BEGIN TRAN[SACTION]`, `COMMIT [TRAN]`, `ROLLBACK [TRAN]`, TM requests | SQLite transaction, ENVCHANGE 8/9/10, nesting via `@@TRANCOUNT` |
 //! | `SET …` (NOCOUNT, ANSI_*, …), `USE db` | accepted and ignored (`USE` sends ENVCHANGE) |
 //! | `CAST`/`CONVERT(type, x)` | numeric/string/binary targets: SQLite cast to the storage class; date/time/GUID targets: normalised to the storage text (`CAST(x AS DATE)` drops the time); the T-SQL type is reported |

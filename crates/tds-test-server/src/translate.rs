@@ -17,6 +17,7 @@ use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Token, Tokenizer};
 
 use crate::error::SqlError;
+use crate::functions::object_name;
 use crate::types::{Len, SqlType};
 
 /// Kind of statement, deciding what DONE looks like.
@@ -280,11 +281,97 @@ fn strip_schema(name: &mut ObjectName) {
     }
 }
 
-/// Normalise an object name given as a string (`'tempdb..#t'`, `'[dbo].[x]'`).
-fn object_name_from_string(s: &str) -> String {
-    let last = s.rsplit('.').next().unwrap_or(s);
-    last.trim_matches(|c| c == '[' || c == ']' || c == '"')
-        .to_string()
+/// The objects `OBJECT_ID` finds, as `(id, name, db, kind)`: tables, views and triggers of the
+/// database (positive ids) and of `tempdb` (negative ids, as SQL Server gives temp objects); `db`
+/// is the SQLite schema, for `pragma_table_xinfo(name, db)`.
+const OBJECTS: &str = "(SELECT rowid AS id, name, 'main' AS db, type AS kind FROM main.sqlite_master \
+     WHERE type IN ('table', 'view', 'trigger') \
+     UNION ALL SELECT -rowid, name, 'temp', type FROM temp.sqlite_master \
+     WHERE type IN ('table', 'view', 'trigger'))";
+
+/// `OBJECT_ID(name [, type])` as SQL: `name_sql` is the object part of the name (SQL text), the
+/// type (`U`, `V`, `TR`) restricts what is found, as in SQL Server.
+fn object_id_sql(name_sql: &str, object_type: Option<&str>) -> String {
+    let kind = match object_type
+        .map(|t| t.trim().to_ascii_uppercase())
+        .as_deref()
+    {
+        None => String::new(),
+        Some("U") => " AND kind = 'table'".into(),
+        Some("V") => " AND kind = 'view'".into(),
+        Some("TR") => " AND kind = 'trigger'".into(),
+        Some(_) => " AND 0".into(),
+    };
+    format!("(SELECT id FROM {OBJECTS} WHERE name = {name_sql} COLLATE NOCASE{kind} LIMIT 1)")
+}
+
+/// `COLUMNPROPERTY(id, column, property)` as SQL over the column's `pragma_table_xinfo` row:
+/// `IsIdentity` (an IDENTITY column is created as the `INTEGER` primary key, SQLite's rowid),
+/// `IsComputed` (a generated column), `AllowsNull`, `ColumnId`; NULL for an unknown object,
+/// column or property, as in SQL Server.
+fn columnproperty_sql(id: &str, column: &str, property: &str) -> String {
+    format!(
+        "(SELECT CASE lower({property}) \
+           WHEN 'isidentity' THEN (upper(p.type) = 'INTEGER' AND p.pk = 1 \
+             AND (SELECT count(*) FROM pragma_table_xinfo(o.name, o.db) k WHERE k.pk > 0) = 1) \
+           WHEN 'iscomputed' THEN (p.hidden IN (2, 3)) \
+           WHEN 'allowsnull' THEN (NOT p.\"notnull\") \
+           WHEN 'columnid' THEN p.cid + 1 \
+           ELSE NULL END \
+         FROM {OBJECTS} o JOIN pragma_table_xinfo(o.name, o.db) p \
+         WHERE o.id = {id} AND o.kind IN ('table', 'view') AND p.name = {column} COLLATE NOCASE \
+         LIMIT 1)"
+    )
+}
+
+/// Whether an expression is certainly a character string (T-SQL `+` then concatenates).
+fn is_string_expr(e: &Expr) -> bool {
+    match e {
+        Expr::Nested(inner) => is_string_expr(inner),
+        Expr::Value(v) => matches!(
+            v.value,
+            Value::SingleQuotedString(_) | Value::NationalStringLiteral(_)
+        ),
+        Expr::BinaryOp {
+            op: BinaryOperator::StringConcat,
+            ..
+        } => true,
+        Expr::Function(f) => matches!(
+            function_name(f).as_str(),
+            "QUOTENAME"
+                | "UPPER"
+                | "LOWER"
+                | "LTRIM"
+                | "RTRIM"
+                | "TRIM"
+                | "REPLACE"
+                | "SUBSTRING"
+                | "LEFT"
+                | "RIGHT"
+                | "CONCAT"
+                | "DB_NAME"
+        ),
+        _ => false,
+    }
+}
+
+/// Whether an expression is certainly a number (T-SQL `+` then adds, converting a string).
+fn is_number_expr(e: &Expr) -> bool {
+    match e {
+        Expr::Nested(inner) => is_number_expr(inner),
+        Expr::Value(v) => matches!(v.value, Value::Number(..)),
+        Expr::UnaryOp { expr, .. } => is_number_expr(expr),
+        Expr::BinaryOp {
+            op:
+                BinaryOperator::Plus
+                | BinaryOperator::Minus
+                | BinaryOperator::Multiply
+                | BinaryOperator::Divide
+                | BinaryOperator::Modulo,
+            ..
+        } => true,
+        _ => false,
+    }
 }
 
 fn function_name(f: &Function) -> String {
@@ -347,7 +434,10 @@ fn expr_hint(e: &Expr) -> Option<SqlType> {
             }
         }
         Expr::Function(f) => match function_name(f).as_str() {
-            "COUNT" | "LEN" | "DATALENGTH" | "CHARINDEX" | "OBJECT_ID" => Some(SqlType::Int),
+            "COUNT" | "LEN" | "DATALENGTH" | "CHARINDEX" | "OBJECT_ID" | "COLUMNPROPERTY" => {
+                Some(SqlType::Int)
+            }
+            "QUOTENAME" => Some(SqlType::NVarChar(Len::N(258))),
             "COUNT_BIG" | "DATEDIFF_BIG" | "ROWCOUNT_BIG" => Some(SqlType::BigInt),
             "DATEDIFF" | "DATEPART" | "YEAR" | "MONTH" | "DAY" => Some(SqlType::Int),
             "DATENAME" => Some(SqlType::NVarChar(Len::N(30))),
@@ -530,6 +620,17 @@ impl VisitorMut for Rewriter<'_> {
                     Err(err) => return self.fail(err),
                 }
             }
+            // T-SQL `+` concatenates strings; SQLite's `+` is numeric only.
+            Expr::BinaryOp {
+                left,
+                op: op @ BinaryOperator::Plus,
+                right,
+            } if (is_string_expr(left) && !is_number_expr(right))
+                || (is_string_expr(right) && !is_number_expr(left)) =>
+            {
+                *op = BinaryOperator::StringConcat;
+                return ControlFlow::Continue(());
+            }
             Expr::Function(f) => {
                 let name = function_name(f);
                 let args = function_args(f);
@@ -557,14 +658,28 @@ impl VisitorMut for Rewriter<'_> {
                         raw(sql_string(&server_property(&p)))
                     }
                     "OBJECT_ID" => {
-                        let Some(n) = args.first().and_then(|a| string_arg(a)) else {
+                        let Some(arg) = args.first() else {
+                            return self.fail(SqlError::unsupported("OBJECT_ID without a name"));
+                        };
+                        let name = match string_arg(arg) {
+                            Some(n) => object_name(&n)
+                                .map(|n| sql_string(&n))
+                                .unwrap_or_else(|| "NULL".into()),
+                            None => format!("__TDS_OBJECT_NAME({arg})"),
+                        };
+                        let kind = args.get(1).and_then(|a| string_arg(a));
+                        raw(object_id_sql(&name, kind.as_deref()))
+                    }
+                    "COLUMNPROPERTY" => {
+                        let [id, column, property] = args.as_slice() else {
                             return self.fail(SqlError::unsupported(
-                                "OBJECT_ID with a non-literal argument",
+                                "COLUMNPROPERTY without three arguments",
                             ));
                         };
-                        let n = sql_string(&object_name_from_string(&n));
-                        raw(format!(
-                            "(SELECT rowid FROM (SELECT rowid, name FROM sqlite_master UNION ALL SELECT rowid, name FROM sqlite_temp_master) WHERE name = {n} COLLATE NOCASE LIMIT 1)"
+                        raw(columnproperty_sql(
+                            &id.to_string(),
+                            &column.to_string(),
+                            &property.to_string(),
                         ))
                     }
                     _ => return ControlFlow::Continue(()),

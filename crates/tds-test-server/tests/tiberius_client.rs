@@ -727,6 +727,105 @@ async fn merge_upserts_and_deletes() {
     s.shutdown().await;
 }
 
+/// The extended column query of the bridge's `sqlserver` sink runs as on SQL Server:
+/// `COLUMNPROPERTY(OBJECT_ID(QUOTENAME(…) + N'.' + …), …)` tells the IDENTITY key apart, and
+/// `QUOTENAME`, `OBJECT_ID` of an expression and string `+` behave as T-SQL's.
+#[tokio::test]
+async fn the_sink_column_query_reports_identity_columns() {
+    let s = server().await;
+    let mut c = connect(&s).await;
+    batch(
+        &mut c,
+        "CREATE TABLE dbo.keyed (id INT IDENTITY(1,1) PRIMARY KEY, name NVARCHAR(20) NOT NULL, n INT NULL);
+         CREATE TABLE [odd]]name] (a VARCHAR(5) NULL);
+         CREATE TABLE #temp_keyed (id INT IDENTITY(1,1) PRIMARY KEY, v INT NULL);",
+    )
+    .await
+    .unwrap();
+    // The bridge's query (src/sinks/sqlserver.rs, `read_columns`), verbatim.
+    let object = "OBJECT_ID(QUOTENAME(TABLE_CATALOG) + N'.' + QUOTENAME(TABLE_SCHEMA) + N'.' + QUOTENAME(TABLE_NAME))";
+    let sql = format!(
+        "SELECT COLUMN_NAME, DATA_TYPE, IS_NULLABLE, COLUMN_DEFAULT, CHARACTER_MAXIMUM_LENGTH, \
+         NUMERIC_PRECISION, NUMERIC_SCALE, DATETIME_PRECISION, COLLATION_NAME, \
+         COLUMNPROPERTY({object}, COLUMN_NAME, 'IsIdentity'), \
+         COLUMNPROPERTY({object}, COLUMN_NAME, 'IsComputed'), \
+         CAST(COLLATIONPROPERTY(COLLATION_NAME, 'CodePage') AS int) \
+         FROM INFORMATION_SCHEMA.COLUMNS WHERE TABLE_SCHEMA = @P1 AND TABLE_NAME = @P2 \
+         ORDER BY ORDINAL_POSITION"
+    );
+    // `name|IsIdentity|IsComputed|code page`.
+    let columns = |r: &[Row]| -> Vec<String> {
+        let int = |row: &Row, i: usize| {
+            row.get::<i32, _>(i)
+                .map_or("NULL".to_string(), |v| v.to_string())
+        };
+        r.iter()
+            .map(|row| {
+                format!(
+                    "{}|{}|{}|{}",
+                    row.get::<&str, _>(0).unwrap(),
+                    int(row, 9),
+                    int(row, 10),
+                    int(row, 11)
+                )
+            })
+            .collect()
+    };
+    let r = c
+        .query(sql.as_str(), &[&"dbo", &"keyed"])
+        .await
+        .unwrap()
+        .into_first_result()
+        .await
+        .unwrap();
+    assert_eq!(columns(&r), ["id|1|0|NULL", "name|0|0|1252", "n|0|0|NULL"]);
+    let r = c
+        .query(sql.as_str(), &[&"dbo", &"odd]name"])
+        .await
+        .unwrap()
+        .into_first_result()
+        .await
+        .unwrap();
+    assert_eq!(columns(&r), ["a|0|0|1252"]);
+
+    let r = rows(
+        &mut c,
+        "SELECT QUOTENAME('a]b') AS q, QUOTENAME('x', '\"') AS dq, QUOTENAME(NULL) AS n,
+                N'a' + N'.' + QUOTENAME('b') AS joined, 1 + 2 AS three, '2' + 3 AS five,
+                OBJECT_ID('dbo.keyed') AS literal,
+                OBJECT_ID(N'[' + DB_NAME() + N'].[dbo].[keyed]') AS expr,
+                OBJECT_ID('dbo.keyed', 'U') AS as_table, OBJECT_ID('dbo.keyed', 'V') AS as_view,
+                OBJECT_ID('dbo.missing') AS missing,
+                OBJECT_ID('tempdb..#temp_keyed') AS temp,
+                COLUMNPROPERTY(OBJECT_ID('tempdb..#temp_keyed'), 'id', 'IsIdentity') AS temp_identity,
+                COLUMNPROPERTY(OBJECT_ID('dbo.keyed'), 'NAME', 'AllowsNull') AS allows_null,
+                COLUMNPROPERTY(OBJECT_ID('dbo.keyed'), 'n', 'ColumnId') AS column_id,
+                COLUMNPROPERTY(OBJECT_ID('dbo.keyed'), 'nope', 'IsIdentity') AS no_column,
+                COLUMNPROPERTY(OBJECT_ID('dbo.keyed'), 'id', 'NoSuchProperty') AS no_property",
+    )
+    .await;
+    let row = &r[0];
+    assert_eq!(row.get::<&str, _>("q"), Some("[a]]b]"));
+    assert_eq!(row.get::<&str, _>("dq"), Some("\"x\""));
+    assert_eq!(row.get::<&str, _>("n"), None);
+    assert_eq!(row.get::<&str, _>("joined"), Some("a.[b]"));
+    assert_eq!(row.get::<i64, _>("three"), Some(3));
+    assert_eq!(row.get::<i64, _>("five"), Some(5));
+    let id = row.get::<i32, _>("literal").expect("an id");
+    assert!(id > 0, "{id}");
+    assert_eq!(row.get::<i32, _>("expr"), Some(id));
+    assert_eq!(row.get::<i32, _>("as_table"), Some(id));
+    assert_eq!(row.get::<i32, _>("as_view"), None);
+    assert_eq!(row.get::<i32, _>("missing"), None);
+    assert!(row.get::<i32, _>("temp").expect("a temp id") < 0);
+    assert_eq!(row.get::<i32, _>("temp_identity"), Some(1));
+    assert_eq!(row.get::<i32, _>("allows_null"), Some(0));
+    assert_eq!(row.get::<i32, _>("column_id"), Some(3));
+    assert_eq!(row.get::<i32, _>("no_column"), None);
+    assert_eq!(row.get::<i32, _>("no_property"), None);
+    s.shutdown().await;
+}
+
 #[tokio::test]
 async fn information_schema_and_date_functions() {
     let s = server().await;
