@@ -252,9 +252,10 @@ fn main() -> ExitCode {
                     "warn"
                 };
                 // A lost race for an event is a Delta commit conflict, normal when several
-                // servers poll one events table; delta-rs logs it as an error.
+                // servers poll one events table; delta-rs logs it as an error. Only inside the
+                // events table's updates (span `events_update`) is that silenced.
                 tracing_subscriber::EnvFilter::new(format!(
-                    "warn,bridge={bridge},buoyant_kernel::snapshot=off,deltalake_core::kernel::transaction=off"
+                    "warn,bridge={bridge},deltalake_core::kernel::transaction[events_update]=off"
                 ))
             }),
         )

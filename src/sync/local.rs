@@ -257,10 +257,18 @@ impl LocalDeltaEvents {
         std::fs::create_dir_all(&path).map_err(|e| fail(&e))?;
         let path = path.canonicalize().map_err(|e| fail(&e))?;
         let url = deltalake::ensure_table_uri(path.display().to_string()).map_err(|e| fail(&e))?;
-        let mut table = DeltaTable::try_from_url(url.clone())
+        let mut table = deltalake::DeltaTableBuilder::from_url(url.clone())
+            .and_then(|b| b.build())
+            .map_err(|e| fail(&e))?;
+        // Load only a table that exists: loading a new folder logs the Delta kernel's "No files
+        // in log segment" at ERROR level before delta-rs treats it as empty.
+        let exists = table
+            .verify_deltatable_existence()
             .await
             .map_err(|e| fail(&e))?;
-        if table.version().is_none() {
+        if exists {
+            table.load().await.map_err(|e| fail(&e))?;
+        } else {
             let created = table
                 .clone()
                 .create()
@@ -385,7 +393,9 @@ impl LocalDeltaEvents {
         for (column, value) in updates {
             builder = builder.with_update(column, value);
         }
-        match builder.await {
+        // The span lets the log filter silence delta-rs' ERROR for a lost race here alone.
+        let span = tracing::warn_span!("events_update");
+        match tracing::Instrument::instrument(builder.into_future(), span).await {
             Ok((table, metrics)) => {
                 self.remember(table).await;
                 Ok(Update::Changed(metrics.num_updated_rows))
