@@ -131,6 +131,16 @@ impl Project {
         }
     }
 
+    /// A local path or URL written in a pipeline as a URL string DataFusion and delta-rs accept:
+    /// URLs as they are, local paths resolved against the root.
+    pub fn location(&self, path: &str) -> String {
+        if path.contains("://") {
+            path.to_string()
+        } else {
+            self.resolve(path).display().to_string()
+        }
+    }
+
     /// Countries that have a parameters file under `config/countries/`.
     pub fn countries(&self) -> Result<Vec<String>> {
         let dir = self.config_dir().join("countries");

@@ -24,7 +24,7 @@ use crate::pipeline::metrics::{CountingTable, StepMetrics};
 use crate::pipeline::plan::{Plan, PlannedStep};
 use crate::pipeline::project::Project;
 use crate::pipeline::spec::StepKind;
-use crate::sinks::{self, CommitPhase, RunInfo, Sink, StagedOutput};
+use crate::sinks::{self, CommitPhase, Sink, StagedOutput};
 use crate::sources;
 use crate::sql::SqlValue;
 
@@ -52,6 +52,19 @@ pub struct RunOptions {
 
 /// Retries of a sink after a transient failure.
 pub const DEFAULT_RETRIES: usize = 3;
+
+/// What the sources and sinks of a run know about it.
+#[derive(Debug, Clone)]
+pub struct RunInfo {
+    /// Unique id of this run.
+    pub run_id: String,
+    /// Pipeline name.
+    pub pipeline: String,
+    /// Country of the run, if any.
+    pub country: Option<String>,
+    /// What the run's steps dropped below the microsecond.
+    pub truncations: Arc<crate::output_types::Truncations>,
+}
 
 /// What a run did, per step.
 #[derive(Debug, Clone, Serialize)]

@@ -33,7 +33,6 @@ use crate::pipeline::spec::{DeltaSinkSpec, DeltaWriteMode};
 use crate::sinks::lock::canonical_local;
 use crate::sinks::typed::TypedTable;
 use crate::sinks::{CommitPhase, RunInfo, Sink, StagedOutput, check_columns};
-use crate::sources::location_string;
 
 /// Writes a Delta table.
 #[derive(Debug)]
@@ -50,7 +49,7 @@ impl DeltaSink {
         DeltaSink {
             step: step.to_string(),
             spec: spec.clone(),
-            location: location_string(project, &spec.path),
+            location: project.location(&spec.path),
             run: run.clone(),
         }
     }

@@ -22,18 +22,7 @@ pub mod sqlserver;
 pub mod typed;
 pub mod volume;
 
-/// What a sink knows about the run it writes for.
-#[derive(Debug, Clone)]
-pub struct RunInfo {
-    /// Unique id of this run.
-    pub run_id: String,
-    /// Pipeline name.
-    pub pipeline: String,
-    /// Country of the run, if any.
-    pub country: Option<String>,
-    /// What the run's steps dropped below the microsecond.
-    pub truncations: Arc<crate::output_types::Truncations>,
-}
+pub use crate::pipeline::run::RunInfo;
 
 /// Writes a step's output.
 #[async_trait]

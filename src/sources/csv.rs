@@ -10,7 +10,7 @@ use deltalake::datafusion::prelude::{CsvReadOptions, SessionContext};
 use crate::error::{Error, Result};
 use crate::pipeline::project::Project;
 use crate::pipeline::spec::CsvSourceSpec;
-use crate::sources::{Source, location_string};
+use crate::sources::Source;
 
 /// Reads CSV files.
 #[derive(Debug)]
@@ -35,7 +35,7 @@ impl CsvSource {
             })?;
         Ok(CsvSource {
             step: step.to_string(),
-            location: location_string(project, &spec.path),
+            location: project.location(&spec.path),
             has_header: spec.has_header,
             delimiter,
         })

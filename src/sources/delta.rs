@@ -12,7 +12,7 @@ use deltalake::datafusion::prelude::SessionContext;
 use crate::error::{Error, Result};
 use crate::pipeline::project::Project;
 use crate::pipeline::spec::DeltaSourceSpec;
-use crate::sources::{Source, location_string, read_int96_as_spark};
+use crate::sources::{Source, read_int96_as_spark};
 
 /// Reads a Delta table.
 #[derive(Debug)]
@@ -27,7 +27,7 @@ impl DeltaSource {
     pub fn new(project: &Project, step: &str, spec: &DeltaSourceSpec) -> Self {
         DeltaSource {
             step: step.to_string(),
-            location: location_string(project, &spec.path),
+            location: project.location(&spec.path),
             version: spec.version,
         }
     }

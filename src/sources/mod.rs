@@ -11,8 +11,8 @@ use deltalake::datafusion::prelude::SessionContext;
 use crate::error::{Error, Result};
 use crate::pipeline::plan::PlannedStep;
 use crate::pipeline::project::Project;
+use crate::pipeline::run::RunInfo;
 use crate::pipeline::spec::SourceSpec;
-use crate::sinks::RunInfo;
 
 pub mod csv;
 pub mod databricks;
@@ -105,13 +105,4 @@ pub(crate) fn batch_channel(
     let adapter =
         deltalake::datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema, stream);
     (tx, Box::pin(adapter))
-}
-
-/// Turns a local path or URL written in a pipeline into a URL string DataFusion and delta-rs accept.
-pub(crate) fn location_string(project: &Project, path: &str) -> String {
-    if path.contains("://") {
-        path.to_string()
-    } else {
-        project.resolve(path).display().to_string()
-    }
 }

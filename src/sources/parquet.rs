@@ -12,7 +12,7 @@ use deltalake::datafusion::prelude::{ParquetReadOptions, SessionContext};
 use crate::error::{Error, Result};
 use crate::pipeline::project::Project;
 use crate::pipeline::spec::FileSourceSpec;
-use crate::sources::{Source, location_string, read_int96_as_spark};
+use crate::sources::{Source, read_int96_as_spark};
 
 /// Reads Parquet files.
 #[derive(Debug)]
@@ -26,7 +26,7 @@ impl ParquetSource {
     pub fn new(project: &Project, step: &str, spec: &FileSourceSpec) -> Self {
         ParquetSource {
             step: step.to_string(),
-            location: location_string(project, &spec.path),
+            location: project.location(&spec.path),
         }
     }
 }

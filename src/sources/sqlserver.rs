@@ -31,9 +31,9 @@ use crate::mssql::{
 use crate::output_types::{SubMicrosecond, Truncations};
 use crate::pipeline::plan::PlannedStep;
 use crate::pipeline::render::RenderedSql;
+use crate::pipeline::run::RunInfo;
 use crate::pipeline::spec::{IncrementalSpec, PartitionSpec, SqlServerSourceSpec};
 use crate::pipeline::state::WatermarkStore;
-use crate::sinks::RunInfo;
 use crate::sources::sqlite::DEFAULT_BATCH_SIZE;
 use crate::sources::{BatchSender, Source, batch_channel};
 use crate::sql::{Dialect, SqlValue, quote_ident};
