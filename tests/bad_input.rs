@@ -336,3 +336,18 @@ fn a_type_databricks_cannot_read_is_refused_before_anything_is_staged() {
         "{err}"
     );
 }
+
+#[test]
+fn two_sinks_writing_one_folder_are_refused_when_planning() {
+    let s = project(&format!(
+        "{GOOD_HEAD}  - id: first\n    sink:\n      type: volume\n      from: sales\n      destination: output/v\n      path: same\n  - id: second\n    sink:\n      type: volume\n      from: sales\n      destination: output/v/\n      path: same\n"
+    ));
+    let err = fails(&s, 2);
+    assert!(
+        err.contains("pipelines/test.yaml:14: step `second` writes")
+            && err.contains("output/v/same, which step `first` of this run already writes"),
+        "{err}"
+    );
+    let o = s.bridge(&["validate"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}

@@ -676,7 +676,7 @@ fn empty_input_inserts_nothing() {
 }
 
 #[test]
-fn two_steps_writing_one_table_fail_fast_instead_of_waiting_forever() {
+fn two_steps_writing_one_table_are_refused_when_planning() {
     let f = Fixture::seeded();
     with_csv(&f, "id,name,amount\n4,four,4\n");
     // The second writer would block on the first one's open transaction, which commits only
@@ -692,8 +692,14 @@ fn two_steps_writing_one_table_fail_fast_instead_of_waiting_forever() {
 ",
         pipeline(TYPED, "      table: dbo.Target\n      mode: insert\n")
     );
-    let err = f.run_fails(&p);
-    assert!(err.contains("of this run already writes"), "{err}");
+    // Refused when planning (exit 2), before anything is written.
+    let o = f.run(&p);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("pipelines/p.yaml:14: step `again` writes dbo.Target, which step `out` of this run already writes"),
+        "{err}"
+    );
     assert_eq!(
         f.rows(TARGET_ROWS),
         vec!["1|one|1.25", "2|two|2.75", "3|three|3.35"]

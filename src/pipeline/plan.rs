@@ -8,10 +8,11 @@ use deltalake::datafusion::sql::parser::DFParser;
 use deltalake::datafusion::sql::resolve::resolve_table_references;
 use serde::Serialize;
 
+use crate::auth::Access;
 use crate::error::{Error, Location, Result};
 use crate::pipeline::project::{Params, Project, check_owned_folder, check_relative};
 use crate::pipeline::render::{RenderedSql, Renderer, Where};
-use crate::pipeline::resources::{DeclareError, Declared, ResourceContext, Use};
+use crate::pipeline::resources::{DeclareError, Declared, Resource, ResourceContext, Use};
 use crate::pipeline::spec::{
     DatabricksSourceSpec, PipelineSpec, SinkSpec, SourceSpec, SqlServerSourceSpec,
     SqliteSourceSpec, StepKind, StepSpec, parse_pipeline, step_line,
@@ -657,6 +658,9 @@ fn declare_resources(
         };
         match result {
             Ok(uses) => {
+                if role == "sink" {
+                    check_single_writer(&declared, step, &uses)?;
+                }
                 declared
                     .uses
                     .extend(uses.into_iter().map(|(resource, access, deletes)| Use {
@@ -676,6 +680,37 @@ fn declare_resources(
         }
     }
     Ok(declared)
+}
+
+/// Refuses a sink that writes an output an earlier sink of the same run writes: the two would
+/// interleave (and a second writer of a SQL Server table would wait forever for the first one's
+/// transaction, which commits only when the run does).
+fn check_single_writer(
+    declared: &Declared,
+    step: &PlannedStep,
+    uses: &[(Resource, Access, bool)],
+) -> Result<()> {
+    for (resource, access, _) in uses {
+        if *access == Access::Read {
+            continue;
+        }
+        if let Some(first) = declared
+            .uses
+            .iter()
+            .find(|u| u.access != Access::Read && u.resource.same_as(resource) && u.step != step.id)
+        {
+            return Err(Error::Plan {
+                location: step.location.clone(),
+                message: format!(
+                    "step `{}` writes {}, which step `{}` of this run already writes; write \
+                     each output from one step (combine the inputs in a transform), or use two \
+                     pipelines",
+                    step.id, first.resource, first.step
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Checks every reference and orders the steps so each comes after what it depends on.

@@ -32,6 +32,25 @@ pub enum Resource {
 }
 
 impl Resource {
+    /// Whether both name the same table or location, however each was spelled (`DBO.target`
+    /// and `dbo.Target` are one SQL Server table).
+    pub fn same_as(&self, other: &Resource) -> bool {
+        match (self, other) {
+            (
+                Resource::SqlTable { table, database },
+                Resource::SqlTable {
+                    table: other,
+                    database: other_db,
+                },
+            ) => {
+                table.key() == other.key()
+                    && database.as_deref().map(str::to_lowercase)
+                        == other_db.as_deref().map(str::to_lowercase)
+            }
+            (a, b) => a == b,
+        }
+    }
+
     /// The table a grant is checked against, if this is a table.
     pub fn table(&self) -> Option<TableRef> {
         match self {
