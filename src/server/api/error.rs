@@ -58,7 +58,8 @@ impl ApiError {
     }
 
     pub(super) fn internal(e: impl std::fmt::Display) -> Self {
-        tracing::error!(error = %e, "internal error");
+        // Logged under the API's own target, as before the split into modules.
+        tracing::error!(target: "bridge::server::api", error = %e, "internal error");
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
     }
 }

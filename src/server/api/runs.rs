@@ -348,7 +348,7 @@ async fn submit(
         })
         .await;
         if !matches!(closed, Ok(Ok(true))) {
-            tracing::error!(job = %job.id, "could not close a job whose audit line failed");
+            tracing::error!(target: "bridge::server::api", job = %job.id, "could not close a job whose audit line failed");
         }
         return Err(e);
     }
