@@ -1,0 +1,263 @@
+//! `GET /jobs`, `GET /jobs/{id}` and `DELETE /jobs/{id}`: listing and reading the jobs a caller
+//! may see (see `server::visibility`), and cancelling one (its submitter or a writer of every
+//! table it touches).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::error::{ApiError, ErrorBody};
+use super::extract::Authed;
+use super::{Accepted, AppStateRef};
+use crate::auth::{Access, Caller};
+use crate::server::AppState;
+use crate::server::audit::{AuditEntry, AuditResult};
+use crate::server::jobs::{Job, JobFilter, JobStatus, Page};
+use crate::server::runner::CancelOutcome;
+use crate::server::visibility;
+
+/// Who may cancel a job: the caller who submitted it, or one with write access to every SQL
+/// Server table it touches (to every table at all, for a job that touches none).
+fn may_cancel(caller: &Caller, job: &Job, tables: &[String]) -> Result<(), String> {
+    if job.submitted_by.as_deref() == Some(caller.name.as_str()) {
+        return Ok(());
+    }
+    let whose = job
+        .submitted_by
+        .as_deref()
+        .map_or("the scheduler".to_string(), |s| format!("`{s}`"));
+    let refuse = |why: String| {
+        Err(format!(
+            "`{}` may not cancel job `{}` of {whose}: {why}; only its submitter or a caller with write access to every table it touches may",
+            caller.name, job.id
+        ))
+    };
+    if tables.is_empty() {
+        if caller.may_write_every_table() {
+            return Ok(());
+        }
+        return refuse("it touches no SQL Server table, so that takes write access to `*`".into());
+    }
+    for table in tables {
+        if let Err(denied) = caller.check(table, Access::Write) {
+            return refuse(denied.to_string());
+        }
+    }
+    Ok(())
+}
+
+/// Filters of `GET /jobs`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(super) struct JobsQuery {
+    /// Only jobs with this status.
+    pub status: Option<String>,
+    /// Only jobs of this pipeline.
+    pub pipeline: Option<String>,
+    /// Page size (default 50, at most 500).
+    pub limit: Option<usize>,
+    /// Jobs to skip (from `next_offset` of the previous page).
+    pub offset: Option<usize>,
+}
+
+/// List the jobs the caller may see, newest first: its own, those whose every SQL Server table
+/// it may read, or all with a `*` read grant.
+#[utoipa::path(get, path = "/jobs", params(JobsQuery), security(("bearer" = [])),
+    responses((status = 200, description = "A page of jobs: items, total, next_offset"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+pub(super) async fn list_jobs(
+    State(state): AppStateRef,
+    authed: Authed,
+    query: Result<Query<JobsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Page<Job>>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::bad_request("query", e.body_text()))?;
+    let status = query
+        .status
+        .as_deref()
+        .map(str::parse::<JobStatus>)
+        .transpose()
+        .map_err(|e| ApiError::bad_request("status", format!("status: {e}")))?;
+    let filter = JobFilter {
+        status,
+        pipeline: query.pipeline,
+        limit: query.limit.unwrap_or(50),
+        offset: query.offset.unwrap_or(0),
+    };
+    let jobs = Arc::clone(&state.jobs);
+    let caller = authed.caller;
+    let page = tokio::task::spawn_blocking(move || {
+        if visibility::sees_everything(&caller) {
+            jobs.list(&filter)
+        } else {
+            jobs.list_visible(&filter, &|job| visibility::may_see_job(&caller, job))
+        }
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(ApiError::internal)?;
+    Ok(Json(page))
+}
+
+async fn load_job(state: &AppState, id: &str) -> Result<Job, ApiError> {
+    let jobs = Arc::clone(&state.jobs);
+    let key = id.to_string();
+    tokio::task::spawn_blocking(move || jobs.get(&key))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| no_job(id))
+}
+
+fn no_job(id: &str) -> ApiError {
+    ApiError::not_found(format!("no job `{id}`"))
+}
+
+/// A job: status, per-step rows/bytes/duration and outputs, error. 404 for a job the caller may
+/// not see (as for one that does not exist).
+#[utoipa::path(get, path = "/jobs/{id}", params(("id" = String, Path, description = "Job id")), security(("bearer" = [])),
+    responses((status = 200, body = Job), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(super) async fn get_job(
+    State(state): AppStateRef,
+    authed: Authed,
+    UrlPath(id): UrlPath<String>,
+) -> Result<Json<Job>, ApiError> {
+    let job = load_job(&state, &id).await?;
+    if !visibility::may_see(&authed.caller, &job) {
+        return Err(no_job(&id));
+    }
+    Ok(Json(job))
+}
+
+/// Cancel a queued or running job: its steps stop and nothing it staged is committed. Only the
+/// caller who submitted it, or one with write access to every table it touches, may.
+#[utoipa::path(delete, path = "/jobs/{id}", params(("id" = String, Path, description = "Job id")), security(("bearer" = [])),
+    responses((status = 202, body = Accepted), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "The job has already finished")))]
+pub(super) async fn cancel_job(
+    State(state): AppStateRef,
+    authed: Authed,
+    UrlPath(id): UrlPath<String>,
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    let job = load_job(&state, &id).await?;
+    let tables = state.runner.tables(&id);
+    let entry = AuditEntry {
+        request_id: authed.request_id.clone(),
+        caller: Some(authed.caller.name.clone()),
+        action: "cancel".into(),
+        tables: tables.clone().unwrap_or_default(),
+        job_id: Some(id.clone()),
+        pipeline: Some(job.pipeline.clone()),
+        ..AuditEntry::default()
+    };
+    if let Some(tables) = &tables
+        && let Err(detail) = may_cancel(&authed.caller, &job, tables)
+    {
+        return Err(state
+            .refuse(entry, StatusCode::FORBIDDEN, "forbidden", detail)
+            .await);
+    }
+    let outcome = match tables {
+        Some(_) => state.runner.cancel(&id),
+        None => CancelOutcome::NotActive,
+    };
+    if outcome == CancelOutcome::NotActive {
+        // Re-read: the job may have finished between the two looks.
+        let job = load_job(&state, &id).await?;
+        let detail = format!("job `{id}` is already {}; nothing to cancel", job.status);
+        return Err(state
+            .refuse(entry, StatusCode::CONFLICT, "conflict", detail)
+            .await);
+    }
+    state
+        .audit(AuditEntry {
+            result: AuditResult::Ok,
+            ..entry
+        })
+        .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Accepted {
+            id: id.clone(),
+            status: "cancelling".into(),
+            href: format!("/jobs/{id}"),
+        }),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn job(submitted_by: Option<&str>) -> Job {
+        Job {
+            id: "j1".into(),
+            kind: "run".into(),
+            pipeline: "p".into(),
+            pipeline_file: None,
+            country: None,
+            params: serde_json::json!({}),
+            status: JobStatus::Running,
+            submitted_by: submitted_by.map(str::to_string),
+            created_at: String::new(),
+            started_at: None,
+            finished_at: None,
+            error: None,
+            summary: None,
+            request: serde_json::json!({}),
+            owner: None,
+            tables: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn only_the_submitter_or_a_writer_of_every_table_may_cancel() {
+        let permissions = crate::auth::Permissions::parse(
+            Path::new("permissions.yaml"),
+            r#"users:
+  - name: alice
+    token: alice-token
+    permissions: []
+  - name: bob
+    token: bob-token
+    permissions:
+      - {table: dbo.Results, access: read_write}
+      - {table: dbo.Sales, access: read}
+  - name: ops
+    token: ops-token
+    permissions:
+      - {table: "*", access: read_write}
+"#,
+        )
+        .unwrap();
+        let caller = |t: &str| permissions.authenticate(t).unwrap();
+        let (alice, bob, ops) = (
+            caller("alice-token"),
+            caller("bob-token"),
+            caller("ops-token"),
+        );
+        let results = ["dbo.Results".to_string()];
+        let both = ["dbo.Results".to_string(), "dbo.Sales".to_string()];
+        // The submitter, whatever its grants.
+        assert!(may_cancel(&alice, &job(Some("alice")), &both).is_ok());
+        // Someone else's job: write access to every table it touches.
+        let e = may_cancel(&alice, &job(Some("bob")), &results).unwrap_err();
+        assert!(
+            e.contains("`alice` may not cancel job `j1` of `bob`") && e.contains("dbo.Results"),
+            "{e}"
+        );
+        assert!(may_cancel(&bob, &job(Some("alice")), &results).is_ok());
+        let e = may_cancel(&bob, &job(Some("alice")), &both).unwrap_err();
+        assert!(e.contains("dbo.Sales") && e.contains("write"), "{e}");
+        assert!(may_cancel(&ops, &job(Some("alice")), &both).is_ok());
+        // A job touching no table, or a scheduled one: only a writer of every table.
+        assert!(may_cancel(&bob, &job(Some("alice")), &[]).is_err());
+        assert!(may_cancel(&ops, &job(Some("alice")), &[]).is_ok());
+        let e = may_cancel(&alice, &job(None), &[]).unwrap_err();
+        assert!(e.contains("the scheduler"), "{e}");
+        assert!(may_cancel(&ops, &job(None), &results).is_ok());
+    }
+}

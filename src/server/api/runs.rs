@@ -1,0 +1,370 @@
+//! `POST /runs` (a pipeline of the project) and `POST /extract` (a country's queries): the
+//! request is checked and planned, the plan authorised and audited, then the job is queued.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::error::{ApiError, ErrorBody, UNAUDITED};
+use super::extract::{Authed, Body};
+use super::{Accepted, AppStateRef, version};
+use crate::auth::authorize;
+use crate::pipeline::extract::extract_pipeline;
+use crate::pipeline::project::{check_country, check_relative};
+use crate::pipeline::spec::SinkSpec;
+use crate::pipeline::{Plan, PlanOptions};
+use crate::server::AppState;
+use crate::server::audit::{AuditEntry, AuditResult};
+use crate::server::jobs::{JobStatus, NewJob};
+use crate::server::runner::JobWork;
+use crate::server::versions::ProjectVersion;
+
+/// Run a pipeline of the project.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RunRequest {
+    /// Pipeline name, or its file name under `pipelines/` (`demo`, `demo.yaml`).
+    pub pipeline: String,
+    /// Country whose parameters and queries are used.
+    #[serde(default)]
+    pub country: Option<String>,
+    /// Parameter overrides (strings, numbers or booleans).
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub params: BTreeMap<String, serde_json::Value>,
+}
+
+/// Extract every query of a country (the original system's request).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ExtractRequest {
+    /// Country whose queries and parameters are used.
+    pub country: String,
+    /// Where the Parquet files go: a folder under the project root, or a cloud URL.
+    pub destination: String,
+    /// Only these queries (file names without `.sql`); all of the country's by default.
+    #[serde(default)]
+    pub queries: Option<Vec<String>>,
+    /// Folder of SQL files, relative to the project root (default `queries`).
+    #[serde(default)]
+    pub queries_path: Option<String>,
+    /// Folder of parameter files, relative to the project root (default `config`).
+    #[serde(default)]
+    pub config_path: Option<String>,
+}
+
+fn params_of(
+    params: &BTreeMap<String, serde_json::Value>,
+) -> Result<Vec<(String, String)>, ApiError> {
+    params
+        .iter()
+        .map(|(k, v)| {
+            let field = format!("params.{k}");
+            if k.is_empty() || !k.chars().all(|c| c.is_alphanumeric() || c == '_') {
+                return Err(ApiError::bad_request(
+                    &field,
+                    format!("`{k}` is not a parameter name (letters, digits, `_`)"),
+                ));
+            }
+            let value = match v {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Number(n) => n.to_string(),
+                serde_json::Value::Bool(b) => b.to_string(),
+                _ => {
+                    return Err(ApiError::bad_request(
+                        &field,
+                        format!("{field}: expected a string, number or boolean"),
+                    ));
+                }
+            };
+            Ok((k.clone(), value))
+        })
+        .collect()
+}
+
+/// Over the API, only parameters a pipeline declares in its own `params:` may be overridden:
+/// those of `config/` (output roots, databases) are the operator's, not the caller's.
+fn check_declared(
+    file: &Path,
+    pipeline: &str,
+    params: &[(String, String)],
+) -> Result<(), ApiError> {
+    if params.is_empty() {
+        return Ok(());
+    }
+    let text = std::fs::read_to_string(file).map_err(ApiError::internal)?;
+    let spec = crate::pipeline::spec::parse_pipeline(file, &text)?;
+    for (name, _) in params {
+        if !spec.params.contains_key(name) {
+            let declared: Vec<&str> = spec.params.keys().map(String::as_str).collect();
+            return Err(ApiError::bad_request(
+                &format!("params.{name}"),
+                format!(
+                    "params.{name}: not a parameter of pipeline `{pipeline}`; a request may set only those the pipeline declares (params: {})",
+                    if declared.is_empty() {
+                        "none".to_string()
+                    } else {
+                        declared.join(", ")
+                    }
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Start a run of a pipeline.
+#[utoipa::path(post, path = "/runs", request_body = RunRequest, security(("bearer" = [])),
+    responses((status = 202, body = Accepted), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub(super) async fn start_run(
+    State(state): AppStateRef,
+    authed: Authed,
+    Body(request): Body<RunRequest>,
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    let params = params_of(&request.params)?;
+    let version = version(&state)?;
+    let (name, entry) = version.pipeline(&request.pipeline).ok_or_else(|| {
+        let known: Vec<&str> = version.pipelines.keys().map(String::as_str).collect();
+        ApiError::not_found(format!(
+            "pipeline `{}` does not exist (pipelines: {})",
+            request.pipeline,
+            known.join(", ")
+        ))
+        .field("pipeline")
+    })?;
+    check_declared(&entry.file, name, &params)?;
+    if let Some(country) = &request.country {
+        check_country(country).map_err(|e| ApiError::bad_request("country", e.to_string()))?;
+    }
+    if let Some(country) = &request.country
+        && !entry.countries.is_empty()
+        && !entry
+            .countries
+            .iter()
+            .any(|c| c.eq_ignore_ascii_case(country))
+    {
+        return Err(ApiError::bad_request(
+            "country",
+            format!(
+                "country: `{country}` is not one of pipeline `{name}`'s countries ({})",
+                entry.countries.join(", ")
+            ),
+        ));
+    }
+    let options = PlanOptions {
+        country: request.country.clone(),
+        params,
+    };
+    let plan = Plan::from_file(&version.project, &entry.file, &options)?;
+    let request_json = serde_json::json!({
+        "pipeline": name, "country": request.country, "params": request.params,
+    });
+    let job = NewJob {
+        kind: "run".into(),
+        pipeline: name.to_string(),
+        pipeline_file: Some(entry.display.display().to_string()),
+        country: plan.country.clone(),
+        params: serde_json::to_value(&request.params).unwrap_or_default(),
+        submitted_by: Some(authed.caller.name.clone()),
+        request: request_json,
+        tables: Vec::new(),
+    };
+    let project = version.project.clone();
+    submit(&state, &authed, (version, project), plan, job).await
+}
+
+/// Start the extraction of a country's queries (the original `/extract`).
+#[utoipa::path(post, path = "/extract", request_body = ExtractRequest, security(("bearer" = [])),
+    responses((status = 202, body = Accepted), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 422, body = ErrorBody)))]
+pub(super) async fn start_extract(
+    State(state): AppStateRef,
+    authed: Authed,
+    Body(request): Body<ExtractRequest>,
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    let version = version(&state)?;
+    let mut project = version.project.clone();
+    // Folders are taken from the validated version's copy of the project, never the live tree.
+    let base = version
+        .project
+        .snapshot()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| state.root.clone());
+    for (field, value) in [
+        ("queries_path", &request.queries_path),
+        ("config_path", &request.config_path),
+    ] {
+        if let Some(dir) = value {
+            check_relative(dir)
+                .map_err(|e| ApiError::bad_request(field, format!("{field}: {e}")))?;
+            let dir = base.join(dir);
+            let inside = dir
+                .canonicalize()
+                .ok()
+                .zip(base.canonicalize().ok())
+                .is_some_and(|(d, b)| d.starts_with(b));
+            if !dir.is_dir() || !inside {
+                return Err(ApiError::bad_request(
+                    field,
+                    format!(
+                        "{field}: `{}` is not a folder of the project",
+                        value.as_deref().unwrap_or_default()
+                    ),
+                ));
+            }
+            project = if field == "queries_path" {
+                project.with_queries_dir(dir)
+            } else {
+                project.with_config_dir(dir)
+            };
+        }
+    }
+    if !request.destination.contains("://") {
+        check_relative(&request.destination)
+            .map_err(|e| ApiError::bad_request("destination", format!("destination: {e}")))?;
+    }
+    check_country(&request.country).map_err(|e| ApiError::bad_request("country", e.to_string()))?;
+    let mut spec = extract_pipeline(&project, &request.country, &request.destination)?;
+    if let Some(wanted) = &request.queries {
+        let available: Vec<String> = spec
+            .steps
+            .iter()
+            .filter(|s| s.source.is_some())
+            .map(|s| s.id.clone())
+            .collect();
+        if let Some(missing) = wanted.iter().find(|q| !available.contains(q)) {
+            return Err(ApiError::bad_request(
+                "queries",
+                format!(
+                    "queries: `{missing}` is not a query of {} (queries: {})",
+                    request.country,
+                    available.join(", ")
+                ),
+            ));
+        }
+        spec.steps.retain(|s| match (&s.source, &s.sink) {
+            (Some(_), _) => wanted.contains(&s.id),
+            (_, Some(sink)) => wanted.iter().any(|q| q == sink.from()),
+            _ => true,
+        });
+    }
+    let options = PlanOptions {
+        country: Some(request.country.to_lowercase()),
+        params: Vec::new(),
+    };
+    // The request's strings are data: the spec is planned without rendering its fields.
+    let plan = Plan::from_data_spec(&project, Path::new("<extract>"), spec, &options)?;
+    let request_json = serde_json::json!({
+        "country": request.country, "destination": request.destination, "queries": request.queries,
+        "queries_path": request.queries_path, "config_path": request.config_path,
+    });
+    let job = NewJob {
+        kind: "extract".into(),
+        pipeline: plan.name.clone(),
+        pipeline_file: None,
+        country: plan.country.clone(),
+        params: serde_json::json!({}),
+        submitted_by: Some(authed.caller.name.clone()),
+        request: request_json,
+        tables: Vec::new(),
+    };
+    submit(&state, &authed, (version, project), plan, job).await
+}
+
+/// Caps the deletes of a plan's SQL Server sinks by the caller's `max_delete_rows`.
+fn cap_deletes(plan: &mut Plan, caps: &BTreeMap<String, u64>) {
+    for step in &mut plan.steps {
+        if let Some(SinkSpec::Sqlserver(sink)) = &mut step.spec.sink
+            && let Some(limit) = caps.get(&step.id)
+        {
+            sink.max_delete_rows = Some(sink.max_delete_rows.map_or(*limit, |l| l.min(*limit)));
+        }
+    }
+}
+
+async fn submit(
+    state: &Arc<AppState>,
+    authed: &Authed,
+    (version, project): (Arc<ProjectVersion>, crate::pipeline::Project),
+    mut plan: Plan,
+    mut job: NewJob,
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    let policy = state.policy(&project)?;
+    let authorized = match authorize(Some(&authed.caller), &plan, &policy) {
+        Ok(authorized) => authorized,
+        Err(refusal) => {
+            let entry = AuditEntry {
+                request_id: authed.request_id.clone(),
+                caller: Some(authed.caller.name.clone()),
+                action: job.kind.clone(),
+                tables: plan.resources.table_names(),
+                pipeline: Some(job.pipeline.clone()),
+                ..AuditEntry::default()
+            };
+            return Err(state
+                .refuse(
+                    entry,
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    plan.renderer.redact(&refusal.to_string()),
+                )
+                .await);
+        }
+    };
+    let tables = authorized.tables.clone();
+    job.tables = tables.clone();
+    cap_deletes(&mut plan, &authorized.delete_caps);
+    let jobs = Arc::clone(&state.jobs);
+    let job = tokio::task::spawn_blocking(move || jobs.insert(&job))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    // The job is stored `queued` but runs only once its audit line is on disk; without one it
+    // is closed as failed, never started.
+    let audited = state
+        .audit(AuditEntry {
+            request_id: authed.request_id.clone(),
+            caller: Some(authed.caller.name.clone()),
+            action: job.kind.clone(),
+            tables,
+            result: AuditResult::Started,
+            job_id: Some(job.id.clone()),
+            pipeline: Some(job.pipeline.clone()),
+            ..AuditEntry::default()
+        })
+        .await;
+    if let Err(e) = audited {
+        let jobs = Arc::clone(&state.jobs);
+        let id = job.id.clone();
+        let closed = tokio::task::spawn_blocking(move || {
+            jobs.finish(&id, JobStatus::Failed, None, Some(UNAUDITED.to_string()))
+        })
+        .await;
+        if !matches!(closed, Ok(Ok(true))) {
+            tracing::error!(target: "bridge::server::api", job = %job.id, "could not close a job whose audit line failed");
+        }
+        return Err(e);
+    }
+    let accepted = Accepted {
+        id: job.id.clone(),
+        status: job.status.to_string(),
+        href: format!("/jobs/{}", job.id),
+    };
+    state.runner.start(
+        job,
+        JobWork {
+            version,
+            project,
+            plan,
+            tables: authorized.tables,
+        },
+    );
+    Ok((StatusCode::ACCEPTED, Json(accepted)))
+}
