@@ -3,6 +3,7 @@
 //! The `sqlserver` source and sink are built on this module.
 
 pub mod connect;
+pub(crate) mod encode;
 pub mod ranges;
 pub mod settings;
 pub mod types;

@@ -33,12 +33,8 @@ use deltalake::arrow::array::{
 use deltalake::arrow::datatypes::{DataType, TimeUnit};
 use tiberius::ColumnData;
 
+use super::ranges::{DAYS_0001_TO_1970, DAYS_1900_TO_1970};
 use crate::output_types::{SubMicrosecond, UTC};
-
-/// Days from 0001-01-01 to 1970-01-01.
-const DAYS_0001_TO_1970: i64 = 719_162;
-/// Days from 1900-01-01 to 1970-01-01.
-const DAYS_1900_TO_1970: i64 = 25_567;
 
 /// The suffix of the column `keep_offsets: true` adds next to a `datetimeoffset` column.
 pub const OFFSET_SUFFIX: &str = "_offset_minutes";
