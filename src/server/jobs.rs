@@ -28,9 +28,6 @@ use crate::error::{Error, Result};
 /// The error recorded on jobs found queued or running under a dead owner.
 pub const INTERRUPTED_ERROR: &str = "the server stopped before the job finished; resubmit it";
 
-/// Default of how long a server's heartbeat stays valid (`bridge serve --server-lease`).
-pub const DEFAULT_SERVER_LEASE: Duration = Duration::from_secs(20);
-
 /// Default and largest page sizes of [`JobStore::list`].
 pub const DEFAULT_PAGE: usize = 50;
 pub const MAX_PAGE: usize = 500;
@@ -783,7 +780,11 @@ mod tests {
     }
 
     fn store(dir: &tempfile::TempDir) -> JobStore {
-        store_as(dir, &uuid::Uuid::new_v4().to_string(), DEFAULT_SERVER_LEASE)
+        store_as(
+            dir,
+            &uuid::Uuid::new_v4().to_string(),
+            crate::server::ServeOptions::SERVER_LEASE.default,
+        )
     }
 
     #[test]
@@ -1047,7 +1048,12 @@ mod tests {
             conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
                 .unwrap();
         }
-        let e = JobStore::open(&db(&dir), "x", DEFAULT_SERVER_LEASE).unwrap_err();
+        let e = JobStore::open(
+            &db(&dir),
+            "x",
+            crate::server::ServeOptions::SERVER_LEASE.default,
+        )
+        .unwrap_err();
         assert!(
             e.to_string().contains("server.db") && e.to_string().contains("newer bridge"),
             "{e}"

@@ -6,6 +6,7 @@ pub mod audit;
 mod events;
 pub mod jobs;
 pub mod metrics;
+mod options;
 pub mod probes;
 pub mod refusals;
 pub mod runner;
@@ -14,7 +15,6 @@ pub mod versions;
 pub mod visibility;
 mod watch;
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,53 +33,7 @@ use crate::server::runner::JobRunner;
 use crate::server::versions::Versions;
 use crate::sync::EventStore;
 
-/// How `bridge serve` runs.
-#[derive(Debug, Clone)]
-pub struct ServeOptions {
-    /// Address to listen on (`127.0.0.1:0` picks a free port; the address is printed).
-    pub listen: SocketAddr,
-    /// How often the events table is polled (a local table also wakes the poller on change).
-    pub poll_interval: Duration,
-    /// A running event older than this is presumed abandoned by a dead server and taken over.
-    pub event_lease: Duration,
-    /// The local events Delta table (default `.bridge/events/bridge_events`).
-    pub events_table: Option<PathBuf>,
-    /// Use this Databricks table (`catalog.schema.table`) as the events table instead of the
-    /// local one, through the project's SQL warehouse.
-    pub databricks_events: Option<String>,
-    /// How long a shutdown waits for running jobs before interrupting them.
-    pub shutdown_grace: Duration,
-    /// Jobs run at the same time; more wait queued.
-    pub max_concurrent_jobs: usize,
-    /// The permissions file (default `config/permissions.yaml`).
-    pub permissions: Option<PathBuf>,
-    /// The audit log (default `.bridge/audit.log`).
-    pub audit_log: Option<PathBuf>,
-    /// Whether pipelines with `schedule:` run on schedule.
-    pub schedules: bool,
-    /// How long this server's heartbeat in the job store stays valid; it is refreshed every
-    /// fifth of it. Another server on the root takes this one for dead (and its unfinished jobs
-    /// for interrupted) once its heartbeat is older than this.
-    pub server_lease: Duration,
-}
-
-impl Default for ServeOptions {
-    fn default() -> Self {
-        ServeOptions {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
-            poll_interval: Duration::from_secs(2),
-            event_lease: Duration::from_secs(600),
-            events_table: None,
-            databricks_events: None,
-            shutdown_grace: Duration::from_secs(30),
-            max_concurrent_jobs: 2,
-            permissions: None,
-            audit_log: None,
-            schedules: true,
-            server_lease: jobs::DEFAULT_SERVER_LEASE,
-        }
-    }
-}
+pub use options::{Seconds, ServeOptions};
 
 /// What the handlers share.
 pub struct AppState {
@@ -112,21 +66,7 @@ impl AppState {
 /// Serves until `shutdown` fires, then stops taking requests, lets running jobs finish for the
 /// grace period and interrupts the rest.
 pub async fn serve(root: &Path, options: ServeOptions, shutdown: CancellationToken) -> Result<()> {
-    if options.poll_interval.is_zero() {
-        return Err(Error::Unsupported(
-            "the events poll interval must be more than 0 seconds".into(),
-        ));
-    }
-    if options.event_lease.is_zero() {
-        return Err(Error::Unsupported(
-            "the events lease must be more than 0 seconds".into(),
-        ));
-    }
-    if options.server_lease.is_zero() {
-        return Err(Error::Unsupported(
-            "the server lease must be more than 0 seconds".into(),
-        ));
-    }
+    options.check()?;
     let root = std::path::absolute(root).map_err(|e| Error::io(root, e))?;
     let bridge_dir = root.join(".bridge");
     std::fs::create_dir_all(&bridge_dir).map_err(|e| Error::io(&bridge_dir, e))?;

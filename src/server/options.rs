@@ -1,0 +1,129 @@
+//! How `bridge serve` runs: [`ServeOptions`], the single home of the serve defaults (which the
+//! command line shows as its own) and of their checks (which [`super::serve`] and the command
+//! line both apply).
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+/// How `bridge serve` runs.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Address to listen on (`127.0.0.1:0` picks a free port; the address is printed).
+    pub listen: SocketAddr,
+    /// How often the events table is polled (a local table also wakes the poller on change).
+    pub poll_interval: Duration,
+    /// A running event older than this is presumed abandoned by a dead server and taken over.
+    pub event_lease: Duration,
+    /// The local events Delta table (default `.bridge/events/bridge_events`).
+    pub events_table: Option<PathBuf>,
+    /// Use this Databricks table (`catalog.schema.table`) as the events table instead of the
+    /// local one, through the project's SQL warehouse.
+    pub databricks_events: Option<String>,
+    /// How long a shutdown waits for running jobs before interrupting them.
+    pub shutdown_grace: Duration,
+    /// Jobs run at the same time; more wait queued.
+    pub max_concurrent_jobs: usize,
+    /// The permissions file (default `config/permissions.yaml`).
+    pub permissions: Option<PathBuf>,
+    /// The audit log (default `.bridge/audit.log`).
+    pub audit_log: Option<PathBuf>,
+    /// Whether pipelines with `schedule:` run on schedule.
+    pub schedules: bool,
+    /// How long this server's heartbeat in the job store stays valid; it is refreshed every
+    /// fifth of it. Another server on the root takes this one for dead (and its unfinished jobs
+    /// for interrupted) once its heartbeat is older than this.
+    pub server_lease: Duration,
+}
+
+/// A duration option of `bridge serve`, given in seconds on the command line: its flag, its
+/// default and whether 0 is refused.
+#[derive(Debug, Clone, Copy)]
+pub struct Seconds {
+    /// The command-line flag, without `--`; errors name it.
+    pub flag: &'static str,
+    pub default: Duration,
+    /// Why 0 is refused; `None` when 0 is allowed.
+    pub zero_refused: Option<&'static str>,
+}
+
+impl Seconds {
+    /// The duration of `secs` seconds; refused when not a finite number of seconds at least 0,
+    /// or when 0 and 0 is refused.
+    pub fn from_secs(&self, secs: f64) -> Result<Duration> {
+        if !(secs.is_finite() && secs >= 0.0) {
+            return Err(Error::Unsupported(format!(
+                "--{}: expected a number of seconds, got {secs}",
+                self.flag
+            )));
+        }
+        self.check(Duration::from_secs_f64(secs))
+    }
+
+    /// `duration`, unless it is 0 and 0 is refused.
+    pub fn check(&self, duration: Duration) -> Result<Duration> {
+        match self.zero_refused {
+            Some(why) if duration.is_zero() => Err(Error::Unsupported(format!(
+                "--{}: must be more than 0 seconds ({why}); the default is {}",
+                self.flag,
+                self.default.as_secs_f64()
+            ))),
+            _ => Ok(duration),
+        }
+    }
+}
+
+impl ServeOptions {
+    pub const DEFAULT_LISTEN: SocketAddr =
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)), 8000);
+    pub const DEFAULT_MAX_JOBS: usize = 2;
+    pub const POLL_INTERVAL: Seconds = Seconds {
+        flag: "poll-interval",
+        default: Duration::from_secs(2),
+        zero_refused: Some("0 would poll without pause"),
+    };
+    pub const EVENT_LEASE: Seconds = Seconds {
+        flag: "event-lease",
+        default: Duration::from_secs(600),
+        zero_refused: Some("0 would take over running events at once"),
+    };
+    pub const SHUTDOWN_GRACE: Seconds = Seconds {
+        flag: "shutdown-grace",
+        default: Duration::from_secs(30),
+        zero_refused: None,
+    };
+    pub const SERVER_LEASE: Seconds = Seconds {
+        flag: "server-lease",
+        default: Duration::from_secs(20),
+        zero_refused: Some("0 would take every other server for dead"),
+    };
+
+    /// Refuses the durations that must be more than 0, the first in field order.
+    pub fn check(&self) -> Result<()> {
+        Self::POLL_INTERVAL.check(self.poll_interval)?;
+        Self::EVENT_LEASE.check(self.event_lease)?;
+        Self::SHUTDOWN_GRACE.check(self.shutdown_grace)?;
+        Self::SERVER_LEASE.check(self.server_lease)?;
+        Ok(())
+    }
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            listen: Self::DEFAULT_LISTEN,
+            poll_interval: Self::POLL_INTERVAL.default,
+            event_lease: Self::EVENT_LEASE.default,
+            events_table: None,
+            databricks_events: None,
+            shutdown_grace: Self::SHUTDOWN_GRACE.default,
+            max_concurrent_jobs: Self::DEFAULT_MAX_JOBS,
+            permissions: None,
+            audit_log: None,
+            schedules: true,
+            server_lease: Self::SERVER_LEASE.default,
+        }
+    }
+}
