@@ -29,10 +29,11 @@ use crate::error::{Error, Result};
 use crate::output_types::{OutputSchema, Target};
 use crate::pipeline::metrics::{CountingTable, StepMetrics};
 use crate::pipeline::project::Project;
+use crate::pipeline::run::RunInfo;
 use crate::pipeline::spec::{DeltaSinkSpec, DeltaWriteMode};
 use crate::sinks::lock::canonical_local;
 use crate::sinks::typed::TypedTable;
-use crate::sinks::{CommitPhase, RunInfo, Sink, StagedOutput, check_columns};
+use crate::sinks::{CommitPhase, Sink, StagedOutput, check_columns};
 
 /// Writes a Delta table.
 #[derive(Debug)]

@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::pipeline::metrics::StepMetrics;
 use crate::pipeline::plan::PlannedStep;
 use crate::pipeline::project::Project;
+use crate::pipeline::run::RunInfo;
 use crate::pipeline::spec::SinkSpec;
 
 pub mod delta;
@@ -21,8 +22,6 @@ pub mod lock;
 pub mod sqlserver;
 pub mod typed;
 pub mod volume;
-
-pub use crate::pipeline::run::RunInfo;
 
 /// Writes a step's output.
 #[async_trait]
@@ -86,7 +85,6 @@ pub fn build(project: &Project, step: &PlannedStep, run: &RunInfo) -> Result<Box
             &step.id,
             s,
             project.sqlserver_settings()?,
-            run,
         )?),
     })
 }

@@ -49,9 +49,10 @@ use crate::error::{Error, Result};
 use crate::output_types::{OutputSchema, Target};
 use crate::pipeline::metrics::StepMetrics;
 use crate::pipeline::project::Project;
+use crate::pipeline::run::RunInfo;
 use crate::pipeline::spec::{Compression, VolumeSinkSpec};
 use crate::sinks::lock::{canonical_local, normal_folder};
-use crate::sinks::{CommitPhase, RunInfo, Sink, StagedOutput, check_columns};
+use crate::sinks::{CommitPhase, Sink, StagedOutput, check_columns};
 
 /// Default rows per row group.
 pub const DEFAULT_ROW_GROUP_SIZE: usize = 1_048_576;

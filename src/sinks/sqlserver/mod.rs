@@ -107,7 +107,6 @@ mod plan;
 mod target;
 mod types;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -118,7 +117,7 @@ use crate::error::{Error, Result};
 use crate::mssql::{MssqlError, SqlServerSettings, connect};
 use crate::pipeline::metrics::StepMetrics;
 use crate::pipeline::spec::{SqlServerSinkSpec, SqlServerWriteMode};
-use crate::sinks::{CommitPhase, RunInfo, Sink, StagedOutput, check_columns};
+use crate::sinks::{CommitPhase, Sink, StagedOutput, check_columns};
 use conn::{Conn, Fail};
 use keys::{
     APPLIED_KEYS, MAX_KEY_CHARS, applied_rows, ensure_applied_keys_table, record_key, set_key_rows,
@@ -134,7 +133,6 @@ pub use modes::{OVER_DELETE_LIMIT, is_over_delete_limit};
 pub struct SqlServerSink {
     step: String,
     spec: SqlServerSinkSpec,
-    run_id: String,
     settings: SqlServerSettings,
     table: TableRef,
 }
@@ -142,12 +140,7 @@ pub struct SqlServerSink {
 impl SqlServerSink {
     /// A SQL Server sink for a step; `settings` are those of `config/` and the environment, the
     /// step's `connection:` overrides them.
-    pub fn new(
-        step: &str,
-        spec: &SqlServerSinkSpec,
-        settings: SqlServerSettings,
-        run: &RunInfo,
-    ) -> Result<Self> {
+    pub fn new(step: &str, spec: &SqlServerSinkSpec, settings: SqlServerSettings) -> Result<Self> {
         let settings = match &spec.connection {
             Some(over) => settings.merged(over),
             None => settings,
@@ -157,37 +150,9 @@ impl SqlServerSink {
         Ok(SqlServerSink {
             step: step.to_string(),
             spec: spec.clone(),
-            run_id: run.run_id.clone(),
             settings,
             table,
         })
-    }
-
-    /// Marks the table as written by this step until its transaction ends.
-    fn claim(&self) -> Result<TableClaim> {
-        let key = format!(
-            "{}|{}|{}.{}.{}",
-            self.run_id,
-            self.settings.describe(),
-            self.table.catalog.as_deref().unwrap_or_default(),
-            self.table.schema,
-            self.table.name
-        )
-        .to_lowercase();
-        let mut open = OPEN_WRITES.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(other) = open.get(&key) {
-            return Err(Error::step(
-                &self.step,
-                format!(
-                    "step `{other}` of this run already writes {} in a transaction that commits \
-                     only when the run commits, so this step would wait for it forever; write \
-                     each table from one step per run",
-                    self.table.display
-                ),
-            ));
-        }
-        open.insert(key.clone(), self.step.clone());
-        Ok(TableClaim(key))
     }
 
     fn mode_name(&self) -> &'static str {
@@ -286,7 +251,6 @@ impl Sink for SqlServerSink {
         input: DataFrame,
         metrics: Arc<StepMetrics>,
     ) -> Result<Box<dyn StagedOutput>> {
-        let claim = self.claim()?;
         let target = self.settings.describe();
         let client = connect(&self.settings)
             .await
@@ -303,7 +267,6 @@ impl Sink for SqlServerSink {
                 conn,
                 output,
                 in_transaction,
-                _claim: claim,
             })
         };
         let key = self.spec.idempotency_key.as_deref();
@@ -391,25 +354,6 @@ struct StagedSqlServerWrite {
     output: String,
     /// Whether a transaction is open (false when the idempotency key was already recorded).
     in_transaction: bool,
-    /// Released when the transaction ends (commit, abort or drop).
-    _claim: TableClaim,
-}
-
-/// Tables with an open transaction of a sink, by run, server and table: step id.
-static OPEN_WRITES: std::sync::Mutex<BTreeMap<String, String>> =
-    std::sync::Mutex::new(BTreeMap::new());
-
-/// A table written by one step of a run; dropping it frees the table for later runs.
-#[derive(Debug)]
-struct TableClaim(String);
-
-impl Drop for TableClaim {
-    fn drop(&mut self) {
-        OPEN_WRITES
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&self.0);
-    }
 }
 
 #[async_trait]
@@ -429,7 +373,6 @@ impl StagedOutput for StagedSqlServerWrite {
             mut conn,
             output,
             in_transaction,
-            _claim,
         } = *self;
         if !in_transaction {
             let _ = conn.client.close().await;
