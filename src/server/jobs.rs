@@ -934,7 +934,9 @@ mod tests {
     #[test]
     fn a_live_servers_jobs_are_left_alone_and_a_dead_ones_are_interrupted() {
         let dir = tempfile::tempdir().unwrap();
-        let lease = Duration::from_secs(1);
+        // Long enough that a loaded machine (CI compiling next to it) does not let it lapse
+        // between two steps that expect the first server alive.
+        let lease = Duration::from_secs(3);
         let a = store_as(&dir, "server-a", lease);
         let queued = a.insert(&new_job("a")).unwrap().id;
         let running = a.insert(&new_job("b")).unwrap().id;
@@ -944,6 +946,7 @@ mod tests {
             .unwrap();
 
         // A second server while the first is alive: nothing of the first is touched.
+        a.heartbeat().unwrap();
         let b = store_as(&dir, "server-b", lease);
         assert_eq!(b.reclaimed_on_open(), &Reclaimed::default());
         assert_eq!(b.live_owners().unwrap(), ["server-a", "server-b"]);
