@@ -41,13 +41,41 @@ fn refuse(name: &str, reason: impl Into<String>) -> NameError {
     }
 }
 
-/// A SQL Server table in canonical form: `schema.table`, lowercase for matching.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// A SQL Server table in canonical form: `schema.table`, lowercase for matching. Two spellings
+/// of one table (`DBO.target`, `[dbo].[Target]`) are equal: equality, hashing and order use the
+/// folded parts only.
+#[derive(Debug, Clone)]
 pub struct SqlTable {
     /// The parts as written (quotes removed), for messages: `["dbo", "Sales"]`.
     shown: Vec<String>,
     /// The parts folded to lowercase: `["dbo", "sales"]`.
     key: Vec<String>,
+}
+
+impl PartialEq for SqlTable {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key
+    }
+}
+
+impl Eq for SqlTable {}
+
+impl std::hash::Hash for SqlTable {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.key.hash(state);
+    }
+}
+
+impl PartialOrd for SqlTable {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for SqlTable {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.key.cmp(&other.key)
+    }
 }
 
 impl SqlTable {
@@ -362,6 +390,20 @@ mod tests {
         SqlTable::parse(name, Some("Sales_DB"))
             .unwrap_or_else(|e| panic!("{name}: {e}"))
             .key
+    }
+
+    #[test]
+    fn spellings_of_one_table_are_equal() {
+        use std::collections::BTreeSet;
+        let a = SqlTable::parse("DBO.target", Some("db")).unwrap();
+        let b = SqlTable::parse("[dbo].[Target]", Some("db")).unwrap();
+        let c = SqlTable::parse("Db.dbo.TARGET", Some("db")).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(b, c);
+        assert_eq!(BTreeSet::from([a.clone(), b, c]).len(), 1);
+        assert_ne!(a, SqlTable::parse("dbo.other", Some("db")).unwrap());
+        // Messages keep the spelling.
+        assert_eq!(a.quoted(), "[DBO].[target]");
     }
 
     #[test]

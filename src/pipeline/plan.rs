@@ -10,13 +10,10 @@ use serde::Serialize;
 
 use crate::auth::Access;
 use crate::error::{Error, Location, Result};
-use crate::pipeline::project::{Params, Project, check_owned_folder, check_relative};
+use crate::pipeline::project::{Params, Project};
 use crate::pipeline::render::{RenderedSql, Renderer, Where};
 use crate::pipeline::resources::{DeclareError, Declared, Resource, ResourceContext, Use};
-use crate::pipeline::spec::{
-    DatabricksSourceSpec, PipelineSpec, SinkSpec, SourceSpec, SqlServerSourceSpec,
-    SqliteSourceSpec, StepKind, StepSpec, parse_pipeline, step_line,
-};
+use crate::pipeline::spec::{PipelineSpec, StepKind, StepSpec, parse_pipeline, step_line};
 use crate::sql::{Dialect, validate_ident};
 
 /// Default bound on steps running at the same time.
@@ -215,7 +212,7 @@ impl Plan {
     /// a sink only waits for).
     fn inputs<'a>(&'a self, step: &'a PlannedStep) -> Vec<&'a str> {
         match (&step.kind, step.spec.sink.as_ref()) {
-            (StepKind::Sink, Some(sink)) => vec![sink.from()],
+            (StepKind::Sink, Some(sink)) => vec![sink.config().from()],
             (StepKind::Transform, _) => step
                 .depends_on
                 .iter()
@@ -252,7 +249,12 @@ impl Plan {
             .iter()
             .filter(|s| s.kind == StepKind::Sink)
             .filter(|s| self.upstream_sources(&s.id).iter().any(|u| u == source))
-            .filter_map(|s| s.spec.sink.as_ref().and_then(|k| k.sub_microsecond()))
+            .filter_map(|s| {
+                s.spec
+                    .sink
+                    .as_ref()
+                    .and_then(|k| k.config().sub_microsecond())
+            })
             .max()
             .unwrap_or_default()
     }
@@ -282,11 +284,7 @@ impl Plan {
                         })
                         .unwrap_or_default(),
                     query_file: s.query_file.as_ref().map(|p| p.display().to_string()),
-                    writes: s.spec.sink.as_ref().map(|sink| match sink {
-                        SinkSpec::Volume(v) => format!("{}/{} (volume)", v.destination, v.path),
-                        SinkSpec::Delta(d) => format!("{} (delta, {:?})", d.path, d.mode),
-                        SinkSpec::Sqlserver(t) => format!("{} (sqlserver, {:?})", t.table, t.mode),
-                    }),
+                    writes: s.spec.sink.as_ref().map(|sink| sink.config().describe()),
                 })
                 .collect(),
         }
@@ -357,26 +355,14 @@ fn plan_step(
         Fields::Data => step.clone(),
     };
     // Query sources name their SQL with exactly one of `query`, `sql` or `table`.
-    let query_source = match &spec.source {
-        Some(SourceSpec::Sqlite(SqliteSourceSpec {
-            query, sql, table, ..
-        })) => Some(("sqlite", Dialect::Sqlite, query, sql, table)),
-        Some(SourceSpec::Sqlserver(SqlServerSourceSpec {
-            query, sql, table, ..
-        })) => Some(("sqlserver", Dialect::SqlServer, query, sql, table)),
-        Some(SourceSpec::Databricks(DatabricksSourceSpec {
-            query, sql, table, ..
-        })) => Some(("databricks", Dialect::Databricks, query, sql, table)),
-        _ => None,
-    };
-    let table_sql = query_source.and_then(|(.., table)| {
-        table
-            .as_ref()
+    let query_source = spec.source.as_ref().and_then(|s| s.config().query());
+    let table_sql = query_source.and_then(|q| {
+        q.table
             .map(|t| format!("SELECT * FROM {{{{ {t:?} | ident }}}}"))
     });
     let (sql_text, dialect) = match (query_source, &spec.transform) {
-        (Some((kind, dialect, query, sql, table)), _) => {
-            if [query.is_some(), sql.is_some(), table.is_some()]
+        (Some(q), _) => {
+            if [q.query.is_some(), q.sql.is_some(), q.table.is_some()]
                 .iter()
                 .filter(|b| **b)
                 .count()
@@ -385,14 +371,14 @@ fn plan_step(
                 return Err(Error::Spec {
                     location,
                     message: format!(
-                        "step `{}`: a {kind} source needs exactly one of `query`, `sql` or `table`",
-                        step.id
+                        "step `{}`: a {} source needs exactly one of `query`, `sql` or `table`",
+                        step.id, q.kind
                     ),
                 });
             }
             (
-                SqlText::pick(query.as_deref(), sql.as_deref().or(table_sql.as_deref())),
-                dialect,
+                SqlText::pick(q.query, q.sql.or(table_sql.as_deref())),
+                q.dialect,
             )
         }
         (_, Some(t)) => {
@@ -432,34 +418,18 @@ fn plan_step(
             (Some(sql), Some(shown))
         }
     };
-    if let Some(SinkSpec::Volume(v)) = &spec.sink {
-        for (field, value) in [("path", Some(&v.path)), ("file_name", v.file_name.as_ref())] {
-            if let Some(value) = value {
-                let check = if field == "path" {
-                    check_owned_folder
-                } else {
-                    check_relative
-                };
-                check(value).map_err(|message| Error::Spec {
-                    location: location.clone(),
-                    message: format!("step `{}`: sink.{field}: {message}", step.id),
-                })?;
-            }
-        }
-        if v.file_name.as_deref().is_some_and(|f| f.contains('/')) {
-            return Err(Error::Spec {
-                location,
-                message: format!("step `{}`: sink.file_name may not contain `/`", step.id),
-            });
-        }
-    }
-    check_identifiers(&spec).map_err(|message| Error::Spec {
+    let checked = match (&spec.source, &spec.sink) {
+        (Some(source), _) => source.config().check().map_err(|e| ("source", e)),
+        (_, Some(sink)) => sink.config().check().map_err(|e| ("sink", e)),
+        _ => Ok(()),
+    };
+    checked.map_err(|(role, e)| Error::Spec {
         location: location.clone(),
-        message: format!("step `{}`: {message}", step.id),
+        message: format!("step `{}`: {role}.{e}", step.id),
     })?;
     let mut depends_on = spec.depends_on.clone();
     if let Some(sink) = &spec.sink {
-        depends_on.push(sink.from().to_string());
+        depends_on.push(sink.config().from().to_string());
     }
     if kind == StepKind::Transform
         && let Some(sql) = &sql
@@ -482,52 +452,6 @@ fn plan_step(
         sql,
         query_file,
     })
-}
-
-/// Column names a step gives (keys, partition and watermark columns) must be identifiers: they
-/// are quoted into SQL, so `bridge validate` refuses what the run would refuse.
-fn check_identifiers(spec: &StepSpec) -> std::result::Result<(), String> {
-    let mut columns: Vec<(&str, &str)> = Vec::new();
-    if let Some(SourceSpec::Sqlserver(s)) = &spec.source {
-        if let Some(p) = &s.partition {
-            columns.push(("source.partition.column", &p.column));
-        }
-        if let Some(i) = &s.incremental {
-            columns.push(("source.incremental.column", &i.column));
-        }
-    }
-    match &spec.sink {
-        Some(SinkSpec::Sqlserver(s)) => {
-            columns.extend(
-                s.primary_keys
-                    .iter()
-                    .map(|k| ("sink.primary_keys", k.as_str())),
-            );
-        }
-        Some(SinkSpec::Volume(v)) => {
-            columns.extend(
-                v.partition_by
-                    .iter()
-                    .map(|c| ("sink.partition_by", c.as_str())),
-            );
-        }
-        Some(SinkSpec::Delta(d)) => {
-            columns.extend(
-                d.partition_by
-                    .iter()
-                    .map(|c| ("sink.partition_by", c.as_str())),
-            );
-        }
-        None => {}
-    }
-    for (field, column) in columns {
-        match validate_ident(column) {
-            Ok(parts) if parts.len() == 1 => {}
-            Ok(_) => return Err(format!("{field}: `{column}` must be one column name")),
-            Err(e) => return Err(format!("{field}: {e}")),
-        }
-    }
-    Ok(())
 }
 
 enum SqlText<'a> {
@@ -637,23 +561,18 @@ fn declare_resources(
     steps: &[PlannedStep],
 ) -> Result<Declared> {
     let lakehouse_root = params.get("lakehouse_root").and_then(|v| v.as_str());
-    let mut database: Option<Option<String>> = None;
+    let database = std::cell::OnceCell::new();
     let mut declared = Declared::default();
     for step in steps {
-        let needs_database = matches!(step.spec.source, Some(SourceSpec::Sqlserver(_)))
-            || matches!(step.spec.sink, Some(SinkSpec::Sqlserver(_)));
-        if needs_database && database.is_none() {
-            database = Some(project.sqlserver_settings()?.database);
-        }
         let cx = ResourceContext {
             project,
-            database: database.as_ref().and_then(|d| d.as_deref()),
+            database: &database,
             lakehouse_root,
             sql: step.sql.as_ref().map(|s| s.text.as_str()),
         };
         let (role, result) = match (&step.spec.source, &step.spec.sink) {
-            (Some(source), _) => ("source", source.resources(&cx)),
-            (_, Some(sink)) => ("sink", sink.resources(&cx)),
+            (Some(source), _) => ("source", source.config().resources(&cx)),
+            (_, Some(sink)) => ("sink", sink.config().resources(&cx)),
             _ => continue,
         };
         match result {
@@ -671,6 +590,7 @@ fn declare_resources(
                     }))
             }
             Err(DeclareError::Unknown(why)) => declared.unknown.push((step.id.clone(), why)),
+            Err(DeclareError::Settings(e)) => return Err(*e),
             Err(DeclareError::Invalid(why)) => {
                 return Err(Error::Spec {
                     location: step.location.clone(),

@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use crate::auth::{Access, LakehouseTable, NameError, SqlTable, TableRef};
 use crate::pipeline::project::Project;
-use crate::pipeline::spec::{SinkSpec, SourceSpec, SqlServerWriteMode};
+use crate::sql::Dialect;
 
 /// Something a step reads or writes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -43,7 +43,7 @@ impl Resource {
                     database: other_db,
                 },
             ) => {
-                table.key() == other.key()
+                table == other
                     && database.as_deref().map(str::to_lowercase)
                         == other_db.as_deref().map(str::to_lowercase)
             }
@@ -276,8 +276,9 @@ impl Declared {
 pub struct ResourceContext<'a> {
     /// The project (its root resolves relative paths).
     pub project: &'a Project,
-    /// The configured SQL Server database (three-part names must name it).
-    pub database: Option<&'a str>,
+    /// The configured SQL Server database (three-part names must name it), read from the
+    /// project's settings the first time a kind names a SQL Server table.
+    pub database: &'a std::cell::OnceCell<Option<String>>,
     /// `lakehouse_root` of the run's parameters: Delta tables under it are lakehouse tables.
     pub lakehouse_root: Option<&'a str>,
     /// The step's rendered SQL, for query sources.
@@ -292,6 +293,8 @@ pub enum DeclareError {
     Invalid(String),
     /// The step's reads cannot be determined.
     Unknown(String),
+    /// The project's SQL Server settings, needed to resolve a table name, are invalid.
+    Settings(Box<crate::error::Error>),
 }
 
 impl From<NameError> for DeclareError {
@@ -300,16 +303,30 @@ impl From<NameError> for DeclareError {
     }
 }
 
-type Declaring = Result<Vec<(Resource, Access, bool)>, DeclareError>;
+/// What a kind declares: each resource with its access and whether the write may delete rows.
+pub type Declaring = Result<Vec<(Resource, Access, bool)>, DeclareError>;
 
 impl ResourceContext<'_> {
-    fn place(&self, text: &str) -> Result<Place, DeclareError> {
+    /// The database of the project's SQL Server settings, read once per plan.
+    fn configured_database(&self) -> Result<Option<&str>, DeclareError> {
+        if self.database.get().is_none() {
+            let settings = self
+                .project
+                .sqlserver_settings()
+                .map_err(|e| DeclareError::Settings(Box::new(e)))?;
+            let _ = self.database.set(settings.database);
+        }
+        Ok(self.database.get().and_then(|d| d.as_deref()))
+    }
+
+    /// A location written in the step (relative paths are under the project root).
+    pub fn place(&self, text: &str) -> Result<Place, DeclareError> {
         Place::parse(self.project.root(), text).map_err(DeclareError::Invalid)
     }
 
     /// A Delta location: a lakehouse table when it is under `lakehouse_root` (its folders are
     /// the name's parts), else a location.
-    fn delta(&self, path: &str) -> Result<Resource, DeclareError> {
+    pub fn delta(&self, path: &str) -> Result<Resource, DeclareError> {
         let place = self.place(path)?;
         if let Some(root) = self.lakehouse_root
             && let Ok(root) = Place::parse(self.project.root(), root)
@@ -322,121 +339,33 @@ impl ResourceContext<'_> {
         Ok(Resource::Location(place))
     }
 
-    fn sql_table(&self, name: &str, database: Option<&str>) -> Result<Resource, DeclareError> {
+    /// A SQL Server table named in the step; `database` is the step's own
+    /// `connection.database`, if it sets one.
+    pub fn sql_table(&self, name: &str, database: Option<&str>) -> Result<Resource, DeclareError> {
+        let configured = self.configured_database()?;
         // A step's own `connection.database` is where its names resolve.
-        let db = database.or(self.database);
+        let db = database.or(configured);
         Ok(Resource::SqlTable {
             table: SqlTable::parse(name, db)?,
             database: database
-                .filter(|d| !self.database.is_some_and(|c| c.eq_ignore_ascii_case(d)))
+                .filter(|d| !configured.is_some_and(|c| c.eq_ignore_ascii_case(d)))
                 .map(str::to_string),
         })
     }
 }
 
-impl SourceSpec {
-    /// What this source reads (and, for a seeded SQLite database, creates).
-    pub fn resources(&self, cx: &ResourceContext<'_>) -> Declaring {
-        let read = |r: Resource| (r, Access::Read, false);
-        match self {
-            SourceSpec::Sqlite(s) => {
-                let mut uses = vec![read(Resource::Location(cx.place(&s.database)?))];
-                if let Some(seed) = &s.seed {
-                    uses.push(read(Resource::Location(cx.place(seed)?)));
-                    // A missing database is created from the seed.
-                    uses.push((
-                        Resource::Location(cx.place(&s.database)?),
-                        Access::Write,
-                        false,
-                    ));
-                }
-                Ok(uses)
-            }
-            SourceSpec::Parquet(f) => Ok(vec![read(Resource::Location(
-                cx.place(glob_base(&f.path))?,
-            ))]),
-            SourceSpec::Csv(c) => Ok(vec![read(Resource::Location(
-                cx.place(glob_base(&c.path))?,
-            ))]),
-            SourceSpec::Delta(d) => Ok(vec![read(cx.delta(&d.path)?)]),
-            SourceSpec::Sqlserver(s) => {
-                let database = s.connection.as_ref().and_then(|c| c.database.as_deref());
-                let names = match (&s.table, cx.sql) {
-                    (Some(table), _) => vec![table.clone()],
-                    (None, Some(sql)) => {
-                        relations(sql, Dialect::SqlServer).map_err(DeclareError::Unknown)?
-                    }
-                    (None, None) => Vec::new(),
-                };
-                names
-                    .iter()
-                    .map(|n| Ok(read(cx.sql_table(n, database)?)))
-                    .collect()
-            }
-            SourceSpec::Databricks(d) => {
-                let names = match (&d.table, cx.sql) {
-                    (Some(table), _) => vec![table.clone()],
-                    (None, Some(sql)) => {
-                        relations(sql, Dialect::Databricks).map_err(DeclareError::Unknown)?
-                    }
-                    (None, None) => Vec::new(),
-                };
-                names
-                    .iter()
-                    .map(|n| Ok(read(Resource::LakehouseTable(LakehouseTable::parse(n)?))))
-                    .collect()
-            }
-        }
-    }
-}
-
-impl SinkSpec {
-    /// What this sink writes.
-    pub fn resources(&self, cx: &ResourceContext<'_>) -> Declaring {
-        match self {
-            SinkSpec::Volume(v) => {
-                let folder = format!("{}/{}", v.destination.trim_end_matches('/'), v.path);
-                Ok(vec![(
-                    Resource::Location(cx.place(&folder)?),
-                    Access::Write,
-                    true,
-                )])
-            }
-            SinkSpec::Delta(d) => Ok(vec![(cx.delta(&d.path)?, Access::Write, true)]),
-            SinkSpec::Sqlserver(s) => {
-                let database = s.connection.as_ref().and_then(|c| c.database.as_deref());
-                let deletes = matches!(
-                    s.mode,
-                    SqlServerWriteMode::Delete | SqlServerWriteMode::Replace
-                );
-                Ok(vec![(
-                    cx.sql_table(&s.table, database)?,
-                    Access::Write,
-                    deletes,
-                )])
-            }
-        }
-    }
-}
-
 /// The folder part of a path that may end in a glob (`data/*.csv` is read under `data`).
-fn glob_base(path: &str) -> &str {
+pub(crate) fn glob_base(path: &str) -> &str {
     match path.find(['*', '?', '[']) {
         Some(i) => path[..i].rsplit_once('/').map_or(".", |(base, _)| base),
         None => path,
     }
 }
 
-#[derive(Clone, Copy)]
-enum Dialect {
-    SqlServer,
-    Databricks,
-}
-
 /// The tables a query reads (CTE names excluded), as dotted names with each part re-quoted so
 /// the canonical parser sees exactly the parts the SQL parser found. Anything but queries
 /// (`SELECT`, `WITH`) is refused: a source only reads.
-fn relations(sql: &str, dialect: Dialect) -> Result<Vec<String>, String> {
+pub(crate) fn relations(sql: &str, dialect: Dialect) -> Result<Vec<String>, DeclareError> {
     use deltalake::datafusion::sql::sqlparser::ast::{Statement, visit_relations};
     use deltalake::datafusion::sql::sqlparser::dialect::{DatabricksDialect, MsSqlDialect};
     use deltalake::datafusion::sql::sqlparser::parser::Parser;
@@ -445,19 +374,24 @@ fn relations(sql: &str, dialect: Dialect) -> Result<Vec<String>, String> {
     let statements = match dialect {
         Dialect::SqlServer => Parser::parse_sql(&MsSqlDialect {}, sql),
         Dialect::Databricks => Parser::parse_sql(&DatabricksDialect {}, sql),
+        Dialect::Sqlite | Dialect::DataFusion => {
+            return Err(DeclareError::Unknown(format!(
+                "reading tables of {dialect:?} queries is not declared"
+            )));
+        }
     }
-    .map_err(|e| format!("cannot tell which tables its query reads: {e}"))?;
+    .map_err(|e| DeclareError::Unknown(format!("cannot tell which tables its query reads: {e}")))?;
     let mut ctes = std::collections::BTreeSet::new();
     for statement in &statements {
         let Statement::Query(query) = statement else {
-            return Err(format!(
+            return Err(DeclareError::Unknown(format!(
                 "its SQL is not only queries (found `{}`), so what it changes cannot be checked",
                 statement
                     .to_string()
                     .split_whitespace()
                     .next()
                     .unwrap_or("?")
-            ));
+            )));
         };
         if let Some(with) = &query.with {
             ctes.extend(
@@ -469,7 +403,7 @@ fn relations(sql: &str, dialect: Dialect) -> Result<Vec<String>, String> {
     }
     let (open, close) = match dialect {
         Dialect::SqlServer => ('[', ']'),
-        Dialect::Databricks => ('`', '`'),
+        _ => ('`', '`'),
     };
     let mut tables = Vec::new();
     let mut bad = None;
@@ -498,7 +432,9 @@ fn relations(sql: &str, dialect: Dialect) -> Result<Vec<String>, String> {
         ControlFlow::Continue(())
     });
     match bad {
-        Some(name) => Err(format!("cannot tell which table `{name}` is")),
+        Some(name) => Err(DeclareError::Unknown(format!(
+            "cannot tell which table `{name}` is"
+        ))),
         None => Ok(tables),
     }
 }

@@ -219,7 +219,7 @@ pub async fn run(project: &Project, plan: &Plan, options: &RunOptions) -> Result
                 let sink = built
                     .remove(step.id.as_str())
                     .expect("every sink was built");
-                let from = step.spec.sink.as_ref().expect("sink step").from();
+                let from = step.spec.sink.as_ref().expect("sink step").config().from();
                 let input = ctx
                     .table(from)
                     .await

@@ -1,5 +1,8 @@
 //! The pipeline file format: serde types that are also the JSON Schema and the reference docs.
-//! One struct per step kind; `deny_unknown_fields` everywhere so typos are errors, not silent defaults.
+//! The step kinds' configurations live in their folders (`sources/<kind>/config.rs`,
+//! `sinks/<kind>/config.rs`); the tagged enums here gather them, each with the one match that
+//! hands out a kind's [`SourceConfig`](crate::sources::SourceConfig) or
+//! [`SinkConfig`](crate::sinks::SinkConfig). `deny_unknown_fields` everywhere so typos are errors.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -8,6 +11,17 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Location, Result};
+
+// Each kind's configuration lives in its folder; the format is all of them.
+pub use crate::sinks::delta::config::{DeltaSinkSpec, DeltaWriteMode};
+pub use crate::sinks::sqlserver::config::{SqlServerSinkSpec, SqlServerWriteMode};
+pub use crate::sinks::volume::config::{Compression, VolumeSinkSpec};
+pub use crate::sources::csv::config::CsvSourceSpec;
+pub use crate::sources::databricks::config::{DatabricksSourceSpec, ResultDisposition};
+pub use crate::sources::delta::config::DeltaSourceSpec;
+pub use crate::sources::parquet::config::FileSourceSpec;
+pub use crate::sources::sqlite::config::SqliteSourceSpec;
+pub use crate::sources::sqlserver::config::{IncrementalSpec, PartitionSpec, SqlServerSourceSpec};
 
 /// A pipeline: named steps that read (sources), compute (transforms) and write (sinks).
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -108,151 +122,18 @@ pub enum SourceSpec {
     Databricks(DatabricksSourceSpec),
 }
 
-/// A Databricks SQL source.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct DatabricksSourceSpec {
-    /// SQL file to run (under `queries/`); values must use `{{ name | bind }}`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub query: Option<String>,
-    /// Inline Databricks SQL to run.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sql: Option<String>,
-    /// A whole table to read (`catalog.schema.table`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub table: Option<String>,
-    /// SQL warehouse to run on (default: `databricks.warehouse_id` in config/defaults.yaml, the
-    /// profile's `warehouse_id`, or `DATABRICKS_WAREHOUSE_ID`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub warehouse_id: Option<String>,
-    /// How results come back: `external_links` (default: Arrow files behind presigned links,
-    /// any size) or `inline` (JSON chunks in the API answers, at most 25 MiB in all).
-    #[serde(default, skip_serializing_if = "is_default")]
-    pub disposition: ResultDisposition,
-}
-
-/// How a `databricks` source's result is fetched.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ResultDisposition {
-    /// `EXTERNAL_LINKS` + `ARROW_STREAM`.
-    #[default]
-    ExternalLinks,
-    /// `INLINE` + `JSON_ARRAY`.
-    Inline,
-}
-
-fn is_default<T: Default + PartialEq>(value: &T) -> bool {
-    *value == T::default()
-}
-
-/// A SQL Server query source.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SqlServerSourceSpec {
-    /// SQL file to run (under `queries/`); values must use `{{ name | bind }}`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub query: Option<String>,
-    /// Inline T-SQL to run.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sql: Option<String>,
-    /// A whole table to read (`schema.table`), as an alternative to `query`/`sql`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub table: Option<String>,
-    /// Rows per Arrow batch (default 8192).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub batch_size: Option<usize>,
-    /// Read N key ranges of an integer column on N connections.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub partition: Option<PartitionSpec>,
-    /// Read only rows past the last committed watermark of a column.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub incremental: Option<IncrementalSpec>,
-    /// Connection settings overriding `sqlserver:` in `config/` and `SQLSERVER_*` variables.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub connection: Option<crate::mssql::SqlServerSettings>,
-    /// Next to each `datetimeoffset` column (read as a UTC instant), add `<column>_offset_minutes`
-    /// (smallint) with the value's original offset from UTC.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub keep_offsets: bool,
-}
-
-/// Incremental extraction: each run reads rows whose `column` is greater than the highest value
-/// committed by the previous run of this pipeline, country and step (kept in `.bridge/state.db`).
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct IncrementalSpec {
-    /// Ever-increasing column (an id, a modification time).
-    pub column: String,
-    /// Lower bound for the first run (exclusive); without it the first run reads everything.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub initial: Option<String>,
-}
-
-/// Parallel extraction by ranges of an integer column.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PartitionSpec {
-    /// Integer column whose [min, max] range is split.
-    pub column: String,
-    /// Number of ranges (and connections).
-    pub partitions: u32,
-}
-
-/// A SQLite query source.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SqliteSourceSpec {
-    /// Path of the database file, relative to the project root.
-    pub database: String,
-    /// SQL file to run (under `queries/`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub query: Option<String>,
-    /// Inline SQL to run.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sql: Option<String>,
-    /// A whole table to read (`SELECT *`), as an alternative to `query`/`sql`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub table: Option<String>,
-    /// Rows per Arrow batch (default 8192).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub batch_size: Option<usize>,
-    /// SQL script that creates the database when the file does not exist yet (demo and dev databases).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub seed: Option<String>,
-}
-
-/// A Parquet source.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct FileSourceSpec {
-    /// File, directory or glob, relative to the project root.
-    pub path: String,
-}
-
-/// A CSV source.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CsvSourceSpec {
-    /// File, directory or glob, relative to the project root.
-    pub path: String,
-    /// Whether the first line holds column names (default true).
-    #[serde(default = "default_true")]
-    pub has_header: bool,
-    /// Field delimiter, one ASCII character (default `,`).
-    #[serde(default = "default_delimiter")]
-    pub delimiter: char,
-}
-
-/// A Delta table source.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct DeltaSourceSpec {
-    /// Table location: a local path (relative to the project root) or a URL.
-    pub path: String,
-    /// Read this table version instead of the latest.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub version: Option<u64>,
+impl SourceSpec {
+    /// The kind's configuration: the one place that matches on the kinds.
+    pub fn config(&self) -> &dyn crate::sources::SourceConfig {
+        match self {
+            SourceSpec::Sqlite(c) => c,
+            SourceSpec::Parquet(c) => c,
+            SourceSpec::Csv(c) => c,
+            SourceSpec::Delta(c) => c,
+            SourceSpec::Sqlserver(c) => c,
+            SourceSpec::Databricks(c) => c,
+        }
+    }
 }
 
 /// SQL over earlier steps, which appear as tables named by their ids.
@@ -279,155 +160,70 @@ pub enum SinkSpec {
     Sqlserver(SqlServerSinkSpec),
 }
 
-/// Writes rows into a SQL Server table in one transaction.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SqlServerSinkSpec {
-    /// The step whose rows are written.
-    pub from: String,
-    /// Target table, `schema.table` or `table`.
-    pub table: String,
-    /// `insert` (bulk load), `upsert` (by `primary_keys`), `update` (rows whose keys match take
-    /// the input's other columns; input rows without a match are ignored), `delete` (rows whose
-    /// keys match) or `replace` (empty the table, then insert).
-    pub mode: SqlServerWriteMode,
-    /// Key columns for `upsert`, `update` and `delete`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub primary_keys: Vec<String>,
-    /// Refuse (and change nothing) if more rows than this would be deleted.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_delete_rows: Option<u64>,
-    /// A key recorded in `dbo.bridge_applied_keys` in the same transaction; a run whose key is
-    /// already recorded changes nothing (it reports the rows recorded with the key). At most 200
-    /// characters. The table is created when missing.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub idempotency_key: Option<String>,
-    /// Connection settings overriding `sqlserver:` in `config/` and `SQLSERVER_*` variables.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub connection: Option<crate::mssql::SqlServerSettings>,
-}
-
-/// How a SQL Server sink changes its table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum SqlServerWriteMode {
-    /// Add the input rows (a bulk load).
-    Insert,
-    /// Update the rows whose `primary_keys` match, insert the others.
-    Upsert,
-    /// Update the rows whose `primary_keys` match with the input's other columns; input rows
-    /// without a match are ignored. The rows written are the rows updated.
-    Update,
-    /// Delete the rows whose `primary_keys` match.
-    Delete,
-    /// Empty the table, then insert.
-    Replace,
-}
-
 impl SinkSpec {
-    /// The step this sink reads from.
-    pub fn from(&self) -> &str {
+    /// The kind's configuration: the one place that matches on the kinds.
+    pub fn config(&self) -> &dyn crate::sinks::SinkConfig {
         match self {
-            SinkSpec::Volume(v) => &v.from,
-            SinkSpec::Delta(d) => &d.from,
-            SinkSpec::Sqlserver(s) => &s.from,
+            SinkSpec::Volume(c) => c,
+            SinkSpec::Delta(c) => c,
+            SinkSpec::Sqlserver(c) => c,
         }
     }
 
-    /// What a sink writing for Databricks does with digits below the microsecond; `None` for
-    /// sinks that do not write for Databricks.
-    pub fn sub_microsecond(&self) -> Option<crate::output_types::SubMicrosecond> {
+    /// The kind's configuration, to change it (see [`SinkConfig::cap_deletes`]).
+    pub fn config_mut(&mut self) -> &mut dyn crate::sinks::SinkConfig {
         match self {
-            SinkSpec::Volume(v) => Some(v.sub_microsecond),
-            SinkSpec::Delta(d) => Some(d.sub_microsecond),
-            SinkSpec::Sqlserver(_) => None,
+            SinkSpec::Volume(c) => c,
+            SinkSpec::Delta(c) => c,
+            SinkSpec::Sqlserver(c) => c,
         }
     }
 }
 
-/// Parquet files written under `destination/path/`.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct VolumeSinkSpec {
-    /// The step whose rows are written.
-    pub from: String,
-    /// Root of the volume: a local directory (relative to the project root), a Unity Catalog
-    /// volume (`/Volumes/catalog/schema/volume/...`, written through the Databricks Files API) or
-    /// a URL (`s3://`, `az://`, `abfss://`, `gs://`).
-    pub destination: String,
-    /// Folder under the destination owned by this sink; each run replaces its content.
-    /// Relative, without `..`.
-    pub path: String,
-    /// Base name of the files (default: the step id); files are `{file_name}-{n:05}.parquet`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub file_name: Option<String>,
-    /// Parquet compression (default zstd).
-    #[serde(default)]
-    pub compression: Compression,
-    /// Rows per Parquet row group (default 1,048,576).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub row_group_size: Option<usize>,
-    /// Start a new file after this many rows (default: one file per partition).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_rows_per_file: Option<usize>,
-    /// Write one `column=value/` folder per value of this column (Hive-style).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub partition_by: Option<String>,
-    /// Timestamp digits below the microsecond (SQL Server `datetime2(7)`): `truncate` (default;
-    /// counted in the run summary and `_SUCCESS`), `error` (fail naming column and row) or
-    /// `nanoseconds` (keep them; Spark and Databricks cannot read such files).
-    #[serde(default)]
-    pub sub_microsecond: crate::output_types::SubMicrosecond,
+/// A field of a step's configuration that its kind refused ([`SourceConfig::check`],
+/// [`SinkConfig::check`]); the plan prints it after the step and its role
+/// (`step `out`: sink.primary_keys: ...`).
+///
+/// [`SourceConfig::check`]: crate::sources::SourceConfig::check
+/// [`SinkConfig::check`]: crate::sinks::SinkConfig::check
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct FieldError {
+    /// The field, from the kind's configuration (`primary_keys`, `partition.column`).
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
 }
 
-/// Parquet compression codecs.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Compression {
-    #[default]
-    Zstd,
-    Snappy,
-    Gzip,
-    Lz4,
-    None,
+impl FieldError {
+    /// A refusal of `field`.
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        FieldError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
 }
 
-/// A Delta table written in one commit.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct DeltaSinkSpec {
-    /// The step whose rows are written.
-    pub from: String,
-    /// Table location: a local path (relative to the project root) or a URL.
-    pub path: String,
-    /// `append` adds rows; `overwrite` replaces the table's content (default `append`).
-    #[serde(default)]
-    pub mode: DeltaWriteMode,
-    /// Partition columns for a new table.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub partition_by: Vec<String>,
-    /// Timestamp digits below the microsecond (SQL Server `datetime2(7)`): `truncate` (default;
-    /// counted in the run summary) or `error` (fail naming column and row). Delta timestamps
-    /// are microseconds, so `nanoseconds` is refused.
-    #[serde(default)]
-    pub sub_microsecond: crate::output_types::SubMicrosecond,
-}
-
-/// How a Delta sink treats existing rows.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum DeltaWriteMode {
-    #[default]
-    Append,
-    Overwrite,
-}
-
-fn default_true() -> bool {
-    true
-}
-
-fn default_delimiter() -> char {
-    ','
+/// Checks that each named column is one identifier: kinds quote them into SQL, so `bridge
+/// validate` refuses what the run would refuse.
+pub fn check_column_names<'a>(
+    field: &str,
+    columns: impl IntoIterator<Item = &'a String>,
+) -> std::result::Result<(), FieldError> {
+    for column in columns {
+        match crate::sql::validate_ident(column) {
+            Ok(parts) if parts.len() == 1 => {}
+            Ok(_) => {
+                return Err(FieldError::new(
+                    field,
+                    format!("`{column}` must be one column name"),
+                ));
+            }
+            Err(e) => return Err(FieldError::new(field, e.to_string())),
+        }
+    }
+    Ok(())
 }
 
 impl StepSpec {

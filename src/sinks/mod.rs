@@ -1,4 +1,6 @@
-//! Sink kinds: each one writes a step's rows in two phases, staged then committed.
+//! Sink kinds: each one writes a step's rows in two phases, staged then committed. One folder
+//! per kind: its configuration ([`SinkConfig`]) checks itself, declares what it writes and builds
+//! the running [`Sink`].
 //! A run locks every output ([`lock`]), stages every sink; only when all staged cleanly are they
 //! committed, in [`CommitPhase`] order, so a failed run publishes nothing and a run that fails
 //! while committing can say exactly which outputs it committed.
@@ -11,11 +13,13 @@ use deltalake::arrow::datatypes::Schema;
 use deltalake::datafusion::prelude::{DataFrame, SessionContext};
 
 use crate::error::{Error, Result};
+use crate::output_types::SubMicrosecond;
 use crate::pipeline::metrics::StepMetrics;
 use crate::pipeline::plan::PlannedStep;
 use crate::pipeline::project::Project;
+use crate::pipeline::resources::{Declaring, ResourceContext};
 use crate::pipeline::run::RunInfo;
-use crate::pipeline::spec::SinkSpec;
+use crate::pipeline::spec::FieldError;
 
 pub mod delta;
 pub mod lock;
@@ -71,6 +75,56 @@ pub trait StagedOutput: Send + Sync {
     async fn abort(self: Box<Self>);
 }
 
+/// What a sink kind's configuration (the struct behind its `type:` in a pipeline file) does:
+/// name its input, check itself, say what it writes, and build the running [`Sink`]. Only
+/// [`from`], [`describe`], [`resources`] and [`build`] are required.
+///
+/// [`from`]: SinkConfig::from
+/// [`describe`]: SinkConfig::describe
+/// [`resources`]: SinkConfig::resources
+/// [`build`]: SinkConfig::build
+pub trait SinkConfig: Send + Sync + Debug {
+    /// The step whose rows are written.
+    fn from(&self) -> &str;
+
+    /// Where and how it writes, for `bridge plan` (e.g. `dbo.orders (sqlserver, Upsert)`).
+    fn describe(&self) -> String;
+
+    /// What it does with timestamp digits below the microsecond when it writes for Databricks;
+    /// `None` (the default) for sinks that do not write for Databricks.
+    fn sub_microsecond(&self) -> Option<SubMicrosecond> {
+        None
+    }
+
+    /// Checks the rendered fields that need no I/O (column names, relative paths); the error
+    /// names the field. `bridge validate` refuses what this refuses.
+    fn check(&self) -> std::result::Result<(), FieldError> {
+        Ok(())
+    }
+
+    /// What the step writes: authorisation and the one-writer-per-output check use only this.
+    fn resources(&self, cx: &ResourceContext<'_>) -> Declaring;
+
+    /// Lowers the number of rows the sink may delete to `limit` (an API caller's grant);
+    /// sinks that do not delete rows by key ignore it (the default).
+    fn cap_deletes(&mut self, limit: u64) {
+        let _ = limit;
+    }
+
+    /// Builds the running sink.
+    fn build(&self, cx: &SinkContext<'_>) -> Result<Box<dyn Sink>>;
+}
+
+/// Everything a sink kind needs to build its running [`Sink`].
+pub struct SinkContext<'a> {
+    /// The project (root, settings).
+    pub project: &'a Project,
+    /// The planned step (its id and location).
+    pub step: &'a PlannedStep,
+    /// The run (pipeline, country, run id), recorded in manifests and file names.
+    pub run: &'a RunInfo,
+}
+
 /// Builds the sink of a planned step.
 pub fn build(project: &Project, step: &PlannedStep, run: &RunInfo) -> Result<Box<dyn Sink>> {
     let spec = step
@@ -78,15 +132,7 @@ pub fn build(project: &Project, step: &PlannedStep, run: &RunInfo) -> Result<Box
         .sink
         .as_ref()
         .ok_or_else(|| Error::step(&step.id, "not a sink step"))?;
-    Ok(match spec {
-        SinkSpec::Volume(v) => Box::new(volume::VolumeSink::new(project, &step.id, v, run)?),
-        SinkSpec::Delta(d) => Box::new(delta::DeltaSink::new(project, &step.id, d, run)),
-        SinkSpec::Sqlserver(s) => Box::new(sqlserver::SqlServerSink::new(
-            &step.id,
-            s,
-            project.sqlserver_settings()?,
-        )?),
-    })
+    spec.config().build(&SinkContext { project, step, run })
 }
 
 /// Checks that the named columns exist in the sink's input.

@@ -1,5 +1,7 @@
 //! Source kinds: each one turns a step's configuration into a DataFusion table that streams rows.
-//! One module per kind behind the [`Source`] trait; SQL Server and Databricks plug in the same way.
+//! One folder per kind: its configuration ([`SourceConfig`], the struct behind `type:`) checks
+//! itself, declares what it reads and builds the running [`Source`]; `CONTRIBUTING.md` has the
+//! recipe for a new kind.
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -9,10 +11,13 @@ use deltalake::datafusion::catalog::TableProvider;
 use deltalake::datafusion::prelude::SessionContext;
 
 use crate::error::{Error, Result};
+use crate::output_types::SubMicrosecond;
 use crate::pipeline::plan::PlannedStep;
 use crate::pipeline::project::Project;
+use crate::pipeline::resources::{Declaring, ResourceContext};
 use crate::pipeline::run::RunInfo;
-use crate::pipeline::spec::SourceSpec;
+use crate::pipeline::spec::FieldError;
+use crate::sql::Dialect;
 
 pub mod csv;
 pub mod databricks;
@@ -48,37 +53,82 @@ pub(crate) fn read_int96_as_spark(ctx: &SessionContext) {
     }
 }
 
+/// What a source kind's configuration (the struct behind its `type:` in a pipeline file) does:
+/// check itself, say what it reads, and build the running [`Source`]. Only [`build`] and
+/// [`resources`] are required; the rest have defaults for kinds that take no SQL and name no
+/// columns.
+///
+/// [`build`]: SourceConfig::build
+/// [`resources`]: SourceConfig::resources
+pub trait SourceConfig: Send + Sync + Debug {
+    /// The SQL the step runs, for kinds that read with a query: [`Plan`] renders it for the
+    /// kind's dialect. `None` (the default) for kinds that read files or tables.
+    ///
+    /// [`Plan`]: crate::pipeline::plan::Plan
+    fn query(&self) -> Option<QueryText<'_>> {
+        None
+    }
+
+    /// Checks the rendered fields that need no I/O (column names, relative paths); the error
+    /// names the field. `bridge validate` refuses what this refuses.
+    fn check(&self) -> std::result::Result<(), FieldError> {
+        Ok(())
+    }
+
+    /// What the step reads (and creates): authorisation and conflict checks use only this.
+    fn resources(&self, cx: &ResourceContext<'_>) -> Declaring;
+
+    /// Builds the running source.
+    fn build(&self, cx: &SourceContext<'_>) -> Result<Box<dyn Source>>;
+}
+
+/// Everything a source kind needs to build its running [`Source`].
+pub struct SourceContext<'a> {
+    /// The project (root, settings, state).
+    pub project: &'a Project,
+    /// The planned step: its id, rendered SQL and location.
+    pub step: &'a PlannedStep,
+    /// The run (pipeline, country, run id).
+    pub run: &'a RunInfo,
+    /// What the sinks this source feeds do with timestamp digits below the microsecond
+    /// ([`crate::pipeline::plan::Plan::sub_microsecond_for`]).
+    pub sub_microsecond: SubMicrosecond,
+}
+
+/// How a query source names what it reads: exactly one of a SQL file (`query`), inline SQL
+/// (`sql`) or a whole table (`table`), in the kind's dialect.
+#[derive(Debug, Clone, Copy)]
+pub struct QueryText<'a> {
+    /// The kind's name, for messages (`sqlserver`).
+    pub kind: &'static str,
+    /// The dialect the SQL is rendered for (placeholders, identifier quoting).
+    pub dialect: Dialect,
+    /// A SQL file under `queries/`.
+    pub query: Option<&'a str>,
+    /// Inline SQL.
+    pub sql: Option<&'a str>,
+    /// A table read whole.
+    pub table: Option<&'a str>,
+}
+
 /// Builds the source of a planned step; `sub_microsecond` is what the sinks it feeds do with
 /// timestamp digits below the microsecond ([`crate::pipeline::plan::Plan::sub_microsecond_for`]).
 pub fn build(
     project: &Project,
     step: &PlannedStep,
     run: &RunInfo,
-    sub_microsecond: crate::output_types::SubMicrosecond,
+    sub_microsecond: SubMicrosecond,
 ) -> Result<Box<dyn Source>> {
     let spec = step
         .spec
         .source
         .as_ref()
         .ok_or_else(|| Error::step(&step.id, "not a source step"))?;
-    Ok(match spec {
-        SourceSpec::Sqlite(s) => Box::new(sqlite::SqliteSource::new(project, step, s)?),
-        SourceSpec::Parquet(p) => Box::new(parquet::ParquetSource::new(project, &step.id, p)),
-        SourceSpec::Csv(c) => Box::new(csv::CsvSource::new(project, &step.id, c)?),
-        SourceSpec::Delta(d) => Box::new(delta::DeltaSource::new(project, &step.id, d)),
-        SourceSpec::Databricks(d) => Box::new(databricks::DatabricksSource::new(
-            step,
-            d,
-            project.databricks_settings()?,
-        )?),
-        SourceSpec::Sqlserver(s) => Box::new(sqlserver::SqlServerSource::new(
-            step,
-            s,
-            project.sqlserver_settings()?,
-            project.root(),
-            run,
-            sub_microsecond,
-        )?),
+    spec.config().build(&SourceContext {
+        project,
+        step,
+        run,
+        sub_microsecond,
     })
 }
 

@@ -17,7 +17,6 @@ use super::{Accepted, AppStateRef, version};
 use crate::auth::authorize;
 use crate::pipeline::extract::extract_pipeline;
 use crate::pipeline::project::{check_country, check_relative};
-use crate::pipeline::spec::SinkSpec;
 use crate::pipeline::{Plan, PlanOptions};
 use crate::server::AppState;
 use crate::server::audit::{AuditEntry, AuditResult};
@@ -251,7 +250,7 @@ pub(super) async fn start_extract(
         }
         spec.steps.retain(|s| match (&s.source, &s.sink) {
             (Some(_), _) => wanted.contains(&s.id),
-            (_, Some(sink)) => wanted.iter().any(|q| q == sink.from()),
+            (_, Some(sink)) => wanted.iter().any(|q| q == sink.config().from()),
             _ => true,
         });
     }
@@ -281,10 +280,10 @@ pub(super) async fn start_extract(
 /// Caps the deletes of a plan's SQL Server sinks by the caller's `max_delete_rows`.
 fn cap_deletes(plan: &mut Plan, caps: &BTreeMap<String, u64>) {
     for step in &mut plan.steps {
-        if let Some(SinkSpec::Sqlserver(sink)) = &mut step.spec.sink
+        if let Some(sink) = &mut step.spec.sink
             && let Some(limit) = caps.get(&step.id)
         {
-            sink.max_delete_rows = Some(sink.max_delete_rows.map_or(*limit, |l| l.min(*limit)));
+            sink.config_mut().cap_deletes(*limit);
         }
     }
 }

@@ -12,6 +12,8 @@
 //! `timestamp_ntz` into a `timestamp` column, or a number into a string); only lossless
 //! widenings (smaller integers, `float` into `double`, decimals with room for every digit) pass.
 
+pub mod config;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -30,10 +32,10 @@ use crate::output_types::{OutputSchema, Target};
 use crate::pipeline::metrics::{CountingTable, StepMetrics};
 use crate::pipeline::project::Project;
 use crate::pipeline::run::RunInfo;
-use crate::pipeline::spec::{DeltaSinkSpec, DeltaWriteMode};
 use crate::sinks::lock::canonical_local;
 use crate::sinks::typed::TypedTable;
 use crate::sinks::{CommitPhase, Sink, StagedOutput, check_columns};
+use config::{DeltaSinkSpec, DeltaWriteMode};
 
 /// Writes a Delta table.
 #[derive(Debug)]

@@ -99,6 +99,8 @@
 //! against them), `types` (SQL Server column types), `keys` (idempotency keys), `conn` (the
 //! connection); values are encoded by `crate::mssql::encode`.
 
+pub mod config;
+
 mod bulk;
 mod conn;
 mod keys;
@@ -116,8 +118,8 @@ use deltalake::datafusion::prelude::{DataFrame, SessionContext};
 use crate::error::{Error, Result};
 use crate::mssql::{MssqlError, SqlServerSettings, connect};
 use crate::pipeline::metrics::StepMetrics;
-use crate::pipeline::spec::{SqlServerSinkSpec, SqlServerWriteMode};
 use crate::sinks::{CommitPhase, Sink, StagedOutput, check_columns};
+use config::{SqlServerSinkSpec, SqlServerWriteMode};
 use conn::{Conn, Fail};
 use keys::{
     APPLIED_KEYS, MAX_KEY_CHARS, applied_rows, ensure_applied_keys_table, record_key, set_key_rows,

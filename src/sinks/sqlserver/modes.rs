@@ -6,11 +6,11 @@ use deltalake::datafusion::prelude::DataFrame;
 
 use super::SqlServerSink;
 use super::bulk::{Stage, bulk_load};
+use super::config::SqlServerWriteMode;
 use super::conn::{Conn, Fail};
 use super::plan::WritePlan;
 use super::target::TableRef;
 use crate::pipeline::metrics::StepMetrics;
-use crate::pipeline::spec::SqlServerWriteMode;
 
 impl SqlServerSink {
     /// Does the mode's whole write inside the open transaction; returns the output description

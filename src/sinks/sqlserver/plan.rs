@@ -4,10 +4,10 @@
 use deltalake::arrow::datatypes::Schema;
 
 use super::bulk::BulkColumn;
+use super::config::SqlServerWriteMode;
 use super::target::{TargetColumn, quote_column};
 use super::types::SqlType;
 use crate::mssql::encode::Wire;
-use crate::pipeline::spec::SqlServerWriteMode;
 
 /// What a run writes: the input columns going to the table, and how.
 #[derive(Debug)]

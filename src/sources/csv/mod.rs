@@ -1,6 +1,8 @@
 //! `csv` source: delimited text files with a header row, schema inferred by DataFusion.
 //! Files are read in batches; nothing is loaded whole.
 
+pub mod config;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -9,8 +11,8 @@ use deltalake::datafusion::prelude::{CsvReadOptions, SessionContext};
 
 use crate::error::{Error, Result};
 use crate::pipeline::project::Project;
-use crate::pipeline::spec::CsvSourceSpec;
 use crate::sources::Source;
+use config::CsvSourceSpec;
 
 /// Reads CSV files.
 #[derive(Debug)]

@@ -9,6 +9,8 @@
 //! the bridge does not read (INTERVAL, ARRAY/MAP/STRUCT, VOID) fails the open, naming it and what
 //! to select instead.
 
+pub mod config;
+
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -28,9 +30,9 @@ use crate::databricks::{
 use crate::error::{Error, Result};
 use crate::pipeline::plan::PlannedStep;
 use crate::pipeline::render::RenderedSql;
-use crate::pipeline::spec::{DatabricksSourceSpec, ResultDisposition};
 use crate::sources::Source;
 use crate::sql::SqlValue;
+use config::{DatabricksSourceSpec, ResultDisposition};
 
 /// Reads a query's result from a Databricks SQL warehouse.
 #[derive(Debug, Clone)]

@@ -3,6 +3,8 @@
 //! timestamps in the table's files (Spark's default) are read as microseconds, exact over
 //! 0001..9999 (see [`read_int96_as_spark`]).
 
+pub mod config;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -11,8 +13,8 @@ use deltalake::datafusion::prelude::SessionContext;
 
 use crate::error::{Error, Result};
 use crate::pipeline::project::Project;
-use crate::pipeline::spec::DeltaSourceSpec;
 use crate::sources::{Source, read_int96_as_spark};
+use config::DeltaSourceSpec;
 
 /// Reads a Delta table.
 #[derive(Debug)]

@@ -3,6 +3,8 @@
 //! timestamps (what Spark writes by default) are read as Timestamp(µs, "UTC"), exact over
 //! 0001..9999 (see [`read_int96_as_spark`]).
 
+pub mod config;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -11,8 +13,8 @@ use deltalake::datafusion::prelude::{ParquetReadOptions, SessionContext};
 
 use crate::error::{Error, Result};
 use crate::pipeline::project::Project;
-use crate::pipeline::spec::FileSourceSpec;
 use crate::sources::{Source, read_int96_as_spark};
+use config::FileSourceSpec;
 
 /// Reads Parquet files.
 #[derive(Debug)]

@@ -18,6 +18,8 @@
 //! NULL is accepted everywhere. A value that does not fit its column's type is an error naming the
 //! column and the row, never a silent NULL.
 
+pub mod config;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -42,9 +44,9 @@ use crate::error::{Error, Result};
 use crate::pipeline::plan::PlannedStep;
 use crate::pipeline::project::Project;
 use crate::pipeline::render::RenderedSql;
-use crate::pipeline::spec::SqliteSourceSpec;
 use crate::sources::{BatchSender, Source, batch_channel};
 use crate::sql::SqlValue;
+use config::SqliteSourceSpec;
 
 /// Default rows per batch.
 pub const DEFAULT_BATCH_SIZE: usize = 8192;

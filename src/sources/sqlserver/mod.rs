@@ -6,6 +6,8 @@
 //! mapping. Range partitioning wraps the query as a derived table, so the query may not end with
 //! `ORDER BY` (SQL Server refuses it there).
 
+pub mod config;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -32,11 +34,11 @@ use crate::output_types::{SubMicrosecond, Truncations};
 use crate::pipeline::plan::PlannedStep;
 use crate::pipeline::render::RenderedSql;
 use crate::pipeline::run::RunInfo;
-use crate::pipeline::spec::{IncrementalSpec, PartitionSpec, SqlServerSourceSpec};
 use crate::pipeline::state::WatermarkStore;
 use crate::sources::sqlite::DEFAULT_BATCH_SIZE;
 use crate::sources::{BatchSender, Source, batch_channel};
 use crate::sql::{Dialect, SqlValue, quote_ident};
+use config::{IncrementalSpec, PartitionSpec, SqlServerSourceSpec};
 
 /// Streams a SQL Server query.
 #[derive(Debug)]
