@@ -790,6 +790,46 @@ mod tests {
     }
 
     #[test]
+    fn each_kind_checks_its_fields_and_the_plan_names_step_role_and_field() {
+        let cases = [
+            (
+                "source: {type: sqlserver, table: dbo.t, partition: {column: 'a-b', partitions: 2}}",
+                "step `s`: source.partition.column: ",
+            ),
+            (
+                "source: {type: sqlserver, table: dbo.t, incremental: {column: 'x.y'}}",
+                "step `s`: source.incremental.column: `x.y` must be one column name",
+            ),
+            (
+                "sink: {type: volume, from: a, destination: v, path: p, file_name: 'x/y'}",
+                "step `s`: sink.file_name: may not contain `/`",
+            ),
+            (
+                "sink: {type: delta, from: a, path: t, partition_by: ['c;d']}",
+                "step `s`: sink.partition_by: ",
+            ),
+            (
+                "sink: {type: sqlserver, from: a, table: dbo.t, mode: upsert, primary_keys: ['k]']}",
+                "step `s`: sink.primary_keys: ",
+            ),
+            (
+                "source: {type: sqlite, database: x.db, sql: 'select 1', table: t}",
+                "step `s`: a sqlite source needs exactly one of `query`, `sql` or `table`",
+            ),
+        ];
+        for (step, expected) in cases {
+            let text = format!(
+                "name: t\nsteps:\n  - id: a\n    source: {{type: csv, path: a.csv}}\n  - id: s\n    {step}\n"
+            );
+            let err = plan(&text).unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!("p.yaml:5: {expected}")),
+                "{step}: {err}"
+            );
+        }
+    }
+
+    #[test]
     fn volume_paths_are_confined() {
         let err = plan(
             "name: t\nsteps:\n  - id: a\n    source: {type: csv, path: a.csv}\n  - id: out\n    sink: {type: volume, from: a, destination: v, path: ../../etc}\n",

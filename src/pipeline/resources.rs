@@ -319,6 +319,19 @@ impl ResourceContext<'_> {
         Ok(self.database.get().and_then(|d| d.as_deref()))
     }
 
+    /// The tables a query source reads: its `table`, or those its rendered SQL names.
+    pub fn query_tables(
+        &self,
+        table: Option<&String>,
+        dialect: Dialect,
+    ) -> Result<Vec<String>, DeclareError> {
+        match (table, self.sql) {
+            (Some(table), _) => Ok(vec![table.clone()]),
+            (None, Some(sql)) => relations(sql, dialect),
+            (None, None) => Ok(Vec::new()),
+        }
+    }
+
     /// A location written in the step (relative paths are under the project root).
     pub fn place(&self, text: &str) -> Result<Place, DeclareError> {
         Place::parse(self.project.root(), text).map_err(DeclareError::Invalid)
@@ -365,7 +378,7 @@ pub(crate) fn glob_base(path: &str) -> &str {
 /// The tables a query reads (CTE names excluded), as dotted names with each part re-quoted so
 /// the canonical parser sees exactly the parts the SQL parser found. Anything but queries
 /// (`SELECT`, `WITH`) is refused: a source only reads.
-pub(crate) fn relations(sql: &str, dialect: Dialect) -> Result<Vec<String>, DeclareError> {
+fn relations(sql: &str, dialect: Dialect) -> Result<Vec<String>, DeclareError> {
     use deltalake::datafusion::sql::sqlparser::ast::{Statement, visit_relations};
     use deltalake::datafusion::sql::sqlparser::dialect::{DatabricksDialect, MsSqlDialect};
     use deltalake::datafusion::sql::sqlparser::parser::Parser;

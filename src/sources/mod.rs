@@ -111,6 +111,25 @@ pub struct QueryText<'a> {
     pub table: Option<&'a str>,
 }
 
+impl<'a> QueryText<'a> {
+    /// The query fields of a kind's configuration.
+    pub fn new(
+        kind: &'static str,
+        dialect: Dialect,
+        query: &'a Option<String>,
+        sql: &'a Option<String>,
+        table: &'a Option<String>,
+    ) -> Self {
+        QueryText {
+            kind,
+            dialect,
+            query: query.as_deref(),
+            sql: sql.as_deref(),
+            table: table.as_deref(),
+        }
+    }
+}
+
 /// Builds the source of a planned step; `sub_microsecond` is what the sinks it feeds do with
 /// timestamp digits below the microsecond ([`crate::pipeline::plan::Plan::sub_microsecond_for`]).
 pub fn build(

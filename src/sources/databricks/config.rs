@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::{Access, LakehouseTable};
 use crate::error::Result;
-use crate::pipeline::resources::{Declaring, Resource, ResourceContext, relations};
+use crate::pipeline::resources::{Declaring, Resource, ResourceContext};
 use crate::sources::{QueryText, Source, SourceConfig, SourceContext};
 use crate::sql::Dialect;
 
@@ -50,23 +50,18 @@ fn is_default<T: Default + PartialEq>(value: &T) -> bool {
 
 impl SourceConfig for DatabricksSourceSpec {
     fn query(&self) -> Option<QueryText<'_>> {
-        Some(QueryText {
-            kind: "databricks",
-            dialect: Dialect::Databricks,
-            query: self.query.as_deref(),
-            sql: self.sql.as_deref(),
-            table: self.table.as_deref(),
-        })
+        Some(QueryText::new(
+            "databricks",
+            Dialect::Databricks,
+            &self.query,
+            &self.sql,
+            &self.table,
+        ))
     }
 
     /// The table, or every lakehouse table the query reads.
     fn resources(&self, cx: &ResourceContext<'_>) -> Declaring {
-        let names = match (&self.table, cx.sql) {
-            (Some(table), _) => vec![table.clone()],
-            (None, Some(sql)) => relations(sql, Dialect::Databricks)?,
-            (None, None) => Vec::new(),
-        };
-        names
+        cx.query_tables(self.table.as_ref(), Dialect::Databricks)?
             .iter()
             .map(|n| {
                 let table = LakehouseTable::parse(n)?;

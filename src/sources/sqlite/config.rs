@@ -34,13 +34,13 @@ pub struct SqliteSourceSpec {
 
 impl SourceConfig for SqliteSourceSpec {
     fn query(&self) -> Option<QueryText<'_>> {
-        Some(QueryText {
-            kind: "sqlite",
-            dialect: Dialect::Sqlite,
-            query: self.query.as_deref(),
-            sql: self.sql.as_deref(),
-            table: self.table.as_deref(),
-        })
+        Some(QueryText::new(
+            "sqlite",
+            Dialect::Sqlite,
+            &self.query,
+            &self.sql,
+            &self.table,
+        ))
     }
 
     /// The database file and the seed script are read; a seeded database may be created.

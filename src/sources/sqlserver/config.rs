@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::Access;
 use crate::error::Result;
-use crate::pipeline::resources::{Declaring, ResourceContext, relations};
+use crate::pipeline::resources::{Declaring, ResourceContext};
 use crate::pipeline::spec::{FieldError, check_column_names};
 use crate::sources::{QueryText, Source, SourceConfig, SourceContext};
 use crate::sql::Dialect;
@@ -66,13 +66,13 @@ pub struct PartitionSpec {
 
 impl SourceConfig for SqlServerSourceSpec {
     fn query(&self) -> Option<QueryText<'_>> {
-        Some(QueryText {
-            kind: "sqlserver",
-            dialect: Dialect::SqlServer,
-            query: self.query.as_deref(),
-            sql: self.sql.as_deref(),
-            table: self.table.as_deref(),
-        })
+        Some(QueryText::new(
+            "sqlserver",
+            Dialect::SqlServer,
+            &self.query,
+            &self.sql,
+            &self.table,
+        ))
     }
 
     /// The partition and watermark columns are quoted into SQL: each must be one identifier.
@@ -88,12 +88,7 @@ impl SourceConfig for SqlServerSourceSpec {
     /// cannot be parsed, leaves the reads unknown: API callers may not run it).
     fn resources(&self, cx: &ResourceContext<'_>) -> Declaring {
         let database = self.connection.as_ref().and_then(|c| c.database.as_deref());
-        let names = match (&self.table, cx.sql) {
-            (Some(table), _) => vec![table.clone()],
-            (None, Some(sql)) => relations(sql, Dialect::SqlServer)?,
-            (None, None) => Vec::new(),
-        };
-        names
+        cx.query_tables(self.table.as_ref(), Dialect::SqlServer)?
             .iter()
             .map(|n| Ok((cx.sql_table(n, database)?, Access::Read, false)))
             .collect()
