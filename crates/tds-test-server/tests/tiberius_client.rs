@@ -742,7 +742,7 @@ async fn the_sink_column_query_reports_identity_columns() {
     )
     .await
     .unwrap();
-    // The bridge's query (src/sinks/sqlserver.rs, `read_columns`), verbatim.
+    // The bridge's query (src/sinks/sqlserver/target.rs, `read_columns`), verbatim.
     let object = "OBJECT_ID(QUOTENAME(TABLE_CATALOG) + N'.' + QUOTENAME(TABLE_SCHEMA) + N'.' + QUOTENAME(TABLE_NAME))";
     let sql = format!(
         "SELECT COLUMN_NAME, DATA_TYPE, IS_NULLABLE, COLUMN_DEFAULT, CHARACTER_MAXIMUM_LENGTH, \
