@@ -19,9 +19,7 @@ pub async fn test_connection(cx: &Context, args: TestConnectionArgs) -> Result<O
     let mut report = serde_json::Map::new();
     let settings = project.sqlserver_settings()?;
     let databricks_settings = project.databricks_settings()?;
-    let databricks_wanted = bridge::databricks::DatabricksConfig::is_configured()
-        || databricks_settings.profile.is_some()
-        || volume.is_some();
+    let databricks_wanted = databricks_settings.is_configured() || volume.is_some();
     if settings.host.is_some() || !databricks_wanted {
         match bridge::mssql::test_connection(&settings).await {
             Ok(r) => {

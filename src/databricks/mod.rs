@@ -14,10 +14,7 @@ pub mod types;
 
 pub use auth::Secret;
 pub use client::DatabricksClient;
-pub use config::{
-    AuthKind, DEFAULT_STATEMENT_TIMEOUT, DatabricksConfig, DatabricksSettings, cli_profile,
-    set_cli_profile,
-};
+pub use config::{AuthKind, DEFAULT_STATEMENT_TIMEOUT, DatabricksConfig, DatabricksSettings};
 pub use files::VolumeStore;
 pub use statements::{Disposition, StatementParam, StatementResult, TypedResult};
 pub use types::{ResultTypes, TypeError};
