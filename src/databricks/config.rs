@@ -110,11 +110,16 @@ impl DatabricksSettings {
     /// Whether anything configures a workspace: a profile (`--profile`, `databricks.profile`,
     /// `DATABRICKS_CONFIG_PROFILE`), `DATABRICKS_HOST`, or a config file.
     pub fn is_configured(&self) -> bool {
+        self.is_named() || config_file(&process_env).is_some_and(|p| p.is_file())
+    }
+
+    /// Whether a workspace is named on purpose: a profile (`--profile`, `databricks.profile`,
+    /// `DATABRICKS_CONFIG_PROFILE`) or `DATABRICKS_HOST`; a `~/.databrickscfg` alone is not.
+    pub fn is_named(&self) -> bool {
         self.profile_override.is_some()
             || self.profile.is_some()
             || std::env::var_os("DATABRICKS_HOST").is_some()
             || std::env::var_os("DATABRICKS_CONFIG_PROFILE").is_some()
-            || config_file(&process_env).is_some_and(|p| p.is_file())
     }
 }
 

@@ -9,6 +9,7 @@ mod auth;
 mod client;
 mod config;
 pub mod files;
+pub mod probe;
 pub mod statements;
 pub mod types;
 
