@@ -51,6 +51,15 @@ impl OpenError {
             OpenError::Unreachable { .. } => Error::step(step, self),
         }
     }
+
+    /// The run's error for `step` where its location is not known: a configuration problem
+    /// stays a [`DatabricksError`] (the run places it), an unreachable workspace fails the step.
+    pub fn into_error(self, step: &str) -> Error {
+        match self {
+            OpenError::Config(cause) => Error::Databricks(cause),
+            OpenError::Unreachable { .. } => Error::step(step, self),
+        }
+    }
 }
 
 /// A client of the workspace `settings` select, once its address answers.
