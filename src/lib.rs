@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod databricks;
+pub mod diagnostics;
 pub mod error;
 pub mod mssql;
 pub mod output_types;

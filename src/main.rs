@@ -13,9 +13,6 @@ use cli::{Cli, Command, Context, Outcome};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(profile) = &cli.profile {
-        bridge::databricks::set_cli_profile(profile);
-    }
     init_logging(matches!(cli.command, Command::Serve(_)));
     let _ = dotenvy::from_path(cli.root.join(".env"));
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -27,7 +24,7 @@ fn main() -> ExitCode {
 
 /// Runs the command of `cli`.
 async fn run(cli: Cli) -> Result<Outcome> {
-    let cx = Context::new(cli.root, cli.output);
+    let cx = Context::new(cli.root, cli.output, cli.profile);
     match cli.command {
         Command::Run(args) => cli::run::run(&cx, args).await,
         Command::Plan(args) => cli::run::plan(&cx, args),

@@ -351,3 +351,88 @@ fn two_sinks_writing_one_folder_are_refused_when_planning() {
     let o = s.bridge(&["validate"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
 }
+
+/// The Databricks kinds say at once why they cannot reach a workspace, naming the step: nothing
+/// configured is a plan error at the step's line (exit 2) that says what to set; a port nobody
+/// listens on fails the step in well under the client's minutes of retries.
+#[test]
+fn databricks_kinds_that_cannot_reach_a_workspace_say_why_at_once() {
+    let s = Scratch::empty();
+    s.write("data/x.csv", "a,b\n1,2\n");
+    s.write(
+        "pipelines/from_databricks.yaml",
+        "name: from_databricks\nsteps:\n  - id: sales\n    source: {type: databricks, sql: SELECT 1 AS x}\n  - id: out\n    sink: {type: volume, from: sales, destination: out, path: x}\n",
+    );
+    s.write(
+        "pipelines/to_volume.yaml",
+        "name: to_volume\nsteps:\n  - id: sales\n    source: {type: csv, path: data/x.csv}\n  - id: out\n    sink: {type: volume, from: sales, destination: /Volumes/main/raw/landing, path: x}\n",
+    );
+    // No workspace anywhere: no variables, no ~/.databrickscfg, no proxy.
+    let base: Vec<(&str, String)> = [
+        "DATABRICKS_HOST",
+        "DATABRICKS_TOKEN",
+        "DATABRICKS_CLIENT_ID",
+        "DATABRICKS_CLIENT_SECRET",
+        "DATABRICKS_CONFIG_PROFILE",
+        "DATABRICKS_CONFIG_FILE",
+        "DATABRICKS_WAREHOUSE_ID",
+        "HTTP_PROXY",
+        "http_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ]
+    .into_iter()
+    .map(|k| (k, String::new()))
+    .chain([("HOME", s.root().display().to_string())])
+    .collect();
+    let run = |pipeline: &str, extra: &[(&'static str, String)]| {
+        let mut env = base.clone();
+        env.retain(|(k, _)| !extra.iter().any(|(e, _)| e == k));
+        env.extend_from_slice(extra);
+        let started = std::time::Instant::now();
+        let out = s.bridge_env(&["run", &format!("pipelines/{pipeline}.yaml")], &env);
+        let took = started.elapsed();
+        assert!(
+            took < std::time::Duration::from_secs(10),
+            "{pipeline} took {took:?}: {}",
+            stderr(&out)
+        );
+        out
+    };
+    for (pipeline, step, line) in [("from_databricks", "sales", 3), ("to_volume", "out", 5)] {
+        let out = run(pipeline, &[]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains(&format!(
+                "error: pipelines/{pipeline}.yaml:{line}: step `{step}`: Databricks is not configured"
+            )) && err.contains("set DATABRICKS_HOST"),
+            "{err}"
+        );
+    }
+    // A port that was just free: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let closed = [
+        ("DATABRICKS_HOST", format!("http://127.0.0.1:{port}")),
+        ("DATABRICKS_TOKEN", "dapi-x".to_string()),
+        ("DATABRICKS_WAREHOUSE_ID", "wh".to_string()),
+    ];
+    for (pipeline, step) in [("from_databricks", "sales"), ("to_volume", "out")] {
+        let out = run(pipeline, &closed);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains(&format!("step `{step}`"))
+                && err.contains(&format!("cannot connect to 127.0.0.1:{port}"))
+                && err.to_lowercase().contains("connection refused"),
+            "{err}"
+        );
+    }
+    assert!(!s.path("out/x").exists());
+}

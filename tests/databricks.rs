@@ -1544,3 +1544,51 @@ fn volume_store_behaves_as_an_object_store() {
         ));
     });
 }
+
+/// `bridge serve --profile NAME`: the profile reaches the projects the server loads (no
+/// process-global state), so `/health/ready` probes that profile's workspace.
+#[test]
+fn serve_uses_the_profile_of_its_command_line() {
+    let f = Fixture::new(DoubleConfig::default());
+    f.scratch.write(
+        ".databrickscfg",
+        &format!(
+            "[DEFAULT]\nhost = http://127.0.0.1:1\ntoken = nope\n\n[double]\nhost = {}\ntoken = {TOKEN}\n",
+            f.double.base_url()
+        ),
+    );
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_bridge"))
+        .arg("--root")
+        .arg(f.scratch.root())
+        .args(["serve", "--listen", "127.0.0.1:0", "--no-schedules"])
+        .args(["--profile", "double"])
+        .env_remove("SQLSERVER_HOST")
+        .env_remove("DATABRICKS_HOST")
+        .env_remove("DATABRICKS_TOKEN")
+        .env("HOME", f.scratch.root())
+        .env("DATABRICKS_CONFIG_PROFILE", "DEFAULT")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = lines.next().expect("server prints its address").unwrap();
+    std::thread::spawn(move || for _ in lines {});
+    let base = line.strip_prefix("listening on ").unwrap().to_string();
+    let ready: serde_json::Value = f.rt.block_on(async {
+        reqwest::get(format!("{base}/health/ready"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    let databricks = ready["checks"]["databricks"].as_str().unwrap_or_default();
+    assert!(
+        databricks.starts_with("ok (signed in as bridge@example.com"),
+        "{ready}"
+    );
+}

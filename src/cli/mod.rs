@@ -82,7 +82,8 @@ pub enum Outcome {
     Invalid,
 }
 
-/// What every command sees: the project and the output format.
+/// What every command sees: the project (with the `--profile` of the command line) and the
+/// output format.
 pub struct Context {
     /// The project root of `--root`.
     pub root: PathBuf,
@@ -92,9 +93,9 @@ pub struct Context {
 }
 
 impl Context {
-    pub fn new(root: PathBuf, output: Output) -> Context {
+    pub fn new(root: PathBuf, output: Output, profile: Option<String>) -> Context {
         Context {
-            project: Project::new(&root),
+            project: Project::new(&root).with_databricks_profile(profile),
             root,
             json: output == Output::Json,
         }

@@ -50,8 +50,9 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
-    /// The options, each duration checked in flag order.
-    fn options(self) -> Result<ServeOptions> {
+    /// The options, each duration checked in flag order; `profile` is the `--profile` of the
+    /// command line.
+    fn options(self, profile: Option<&str>) -> Result<ServeOptions> {
         Ok(ServeOptions {
             listen: self.listen,
             poll_interval: ServeOptions::POLL_INTERVAL.from_secs(self.poll_interval)?,
@@ -64,13 +65,14 @@ impl ServeArgs {
             audit_log: self.audit_log,
             schedules: !self.no_schedules,
             server_lease: ServeOptions::SERVER_LEASE.from_secs(self.server_lease)?,
+            databricks_profile: profile.map(str::to_string),
         })
     }
 }
 
 /// Serves until SIGTERM or Ctrl-C.
 pub async fn serve(cx: &Context, args: ServeArgs) -> Result<Outcome> {
-    let options = args.options()?;
+    let options = args.options(cx.project.databricks_profile())?;
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
     bridge::server::serve(&cx.root, options, shutdown).await?;

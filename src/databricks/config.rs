@@ -4,10 +4,12 @@
 //! Order: with a profile named (`--profile`, else `DATABRICKS_CONFIG_PROFILE`, else `profile` in
 //! `config/defaults.yaml`) its values win and the environment fills gaps; otherwise the environment wins and the `DEFAULT` profile (if the
 //! file has one) fills gaps. A token and a client id/secret in the same place is an error.
+//!
+//! No process-global state: the `--profile` of the command line travels in the project
+//! ([`crate::pipeline::Project::with_databricks_profile`]) into [`DatabricksSettings::profile_override`].
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use crate::databricks::auth::Secret;
@@ -61,21 +63,10 @@ pub struct DatabricksSettings {
     /// fails; default 7200 (2 hours).
     #[serde(default)]
     pub statement_timeout_secs: Option<u64>,
-}
-
-/// The profile named on the command line (`bridge --profile NAME`), for the whole process.
-static CLI_PROFILE: OnceLock<String> = OnceLock::new();
-
-/// Names the profile given on the command line (`--profile`): it wins over
-/// `DATABRICKS_CONFIG_PROFILE` and `config/defaults.yaml` in every resolution of this process.
-/// Only the first call counts.
-pub fn set_cli_profile(name: &str) {
-    let _ = CLI_PROFILE.set(name.to_string());
-}
-
-/// The profile given with `--profile`, if any.
-pub fn cli_profile() -> Option<&'static str> {
-    CLI_PROFILE.get().map(String::as_str)
+    /// The profile named on the command line (`--profile`), which wins over
+    /// `DATABRICKS_CONFIG_PROFILE` and `profile`. Never read from files: the project sets it.
+    #[serde(skip)]
+    pub profile_override: Option<String>,
 }
 
 /// The profile to use: the command line's, else the environment's, else the project's.
@@ -86,14 +77,20 @@ fn chosen_profile(cli: Option<&str>, env: Option<String>, project: Option<&str>)
 }
 
 impl DatabricksSettings {
-    /// The workspace configuration these settings select.
+    /// The workspace configuration these settings select, from the process environment and
+    /// the config file.
     pub fn resolve(&self) -> Result<DatabricksConfig> {
+        self.resolve_with(process_env)
+    }
+
+    /// Resolves with an explicit environment lookup (tests).
+    pub fn resolve_with(&self, env: impl Fn(&str) -> Option<String>) -> Result<DatabricksConfig> {
         let profile = chosen_profile(
-            cli_profile(),
-            std::env::var("DATABRICKS_CONFIG_PROFILE").ok(),
+            self.profile_override.as_deref(),
+            env("DATABRICKS_CONFIG_PROFILE"),
             self.profile.as_deref(),
         );
-        let mut config = DatabricksConfig::resolve(profile.as_deref())?;
+        let mut config = DatabricksConfig::resolve_with(profile.as_deref(), env)?;
         if config.warehouse_id.is_none() {
             config.warehouse_id = self.warehouse_id.clone();
         }
@@ -109,6 +106,26 @@ impl DatabricksSettings {
         }
         Ok(config)
     }
+
+    /// Whether anything configures a workspace: a profile (`--profile`, `databricks.profile`,
+    /// `DATABRICKS_CONFIG_PROFILE`), `DATABRICKS_HOST`, or a config file.
+    pub fn is_configured(&self) -> bool {
+        self.is_named() || config_file(&process_env).is_some_and(|p| p.is_file())
+    }
+
+    /// Whether a workspace is named on purpose: a profile (`--profile`, `databricks.profile`,
+    /// `DATABRICKS_CONFIG_PROFILE`) or `DATABRICKS_HOST`; a `~/.databrickscfg` alone is not.
+    pub fn is_named(&self) -> bool {
+        self.profile_override.is_some()
+            || self.profile.is_some()
+            || std::env::var_os("DATABRICKS_HOST").is_some()
+            || std::env::var_os("DATABRICKS_CONFIG_PROFILE").is_some()
+    }
+}
+
+/// A variable of the process environment; empty counts as unset.
+fn process_env(key: &str) -> Option<String> {
+    std::env::var(key).ok().filter(|v| !v.is_empty())
 }
 
 /// Keys read from the environment, by profile key.
@@ -121,21 +138,10 @@ const ENV_KEYS: [(&str, &str); 5] = [
 ];
 
 impl DatabricksConfig {
-    /// Resolves the configuration from the process environment and the config file; without
-    /// `profile`, the one of `--profile` (see [`set_cli_profile`]) if given.
+    /// Resolves the configuration from the process environment and the config file, with
+    /// `profile` (else `DATABRICKS_CONFIG_PROFILE`) as the named profile.
     pub fn resolve(profile: Option<&str>) -> Result<DatabricksConfig> {
-        Self::resolve_with(profile.or(cli_profile()), |k| {
-            std::env::var(k).ok().filter(|v| !v.is_empty())
-        })
-    }
-
-    /// Whether anything configures a workspace (`--profile`, an environment variable or a config
-    /// file).
-    pub fn is_configured() -> bool {
-        cli_profile().is_some()
-            || std::env::var_os("DATABRICKS_HOST").is_some()
-            || std::env::var_os("DATABRICKS_CONFIG_PROFILE").is_some()
-            || config_file(&|k| std::env::var(k).ok()).is_some_and(|p| p.is_file())
+        Self::resolve_with(profile, process_env)
     }
 
     /// Resolves with an explicit environment lookup (tests).
@@ -198,7 +204,7 @@ impl DatabricksConfig {
                     .into(),
             )
         })?;
-        let host = normalize_host(&host).map_err(config_error)?;
+        let host = normalize_host(&host).map_err(|e| config_error(e.to_string()))?;
         let auth = match (get("token"), get("client_id"), get("client_secret")) {
             (Some(_), Some(_), _) => {
                 return Err(config_error(
@@ -240,26 +246,55 @@ fn config_file(env: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
         .or_else(|| env("HOME").map(|h| Path::new(&h).join(".databrickscfg")))
 }
 
+/// Why a workspace host is refused.
+#[derive(Debug, thiserror::Error)]
+enum HostError {
+    #[error("host `{host}`: {source}")]
+    Unparsable {
+        host: String,
+        #[source]
+        source: url::ParseError,
+    },
+    #[error("host `{host}` is not an http(s) URL of a workspace")]
+    NotHttp { host: String },
+    #[error("host `{host}` must be the workspace URL only (no path or query)")]
+    NotWorkspaceRoot { host: String },
+}
+
 /// `https://` added when no scheme is given; no trailing slash.
-fn normalize_host(host: &str) -> std::result::Result<String, String> {
+fn normalize_host(host: &str) -> std::result::Result<String, HostError> {
     let host = host.trim().trim_end_matches('/');
     let with_scheme = if host.contains("://") {
         host.to_string()
     } else {
         format!("https://{host}")
     };
-    let url = url::Url::parse(&with_scheme).map_err(|e| format!("host `{host}`: {e}"))?;
+    let url = url::Url::parse(&with_scheme).map_err(|source| HostError::Unparsable {
+        host: host.to_string(),
+        source,
+    })?;
     if !matches!(url.scheme(), "https" | "http") || url.host_str().is_none() {
-        return Err(format!(
-            "host `{host}` is not an http(s) URL of a workspace"
-        ));
+        return Err(HostError::NotHttp {
+            host: host.to_string(),
+        });
     }
     if url.path() != "/" || url.query().is_some() {
-        return Err(format!(
-            "host `{host}` must be the workspace URL only (no path or query)"
-        ));
+        return Err(HostError::NotWorkspaceRoot {
+            host: host.to_string(),
+        });
     }
     Ok(with_scheme)
+}
+
+/// A line of the config file that is neither `[profile]` nor `key = value` in a profile.
+#[derive(Debug, thiserror::Error)]
+enum SyntaxError {
+    #[error("expected `[profile]`, found `{0}`")]
+    BadSection(String),
+    #[error("expected `key = value`")]
+    NotKeyValue,
+    #[error("a `key = value` line before any [profile]")]
+    OutsideProfile,
 }
 
 /// One profile: key -> (value, line).
@@ -271,13 +306,16 @@ fn read_profiles(path: &Path) -> Result<BTreeMap<String, Profile>> {
         origin: path.display().to_string(),
         message: format!("cannot read: {e}"),
     })?;
-    parse_profiles(&text).map_err(|(line, message)| DatabricksError::Config {
+    parse_profiles(&text).map_err(|(line, e)| DatabricksError::Config {
         origin: format!("{}:{line}", path.display()),
-        message,
+        message: e.to_string(),
     })
 }
 
-fn parse_profiles(text: &str) -> std::result::Result<BTreeMap<String, Profile>, (usize, String)> {
+/// The profiles of a config file, or the first bad line (1-based) and what is wrong with it.
+fn parse_profiles(
+    text: &str,
+) -> std::result::Result<BTreeMap<String, Profile>, (usize, SyntaxError)> {
     let mut profiles: BTreeMap<String, Profile> = BTreeMap::new();
     let mut current: Option<String> = None;
     for (i, raw) in text.lines().enumerate() {
@@ -289,19 +327,18 @@ fn parse_profiles(text: &str) -> std::result::Result<BTreeMap<String, Profile>, 
         if let Some(name) = line.strip_prefix('[') {
             let name = name
                 .strip_suffix(']')
-                .ok_or((line_no, format!("expected `[profile]`, found `{line}`")))?
+                .ok_or_else(|| (line_no, SyntaxError::BadSection(line.to_string())))?
                 .trim();
             profiles.entry(name.to_string()).or_default();
             current = Some(name.to_string());
             continue;
         }
         let Some((key, value)) = line.split_once('=') else {
-            return Err((line_no, "expected `key = value`".to_string()));
+            return Err((line_no, SyntaxError::NotKeyValue));
         };
-        let section = current.clone().ok_or((
-            line_no,
-            "a `key = value` line before any [profile]".to_string(),
-        ))?;
+        let section = current
+            .clone()
+            .ok_or((line_no, SyntaxError::OutsideProfile))?;
         profiles
             .entry(section)
             .or_default()
@@ -314,7 +351,7 @@ fn parse_profiles(text: &str) -> std::result::Result<BTreeMap<String, Profile>, 
 mod tests {
     use super::*;
 
-    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
         let map: BTreeMap<String, String> = pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -338,6 +375,47 @@ mod tests {
             Some("yaml")
         );
         assert_eq!(chosen_profile(None, None, None), None);
+    }
+
+    /// `--profile` travels in the project: two projects of one process, each with its own
+    /// profile, resolve two workspaces (a process-global profile made this impossible).
+    #[test]
+    fn two_projects_with_different_profiles_resolve_different_workspaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("cfg");
+        std::fs::write(
+            &file,
+            "[a]\nhost = https://a.example\ntoken = ta\n\n[b]\nhost = https://b.example\ntoken = tb\n",
+        )
+        .unwrap();
+        std::fs::create_dir_all(dir.path().join("config")).unwrap();
+        std::fs::write(
+            dir.path().join("config/defaults.yaml"),
+            "databricks:\n  profile: b\n",
+        )
+        .unwrap();
+        let f = file.to_str().unwrap().to_string();
+        // The environment names a profile too; the project's `--profile` wins over it.
+        let env = env_of(&[
+            ("DATABRICKS_CONFIG_FILE", &f),
+            ("DATABRICKS_CONFIG_PROFILE", "b"),
+        ]);
+        let project = crate::pipeline::Project::new(dir.path());
+        let host = |p: &crate::pipeline::Project| {
+            p.databricks_settings()
+                .unwrap()
+                .resolve_with(&env)
+                .unwrap()
+                .host
+        };
+        let with_a = project.clone().with_databricks_profile(Some("a".into()));
+        let with_b = project.clone().with_databricks_profile(Some("b".into()));
+        assert_eq!(host(&with_a), "https://a.example");
+        assert_eq!(host(&with_b), "https://b.example");
+        assert_eq!(host(&with_a), "https://a.example", "the first is unchanged");
+        // Without `--profile` the environment's profile is used.
+        assert_eq!(host(&project), "https://b.example");
+        assert!(with_a.databricks_settings().unwrap().is_configured());
     }
 
     #[test]

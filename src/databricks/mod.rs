@@ -9,15 +9,13 @@ mod auth;
 mod client;
 mod config;
 pub mod files;
+pub mod probe;
 pub mod statements;
 pub mod types;
 
 pub use auth::Secret;
 pub use client::DatabricksClient;
-pub use config::{
-    AuthKind, DEFAULT_STATEMENT_TIMEOUT, DatabricksConfig, DatabricksSettings, cli_profile,
-    set_cli_profile,
-};
+pub use config::{AuthKind, DEFAULT_STATEMENT_TIMEOUT, DatabricksConfig, DatabricksSettings};
 pub use files::VolumeStore;
 pub use statements::{Disposition, StatementParam, StatementResult, TypedResult};
 pub use types::{ResultTypes, TypeError};

@@ -4,6 +4,7 @@
 
 pub mod connect;
 pub(crate) mod encode;
+pub mod probe;
 pub mod ranges;
 pub mod settings;
 pub mod types;

@@ -21,6 +21,8 @@ pub struct Project {
     /// A copy of `pipelines/`, `queries/` and `config/` read instead of the live folders (serve
     /// mode runs each job on the version that was valid when it started).
     snapshot: Option<PathBuf>,
+    /// The Databricks profile named on the command line (`--profile`).
+    databricks_profile: Option<String>,
 }
 
 /// A parameters file in `config/` (`defaults.yaml`, `countries/{country}.yaml`).
@@ -52,7 +54,20 @@ impl Project {
             queries: None,
             config: None,
             snapshot: None,
+            databricks_profile: None,
         }
+    }
+
+    /// Uses this profile of `~/.databrickscfg` (`--profile`): it wins over
+    /// `DATABRICKS_CONFIG_PROFILE` and `databricks.profile` in `config/defaults.yaml`.
+    pub fn with_databricks_profile(mut self, profile: Option<String>) -> Self {
+        self.databricks_profile = profile;
+        self
+    }
+
+    /// The profile of [`Project::with_databricks_profile`], if any.
+    pub fn databricks_profile(&self) -> Option<&str> {
+        self.databricks_profile.as_deref()
     }
 
     /// Reads `pipelines/`, `queries/` and `config/` from a copy of them in `dir`; outputs and
@@ -203,13 +218,17 @@ impl Project {
         Ok(settings.merged(&crate::mssql::SqlServerSettings::from_env()?))
     }
 
-    /// The `databricks:` section of `config/defaults.yaml` (empty when absent).
+    /// The `databricks:` section of `config/defaults.yaml` (empty when absent), with the
+    /// profile of [`Project::with_databricks_profile`].
     pub fn databricks_settings(&self) -> Result<crate::databricks::DatabricksSettings> {
         let defaults = self.config_dir().join("defaults.yaml");
-        if defaults.is_file() {
-            return Ok(self.read_config(&defaults)?.databricks.unwrap_or_default());
-        }
-        Ok(Default::default())
+        let mut settings = if defaults.is_file() {
+            self.read_config(&defaults)?.databricks.unwrap_or_default()
+        } else {
+            Default::default()
+        };
+        settings.profile_override = self.databricks_profile.clone();
+        Ok(settings)
     }
 
     /// The server's access policy for this project: output roots (`output_roots:` of

@@ -97,6 +97,18 @@ pub struct StepReport {
     pub truncated: BTreeMap<String, u64>,
 }
 
+/// A step's error with its place: a Databricks workspace that is not configured (no host, no
+/// credentials, an unknown profile) becomes a plan error at the step's line, naming the step.
+fn at(step: &PlannedStep) -> impl Fn(Error) -> Error + '_ {
+    move |e| match e {
+        Error::Databricks(cause @ crate::databricks::DatabricksError::Config { .. }) => {
+            crate::databricks::probe::OpenError::Config(cause)
+                .into_step_error(&step.id, &step.location)
+        }
+        other => other,
+    }
+}
+
 /// A sink ready to run: built, input planned, schema checked.
 struct ReadySink {
     id: String,
@@ -160,15 +172,21 @@ pub async fn run(project: &Project, plan: &Plan, options: &RunOptions) -> Result
     // commit), so a run that waited for the lock must read that state after the wait.
     let mut built: BTreeMap<&str, Box<dyn Sink>> = BTreeMap::new();
     for step in plan.steps.iter().filter(|s| s.kind == StepKind::Sink) {
-        built.insert(&step.id, sinks::build(project, step, &run)?);
+        built.insert(
+            &step.id,
+            sinks::build(project, step, &run).map_err(at(step))?,
+        );
     }
     // Held until the run is over: from before the sources open through the commit (or abort).
     let _locks = if options.dry_run {
         None
     } else {
         let outputs = built
-            .values()
-            .map(|sink| sink.output())
+            .iter()
+            .map(|(id, sink)| match plan.step(id) {
+                Some(step) => sink.output().map_err(at(step)),
+                None => sink.output(),
+            })
             .collect::<Result<Vec<_>>>()?;
         let locks = sinks::lock::lock_outputs(
             project.root(),

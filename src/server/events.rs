@@ -25,7 +25,7 @@ pub async fn run_poller(state: Arc<AppState>, options: ServeOptions, stop: Cance
                 .versions
                 .current()
                 .map(|v| v.project.clone())
-                .unwrap_or_else(|| crate::pipeline::Project::new(&policy_state.root));
+                .unwrap_or_else(|| policy_state.versions.base().clone());
             policy_state.policy(&project)
         }),
         permissions: Arc::clone(&state.permissions),
@@ -34,12 +34,11 @@ pub async fn run_poller(state: Arc<AppState>, options: ServeOptions, stop: Cance
         refused: Mutex::new(HashSet::new()),
     });
     let versions = Arc::clone(&state.versions);
-    let root = state.root.clone();
     let project = move || {
         versions
             .current()
             .map(|v| v.project.clone())
-            .unwrap_or_else(|| crate::pipeline::Project::new(&root))
+            .unwrap_or_else(|| versions.base().clone())
     };
     let poller = Poller::new(
         Arc::clone(&state.events),

@@ -24,6 +24,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::PermissionsStore;
 use crate::error::{Error, Result};
+use crate::pipeline::Project;
 use crate::server::audit::AuditLog;
 use crate::server::jobs::{JobStore, Reclaimed};
 use crate::server::metrics::ServerMetrics;
@@ -93,7 +94,10 @@ pub async fn serve(root: &Path, options: ServeOptions, shutdown: CancellationTok
     if let Some(e) = permissions.error() {
         tracing::error!(error = %e, "permissions file");
     }
-    let versions = Arc::new(Versions::new(&root, &owner)?);
+    // Every project of this server (current version, fallbacks) derives from this one, which
+    // carries the serve options' Databricks profile.
+    let base = Project::new(&root).with_databricks_profile(options.databricks_profile.clone());
+    let versions = Arc::new(Versions::new(base.clone(), &owner)?);
     versions.remove_copies_of(&jobs.reclaimed_on_open().dead_owners);
     if let Err(e) = versions.remove_stale_copies(|| jobs.live_owners()) {
         tracing::warn!(error = %e, "could not look for stale copies of project files");
@@ -108,8 +112,7 @@ pub async fn serve(root: &Path, options: ServeOptions, shutdown: CancellationTok
     let events: Arc<dyn EventStore> = match &options.databricks_events {
         None => Arc::new(crate::sync::LocalDeltaEvents::open(&events_path).await?),
         Some(table) => {
-            let project = crate::pipeline::project::Project::new(&root);
-            let config = project.databricks_settings()?.resolve()?;
+            let config = base.databricks_settings()?.resolve()?;
             let client = crate::databricks::DatabricksClient::new(&config)?;
             let warehouse = client.warehouse_id().map(str::to_string).ok_or_else(|| {
                 Error::Unsupported(

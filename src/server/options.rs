@@ -36,6 +36,9 @@ pub struct ServeOptions {
     /// fifth of it. Another server on the root takes this one for dead (and its unfinished jobs
     /// for interrupted) once its heartbeat is older than this.
     pub server_lease: Duration,
+    /// The profile of `~/.databrickscfg` every project of this server uses (`--profile`); it wins
+    /// over `DATABRICKS_CONFIG_PROFILE` and `databricks.profile` in `config/defaults.yaml`.
+    pub databricks_profile: Option<String>,
 }
 
 /// A duration option of `bridge serve`, given in seconds on the command line: its flag, its
@@ -124,6 +127,7 @@ impl Default for ServeOptions {
             audit_log: None,
             schedules: true,
             server_lease: Self::SERVER_LEASE.default,
+            databricks_profile: None,
         }
     }
 }

@@ -1,16 +1,22 @@
-//! Cached probes for `/health/ready` and `/metrics`, which need no token: the SQL Server login
-//! and the events-table statements behind them run at most once per [`PROBE_TTL`] whatever the
-//! request rate, and callers arriving while a probe runs wait for it and share its answer.
+//! Cached probes for `/health/ready` and `/metrics`, which need no token: the connector probes of
+//! [`crate::diagnostics`] (SQL Server login, Databricks workspace) and the events-table statements
+//! behind them run at most once per [`PROBE_TTL`] whatever the request rate, and callers arriving
+//! while a probe runs wait for it and share its answer.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
+use crate::diagnostics::{Check, Mode, Options};
 use crate::sync::EventStore;
 
 /// How long a probe's answer is reused.
 pub const PROBE_TTL: Duration = Duration::from_secs(5);
+
+/// How long a readiness probe waits for each answer.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One cached answer per key; a new key (e.g. another project version) probes again.
 pub struct Cached<K, T> {
@@ -42,19 +48,24 @@ impl<K: PartialEq, T: Clone> Cached<K, T> {
     }
 }
 
+/// The events table could not be read.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("events table unreachable: {0}")]
+pub struct EventsUnreachable(#[source] Arc<crate::sync::SyncError>);
+
 /// What the events table said.
 #[derive(Debug, Clone)]
 pub struct EventsProbe {
     /// Events waiting to be claimed, or why the table could not be read.
-    pub pending: Result<u64, String>,
+    pub pending: Result<u64, EventsUnreachable>,
     /// When the oldest pending event was created (`None` when none is pending or unknown).
     pub oldest_pending: Option<DateTime<Utc>>,
 }
 
 /// The probes of one server.
 pub struct Probes {
-    /// Keyed by the project version the settings come from.
-    sqlserver: Cached<String, Result<String, String>>,
+    /// The connectors' checks, keyed by the project version the settings come from.
+    connectors: Cached<String, Arc<Vec<Check>>>,
     events: Cached<(), EventsProbe>,
 }
 
@@ -67,19 +78,27 @@ impl Default for Probes {
 impl Probes {
     pub fn new(ttl: Duration) -> Probes {
         Probes {
-            sqlserver: Cached::new(ttl),
+            connectors: Cached::new(ttl),
             events: Cached::new(ttl),
         }
     }
 
-    /// The SQL Server check of `/health/ready` for the project files of `version`.
-    pub async fn sqlserver(
+    /// The connector checks of `/health/ready` for the project files of `version`: what the
+    /// project configures, each probe given [`READY_TIMEOUT`] per answer.
+    pub async fn connectors(
         &self,
         version: &str,
         project: &crate::pipeline::Project,
-    ) -> Result<String, String> {
-        self.sqlserver
-            .get(version.to_string(), || sqlserver_ready(project))
+    ) -> Arc<Vec<Check>> {
+        self.connectors
+            .get(version.to_string(), || async {
+                let options = Options {
+                    mode: Mode::Readiness,
+                    volume: None,
+                    timeout: Some(READY_TIMEOUT),
+                };
+                Arc::new(crate::diagnostics::run(project, &options).await)
+            })
             .await
     }
 
@@ -90,7 +109,7 @@ impl Probes {
                 let pending = store
                     .pending_count()
                     .await
-                    .map_err(|e| format!("events table unreachable: {e}"));
+                    .map_err(|e| EventsUnreachable(Arc::new(e)));
                 let oldest_pending = match pending {
                     Ok(0) | Err(_) => None,
                     Ok(_) => store.oldest_pending().await.ok().flatten(),
@@ -101,19 +120,6 @@ impl Probes {
                 }
             })
             .await
-    }
-}
-
-async fn sqlserver_ready(project: &crate::pipeline::Project) -> Result<String, String> {
-    let settings = project.sqlserver_settings().map_err(|e| e.to_string())?;
-    if settings.host.is_none() {
-        return Ok("not configured".into());
-    }
-    let probe = crate::mssql::test_connection(&settings);
-    match tokio::time::timeout(Duration::from_secs(5), probe).await {
-        Ok(Ok(report)) => Ok(format!("ok ({:.1} ms)", report.round_trip_ms)),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err("no answer within 5 s".into()),
     }
 }
 

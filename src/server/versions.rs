@@ -73,6 +73,8 @@ impl Drop for ProjectVersion {
 /// The current version and the last reload error.
 pub struct Versions {
     root: PathBuf,
+    /// The live project every version copies (with its Databricks profile).
+    base: Project,
     store: PathBuf,
     current: ArcSwapOption<ProjectVersion>,
     error: Mutex<Option<String>>,
@@ -90,8 +92,10 @@ pub enum Reload {
 }
 
 impl Versions {
-    /// Versions of the project at `root`, copied under `root/.bridge/versions/{owner}/`.
-    pub fn new(root: &Path, owner: &str) -> crate::Result<Versions> {
+    /// Versions of `base` (the live project), copied under `root/.bridge/versions/{owner}/`.
+    pub fn new(base: Project, owner: &str) -> crate::Result<Versions> {
+        let root = base.root().to_path_buf();
+        let root = root.as_path();
         let store = versions_dir(root).join(owner);
         if store.exists() {
             std::fs::remove_dir_all(&store).map_err(|e| crate::Error::io(&store, e))?;
@@ -99,6 +103,7 @@ impl Versions {
         std::fs::create_dir_all(&store).map_err(|e| crate::Error::io(&store, e))?;
         Ok(Versions {
             root: root.to_path_buf(),
+            base,
             store,
             current: ArcSwapOption::empty(),
             error: Mutex::new(None),
@@ -164,6 +169,11 @@ impl Versions {
         self.current.load_full()
     }
 
+    /// The live project (read when no version is loaded yet).
+    pub fn base(&self) -> &Project {
+        &self.base
+    }
+
     /// Why the files on disk are not the current version, if they are invalid.
     pub fn error(&self) -> Option<String> {
         self.error.lock().expect("versions lock").clone()
@@ -173,11 +183,11 @@ impl Versions {
     /// records the error) if not.
     pub async fn reload(&self) -> Result<Reload, String> {
         let _guard = self.reloading.lock().await;
-        let root = self.root.clone();
+        let base = self.base.clone();
         let store = self.store.clone();
         let current_id = self.current().map(|v| v.id.clone());
         let loaded =
-            tokio::task::spawn_blocking(move || load(&root, &store, current_id.as_deref()))
+            tokio::task::spawn_blocking(move || load(&base, &store, current_id.as_deref()))
                 .await
                 .map_err(|e| format!("reload task failed: {e}"))?;
         let mut error = self.error.lock().expect("versions lock");
@@ -208,10 +218,11 @@ fn versions_dir(root: &Path) -> PathBuf {
 
 /// Hashes the files; if they differ from `current`, copies and validates them.
 fn load(
-    root: &Path,
+    base: &Project,
     store: &Path,
     current: Option<&str>,
 ) -> Result<Option<ProjectVersion>, String> {
+    let root = base.root();
     let files = project_files(root)?;
     let mut hash = Sha256::new();
     let mut contents = Vec::with_capacity(files.len());
@@ -246,7 +257,7 @@ fn load(
     }
     let version = ProjectVersion {
         id,
-        project: Project::new(root).with_snapshot(&dir),
+        project: base.clone().with_snapshot(&dir),
         pipelines: BTreeMap::new(),
         loaded_at: chrono::Utc::now(),
         dir,

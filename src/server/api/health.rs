@@ -13,6 +13,7 @@ use utoipa::ToSchema;
 
 use super::AppStateRef;
 use super::error::ApiError;
+use crate::diagnostics::{Check, Connector};
 use crate::server::metrics::Scrape;
 
 /// The process is up.
@@ -33,49 +34,38 @@ pub(super) struct Readiness {
     pub version: Option<String>,
 }
 
-/// Ready to take work: project files valid, permissions valid, SQL Server and lakehouse reachable.
-/// The SQL Server and events-table probes are cached for a few seconds (see `server::probes`).
+/// Ready to take work: project files valid, permissions valid, the configured connectors (SQL
+/// Server, Databricks) and the lakehouse reachable. The connector and events-table probes are
+/// cached for a few seconds (see `server::probes`).
 #[utoipa::path(get, path = "/health/ready",
     responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
 pub(super) async fn ready(State(state): AppStateRef) -> (StatusCode, Json<Readiness>) {
-    let mut checks = BTreeMap::new();
-    let mut ok = true;
-    let mut check = |name: &str, result: Result<String, String>| {
-        ok &= result.is_ok();
-        checks.insert(name.to_string(), result.unwrap_or_else(|e| e));
-    };
+    let mut report = Report::default();
     let current = state.versions.current();
-    check(
-        "config",
-        match (state.versions.error(), &current) {
-            (Some(e), _) => Err(format!("invalid, previous version kept: {e}")),
-            (None, None) => Err("no valid version loaded".into()),
-            (None, Some(_)) => Ok("ok".into()),
-        },
-    );
-    check(
-        "permissions",
-        state.permissions.error().map_or(Ok("ok".into()), |e| {
-            Err(format!("invalid, previous set kept: {e}"))
-        }),
-    );
-    if let Some(version) = &current {
-        check(
-            "sqlserver",
-            state.probes.sqlserver(&version.id, &version.project).await,
-        );
-        check("lakehouse", lakehouse_ready(&version.project));
+    match (state.versions.error(), &current) {
+        (Some(e), _) => report.fail("config", format!("invalid, previous version kept: {e}")),
+        (None, None) => report.fail("config", "no valid version loaded"),
+        (None, Some(_)) => report.pass("config", "ok"),
     }
-    check(
-        "events",
-        state
-            .probes
-            .events(state.events.as_ref())
-            .await
-            .pending
-            .map(|n| format!("ok ({n} pending)")),
-    );
-    let status = if ok {
+    match state.permissions.error() {
+        Some(e) => report.fail("permissions", format!("invalid, previous set kept: {e}")),
+        None => report.pass("permissions", "ok"),
+    }
+    if let Some(version) = &current {
+        let checks = state.probes.connectors(&version.id, &version.project).await;
+        for probe in crate::diagnostics::PROBES {
+            report.connector(probe.connector(), &checks);
+        }
+        match lakehouse_ready(&version.project) {
+            Ok(detail) => report.pass("lakehouse", detail),
+            Err(e) => report.fail("lakehouse", e),
+        }
+    }
+    match state.probes.events(state.events.as_ref()).await.pending {
+        Ok(n) => report.pass("events", format!("ok ({n} pending)")),
+        Err(e) => report.fail("events", e),
+    }
+    let status = if report.ok {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -83,15 +73,72 @@ pub(super) async fn ready(State(state): AppStateRef) -> (StatusCode, Json<Readin
     (
         status,
         Json(Readiness {
-            ready: ok,
-            checks,
+            ready: report.ok,
+            checks: report.checks,
             version: current.map(|v| v.id.clone()),
         }),
     )
 }
 
-fn lakehouse_ready(project: &crate::pipeline::Project) -> Result<String, String> {
-    let params = project.config_params(None).map_err(|e| e.to_string())?;
+/// The checks of `/health/ready` as they are answered: one line each.
+struct Report {
+    ok: bool,
+    checks: BTreeMap<String, String>,
+}
+
+impl Default for Report {
+    fn default() -> Self {
+        Report {
+            ok: true,
+            checks: BTreeMap::new(),
+        }
+    }
+}
+
+impl Report {
+    fn pass(&mut self, name: &str, detail: impl Into<String>) {
+        self.checks.insert(name.to_string(), detail.into());
+    }
+
+    fn fail(&mut self, name: &str, why: impl std::fmt::Display) {
+        self.ok = false;
+        self.checks.insert(name.to_string(), why.to_string());
+    }
+
+    /// One line for a connector: `not configured`, `ok (details)`, or its first failed check.
+    fn connector(&mut self, connector: Connector, checks: &[Check]) {
+        let mine: Vec<&Check> = checks.iter().filter(|c| c.connector == connector).collect();
+        if let Some(failed) = mine.iter().find(|c| c.outcome.is_err()) {
+            if let Err(e) = &failed.outcome {
+                self.fail(connector.key(), format!("{}: {e}", failed.title()));
+            }
+        } else if mine.is_empty() {
+            self.pass(connector.key(), "not configured");
+        } else {
+            let details: Vec<&str> = mine
+                .iter()
+                .filter_map(|c| c.outcome.as_deref().ok())
+                .collect();
+            self.pass(connector.key(), format!("ok ({})", details.join("; ")));
+        }
+    }
+}
+
+/// Why the lakehouse root cannot be used.
+#[derive(Debug, thiserror::Error)]
+enum LakehouseError {
+    #[error(transparent)]
+    Project(#[from] crate::Error),
+    #[error("{}: {source}", dir.display())]
+    Folder {
+        dir: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn lakehouse_ready(project: &crate::pipeline::Project) -> Result<String, LakehouseError> {
+    let params = project.config_params(None)?;
     let Some(root) = params.get("lakehouse_root").and_then(|v| v.as_str()) else {
         return Ok("not configured".into());
     };
@@ -101,7 +148,7 @@ fn lakehouse_ready(project: &crate::pipeline::Project) -> Result<String, String>
     let dir = project.resolve(root);
     std::fs::create_dir_all(&dir)
         .map(|_| "ok".to_string())
-        .map_err(|e| format!("{}: {e}", dir.display()))
+        .map_err(|source| LakehouseError::Folder { dir, source })
 }
 
 /// Prometheus metrics; the events-table figures are cached for a few seconds (see

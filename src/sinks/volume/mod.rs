@@ -106,7 +106,9 @@ impl VolumeSink {
         })
     }
 
-    fn open_store(&self) -> Result<(Arc<dyn ObjectStore>, ObjPath, Option<DatabricksClient>)> {
+    async fn open_store(
+        &self,
+    ) -> Result<(Arc<dyn ObjectStore>, ObjPath, Option<DatabricksClient>)> {
         if let Some(root) = &self.local_root {
             std::fs::create_dir_all(root).map_err(|e| Error::io(root, e))?;
             let store = LocalFileSystem::new_with_prefix(root)
@@ -115,7 +117,10 @@ impl VolumeSink {
             return Ok((Arc::new(store), ObjPath::default(), None));
         }
         if let Some(settings) = &self.databricks {
-            let client = DatabricksClient::new(&settings.resolve()?)?;
+            // At once: why the workspace cannot be reached, before any upload is retried.
+            let client = crate::databricks::probe::open_client(settings)
+                .await
+                .map_err(|e| e.into_error(&self.step))?;
             let (store, prefix) =
                 VolumeStore::for_destination(client.clone(), &self.spec.destination)
                     .map_err(|e| Error::step(&self.step, format!("destination {e}")))?;
@@ -204,7 +209,7 @@ impl Sink for VolumeSink {
         input: DataFrame,
         metrics: Arc<StepMetrics>,
     ) -> Result<Box<dyn StagedOutput>> {
-        let (store, prefix, databricks) = self.open_store()?;
+        let (store, prefix, databricks) = self.open_store().await?;
         let target = join(&prefix, &self.spec.path);
         if let Some(client) = &databricks {
             // Check now that the folder can be written (the volume exists and the caller may

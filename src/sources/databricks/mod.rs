@@ -24,9 +24,7 @@ use deltalake::datafusion::physical_plan::streaming::PartitionStream;
 use deltalake::datafusion::prelude::SessionContext;
 use futures::TryStreamExt;
 
-use crate::databricks::{
-    DatabricksClient, DatabricksSettings, Disposition, StatementParam, TypedResult,
-};
+use crate::databricks::{DatabricksSettings, Disposition, StatementParam, TypedResult};
 use crate::error::{Error, Result};
 use crate::pipeline::plan::PlannedStep;
 use crate::pipeline::render::RenderedSql;
@@ -42,6 +40,8 @@ pub struct DatabricksSource {
     warehouse_id: Option<String>,
     disposition: Disposition,
     settings: DatabricksSettings,
+    /// Where the step is declared, for configuration errors.
+    location: crate::error::Location,
 }
 
 impl DatabricksSource {
@@ -64,6 +64,7 @@ impl DatabricksSource {
                 ResultDisposition::Inline => Disposition::Inline,
             },
             settings,
+            location: step.location.clone(),
         })
     }
 
@@ -93,16 +94,20 @@ pub fn statement_params(values: &[SqlValue]) -> Vec<StatementParam> {
 /// Runs a source's statement: the client, the warehouse, and the finished statement with the
 /// engine types of its columns.
 async fn run_statement(source: &DatabricksSource) -> Result<TypedResult> {
-    let config = source.settings.resolve().map_err(|e| source.fail(e))?;
-    let client = DatabricksClient::new(&config).map_err(|e| source.fail(e))?;
+    // At once: what to set when nothing is configured, or why the workspace cannot be reached.
+    let client = crate::databricks::probe::open_client(&source.settings)
+        .await
+        .map_err(|e| e.into_step_error(&source.step, &source.location))?;
     let warehouse = source
         .warehouse_id
         .clone()
         .or_else(|| client.warehouse_id().map(str::to_string))
-        .ok_or_else(|| {
-            source.fail(
-                "no SQL warehouse: set `warehouse_id` on the source, `databricks.warehouse_id` in config/defaults.yaml, or DATABRICKS_WAREHOUSE_ID",
-            )
+        .ok_or_else(|| Error::Plan {
+            location: source.location.clone(),
+            message: format!(
+                "step `{}`: no SQL warehouse: set `warehouse_id` on the source, `databricks.warehouse_id` in config/defaults.yaml, or DATABRICKS_WAREHOUSE_ID",
+                source.step
+            ),
         })?;
     client
         .execute_statement(
