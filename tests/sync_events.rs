@@ -373,8 +373,20 @@ async fn delete_over_the_limit_fails_and_changes_nothing() {
         &CancellationToken::new(),
     )
     .await
-    .unwrap_err()
-    .to_string();
+    .unwrap_err();
+    // A refusal by type, which the server audits as `refused`.
+    assert!(
+        matches!(
+            err.refusal(),
+            Some(bridge::error::Refusal::DeleteCap {
+                deleted: 3,
+                limit: 2,
+                ..
+            })
+        ),
+        "{err}"
+    );
+    let err = err.to_string();
     assert!(
         err.contains("would delete 3 rows from dbo.Target, over max_delete_rows 2"),
         "{err}"

@@ -13,7 +13,6 @@ use crate::pipeline::Plan;
 use crate::server::audit::{AuditEntry, AuditLog, AuditResult};
 use crate::server::metrics::ServerMetrics;
 use crate::server::{AppState, ServeOptions};
-use crate::sinks::sqlserver::is_over_delete_limit;
 use crate::sync::{ApplyLimits, Event, Outcome, Poller, PollerHooks, PollerOptions};
 
 /// Runs the events poller until `stop` fires.
@@ -128,14 +127,7 @@ impl PollerHooks for ServerHooks {
     }
 
     async fn on_finished(&self, event: &Event, outcome: &Outcome, took: Duration) {
-        let (result, rows, error) = match outcome {
-            Outcome::Completed { rows_affected } => (AuditResult::Ok, Some(*rows_affected), None),
-            // A delete over the caller's limit is a refusal, like a missing right.
-            Outcome::Failed { error } if is_over_delete_limit(error) => {
-                (AuditResult::Refused, None, Some(error.clone()))
-            }
-            Outcome::Failed { error } => (AuditResult::Failed, None, Some(error.clone())),
-        };
+        let (result, rows, error) = audited(outcome);
         let ok = result == AuditResult::Ok;
         self.metrics
             .event_finished(&event.operation.to_string(), ok, rows.unwrap_or(0), took);
@@ -150,5 +142,46 @@ impl PollerHooks for ServerHooks {
             error,
             ..Self::entry(event)
         });
+    }
+}
+
+/// The audit result, rows and error of an event's outcome.
+fn audited(outcome: &Outcome) -> (AuditResult, Option<u64>, Option<String>) {
+    match outcome {
+        Outcome::Completed { rows_affected } => (AuditResult::Ok, Some(*rows_affected), None),
+        // A delete over the caller's limit is a refusal, like a missing right.
+        Outcome::Failed {
+            error,
+            refusal: Some(_),
+        } => (AuditResult::Refused, None, Some(error.clone())),
+        Outcome::Failed {
+            error,
+            refusal: None,
+        } => (AuditResult::Failed, None, Some(error.clone())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Refusal;
+
+    #[test]
+    fn a_delete_over_the_cap_is_audited_as_refused_by_its_type_not_its_text() {
+        let refused = Outcome::Failed {
+            error: "the write was stopped".into(),
+            refusal: Some(Refusal::DeleteCap {
+                table: "dbo.Target".into(),
+                deleted: 3,
+                limit: 2,
+            }),
+        };
+        assert_eq!(audited(&refused).0, AuditResult::Refused);
+        let lookalike = Outcome::failed(
+            "would delete 3 rows from dbo.T, over max_delete_rows 2; nothing was changed",
+        );
+        assert_eq!(audited(&lookalike).0, AuditResult::Failed);
+        let done = Outcome::Completed { rows_affected: 4 };
+        assert_eq!(audited(&done), (AuditResult::Ok, Some(4), None));
     }
 }

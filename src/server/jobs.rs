@@ -358,10 +358,13 @@ fn migrate(conn: &mut Connection, path: &Path) -> rusqlite::Result<Option<Error>
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let version: i64 = tx.pragma_query_value(None, "user_version", |row| row.get(0))?;
     if version > SCHEMA_VERSION {
-        return Ok(Some(Error::Unsupported(format!(
-            "{}: the job store was written by a newer bridge (schema {version}, this one knows {SCHEMA_VERSION}); run that version, or move the file away to start a new history",
-            path.display()
-        ))));
+        return Ok(Some(Error::internal(
+            path.display().to_string(),
+            crate::error::Message(format!(
+                "the job store was written by a newer bridge (schema {version}, this one knows \
+                 {SCHEMA_VERSION}); run that version, or move the file away to start a new history"
+            )),
+        )));
     }
     if version < 1 {
         tx.execute_batch(SCHEMA)?;

@@ -408,7 +408,7 @@ impl EventStore for DatabricksEvents {
                 Some(rows_affected.to_string()),
                 None,
             ),
-            Outcome::Failed { error } => (EventStatus::Failed, None, Some(error.clone())),
+            Outcome::Failed { error, .. } => (EventStatus::Failed, None, Some(error.clone())),
         };
         let params = [
             StatementParam::string("status", status.as_str()),

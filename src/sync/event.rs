@@ -12,6 +12,7 @@ use deltalake::datafusion::sql::sqlparser::tokenizer::Token;
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
+use crate::error::Refusal;
 use crate::sql::validate_ident;
 use crate::sync::SyncError;
 
@@ -184,8 +185,23 @@ pub struct Event {
 pub enum Outcome {
     /// Applied (or found already applied): the rows the write changed.
     Completed { rows_affected: u64 },
-    /// Not applied: why.
-    Failed { error: String },
+    /// Not applied: why. `refusal` says, by type, when the event was refused for being over a
+    /// limit (the server audits it as `refused`); it is not stored with the event.
+    Failed {
+        error: String,
+        #[serde(skip)]
+        refusal: Option<Refusal>,
+    },
+}
+
+impl Outcome {
+    /// A failure (not a refusal) with its message.
+    pub fn failed(error: impl Into<String>) -> Self {
+        Outcome::Failed {
+            error: error.into(),
+            refusal: None,
+        }
+    }
 }
 
 impl NewEvent {

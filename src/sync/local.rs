@@ -585,7 +585,7 @@ impl EventStore for LocalDeltaEvents {
                 lit(i64::try_from(*rows_affected).unwrap_or(i64::MAX)),
                 lit(ScalarValue::Utf8(None)),
             ),
-            Outcome::Failed { error } => (
+            Outcome::Failed { error, .. } => (
                 EventStatus::Failed,
                 lit(ScalarValue::Int64(None)),
                 lit(error.as_str()),
@@ -862,9 +862,7 @@ mod tests {
         let next = store.claim_next("w1").await.unwrap().unwrap();
         assert_eq!(next.event_id, second.event_id);
         assert!(store.claim_next("w1").await.unwrap().is_none());
-        let failed = Outcome::Failed {
-            error: "boom".into(),
-        };
+        let failed = Outcome::failed("boom");
         assert!(store.finish(&next.event_id, "w1", &failed).await.unwrap());
         let next = store.get(&second.event_id).await.unwrap().unwrap();
         assert_eq!(

@@ -269,7 +269,7 @@ impl Poller {
         let outcome = match authorized {
             Err(refusal) => {
                 tracing::info!(event_id = %id, reason = %refusal, "event refused");
-                Outcome::Failed { error: refusal }
+                Outcome::failed(refusal)
             }
             Ok(limits) => match apply_event(&project, &event, &limits, catalog, cancel).await {
                 Ok(applied) => {
@@ -291,6 +291,7 @@ impl Poller {
                     tracing::warn!(event_id = %id, error = %e, "event failed");
                     Outcome::Failed {
                         error: e.to_string(),
+                        refusal: e.refusal().cloned(),
                     }
                 }
             },
@@ -307,7 +308,7 @@ impl Poller {
                         event.rows_affected =
                             Some(i64::try_from(*rows_affected).unwrap_or(i64::MAX));
                     }
-                    Outcome::Failed { error } => {
+                    Outcome::Failed { error, .. } => {
                         event.status = EventStatus::Failed;
                         event.error_message = Some(error.clone());
                     }
