@@ -696,7 +696,11 @@ async fn a_poller_shut_down_mid_apply_leaves_the_event_for_recovery() {
     struct CancelOnClaim(CancellationToken);
     #[async_trait]
     impl PollerHooks for CancelOnClaim {
-        async fn authorize(&self, _event: &Event, _plan: &Plan) -> Result<ApplyLimits, String> {
+        async fn authorize(
+            &self,
+            _event: &Event,
+            _plan: &Plan,
+        ) -> Result<ApplyLimits, bridge::error::BoxError> {
             Ok(ApplyLimits::default())
         }
         async fn on_claimed(&self, _event: &Event) {
@@ -761,7 +765,11 @@ async fn the_poller_records_failures_and_refusals() {
     }
     #[async_trait]
     impl PollerHooks for Hooks {
-        async fn authorize(&self, event: &Event, _plan: &Plan) -> Result<ApplyLimits, String> {
+        async fn authorize(
+            &self,
+            event: &Event,
+            _plan: &Plan,
+        ) -> Result<ApplyLimits, bridge::error::BoxError> {
             match event.created_by.as_deref() {
                 Some("intruder") => Err("intruder may not write dbo.Target".into()),
                 _ => Ok(ApplyLimits::default()),

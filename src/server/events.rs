@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{AccessPolicy, PermissionsStore, authorize};
+use crate::error::BoxError;
 use crate::pipeline::Plan;
 use crate::server::audit::{AuditEntry, AuditLog, AuditResult};
 use crate::server::metrics::ServerMetrics;
@@ -92,33 +93,29 @@ impl ServerHooks {
 
 #[async_trait::async_trait]
 impl PollerHooks for ServerHooks {
-    async fn authorize(&self, event: &Event, plan: &Plan) -> Result<ApplyLimits, String> {
-        let refused = |message: String| {
+    async fn authorize(&self, event: &Event, plan: &Plan) -> Result<ApplyLimits, BoxError> {
+        let refused = |refusal: EventRefusal| {
             self.refused_ids().insert(event.event_id.clone());
             self.audit(AuditEntry {
                 result: AuditResult::Refused,
-                error: Some(message.clone()),
+                error: Some(refusal.to_string()),
                 ..Self::entry(event)
             });
-            Err(message)
+            Err(refusal.into())
         };
         let Some(name) = event.created_by.as_deref() else {
-            return refused(
-                "created_by is empty: events must name a user of the permissions file".into(),
-            );
+            return refused(EventRefusal::NoCreator);
         };
         let Some(caller) = self.permissions.current().caller(name) else {
-            return refused(format!(
-                "created_by `{name}` is not a user of the permissions file"
-            ));
+            return refused(EventRefusal::UnknownUser(name.to_string()));
         };
         let policy = match (self.policy)(plan) {
             Ok(policy) => policy,
-            Err(e) => return refused(format!("the access policy cannot be read: {e}")),
+            Err(e) => return refused(EventRefusal::Policy(e)),
         };
         let authorized = match authorize(Some(&caller), plan, &policy) {
             Ok(authorized) => authorized,
-            Err(refusal) => return refused(refusal.to_string()),
+            Err(refusal) => return refused(EventRefusal::Access(refusal)),
         };
         self.refused_ids().remove(&event.event_id);
         Ok(ApplyLimits {
@@ -143,6 +140,19 @@ impl PollerHooks for ServerHooks {
             ..Self::entry(event)
         });
     }
+}
+
+/// Why the server does not apply an event (audited as `refused`; the event fails with it).
+#[derive(Debug, thiserror::Error)]
+enum EventRefusal {
+    #[error("created_by is empty: events must name a user of the permissions file")]
+    NoCreator,
+    #[error("created_by `{0}` is not a user of the permissions file")]
+    UnknownUser(String),
+    #[error("the access policy cannot be read: {0}")]
+    Policy(#[source] crate::Error),
+    #[error(transparent)]
+    Access(crate::auth::Refusal),
 }
 
 /// The audit result, rows and error of an event's outcome.
