@@ -119,7 +119,7 @@ async fn check_databricks(
     if let Some(path) = volume {
         let name = format!("volume {path}");
         let result = match bridge::databricks::files::check_volume_path(path) {
-            Err(e) => Err(e),
+            Err(e) => Err(e.to_string()),
             Ok(()) => match client.directory_exists(path).await {
                 Ok(true) => Ok("exists".to_string()),
                 Ok(false) => Err("not found (or no access)".to_string()),
