@@ -358,10 +358,18 @@ pub enum ValueError {
     },
     /// Decimal text with more decimals than the column's scale.
     #[error("`{text}` has more than {scale} decimals for DECIMAL({precision},{scale})")]
-    TextDecimals { text: String, precision: u8, scale: i8 },
+    TextDecimals {
+        text: String,
+        precision: u8,
+        scale: i8,
+    },
     /// Decimal text too large for the column's precision.
     #[error("`{text}` does not fit DECIMAL({precision},{scale})")]
-    TextDecimalOverflow { text: String, precision: u8, scale: i8 },
+    TextDecimalOverflow {
+        text: String,
+        precision: u8,
+        scale: i8,
+    },
 }
 
 impl ValueError {
