@@ -47,7 +47,7 @@ use deltalake::protocol::SaveMode;
 use tokio::sync::Mutex;
 
 use crate::sync::event::{
-    Event, EventStatus, NewEvent, Operation, Outcome, check_worker, parse_event_id,
+    Event, EventRowError, EventStatus, NewEvent, Operation, Outcome, check_worker, parse_event_id,
 };
 use crate::sync::store::EventStore;
 use crate::sync::{Result, SyncError};
@@ -698,7 +698,7 @@ fn same_type(found: &ArrowType, expected: &ArrowType) -> bool {
 }
 
 /// One event as a one-row batch of the table's schema.
-fn batch_of(e: &Event) -> std::result::Result<RecordBatch, String> {
+fn batch_of(e: &Event) -> std::result::Result<RecordBatch, EventRowError> {
     let text = |v: Option<&str>| Arc::new(StringArray::from(vec![v])) as ArrayRef;
     let time = |v: Option<DateTime<Utc>>| {
         Arc::new(
@@ -731,16 +731,19 @@ fn batch_of(e: &Event) -> std::result::Result<RecordBatch, String> {
         text(e.created_by.as_deref()),
         text(e.claimed_by.as_deref()),
     ];
-    RecordBatch::try_new(event_schema(), columns).map_err(|e| e.to_string())
+    RecordBatch::try_new(event_schema(), columns).map_err(EventRowError::Batch)
 }
 
 /// The events in a batch read from the table (columns found by name, cast to the table's types).
-fn events_of(batch: &RecordBatch) -> std::result::Result<Vec<Event>, String> {
-    let column = |c: &EventColumn| -> std::result::Result<ArrayRef, String> {
+fn events_of(batch: &RecordBatch) -> std::result::Result<Vec<Event>, EventRowError> {
+    let column = |c: &EventColumn| -> std::result::Result<ArrayRef, EventRowError> {
         let array = batch
             .column_by_name(c.name)
-            .ok_or_else(|| format!("column `{}` is missing", c.name))?;
-        cast(array, &c.ty.arrow()).map_err(|e| format!("column `{}`: {e}", c.name))
+            .ok_or(EventRowError::MissingColumn(c.name))?;
+        cast(array, &c.ty.arrow()).map_err(|source| EventRowError::Column {
+            column: c.name,
+            source,
+        })
     };
     let columns: Vec<ArrayRef> = EVENT_COLUMNS
         .iter()
@@ -756,7 +759,7 @@ fn events_of(batch: &RecordBatch) -> std::result::Result<Vec<Event>, String> {
             .then(|| DateTime::from_timestamp_micros(a.value(row)))
             .flatten()
     };
-    let required = |v: Option<String>, name: &str| v.ok_or_else(|| format!("`{name}` is NULL"));
+    let required = |v: Option<String>, name: &'static str| v.ok_or(EventRowError::Null(name));
     let mut events = Vec::with_capacity(batch.num_rows());
     for row in 0..batch.num_rows() {
         let keys = columns[4].as_list::<i32>();
@@ -771,22 +774,25 @@ fn events_of(batch: &RecordBatch) -> std::result::Result<Vec<Event>, String> {
                 .collect()
         };
         let event_id = required(text(0, row), "event_id")?;
-        let bad = |what: String| format!("event {event_id}: {what}");
+        let bad = |source: EventRowError| EventRowError::Event {
+            event_id: event_id.clone(),
+            source: Box::new(source),
+        };
         let rows = columns[7].as_primitive::<deltalake::arrow::datatypes::Int64Type>();
         events.push(Event {
             operation: required(text(1, row), "operation")?
                 .parse::<Operation>()
-                .map_err(bad)?,
+                .map_err(|e| bad(e.into()))?,
             source_table: required(text(2, row), "source_table")?,
             target_table: required(text(3, row), "target_table")?,
             primary_keys,
             filter: text(5, row),
             status: required(text(6, row), "status")?
                 .parse::<EventStatus>()
-                .map_err(bad)?,
+                .map_err(|e| bad(e.into()))?,
             rows_affected: (!rows.is_null(row)).then(|| rows.value(row)),
             error_message: text(8, row),
-            created_at: time(9, row).ok_or_else(|| bad("`created_at` is NULL".into()))?,
+            created_at: time(9, row).ok_or_else(|| bad(EventRowError::Null("created_at")))?,
             started_at: time(10, row),
             completed_at: time(11, row),
             created_by: text(12, row),

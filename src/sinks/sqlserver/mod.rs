@@ -294,7 +294,7 @@ impl Sink for SqlServerSink {
                 &schema,
                 &columns,
             )
-            .map_err(Fail::Other)
+            .map_err(|e| Fail::Other(e.to_string()))
         }
         .await
         .map_err(|e| e.into_error(&self.step))?;
