@@ -75,6 +75,18 @@ pub enum Refusal {
     },
 }
 
+/// A step's SQL that does not plan ([`Error::StepSql`]).
+#[derive(Debug, thiserror::Error)]
+#[error("{location}: {message}")]
+pub struct StepSqlError {
+    pub location: Location,
+    pub step: String,
+    /// The whole message: the step, what failed (and the query file) and `detail`.
+    pub message: String,
+    /// What the SQL planner said, its first line.
+    pub detail: String,
+}
+
 /// Errors of the bridge library.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -109,15 +121,8 @@ pub enum Error {
 
     /// A step's SQL (a transform's query or its parameters) does not plan: a syntax error, an
     /// unknown table, column or function.
-    #[error("{location}: {message}")]
-    StepSql {
-        location: Location,
-        step: String,
-        /// The whole message: the step, what failed (and the query file) and `detail`.
-        message: String,
-        /// What the SQL planner said, its first line.
-        detail: String,
-    },
+    #[error(transparent)]
+    StepSql(Box<StepSqlError>),
 
     /// A step was refused: what it would do is over a limit the caller set (nothing was
     /// changed). Audited as `refused`, not `failed`.
@@ -232,7 +237,7 @@ impl Error {
             Error::Spec { .. }
                 | Error::Render { .. }
                 | Error::Plan { .. }
-                | Error::StepSql { .. }
+                | Error::StepSql(_)
                 | Error::Invalid(_)
                 | Error::OutputType(T::Unsupported { .. } | T::NanosecondsInDelta { .. })
         )

@@ -77,7 +77,7 @@ pub enum OutputTypeError {
         column: String,
         data_type: String,
         /// Why, and what to do instead.
-        reason: Unreadable,
+        reason: Box<Unreadable>,
     },
     /// A value has digits below the microsecond and the sink refuses to drop them.
     #[error(
@@ -258,7 +258,7 @@ impl OutputSchema {
                         step: step.to_string(),
                         column: field.name().clone(),
                         data_type: field.data_type().to_string(),
-                        reason,
+                        reason: Box::new(reason),
                     }
                 })?;
             fields.push(

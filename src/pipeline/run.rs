@@ -18,7 +18,7 @@ use futures::StreamExt;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StepSqlError};
 use crate::output_types::Truncations;
 use crate::pipeline::metrics::{CountingTable, StepMetrics};
 use crate::pipeline::plan::{Plan, PlannedStep};
@@ -340,12 +340,12 @@ async fn transform_frame(ctx: &SessionContext, step: &PlannedStep) -> Result<Dat
         .await
         .map_err(|e| {
             let detail = first_line(&e);
-            Error::StepSql {
+            Error::StepSql(Box::new(StepSqlError {
                 location: step.location.clone(),
                 step: step.id.clone(),
                 message: format!("step `{}`: SQL error{where_}: {detail}", step.id),
                 detail,
-            }
+            }))
         })?;
     if sql.params.is_empty() {
         return Ok(df);
@@ -353,12 +353,12 @@ async fn transform_frame(ctx: &SessionContext, step: &PlannedStep) -> Result<Dat
     let values: Vec<ScalarValue> = sql.params.iter().map(scalar).collect();
     df.with_param_values(values).map_err(|e| {
         let detail = first_line(&e);
-        Error::StepSql {
+        Error::StepSql(Box::new(StepSqlError {
             location: step.location.clone(),
             step: step.id.clone(),
             message: format!("step `{}`: parameters{where_}: {detail}", step.id),
             detail,
-        }
+        }))
     })
 }
 

@@ -271,9 +271,7 @@ fn filter_error(e: Error) -> SyncError {
                 },
             ))
         }
-        Error::StepSql { step, detail, .. } if step == FILTER_STEP => {
-            SyncError::invalid("filter", detail)
-        }
+        Error::StepSql(e) if e.step == FILTER_STEP => SyncError::invalid("filter", e.detail),
         other => SyncError::Apply(other),
     }
 }

@@ -68,13 +68,11 @@ impl From<crate::Error> for ApiError {
     fn from(e: crate::Error) -> Self {
         use crate::Error as E;
         match e {
-            E::Spec { .. } | E::Render { .. } | E::Plan { .. } | E::StepSql { .. } => {
-                ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "invalid_pipeline",
-                    e.to_string(),
-                )
-            }
+            E::Spec { .. } | E::Render { .. } | E::Plan { .. } | E::StepSql(_) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_pipeline",
+                e.to_string(),
+            ),
             E::Invalid(m) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", m),
             // Every other invalid input (an output type Databricks cannot read) is the caller's
             // to fix too; the rest is the server's.

@@ -31,7 +31,7 @@ fn may_cancel(caller: &Caller, job: &Job, tables: &[String]) -> Result<(), Cance
             caller: caller.name.clone(),
             job: job.id.clone(),
             submitted_by: job.submitted_by.clone(),
-            why,
+            why: Box::new(why),
         })
     };
     if tables.is_empty() {
@@ -60,7 +60,7 @@ struct CancelRefused {
     job: String,
     /// `None` for a scheduled job.
     submitted_by: Option<String>,
-    why: CancelDenial,
+    why: Box<CancelDenial>,
 }
 
 /// Whose job it is, for messages.
