@@ -48,6 +48,45 @@ impl fmt::Display for Location {
     }
 }
 
+/// Any error kept as a cause.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A cause known only by its message (there is no error value to keep).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Message(pub String);
+
+/// A write the bridge refused because it is over a limit the caller set; nothing was changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// A delete would remove more rows than `max_delete_rows` allows (counted inside the open
+    /// transaction, which is then rolled back).
+    #[error(
+        "would delete {deleted} rows from {table}, over max_delete_rows {limit}; nothing was \
+         changed"
+    )]
+    DeleteCap {
+        /// The table, as the pipeline names it.
+        table: String,
+        /// Rows the DELETE removed before it was rolled back.
+        deleted: u64,
+        /// The caller's `max_delete_rows`.
+        limit: u64,
+    },
+}
+
+/// A step's SQL that does not plan ([`Error::StepSql`]).
+#[derive(Debug, thiserror::Error)]
+#[error("{location}: {message}")]
+pub struct StepSqlError {
+    pub location: Location,
+    pub step: String,
+    /// The whole message: the step, what failed (and the query file) and `detail`.
+    pub message: String,
+    /// What the SQL planner said, its first line.
+    pub detail: String,
+}
+
 /// Errors of the bridge library.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -71,13 +110,28 @@ pub enum Error {
     #[error("{location}: {message}")]
     Plan { location: Location, message: String },
 
-    /// A step failed while planning or running on DataFusion.
-    #[error("step `{step}` failed: {message}")]
-    Step { step: String, message: String },
+    /// A step failed while planning or running on DataFusion. The cause is kept: whether
+    /// retrying may help is found by walking it ([`Error::is_transient`]).
+    #[error("step `{step}` failed: {source}")]
+    Step {
+        step: String,
+        #[source]
+        source: BoxError,
+    },
 
-    /// A step failed in a way that retrying may fix (connection reset, deadlock, throttling).
-    #[error("step `{step}` failed: {message}")]
-    Transient { step: String, message: String },
+    /// A step's SQL (a transform's query or its parameters) does not plan: a syntax error, an
+    /// unknown table, column or function.
+    #[error(transparent)]
+    StepSql(Box<StepSqlError>),
+
+    /// A step was refused: what it would do is over a limit the caller set (nothing was
+    /// changed). Audited as `refused`, not `failed`.
+    #[error("step `{step}` failed: {refusal}")]
+    Refused {
+        step: String,
+        #[source]
+        refusal: Refusal,
+    },
 
     /// The run was cancelled before it finished; nothing was committed.
     #[error("run cancelled; nothing was committed")]
@@ -143,9 +197,21 @@ pub enum Error {
         cause: Box<Error>,
     },
 
-    /// A feature the user asked for is not available in this build.
+    /// An argument or a setting is wrong (a flag's value, an environment variable, a setting
+    /// that is missing or malformed): the message names it and what it should be. The CLI exits
+    /// 2, the API answers 422.
     #[error("{0}")]
-    Unsupported(String),
+    Invalid(String),
+
+    /// The bridge's own environment failed, not its input: a socket, the HTTP server, the state
+    /// or job database, a background task. The CLI exits 1, the API answers 500.
+    #[error("{what}: {source}")]
+    Internal {
+        /// What could not be done (`cannot listen on 127.0.0.1:8000`).
+        what: String,
+        #[source]
+        source: BoxError,
+    },
 
     /// A Databricks API call failed.
     #[error(transparent)]
@@ -161,8 +227,9 @@ impl Error {
         }
     }
 
-    /// Whether the input (a pipeline, config, query or argument) is wrong, rather than the run
-    /// failing on data or I/O: the CLI exits 2 for these, 1 for the rest.
+    /// Whether the input (a pipeline, config, query, setting or argument) is wrong, rather than
+    /// the run failing on data or I/O: the CLI exits 2 for these, 1 for the rest, and the API
+    /// answers 422 rather than 500.
     pub fn is_invalid_input(&self) -> bool {
         use crate::output_types::OutputTypeError as T;
         matches!(
@@ -170,51 +237,100 @@ impl Error {
             Error::Spec { .. }
                 | Error::Render { .. }
                 | Error::Plan { .. }
+                | Error::StepSql(_)
+                | Error::Invalid(_)
                 | Error::OutputType(T::Unsupported { .. } | T::NanosecondsInDelta { .. })
         )
     }
 
-    /// Whether retrying the step may succeed.
-    pub fn is_transient(&self) -> bool {
-        matches!(self, Error::Transient { .. })
-    }
-
-    /// A step failure from an error chain: transient if a [`MssqlError`] in it says so.
+    /// Whether retrying the step may succeed: a step failure whose cause chain holds a
+    /// [`MssqlError`] marked transient (connection reset, deadlock, throttling), also through
+    /// DataFusion's `External`, `Shared` and `Context` wrappers. The first SQL Server error
+    /// found decides. A failed commit is never transient (whether it applied is unknown).
     ///
     /// [`MssqlError`]: crate::mssql::MssqlError
-    pub fn from_chain(step: impl Into<String>, e: &(dyn std::error::Error + 'static)) -> Self {
-        let mut current: Option<&(dyn std::error::Error + 'static)> = Some(e);
-        let mut transient = false;
-        while let Some(err) = current {
-            if let Some(m) = err.downcast_ref::<crate::mssql::MssqlError>() {
-                transient = m.transient;
-                break;
-            }
-            current = match err.downcast_ref::<deltalake::datafusion::error::DataFusionError>() {
-                Some(deltalake::datafusion::error::DataFusionError::External(inner)) => {
-                    Some(inner.as_ref())
-                }
-                Some(deltalake::datafusion::error::DataFusionError::Shared(inner)) => {
-                    Some(inner.as_ref())
-                }
-                _ => err.source(),
-            };
-        }
-        let (step, message) = (step.into(), e.to_string());
-        if transient {
-            Error::Transient { step, message }
-        } else {
-            Error::Step { step, message }
+    pub fn is_transient(&self) -> bool {
+        let Error::Step { source, .. } = self else {
+            return false;
+        };
+        find_in_chain::<crate::mssql::MssqlError>(source.as_ref()).is_some_and(|m| m.transient)
+    }
+
+    /// The refusal this error is, also when it is the cause of a failed commit.
+    pub fn refusal(&self) -> Option<&Refusal> {
+        match self {
+            Error::Refused { refusal, .. } => Some(refusal),
+            Error::CommitFailed { cause, .. } | Error::AfterCommit { cause, .. } => cause.refusal(),
+            _ => None,
         }
     }
 
-    /// A step failure from any displayable cause.
+    /// Whether a step failed because DataFusion's memory pool ran out (a run with a memory
+    /// limit whose operators needed more).
+    pub fn is_resources_exhausted(&self) -> bool {
+        matches!(self, Error::Step { source, .. } if is_resources_exhausted(source.as_ref()))
+    }
+
+    /// A step failure that keeps `source` as its cause (so [`Error::is_transient`] can find a
+    /// transient SQL Server error in it).
+    pub fn step_from(step: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Error::Step {
+            step: step.into(),
+            source: source.into(),
+        }
+    }
+
+    /// A step failure known only by its message (never transient).
     pub fn step(step: impl Into<String>, message: impl fmt::Display) -> Self {
         Error::Step {
             step: step.into(),
-            message: message.to_string(),
+            source: Box::new(Message(message.to_string())),
         }
     }
+
+    /// An invalid argument or setting (exit 2, HTTP 422).
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Error::Invalid(message.into())
+    }
+
+    /// A failure of the bridge's environment (exit 1, HTTP 500): `what` could not be done
+    /// because of `source`.
+    pub fn internal(what: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Error::Internal {
+            what: what.into(),
+            source: source.into(),
+        }
+    }
+}
+
+/// The errors of a cause chain, from `e` down to its root: each error's `source()`, and inside
+/// DataFusion's `External`, `Shared` and `Context` wrappers (like DataFusion's `find_root`).
+pub fn chain<'a>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    use deltalake::datafusion::error::DataFusionError as D;
+    type Dyn = dyn std::error::Error + 'static;
+    std::iter::successors(Some(e), |&err| -> Option<&'a Dyn> {
+        match err.downcast_ref::<D>() {
+            Some(D::External(inner)) => Some(inner.as_ref() as &Dyn),
+            Some(D::Shared(inner)) => Some(inner.as_ref() as &Dyn),
+            Some(D::Context(_, inner)) => Some(inner.as_ref() as &Dyn),
+            _ => err.source(),
+        }
+    })
+}
+
+/// Whether DataFusion's memory pool ran out somewhere in `e`'s cause chain.
+pub fn is_resources_exhausted(e: &(dyn std::error::Error + 'static)) -> bool {
+    use deltalake::datafusion::error::DataFusionError as D;
+    chain(e).any(|e| matches!(e.downcast_ref::<D>(), Some(D::ResourcesExhausted(_))))
+}
+
+/// The first error of type `T` in `e`'s cause chain ([`chain`]).
+pub fn find_in_chain<'a, T: std::error::Error + 'static>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
+    chain(e).find_map(|err| err.downcast_ref::<T>())
 }
 
 fn list_or_nothing(items: &[String]) -> String {
@@ -227,3 +343,122 @@ fn list_or_nothing(items: &[String]) -> String {
 
 /// Result with the library's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use deltalake::datafusion::error::DataFusionError;
+
+    use super::*;
+    use crate::mssql::{MssqlError, Phase};
+
+    fn mssql(transient: bool) -> MssqlError {
+        MssqlError {
+            phase: Phase::Query,
+            target: "127.0.0.1:1433/db".into(),
+            message: "Transaction (Process ID 51) was deadlocked".into(),
+            code: Some(1205),
+            transient,
+        }
+    }
+
+    #[test]
+    fn a_transient_sql_server_error_is_found_through_datafusion_wrappers() {
+        let external = DataFusionError::External(Box::new(mssql(true)));
+        let e = Error::step_from("write", external);
+        assert!(e.is_transient());
+        assert!(e.to_string().starts_with("step `write` failed: "), "{e}");
+        assert!(e.to_string().contains("deadlocked"), "{e}");
+        // The cause is kept, not copied into a string.
+        let source = std::error::Error::source(&e).expect("a step keeps its cause");
+        assert!(find_in_chain::<MssqlError>(source).is_some());
+
+        let shared = DataFusionError::Context(
+            "reading the input".into(),
+            Box::new(DataFusionError::Shared(Arc::new(
+                DataFusionError::External(Box::new(mssql(true))),
+            ))),
+        );
+        assert!(Error::step_from("write", shared).is_transient());
+    }
+
+    #[test]
+    fn other_step_failures_are_not_transient() {
+        let external = DataFusionError::External(Box::new(mssql(false)));
+        assert!(!Error::step_from("write", external).is_transient());
+        assert!(!Error::step_from("write", DataFusionError::Execution("x".into())).is_transient());
+        // A message keeps no cause to find a SQL Server error in.
+        assert!(!Error::step("write", mssql(true)).is_transient());
+        // A failed commit is never retried, whatever its cause says.
+        let commit = Error::CommitFailed {
+            step: "write".into(),
+            failed: "SQL Server table dbo.T".into(),
+            cause: Box::new(Error::step_from("write", mssql(true))),
+            committed: Vec::new(),
+            not_committed: vec!["SQL Server table dbo.T".into()],
+            outcome_unknown: true,
+        };
+        assert!(!commit.is_transient());
+    }
+
+    #[test]
+    fn a_delete_cap_is_a_refusal_by_type_also_under_a_failed_commit() {
+        let refusal = Refusal::DeleteCap {
+            table: "dbo.Target".into(),
+            deleted: 3,
+            limit: 2,
+        };
+        let e = Error::Refused {
+            step: "write".into(),
+            refusal: refusal.clone(),
+        };
+        assert_eq!(e.refusal(), Some(&refusal));
+        assert_eq!(
+            e.to_string(),
+            "step `write` failed: would delete 3 rows from dbo.Target, over max_delete_rows 2; \
+             nothing was changed"
+        );
+        assert!(!e.is_transient() && !e.is_invalid_input());
+        let wrapped = Error::CommitFailed {
+            step: "write".into(),
+            failed: "SQL Server table dbo.Target".into(),
+            cause: Box::new(e),
+            committed: vec!["a".into()],
+            not_committed: Vec::new(),
+            outcome_unknown: false,
+        };
+        assert_eq!(wrapped.refusal(), Some(&refusal));
+        // A failure whose text reads like a refusal is not one.
+        let lookalike = Error::step(
+            "write",
+            "would delete 3 rows from dbo.Target, over max_delete_rows 2; nothing was changed",
+        );
+        assert_eq!(lookalike.refusal(), None);
+    }
+
+    #[test]
+    fn running_out_of_memory_is_found_in_the_cause() {
+        let oom = DataFusionError::External(Box::new(DataFusionError::ResourcesExhausted(
+            "Failed to allocate additional 1024 bytes".into(),
+        )));
+        assert!(Error::step_from("write", oom).is_resources_exhausted());
+        assert!(!Error::step("write", "Resources exhausted").is_resources_exhausted());
+    }
+
+    #[test]
+    fn usage_errors_are_invalid_input_and_environment_failures_are_not() {
+        assert!(Error::invalid("--poll-interval: must be more than 0 seconds").is_invalid_input());
+        let internal = Error::internal(
+            "cannot listen on 127.0.0.1:8000",
+            std::io::Error::from(std::io::ErrorKind::AddrInUse),
+        );
+        assert!(!internal.is_invalid_input());
+        assert!(
+            internal
+                .to_string()
+                .starts_with("cannot listen on 127.0.0.1:8000: "),
+            "{internal}"
+        );
+    }
+}

@@ -83,7 +83,9 @@ fn exit_code(result: Result<Outcome>) -> ExitCode {
 fn hint(e: &Error) -> Option<&'static str> {
     match e {
         Error::Spec { .. } => Some("`bridge schema` prints every field a pipeline accepts"),
-        Error::Plan { .. } => Some("`bridge plan PIPELINE` shows the steps and their rendered SQL"),
+        Error::Plan { .. } | Error::StepSql(_) => {
+            Some("`bridge plan PIPELINE` shows the steps and their rendered SQL")
+        }
         _ => None,
     }
 }

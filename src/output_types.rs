@@ -70,13 +70,14 @@ pub enum Target {
 pub enum OutputTypeError {
     /// A column's type has no Databricks equivalent.
     #[error(
-        "step `{step}`: column `{column}` has type {data_type}, which Databricks cannot read; {hint}"
+        "step `{step}`: column `{column}` has type {data_type}, which Databricks cannot read; {reason}"
     )]
     Unsupported {
         step: String,
         column: String,
         data_type: String,
-        hint: String,
+        /// Why, and what to do instead.
+        reason: Box<Unreadable>,
     },
     /// A value has digits below the microsecond and the sink refuses to drop them.
     #[error(
@@ -103,6 +104,40 @@ pub enum OutputTypeError {
         column: String,
         #[source]
         source: ArrowError,
+    },
+}
+
+/// Why Databricks cannot read a type; each says what to do instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unreadable {
+    #[error("Databricks decimals hold at most 38 digits: CAST it to DECIMAL(38, s) or to a string")]
+    WideDecimal,
+    #[error("decode the dictionary in a transform first")]
+    Dictionary,
+    #[error("give it a type: CAST(NULL AS <type>) in the query or transform")]
+    Null,
+    #[error("CAST it to BIGINT (a count of its unit) in a transform")]
+    Duration,
+    #[error("CAST it to a string in a transform")]
+    Interval,
+    #[error("CAST it to a string, a number or binary in the query or a transform")]
+    Other,
+    /// A nested field that would have to change type (nested fields are written as they are).
+    #[error(
+        "its field `{field}` ({from}) would have to become {to}; select it as a column of its own \
+         or CAST it in a transform"
+    )]
+    NestedConversion {
+        field: String,
+        from: String,
+        to: String,
+    },
+    /// A nested field of a type Databricks cannot read.
+    #[error("its field `{field}` has type {data_type}: {reason}")]
+    Nested {
+        field: String,
+        data_type: String,
+        reason: Box<Unreadable>,
     },
 }
 
@@ -218,12 +253,12 @@ impl OutputSchema {
         let mut columns = Vec::with_capacity(input.fields().len());
         for field in input.fields() {
             let (data_type, convert) =
-                column_type(field.data_type(), sub_microsecond).map_err(|hint| {
+                column_type(field.data_type(), sub_microsecond).map_err(|reason| {
                     OutputTypeError::Unsupported {
                         step: step.to_string(),
                         column: field.name().clone(),
                         data_type: field.data_type().to_string(),
-                        hint,
+                        reason: Box::new(reason),
                     }
                 })?;
             fields.push(
@@ -316,7 +351,7 @@ const EXACT: CastOptions<'static> = CastOptions {
 fn column_type(
     data_type: &DataType,
     sub_microsecond: SubMicrosecond,
-) -> Result<(DataType, Convert), String> {
+) -> Result<(DataType, Convert), Unreadable> {
     use DataType as T;
     let cast = |to: DataType| Ok((to.clone(), Convert::Cast(to)));
     match data_type {
@@ -338,10 +373,7 @@ fn column_type(
         T::Decimal128(p, _) if *p <= 38 => Ok((data_type.clone(), Convert::Keep)),
         T::Decimal32(p, s) | T::Decimal64(p, s) => cast(T::Decimal128(*p, *s)),
         T::Decimal256(p, s) if *p <= 38 => cast(T::Decimal128(*p, *s)),
-        T::Decimal128(..) | T::Decimal256(..) => Err(
-            "Databricks decimals hold at most 38 digits: CAST it to DECIMAL(38, s) or to a string"
-                .into(),
-        ),
+        T::Decimal128(..) | T::Decimal256(..) => Err(Unreadable::WideDecimal),
         T::LargeUtf8 | T::Utf8View => cast(T::Utf8),
         T::LargeBinary | T::BinaryView | T::FixedSizeBinary(_) => cast(T::Binary),
         T::Date64 => cast(T::Date32),
@@ -364,17 +396,17 @@ fn column_type(
         T::Time32(_) | T::Time64(_) => Ok((T::Utf8, Convert::TimeText)),
         T::Dictionary(_, value) => match column_type(value, sub_microsecond)? {
             (to, Convert::Keep | Convert::Cast(_)) => cast(to),
-            _ => Err("decode the dictionary in a transform first".into()),
+            _ => Err(Unreadable::Dictionary),
         },
         T::List(child) | T::LargeList(child) | T::FixedSizeList(child, _) => {
             nested(data_type, std::iter::once(child), sub_microsecond)
         }
         T::Struct(children) => nested(data_type, children.iter(), sub_microsecond),
         T::Map(entries, _) => nested(data_type, std::iter::once(entries), sub_microsecond),
-        T::Null => Err("give it a type: CAST(NULL AS <type>) in the query or transform".into()),
-        T::Duration(_) => Err("CAST it to BIGINT (a count of its unit) in a transform".into()),
-        T::Interval(_) => Err("CAST it to a string in a transform".into()),
-        _ => Err("CAST it to a string, a number or binary in the query or a transform".into()),
+        T::Null => Err(Unreadable::Null),
+        T::Duration(_) => Err(Unreadable::Duration),
+        T::Interval(_) => Err(Unreadable::Interval),
+        _ => Err(Unreadable::Other),
     }
 }
 
@@ -383,24 +415,23 @@ fn nested<'a>(
     data_type: &DataType,
     children: impl Iterator<Item = &'a Arc<Field>>,
     sub_microsecond: SubMicrosecond,
-) -> Result<(DataType, Convert), String> {
+) -> Result<(DataType, Convert), Unreadable> {
     for child in children {
         match column_type(child.data_type(), sub_microsecond) {
             Ok((_, Convert::Keep)) => {}
             Ok((to, _)) => {
-                return Err(format!(
-                    "its field `{}` ({}) would have to become {to}; select it as a column of its own \
-                     or CAST it in a transform",
-                    child.name(),
-                    child.data_type()
-                ));
+                return Err(Unreadable::NestedConversion {
+                    field: child.name().clone(),
+                    from: child.data_type().to_string(),
+                    to: to.to_string(),
+                });
             }
-            Err(hint) => {
-                return Err(format!(
-                    "its field `{}` has type {}: {hint}",
-                    child.name(),
-                    child.data_type()
-                ));
+            Err(reason) => {
+                return Err(Unreadable::Nested {
+                    field: child.name().clone(),
+                    data_type: child.data_type().to_string(),
+                    reason: Box::new(reason),
+                });
             }
         }
     }

@@ -155,3 +155,25 @@ async fn csv_parquet_and_delta_sources_with_delta_append() {
     );
     drop(ctx);
 }
+
+#[test]
+fn every_invalid_argument_exits_2() {
+    let s = Scratch::new();
+    // Refused by clap.
+    let o = s.bridge(&["run", "pipelines/demo.yaml", "--param", "no-equals-sign"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    // Refused by the commands themselves.
+    let o = s.bridge(&["hash-token"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("give the token on stdin"),
+        "{}",
+        stderr(&o)
+    );
+    let o = s.bridge(&["setup-events-table", "--table", "not a table; DROP"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--table"), "{}", stderr(&o));
+    let o = s.bridge(&["serve", "--listen", "127.0.0.1:0", "--event-lease=-1"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--event-lease"), "{}", stderr(&o));
+}

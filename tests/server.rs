@@ -357,8 +357,12 @@ async fn auth_matrix_with_audit_lines() {
 fn a_zero_poll_interval_is_refused() {
     let scratch = project();
     let out = refused_serve(&scratch, &["--poll-interval", "0"]);
-    assert!(!out.status.success());
     let err = common::stderr(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an invalid argument exits 2: {err}"
+    );
     assert!(
         err.contains("--poll-interval") && err.contains("more than 0"),
         "{err}"

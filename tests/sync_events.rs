@@ -373,8 +373,20 @@ async fn delete_over_the_limit_fails_and_changes_nothing() {
         &CancellationToken::new(),
     )
     .await
-    .unwrap_err()
-    .to_string();
+    .unwrap_err();
+    // A refusal by type, which the server audits as `refused`.
+    assert!(
+        matches!(
+            err.refusal(),
+            Some(bridge::error::Refusal::DeleteCap {
+                deleted: 3,
+                limit: 2,
+                ..
+            })
+        ),
+        "{err}"
+    );
+    let err = err.to_string();
     assert!(
         err.contains("would delete 3 rows from dbo.Target, over max_delete_rows 2"),
         "{err}"
@@ -684,7 +696,11 @@ async fn a_poller_shut_down_mid_apply_leaves_the_event_for_recovery() {
     struct CancelOnClaim(CancellationToken);
     #[async_trait]
     impl PollerHooks for CancelOnClaim {
-        async fn authorize(&self, _event: &Event, _plan: &Plan) -> Result<ApplyLimits, String> {
+        async fn authorize(
+            &self,
+            _event: &Event,
+            _plan: &Plan,
+        ) -> Result<ApplyLimits, bridge::error::BoxError> {
             Ok(ApplyLimits::default())
         }
         async fn on_claimed(&self, _event: &Event) {
@@ -749,7 +765,11 @@ async fn the_poller_records_failures_and_refusals() {
     }
     #[async_trait]
     impl PollerHooks for Hooks {
-        async fn authorize(&self, event: &Event, _plan: &Plan) -> Result<ApplyLimits, String> {
+        async fn authorize(
+            &self,
+            event: &Event,
+            _plan: &Plan,
+        ) -> Result<ApplyLimits, bridge::error::BoxError> {
             match event.created_by.as_deref() {
                 Some("intruder") => Err("intruder may not write dbo.Target".into()),
                 _ => Ok(ApplyLimits::default()),

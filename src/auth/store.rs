@@ -40,12 +40,12 @@ impl PermissionsStore {
     /// Reloads the file. On success the new set replaces the current one and the recorded error
     /// is cleared. On failure (invalid or missing file) the last good set stays in place and the
     /// error is recorded and returned.
-    pub fn reload(&self) -> std::result::Result<(), String> {
+    pub fn reload(&self) -> std::result::Result<(), ReloadError> {
         let mut error = self.lock();
         let loaded = if self.path.exists() {
-            Permissions::load(&self.path).map_err(|e| e.to_string())
+            Permissions::load(&self.path).map_err(LoadError::Invalid)
         } else {
-            Err(missing(&self.path))
+            Err(LoadError::Missing(self.path.clone()))
         };
         match loaded {
             Ok(permissions) => {
@@ -53,13 +53,13 @@ impl PermissionsStore {
                 *error = None;
                 Ok(())
             }
-            Err(e) => {
-                let message = format!(
-                    "{e} (keeping the {} user(s) loaded before)",
-                    self.current.load().len()
-                );
-                *error = Some(message.clone());
-                Err(message)
+            Err(cause) => {
+                let e = ReloadError {
+                    cause,
+                    kept_users: self.current.load().len(),
+                };
+                *error = Some(e.to_string());
+                Err(e)
             }
         }
     }
@@ -90,10 +90,31 @@ impl PermissionsStore {
 }
 
 fn missing(path: &Path) -> String {
-    format!(
+    LoadError::Missing(path.to_path_buf()).to_string()
+}
+
+/// Why a reload of the permissions file was refused; the users loaded before stay in force.
+#[derive(Debug, thiserror::Error)]
+#[error("{cause} (keeping the {kept_users} user(s) loaded before)")]
+pub struct ReloadError {
+    #[source]
+    pub cause: LoadError,
+    /// Users of the set still in force.
+    pub kept_users: usize,
+}
+
+/// Why the permissions file could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file is not there.
+    #[error(
         "{}: the permissions file is missing; no token is accepted (every request gets 401)",
-        path.display()
-    )
+        .0.display()
+    )]
+    Missing(PathBuf),
+    /// The file is invalid (the error names the line).
+    #[error(transparent)]
+    Invalid(crate::Error),
 }
 
 #[cfg(test)]
@@ -144,6 +165,9 @@ mod tests {
         )
         .unwrap();
         let e = store.reload().unwrap_err();
+        assert!(matches!(e.cause, LoadError::Invalid(_)), "{e}");
+        assert_eq!(e.kept_users, 1);
+        let e = e.to_string();
         assert!(e.contains("permissions.yaml:4"), "{e}");
         assert!(e.contains("unknown field `tokn`"), "{e}");
         assert!(e.contains("keeping the 1 user(s)"), "{e}");
@@ -152,6 +176,8 @@ mod tests {
 
         std::fs::remove_file(&path).unwrap();
         let e = store.reload().unwrap_err();
+        assert!(matches!(e.cause, LoadError::Missing(_)), "{e}");
+        let e = e.to_string();
         assert!(e.contains("missing"), "{e}");
         assert_eq!(store.authenticate("token-a").unwrap().name, "a");
 

@@ -19,7 +19,7 @@ pub struct SetupEventsTableArgs {
 pub async fn setup_events_table(cx: &Context, args: SetupEventsTableArgs) -> Result<Outcome> {
     let SetupEventsTableArgs { table, apply } = args;
     let statements = bridge::sync::DatabricksEvents::create_table_sql(&table)
-        .map_err(|e| Error::Unsupported(format!("--table: {e}")))?;
+        .map_err(|e| Error::Invalid(format!("--table: {e}")))?;
     if !apply {
         for statement in &statements {
             println!("{statement};\n");
@@ -28,7 +28,7 @@ pub async fn setup_events_table(cx: &Context, args: SetupEventsTableArgs) -> Res
     }
     let client = cx.project.databricks_client()?;
     let warehouse = client.warehouse_id().map(str::to_string).ok_or_else(|| {
-        Error::Unsupported(
+        Error::Invalid(
             "--apply needs a SQL warehouse: set `databricks.warehouse_id` in config/defaults.yaml, the profile's `warehouse_id`, or DATABRICKS_WAREHOUSE_ID".into(),
         )
     })?;

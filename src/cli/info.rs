@@ -66,7 +66,7 @@ pub fn hash_token() -> Result<Outcome> {
         .map_err(|e| Error::io("<stdin>", e))?;
     let token = token.trim_end_matches(['\r', '\n']);
     if token.is_empty() {
-        return Err(Error::Unsupported(
+        return Err(Error::Invalid(
             "hash-token: give the token on stdin, e.g. `printf %s \"$TOKEN\" | bridge hash-token`"
                 .into(),
         ));

@@ -40,23 +40,45 @@ pub fn encode_segment(segment: &str) -> String {
 
 /// Checks a volume path: absolute, under `/Volumes/catalog/schema/volume`, no `.`/`..`/empty
 /// segments.
-pub fn check_volume_path(path: &str) -> std::result::Result<(), String> {
-    let rest = path.strip_prefix("/Volumes/").ok_or_else(|| {
-        format!("`{path}` is not a volume path (/Volumes/catalog/schema/volume/...)")
-    })?;
+pub fn check_volume_path(path: &str) -> std::result::Result<(), VolumePathError> {
+    let rest = path
+        .strip_prefix("/Volumes/")
+        .ok_or_else(|| VolumePathError::NotAVolume(path.to_string()))?;
     let segments: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
     if segments.len() < 3 {
-        return Err(format!(
-            "`{path}` names no volume: expected /Volumes/catalog/schema/volume/..."
-        ));
+        return Err(VolumePathError::NoVolume(path.to_string()));
     }
     if let Some(bad) = segments
         .iter()
         .find(|s| s.is_empty() || **s == "." || **s == "..")
     {
-        return Err(format!("`{path}` has an invalid segment `{bad}`"));
+        return Err(VolumePathError::Segment {
+            path: path.to_string(),
+            segment: bad.to_string(),
+        });
     }
     Ok(())
+}
+
+/// Why a path is not a usable volume path.
+#[derive(Debug, thiserror::Error)]
+pub enum VolumePathError {
+    /// Not under `/Volumes/`.
+    #[error("`{0}` is not a volume path (/Volumes/catalog/schema/volume/...)")]
+    NotAVolume(String),
+    /// Fewer than catalog, schema and volume.
+    #[error("`{0}` names no volume: expected /Volumes/catalog/schema/volume/...")]
+    NoVolume(String),
+    /// An empty, `.` or `..` segment.
+    #[error("`{path}` has an invalid segment `{segment}`")]
+    Segment { path: String, segment: String },
+    /// Not a valid object path.
+    #[error("`{path}`: {source}")]
+    Object {
+        path: String,
+        #[source]
+        source: object_store::path::Error,
+    },
 }
 
 /// `/api/2.0/fs/{kind}/Volumes/...` with every segment encoded.
@@ -262,10 +284,14 @@ impl VolumeStore {
     pub fn for_destination(
         client: DatabricksClient,
         destination: &str,
-    ) -> std::result::Result<(VolumeStore, ObjPath), String> {
+    ) -> std::result::Result<(VolumeStore, ObjPath), VolumePathError> {
         check_volume_path(destination)?;
-        let prefix = ObjPath::parse(destination.trim_start_matches('/'))
-            .map_err(|e| format!("`{destination}`: {e}"))?;
+        let prefix = ObjPath::parse(destination.trim_start_matches('/')).map_err(|source| {
+            VolumePathError::Object {
+                path: destination.to_string(),
+                source,
+            }
+        })?;
         Ok((VolumeStore::new(client), prefix))
     }
 
@@ -666,7 +692,10 @@ mod tests {
     #[test]
     fn volume_paths_are_checked_and_encoded() {
         assert!(check_volume_path("/Volumes/main/raw/landing/x").is_ok());
-        assert!(check_volume_path("/Volumes/main/raw").is_err());
+        assert!(matches!(
+            check_volume_path("/Volumes/main/raw"),
+            Err(VolumePathError::NoVolume(_))
+        ));
         assert!(check_volume_path("/Volumes/main/raw/v/../x").is_err());
         assert!(check_volume_path("/tmp/x").is_err());
         assert_eq!(

@@ -316,12 +316,67 @@ struct Column {
 }
 
 impl Column {
-    fn error(&self, row: Option<u64>, message: impl Into<String>) -> TypeError {
+    fn error(&self, row: Option<u64>, message: impl std::fmt::Display) -> TypeError {
         TypeError::Value {
             column: self.name.clone(),
             type_text: self.type_text.clone(),
             row,
-            message: message.into(),
+            message: message.to_string(),
+        }
+    }
+}
+
+/// Why a value cannot be read as its column's type.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValueError {
+    /// Text that is not of the expected form.
+    #[error("`{value}` is not {expected}")]
+    NotA {
+        value: String,
+        /// What it should be (`an integer`, `a date (YYYY-MM-DD)`).
+        expected: &'static str,
+    },
+    /// An integer out of the column type's range.
+    #[error("{0} is out of range")]
+    OutOfRange(i64),
+    /// Binary text that is not base64.
+    #[error("`{value}` is not base64: {source}")]
+    NotBase64 {
+        value: String,
+        #[source]
+        source: base64::DecodeError,
+    },
+    /// A decimal with more decimals than the column's scale.
+    #[error("{value} has more than {scale} decimals")]
+    Decimals { value: String, scale: i8 },
+    /// A decimal too large for the column's precision.
+    #[error("{value} does not fit DECIMAL({precision},{scale})")]
+    DecimalOverflow {
+        value: String,
+        precision: u8,
+        scale: i8,
+    },
+    /// Decimal text with more decimals than the column's scale.
+    #[error("`{text}` has more than {scale} decimals for DECIMAL({precision},{scale})")]
+    TextDecimals {
+        text: String,
+        precision: u8,
+        scale: i8,
+    },
+    /// Decimal text too large for the column's precision.
+    #[error("`{text}` does not fit DECIMAL({precision},{scale})")]
+    TextDecimalOverflow {
+        text: String,
+        precision: u8,
+        scale: i8,
+    },
+}
+
+impl ValueError {
+    fn not(value: &str, expected: &'static str) -> Self {
+        ValueError::NotA {
+            value: value.to_string(),
+            expected,
         }
     }
 }
@@ -558,7 +613,7 @@ fn to_micros(v: i64, unit: TimeUnit) -> Option<i64> {
 }
 
 /// An unscaled decimal at `from_scale` as DECIMAL(precision, scale), exactly.
-fn rescale(v: i128, from_scale: i8, precision: u8, scale: i8) -> Result<i128, String> {
+fn rescale(v: i128, from_scale: i8, precision: u8, scale: i8) -> Result<i128, ValueError> {
     let diff = i32::from(scale) - i32::from(from_scale);
     let scaled = if diff >= 0 {
         10i128
@@ -569,20 +624,21 @@ fn rescale(v: i128, from_scale: i8, precision: u8, scale: i8) -> Result<i128, St
         match d {
             Some(d) if v % d == 0 => Some(v / d),
             Some(_) => {
-                return Err(format!(
-                    "{} has more than {scale} decimals",
-                    render_decimal(v, from_scale)
-                ));
+                return Err(ValueError::Decimals {
+                    value: render_decimal(v, from_scale),
+                    scale,
+                });
             }
             None => Some(0).filter(|_| v == 0),
         }
     };
     match scaled {
         Some(s) if s.unsigned_abs() < 10u128.pow(u32::from(precision)) => Ok(s),
-        _ => Err(format!(
-            "{} does not fit DECIMAL({precision},{scale})",
-            render_decimal(v, from_scale)
-        )),
+        _ => Err(ValueError::DecimalOverflow {
+            value: render_decimal(v, from_scale),
+            precision,
+            scale,
+        }),
     }
 }
 
@@ -605,8 +661,8 @@ fn render_decimal(v: i128, scale: i8) -> String {
 
 /// Decimal text (`-12.340`, `1E+3`) as an unscaled DECIMAL(precision, scale) value, exactly:
 /// digits beyond `scale` must be zeros, and the value must have at most `precision` digits.
-pub fn parse_decimal(text: &str, precision: u8, scale: i8) -> Result<i128, String> {
-    let bad = || format!("`{text}` is not a decimal number");
+pub fn parse_decimal(text: &str, precision: u8, scale: i8) -> Result<i128, ValueError> {
+    let bad = || ValueError::not(text, "a decimal number");
     let t = text.trim();
     let (negative, t) = match t.strip_prefix('-') {
         Some(rest) => (true, rest),
@@ -636,11 +692,17 @@ pub fn parse_decimal(text: &str, precision: u8, scale: i8) -> Result<i128, Strin
         digits.split_at(digits.len().saturating_sub(cut))
     };
     if dropped.chars().any(|c| c != '0') {
-        return Err(format!(
-            "`{text}` has more than {scale} decimals for DECIMAL({precision},{scale})"
-        ));
+        return Err(ValueError::TextDecimals {
+            text: text.to_string(),
+            precision,
+            scale,
+        });
     }
-    let too_big = || format!("`{text}` does not fit DECIMAL({precision},{scale})");
+    let too_big = || ValueError::TextDecimalOverflow {
+        text: text.to_string(),
+        precision,
+        scale,
+    };
     let zeros = if shift > 0 { shift as usize } else { 0 };
     if !kept.is_empty() && kept.len() + zeros > usize::from(precision) {
         return Err(too_big());
@@ -703,7 +765,7 @@ fn column_from_text<'a>(
         c: &Column,
         values: impl Iterator<Item = Option<&'a str>>,
         first_row: u64,
-        parse: impl Fn(&str) -> Result<T, String>,
+        parse: impl Fn(&str) -> Result<T, ValueError>,
     ) -> Result<Vec<Option<T>>, TypeError> {
         values
             .enumerate()
@@ -713,15 +775,15 @@ fn column_from_text<'a>(
             })
             .collect()
     }
-    fn int<T: TryFrom<i64>>(v: &str) -> Result<T, String> {
+    fn int<T: TryFrom<i64>>(v: &str) -> Result<T, ValueError> {
         let n: i64 = v
             .trim()
             .parse()
-            .map_err(|_| format!("`{v}` is not an integer"))?;
-        T::try_from(n).map_err(|_| format!("{n} is out of range"))
+            .map_err(|_| ValueError::not(v, "an integer"))?;
+        T::try_from(n).map_err(|_| ValueError::OutOfRange(n))
     }
-    fn not(v: &str, what: &str) -> String {
-        format!("`{v}` is not {what}")
+    fn not(v: &str, what: &'static str) -> ValueError {
+        ValueError::not(v, what)
     }
     Ok(match &c.dbx {
         DatabricksType::Boolean => {
@@ -770,7 +832,10 @@ fn column_from_text<'a>(
             let parsed = parse_all(c, values, first_row, |v| {
                 base64::engine::general_purpose::STANDARD
                     .decode(v.trim())
-                    .map_err(|e| format!("`{v}` is not base64: {e}"))
+                    .map_err(|source| ValueError::NotBase64 {
+                        value: v.to_string(),
+                        source,
+                    })
             })?;
             Arc::new(BinaryArray::from_iter(parsed))
         }
@@ -1176,6 +1241,7 @@ mod tests {
         assert!(
             parse_decimal("0.005", 5, 2)
                 .unwrap_err()
+                .to_string()
                 .contains("more than 2 decimals")
         );
         assert!(parse_decimal("1.2.3", 5, 2).is_err());

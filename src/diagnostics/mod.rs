@@ -141,8 +141,8 @@ pub enum CheckError {
     #[error(transparent)]
     Workspace(#[from] OpenError),
     /// A volume path that is not `/Volumes/catalog/schema/volume/...`.
-    #[error("{0}")]
-    NotAVolumePath(String),
+    #[error(transparent)]
+    NotAVolumePath(#[from] crate::databricks::files::VolumePathError),
     /// The folder does not exist, or the caller may not see it.
     #[error("not found (or no access)")]
     NotFound,

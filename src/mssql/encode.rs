@@ -90,7 +90,7 @@ pub(crate) enum Value<'a> {
 }
 
 /// The value at `row` of an Arrow array.
-pub(crate) fn value_at(array: &dyn Array, row: usize) -> Result<Value<'_>, String> {
+pub(crate) fn value_at(array: &dyn Array, row: usize) -> Result<Value<'_>, EncodeError> {
     if array.is_null(row) {
         return Ok(Value::Null);
     }
@@ -163,8 +163,56 @@ pub(crate) fn value_at(array: &dyn Array, row: usize) -> Result<Value<'_>, Strin
         DataType::Time64(_) => {
             Value::TimeOfDay(array.as_primitive::<Time64NanosecondType>().value(row))
         }
-        other => return Err(format!("Arrow type {other} is not supported")),
+        other => return Err(EncodeError::ArrowType(other.clone())),
     })
+}
+
+/// Why a value cannot be sent to its column; the message names the value (a row's column is
+/// added by the sink).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum EncodeError {
+    /// The Arrow type has no SQL Server value.
+    #[error("Arrow type {0} is not supported")]
+    ArrowType(DataType),
+    /// A value of another kind than the column's (text for an int column).
+    #[error("cannot convert {value} {to}")]
+    Mismatch {
+        /// The value as messages show it.
+        value: String,
+        /// `for this column`, `to int`, `to a decimal`.
+        to: String,
+    },
+    /// A value outside the column type's range (the message names the range and what to do).
+    #[error("{0}")]
+    OutOfRange(String),
+    /// A decimal with more decimals than the column's scale.
+    #[error("{0}")]
+    Decimals(String),
+    /// Text or bytes longer than the column.
+    #[error("{0}")]
+    TooLong(String),
+    /// Text with a character the column's code page does not have.
+    #[error("{0}")]
+    CodePage(String),
+    /// NaN or an infinity.
+    #[error("{0} cannot be stored in SQL Server")]
+    NotFinite(f64),
+    /// Text that is not a uniqueidentifier.
+    #[error("`{text}` is not a uniqueidentifier: {source}")]
+    Guid {
+        text: String,
+        #[source]
+        source: uuid::Error,
+    },
+}
+
+impl EncodeError {
+    fn mismatch(value: Value<'_>, to: &str) -> Self {
+        EncodeError::Mismatch {
+            value: value_text(value),
+            to: to.to_string(),
+        }
+    }
 }
 
 /// What to do about a value out of its column's range, said once for every kind of value.
@@ -172,11 +220,11 @@ const OUT_OF_RANGE_HINT: &str =
     "filter such values out or replace them in a transform, or write them to a wider column";
 
 /// `value` as the bulk-load value of a column sent as `wire`.
-pub(crate) fn encode(value: Value<'_>, wire: Wire) -> Result<ColumnData<'static>, String> {
+pub(crate) fn encode(value: Value<'_>, wire: Wire) -> Result<ColumnData<'static>, EncodeError> {
     if value == Value::Null {
         return Ok(null_of(wire));
     }
-    let mismatch = || format!("cannot convert {} for this column", value_text(value));
+    let mismatch = || EncodeError::mismatch(value, "for this column");
     Ok(match wire {
         Wire::Bit => match value {
             Value::Bool(b) => ColumnData::Bit(Some(b)),
@@ -196,11 +244,11 @@ pub(crate) fn encode(value: Value<'_>, wire: Wire) -> Result<ColumnData<'static>
                 return Err(mismatch());
             };
             ColumnData::Date(Some(date_of(days).ok_or_else(|| {
-                format!(
+                EncodeError::OutOfRange(format!(
                     "date {} is outside the range of date ({}); {OUT_OF_RANGE_HINT}",
                     date_text(days),
                     ranges::DATE_RANGE
-                )
+                ))
             })?))
         }
         Wire::Time(scale) => match value {
@@ -208,12 +256,12 @@ pub(crate) fn encode(value: Value<'_>, wire: Wire) -> Result<ColumnData<'static>
                 let unit = 10i64.pow(9 - u32::from(scale));
                 let increments = (ns + unit / 2).div_euclid(unit);
                 if !(0..86_400 * 10i64.pow(u32::from(scale))).contains(&increments) {
-                    return Err(format!(
+                    return Err(EncodeError::OutOfRange(format!(
                         "time of day {} is outside the range of time({scale}) (00:00:00 to \
                          23:59:59.{})",
                         value_text(value),
                         "9".repeat(usize::from(scale))
-                    ));
+                    )));
                 }
                 ColumnData::Time(Some(Time::new(increments as u64, scale)))
             }
@@ -240,11 +288,11 @@ pub(crate) fn encode(value: Value<'_>, wire: Wire) -> Result<ColumnData<'static>
                 .ok()
                 .filter(|d| ranges::DATETIME_DAYS.contains(d))
                 .ok_or_else(|| {
-                    format!(
+                    EncodeError::OutOfRange(format!(
                         "{} is outside the range of datetime ({}); {OUT_OF_RANGE_HINT}",
                         value_text(value),
                         ranges::DATETIME_RANGE
-                    )
+                    ))
                 })?;
             ColumnData::DateTime(Some(DateTime::new(days as i32, fragments as u32)))
         }
@@ -255,11 +303,11 @@ pub(crate) fn encode(value: Value<'_>, wire: Wire) -> Result<ColumnData<'static>
                 .ok()
                 .filter(|d| ranges::SMALLDATETIME_DAYS.contains(d))
                 .ok_or_else(|| {
-                    format!(
+                    EncodeError::OutOfRange(format!(
                         "{} is outside the range of smalldatetime ({}); {OUT_OF_RANGE_HINT}",
                         value_text(value),
                         ranges::SMALLDATETIME_RANGE
-                    )
+                    ))
                 })?;
             ColumnData::SmallDateTime(Some(SmallDateTime::new(
                 days as u16,
@@ -283,14 +331,14 @@ pub(crate) fn encode(value: Value<'_>, wire: Wire) -> Result<ColumnData<'static>
                     Ok(bytes) if bytes == s.chars().count() => (bytes, "characters".to_string()),
                     Ok(bytes) => (bytes, format!("bytes in code page {cp}")),
                     Err(c) => {
-                        return Err(format!(
+                        return Err(EncodeError::CodePage(format!(
                             "{} cannot be stored in this char/varchar column: its code page {cp} \
                              has no `{c}` (U+{:04X}), which SQL Server would store as `?`; write \
                              the text to an nvarchar column, or replace the character in a \
                              transform",
                             value_text(value),
                             u32::from(c)
-                        ));
+                        )));
                     }
                 },
                 None => (s.chars().count(), "characters".to_string()),
@@ -298,10 +346,10 @@ pub(crate) fn encode(value: Value<'_>, wire: Wire) -> Result<ColumnData<'static>
             if let Some(max) = max_chars
                 && len > max as usize
             {
-                return Err(format!(
+                return Err(EncodeError::TooLong(format!(
                     "text of {len} {unit} is longer than the column's {max} ({})",
                     value_text(value)
-                ));
+                )));
             }
             ColumnData::String(Some(Cow::Owned(s.to_string())))
         }
@@ -312,19 +360,21 @@ pub(crate) fn encode(value: Value<'_>, wire: Wire) -> Result<ColumnData<'static>
             if let Some(max) = max
                 && b.len() > max as usize
             {
-                return Err(format!(
+                return Err(EncodeError::TooLong(format!(
                     "{} bytes are longer than the column's {max} ({})",
                     b.len(),
                     value_text(value)
-                ));
+                )));
             }
             ColumnData::Binary(Some(Cow::Owned(b.to_vec())))
         }
         Wire::Guid => match value {
-            Value::Str(s) => ColumnData::Guid(Some(
-                tiberius::Uuid::parse_str(s.trim())
-                    .map_err(|e| format!("`{s}` is not a uniqueidentifier: {e}"))?,
-            )),
+            Value::Str(s) => ColumnData::Guid(Some(tiberius::Uuid::parse_str(s.trim()).map_err(
+                |source| EncodeError::Guid {
+                    text: s.to_string(),
+                    source,
+                },
+            )?)),
             _ => return Err(mismatch()),
         },
     })
@@ -381,16 +431,12 @@ fn null_of(wire: Wire) -> ColumnData<'static> {
 }
 
 /// An integer value as the integer type of `range`; values outside it are refused.
-fn fit_int<T: TryFrom<i128>>(value: Value<'_>, range: IntRange) -> Result<T, String> {
+fn fit_int<T: TryFrom<i128>>(value: Value<'_>, range: IntRange) -> Result<T, EncodeError> {
     let Value::Int(v) = value else {
-        return Err(format!(
-            "cannot convert {} to {}",
-            value_text(value),
-            range.name
-        ));
+        return Err(EncodeError::mismatch(value, &format!("to {}", range.name)));
     };
-    let refused = |m: String| format!("{m}; {OUT_OF_RANGE_HINT}");
-    let v = range.check(v).map_err(refused)?;
+    let refused = |m: String| EncodeError::OutOfRange(format!("{m}; {OUT_OF_RANGE_HINT}"));
+    let v = range.check(v).map_err(|e| refused(e.to_string()))?;
     T::try_from(v).map_err(|_| refused(format!("{v} is out of range for {}", range.name)))
 }
 
@@ -402,28 +448,28 @@ fn as_float(value: Value<'_>) -> Option<f64> {
     }
 }
 
-fn finite(f: f64) -> Result<f64, String> {
+fn finite(f: f64) -> Result<f64, EncodeError> {
     if f.is_finite() {
         Ok(f)
     } else {
-        Err(format!("{f} cannot be stored in SQL Server"))
+        Err(EncodeError::NotFinite(f))
     }
 }
 
 /// A numeric/integer/float value as a `decimal(precision, scale)`: rescaled to the column's
 /// scale; a value with more decimals than the scale, or more integer digits than
 /// `precision - scale`, is refused (floats are rounded to the scale).
-fn to_numeric(value: Value<'_>, precision: u8, scale: u8) -> Result<Numeric, String> {
+fn to_numeric(value: Value<'_>, precision: u8, scale: u8) -> Result<Numeric, EncodeError> {
     let ten = |n: u32| 10i128.checked_pow(n);
     let column = format!("decimal({precision},{scale})");
     let too_big = || {
         let digits = precision.saturating_sub(scale);
-        format!(
+        EncodeError::OutOfRange(format!(
             "{} does not fit {column}, which holds at most {digits} digit{} before the decimal \
              point; {OUT_OF_RANGE_HINT}",
             value_text(value),
             if digits == 1 { "" } else { "s" }
-        )
+        ))
     };
     let unscaled = match value {
         Value::Int(v) => ten(u32::from(scale))
@@ -438,11 +484,11 @@ fn to_numeric(value: Value<'_>, precision: u8, scale: u8) -> Result<Numeric, Str
             } else {
                 let p = ten((-shift) as u32).ok_or_else(too_big)?;
                 if v % p != 0 {
-                    return Err(format!(
+                    return Err(EncodeError::Decimals(format!(
                         "{} has more decimals than the column's scale {scale} ({column}); round \
                          it in a transform first (ROUND or CAST to DECIMAL(p,{scale}))",
                         decimal_text(v, from)
-                    ));
+                    )));
                 }
                 v / p
             }
@@ -455,7 +501,7 @@ fn to_numeric(value: Value<'_>, precision: u8, scale: u8) -> Result<Numeric, Str
             scaled as i128
         }
         _ => {
-            return Err(format!("cannot convert {} to a decimal", value_text(value)));
+            return Err(EncodeError::mismatch(value, "to a decimal"));
         }
     };
     let limit = ten(u32::from(precision)).unwrap_or(i128::MAX);
@@ -484,9 +530,8 @@ fn date_of(days_since_1970: i64) -> Option<Date> {
 
 /// A date/timestamp as datetime2 with `scale` fractional digits (rounded); `column` names the
 /// column type in the message of a value out of range.
-fn datetime2_of(value: Value<'_>, scale: u8, column: &str) -> Result<DateTime2, String> {
-    let ns = instant_nanos(value)
-        .ok_or_else(|| format!("cannot convert {} to a date-time", value_text(value)))?;
+fn datetime2_of(value: Value<'_>, scale: u8, column: &str) -> Result<DateTime2, EncodeError> {
+    let ns = instant_nanos(value).ok_or_else(|| EncodeError::mismatch(value, "to a date-time"))?;
     let unit = 10i128.pow(9 - u32::from(scale));
     let units = (ns + unit / 2).div_euclid(unit);
     let per_day = NANOS_PER_DAY / unit;
@@ -497,11 +542,11 @@ fn datetime2_of(value: Value<'_>, scale: u8, column: &str) -> Result<DateTime2, 
         } else {
             String::new()
         };
-        format!(
+        EncodeError::OutOfRange(format!(
             "{}{rounded} is outside the range of {column} ({}); {OUT_OF_RANGE_HINT}",
             value_text(value),
             ranges::DATETIME2_RANGE
-        )
+        ))
     })?;
     let increments = units.rem_euclid(per_day) as u64;
     Ok(DateTime2::new(date, Time::new(increments, scale)))
@@ -516,7 +561,11 @@ mod tests {
         let n = to_numeric(Value::Decimal(12345, 2), 18, 4).unwrap();
         assert_eq!((n.value(), n.scale()), (1_234_500, 4));
         let err = to_numeric(Value::Decimal(12345, 3), 18, 2).unwrap_err();
-        assert!(err.contains("12.345 has more decimals"), "{err}");
+        assert!(matches!(err, EncodeError::Decimals(_)), "{err}");
+        assert!(
+            err.to_string().contains("12.345 has more decimals"),
+            "{err}"
+        );
         assert!(to_numeric(Value::Int(1000), 5, 2).is_err());
         assert_eq!(to_numeric(Value::Float(1.005), 10, 2).unwrap().value(), 100);
         assert!(fit_int::<i32>(Value::Int(1 << 40), ranges::INT).is_err());

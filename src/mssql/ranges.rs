@@ -38,17 +38,25 @@ pub struct IntRange {
 }
 
 impl IntRange {
-    /// `value` if the type holds it, else the message naming the value and the range.
-    pub fn check(&self, value: i128) -> Result<i128, String> {
+    /// `value` if the type holds it, else an error naming the value and the range.
+    pub fn check(&self, value: i128) -> Result<i128, OutOfIntRange> {
         if (self.min..=self.max).contains(&value) {
             Ok(value)
         } else {
-            Err(format!(
-                "{value} is out of range for {} ({} to {})",
-                self.name, self.min, self.max
-            ))
+            Err(OutOfIntRange {
+                value,
+                range: *self,
+            })
         }
     }
+}
+
+/// An integer its SQL Server type cannot hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{value} is out of range for {} ({} to {})", range.name, range.min, range.max)]
+pub struct OutOfIntRange {
+    pub value: i128,
+    pub range: IntRange,
 }
 
 pub const TINYINT: IntRange = IntRange {
@@ -256,7 +264,7 @@ mod tests {
     fn integer_ranges_and_code_pages() {
         assert_eq!(TINYINT.check(255), Ok(255));
         assert_eq!(
-            TINYINT.check(-1).unwrap_err(),
+            TINYINT.check(-1).unwrap_err().to_string(),
             "-1 is out of range for tinyint (0 to 255)"
         );
         assert!(SMALLINT.check(32_768).is_err());

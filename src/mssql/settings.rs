@@ -74,7 +74,7 @@ impl SqlServerSettings {
     pub fn from_env() -> Result<Self> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         let parse_err = |name: &str, value: &str, expected: &str| {
-            Error::Unsupported(format!(
+            Error::Invalid(format!(
                 "environment variable {name}=`{value}`: expected {expected}"
             ))
         };
@@ -150,7 +150,7 @@ impl SqlServerSettings {
     /// The tiberius configuration; reads the secret from its environment variable.
     pub fn to_tiberius(&self) -> Result<tiberius::Config> {
         let host = self.host.as_deref().ok_or_else(|| {
-            Error::Unsupported(
+            Error::Invalid(
                 "SQL Server host is not set: set SQLSERVER_HOST, `sqlserver.host` in config/, or the step's connection.host".into(),
             )
         })?;
@@ -171,7 +171,7 @@ impl SqlServerSettings {
         }
         let secret = |var: &str| {
             std::env::var(var).map_err(|_| {
-                Error::Unsupported(format!(
+                Error::Invalid(format!(
                     "environment variable {var} (the SQL Server secret) is not set"
                 ))
             })
@@ -179,7 +179,7 @@ impl SqlServerSettings {
         match self.auth.unwrap_or_default() {
             AuthKind::Sql => {
                 let user = self.username.as_deref().ok_or_else(|| {
-                    Error::Unsupported("SQL Server username is not set (SQLSERVER_USERNAME)".into())
+                    Error::Invalid("SQL Server username is not set (SQLSERVER_USERNAME)".into())
                 })?;
                 let password =
                     secret(self.password_env.as_deref().unwrap_or("SQLSERVER_PASSWORD"))?;

@@ -45,7 +45,7 @@ pub const OFFSET_SUFFIX: &str = "_offset_minutes";
 pub fn arrow_type(
     system_type_name: &str,
     sub_microsecond: SubMicrosecond,
-) -> Result<DataType, String> {
+) -> Result<DataType, UnreadableType> {
     let lower = system_type_name.trim().to_ascii_lowercase();
     let (base, args) = match lower.split_once('(') {
         Some((b, rest)) => (b.trim(), rest.trim_end_matches(')').trim()),
@@ -91,20 +91,61 @@ pub fn arrow_type(
         "char" | "varchar" | "nchar" | "nvarchar" | "text" | "ntext" | "xml" | "sysname"
         | "uniqueidentifier" => DataType::Utf8,
         "binary" | "varbinary" | "image" | "timestamp" | "rowversion" => DataType::Binary,
-        "sql_variant" => {
-            return Err("Databricks has no variant of SQL Server values: CAST it to the type it holds (e.g. CAST(col AS nvarchar(4000)) or CAST(col AS decimal(38, 10))) in the query".into());
-        }
-        "hierarchyid" => {
-            return Err(
-                "read it as text with col.ToString() (or CAST(col AS nvarchar(4000))) in the query"
-                    .into(),
-            );
-        }
-        "geography" | "geometry" => {
-            return Err("read it as well-known text with col.STAsText() or as well-known binary with col.STAsBinary() in the query".into());
-        }
-        _ => return Err("CAST it to a string, a number or binary in the query".into()),
+        "sql_variant" => return Err(UnreadableType::Variant),
+        "hierarchyid" => return Err(UnreadableType::HierarchyId),
+        "geography" | "geometry" => return Err(UnreadableType::Spatial),
+        _ => return Err(UnreadableType::Other),
     })
+}
+
+/// Why a SQL Server type cannot be read; each says what to select instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum UnreadableType {
+    /// `sql_variant`.
+    #[error(
+        "Databricks has no variant of SQL Server values: CAST it to the type it holds (e.g. \
+         CAST(col AS nvarchar(4000)) or CAST(col AS decimal(38, 10))) in the query"
+    )]
+    Variant,
+    /// `hierarchyid`.
+    #[error("read it as text with col.ToString() (or CAST(col AS nvarchar(4000))) in the query")]
+    HierarchyId,
+    /// `geography`, `geometry`.
+    #[error(
+        "read it as well-known text with col.STAsText() or as well-known binary with \
+         col.STAsBinary() in the query"
+    )]
+    Spatial,
+    /// Any other type.
+    #[error("CAST it to a string, a number or binary in the query")]
+    Other,
+}
+
+/// Why a value could not be appended to its column.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AppendError {
+    /// The driver sent a value of another kind than the described column type.
+    #[error("value {value} does not match the described column type ({column})")]
+    Mismatch {
+        /// The value, as debug text.
+        value: String,
+        column: &'static str,
+    },
+    /// Not a date-time, for a timestamp column.
+    #[error("value {0} is not a date-time")]
+    NotDateTime(String),
+    /// Digits below the microsecond under `sub_microsecond: error`.
+    #[error(
+        "{0} has digits below the microsecond, which the sink's `sub_microsecond: error` \
+         refuses; use `truncate` (the default) to drop and count them"
+    )]
+    SubMicrosecond(String),
+    /// A date-time nanoseconds since 1970 cannot hold.
+    #[error(
+        "{0} is outside 1677..2262, which nanoseconds cannot hold (the sink's \
+         `sub_microsecond: nanoseconds`); use `truncate` (the default)"
+    )]
+    OutsideNanoseconds(String),
 }
 
 /// Arrow builder for one column, fed with tiberius values.
@@ -184,7 +225,7 @@ impl ColumnBuilder {
 
     /// Appends one value; a value of an unexpected kind (or one the column refuses) is an error
     /// message.
-    pub fn append(&mut self, value: ColumnData<'_>) -> Result<(), String> {
+    pub fn append(&mut self, value: ColumnData<'_>) -> Result<(), AppendError> {
         use ColumnData as C;
         match (self, value) {
             (Self::Boolean(b), C::Bit(v)) => b.append_option(v),
@@ -233,12 +274,7 @@ impl ColumnBuilder {
                         let (micros, rest) = (ns.div_euclid(1000), ns.rem_euclid(1000));
                         if rest != 0 {
                             if *below == SubMicrosecond::Error {
-                                return Err(format!(
-                                    "{} has digits below the microsecond, which the sink's \
-                                     `sub_microsecond: error` refuses; use `truncate` (the default) \
-                                     to drop and count them",
-                                    format_nanos(ns)
-                                ));
+                                return Err(AppendError::SubMicrosecond(format_nanos(ns)));
                             }
                             *truncated += 1;
                         }
@@ -257,13 +293,10 @@ impl ColumnBuilder {
                 push_offset(offsets.as_mut(), &v);
                 match timestamp_nanos(&v)? {
                     None => values.append_null(),
-                    Some(ns) => values.append_value(i64::try_from(ns).map_err(|_| {
-                        format!(
-                            "{} is outside 1677..2262, which nanoseconds cannot hold (the sink's \
-                             `sub_microsecond: nanoseconds`); use `truncate` (the default)",
-                            format_nanos(ns)
-                        )
-                    })?),
+                    Some(ns) => values.append_value(
+                        i64::try_from(ns)
+                            .map_err(|_| AppendError::OutsideNanoseconds(format_nanos(ns)))?,
+                    ),
                 }
             }
             (Self::Utf8(b), C::String(v)) => b.append_option(v.as_deref()),
@@ -274,10 +307,10 @@ impl ColumnBuilder {
             (Self::Utf8(b), C::Xml(v)) => b.append_option(v.map(|x| x.to_string())),
             (Self::Binary(b), C::Binary(v)) => b.append_option(v.as_deref()),
             (builder, value) => {
-                return Err(format!(
-                    "value {value:?} does not match the described column type ({})",
-                    builder.kind()
-                ));
+                return Err(AppendError::Mismatch {
+                    value: format!("{value:?}"),
+                    column: builder.kind(),
+                });
             }
         }
         Ok(())
@@ -431,7 +464,7 @@ fn time_nanos(t: tiberius::time::Time) -> u64 {
 }
 
 /// Nanoseconds since 1970-01-01 (UTC for datetimeoffset) of any date-time value.
-fn timestamp_nanos(value: &ColumnData<'_>) -> Result<Option<i128>, String> {
+fn timestamp_nanos(value: &ColumnData<'_>) -> Result<Option<i128>, AppendError> {
     const DAY: i128 = 86_400_000_000_000;
     Ok(match value {
         ColumnData::DateTime2(v) => v.map(|dt| {
@@ -452,7 +485,7 @@ fn timestamp_nanos(value: &ColumnData<'_>) -> Result<Option<i128>, String> {
             (i128::from(dt.days()) - i128::from(DAYS_1900_TO_1970)) * DAY
                 + i128::from(dt.seconds_fragments()) * 60_000_000_000
         }),
-        other => return Err(format!("value {other:?} is not a date-time")),
+        other => return Err(AppendError::NotDateTime(format!("{other:?}"))),
     })
 }
 
@@ -508,7 +541,7 @@ mod tests {
             ("hierarchyid", "ToString()"),
             ("sql_variant", "CAST(col AS"),
         ] {
-            let hint = arrow_type(name, T).unwrap_err();
+            let hint = arrow_type(name, T).unwrap_err().to_string();
             assert!(hint.contains(cast), "{name}: {hint}");
         }
     }
@@ -541,7 +574,7 @@ mod tests {
 
         let mut strict = ColumnBuilder::new(&micros, 1, SubMicrosecond::Error, false);
         strict.append(datetime2(0, 10)).unwrap();
-        let e = strict.append(datetime2(0, 11)).unwrap_err();
+        let e = strict.append(datetime2(0, 11)).unwrap_err().to_string();
         assert!(e.contains("0001-01-01 00:00:00.0000011"), "{e}");
 
         let mut nanos = ColumnBuilder::new(
@@ -550,7 +583,7 @@ mod tests {
             SubMicrosecond::Nanoseconds,
             false,
         );
-        let e = nanos.append(datetime2(0, 0)).unwrap_err();
+        let e = nanos.append(datetime2(0, 0)).unwrap_err().to_string();
         assert!(e.contains("1677..2262"), "{e}");
     }
 }

@@ -49,6 +49,8 @@ pub struct StepMetrics {
     /// Cancels every scan of the step: the next batch becomes an error, so a sink fails (and
     /// cleans up) instead of committing a truncated stream.
     cancel: CancellationToken,
+    /// A sink found its write applied before (its idempotency key recorded) and changed nothing.
+    already_applied: std::sync::atomic::AtomicBool,
 }
 
 impl StepMetrics {
@@ -70,6 +72,18 @@ impl StepMetrics {
     pub fn reset_direct(&self) {
         self.direct.rows.store(0, Ordering::Relaxed);
         self.direct.bytes.store(0, Ordering::Relaxed);
+        self.already_applied.store(false, Ordering::Relaxed);
+    }
+
+    /// Records that the sink's write was applied before (its idempotency key is recorded), so
+    /// this run changed nothing; the rows recorded are the first application's.
+    pub fn mark_already_applied(&self) {
+        self.already_applied.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the sink found its write applied before ([`StepMetrics::mark_already_applied`]).
+    pub fn already_applied(&self) -> bool {
+        self.already_applied.load(Ordering::Relaxed)
     }
 
     fn new_scan(&self) -> Arc<ScanCounter> {

@@ -18,7 +18,7 @@ use futures::StreamExt;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StepSqlError};
 use crate::output_types::Truncations;
 use crate::pipeline::metrics::{CountingTable, StepMetrics};
 use crate::pipeline::plan::{Plan, PlannedStep};
@@ -95,6 +95,10 @@ pub struct StepReport {
     /// Server source's `datetime2(7)`, a sink's nanosecond input).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub truncated: BTreeMap<String, u64>,
+    /// A sink whose write was applied before (its idempotency key is recorded): nothing was
+    /// written, `rows` are the first application's.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub already_applied: bool,
 }
 
 /// A step's error with its place: a Databricks workspace that is not configured (no host, no
@@ -318,6 +322,7 @@ pub async fn run(project: &Project, plan: &Plan, options: &RunOptions) -> Result
                         StepKind::Sink => run.truncations.for_output(&s.id),
                         _ => run.truncations.of(&s.id),
                     },
+                    already_applied: m.already_applied(),
                 }
             })
             .collect(),
@@ -351,17 +356,27 @@ async fn transform_frame(ctx: &SessionContext, step: &PlannedStep) -> Result<Dat
     let df = ctx
         .sql_with_options(&sql.text, options)
         .await
-        .map_err(|e| Error::Plan {
-            location: step.location.clone(),
-            message: format!("step `{}`: SQL error{where_}: {}", step.id, first_line(&e)),
+        .map_err(|e| {
+            let detail = first_line(&e);
+            Error::StepSql(Box::new(StepSqlError {
+                location: step.location.clone(),
+                step: step.id.clone(),
+                message: format!("step `{}`: SQL error{where_}: {detail}", step.id),
+                detail,
+            }))
         })?;
     if sql.params.is_empty() {
         return Ok(df);
     }
     let values: Vec<ScalarValue> = sql.params.iter().map(scalar).collect();
-    df.with_param_values(values).map_err(|e| Error::Plan {
-        location: step.location.clone(),
-        message: format!("step `{}`: parameters{where_}: {}", step.id, first_line(&e)),
+    df.with_param_values(values).map_err(|e| {
+        let detail = first_line(&e);
+        Error::StepSql(Box::new(StepSqlError {
+            location: step.location.clone(),
+            step: step.id.clone(),
+            message: format!("step `{}`: parameters{where_}: {detail}", step.id),
+            detail,
+        }))
     })
 }
 

@@ -3,6 +3,24 @@
 
 use chrono::{DateTime, Utc};
 
+/// Why a `schedule:` expression is not a cron expression.
+#[derive(Debug, thiserror::Error)]
+pub enum ScheduleError {
+    /// Not 5 or 6 fields.
+    #[error(
+        "`{expr}` is not a cron expression: expected 5 fields (minute hour day month weekday) or \
+         6 (seconds first), found {fields}"
+    )]
+    FieldCount { expr: String, fields: usize },
+    /// A field croner refuses.
+    #[error("`{expr}` is not a cron expression: {source}")]
+    Cron {
+        expr: String,
+        #[source]
+        source: croner::errors::CronError,
+    },
+}
+
 /// A parsed `schedule:` expression.
 #[derive(Debug, Clone)]
 pub struct Schedule {
@@ -12,16 +30,20 @@ pub struct Schedule {
 
 impl Schedule {
     /// Parses a cron expression; the error says what is wrong with it.
-    pub fn parse(expr: &str) -> Result<Schedule, String> {
+    pub fn parse(expr: &str) -> Result<Schedule, ScheduleError> {
         let fields = expr.split_whitespace().count();
         if !(5..=6).contains(&fields) {
-            return Err(format!(
-                "`{expr}` is not a cron expression: expected 5 fields (minute hour day month weekday) or 6 (seconds first), found {fields}"
-            ));
+            return Err(ScheduleError::FieldCount {
+                expr: expr.to_string(),
+                fields,
+            });
         }
         let cron = expr
             .parse::<croner::Cron>()
-            .map_err(|e| format!("`{expr}` is not a cron expression: {e}"))?;
+            .map_err(|source| ScheduleError::Cron {
+                expr: expr.to_string(),
+                source,
+            })?;
         Ok(Schedule {
             expr: expr.to_string(),
             cron,
@@ -61,15 +83,14 @@ mod tests {
 
     #[test]
     fn bad_expressions_say_why() {
+        let e = Schedule::parse("every day").unwrap_err();
         assert!(
-            Schedule::parse("every day")
-                .unwrap_err()
-                .contains("5 fields")
+            matches!(e, ScheduleError::FieldCount { fields: 2, .. }),
+            "{e}"
         );
-        assert!(
-            Schedule::parse("61 * * * *")
-                .unwrap_err()
-                .contains("not a cron")
-        );
+        assert!(e.to_string().contains("5 fields"), "{e}");
+        let e = Schedule::parse("61 * * * *").unwrap_err();
+        assert!(matches!(e, ScheduleError::Cron { .. }), "{e}");
+        assert!(e.to_string().contains("not a cron"), "{e}");
     }
 }

@@ -25,7 +25,7 @@ impl WatermarkStore {
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
-        let fail = |e: rusqlite::Error| Error::Unsupported(format!("{}: {e}", self.path.display()));
+        let fail = |e: rusqlite::Error| Error::internal(self.path.display().to_string(), e);
         let conn = Connection::open(&self.path).map_err(fail)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(fail)?;
@@ -51,7 +51,7 @@ impl WatermarkStore {
             |row| row.get(0),
         )
         .optional()
-        .map_err(|e| Error::Unsupported(format!("{}: {e}", self.path.display())))
+        .map_err(|e| Error::internal(self.path.display().to_string(), e))
     }
 
     /// Records a watermark after a run committed.
@@ -76,7 +76,7 @@ impl WatermarkStore {
                 chrono::Utc::now().to_rfc3339()
             ],
         )
-        .map_err(|e| Error::Unsupported(format!("{}: {e}", self.path.display())))?;
+        .map_err(|e| Error::internal(self.path.display().to_string(), e))?;
         Ok(())
     }
 }

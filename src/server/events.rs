@@ -9,11 +9,11 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{AccessPolicy, PermissionsStore, authorize};
+use crate::error::BoxError;
 use crate::pipeline::Plan;
 use crate::server::audit::{AuditEntry, AuditLog, AuditResult};
 use crate::server::metrics::ServerMetrics;
 use crate::server::{AppState, ServeOptions};
-use crate::sinks::sqlserver::is_over_delete_limit;
 use crate::sync::{ApplyLimits, Event, Outcome, Poller, PollerHooks, PollerOptions};
 
 /// Runs the events poller until `stop` fires.
@@ -92,33 +92,29 @@ impl ServerHooks {
 
 #[async_trait::async_trait]
 impl PollerHooks for ServerHooks {
-    async fn authorize(&self, event: &Event, plan: &Plan) -> Result<ApplyLimits, String> {
-        let refused = |message: String| {
+    async fn authorize(&self, event: &Event, plan: &Plan) -> Result<ApplyLimits, BoxError> {
+        let refused = |refusal: EventRefusal| {
             self.refused_ids().insert(event.event_id.clone());
             self.audit(AuditEntry {
                 result: AuditResult::Refused,
-                error: Some(message.clone()),
+                error: Some(refusal.to_string()),
                 ..Self::entry(event)
             });
-            Err(message)
+            Err(refusal.into())
         };
         let Some(name) = event.created_by.as_deref() else {
-            return refused(
-                "created_by is empty: events must name a user of the permissions file".into(),
-            );
+            return refused(EventRefusal::NoCreator);
         };
         let Some(caller) = self.permissions.current().caller(name) else {
-            return refused(format!(
-                "created_by `{name}` is not a user of the permissions file"
-            ));
+            return refused(EventRefusal::UnknownUser(name.to_string()));
         };
         let policy = match (self.policy)(plan) {
             Ok(policy) => policy,
-            Err(e) => return refused(format!("the access policy cannot be read: {e}")),
+            Err(e) => return refused(EventRefusal::Policy(e)),
         };
         let authorized = match authorize(Some(&caller), plan, &policy) {
             Ok(authorized) => authorized,
-            Err(refusal) => return refused(refusal.to_string()),
+            Err(refusal) => return refused(EventRefusal::Access(refusal)),
         };
         self.refused_ids().remove(&event.event_id);
         Ok(ApplyLimits {
@@ -127,14 +123,7 @@ impl PollerHooks for ServerHooks {
     }
 
     async fn on_finished(&self, event: &Event, outcome: &Outcome, took: Duration) {
-        let (result, rows, error) = match outcome {
-            Outcome::Completed { rows_affected } => (AuditResult::Ok, Some(*rows_affected), None),
-            // A delete over the caller's limit is a refusal, like a missing right.
-            Outcome::Failed { error } if is_over_delete_limit(error) => {
-                (AuditResult::Refused, None, Some(error.clone()))
-            }
-            Outcome::Failed { error } => (AuditResult::Failed, None, Some(error.clone())),
-        };
+        let (result, rows, error) = audited(outcome);
         let ok = result == AuditResult::Ok;
         self.metrics
             .event_finished(&event.operation.to_string(), ok, rows.unwrap_or(0), took);
@@ -149,5 +138,59 @@ impl PollerHooks for ServerHooks {
             error,
             ..Self::entry(event)
         });
+    }
+}
+
+/// Why the server does not apply an event (audited as `refused`; the event fails with it).
+#[derive(Debug, thiserror::Error)]
+enum EventRefusal {
+    #[error("created_by is empty: events must name a user of the permissions file")]
+    NoCreator,
+    #[error("created_by `{0}` is not a user of the permissions file")]
+    UnknownUser(String),
+    #[error("the access policy cannot be read: {0}")]
+    Policy(#[source] crate::Error),
+    #[error(transparent)]
+    Access(crate::auth::Refusal),
+}
+
+/// The audit result, rows and error of an event's outcome.
+fn audited(outcome: &Outcome) -> (AuditResult, Option<u64>, Option<String>) {
+    match outcome {
+        Outcome::Completed { rows_affected } => (AuditResult::Ok, Some(*rows_affected), None),
+        // A delete over the caller's limit is a refusal, like a missing right.
+        Outcome::Failed {
+            error,
+            refusal: Some(_),
+        } => (AuditResult::Refused, None, Some(error.clone())),
+        Outcome::Failed {
+            error,
+            refusal: None,
+        } => (AuditResult::Failed, None, Some(error.clone())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Refusal;
+
+    #[test]
+    fn a_delete_over_the_cap_is_audited_as_refused_by_its_type_not_its_text() {
+        let refused = Outcome::Failed {
+            error: "the write was stopped".into(),
+            refusal: Some(Refusal::DeleteCap {
+                table: "dbo.Target".into(),
+                deleted: 3,
+                limit: 2,
+            }),
+        };
+        assert_eq!(audited(&refused).0, AuditResult::Refused);
+        let lookalike = Outcome::failed(
+            "would delete 3 rows from dbo.T, over max_delete_rows 2; nothing was changed",
+        );
+        assert_eq!(audited(&lookalike).0, AuditResult::Failed);
+        let done = Outcome::Completed { rows_affected: 4 };
+        assert_eq!(audited(&done), (AuditResult::Ok, Some(4), None));
     }
 }

@@ -115,7 +115,7 @@ pub async fn serve(root: &Path, options: ServeOptions, shutdown: CancellationTok
             let config = base.databricks_settings()?.resolve()?;
             let client = crate::databricks::DatabricksClient::new(&config)?;
             let warehouse = client.warehouse_id().map(str::to_string).ok_or_else(|| {
-                Error::Unsupported(
+                Error::Invalid(
                     "--databricks-events needs a SQL warehouse: set `databricks.warehouse_id` in config/defaults.yaml, the profile's `warehouse_id`, or DATABRICKS_WAREHOUSE_ID".into(),
                 )
             })?;
@@ -150,10 +150,10 @@ pub async fn serve(root: &Path, options: ServeOptions, shutdown: CancellationTok
 
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
-        .map_err(|e| Error::Unsupported(format!("cannot listen on {}: {e}", options.listen)))?;
+        .map_err(|e| Error::internal(format!("cannot listen on {}", options.listen), e))?;
     let addr = listener
         .local_addr()
-        .map_err(|e| Error::Unsupported(format!("listening socket: {e}")))?;
+        .map_err(|e| Error::internal("listening socket", e))?;
     {
         use std::io::Write;
         let mut out = std::io::stdout();
@@ -198,7 +198,7 @@ pub async fn serve(root: &Path, options: ServeOptions, shutdown: CancellationTok
     if let Err(e) = state.jobs.deregister() {
         tracing::warn!(error = %e, "could not remove this server's heartbeat; other servers will drop it after its lease");
     }
-    served.map_err(|e| Error::Unsupported(format!("HTTP server failed: {e}")))
+    served.map_err(|e| Error::internal("HTTP server failed", e))
 }
 
 fn log_reclaimed(reclaimed: &Reclaimed) {

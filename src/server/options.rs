@@ -57,7 +57,7 @@ impl Seconds {
     /// or when 0 and 0 is refused.
     pub fn from_secs(&self, secs: f64) -> Result<Duration> {
         if !(secs.is_finite() && secs >= 0.0) {
-            return Err(Error::Unsupported(format!(
+            return Err(Error::Invalid(format!(
                 "--{}: expected a number of seconds, got {secs}",
                 self.flag
             )));
@@ -68,7 +68,7 @@ impl Seconds {
     /// `duration`, unless it is 0 and 0 is refused.
     pub fn check(&self, duration: Duration) -> Result<Duration> {
         match self.zero_refused {
-            Some(why) if duration.is_zero() => Err(Error::Unsupported(format!(
+            Some(why) if duration.is_zero() => Err(Error::Invalid(format!(
                 "--{}: must be more than 0 seconds ({why}); the default is {}",
                 self.flag,
                 self.default.as_secs_f64()

@@ -16,7 +16,6 @@ use crate::server::audit::{AuditEntry, AuditLog, AuditResult};
 use crate::server::jobs::{Job, JobStatus, JobStore};
 use crate::server::metrics::ServerMetrics;
 use crate::server::versions::ProjectVersion;
-use crate::sinks::sqlserver::is_over_delete_limit;
 
 /// Error recorded on jobs stopped by a server shutdown.
 pub const SHUTDOWN_ERROR: &str = "the server shut down before the job finished; resubmit it";
@@ -199,6 +198,8 @@ impl JobRunner {
         renderer: &crate::pipeline::render::Renderer,
     ) {
         // Values read through `env()` (connection fields only) never reach a job record.
+        // A delete over the caller's limit is a refusal, like a missing right.
+        let refused = matches!(&result, Err(e) if e.refusal().is_some());
         let (status, summary, error, rows) = match result {
             Ok(summary) => {
                 let rows = rows_written(&summary);
@@ -240,8 +241,7 @@ impl JobRunner {
             rows,
             result: match (status, &error) {
                 (JobStatus::Succeeded, _) => AuditResult::Ok,
-                // A delete over the caller's limit is a refusal, like a missing right.
-                (JobStatus::Failed, Some(e)) if is_over_delete_limit(e) => AuditResult::Refused,
+                (JobStatus::Failed, _) if refused => AuditResult::Refused,
                 _ => AuditResult::Failed,
             },
             error,

@@ -94,7 +94,7 @@ async fn start_one(
         jobs.scheduled_active(&pipeline, planned_country.as_deref())
     })
     .await
-    .map_err(|e| crate::Error::Unsupported(e.to_string()))??;
+    .map_err(|e| crate::Error::internal("a background task of the scheduler failed", e))??;
     if busy {
         tracing::warn!(pipeline = %name, country = ?plan.country, "previous scheduled run for this country still going; skipping this one");
         return Ok(());
@@ -117,7 +117,7 @@ async fn start_one(
             if let Err(e) = state.audit.append(&line) {
                 tracing::error!(error = %e, "audit log write failed");
             }
-            return Err(crate::Error::Unsupported(format!(
+            return Err(crate::Error::Invalid(format!(
                 "scheduled run refused: {refusal}"
             )));
         }
@@ -135,7 +135,7 @@ async fn start_one(
     let jobs = Arc::clone(&state.jobs);
     let job = tokio::task::spawn_blocking(move || jobs.insert(&new))
         .await
-        .map_err(|e| crate::Error::Unsupported(e.to_string()))??;
+        .map_err(|e| crate::Error::internal("a background task of the scheduler failed", e))??;
     let entry_audit = AuditEntry {
         request_id: format!("schedule-{}", job.id),
         caller: Some("scheduler".into()),
@@ -148,7 +148,7 @@ async fn start_one(
     let audit = Arc::clone(&state.audit);
     let audited = tokio::task::spawn_blocking(move || audit.append(&entry_audit))
         .await
-        .map_err(|e| crate::Error::Unsupported(e.to_string()))
+        .map_err(|e| crate::Error::internal("a background task of the scheduler failed", e))
         .and_then(|r| r);
     if let Err(e) = audited {
         // Not run without its audit line; closed, so it does not hold off the next schedule.

@@ -181,7 +181,7 @@ impl Versions {
 
     /// Copies and validates the files; swaps them in if valid, keeps the current version (and
     /// records the error) if not.
-    pub async fn reload(&self) -> Result<Reload, String> {
+    pub async fn reload(&self) -> Result<Reload, VersionError> {
         let _guard = self.reloading.lock().await;
         let base = self.base.clone();
         let store = self.store.clone();
@@ -189,7 +189,7 @@ impl Versions {
         let loaded =
             tokio::task::spawn_blocking(move || load(&base, &store, current_id.as_deref()))
                 .await
-                .map_err(|e| format!("reload task failed: {e}"))?;
+                .map_err(VersionError::Task)?;
         let mut error = self.error.lock().expect("versions lock");
         match loaded {
             Ok(Some(version)) => {
@@ -205,9 +205,56 @@ impl Versions {
             }
             Err(e) => {
                 tracing::error!(error = %e, "project files are invalid; keeping the previous version");
-                *error = Some(e.clone());
+                *error = Some(e.to_string());
                 Err(e)
             }
+        }
+    }
+}
+
+/// Why the project files on disk could not become a version (the current one stays in use).
+#[derive(Debug, thiserror::Error)]
+pub enum VersionError {
+    /// Some pipelines or queries are invalid: every error `bridge validate` reports.
+    #[error("{}", .0.join("; "))]
+    Invalid(Vec<String>),
+    /// A pipeline file does not parse, or the project cannot be read.
+    #[error(transparent)]
+    Project(#[from] crate::Error),
+    /// A pipeline's `schedule:` is not a cron expression.
+    #[error("{}: schedule: {source}", file.display())]
+    Schedule {
+        file: PathBuf,
+        #[source]
+        source: crate::pipeline::schedule::ScheduleError,
+    },
+    /// Two pipeline files use one name.
+    #[error("{}: pipeline name `{name}` is also used by {}", file.display(), other.display())]
+    DuplicateName {
+        file: PathBuf,
+        name: String,
+        other: PathBuf,
+    },
+    /// A file could not be read or copied.
+    #[error("{}: {source}", path.display())]
+    File {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The watched folders could not be listed.
+    #[error(transparent)]
+    Walk(walkdir::Error),
+    /// The reload task itself failed.
+    #[error("reload task failed: {0}")]
+    Task(#[source] tokio::task::JoinError),
+}
+
+impl VersionError {
+    fn file(path: impl AsRef<Path>, source: std::io::Error) -> Self {
+        VersionError::File {
+            path: path.as_ref().to_path_buf(),
+            source,
         }
     }
 }
@@ -221,13 +268,13 @@ fn load(
     base: &Project,
     store: &Path,
     current: Option<&str>,
-) -> Result<Option<ProjectVersion>, String> {
+) -> Result<Option<ProjectVersion>, VersionError> {
     let root = base.root();
     let files = project_files(root)?;
     let mut hash = Sha256::new();
     let mut contents = Vec::with_capacity(files.len());
     for rel in &files {
-        let bytes = std::fs::read(root.join(rel)).map_err(|e| format!("{}: {e}", rel.display()))?;
+        let bytes = std::fs::read(root.join(rel)).map_err(|e| VersionError::file(rel, e))?;
         hash.update(rel.to_string_lossy().as_bytes());
         hash.update([0]);
         hash.update((bytes.len() as u64).to_le_bytes());
@@ -245,14 +292,15 @@ fn load(
     for (rel, bytes) in files.iter().zip(&contents) {
         let target = dir.join(rel);
         if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+            std::fs::create_dir_all(parent).map_err(|e| VersionError::file(parent, e))?;
         }
-        std::fs::write(&target, bytes).map_err(|e| format!("{}: {e}", target.display()))?;
+        std::fs::write(&target, bytes).map_err(|e| VersionError::file(&target, e))?;
     }
     for sub in WATCHED_DIRS {
         // A missing folder stays missing in the copy, but `pipelines/` must exist to be listed.
         if sub == "pipelines" {
-            std::fs::create_dir_all(dir.join(sub)).map_err(|e| e.to_string())?;
+            std::fs::create_dir_all(dir.join(sub))
+                .map_err(|e| VersionError::file(dir.join(sub), e))?;
         }
     }
     let version = ProjectVersion {
@@ -267,34 +315,31 @@ fn load(
 }
 
 /// Validates every pipeline for every country and every query, and indexes pipelines by name.
-fn check(mut version: ProjectVersion) -> Result<ProjectVersion, String> {
-    let report = validate(&version.project, &[]).map_err(|e| e.to_string())?;
+fn check(mut version: ProjectVersion) -> Result<ProjectVersion, VersionError> {
+    let report = validate(&version.project, &[])?;
     if !report.errors.is_empty() {
-        return Err(report.errors.join("; "));
+        return Err(VersionError::Invalid(report.errors));
     }
     let mut by_name: BTreeMap<String, PipelineEntry> = BTreeMap::new();
-    for file in version
-        .project
-        .pipeline_files()
-        .map_err(|e| e.to_string())?
-    {
+    for file in version.project.pipeline_files()? {
         let display = version.project.display_path(&file);
-        let text =
-            std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", display.display()))?;
-        let spec = parse_pipeline(&display, &text).map_err(|e| e.to_string())?;
+        let text = std::fs::read_to_string(&file).map_err(|e| VersionError::file(&display, e))?;
+        let spec = parse_pipeline(&display, &text)?;
         let schedule = spec
             .schedule
             .as_deref()
             .map(Schedule::parse)
             .transpose()
-            .map_err(|e| format!("{}: schedule: {e}", display.display()))?;
+            .map_err(|source| VersionError::Schedule {
+                file: display.clone(),
+                source,
+            })?;
         if let Some(other) = by_name.get(&spec.name) {
-            return Err(format!(
-                "{}: pipeline name `{}` is also used by {}",
-                display.display(),
-                spec.name,
-                other.display.display()
-            ));
+            return Err(VersionError::DuplicateName {
+                file: display.clone(),
+                name: spec.name,
+                other: other.display.clone(),
+            });
         }
         by_name.insert(
             spec.name,
@@ -311,7 +356,7 @@ fn check(mut version: ProjectVersion) -> Result<ProjectVersion, String> {
 }
 
 /// Files under the watched folders, relative to the root, sorted; editor leftovers skipped.
-fn project_files(root: &Path) -> Result<Vec<PathBuf>, String> {
+fn project_files(root: &Path) -> Result<Vec<PathBuf>, VersionError> {
     let mut files = Vec::new();
     for sub in WATCHED_DIRS {
         let dir = root.join(sub);
@@ -319,14 +364,15 @@ fn project_files(root: &Path) -> Result<Vec<PathBuf>, String> {
             continue;
         }
         for entry in walkdir::WalkDir::new(&dir).follow_links(true) {
-            let entry = entry.map_err(|e| e.to_string())?;
+            let entry = entry.map_err(VersionError::Walk)?;
             if !entry.file_type().is_file() || is_editor_leftover(entry.path()) {
                 continue;
             }
+            // WalkDir yields paths under `dir`, itself under `root`.
             let rel = entry
                 .path()
                 .strip_prefix(root)
-                .map_err(|e| e.to_string())?
+                .unwrap_or(entry.path())
                 .to_path_buf();
             files.push(rel);
         }

@@ -21,7 +21,7 @@ use std::path::Path;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::error::Error;
+use crate::error::{Error, is_resources_exhausted};
 use crate::pipeline::plan::{Plan, PlanOptions};
 use crate::pipeline::project::Project;
 use crate::pipeline::render::RenderedSql;
@@ -30,7 +30,6 @@ use crate::pipeline::spec::{
     DatabricksSourceSpec, DeltaSourceSpec, PipelineSpec, SinkSpec, SourceSpec, SqlServerSinkSpec,
     SqlServerWriteMode,
 };
-use crate::sinks::sqlserver::is_already_applied;
 use crate::sync::event::{Event, Operation, parse_event_id, parse_filter, source_table_parts};
 use crate::sync::{Result, SyncError};
 
@@ -190,7 +189,7 @@ pub async fn apply_event(
         .ok_or_else(|| SyncError::Apply(Error::step(WRITE_STEP, "the run reported no write")))?;
     Ok(AppliedEvent {
         rows_affected: step.rows,
-        already_applied: step.outputs.iter().any(|o| is_already_applied(o)),
+        already_applied: step.already_applied,
     })
 }
 
@@ -260,25 +259,31 @@ pub fn plan_event(
 }
 
 /// SQL errors of the filter step become `filter:` errors; running out of the memory pool is
-/// said in words.
+/// said in words (the cause is kept).
 fn filter_error(e: Error) -> SyncError {
     match e {
-        Error::Step { step, message } if message.contains("Resources exhausted") => {
-            SyncError::Apply(Error::Step {
+        Error::Step { step, source } if is_resources_exhausted(source.as_ref()) => {
+            SyncError::Apply(Error::step_from(
                 step,
-                message: format!(
-                    "the event needed more than {} MiB of working memory, so nothing was \
-                     written; narrow its filter or split it into smaller events ({message})",
-                    EVENT_MEMORY_LIMIT / (1024 * 1024)
-                ),
-            })
+                OutOfMemory {
+                    limit_mib: EVENT_MEMORY_LIMIT / (1024 * 1024),
+                    source,
+                },
+            ))
         }
-        Error::Plan { message, .. } if message.starts_with(&format!("step `{FILTER_STEP}`")) => {
-            let detail = message
-                .split_once("SQL error: ")
-                .map_or(message.as_str(), |(_, d)| d);
-            SyncError::invalid("filter", detail.to_string())
-        }
+        Error::StepSql(e) if e.step == FILTER_STEP => SyncError::invalid("filter", e.detail),
         other => SyncError::Apply(other),
     }
+}
+
+/// An event that needed more memory than [`EVENT_MEMORY_LIMIT`].
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the event needed more than {limit_mib} MiB of working memory, so nothing was written; \
+     narrow its filter or split it into smaller events ({source})"
+)]
+struct OutOfMemory {
+    limit_mib: usize,
+    #[source]
+    source: crate::error::BoxError,
 }

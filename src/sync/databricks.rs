@@ -13,7 +13,7 @@ use crate::databricks::{DatabricksClient, DatabricksError, Disposition, Statemen
 use crate::sql::{Dialect, quote_ident};
 use crate::sync::apply::SourceCatalog;
 use crate::sync::event::{
-    Event, EventStatus, NewEvent, Operation, Outcome, check_worker, parse_event_id,
+    Event, EventRowError, EventStatus, NewEvent, Operation, Outcome, check_worker, parse_event_id,
 };
 use crate::sync::local::{ColumnType, EVENT_COLUMNS};
 use crate::sync::store::EventStore;
@@ -207,7 +207,7 @@ fn ts_param(name: &str, at: DateTime<Utc>) -> StatementParam {
 }
 
 /// Parses a timestamp as Databricks renders it (`2024-01-02T03:04:05.123Z`, or with a space).
-fn parse_ts(text: &str) -> std::result::Result<DateTime<Utc>, String> {
+fn parse_ts(text: &str) -> std::result::Result<DateTime<Utc>, EventRowError> {
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
         return Ok(t.with_timezone(&Utc));
     }
@@ -219,21 +219,28 @@ fn parse_ts(text: &str) -> std::result::Result<DateTime<Utc>, String> {
             )
         })
         .map(|t| t.and_utc())
-        .map_err(|e| format!("timestamp `{text}`: {e}"))
+        .map_err(|source| EventRowError::Timestamp {
+            text: text.to_string(),
+            source,
+        })
 }
 
 /// An event from a row of text values in [`EVENT_COLUMNS`] order.
-fn event_of(row: &[Option<String>]) -> std::result::Result<Event, String> {
+fn event_of(row: &[Option<String>]) -> std::result::Result<Event, EventRowError> {
     let get = |name: &str| -> Option<&str> {
         let i = EVENT_COLUMNS.iter().position(|c| c.name == name)?;
         row.get(i)?.as_deref()
     };
-    let need = |name: &str| get(name).ok_or_else(|| format!("`{name}` is NULL"));
+    let need = |name: &'static str| get(name).ok_or(EventRowError::Null(name));
     let time = |name: &str| get(name).map(parse_ts).transpose();
     let primary_keys = match get("primary_keys") {
         None => Vec::new(),
-        Some(json) => serde_json::from_str::<Vec<String>>(json)
-            .map_err(|e| format!("primary_keys `{json}`: {e}"))?,
+        Some(json) => {
+            serde_json::from_str::<Vec<String>>(json).map_err(|source| EventRowError::Keys {
+                json: json.to_string(),
+                source,
+            })?
+        }
     };
     Ok(Event {
         event_id: need("event_id")?.to_string(),
@@ -245,8 +252,10 @@ fn event_of(row: &[Option<String>]) -> std::result::Result<Event, String> {
         status: need("status")?.parse::<EventStatus>()?,
         rows_affected: get("rows_affected")
             .map(|v| {
-                v.parse::<i64>()
-                    .map_err(|e| format!("rows_affected `{v}`: {e}"))
+                v.parse::<i64>().map_err(|source| EventRowError::Rows {
+                    text: v.to_string(),
+                    source,
+                })
             })
             .transpose()?,
         error_message: get("error_message").map(str::to_string),
@@ -408,7 +417,7 @@ impl EventStore for DatabricksEvents {
                 Some(rows_affected.to_string()),
                 None,
             ),
-            Outcome::Failed { error } => (EventStatus::Failed, None, Some(error.clone())),
+            Outcome::Failed { error, .. } => (EventStatus::Failed, None, Some(error.clone())),
         };
         let params = [
             StatementParam::string("status", status.as_str()),

@@ -12,6 +12,7 @@ use deltalake::datafusion::sql::sqlparser::tokenizer::Token;
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
+use crate::error::Refusal;
 use crate::sql::validate_ident;
 use crate::sync::SyncError;
 
@@ -58,20 +59,80 @@ impl fmt::Display for Operation {
 }
 
 impl std::str::FromStr for Operation {
-    type Err = String;
+    type Err = UnknownName;
 
     /// Any case: `upsert`, `Upsert` and `UPSERT` are the same operation.
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(s: &str) -> Result<Self, UnknownName> {
         match s.trim().to_ascii_uppercase().as_str() {
             "INSERT" => Ok(Operation::Insert),
             "UPSERT" => Ok(Operation::Upsert),
             "UPDATE" => Ok(Operation::Update),
             "DELETE" => Ok(Operation::Delete),
-            _ => Err(format!(
-                "unknown operation `{s}`; expected INSERT, UPSERT, UPDATE or DELETE"
-            )),
+            _ => Err(UnknownName::Operation(s.to_string())),
         }
     }
+}
+
+/// Why a row of an events table is not an event (the table was written by something else, or
+/// by another version).
+#[derive(Debug, thiserror::Error)]
+pub enum EventRowError {
+    /// A required column is NULL.
+    #[error("`{0}` is NULL")]
+    Null(&'static str),
+    /// A column of the table is missing.
+    #[error("column `{0}` is missing")]
+    MissingColumn(&'static str),
+    /// A column is not of its type, and cannot be cast to it.
+    #[error("column `{column}`: {source}")]
+    Column {
+        column: &'static str,
+        #[source]
+        source: deltalake::arrow::error::ArrowError,
+    },
+    /// An operation or a status that is not one.
+    #[error(transparent)]
+    Name(#[from] UnknownName),
+    /// A timestamp that does not parse.
+    #[error("timestamp `{text}`: {source}")]
+    Timestamp {
+        text: String,
+        #[source]
+        source: chrono::ParseError,
+    },
+    /// `primary_keys` that are not a JSON list of names.
+    #[error("primary_keys `{json}`: {source}")]
+    Keys {
+        json: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// `rows_affected` that is not a number.
+    #[error("rows_affected `{text}`: {source}")]
+    Rows {
+        text: String,
+        #[source]
+        source: std::num::ParseIntError,
+    },
+    /// What is wrong with the event `event_id`.
+    #[error("event {event_id}: {source}")]
+    Event {
+        event_id: String,
+        #[source]
+        source: Box<EventRowError>,
+    },
+    /// An event that cannot become a row.
+    #[error(transparent)]
+    Batch(deltalake::arrow::error::ArrowError),
+}
+
+/// A name that is not an operation or an event status.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UnknownName {
+    #[error("unknown operation `{0}`; expected INSERT, UPSERT, UPDATE or DELETE")]
+    Operation(String),
+    #[error("unknown event status `{0}`")]
+    Status(String),
 }
 
 impl<'de> Deserialize<'de> for Operation {
@@ -114,15 +175,15 @@ impl fmt::Display for EventStatus {
 }
 
 impl std::str::FromStr for EventStatus {
-    type Err = String;
+    type Err = UnknownName;
 
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(s: &str) -> Result<Self, UnknownName> {
         match s {
             "pending" => Ok(EventStatus::Pending),
             "running" => Ok(EventStatus::Running),
             "completed" => Ok(EventStatus::Completed),
             "failed" => Ok(EventStatus::Failed),
-            _ => Err(format!("unknown event status `{s}`")),
+            _ => Err(UnknownName::Status(s.to_string())),
         }
     }
 }
@@ -184,8 +245,23 @@ pub struct Event {
 pub enum Outcome {
     /// Applied (or found already applied): the rows the write changed.
     Completed { rows_affected: u64 },
-    /// Not applied: why.
-    Failed { error: String },
+    /// Not applied: why. `refusal` says, by type, when the event was refused for being over a
+    /// limit (the server audits it as `refused`); it is not stored with the event.
+    Failed {
+        error: String,
+        #[serde(skip)]
+        refusal: Option<Refusal>,
+    },
+}
+
+impl Outcome {
+    /// A failure (not a refusal) with its message.
+    pub fn failed(error: impl Into<String>) -> Self {
+        Outcome::Failed {
+            error: error.into(),
+            refusal: None,
+        }
+    }
 }
 
 impl NewEvent {
@@ -319,7 +395,7 @@ pub fn parse_filter(filter: &str) -> Result<String, SyncError> {
             "subqueries are not allowed; use a condition on the source's columns".into(),
         ));
     }
-    crate::sync::filter::check_bounded(&expr).map_err(invalid)?;
+    crate::sync::filter::check_bounded(&expr).map_err(|e| invalid(e.to_string()))?;
     Ok(expr.to_string())
 }
 

@@ -66,7 +66,7 @@ pub const ALLOWED_FUNCTIONS: &[&str] = &[
 
 /// Checks that `expr` uses only allowed expressions and functions; the error names the first
 /// one that is not (the caller prefixes `filter: `).
-pub fn check_bounded(expr: &Expr) -> Result<(), String> {
+pub fn check_bounded(expr: &Expr) -> Result<(), FilterRefusal> {
     let found = visit_expressions(expr, |e| match refusal(e) {
         Some(message) => ControlFlow::Break(message),
         None => ControlFlow::Continue(()),
@@ -78,7 +78,7 @@ pub fn check_bounded(expr: &Expr) -> Result<(), String> {
 }
 
 /// Why one expression node is not allowed (its children are checked on their own).
-fn refusal(e: &Expr) -> Option<String> {
+fn refusal(e: &Expr) -> Option<FilterRefusal> {
     match e {
         Expr::Identifier(_)
         | Expr::CompoundIdentifier(_)
@@ -111,7 +111,7 @@ fn refusal(e: &Expr) -> Option<String> {
         | Expr::Case { .. } => None,
         Expr::UnaryOp { op, .. } => match op {
             UnaryOperator::Plus | UnaryOperator::Minus | UnaryOperator::Not => None,
-            other => Some(format!("operator `{other}` is not allowed in a filter")),
+            other => Some(FilterRefusal::Operator(other.to_string())),
         },
         Expr::BinaryOp { op, .. } => match op {
             BinaryOperator::Plus
@@ -128,45 +128,62 @@ fn refusal(e: &Expr) -> Option<String> {
             | BinaryOperator::NotEq
             | BinaryOperator::And
             | BinaryOperator::Or => None,
-            other => Some(format!("operator `{other}` is not allowed in a filter")),
+            other => Some(FilterRefusal::Operator(other.to_string())),
         },
         Expr::Function(f) => function_refusal(f),
-        other => Some(format!(
-            "`{}` is not allowed in a filter; use conditions on the source's columns",
-            shortened(&other.to_string())
-        )),
+        other => Some(FilterRefusal::Expression(shortened(&other.to_string()))),
     }
 }
 
-fn function_refusal(f: &Function) -> Option<String> {
+fn function_refusal(f: &Function) -> Option<FilterRefusal> {
     let name = f.name.to_string();
     if !ALLOWED_FUNCTIONS.contains(&name.to_ascii_lowercase().as_str()) {
-        return Some(format!(
-            "function `{name}` is not allowed in a filter; allowed functions: {}",
-            ALLOWED_FUNCTIONS.join(", ")
-        ));
+        return Some(FilterRefusal::Function(name));
     }
+    let clause = |what| {
+        Some(FilterRefusal::FunctionClause {
+            name: name.clone(),
+            what,
+        })
+    };
     if f.over.is_some() || f.filter.is_some() || !f.within_group.is_empty() {
-        return Some(format!(
-            "function `{name}` may not have OVER, FILTER or WITHIN GROUP in a filter"
-        ));
+        return clause("OVER, FILTER or WITHIN GROUP");
     }
     if !matches!(f.parameters, FunctionArguments::None) {
-        return Some(format!(
-            "function `{name}` may not have parameters in a filter"
-        ));
+        return clause("parameters");
     }
     if let FunctionArguments::List(list) = &f.args
         && (list.duplicate_treatment.is_some() || !list.clauses.is_empty())
     {
-        return Some(format!(
-            "function `{name}` may not have DISTINCT/ALL or argument clauses in a filter"
-        ));
+        return clause("DISTINCT/ALL or argument clauses");
     }
     if matches!(f.args, FunctionArguments::Subquery(_)) {
-        return Some("subqueries are not allowed; use a condition on the source's columns".into());
+        return Some(FilterRefusal::Subquery);
     }
     None
+}
+
+/// Why a filter is refused: the first expression or function it may not use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FilterRefusal {
+    /// An operator other than arithmetic, comparison, AND/OR/NOT and `||`.
+    #[error("operator `{0}` is not allowed in a filter")]
+    Operator(String),
+    /// An expression other than a row condition (shown shortened).
+    #[error("`{0}` is not allowed in a filter; use conditions on the source's columns")]
+    Expression(String),
+    /// A function not in [`ALLOWED_FUNCTIONS`].
+    #[error(
+        "function `{0}` is not allowed in a filter; allowed functions: {allowed}",
+        allowed = ALLOWED_FUNCTIONS.join(", ")
+    )]
+    Function(String),
+    /// An allowed function with a clause that is not (`what`: `parameters`, ...).
+    #[error("function `{name}` may not have {what} in a filter")]
+    FunctionClause { name: String, what: &'static str },
+    /// A subquery.
+    #[error("subqueries are not allowed; use a condition on the source's columns")]
+    Subquery,
 }
 
 /// The first 80 characters of an expression, for messages.
@@ -185,6 +202,10 @@ mod tests {
     use super::*;
 
     fn check(filter: &str) -> Result<(), String> {
+        check_typed(filter).map_err(|e| e.to_string())
+    }
+
+    fn check_typed(filter: &str) -> Result<(), FilterRefusal> {
         let expr = Parser::new(&GenericDialect {})
             .try_with_sql(filter)
             .unwrap()
@@ -231,6 +252,10 @@ mod tests {
                 );
             }
         }
+        assert_eq!(
+            check_typed("count(*) > 1"),
+            Err(FilterRefusal::Function("count".into()))
+        );
         let err = check("row_number() OVER () = 1").unwrap_err();
         assert!(err.contains("`row_number`"), "{err}");
         let err = check("lower(name) OVER () = 'x'").unwrap_err();

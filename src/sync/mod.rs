@@ -56,6 +56,14 @@ impl SyncError {
         }
     }
 
+    /// The refusal this error is (a delete over the caller's cap), if it is one.
+    pub fn refusal(&self) -> Option<&crate::error::Refusal> {
+        match self {
+            SyncError::Apply(e) => e.refusal(),
+            _ => None,
+        }
+    }
+
     /// The event field at fault, for validation errors.
     pub fn field(&self) -> Option<&'static str> {
         match self {

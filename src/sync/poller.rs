@@ -17,7 +17,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::error::Error;
+use crate::error::{BoxError, Error};
 use crate::pipeline::Plan;
 use crate::pipeline::project::Project;
 use crate::sync::apply::{ApplyLimits, apply_event, plan_event};
@@ -29,13 +29,13 @@ use crate::sync::{Result, SyncError};
 #[async_trait]
 pub trait PollerHooks: Send + Sync {
     /// Decides whether an event may run (e.g. checks `created_by`'s grants against what the
-    /// event's `plan` reads and writes) and with which limits. `Err(message)` marks the event
-    /// failed with that message; nothing is applied.
+    /// event's `plan` reads and writes) and with which limits. `Err(refusal)` marks the event
+    /// failed with the refusal's message; nothing is applied.
     async fn authorize(
         &self,
         event: &Event,
         plan: &Plan,
-    ) -> std::result::Result<ApplyLimits, String>;
+    ) -> std::result::Result<ApplyLimits, BoxError>;
 
     /// Called when an event has been claimed, before it is authorized and applied.
     async fn on_claimed(&self, _event: &Event) {}
@@ -55,7 +55,7 @@ impl PollerHooks for AllowAll {
         &self,
         _event: &Event,
         _plan: &Plan,
-    ) -> std::result::Result<ApplyLimits, String> {
+    ) -> std::result::Result<ApplyLimits, BoxError> {
         Ok(ApplyLimits::default())
     }
 }
@@ -264,12 +264,16 @@ impl Poller {
         // What the event reads and writes is known from its plan before anything runs.
         let authorized = match plan_event(&project, &event, &ApplyLimits::default(), catalog) {
             Err(e) => Err(e.to_string()),
-            Ok(plan) => self.hooks.authorize(&event, &plan).await,
+            Ok(plan) => self
+                .hooks
+                .authorize(&event, &plan)
+                .await
+                .map_err(|refusal| refusal.to_string()),
         };
         let outcome = match authorized {
             Err(refusal) => {
                 tracing::info!(event_id = %id, reason = %refusal, "event refused");
-                Outcome::Failed { error: refusal }
+                Outcome::failed(refusal)
             }
             Ok(limits) => match apply_event(&project, &event, &limits, catalog, cancel).await {
                 Ok(applied) => {
@@ -291,6 +295,7 @@ impl Poller {
                     tracing::warn!(event_id = %id, error = %e, "event failed");
                     Outcome::Failed {
                         error: e.to_string(),
+                        refusal: e.refusal().cloned(),
                     }
                 }
             },
@@ -307,7 +312,7 @@ impl Poller {
                         event.rows_affected =
                             Some(i64::try_from(*rows_affected).unwrap_or(i64::MAX));
                     }
-                    Outcome::Failed { error } => {
+                    Outcome::Failed { error, .. } => {
                         event.status = EventStatus::Failed;
                         event.error_message = Some(error.clone());
                     }

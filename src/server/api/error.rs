@@ -16,7 +16,7 @@ use crate::server::audit::{AuditEntry, AuditResult};
 #[derive(Debug, Serialize, ToSchema)]
 pub(super) struct ErrorBody {
     /// A short code: `invalid_request`, `unauthorized`, `forbidden`, `not_found`, `conflict`,
-    /// `invalid_pipeline`, `not_ready`, `internal`.
+    /// `invalid_pipeline`, `invalid_input`, `not_ready`, `internal`.
     pub error: String,
     /// What is wrong, for people (file:line for pipeline problems).
     pub detail: String,
@@ -68,12 +68,19 @@ impl From<crate::Error> for ApiError {
     fn from(e: crate::Error) -> Self {
         use crate::Error as E;
         match e {
-            E::Spec { .. } | E::Render { .. } | E::Plan { .. } => ApiError::new(
+            E::Spec { .. } | E::Render { .. } | E::Plan { .. } | E::StepSql(_) => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_pipeline",
                 e.to_string(),
             ),
-            E::Unsupported(m) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unsupported", m),
+            E::Invalid(m) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", m),
+            // Every other invalid input (an output type Databricks cannot read) is the caller's
+            // to fix too; the rest is the server's.
+            e if e.is_invalid_input() => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_input",
+                e.to_string(),
+            ),
             other => ApiError::internal(other),
         }
     }

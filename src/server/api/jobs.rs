@@ -22,32 +22,61 @@ use crate::server::visibility;
 
 /// Who may cancel a job: the caller who submitted it, or one with write access to every SQL
 /// Server table it touches (to every table at all, for a job that touches none).
-fn may_cancel(caller: &Caller, job: &Job, tables: &[String]) -> Result<(), String> {
+fn may_cancel(caller: &Caller, job: &Job, tables: &[String]) -> Result<(), CancelRefused> {
     if job.submitted_by.as_deref() == Some(caller.name.as_str()) {
         return Ok(());
     }
-    let whose = job
-        .submitted_by
-        .as_deref()
-        .map_or("the scheduler".to_string(), |s| format!("`{s}`"));
-    let refuse = |why: String| {
-        Err(format!(
-            "`{}` may not cancel job `{}` of {whose}: {why}; only its submitter or a caller with write access to every table it touches may",
-            caller.name, job.id
-        ))
+    let refuse = |why: CancelDenial| {
+        Err(CancelRefused {
+            caller: caller.name.clone(),
+            job: job.id.clone(),
+            submitted_by: job.submitted_by.clone(),
+            why: Box::new(why),
+        })
     };
     if tables.is_empty() {
         if caller.may_write_every_table() {
             return Ok(());
         }
-        return refuse("it touches no SQL Server table, so that takes write access to `*`".into());
+        return refuse(CancelDenial::NoTable);
     }
     for table in tables {
         if let Err(denied) = caller.check(table, Access::Write) {
-            return refuse(denied.to_string());
+            return refuse(CancelDenial::Table(denied));
         }
     }
     Ok(())
+}
+
+/// Why a caller other than its submitter may not cancel a job.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "`{caller}` may not cancel job `{job}` of {whose}: {why}; only its submitter or a caller \
+     with write access to every table it touches may",
+    whose = whose(.submitted_by)
+)]
+struct CancelRefused {
+    caller: String,
+    job: String,
+    /// `None` for a scheduled job.
+    submitted_by: Option<String>,
+    why: Box<CancelDenial>,
+}
+
+/// Whose job it is, for messages.
+fn whose(submitted_by: &Option<String>) -> String {
+    submitted_by
+        .as_deref()
+        .map_or("the scheduler".to_string(), |s| format!("`{s}`"))
+}
+
+/// What the caller lacks to cancel someone else's job.
+#[derive(Debug, thiserror::Error)]
+enum CancelDenial {
+    #[error("it touches no SQL Server table, so that takes write access to `*`")]
+    NoTable,
+    #[error(transparent)]
+    Table(crate::auth::Denied),
 }
 
 /// Filters of `GET /jobs`.
@@ -156,7 +185,12 @@ pub(super) async fn cancel_job(
         && let Err(detail) = may_cancel(&authed.caller, &job, tables)
     {
         return Err(state
-            .refuse(entry, StatusCode::FORBIDDEN, "forbidden", detail)
+            .refuse(
+                entry,
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                detail.to_string(),
+            )
             .await);
     }
     let outcome = match tables {
@@ -244,19 +278,23 @@ mod tests {
         // The submitter, whatever its grants.
         assert!(may_cancel(&alice, &job(Some("alice")), &both).is_ok());
         // Someone else's job: write access to every table it touches.
-        let e = may_cancel(&alice, &job(Some("bob")), &results).unwrap_err();
+        let e = may_cancel(&alice, &job(Some("bob")), &results)
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("`alice` may not cancel job `j1` of `bob`") && e.contains("dbo.Results"),
             "{e}"
         );
         assert!(may_cancel(&bob, &job(Some("alice")), &results).is_ok());
-        let e = may_cancel(&bob, &job(Some("alice")), &both).unwrap_err();
+        let e = may_cancel(&bob, &job(Some("alice")), &both)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("dbo.Sales") && e.contains("write"), "{e}");
         assert!(may_cancel(&ops, &job(Some("alice")), &both).is_ok());
         // A job touching no table, or a scheduled one: only a writer of every table.
         assert!(may_cancel(&bob, &job(Some("alice")), &[]).is_err());
         assert!(may_cancel(&ops, &job(Some("alice")), &[]).is_ok());
-        let e = may_cancel(&alice, &job(None), &[]).unwrap_err();
+        let e = may_cancel(&alice, &job(None), &[]).unwrap_err().to_string();
         assert!(e.contains("the scheduler"), "{e}");
         assert!(may_cancel(&ops, &job(None), &results).is_ok());
     }

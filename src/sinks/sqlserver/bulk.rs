@@ -188,7 +188,7 @@ fn encode_row(
         }
         let value = value_at(*array, row)
             .and_then(|v| encode(v, column.wire))
-            .map_err(|message| (column.label.clone(), message))?;
+            .map_err(|e| (column.label.clone(), e.to_string()))?;
         token.push(value);
     }
     Ok(token)

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use deltalake::datafusion::error::DataFusionError;
 
-use crate::error::Error;
+use crate::error::{Error, Refusal};
 use crate::mssql::{Client, MssqlError, Phase};
 
 /// How long `ROLLBACK` may take before the connection is simply closed.
@@ -21,16 +21,22 @@ pub(super) enum Fail {
     Sql(MssqlError),
     /// Reading the input failed (may wrap a transient source error).
     Input(Box<DataFusionError>),
-    /// Data, limits, configuration.
+    /// Data, configuration.
     Other(String),
+    /// Over a limit the caller set (nothing was changed).
+    Refused(Refusal),
 }
 
 impl Fail {
     pub(super) fn into_error(self, step: &str) -> Error {
         match self {
-            Fail::Sql(e) => Error::from_chain(step, &e),
-            Fail::Input(e) => Error::from_chain(step, e.as_ref()),
+            Fail::Sql(e) => Error::step_from(step, e),
+            Fail::Input(e) => Error::step_from(step, *e),
             Fail::Other(message) => Error::step(step, message),
+            Fail::Refused(refusal) => Error::Refused {
+                step: step.to_string(),
+                refusal,
+            },
         }
     }
 }

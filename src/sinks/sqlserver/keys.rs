@@ -5,15 +5,9 @@ use super::SqlServerSink;
 use super::conn::{Conn, Fail, int_at};
 use crate::pipeline::metrics::StepMetrics;
 
-/// Marks the output of a sink run whose idempotency key was already recorded (that run changed
-/// nothing); see [`is_already_applied`].
+/// In the output of a sink run whose idempotency key was already recorded (that run changed
+/// nothing); the step's [`StepMetrics::already_applied`] says it by type.
 pub const ALREADY_APPLIED: &str = ": already applied under idempotency key";
-
-/// Whether a sink output line says the run's idempotency key was already recorded.
-pub fn is_already_applied(output: &str) -> bool {
-    // Table names cannot contain `:`, so only this marker can put it there.
-    output.contains(ALREADY_APPLIED)
-}
 
 /// The table recording idempotency keys.
 pub(super) const APPLIED_KEYS: &str = "[dbo].[bridge_applied_keys]";
@@ -57,6 +51,7 @@ impl SqlServerSink {
     pub(super) fn already_applied(&self, key: &str, rows: u64, metrics: &StepMetrics) -> String {
         metrics.reset_direct();
         metrics.record(usize::try_from(rows).unwrap_or(usize::MAX), 0);
+        metrics.mark_already_applied();
         format!(
             "{} ({}{ALREADY_APPLIED} `{key}` with {rows} row{}; nothing written)",
             self.table.display,

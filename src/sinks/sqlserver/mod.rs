@@ -127,8 +127,7 @@ use keys::{
 use plan::plan_write;
 use target::{TableRef, quote_column, read_columns};
 
-pub use keys::{ALREADY_APPLIED, is_already_applied};
-pub use modes::{OVER_DELETE_LIMIT, is_over_delete_limit};
+pub use keys::ALREADY_APPLIED;
 
 /// Writes rows into a SQL Server table.
 #[derive(Debug)]
@@ -297,7 +296,7 @@ impl Sink for SqlServerSink {
                 &schema,
                 &columns,
             )
-            .map_err(Fail::Other)
+            .map_err(|e| Fail::Other(e.to_string()))
         }
         .await
         .map_err(|e| e.into_error(&self.step))?;
@@ -383,9 +382,9 @@ impl StagedOutput for StagedSqlServerWrite {
         conn.batch("COMMIT TRANSACTION")
             .await
             .map_err(|e| match e {
-                Fail::Sql(m) => Error::from_chain(
+                Fail::Sql(m) => Error::step_from(
                     &step,
-                    &MssqlError {
+                    MssqlError {
                         message: format!("COMMIT of {table} failed: {}", m.message),
                         // Whether the COMMIT reached the server is unknown: never retry it.
                         transient: false,

@@ -10,6 +10,7 @@ use super::config::SqlServerWriteMode;
 use super::conn::{Conn, Fail};
 use super::plan::WritePlan;
 use super::target::TableRef;
+use crate::error::Refusal;
 use crate::pipeline::metrics::StepMetrics;
 
 impl SqlServerSink {
@@ -125,10 +126,11 @@ impl SqlServerSink {
     /// `max_delete_rows`; the caller then rolls the whole transaction back.
     fn check_delete_limit(&self, deleted: u64) -> Result<(), Fail> {
         match self.spec.max_delete_rows {
-            Some(limit) if deleted > limit => Err(Fail::Other(format!(
-                "would delete {deleted} rows from {}, {OVER_DELETE_LIMIT} {limit}; nothing was changed",
-                self.table.display
-            ))),
+            Some(limit) if deleted > limit => Err(Fail::Refused(Refusal::DeleteCap {
+                table: self.table.display.clone(),
+                deleted,
+                limit,
+            })),
             _ => Ok(()),
         }
     }
@@ -207,15 +209,6 @@ async fn update_from_stage(
         stage.name
     ))
     .await
-}
-
-/// In the error of a write refused for deleting more rows than `max_delete_rows` allows (the
-/// server audits such runs and events as refused, not failed).
-pub const OVER_DELETE_LIMIT: &str = "over max_delete_rows";
-
-/// Whether a run's or event's error is a delete over `max_delete_rows`.
-pub fn is_over_delete_limit(error: &str) -> bool {
-    error.contains(OVER_DELETE_LIMIT) && error.contains("nothing was changed")
 }
 
 /// Bulk-loads the input into the table, directly or through a staging table.

@@ -49,6 +49,25 @@ pub(super) struct PlannedColumn {
     pub(super) not_null: bool,
 }
 
+/// Why the input cannot be written to the table; nothing was written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(super) enum PlanError {
+    /// The table has no columns: it does not exist.
+    #[error("table {0} does not exist (INFORMATION_SCHEMA.COLUMNS lists no column for it)")]
+    NoTable(String),
+    /// Columns of the input and the table do not match; every problem is listed.
+    #[error(
+        "{table} does not match the input ({} problem{}): {}; nothing was written",
+        problems.len(),
+        if problems.len() == 1 { "" } else { "s" },
+        problems.join("; ")
+    )]
+    Mismatch {
+        table: String,
+        problems: Vec<String>,
+    },
+}
+
 /// Checks the input against the table and decides how to write; every problem is listed.
 pub(super) fn plan_write(
     table: &str,
@@ -56,11 +75,9 @@ pub(super) fn plan_write(
     primary_keys: &[String],
     input: &Schema,
     target: &[TargetColumn],
-) -> Result<WritePlan, String> {
+) -> Result<WritePlan, PlanError> {
     if target.is_empty() {
-        return Err(format!(
-            "table {table} does not exist (INFORMATION_SCHEMA.COLUMNS lists no column for it)"
-        ));
+        return Err(PlanError::NoTable(table.to_string()));
     }
     let find = |name: &str| -> Option<usize> {
         target.iter().position(|c| c.name == name).or_else(|| {
@@ -178,12 +195,10 @@ pub(super) fn plan_write(
         }
     }
     if !problems.is_empty() {
-        return Err(format!(
-            "{table} does not match the input ({} problem{}): {}; nothing was written",
-            problems.len(),
-            if problems.len() == 1 { "" } else { "s" },
-            problems.join("; ")
-        ));
+        return Err(PlanError::Mismatch {
+            table: table.to_string(),
+            problems,
+        });
     }
     let direct = matches!(
         mode,
@@ -465,6 +480,11 @@ mod tests {
         ];
         let err =
             plan_write("dbo.T", SqlServerWriteMode::Insert, &[], &input, &target).unwrap_err();
+        assert!(
+            matches!(&err, PlanError::Mismatch { problems, .. } if problems.len() == 3),
+            "{err}"
+        );
+        let err = err.to_string();
         assert!(
             err.starts_with("dbo.T does not match the input (3 problems)"),
             "{err}"

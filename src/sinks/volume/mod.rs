@@ -134,7 +134,7 @@ impl VolumeSink {
         })?;
         let (store, prefix) =
             object_store::parse_url_opts(&url, std::env::vars()).map_err(|e| {
-                Error::Unsupported(format!(
+                Error::Invalid(format!(
                     "step `{}`: cannot open destination `{}`: {e}",
                     self.step, self.spec.destination
                 ))
@@ -331,7 +331,7 @@ impl VolumeSink {
         let plan = input
             .create_physical_plan()
             .await
-            .map_err(|e| Error::from_chain(&self.step, &e))?;
+            .map_err(|e| Error::step_from(&self.step, e))?;
         tracing::debug!(step = %self.step, plan = %deltalake::datafusion::physical_plan::displayable(plan.as_ref()).indent(true), "physical plan");
         let mut stream = deltalake::datafusion::physical_plan::execute_stream(plan, task_ctx)
             .map_err(|e| fail(&e))?;
@@ -364,7 +364,7 @@ impl VolumeSink {
         let mut done: Vec<StagedFile> = Vec::new();
         let props = self.writer_properties();
         while let Some(batch) = stream.next().await {
-            let batch = batch.map_err(|e| Error::from_chain(&self.step, &e))?;
+            let batch = batch.map_err(|e| Error::step_from(&self.step, e))?;
             let batch = types.convert(&batch)?;
             metrics.touch();
             let parts = match partition_index {
