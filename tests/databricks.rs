@@ -1002,7 +1002,7 @@ mod events {
             },
             source_table: source.into(),
             target_table: target.into(),
-            primary_keys: keys.iter().map(|k| k.to_string()).collect(),
+            primary_keys: keys.iter().map(std::string::ToString::to_string).collect(),
             filter: None,
             created_by: Some(by.into()),
         }

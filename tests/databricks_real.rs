@@ -90,7 +90,10 @@ fn real_statement_streams_arrow_chunks() {
     );
     ok(s.bridge(&["run", "pipelines/down.yaml"]));
     let batches = read_parquet(&part(&s.path("out/rows"), "out-00000.parquet"));
-    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+    let rows: usize = batches
+        .iter()
+        .map(deltalake::arrow::array::RecordBatch::num_rows)
+        .sum();
     assert_eq!(rows, 200_000);
 }
 

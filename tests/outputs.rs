@@ -108,7 +108,7 @@ fn listed(dir: &Path) -> Vec<String> {
 fn assert_complete(dir: &Path, others: &[&str]) {
     let mut expected = listed(dir);
     expected.push("_SUCCESS".to_string());
-    expected.extend(others.iter().map(|o| o.to_string()));
+    expected.extend(others.iter().map(std::string::ToString::to_string));
     expected.sort();
     assert_eq!(list_files(dir), expected);
 }
@@ -119,7 +119,7 @@ fn rows_in(dir: &Path) -> usize {
         .map(|f| {
             read_parquet(&dir.join(f))
                 .iter()
-                .map(|b| b.num_rows())
+                .map(deltalake::arrow::array::RecordBatch::num_rows)
                 .sum::<usize>()
         })
         .sum()

@@ -117,7 +117,7 @@ impl Server {
 
     async fn wait_finished(&self, id: &str) -> Value {
         self.wait_job(id, |j| {
-            !matches!(j["status"].as_str(), Some("queued") | Some("running"))
+            !matches!(j["status"].as_str(), Some("queued" | "running"))
         })
         .await
     }
@@ -1408,7 +1408,7 @@ mod events {
         loop {
             let (status, event) = server.get(&format!("/events/{id}"), Some(READER)).await;
             assert_eq!(status, 200, "{event}");
-            if matches!(event["status"].as_str(), Some("completed") | Some("failed")) {
+            if matches!(event["status"].as_str(), Some("completed" | "failed")) {
                 return event;
             }
             assert!(Instant::now() < deadline, "event never finished: {event}");

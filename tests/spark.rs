@@ -459,7 +459,7 @@ fn every_type() -> Vec<SqlColumn> {
             "VARCHAR(50)",
             "string",
             [
-                ("''".into(), "".into()),
+                ("''".into(), String::new()),
                 (format!("'{x50}'"), x50.clone()),
                 ("'café Ñandú'".into(), "café Ñandú".into()),
             ],
@@ -475,7 +475,7 @@ fn every_type() -> Vec<SqlColumn> {
             "NVARCHAR(50)",
             "string",
             [
-                ("N''".into(), "".into()),
+                ("N''".into(), String::new()),
                 (format!("N'{wide50}'"), wide50.clone()),
                 ("N'Ñandú 日本 🚀'".into(), "Ñandú 日本 🚀".into()),
             ],
@@ -485,7 +485,7 @@ fn every_type() -> Vec<SqlColumn> {
             "NVARCHAR(MAX)",
             "string",
             [
-                ("N''".into(), "".into()),
+                ("N''".into(), String::new()),
                 (format!("N'{long}'"), long.clone()),
                 ("N'ü'".into(), "ü".into()),
             ],
@@ -531,7 +531,7 @@ fn every_type() -> Vec<SqlColumn> {
             "VARBINARY(50)",
             "binary",
             [
-                ("0x".into(), "".into()),
+                ("0x".into(), String::new()),
                 (format!("0x{ff50}"), ff50.clone()),
                 ("0xCAFEBABE".into(), "cafebabe".into()),
             ],
@@ -541,7 +541,7 @@ fn every_type() -> Vec<SqlColumn> {
             "VARBINARY(MAX)",
             "binary",
             [
-                ("0x".into(), "".into()),
+                ("0x".into(), String::new()),
                 (format!("0x{bytes10k}"), bytes10k.clone()),
                 ("0x00".into(), "00".into()),
             ],

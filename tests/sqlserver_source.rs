@@ -44,7 +44,7 @@ async fn tsql(server: &TdsServer, sql: &str) {
 async fn bridge_with(s: &Scratch, server: &TdsServer, args: &[&str]) -> std::process::Output {
     let env = env_for(server);
     let root = s.root().to_path_buf();
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let args: Vec<String> = args.iter().map(std::string::ToString::to_string).collect();
     tokio::task::spawn_blocking(move || {
         std::process::Command::new(env!("CARGO_BIN_EXE_bridge"))
             .arg("--root")
@@ -657,7 +657,7 @@ async fn colombia_pipeline_extracts_to_the_volume_and_syncs_results_back() {
             .into_iter()
             .map(|r| r
                 .into_iter()
-                .map(|v| v.unwrap_or_default())
+                .map(std::option::Option::unwrap_or_default)
                 .collect::<Vec<_>>()
                 .join("|"))
             .collect::<Vec<_>>(),

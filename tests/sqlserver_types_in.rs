@@ -194,7 +194,7 @@ fn render(value: &ColumnData<'_>) -> String {
                 format!("{sign}{int}.{frac}")
             }
         }),
-        ColumnData::String(v) => v.as_ref().map(|s| s.to_string()),
+        ColumnData::String(v) => v.as_ref().map(std::string::ToString::to_string),
         ColumnData::Binary(v) => v.as_ref().map(|b| format!("0x{}", hex::encode_upper(b))),
         ColumnData::Date(v) => v.map(|d| date(d.days())),
         ColumnData::DateTime2(v) => {

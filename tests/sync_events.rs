@@ -175,7 +175,7 @@ fn event(operation: Operation, source: &str, keys: &[&str], filter: Option<&str>
         operation,
         source_table: source.into(),
         target_table: "dbo.Target".into(),
-        primary_keys: keys.iter().map(|k| k.to_string()).collect(),
+        primary_keys: keys.iter().map(std::string::ToString::to_string).collect(),
         filter: filter.map(str::to_string),
         status: EventStatus::Running,
         rows_affected: None,

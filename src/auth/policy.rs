@@ -84,7 +84,11 @@ pub struct Authorized {
 
 impl AccessPolicy {
     fn allowed(&self, need: Access) -> String {
-        let roots: Vec<String> = self.output_roots.iter().map(|r| r.to_string()).collect();
+        let roots: Vec<String> = self
+            .output_roots
+            .iter()
+            .map(std::string::ToString::to_string)
+            .collect();
         let roots = if roots.is_empty() {
             "none".to_string()
         } else {

@@ -85,7 +85,9 @@ impl PermissionsStore {
     }
 
     fn lock(&self) -> MutexGuard<'_, Option<String>> {
-        self.error.lock().unwrap_or_else(|p| p.into_inner())
+        self.error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

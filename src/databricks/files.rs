@@ -648,7 +648,7 @@ impl MultipartUpload for SpooledUpload {
             tokio::task::spawn_blocking(move || {
                 use std::os::unix::fs::FileExt;
                 let mut at = offset;
-                for chunk in data.iter() {
+                for chunk in &data {
                     file.write_all_at(chunk, at)?;
                     at += chunk.len() as u64;
                 }

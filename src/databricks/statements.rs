@@ -322,7 +322,7 @@ impl Drop for CancelOnDrop {
                 });
             }
             Err(_) => {
-                tracing::warn!(statement = %statement_id, "an abandoned statement could not be canceled: no runtime")
+                tracing::warn!(statement = %statement_id, "an abandoned statement could not be canceled: no runtime");
             }
         }
     }

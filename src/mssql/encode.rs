@@ -581,7 +581,7 @@ mod tests {
         );
         match encode(Value::Days(0), Wire::DateTime).unwrap() {
             ColumnData::DateTime(Some(d)) => {
-                assert_eq!((d.days(), d.seconds_fragments()), (25_567, 0))
+                assert_eq!((d.days(), d.seconds_fragments()), (25_567, 0));
             }
             other => panic!("{other:?}"),
         }

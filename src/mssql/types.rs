@@ -237,13 +237,13 @@ impl ColumnBuilder {
             (Self::Float64(b), C::F64(v)) => b.append_option(v),
             (Self::Float64(b), C::F32(v)) => b.append_option(v.map(f64::from)),
             (Self::Decimal(b, _, s), C::Numeric(v)) => {
-                b.append_option(v.map(|n| rescale(n.value(), n.scale() as i8, *s)))
+                b.append_option(v.map(|n| rescale(n.value(), n.scale() as i8, *s)));
             }
             (Self::Decimal(b, _, s), C::F64(v)) => {
-                b.append_option(v.map(|f| (f * 10f64.powi(i32::from(*s))).round() as i128))
+                b.append_option(v.map(|f| (f * 10f64.powi(i32::from(*s))).round() as i128));
             }
             (Self::Date32(b), C::Date(v)) => {
-                b.append_option(v.map(|d| (i64::from(d.days()) - DAYS_0001_TO_1970) as i32))
+                b.append_option(v.map(|d| (i64::from(d.days()) - DAYS_0001_TO_1970) as i32));
             }
             (Self::Time(b, unit), C::Time(v)) => {
                 let per_unit = match unit {
@@ -253,7 +253,7 @@ impl ColumnBuilder {
                     TimeUnit::Nanosecond => 1,
                 };
                 // The column's unit holds every digit of its scale: nothing is lost.
-                b.append_option(v.map(|t| (time_nanos(t) / per_unit) as i64))
+                b.append_option(v.map(|t| (time_nanos(t) / per_unit) as i64));
             }
             (
                 Self::TimestampMicros {
@@ -302,7 +302,7 @@ impl ColumnBuilder {
             (Self::Utf8(b), C::String(v)) => b.append_option(v.as_deref()),
             (Self::Utf8(b), C::Guid(v)) => {
                 let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
-                b.append_option(v.map(|g| &*g.as_hyphenated().encode_upper(&mut text)))
+                b.append_option(v.map(|g| &*g.as_hyphenated().encode_upper(&mut text)));
             }
             (Self::Utf8(b), C::Xml(v)) => b.append_option(v.map(|x| x.to_string())),
             (Self::Binary(b), C::Binary(v)) => b.append_option(v.as_deref()),

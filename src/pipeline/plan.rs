@@ -587,7 +587,7 @@ fn declare_resources(
                         resource,
                         access,
                         deletes,
-                    }))
+                    }));
             }
             Err(DeclareError::Unknown(why)) => declared.unknown.push((step.id.clone(), why)),
             Err(DeclareError::Settings(e)) => return Err(*e),

@@ -220,7 +220,7 @@ fn resolved(path: &Path) -> PathBuf {
             return lexical(&out);
         }
         match (
-            existing.file_name().map(|n| n.to_os_string()),
+            existing.file_name().map(std::ffi::OsStr::to_os_string),
             existing.parent(),
         ) {
             (Some(name), Some(parent)) => {

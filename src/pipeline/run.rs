@@ -159,7 +159,12 @@ pub async fn run(project: &Project, plan: &Plan, options: &RunOptions) -> Result
     };
     // Scans see this token; it follows `options.cancel` until the commit starts.
     let stop = CancellationToken::new();
-    let cancelled = || options.cancel.as_ref().is_some_and(|c| c.is_cancelled());
+    let cancelled = || {
+        options
+            .cancel
+            .as_ref()
+            .is_some_and(tokio_util::sync::CancellationToken::is_cancelled)
+    };
     let metrics: BTreeMap<String, Arc<StepMetrics>> = plan
         .steps
         .iter()

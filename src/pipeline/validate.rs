@@ -137,8 +137,8 @@ fn query_files(project: &Project, country: Option<&str>) -> Vec<PathBuf> {
         .into_iter()
         .chain(country)
         .flat_map(|dir| walkdir::WalkDir::new(project.queries_dir().join(dir)))
-        .filter_map(|entry| entry.ok())
-        .map(|entry| entry.into_path())
+        .filter_map(std::result::Result::ok)
+        .map(walkdir::DirEntry::into_path)
         .filter(|p| p.extension().is_some_and(|e| e == "sql"))
         .collect();
     files.sort();

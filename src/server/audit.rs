@@ -109,7 +109,10 @@ impl AuditLog {
         }
         .map_err(|e| Error::io(&self.path, std::io::Error::other(e)))?;
         line.push(b'\n');
-        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        let mut file = self
+            .file
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         file.write_all(&line)
             .and_then(|()| file.flush())
             .and_then(|()| file.sync_data())

@@ -75,7 +75,9 @@ impl ServerHooks {
     }
 
     fn refused_ids(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
-        self.refused.lock().unwrap_or_else(|e| e.into_inner())
+        self.refused
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn entry(event: &Event) -> AuditEntry {

@@ -88,7 +88,10 @@ mod tests {
     fn access(by: Option<&str>, tables: &[&str]) -> JobAccess {
         JobAccess {
             submitted_by: by.map(str::to_string),
-            tables: tables.iter().map(|t| t.to_string()).collect(),
+            tables: tables
+                .iter()
+                .map(std::string::ToString::to_string)
+                .collect(),
         }
     }
 

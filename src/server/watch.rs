@@ -99,7 +99,9 @@ pub async fn watch_project(state: Arc<AppState>, stop: CancellationToken) {
                 // Reads (the reload's own among them) change nothing.
                 Ok(e) if !changes(&e.kind) => false,
                 Ok(e) => {
-                    let mut replaced = replaced.lock().unwrap_or_else(|p| p.into_inner());
+                    let mut replaced = replaced
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
                     replaced.extend(e.paths.iter().filter_map(|p| targets.folder(p)));
                     e.paths.iter().any(|p| targets.relevant(p))
                 }
@@ -149,8 +151,11 @@ fn sync_watches(
     replaced: &Mutex<HashSet<PathBuf>>,
     watched: &mut HashSet<PathBuf>,
 ) {
-    let replaced: HashSet<PathBuf> =
-        std::mem::take(&mut *replaced.lock().unwrap_or_else(|p| p.into_inner()));
+    let replaced: HashSet<PathBuf> = std::mem::take(
+        &mut *replaced
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
     for (path, mode) in &targets.dirs {
         let stale = replaced.contains(path) || !path.is_dir();
         if stale && watched.remove(path) {
@@ -176,7 +181,7 @@ pub async fn reload(state: &AppState) {
     let permissions = Arc::clone(&state.permissions);
     match tokio::task::spawn_blocking(move || permissions.reload()).await {
         Ok(Err(e)) => {
-            tracing::error!(error = %e, "permissions file refused; the previous set stays in use")
+            tracing::error!(error = %e, "permissions file refused; the previous set stays in use");
         }
         Err(e) => tracing::error!(error = %e, "permissions reload failed"),
         Ok(Ok(())) => {}

@@ -99,7 +99,7 @@ struct HeldLock {
 impl Drop for HeldLock {
     fn drop(&mut self) {
         HELD.lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(&self.output);
     }
 }
@@ -173,7 +173,9 @@ fn open(dir: &Path, path: &Path, output: &str) -> Result<File, LockError> {
 
 /// `None` when another run holds the output; `Some(Err)` when locking failed for another reason.
 fn try_take(output: &str, file: &File, run_id: &str) -> Option<std::io::Result<()>> {
-    let mut held = HELD.lock().unwrap_or_else(|p| p.into_inner());
+    let mut held = HELD
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if held.contains(output) {
         return None;
     }
@@ -212,7 +214,10 @@ pub fn canonical_local(path: &Path) -> PathBuf {
         if let Ok(real) = current.canonicalize() {
             return rest.iter().rev().fold(real, |acc, part| acc.join(part));
         }
-        match (current.file_name().map(|n| n.to_owned()), current.parent()) {
+        match (
+            current.file_name().map(std::borrow::ToOwned::to_owned),
+            current.parent(),
+        ) {
             (Some(name), Some(parent)) => {
                 rest.push(name);
                 current = parent.to_path_buf();

@@ -438,7 +438,7 @@ impl EventStore for DatabricksEvents {
             {
                 Update::Changed(n) => return Ok(n > 0),
                 Update::Conflict => {
-                    tracing::debug!(event_id = %id, attempt, "finish conflicted; retrying")
+                    tracing::debug!(event_id = %id, attempt, "finish conflicted; retrying");
                 }
             }
         }

@@ -336,7 +336,8 @@ impl Poller {
 }
 
 fn busy(set: &Mutex<HashSet<String>>) -> std::sync::MutexGuard<'_, HashSet<String>> {
-    set.lock().unwrap_or_else(|p| p.into_inner())
+    set.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Watches `path` (recursively) and wakes the poller on any change; `None` (interval polling
@@ -354,7 +355,7 @@ fn watch(path: &Path, wake: &Arc<Notify>) -> Option<notify::RecommendedWatcher> 
     watcher
         .watch(path, notify::RecursiveMode::Recursive)
         .map_err(|e| {
-            tracing::warn!(path = %path.display(), error = %e, "events poller: cannot watch for new events")
+            tracing::warn!(path = %path.display(), error = %e, "events poller: cannot watch for new events");
         })
         .ok()?;
     Some(watcher)

@@ -54,7 +54,9 @@ pub fn spark() -> MutexGuard<'static, Worker> {
     match cell() {
         // A test that panicked while holding the lock did so between requests (every request
         // is answered, or the worker killed, before `call` returns), so the worker is usable.
-        Ok(worker) => worker.lock().unwrap_or_else(|p| p.into_inner()),
+        Ok(worker) => worker
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
         Err(why) => panic!("{why}"),
     }
 }

@@ -194,7 +194,9 @@ impl JobStore {
     }
 
     fn lock(&self) -> MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+        self.conn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn db(&self, e: rusqlite::Error) -> Error {
@@ -323,7 +325,7 @@ impl JobStore {
             .map_err(|e| self.db(e))?;
         let items = stmt
             .query_map(values.as_slice(), job_from_row)
-            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<Job>>>())
+            .and_then(std::iter::Iterator::collect::<rusqlite::Result<Vec<Job>>>)
             .map_err(|e| self.db(e))?;
         Ok(page(items, filter.offset, total))
     }

@@ -172,7 +172,7 @@ impl StagedOutput for PendingDeltaWrite {
                 }
                 let url = deltalake::ensure_table_uri(&self.location).map_err(|e| fail(&e))?;
                 deltalake::DeltaTableBuilder::from_url(url)
-                    .and_then(|b| b.build())
+                    .and_then(deltalake::DeltaTableBuilder::build)
                     .map_err(|e| fail(&e))?
             }
         };
@@ -213,7 +213,7 @@ async fn open_existing(step: &str, location: &str) -> Result<Option<DeltaTable>>
     }
     let url = deltalake::ensure_table_uri(location).map_err(|e| fail(&e))?;
     let mut table = deltalake::DeltaTableBuilder::from_url(url)
-        .and_then(|b| b.build())
+        .and_then(deltalake::DeltaTableBuilder::build)
         .map_err(|e| fail(&e))?;
     // Load only a table that exists: loading a new location logs the kernel's "No files in log
     // segment" as an error before delta-rs treats it as "create".

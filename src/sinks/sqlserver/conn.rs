@@ -151,7 +151,7 @@ impl Conn {
         match tokio::time::timeout(ROLLBACK_TIMEOUT, rollback).await {
             Ok(Ok(_)) => tracing::info!(step, "rolled back"),
             Ok(Err(e)) => {
-                tracing::warn!(step, error = %e, "rollback failed; closing the connection")
+                tracing::warn!(step, error = %e, "rollback failed; closing the connection");
             }
             Err(_) => tracing::warn!(step, "rollback timed out; closing the connection"),
         }

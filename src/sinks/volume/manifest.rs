@@ -165,7 +165,7 @@ pub(super) async fn sweep_stale_staging(
         })
         .collect();
     let current_files: BTreeSet<String> = current
-        .map(|m| m.paths())
+        .map(PreviousManifest::paths)
         .unwrap_or_default()
         .into_iter()
         .collect();

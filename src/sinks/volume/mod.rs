@@ -455,7 +455,7 @@ fn join(base: &ObjPath, relative: &str) -> ObjPath {
     relative
         .split('/')
         .filter(|p| !p.is_empty() && *p != ".")
-        .fold(base.clone(), |acc, p| acc.join(p))
+        .fold(base.clone(), deltalake::Path::join)
 }
 
 /// Local folder where `/Volumes/...` sinks write their files before uploading them.

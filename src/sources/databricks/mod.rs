@@ -117,7 +117,7 @@ async fn run_statement(source: &DatabricksSource) -> Result<TypedResult> {
             source.disposition,
         )
         .await
-        .and_then(|result| result.into_typed())
+        .and_then(super::super::databricks::statements::StatementResult::into_typed)
         .map_err(|e| source.fail(e))
 }
 
@@ -157,7 +157,11 @@ impl PartitionStream for DatabricksPartition {
     }
 
     fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
-        let kept = self.first.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let kept = self
+            .first
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
         let source = self.source.clone();
         let expected = self.schema.clone();
         let external = |e: Error| DataFusionError::External(Box::new(e));

@@ -369,7 +369,7 @@ impl ColumnBuilder {
             }
             (ColumnBuilder::Timestamp(b), ValueRef::Null) => b.append_null(),
             (ColumnBuilder::Timestamp(b), ValueRef::Integer(secs)) => {
-                b.append_value(secs.saturating_mul(1_000_000))
+                b.append_value(secs.saturating_mul(1_000_000));
             }
             (ColumnBuilder::Timestamp(b), ValueRef::Text(t)) => {
                 let s = utf8(t)?;
@@ -412,7 +412,7 @@ impl ColumnBuilder {
                 b.append_value(v);
             }
             (ColumnBuilder::Decimal(b, _, s), ValueRef::Real(f)) => {
-                b.append_value((f * 10f64.powi(i32::from(*s))).round() as i128)
+                b.append_value((f * 10f64.powi(i32::from(*s))).round() as i128);
             }
             (builder, v) => return Err(mismatch(builder.kind_name(), &v)),
         }

@@ -84,7 +84,7 @@ impl LocalDeltaEvents {
         let path = path.canonicalize().map_err(|e| fail(&e))?;
         let url = deltalake::ensure_table_uri(path.display().to_string()).map_err(|e| fail(&e))?;
         let mut table = deltalake::DeltaTableBuilder::from_url(url.clone())
-            .and_then(|b| b.build())
+            .and_then(deltalake::DeltaTableBuilder::build)
             .map_err(|e| fail(&e))?;
         // Load only a table that exists: loading a new folder logs the Delta kernel's "No files
         // in log segment" at ERROR level before delta-rs treats it as empty.
@@ -437,7 +437,7 @@ impl EventStore for LocalDeltaEvents {
                 Update::Changed(n) => return Ok(n > 0),
                 // Someone changed the event's file: look again (it may have been reclaimed).
                 Update::Conflict => {
-                    tracing::debug!(event_id = %id, attempt, "finish conflicted; retrying")
+                    tracing::debug!(event_id = %id, attempt, "finish conflicted; retrying");
                 }
             }
         }
