@@ -30,13 +30,15 @@
 //! [`Permissions`] is one loaded file; [`PermissionsStore`] holds the current one and reloads it,
 //! keeping the last good set when the file becomes invalid.
 
+mod grants;
 pub mod names;
 mod outline;
 mod permissions;
 pub mod policy;
 mod store;
 
+pub use grants::{Access, Caller, Denied, Grant, Scope, TableRef};
 pub use names::{LakehouseTable, NameError, SqlTable};
-pub use permissions::{Access, Caller, Denied, Grant, Permissions, Scope, TableRef, hash_token};
+pub use permissions::{Permissions, hash_token};
 pub use policy::{AccessPolicy, Authorized, Refusal, authorize};
 pub use store::PermissionsStore;

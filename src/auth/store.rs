@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use arc_swap::ArcSwap;
 
-use super::permissions::{Caller, Permissions};
+use super::grants::Caller;
+use super::permissions::Permissions;
 use crate::error::Result;
 
 /// Holds the permissions loaded from a file; the server calls [`PermissionsStore::reload`] when

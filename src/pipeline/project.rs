@@ -259,9 +259,9 @@ impl Project {
         let output_roots = roots
             .iter()
             .map(|r| {
-                Place::parse(&self.root, r).map_err(|message| Error::Spec {
+                Place::parse(&self.root, r).map_err(|e| Error::Spec {
                     location: Location::file(self.display_path(&defaults)),
-                    message: format!("output_roots: {message}"),
+                    message: format!("output_roots: {e}"),
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -307,9 +307,9 @@ impl Project {
         if let Some(country) = country {
             check_country(country)?;
         }
-        check_relative(name).map_err(|message| Error::Spec {
+        check_relative(name).map_err(|e| Error::Spec {
             location: Location::file(name),
-            message,
+            message: e.to_string(),
         })?;
         let mut tried = Vec::new();
         let dirs = country.into_iter().chain(std::iter::once("common"));
@@ -396,18 +396,37 @@ pub fn check_country(country: &str) -> Result<()> {
     })
 }
 
+/// Why a path that must stay under a base folder was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    /// The path is empty.
+    #[error("path is empty")]
+    Empty,
+    /// The path climbs out with `..`.
+    #[error("path `{0}` may not contain `..`")]
+    Parent(String),
+    /// The path is absolute.
+    #[error("path `{0}` must be relative")]
+    Absolute(String),
+    /// A sink's folder that names its destination itself.
+    #[error(
+        "path `{0}` is the destination itself; each run deletes the other files of its folder, so name a folder below the destination (e.g. `sales`)"
+    )]
+    Destination(String),
+}
+
 /// Refuses absolute paths and `..` in a path that must stay under a base folder.
-pub fn check_relative(path: &str) -> std::result::Result<(), String> {
+pub fn check_relative(path: &str) -> std::result::Result<(), PathError> {
     let p = Path::new(path);
     if path.is_empty() {
-        return Err("path is empty".into());
+        return Err(PathError::Empty);
     }
     for c in p.components() {
         match c {
             Component::Normal(_) | Component::CurDir => {}
-            Component::ParentDir => return Err(format!("path `{path}` may not contain `..`")),
+            Component::ParentDir => return Err(PathError::Parent(path.to_string())),
             Component::RootDir | Component::Prefix(_) => {
-                return Err(format!("path `{path}` must be relative"));
+                return Err(PathError::Absolute(path.to_string()));
             }
         }
     }
@@ -417,15 +436,13 @@ pub fn check_relative(path: &str) -> std::result::Result<(), String> {
 /// Refuses a folder a sink owns (each run replaces what is in it) unless it is a folder below
 /// the destination: besides what [`check_relative`] refuses, `.` and `./.` are refused, since
 /// they name the destination itself and a run would delete everything else in it.
-pub fn check_owned_folder(path: &str) -> std::result::Result<(), String> {
+pub fn check_owned_folder(path: &str) -> std::result::Result<(), PathError> {
     check_relative(path)?;
     if !Path::new(path)
         .components()
         .any(|c| matches!(c, Component::Normal(_)))
     {
-        return Err(format!(
-            "path `{path}` is the destination itself; each run deletes the other files of its folder, so name a folder below the destination (e.g. `sales`)"
-        ));
+        return Err(PathError::Destination(path.to_string()));
     }
     Ok(())
 }

@@ -95,11 +95,34 @@ impl fmt::Display for Place {
     }
 }
 
+/// Why a location was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlaceError {
+    /// Nothing was written.
+    #[error("the location is empty")]
+    Empty,
+    /// A `file://` URL that does not parse, or names no local path.
+    #[error("`{text}` is not a local file URL{}", reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default())]
+    FileUrl {
+        text: String,
+        reason: Option<String>,
+    },
+    /// A scheme that is empty or not alphanumeric.
+    #[error("`{0}` has an invalid URL scheme")]
+    Scheme(String),
+    /// A URL without a bucket or container.
+    #[error("`{0}` names no bucket or container")]
+    NoBucket(String),
+    /// A URL or volume path with `.` or `..` segments.
+    #[error("`{0}` may not contain `.` or `..` segments")]
+    DotSegments(String),
+}
+
 impl Place {
     /// Normalises a location written in a pipeline (relative paths are under the project root).
-    pub fn parse(root: &Path, text: &str) -> Result<Place, String> {
+    pub fn parse(root: &Path, text: &str) -> Result<Place, PlaceError> {
         if text.is_empty() {
-            return Err("the location is empty".into());
+            return Err(PlaceError::Empty);
         }
         if text.starts_with("/Volumes/") {
             return Ok(Place::Volume(format!(
@@ -110,18 +133,22 @@ impl Place {
         if let Some((scheme, rest)) = text.split_once("://") {
             let scheme = scheme.to_ascii_lowercase();
             if scheme == "file" {
-                let url = url::Url::parse(text).map_err(|e| format!("`{text}`: {e}"))?;
-                let path = url
-                    .to_file_path()
-                    .map_err(|_| format!("`{text}` is not a local file URL"))?;
+                let url = url::Url::parse(text).map_err(|e| PlaceError::FileUrl {
+                    text: text.to_string(),
+                    reason: Some(e.to_string()),
+                })?;
+                let path = url.to_file_path().map_err(|()| PlaceError::FileUrl {
+                    text: text.to_string(),
+                    reason: None,
+                })?;
                 return Ok(Place::Local(lexical(&path)));
             }
             if scheme.is_empty() || !scheme.chars().all(|c| c.is_ascii_alphanumeric()) {
-                return Err(format!("`{text}` has an invalid URL scheme"));
+                return Err(PlaceError::Scheme(text.to_string()));
             }
             let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
             if authority.is_empty() {
-                return Err(format!("`{text}` names no bucket or container"));
+                return Err(PlaceError::NoBucket(text.to_string()));
             }
             let segments = clean_segments(text, path)?;
             let mut url = format!("{scheme}://{}", authority.to_ascii_lowercase());
@@ -178,13 +205,13 @@ impl Place {
 
 /// The segments of a URL or volume path; `.` and `..` are refused (a location must say where
 /// it is without them).
-fn clean_segments(text: &str, path: &str) -> Result<Vec<String>, String> {
+fn clean_segments(text: &str, path: &str) -> Result<Vec<String>, PlaceError> {
     let mut out = Vec::new();
     for segment in path.split('/') {
         let decoded = segment.replace("%2e", ".").replace("%2E", ".");
         match decoded.as_str() {
             "" => {}
-            "." | ".." => return Err(format!("`{text}` may not contain `.` or `..` segments")),
+            "." | ".." => return Err(PlaceError::DotSegments(text.to_string())),
             _ => out.push(segment.to_string()),
         }
     }
@@ -334,7 +361,7 @@ impl ResourceContext<'_> {
 
     /// A location written in the step (relative paths are under the project root).
     pub fn place(&self, text: &str) -> Result<Place, DeclareError> {
-        Place::parse(self.project.root(), text).map_err(DeclareError::Invalid)
+        Place::parse(self.project.root(), text).map_err(|e| DeclareError::Invalid(e.to_string()))
     }
 
     /// A Delta location: a lakehouse table when it is under `lakehouse_root` (its folders are
@@ -474,7 +501,7 @@ impl From<&Use> for UseSummary {
 mod tests {
     use super::*;
 
-    fn place(text: &str) -> Result<Place, String> {
+    fn place(text: &str) -> Result<Place, PlaceError> {
         Place::parse(Path::new("/srv/project"), text)
     }
 

@@ -79,9 +79,9 @@ impl SinkConfig for VolumeSinkSpec {
 
     /// `path` is a folder the sink owns under the destination; `file_name` a plain name.
     fn check(&self) -> std::result::Result<(), FieldError> {
-        check_owned_folder(&self.path).map_err(|m| FieldError::new("path", m))?;
+        check_owned_folder(&self.path).map_err(|e| FieldError::new("path", e.to_string()))?;
         if let Some(name) = &self.file_name {
-            check_relative(name).map_err(|m| FieldError::new("file_name", m))?;
+            check_relative(name).map_err(|e| FieldError::new("file_name", e.to_string()))?;
             if name.contains('/') {
                 return Err(FieldError::new("file_name", "may not contain `/`"));
             }
