@@ -112,9 +112,11 @@ pub enum Error {
 
     /// A step failed while planning or running on DataFusion. The cause is kept: whether
     /// retrying may help is found by walking it ([`Error::is_transient`]).
-    #[error("step `{step}` failed: {source}")]
+    #[error("{}step `{step}` failed: {source}", at_prefix(.location.as_ref()))]
     Step {
         step: String,
+        /// Where the step is declared (`file:line`), filled in by the run that planned it.
+        location: Option<Location>,
         #[source]
         source: BoxError,
     },
@@ -240,7 +242,8 @@ impl Error {
                 | Error::StepSql(_)
                 | Error::Invalid(_)
                 | Error::OutputType(T::Unsupported { .. } | T::NanosecondsInDelta { .. })
-        )
+        ) || matches!(self, Error::Step { source, .. } if find_in_chain::<crate::databricks::probe::OpenError>(source.as_ref())
+            .is_some_and(|e| matches!(e, crate::databricks::probe::OpenError::Config(_))))
     }
 
     /// Whether retrying the step may succeed: a step failure whose cause chain holds a
@@ -271,11 +274,32 @@ impl Error {
         matches!(self, Error::Step { source, .. } if is_resources_exhausted(source.as_ref()))
     }
 
+    /// The error with its step's place: a step failure not yet placed gets the `file:line`
+    /// `locate` gives for its step (the run's plan knows where each step is declared).
+    pub fn placed<'a>(self, locate: impl FnOnce(&str) -> Option<&'a Location>) -> Self {
+        match self {
+            Error::Step {
+                step,
+                location: None,
+                source,
+            } => {
+                let location = locate(&step).cloned();
+                Error::Step {
+                    step,
+                    location,
+                    source,
+                }
+            }
+            other => other,
+        }
+    }
+
     /// A step failure that keeps `source` as its cause (so [`Error::is_transient`] can find a
     /// transient SQL Server error in it).
     pub fn step_from(step: impl Into<String>, source: impl Into<BoxError>) -> Self {
         Error::Step {
             step: step.into(),
+            location: None,
             source: source.into(),
         }
     }
@@ -284,6 +308,7 @@ impl Error {
     pub fn step(step: impl Into<String>, message: impl fmt::Display) -> Self {
         Error::Step {
             step: step.into(),
+            location: None,
             source: Box::new(Message(message.to_string())),
         }
     }
@@ -331,6 +356,11 @@ pub fn find_in_chain<'a, T: std::error::Error + 'static>(
     e: &'a (dyn std::error::Error + 'static),
 ) -> Option<&'a T> {
     chain(e).find_map(|err| err.downcast_ref::<T>())
+}
+
+/// `"file:line: "` before a placed step's message, nothing before one not placed.
+fn at_prefix(location: Option<&Location>) -> String {
+    location.map(|l| format!("{l}: ")).unwrap_or_default()
 }
 
 fn list_or_nothing(items: &[String]) -> String {

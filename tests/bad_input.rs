@@ -407,7 +407,7 @@ fn databricks_kinds_that_cannot_reach_a_workspace_say_why_at_once() {
         assert_eq!(out.status.code(), Some(2), "{err}");
         assert!(
             err.contains(&format!(
-                "error: pipelines/{pipeline}.yaml:{line}: step `{step}`: Databricks is not configured"
+                "error: pipelines/{pipeline}.yaml:{line}: step `{step}` failed: Databricks is not configured"
             )) && err.contains("set DATABRICKS_HOST"),
             "{err}"
         );
@@ -423,13 +423,14 @@ fn databricks_kinds_that_cannot_reach_a_workspace_say_why_at_once() {
         ("DATABRICKS_TOKEN", "dapi-x".to_string()),
         ("DATABRICKS_WAREHOUSE_ID", "wh".to_string()),
     ];
-    for (pipeline, step) in [("from_databricks", "sales"), ("to_volume", "out")] {
+    for (pipeline, step, line) in [("from_databricks", "sales", 3), ("to_volume", "out", 5)] {
         let out = run(pipeline, &closed);
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(1), "{err}");
         assert!(
-            err.contains(&format!("step `{step}`"))
-                && err.contains(&format!("cannot connect to 127.0.0.1:{port}"))
+            err.contains(&format!(
+                "error: pipelines/{pipeline}.yaml:{line}: step `{step}` failed: cannot connect to 127.0.0.1:{port}"
+            ))
                 && err.to_lowercase().contains("connection refused"),
             "{err}"
         );

@@ -449,7 +449,8 @@ async fn incremental_runs_read_only_rows_past_the_watermark() {
     server.shutdown().await;
 }
 
-/// A source that cannot connect says why at once, naming its step: no host configured, or a port
+/// A source that cannot connect says why at once, naming its step and where it is declared: no
+/// host configured, or a port
 /// nobody listens on (not "Timed out in bb8" after the pool's 15 s connection timeout).
 #[test]
 fn a_source_that_cannot_connect_says_why_at_once() {
@@ -488,7 +489,7 @@ fn a_source_that_cannot_connect_says_why_at_once() {
     let err = stderr(&closed);
     assert_eq!(closed.status.code(), Some(1), "{err}");
     assert!(
-        err.contains("`sales`")
+        err.contains("error: pipelines/x.yaml:3: step `sales` failed: ")
             && err.contains(&format!("127.0.0.1:{port}"))
             && err.contains("TCP connection failed")
             && err.to_lowercase().contains("connection refused")
@@ -1049,7 +1050,7 @@ async fn an_existing_delta_table_with_other_column_types_is_refused_before_writi
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(
-        err.lines().any(|l| l.starts_with("error: step `lake`")
+        err.lines().any(|l| l.starts_with("error: pipelines/x.yaml:5: step `lake` failed: ")
             && l.contains("lake/no_feature")
             && l.contains("timestampNtz")),
         "{err}"

@@ -17,7 +17,7 @@ use async_trait::async_trait;
 
 use crate::databricks::{DatabricksClient, DatabricksConfig, DatabricksError, DatabricksSettings};
 use crate::diagnostics::{Check, CheckError, Connector, Mode, Options, Probe, Wanted, within};
-use crate::error::{Error, Location};
+use crate::error::Error;
 use crate::pipeline::Project;
 
 /// How long the address probe of [`open_client`] waits for DNS and TCP.
@@ -40,25 +40,11 @@ pub enum OpenError {
 }
 
 impl OpenError {
-    /// The run's error for `step`, declared at `location`: a configuration problem is a plan
-    /// error there (the CLI exits 2), an unreachable workspace a failure of the step.
-    pub fn into_step_error(self, step: &str, location: &Location) -> Error {
-        match self {
-            OpenError::Config(_) => Error::Plan {
-                location: location.clone(),
-                message: format!("step `{step}`: {self}"),
-            },
-            OpenError::Unreachable { .. } => Error::step(step, self),
-        }
-    }
-
-    /// The run's error for `step` where its location is not known: a configuration problem
-    /// stays a [`DatabricksError`] (the run places it), an unreachable workspace fails the step.
+    /// The run's error for `step`: the step failed because of this. A missing configuration is
+    /// the caller's to fix ([`Error::is_invalid_input`], the CLI exits 2); the run adds the
+    /// step's `file:line`.
     pub fn into_error(self, step: &str) -> Error {
-        match self {
-            OpenError::Config(cause) => Error::Databricks(cause),
-            OpenError::Unreachable { .. } => Error::step(step, self),
-        }
+        Error::step_from(step, self)
     }
 }
 
@@ -203,6 +189,7 @@ impl Probe for DatabricksProbe {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Location;
 
     #[tokio::test]
     async fn a_closed_port_is_reported_at_once() {
@@ -227,21 +214,22 @@ mod tests {
             )),
             "{err}"
         );
-        let step = err.into_step_error("sales", &Location::file("pipelines/x.yaml"));
+        let step = err.into_error("sales");
         assert!(!step.is_invalid_input());
     }
 
     #[test]
-    fn a_missing_configuration_is_a_plan_error_at_the_step() {
+    fn a_missing_configuration_is_invalid_input_placed_at_the_step() {
         let err = OpenError::Config(DatabricksError::Config {
             origin: "environment".into(),
             message: "no workspace host: set DATABRICKS_HOST".into(),
         })
-        .into_step_error("sales", &Location::at("pipelines/x.yaml", Some(3)));
+        .into_error("sales");
         assert!(err.is_invalid_input());
+        let at = Location::at("pipelines/x.yaml", Some(3));
         assert_eq!(
-            err.to_string(),
-            "pipelines/x.yaml:3: step `sales`: Databricks is not configured: environment: no workspace host: set DATABRICKS_HOST"
+            err.placed(|step| (step == "sales").then_some(&at)).to_string(),
+            "pipelines/x.yaml:3: step `sales` failed: Databricks is not configured: environment: no workspace host: set DATABRICKS_HOST"
         );
     }
 }

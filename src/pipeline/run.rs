@@ -101,18 +101,6 @@ pub struct StepReport {
     pub already_applied: bool,
 }
 
-/// A step's error with its place: a Databricks workspace that is not configured (no host, no
-/// credentials, an unknown profile) becomes a plan error at the step's line, naming the step.
-fn at(step: &PlannedStep) -> impl Fn(Error) -> Error + '_ {
-    move |e| match e {
-        Error::Databricks(cause @ crate::databricks::DatabricksError::Config { .. }) => {
-            crate::databricks::probe::OpenError::Config(cause)
-                .into_step_error(&step.id, &step.location)
-        }
-        other => other,
-    }
-}
-
 /// A sink ready to run: built, input planned, schema checked.
 struct ReadySink {
     id: String,
@@ -122,8 +110,15 @@ struct ReadySink {
     level: usize,
 }
 
-/// Runs a plan to the end and reports what it did.
+/// Runs a plan to the end and reports what it did. A step's failure names the file and line
+/// where the step is declared.
 pub async fn run(project: &Project, plan: &Plan, options: &RunOptions) -> Result<RunSummary> {
+    run_steps(project, plan, options)
+        .await
+        .map_err(|e| e.placed(|step| plan.step(step).map(|s| &s.location)))
+}
+
+async fn run_steps(project: &Project, plan: &Plan, options: &RunOptions) -> Result<RunSummary> {
     let started = Instant::now();
     let run = RunInfo {
         run_id: options
@@ -183,7 +178,7 @@ pub async fn run(project: &Project, plan: &Plan, options: &RunOptions) -> Result
     for step in plan.steps.iter().filter(|s| s.kind == StepKind::Sink) {
         built.insert(
             &step.id,
-            sinks::build(project, step, &run).map_err(at(step))?,
+            sinks::build(project, step, &run)?,
         );
     }
     // Held until the run is over: from before the sources open through the commit (or abort).
@@ -192,10 +187,7 @@ pub async fn run(project: &Project, plan: &Plan, options: &RunOptions) -> Result
     } else {
         let outputs = built
             .iter()
-            .map(|(id, sink)| match plan.step(id) {
-                Some(step) => sink.output().map_err(at(step)),
-                None => sink.output(),
-            })
+            .map(|(_, sink)| sink.output())
             .collect::<Result<Vec<_>>>()?;
         let locks = sinks::lock::lock_outputs(
             project.root(),

@@ -262,7 +262,7 @@ pub fn plan_event(
 /// said in words (the cause is kept).
 fn filter_error(e: Error) -> SyncError {
     match e {
-        Error::Step { step, source } if is_resources_exhausted(source.as_ref()) => {
+        Error::Step { step, source, .. } if is_resources_exhausted(source.as_ref()) => {
             SyncError::Apply(Error::step_from(
                 step,
                 OutOfMemory {

@@ -42,6 +42,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::basic::{Compression as ParquetCompression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
+use crate::databricks::probe::{OpenError, open_client};
 use crate::databricks::{DatabricksClient, VolumeStore};
 use crate::error::{Error, Result};
 use crate::output_types::{OutputSchema, Target};
@@ -118,7 +119,7 @@ impl VolumeSink {
         }
         if let Some(settings) = &self.databricks {
             // At once: why the workspace cannot be reached, before any upload is retried.
-            let client = crate::databricks::probe::open_client(settings)
+            let client = open_client(settings)
                 .await
                 .map_err(|e| e.into_error(&self.step))?;
             let (store, prefix) =
@@ -171,7 +172,10 @@ impl Sink for VolumeSink {
         } else if let Some(settings) = &self.databricks {
             format!(
                 "databricks:{}{}/{folder}",
-                settings.resolve()?.host,
+                settings
+                    .resolve()
+                    .map_err(|e| OpenError::Config(e).into_error(&self.step))?
+                    .host,
                 self.spec.destination.trim_end_matches('/')
             )
         } else {

@@ -97,7 +97,7 @@ async fn run_statement(source: &DatabricksSource) -> Result<TypedResult> {
     // At once: what to set when nothing is configured, or why the workspace cannot be reached.
     let client = crate::databricks::probe::open_client(&source.settings)
         .await
-        .map_err(|e| e.into_step_error(&source.step, &source.location))?;
+        .map_err(|e| e.into_error(&source.step))?;
     let warehouse = source
         .warehouse_id
         .clone()
