@@ -436,4 +436,21 @@ fn databricks_kinds_that_cannot_reach_a_workspace_say_why_at_once() {
         );
     }
     assert!(!s.path("out/x").exists());
+    // The one-shot command that creates the events table says it at once too.
+    let mut env = base.clone();
+    env.retain(|(k, _)| !closed.iter().any(|(e, _)| e == k));
+    env.extend_from_slice(&closed);
+    let started = std::time::Instant::now();
+    let out = s.bridge_env(&["setup-events-table", "--apply"], &env);
+    let err = stderr(&out);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "{err}"
+    );
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("cannot use the Databricks workspace")
+            && err.contains(&format!("cannot connect to 127.0.0.1:{port}")),
+        "{err}"
+    );
 }

@@ -1050,9 +1050,11 @@ async fn an_existing_delta_table_with_other_column_types_is_refused_before_writi
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(
-        err.lines().any(|l| l.starts_with("error: pipelines/x.yaml:5: step `lake` failed: ")
-            && l.contains("lake/no_feature")
-            && l.contains("timestampNtz")),
+        err.lines().any(
+            |l| l.starts_with("error: pipelines/x.yaml:5: step `lake` failed: ")
+                && l.contains("lake/no_feature")
+                && l.contains("timestampNtz")
+        ),
         "{err}"
     );
     assert_eq!(list_files(&bad), files);

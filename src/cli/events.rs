@@ -26,7 +26,7 @@ pub async fn setup_events_table(cx: &Context, args: SetupEventsTableArgs) -> Res
         }
         return Ok(Outcome::Success);
     }
-    let client = cx.project.databricks_client()?;
+    let client = cx.project.databricks_client().await?;
     let warehouse = client.warehouse_id().map(str::to_string).ok_or_else(|| {
         Error::Invalid(
             "--apply needs a SQL warehouse: set `databricks.warehouse_id` in config/defaults.yaml, the profile's `warehouse_id`, or DATABRICKS_WAREHOUSE_ID".into(),

@@ -228,7 +228,8 @@ mod tests {
         assert!(err.is_invalid_input());
         let at = Location::at("pipelines/x.yaml", Some(3));
         assert_eq!(
-            err.placed(|step| (step == "sales").then_some(&at)).to_string(),
+            err.placed(|step| (step == "sales").then_some(&at))
+                .to_string(),
             "pipelines/x.yaml:3: step `sales` failed: Databricks is not configured: environment: no workspace host: set DATABRICKS_HOST"
         );
     }

@@ -273,10 +273,19 @@ impl Project {
         })
     }
 
-    /// A client of the workspace the project is configured for.
-    pub fn databricks_client(&self) -> Result<crate::databricks::DatabricksClient> {
-        let config = self.databricks_settings()?.resolve()?;
-        Ok(crate::databricks::DatabricksClient::new(&config)?)
+    /// A client of the workspace the project is configured for, once its address answers: a
+    /// workspace that is not configured or not reachable is said at once (not after the
+    /// client's minutes of retries).
+    pub async fn databricks_client(&self) -> Result<crate::databricks::DatabricksClient> {
+        use crate::databricks::probe::{OpenError, open_client};
+        open_client(&self.databricks_settings()?)
+            .await
+            .map_err(|e| match e {
+                OpenError::Config(cause) => Error::Databricks(cause),
+                unreachable @ OpenError::Unreachable { .. } => {
+                    Error::internal("cannot use the Databricks workspace", unreachable)
+                }
+            })
     }
 
     fn country_file(&self, country: &str) -> PathBuf {

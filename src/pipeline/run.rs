@@ -46,8 +46,6 @@ pub struct RunOptions {
     /// at this many bytes; an operator needing more fails the run ("Resources exhausted").
     /// `None`: no cap.
     pub memory_limit: Option<usize>,
-    /// How long to wait for an output another run is writing (default [`sinks::lock::lock_wait`]).
-    pub lock_wait: Option<Duration>,
 }
 
 /// Retries of a sink after a transient failure.
@@ -176,24 +174,21 @@ async fn run_steps(project: &Project, plan: &Plan, options: &RunOptions) -> Resu
     // commit), so a run that waited for the lock must read that state after the wait.
     let mut built: BTreeMap<&str, Box<dyn Sink>> = BTreeMap::new();
     for step in plan.steps.iter().filter(|s| s.kind == StepKind::Sink) {
-        built.insert(
-            &step.id,
-            sinks::build(project, step, &run)?,
-        );
+        built.insert(&step.id, sinks::build(project, step, &run)?);
     }
     // Held until the run is over: from before the sources open through the commit (or abort).
     let _locks = if options.dry_run {
         None
     } else {
         let outputs = built
-            .iter()
-            .map(|(_, sink)| sink.output())
+            .values()
+            .map(|sink| sink.output())
             .collect::<Result<Vec<_>>>()?;
         let locks = sinks::lock::lock_outputs(
             project.root(),
             outputs,
             &run.run_id,
-            options.lock_wait.unwrap_or_else(sinks::lock::lock_wait),
+            sinks::lock::lock_wait(),
             &options.cancel.clone().unwrap_or_default(),
         )
         .await

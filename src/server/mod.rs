@@ -112,8 +112,7 @@ pub async fn serve(root: &Path, options: ServeOptions, shutdown: CancellationTok
     let events: Arc<dyn EventStore> = match &options.databricks_events {
         None => Arc::new(crate::sync::LocalDeltaEvents::open(&events_path).await?),
         Some(table) => {
-            let config = base.databricks_settings()?.resolve()?;
-            let client = crate::databricks::DatabricksClient::new(&config)?;
+            let client = base.databricks_client().await?;
             let warehouse = client.warehouse_id().map(str::to_string).ok_or_else(|| {
                 Error::Invalid(
                     "--databricks-events needs a SQL warehouse: set `databricks.warehouse_id` in config/defaults.yaml, the profile's `warehouse_id`, or DATABRICKS_WAREHOUSE_ID".into(),

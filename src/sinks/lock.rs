@@ -82,13 +82,6 @@ pub struct OutputLocks {
     held: Vec<HeldLock>,
 }
 
-impl OutputLocks {
-    /// Canonical ids of the outputs held, sorted.
-    pub fn outputs(&self) -> Vec<&str> {
-        self.held.iter().map(|h| h.output.as_str()).collect()
-    }
-}
-
 #[derive(Debug)]
 struct HeldLock {
     output: String,

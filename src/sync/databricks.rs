@@ -411,14 +411,8 @@ impl EventStore for DatabricksEvents {
     async fn finish(&self, event_id: &str, worker: &str, outcome: &Outcome) -> Result<bool> {
         check_worker(worker)?;
         let id = parse_event_id(event_id)?;
-        let (status, rows, error) = match outcome {
-            Outcome::Completed { rows_affected } => (
-                EventStatus::Completed,
-                Some(rows_affected.to_string()),
-                None,
-            ),
-            Outcome::Failed { error, .. } => (EventStatus::Failed, None, Some(error.clone())),
-        };
+        let (status, rows, error) = outcome.stored();
+        let (rows, error) = (rows.map(|n| n.to_string()), error.map(str::to_string));
         let params = [
             StatementParam::string("status", status.as_str()),
             StatementParam::typed("rows", "BIGINT", rows),

@@ -255,6 +255,19 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// What the events table stores for this outcome: the final status, the rows changed (a
+    /// completion) and the error message (a failure).
+    pub fn stored(&self) -> (EventStatus, Option<i64>, Option<&str>) {
+        match self {
+            Outcome::Completed { rows_affected } => (
+                EventStatus::Completed,
+                Some(i64::try_from(*rows_affected).unwrap_or(i64::MAX)),
+                None,
+            ),
+            Outcome::Failed { error, .. } => (EventStatus::Failed, None, Some(error.as_str())),
+        }
+    }
+
     /// A failure (not a refusal) with its message.
     pub fn failed(error: impl Into<String>) -> Self {
         Outcome::Failed {

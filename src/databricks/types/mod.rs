@@ -69,17 +69,8 @@ mod values;
 use std::fmt;
 use std::sync::Arc;
 
-use base64::Engine as _;
-use chrono::{DateTime, NaiveDate, NaiveDateTime};
-use deltalake::arrow::array::{
-    Array, ArrayRef, AsArray, BinaryArray, BooleanArray, Date32Array, Decimal128Array,
-    Float32Array, Float64Array, Int8Array, Int16Array, Int32Array, Int64Array, RecordBatch,
-    RecordBatchOptions, StringArray, TimestampMicrosecondArray, new_null_array,
-};
-use deltalake::arrow::compute::{CastOptions, cast_with_options};
-use deltalake::arrow::datatypes::{
-    DataType, Decimal128Type, Field, Int64Type, Schema, SchemaRef, TimeUnit,
-};
+use deltalake::arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions};
+use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 use crate::databricks::statements::ColumnInfo;
 use values::{Column, column_from_arrow, column_from_text};

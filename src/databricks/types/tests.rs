@@ -1,8 +1,11 @@
 //! Tests of the Databricks result types: the manifest mapping, Arrow chunks and JSON text.
 
-use super::values::*;
+use super::values::rescale;
 use super::*;
-use deltalake::arrow::array::{ListArray, TimestampNanosecondArray};
+use deltalake::arrow::array::{
+    Array, Decimal128Array, Int8Array, ListArray, StringArray, TimestampMicrosecondArray,
+    TimestampNanosecondArray,
+};
 use deltalake::arrow::datatypes::Int32Type;
 
 fn column(name: &str, type_name: &str, type_text: &str) -> ColumnInfo {

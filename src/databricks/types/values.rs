@@ -2,8 +2,19 @@
 //! (rescaled decimals, timestamps to microseconds, nested values as JSON text) or from the
 //! JSON_ARRAY text of inline results; a value that does not fit is an error naming its row.
 
-#[allow(clippy::wildcard_imports)]
-use super::*;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use chrono::{DateTime, NaiveDate, NaiveDateTime};
+use deltalake::arrow::array::{
+    Array, ArrayRef, AsArray, BinaryArray, BooleanArray, Date32Array, Decimal128Array,
+    Float32Array, Float64Array, Int8Array, Int16Array, Int32Array, Int64Array, StringArray,
+    TimestampMicrosecondArray, new_null_array,
+};
+use deltalake::arrow::compute::{CastOptions, cast_with_options};
+use deltalake::arrow::datatypes::{DataType, Decimal128Type, Int64Type, TimeUnit};
+
+use super::{DatabricksType, TypeError, UTC};
 
 /// One result column: its manifest type and its engine type.
 #[derive(Debug, Clone)]
@@ -110,7 +121,7 @@ pub(super) fn column_from_arrow(
                     None,
                     format!(
                         "the result chunk has it as timestamps in zone {tz}, not as wall-clock times; select `CAST({} AS STRING)` to read it as text",
-                        sql_ident(&c.name)
+                        super::sql_ident(&c.name)
                     ),
                 ));
             }
@@ -144,7 +155,7 @@ pub(super) fn column_from_arrow(
             None,
             format!(
                 "the result chunk has it as a binary variant, not as JSON text; select `to_json({})` instead",
-                sql_ident(&c.name)
+                super::sql_ident(&c.name)
             ),
         )),
         (DatabricksType::Decimal { precision, scale }, DataType::Decimal128(_, from_scale)) => {
@@ -182,7 +193,7 @@ pub(super) fn column_from_arrow(
     }
 }
 
-pub(super) fn unit_name(unit: TimeUnit) -> &'static str {
+fn unit_name(unit: TimeUnit) -> &'static str {
     match unit {
         TimeUnit::Second => "seconds",
         TimeUnit::Millisecond => "milliseconds",
@@ -192,7 +203,7 @@ pub(super) fn unit_name(unit: TimeUnit) -> &'static str {
 }
 
 /// A timestamp value of `unit` in microseconds, when exact and in range.
-pub(super) fn to_micros(v: i64, unit: TimeUnit) -> Option<i64> {
+fn to_micros(v: i64, unit: TimeUnit) -> Option<i64> {
     match unit {
         TimeUnit::Second => v.checked_mul(1_000_000),
         TimeUnit::Millisecond => v.checked_mul(1_000),
@@ -236,7 +247,7 @@ pub(super) fn rescale(
     }
 }
 
-pub(super) fn render_decimal(v: i128, scale: i8) -> String {
+fn render_decimal(v: i128, scale: i8) -> String {
     let digits = v.unsigned_abs().to_string();
     let s = scale.max(0) as usize;
     let body = if s == 0 {
@@ -315,7 +326,7 @@ pub fn parse_decimal(text: &str, precision: u8, scale: i8) -> Result<i128, Value
 
 /// An instant: RFC 3339 with `Z` or an offset (`2021-01-01T10:00:00.000-08:00`), or without
 /// one (taken as UTC), as microseconds since the epoch.
-pub(super) fn parse_instant(text: &str) -> Option<i64> {
+fn parse_instant(text: &str) -> Option<i64> {
     let t = text.trim();
     if let Ok(dt) = DateTime::parse_from_rfc3339(t) {
         return Some(dt.timestamp_micros());
@@ -328,7 +339,7 @@ pub(super) fn parse_instant(text: &str) -> Option<i64> {
 
 /// A wall-clock date and time (`2024-01-02T03:04:05.123`, `2024-01-02 03:04:05`, a date) as
 /// microseconds since 1970-01-01 00:00; an offset, if any, is dropped.
-pub(super) fn parse_wall_clock(text: &str) -> Option<i64> {
+fn parse_wall_clock(text: &str) -> Option<i64> {
     let t = text.trim();
     if let Ok(dt) = DateTime::parse_from_rfc3339(t) {
         return Some(dt.naive_local().and_utc().timestamp_micros());
@@ -343,7 +354,7 @@ pub(super) fn parse_wall_clock(text: &str) -> Option<i64> {
 }
 
 /// Days since the epoch of a `YYYY-MM-DD` date.
-pub(super) fn parse_date(text: &str) -> Option<i32> {
+fn parse_date(text: &str) -> Option<i32> {
     let epoch = NaiveDate::from_ymd_opt(1970, 1, 1)?;
     let date = NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d").ok()?;
     i32::try_from((date - epoch).num_days()).ok()

@@ -200,7 +200,7 @@ impl StagedVolume {
         Ok(())
     }
 
-    pub(super) async fn remove_staging(&self) {
+    async fn remove_staging(&self) {
         remove_prefix(&self.store, &self.group).await;
         if let Mover::Upload { client, local } = &self.mover {
             if let Err(e) = std::fs::remove_dir_all(local)

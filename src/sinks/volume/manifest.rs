@@ -46,12 +46,12 @@ pub(super) struct Manifest<'a> {
 pub(super) struct PreviousManifest {
     pub(super) run_id: String,
     #[serde(default)]
-    pub(super) files: Vec<ListedFile>,
+    files: Vec<ListedFile>,
 }
 
 #[derive(Debug, Deserialize)]
-pub(super) struct ListedFile {
-    pub(super) path: String,
+struct ListedFile {
+    path: String,
 }
 
 impl PreviousManifest {
@@ -96,7 +96,7 @@ pub(super) struct RunRecord {
 }
 
 /// Name of the run record in a staging folder.
-pub(super) const RUN_RECORD: &str = "_RUN";
+const RUN_RECORD: &str = "_RUN";
 
 impl RunRecord {
     pub(super) async fn write(

@@ -108,7 +108,7 @@ pub(super) fn split_by_partition(
 }
 
 /// Percent-encodes what is not safe in a folder name, like Hive does.
-pub(super) fn escape_partition_value(value: &str) -> String {
+fn escape_partition_value(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for c in value.chars() {
         if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ' ') {

@@ -405,18 +405,11 @@ impl EventStore for LocalDeltaEvents {
     async fn finish(&self, event_id: &str, worker: &str, outcome: &Outcome) -> Result<bool> {
         check_worker(worker)?;
         let id = parse_event_id(event_id)?;
-        let (status, rows, error) = match outcome {
-            Outcome::Completed { rows_affected } => (
-                EventStatus::Completed,
-                lit(i64::try_from(*rows_affected).unwrap_or(i64::MAX)),
-                lit(ScalarValue::Utf8(None)),
-            ),
-            Outcome::Failed { error, .. } => (
-                EventStatus::Failed,
-                lit(ScalarValue::Int64(None)),
-                lit(error.as_str()),
-            ),
-        };
+        let (status, rows, error) = outcome.stored();
+        let (rows, error) = (
+            lit(ScalarValue::Int64(rows)),
+            lit(ScalarValue::Utf8(error.map(str::to_string))),
+        );
         for attempt in 0..=CONFLICT_RETRIES {
             let predicate = col("event_id")
                 .eq(lit(id.as_str()))
