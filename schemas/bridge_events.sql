@@ -1,4 +1,12 @@
--- bridge_events: Databricks -> SQL Server sync requests, applied by `bridge serve`.
+-- bridge_events: Databricks -> SQL Server sync requests and pipeline runs, applied by
+-- `bridge serve`.
+--
+-- A Databricks job asks for a pipeline run with operation 'RUN', `pipeline` and optionally
+-- `country` and `params` (see the example below); the server runs it as created_by, once, and
+-- writes back status, rows_affected (rows its sinks wrote), error_message and job_id.
+-- A table made by an older bridge lacks the four RUN columns: `bridge setup-events-table --apply`
+-- adds them in place (ALTER TABLE ... ADD COLUMNS); old rows read them as NULL and old writers,
+-- which name their columns, keep working.
 --
 -- A Databricks job asks for a sync by inserting one row with status 'pending' (see the example
 -- below). A server's events poller claims it (status 'running', started_at, claimed_by: a
@@ -16,9 +24,9 @@
 
 CREATE TABLE IF NOT EXISTS bridge.events.bridge_events (
   event_id       STRING        NOT NULL COMMENT 'Unique id of the event (a UUID); also the idempotency key of the SQL Server write',
-  operation      STRING        NOT NULL COMMENT 'INSERT, UPSERT, UPDATE or DELETE',
-  source_table   STRING        NOT NULL COMMENT 'Table the rows come from: catalog.schema.table',
-  target_table   STRING        NOT NULL COMMENT 'SQL Server table written: schema.table',
+  operation      STRING        NOT NULL COMMENT 'INSERT, UPSERT, UPDATE, DELETE or RUN',
+  source_table   STRING        NOT NULL COMMENT 'Table the rows come from: catalog.schema.table ('''' for RUN)',
+  target_table   STRING        NOT NULL COMMENT 'SQL Server table written: schema.table ('''' for RUN)',
   primary_keys   ARRAY<STRING>          COMMENT 'Key columns; UPSERT, UPDATE and DELETE need at least one',
   filter         STRING                 COMMENT 'One SQL boolean expression over the source''s columns; NULL syncs every row',
   status         STRING        NOT NULL COMMENT 'pending, running, completed or failed',
@@ -28,7 +36,11 @@ CREATE TABLE IF NOT EXISTS bridge.events.bridge_events (
   started_at     TIMESTAMP              COMMENT 'When the current claim started (UTC); a running event older than the lease is reclaimed',
   completed_at   TIMESTAMP              COMMENT 'When the event completed or failed (UTC)',
   created_by     STRING                 COMMENT 'Who submitted the event (checked against the server''s permissions)',
-  claimed_by     STRING                 COMMENT 'Worker id of the server that claimed the event'
+  claimed_by     STRING                 COMMENT 'Worker id of the server that claimed the event',
+  pipeline       STRING                 COMMENT 'RUN: the pipeline to run (its name under pipelines/)',
+  country        STRING                 COMMENT 'RUN: the country whose parameters the run uses',
+  params         STRING                 COMMENT 'RUN: parameter overrides, the text of a JSON object',
+  job_id         STRING                 COMMENT 'RUN: the server job that ran the pipeline'
 )
 USING DELTA
 COMMENT 'Databricks -> SQL Server sync requests (bridge serve)'
@@ -45,3 +57,12 @@ TBLPROPERTIES (
 --   (uuid(), 'UPSERT', 'main.calibration.results', 'dbo.CalibrationResults',
 --    array('household_id', 'period'), 'period = ''2024-06''', 'pending', current_timestamp(),
 --    'job:calibration');
+--
+-- Asking for a pipeline run:
+--
+-- INSERT INTO bridge.events.bridge_events
+--   (event_id, operation, source_table, target_table, status, created_at, created_by,
+--    pipeline, country, params)
+-- VALUES
+--   (uuid(), 'RUN', '', '', 'pending', current_timestamp(), 'job:calibration',
+--    'demo', 'colombia', '{"min_amount": 10}');

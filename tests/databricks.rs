@@ -1005,6 +1005,9 @@ mod events {
             primary_keys: keys.iter().map(std::string::ToString::to_string).collect(),
             filter: None,
             created_by: Some(by.into()),
+            pipeline: None,
+            country: None,
+            params: None,
         }
     }
 
@@ -1029,17 +1032,132 @@ mod events {
                     .to_string()
             })
             .collect();
-        assert_eq!(statements.len(), 2);
+        // The schema, the table, then a look at its columns (nothing to add to a new table).
+        assert_eq!(statements.len(), 3, "{statements:?}");
         assert!(
             statements[1]
                 .starts_with("CREATE TABLE IF NOT EXISTS `bridge`.`events`.`bridge_events`")
         );
+        assert!(statements[2].starts_with("SELECT * FROM"), "{statements:?}");
         // Applying twice is harmless.
         ok(f.bridge(&["setup-events-table", "--apply"]));
         assert!(
             f.double
                 .query_sql("SELECT COUNT(*) FROM \"bridge.events.bridge_events\"")
                 .is_ok()
+        );
+    }
+
+    /// A table made before RUN events gains their columns in place (once); its rows and old
+    /// writers keep working, and a server runs the RUN rows a Databricks job writes, writing back
+    /// status, rows and the job id; a row whose params are not a JSON object fails, unrun.
+    #[test]
+    fn an_old_events_table_is_upgraded_in_place_and_runs_run_events() {
+        let f = Fixture::new(DoubleConfig::default());
+        f.double
+            .execute_sql(
+                "CREATE TABLE bridge.events.bridge_events (event_id STRING NOT NULL, operation STRING NOT NULL, \
+                 source_table STRING NOT NULL, target_table STRING NOT NULL, primary_keys ARRAY<STRING>, filter STRING, \
+                 status STRING NOT NULL, rows_affected BIGINT, error_message STRING, created_at TIMESTAMP NOT NULL, \
+                 started_at TIMESTAMP, completed_at TIMESTAMP, created_by STRING, claimed_by STRING) USING DELTA",
+            )
+            .unwrap();
+        let old_writer = |id: &str| {
+            f.double
+                .execute_sql(&format!(
+                    "INSERT INTO bridge.events.bridge_events (event_id, operation, source_table, target_table, status, created_at, created_by) \
+                     VALUES ('{id}', 'INSERT', 'main.s.t', 'dbo.T', 'completed', current_timestamp(), 'alice')"
+                ))
+                .unwrap();
+        };
+        let old = "0b9e8c1e-3f7a-4d0e-9d7e-1c2b3a4d5e6f";
+        old_writer(old);
+        let printed = ok(f.bridge(&["setup-events-table"]));
+        assert!(
+            printed.contains(
+                "-- ALTER TABLE `bridge`.`events`.`bridge_events` ADD COLUMNS (pipeline STRING"
+            ),
+            "{printed}"
+        );
+        let applied = ok(f.bridge(&["setup-events-table", "--apply"]));
+        assert!(applied.contains("added the RUN columns"), "{applied}");
+        f.double.clear_requests();
+        let again = ok(f.bridge(&["setup-events-table", "--apply"]));
+        assert!(!again.contains("added"), "{again}");
+        assert!(
+            f.requests("POST", "/api/2.0/sql/statements")
+                .iter()
+                .all(|r| !r.json.as_ref().unwrap()["statement"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("ALTER")),
+            "columns are added once"
+        );
+        let store = store(&f);
+        let before = f.rt.block_on(store.get(old)).unwrap().unwrap();
+        assert_eq!(before.source_table, "main.s.t");
+        assert!(before.pipeline.is_none() && before.job_id.is_none());
+        old_writer("1c9e8c1e-3f7a-4d0e-9d7e-1c2b3a4d5e6f");
+
+        // A Databricks job asks for runs: one good, one whose params are not an object.
+        f.scratch.write("data/x.csv", "a,b\n1,2\n3,4\n");
+        f.scratch.write("config/countries/colombia.yaml", "{}\n");
+        f.scratch.write(
+            "pipelines/copy.yaml",
+            "name: copy\ncountries: [colombia]\nsteps:\n  - id: x\n    source: {type: csv, path: data/x.csv}\n  - id: out\n    sink: {type: volume, from: x, destination: output/copy, path: \"{{ country }}\"}\n",
+        );
+        f.scratch.write(
+            "config/permissions.yaml",
+            "users:\n  - name: alice\n    token: alice-token\n    permissions: []\n",
+        );
+        let run_row = |id: &str, params: &str| {
+            f.double
+                .execute_sql(&format!(
+                    "INSERT INTO bridge.events.bridge_events (event_id, operation, source_table, target_table, status, created_at, created_by, pipeline, country, params) \
+                     VALUES ('{id}', 'RUN', '', '', 'pending', current_timestamp(), 'alice', 'copy', 'colombia', {params})"
+                ))
+                .unwrap();
+        };
+        let (good, bad) = (
+            "2c9e8c1e-3f7a-4d0e-9d7e-1c2b3a4d5e6f",
+            "3c9e8c1e-3f7a-4d0e-9d7e-1c2b3a4d5e6f",
+        );
+        run_row(good, "NULL");
+        run_row(bad, "'[1, 2]'");
+        let (mut child, _base) = serve(&f, &["--poll-interval", "0.2"]);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let ended = loop {
+            let rows = f
+                .double
+                .query_sql(&format!(
+                    "SELECT event_id, status, rows_affected, job_id, error_message FROM \"bridge.events.bridge_events\" \
+                     WHERE event_id IN ('{good}', '{bad}') ORDER BY event_id"
+                ))
+                .unwrap();
+            if rows
+                .iter()
+                .all(|r| matches!(r[1].as_deref(), Some("completed" | "failed")))
+            {
+                break rows;
+            }
+            assert!(std::time::Instant::now() < deadline, "{rows:?}");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        };
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(ended[0][1].as_deref(), Some("completed"), "{ended:?}");
+        assert_eq!(ended[0][2].as_deref(), Some("2"), "{ended:?}");
+        assert!(
+            ended[0][3].is_some(),
+            "the job id is written back: {ended:?}"
+        );
+        assert_eq!(ended[1][1].as_deref(), Some("failed"), "{ended:?}");
+        assert!(ended[1][3].is_none(), "{ended:?}");
+        let error = ended[1][4].as_deref().unwrap();
+        assert!(error.contains("params: must be a JSON object"), "{error}");
+        assert!(
+            !common::list_files(&f.scratch.path("output/copy/colombia")).is_empty(),
+            "the run wrote its output"
         );
     }
 
@@ -1171,7 +1289,7 @@ mod events {
             } else {
                 "server-a"
             };
-            let done = Outcome::Completed { rows_affected: 3 };
+            let done = Outcome::completed(3);
             assert!(!b.finish(first, other, &done).await.unwrap());
             assert!(a.finish(first, owner, &done).await.unwrap());
             assert!(!a.finish(first, owner, &done).await.unwrap());

@@ -128,6 +128,9 @@ fn real_events_table_round_trips_an_event() {
                     primary_keys: vec!["id".into(), "period".into()],
                     filter: None,
                     created_by: Some("bridge-it".into()),
+                    pipeline: None,
+                    country: None,
+                    params: None,
                 })
                 .await
                 .unwrap();
@@ -137,7 +140,7 @@ fn real_events_table_round_trips_an_event() {
             assert_eq!(claimed.event_id, submitted.event_id);
             assert_eq!(claimed.primary_keys, ["id", "period"]);
             assert!(store.claim_next("it-other").await.unwrap().is_none());
-            let done = Outcome::Completed { rows_affected: 2 };
+            let done = Outcome::completed(2);
             assert!(
                 store
                     .finish(&submitted.event_id, "it-worker", &done)

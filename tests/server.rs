@@ -1748,6 +1748,9 @@ steps:
                 primary_keys: vec!["id".into()],
                 filter: None,
                 created_by: Some("mallory".into()),
+                pipeline: None,
+                country: None,
+                params: None,
             })
             .await
             .unwrap();
@@ -2037,6 +2040,9 @@ mod security {
                 primary_keys: vec![],
                 filter: None,
                 created_by: Some("scratch".into()),
+                pipeline: None,
+                country: None,
+                params: None,
             })
             .await
             .unwrap();
@@ -2177,4 +2183,207 @@ async fn sync_filters_calling_unbounded_functions_are_refused_naming_them() {
         )
         .await;
     assert_eq!(status, 202, "{body}");
+}
+
+/// RUN events: pipeline runs asked for through the events queue, by `POST /events` or by a row
+/// written straight into the events table (as a Databricks job does).
+mod run_events {
+    use super::*;
+    use bridge::sync::{EventStore, LocalDeltaEvents, NewEvent, Operation};
+
+    async fn wait_event(server: &Server, id: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let (status, event) = server.get(&format!("/events/{id}"), Some(READER)).await;
+            assert_eq!(status, 200, "{event}");
+            if matches!(event["status"].as_str(), Some("completed" | "failed")) {
+                return event;
+            }
+            assert!(Instant::now() < deadline, "event never finished: {event}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// An event read from the events table itself (whoever created it).
+    async fn wait_stored(store: &LocalDeltaEvents, id: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let event = store.get(id).await.unwrap().expect("stored");
+            let event = serde_json::to_value(&event).unwrap();
+            if matches!(event["status"].as_str(), Some("completed" | "failed")) {
+                return event;
+            }
+            assert!(Instant::now() < deadline, "event never finished: {event}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn run_row(by: &str, pipeline: &str, country: Option<&str>, params: Option<&str>) -> NewEvent {
+        NewEvent {
+            operation: Operation::Run,
+            source_table: String::new(),
+            target_table: String::new(),
+            primary_keys: Vec::new(),
+            filter: None,
+            created_by: Some(by.into()),
+            pipeline: Some(pipeline.into()),
+            country: country.map(str::to_string),
+            params: params.map(str::to_string),
+        }
+    }
+
+    async fn jobs_of(server: &Server, pipeline: &str) -> u64 {
+        let (_, list) = server
+            .get(&format!("/jobs?pipeline={pipeline}"), Some(READER))
+            .await;
+        list["total"].as_u64().unwrap()
+    }
+
+    /// A pipeline reading a SQL Server table the writer has no grant on.
+    const FROM_SALES: &str = "name: from_sales\nsteps:\n  - id: s\n    source: {type: sqlserver, table: dbo.Sales}\n  - id: out\n    sink: {type: volume, from: s, destination: output/from_sales, path: s}\n";
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_run_event_runs_its_pipeline_once_as_its_creator() {
+        let scratch = project();
+        scratch.write("pipelines/from_sales.yaml", FROM_SALES);
+        let server = Server::start(&scratch, &["--no-schedules"]);
+
+        // Over the API: checked, authorised as the caller, queued, run by the poller.
+        let (status, body) = server
+            .post(
+                "/events",
+                Some(READER),
+                json!({"operation": "RUN", "pipeline": "demo", "country": "colombia",
+                       "params": {"start_date": "2024-02-01"}}),
+            )
+            .await;
+        assert_eq!(status, 202, "{body}");
+        let id = body["id"].as_str().unwrap().to_string();
+        assert_eq!(body["href"], format!("/events/{id}"));
+        let event = wait_event(&server, &id).await;
+        assert_eq!(event["status"], "completed", "{event}");
+        assert_eq!(event["operation"], "RUN");
+        assert_eq!(event["pipeline"], "demo");
+        assert_eq!(event["params"], r#"{"start_date":"2024-02-01"}"#);
+        assert!(event["rows_affected"].as_i64().unwrap() > 0, "{event}");
+        let job_id = event["job_id"].as_str().expect("the job is written back");
+        let (_, job) = server.get(&format!("/jobs/{job_id}"), Some(READER)).await;
+        assert_eq!(job["status"], "succeeded", "{job}");
+        assert_eq!(job["kind"], "event");
+        assert_eq!(job["submitted_by"], "reader");
+        assert_eq!(job["country"], "colombia");
+        assert_eq!(job["params"]["start_date"], "2024-02-01");
+        assert_eq!(job["request"]["event_id"], id.as_str());
+        assert_eq!(jobs_of(&server, "demo").await, 1, "run once");
+        assert!(!files_under(&scratch, "output/volume/colombia").is_empty());
+
+        // A row written into the events table, as a Databricks job would: the same.
+        let store = LocalDeltaEvents::open(scratch.path(".bridge/events/bridge_events"))
+            .await
+            .unwrap();
+        let row = store
+            .submit(run_row("reader", "demo", Some("mexico"), None))
+            .await
+            .unwrap();
+        let event = wait_event(&server, &row.event_id).await;
+        assert_eq!(event["status"], "completed", "{event}");
+        assert_eq!(jobs_of(&server, "demo").await, 2);
+
+        // Bad input in a row fails that event with a clear message; nothing runs.
+        for (row, expected) in [
+            (
+                run_row("reader", "nope", None, None),
+                "pipeline `nope` does not exist",
+            ),
+            (
+                run_row("reader", "demo", Some("peru"), None),
+                "`peru` is not one of pipeline `demo`'s countries",
+            ),
+            (
+                run_row(
+                    "reader",
+                    "demo",
+                    Some("colombia"),
+                    Some(r#"{"volume_root": "/tmp"}"#),
+                ),
+                "params.volume_root: not a parameter of pipeline `demo`",
+            ),
+            (
+                run_row("mallory", "demo", Some("colombia"), None),
+                "`mallory` is not a user",
+            ),
+            // The writer may not read dbo.Sales: refused from the plan, before any connection.
+            (run_row("writer", "from_sales", None, None), "dbo.Sales"),
+        ] {
+            let stored = store.submit(row).await.unwrap();
+            let event = wait_stored(&store, &stored.event_id).await;
+            assert_eq!(event["status"], "failed", "{event}");
+            let error = event["error_message"].as_str().unwrap();
+            assert!(error.contains(expected), "{expected}: {error}");
+            assert!(event.get("job_id").is_none_or(Value::is_null), "{event}");
+        }
+        assert_eq!(jobs_of(&server, "demo").await, 2, "nothing ran");
+        assert_eq!(jobs_of(&server, "from_sales").await, 0, "nothing ran");
+        let refused = last_audit(
+            &scratch,
+            |l| l["action"] == "event" && l["caller"] == "writer",
+            "the writer's refused run",
+        );
+        assert_eq!(refused["result"], "refused", "{refused}");
+
+        // The API says the same at once, naming the field.
+        for (body, status, field) in [
+            (
+                json!({"operation": "RUN", "pipeline": "nope"}),
+                404,
+                "pipeline",
+            ),
+            (
+                json!({"operation": "RUN", "pipeline": "demo", "country": "peru"}),
+                400,
+                "country",
+            ),
+            (
+                json!({"operation": "RUN", "pipeline": "demo", "params": {"volume_root": "/x"}}),
+                400,
+                "params.volume_root",
+            ),
+            (
+                json!({"operation": "RUN", "pipeline": "demo", "params": {"start_date": [1]}}),
+                400,
+                "params.start_date",
+            ),
+            (
+                json!({"operation": "UPSERT", "pipeline": "demo"}),
+                400,
+                "operation",
+            ),
+        ] {
+            let (got, answer) = server.post("/events", Some(READER), body.clone()).await;
+            assert_eq!(got, status, "{body}: {answer}");
+            assert_eq!(answer["field"], field, "{body}: {answer}");
+        }
+        let (got, answer) = server
+            .post(
+                "/events",
+                Some(WRITER),
+                json!({"operation": "RUN", "pipeline": "from_sales"}),
+            )
+            .await;
+        assert_eq!(got, 403, "{answer}");
+        let (got, answer) = server
+            .post(
+                "/sync",
+                Some(READER),
+                json!({"operation": "RUN", "source_table": "main.a.b", "target_table": "dbo.T"}),
+            )
+            .await;
+        assert_eq!(got, 400, "{answer}");
+        assert_eq!(answer["field"], "operation", "{answer}");
+        assert!(
+            answer["detail"].as_str().unwrap().contains("POST /events"),
+            "{answer}"
+        );
+        assert_eq!(jobs_of(&server, "demo").await, 2, "nothing ran");
+    }
 }

@@ -185,6 +185,10 @@ fn event(operation: Operation, source: &str, keys: &[&str], filter: Option<&str>
         completed_at: None,
         created_by: Some("test".into()),
         claimed_by: Some("test".into()),
+        pipeline: None,
+        country: None,
+        params: None,
+        job_id: None,
     }
 }
 
@@ -234,7 +238,7 @@ async fn local_events_table_has_the_columns_of_the_ddl() {
             (name, ty, not_null, comment)
         })
         .collect();
-    assert_eq!(declared.len(), 14, "{declared:?}");
+    assert_eq!(declared.len(), 18, "{declared:?}");
 
     let dir = tempfile::tempdir().unwrap();
     LocalDeltaEvents::open(dir.path()).await.unwrap();
@@ -272,6 +276,64 @@ async fn local_events_table_has_the_columns_of_the_ddl() {
             (column.name, column.comment)
         );
     }
+}
+
+/// A local events table made before RUN events gains their four columns when a server opens it;
+/// its rows read them as NULL and keep everything else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_local_events_table_gains_the_run_columns() {
+    use deltalake::kernel::StructField;
+    let dir = tempfile::tempdir().unwrap();
+    let url = deltalake::ensure_table_uri(dir.path().display().to_string()).unwrap();
+    let old = &EVENT_COLUMNS[..14];
+    assert_eq!(old.last().unwrap().name, "claimed_by");
+    let table = DeltaTable::try_from_url(url.clone())
+        .await
+        .unwrap()
+        .create()
+        .with_columns(
+            old.iter()
+                .map(|c| StructField::new(c.name, c.ty.delta(), c.nullable)),
+        )
+        .await
+        .unwrap();
+    let id = "0b9e8c1e-3f7a-4d0e-9d7e-1c2b3a4d5e6f";
+    let ctx = deltalake::datafusion::prelude::SessionContext::new();
+    let row = ctx
+        .sql(&format!(
+            "SELECT '{id}' AS event_id, 'INSERT' AS operation, 'main.s.t' AS source_table, 'dbo.T' AS target_table, \
+             CAST(NULL AS ARRAY<VARCHAR>) AS primary_keys, CAST(NULL AS VARCHAR) AS filter, 'completed' AS status, \
+             CAST(3 AS BIGINT) AS rows_affected, CAST(NULL AS VARCHAR) AS error_message, \
+             CAST('2024-01-01T00:00:00Z' AS TIMESTAMP) AT TIME ZONE 'UTC' AS created_at, \
+             CAST(NULL AS TIMESTAMP) AT TIME ZONE 'UTC' AS started_at, CAST(NULL AS TIMESTAMP) AT TIME ZONE 'UTC' AS completed_at, \
+             'alice' AS created_by, CAST(NULL AS VARCHAR) AS claimed_by"
+        ))
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    table.write(row).await.unwrap();
+
+    let store = LocalDeltaEvents::open(dir.path()).await.unwrap();
+    let event = store.get(id).await.unwrap().expect("the old row is kept");
+    assert_eq!(
+        (event.source_table.as_str(), event.rows_affected),
+        ("main.s.t", Some(3))
+    );
+    assert!(event.pipeline.is_none() && event.job_id.is_none());
+    let table = deltalake::open_table(url).await.unwrap();
+    let names: Vec<String> = table
+        .snapshot()
+        .unwrap()
+        .snapshot()
+        .arrow_schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let expected: Vec<&str> = EVENT_COLUMNS.iter().map(|c| c.name).collect();
+    assert_eq!(names, expected);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -826,7 +888,7 @@ async fn the_poller_records_failures_and_refusals() {
             .iter()
             .any(|(id, status, outcome)| id == &allowed.event_id
                 && *status == EventStatus::Completed
-                && *outcome == Outcome::Completed { rows_affected: 1 })
+                && *outcome == Outcome::completed(1))
     );
 }
 
@@ -1099,13 +1161,9 @@ async fn claim_latency() {
         let e = a.claim_next("solo").await.unwrap().unwrap();
         claims.push(t.elapsed());
         let t = Instant::now();
-        a.finish(
-            &e.event_id,
-            "solo",
-            &Outcome::Completed { rows_affected: 1 },
-        )
-        .await
-        .unwrap();
+        a.finish(&e.event_id, "solo", &Outcome::completed(1))
+            .await
+            .unwrap();
         finishes.push(t.elapsed());
     }
     stats("claim (one claimer)", claims);

@@ -24,6 +24,14 @@ pub async fn setup_events_table(cx: &Context, args: SetupEventsTableArgs) -> Res
         for statement in &statements {
             println!("{statement};\n");
         }
+        let all: Vec<String> = Vec::new();
+        if let Some(upgrade) = bridge::sync::DatabricksEvents::upgrade_sql(&table, &all)
+            .map_err(|e| Error::Invalid(format!("--table: {e}")))?
+        {
+            println!(
+                "-- A table made by a bridge without RUN events lacks their columns; --apply adds them:\n-- {upgrade};"
+            );
+        }
         return Ok(Outcome::Success);
     }
     let client = cx.project.databricks_client().await?;
@@ -32,15 +40,36 @@ pub async fn setup_events_table(cx: &Context, args: SetupEventsTableArgs) -> Res
             "--apply needs a SQL warehouse: set `databricks.warehouse_id` in config/defaults.yaml, the profile's `warehouse_id`, or DATABRICKS_WAREHOUSE_ID".into(),
         )
     })?;
-    for statement in &statements {
-        client
-            .execute_statement(
-                &warehouse,
-                statement,
-                &[],
-                bridge::databricks::Disposition::Inline,
-            )
-            .await?;
+    let run = |statement: String| {
+        let (client, warehouse) = (&client, &warehouse);
+        async move {
+            client
+                .execute_statement(
+                    warehouse,
+                    &statement,
+                    &[],
+                    bridge::databricks::Disposition::Inline,
+                )
+                .await
+        }
+    };
+    for statement in statements {
+        run(statement).await?;
+    }
+    // A table made by an older bridge gains the RUN columns in place; its rows keep theirs.
+    let quoted = bridge::sql::quote_ident(&table, bridge::sql::Dialect::Databricks)
+        .map_err(|e| Error::Invalid(format!("--table: {e}")))?;
+    let existing: Vec<String> = run(format!("SELECT * FROM {quoted} LIMIT 0"))
+        .await?
+        .columns
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    if let Some(upgrade) = bridge::sync::DatabricksEvents::upgrade_sql(&table, &existing)
+        .map_err(|e| Error::Invalid(format!("--table: {e}")))?
+    {
+        run(upgrade).await?;
+        println!("events table {table}: added the RUN columns (pipeline, country, params, job_id)");
     }
     println!("events table {table} is ready (warehouse {warehouse})");
     Ok(Outcome::Success)

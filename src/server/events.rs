@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::{AccessPolicy, PermissionsStore, authorize};
+use crate::auth::{AccessPolicy, Authorized, PermissionsStore, authorize};
 use crate::error::BoxError;
 use crate::pipeline::Plan;
 use crate::server::audit::{AuditEntry, AuditLog, AuditResult};
@@ -32,6 +32,7 @@ pub async fn run_poller(state: Arc<AppState>, options: ServeOptions, stop: Cance
         audit: Arc::clone(&state.audit),
         metrics: Arc::clone(&state.metrics),
         refused: Mutex::new(HashSet::new()),
+        state: Arc::clone(&state),
     });
     let versions = Arc::clone(&state.versions);
     let project = move || {
@@ -65,6 +66,8 @@ struct ServerHooks {
     /// Events `authorize` refused (and audited as `refused`) whose outcome is not recorded yet:
     /// their failure gets no second audit line.
     refused: Mutex<HashSet<String>>,
+    /// What RUN events run with (project versions, job store, runner).
+    state: Arc<AppState>,
 }
 
 impl ServerHooks {
@@ -80,21 +83,9 @@ impl ServerHooks {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn entry(event: &Event) -> AuditEntry {
-        AuditEntry {
-            request_id: format!("event-{}", event.event_id),
-            caller: event.created_by.clone(),
-            action: "event".into(),
-            tables: vec![event.target_table.clone()],
-            event_id: Some(event.event_id.clone()),
-            ..AuditEntry::default()
-        }
-    }
-}
-
-#[async_trait::async_trait]
-impl PollerHooks for ServerHooks {
-    async fn authorize(&self, event: &Event, plan: &Plan) -> Result<ApplyLimits, BoxError> {
+    /// Whether `created_by` may do what the event's `plan` reads and writes; a refusal is
+    /// audited (once) and fails the event.
+    fn authorized(&self, event: &Event, plan: &Plan) -> Result<Authorized, BoxError> {
         let refused = |refusal: EventRefusal| {
             self.refused_ids().insert(event.event_id.clone());
             self.audit(AuditEntry {
@@ -119,9 +110,37 @@ impl PollerHooks for ServerHooks {
             Err(refusal) => return refused(EventRefusal::Access(refusal)),
         };
         self.refused_ids().remove(&event.event_id);
+        Ok(authorized)
+    }
+
+    fn entry(event: &Event) -> AuditEntry {
+        AuditEntry {
+            request_id: format!("event-{}", event.event_id),
+            caller: event.created_by.clone(),
+            action: "event".into(),
+            tables: [event.target_table.clone()]
+                .into_iter()
+                .filter(|t| !t.is_empty())
+                .collect(),
+            event_id: Some(event.event_id.clone()),
+            pipeline: event.pipeline.clone(),
+            ..AuditEntry::default()
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl PollerHooks for ServerHooks {
+    async fn authorize(&self, event: &Event, plan: &Plan) -> Result<ApplyLimits, BoxError> {
+        let authorized = self.authorized(event, plan)?;
         Ok(ApplyLimits {
             max_delete_rows: authorized.delete_caps.values().min().copied(),
         })
+    }
+
+    async fn run_pipeline(&self, event: &Event, cancel: &CancellationToken) -> Option<Outcome> {
+        let authorize = |event: &Event, plan: &Plan| self.authorized(event, plan);
+        crate::server::run_events::run_event(&self.state, event, &authorize, cancel).await
     }
 
     async fn on_finished(&self, event: &Event, outcome: &Outcome, took: Duration) {
@@ -159,15 +178,17 @@ enum EventRefusal {
 /// The audit result, rows and error of an event's outcome.
 fn audited(outcome: &Outcome) -> (AuditResult, Option<u64>, Option<String>) {
     match outcome {
-        Outcome::Completed { rows_affected } => (AuditResult::Ok, Some(*rows_affected), None),
+        Outcome::Completed { rows_affected, .. } => (AuditResult::Ok, Some(*rows_affected), None),
         // A delete over the caller's limit is a refusal, like a missing right.
         Outcome::Failed {
             error,
             refusal: Some(_),
+            ..
         } => (AuditResult::Refused, None, Some(error.clone())),
         Outcome::Failed {
             error,
             refusal: None,
+            ..
         } => (AuditResult::Failed, None, Some(error.clone())),
     }
 }
@@ -186,13 +207,14 @@ mod tests {
                 deleted: 3,
                 limit: 2,
             }),
+            job_id: None,
         };
         assert_eq!(audited(&refused).0, AuditResult::Refused);
         let lookalike = Outcome::failed(
             "would delete 3 rows from dbo.T, over max_delete_rows 2; nothing was changed",
         );
         assert_eq!(audited(&lookalike).0, AuditResult::Failed);
-        let done = Outcome::Completed { rows_affected: 4 };
+        let done = Outcome::completed(4);
         assert_eq!(audited(&done), (AuditResult::Ok, Some(4), None));
     }
 }

@@ -9,6 +9,7 @@ pub mod metrics;
 mod options;
 pub mod probes;
 pub mod refusals;
+mod run_events;
 pub mod runner;
 pub mod schedule;
 pub mod versions;

@@ -1,6 +1,7 @@
 //! Runs pipelines with a `schedule:` while serving: one job per country listed in `countries:`
 //! at each cron time (UTC), each skipped while the previous scheduled run of the same pipeline
-//! for the same country is still going.
+//! for the same country is still going. Servers sharing a job store run each slot once: its job
+//! id is derived from the pipeline, the country and the scheduled time.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -35,7 +36,7 @@ pub async fn run_schedules(state: Arc<AppState>, stop: CancellationToken) {
                 let due = next.get(&key).copied().or_else(|| schedule.next_after(now));
                 let Some(due) = due else { continue };
                 if due <= now {
-                    start_scheduled(&state, &version, name, entry).await;
+                    start_scheduled(&state, &version, name, entry, due).await;
                     if let Some(n) = schedule.next_after(now) {
                         upcoming.insert(key, n);
                     }
@@ -63,6 +64,7 @@ async fn start_scheduled(
     version: &Arc<ProjectVersion>,
     name: &str,
     entry: &PipelineEntry,
+    slot: DateTime<Utc>,
 ) {
     let countries: Vec<Option<String>> = if entry.countries.is_empty() {
         vec![None]
@@ -70,7 +72,7 @@ async fn start_scheduled(
         entry.countries.iter().cloned().map(Some).collect()
     };
     for country in countries {
-        if let Err(e) = start_one(state, version, name, entry, country.clone()).await {
+        if let Err(e) = start_one(state, version, name, entry, country.clone(), slot).await {
             tracing::error!(pipeline = %name, country = ?country, error = %e, "scheduled run not started");
         }
     }
@@ -82,6 +84,7 @@ async fn start_one(
     name: &str,
     entry: &PipelineEntry,
     country: Option<String>,
+    slot: DateTime<Utc>,
 ) -> crate::Result<()> {
     let options = PlanOptions {
         country: country.clone(),
@@ -129,13 +132,22 @@ async fn start_one(
         country: plan.country.clone(),
         params: serde_json::json!({}),
         submitted_by: None,
-        request: serde_json::json!({"pipeline": name, "country": country}),
+        request: serde_json::json!({
+            "pipeline": name, "country": country,
+            "slot": slot.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        }),
         tables: tables.clone(),
     };
     let jobs = Arc::clone(&state.jobs);
-    let job = tokio::task::spawn_blocking(move || jobs.insert(&new))
+    // One job per (pipeline, country, scheduled time), whichever server stores it first.
+    let id = slot_job_id(name, plan.country.as_deref(), slot);
+    let job = tokio::task::spawn_blocking(move || jobs.insert_as(&id, &new))
         .await
         .map_err(|e| crate::Error::internal("a background task of the scheduler failed", e))??;
+    let Some(job) = job else {
+        tracing::info!(pipeline = %name, country = ?plan.country, %slot, "another server started this scheduled run");
+        return Ok(());
+    };
     let entry_audit = AuditEntry {
         request_id: format!("schedule-{}", job.id),
         caller: Some("scheduler".into()),
@@ -176,4 +188,39 @@ async fn start_one(
         },
     );
     Ok(())
+}
+
+/// The id of the job of a schedule slot: the same on every server sharing the job store, so the
+/// slot runs once.
+fn slot_job_id(pipeline: &str, country: Option<&str>, slot: DateTime<Utc>) -> String {
+    let key = format!(
+        "schedule/{pipeline}/{}/{}",
+        country.unwrap_or_default(),
+        slot.timestamp_millis()
+    );
+    crate::server::jobs::derived_id(&key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slot_has_one_job_id_on_every_server() {
+        let at = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let later = DateTime::from_timestamp(1_700_000_060, 0).unwrap();
+        assert_eq!(
+            slot_job_id("demo", Some("colombia"), at),
+            slot_job_id("demo", Some("colombia"), at)
+        );
+        assert!(uuid::Uuid::parse_str(&slot_job_id("demo", None, at)).is_ok());
+        for other in [
+            slot_job_id("demo", Some("mexico"), at),
+            slot_job_id("demo", None, at),
+            slot_job_id("demo", Some("colombia"), later),
+            slot_job_id("other", Some("colombia"), at),
+        ] {
+            assert_ne!(slot_job_id("demo", Some("colombia"), at), other);
+        }
+    }
 }

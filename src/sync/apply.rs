@@ -137,13 +137,14 @@ fn local_path(project: &Project, table: &str, parts: &[&str]) -> Result<String> 
     ))
 }
 
-/// The sink mode of an operation.
-pub fn write_mode(operation: Operation) -> SqlServerWriteMode {
+/// The sink mode of a sync operation; `None` for RUN, which writes no table itself.
+pub fn write_mode(operation: Operation) -> Option<SqlServerWriteMode> {
     match operation {
-        Operation::Insert => SqlServerWriteMode::Insert,
-        Operation::Upsert => SqlServerWriteMode::Upsert,
-        Operation::Update => SqlServerWriteMode::Update,
-        Operation::Delete => SqlServerWriteMode::Delete,
+        Operation::Insert => Some(SqlServerWriteMode::Insert),
+        Operation::Upsert => Some(SqlServerWriteMode::Upsert),
+        Operation::Update => Some(SqlServerWriteMode::Update),
+        Operation::Delete => Some(SqlServerWriteMode::Delete),
+        Operation::Run => None,
     }
 }
 
@@ -202,6 +203,9 @@ pub fn plan_event(
     catalog: SourceCatalog,
 ) -> Result<Plan> {
     event.request().validate()?;
+    let mode = write_mode(event.operation).ok_or_else(|| {
+        SyncError::invalid("operation", "RUN runs a pipeline; it is not a table sync")
+    })?;
     let key = parse_event_id(&event.event_id)?;
     let filter = event.filter.as_deref().map(parse_filter).transpose()?;
     let source = catalog.source(project, &event.source_table)?;
@@ -213,7 +217,7 @@ pub fn plan_event(
         }
         .to_string(),
         table: event.target_table.clone(),
-        mode: write_mode(event.operation),
+        mode,
         primary_keys: event.primary_keys.clone(),
         max_delete_rows: match event.operation {
             Operation::Delete => limits.max_delete_rows,

@@ -100,6 +100,30 @@ impl DatabricksEvents {
         ])
     }
 
+    /// The statement that adds the RUN columns a table made by an older bridge lacks, given the
+    /// table's columns; `None` when it has them all.
+    pub fn upgrade_sql(table: &str, existing: &[String]) -> Result<Option<String>> {
+        let quoted = quote_ident(table, Dialect::Databricks)
+            .map_err(|e| SyncError::invalid("events_table", e.to_string()))?;
+        let missing: Vec<String> = EVENT_COLUMNS
+            .iter()
+            .filter(|c| {
+                crate::sync::local::RUN_COLUMNS.contains(&c.name)
+                    && !existing.iter().any(|e| e.eq_ignore_ascii_case(c.name))
+            })
+            .map(|c| {
+                format!(
+                    "{} {} COMMENT '{}'",
+                    c.name,
+                    c.ty.sql(),
+                    c.comment.replace('\'', "''")
+                )
+            })
+            .collect();
+        Ok((!missing.is_empty())
+            .then(|| format!("ALTER TABLE {quoted} ADD COLUMNS ({})", missing.join(", "))))
+    }
+
     fn fail(&self, e: impl std::fmt::Display) -> SyncError {
         SyncError::store(&self.table, e)
     }
@@ -264,6 +288,10 @@ fn event_of(row: &[Option<String>]) -> std::result::Result<Event, EventRowError>
         completed_at: time("completed_at")?,
         created_by: get("created_by").map(str::to_string),
         claimed_by: get("claimed_by").map(str::to_string),
+        pipeline: get("pipeline").map(str::to_string),
+        country: get("country").map(str::to_string),
+        params: get("params").map(str::to_string),
+        job_id: get("job_id").map(str::to_string),
     })
 }
 
@@ -271,26 +299,11 @@ fn event_of(row: &[Option<String>]) -> std::result::Result<Event, EventRowError>
 impl EventStore for DatabricksEvents {
     async fn submit_as(&self, event_id: &str, event: NewEvent) -> Result<Event> {
         event.validate()?;
-        let stored = Event {
-            event_id: parse_event_id(event_id)?,
-            operation: event.operation,
-            source_table: event.source_table,
-            target_table: event.target_table,
-            primary_keys: event.primary_keys,
-            filter: event.filter,
-            status: EventStatus::Pending,
-            rows_affected: None,
-            error_message: None,
-            created_at: Utc::now(),
-            started_at: None,
-            completed_at: None,
-            created_by: event.created_by,
-            claimed_by: None,
-        };
+        let stored = event.pending(&parse_event_id(event_id)?);
         let keys = serde_json::to_string(&stored.primary_keys).expect("strings serialize");
         let sql = format!(
-            "INSERT INTO {} (event_id, operation, source_table, target_table, primary_keys, filter, status, created_at, created_by) \
-             VALUES (:event_id, :operation, :source_table, :target_table, from_json(:primary_keys, 'array<string>'), :filter, 'pending', :created_at, :created_by)",
+            "INSERT INTO {} (event_id, operation, source_table, target_table, primary_keys, filter, status, created_at, created_by, pipeline, country, params) \
+             VALUES (:event_id, :operation, :source_table, :target_table, from_json(:primary_keys, 'array<string>'), :filter, 'pending', :created_at, :created_by, :pipeline, :country, :params)",
             self.quoted
         );
         let params = [
@@ -302,6 +315,9 @@ impl EventStore for DatabricksEvents {
             StatementParam::typed("filter", "STRING", stored.filter.clone()),
             ts_param("created_at", stored.created_at),
             StatementParam::typed("created_by", "STRING", stored.created_by.clone()),
+            StatementParam::typed("pipeline", "STRING", stored.pipeline.clone()),
+            StatementParam::typed("country", "STRING", stored.country.clone()),
+            StatementParam::typed("params", "STRING", stored.params.clone()),
         ];
         self.statement(&sql, &params)
             .await
@@ -413,10 +429,12 @@ impl EventStore for DatabricksEvents {
         let id = parse_event_id(event_id)?;
         let (status, rows, error) = outcome.stored();
         let (rows, error) = (rows.map(|n| n.to_string()), error.map(str::to_string));
+        let job = outcome.job_id().map(str::to_string);
         let params = [
             StatementParam::string("status", status.as_str()),
             StatementParam::typed("rows", "BIGINT", rows),
             StatementParam::typed("error", "STRING", error),
+            StatementParam::typed("job", "STRING", job),
             ts_param("now", Utc::now()),
             StatementParam::string("id", &id),
             StatementParam::string("worker", worker),
@@ -424,7 +442,7 @@ impl EventStore for DatabricksEvents {
         for attempt in 0..3 {
             match self
                 .update(
-                    "status = :status, rows_affected = :rows, error_message = :error, completed_at = :now",
+                    "status = :status, rows_affected = :rows, error_message = :error, job_id = :job, completed_at = :now",
                     "event_id = :id AND status = 'running' AND claimed_by = :worker",
                     &params,
                 )

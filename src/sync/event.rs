@@ -33,6 +33,8 @@ pub enum Operation {
     Update,
     /// Delete the rows whose keys match the source's.
     Delete,
+    /// Run a pipeline of the project (`pipeline`, `country`, `params`) as `created_by`.
+    Run,
 }
 
 impl Operation {
@@ -43,12 +45,21 @@ impl Operation {
             Operation::Upsert => "UPSERT",
             Operation::Update => "UPDATE",
             Operation::Delete => "DELETE",
+            Operation::Run => "RUN",
         }
     }
 
     /// Whether the operation identifies rows by `primary_keys`.
     pub fn needs_keys(self) -> bool {
-        !matches!(self, Operation::Insert)
+        matches!(
+            self,
+            Operation::Upsert | Operation::Update | Operation::Delete
+        )
+    }
+
+    /// Whether the operation is a table sync (not a pipeline run).
+    pub fn is_sync(self) -> bool {
+        self != Operation::Run
     }
 }
 
@@ -68,6 +79,7 @@ impl std::str::FromStr for Operation {
             "UPSERT" => Ok(Operation::Upsert),
             "UPDATE" => Ok(Operation::Update),
             "DELETE" => Ok(Operation::Delete),
+            "RUN" => Ok(Operation::Run),
             _ => Err(UnknownName::Operation(s.to_string())),
         }
     }
@@ -129,7 +141,7 @@ pub enum EventRowError {
 /// A name that is not an operation or an event status.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UnknownName {
-    #[error("unknown operation `{0}`; expected INSERT, UPSERT, UPDATE or DELETE")]
+    #[error("unknown operation `{0}`; expected INSERT, UPSERT, UPDATE, DELETE or RUN")]
     Operation(String),
     #[error("unknown event status `{0}`")]
     Status(String),
@@ -188,15 +200,20 @@ impl std::str::FromStr for EventStatus {
     }
 }
 
-/// A sync request, as a Databricks job (or `POST /sync`) submits it.
+/// A request, as a Databricks job (or `POST /sync`, `POST /events`) submits it: a table sync
+/// (INSERT, UPSERT, UPDATE, DELETE of `source_table` into `target_table`) or a pipeline run
+/// (RUN of `pipeline` for `country` with `params`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewEvent {
-    /// INSERT, UPSERT, UPDATE or DELETE (any case).
+    /// INSERT, UPSERT, UPDATE, DELETE or RUN (any case).
     pub operation: Operation,
-    /// The table rows come from: `catalog.schema.table` (1 to 3 dotted names).
+    /// Syncs: the table rows come from, `catalog.schema.table` (1 to 3 dotted names). Empty for
+    /// RUN.
+    #[serde(default)]
     pub source_table: String,
-    /// The SQL Server table written: `schema.table` or `table`.
+    /// Syncs: the SQL Server table written, `schema.table` or `table`. Empty for RUN.
+    #[serde(default)]
     pub target_table: String,
     /// Key columns; UPSERT, UPDATE and DELETE need at least one.
     #[serde(default)]
@@ -207,6 +224,16 @@ pub struct NewEvent {
     /// Who asked for the sync (checked against the server's permissions).
     #[serde(default)]
     pub created_by: Option<String>,
+    /// RUN: the pipeline, by name or file name under `pipelines/`.
+    #[serde(default)]
+    pub pipeline: Option<String>,
+    /// RUN: the country whose parameters the run uses.
+    #[serde(default)]
+    pub country: Option<String>,
+    /// RUN: parameter overrides, the text of a JSON object of strings, numbers or booleans
+    /// (only parameters the pipeline declares).
+    #[serde(default)]
+    pub params: Option<String>,
 }
 
 /// An event as stored: the request plus its status, timings and outcome.
@@ -237,20 +264,41 @@ pub struct Event {
     pub created_by: Option<String>,
     /// The worker (server) that claimed the event.
     pub claimed_by: Option<String>,
+    /// RUN: the pipeline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pipeline: Option<String>,
+    /// RUN: the country.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+    /// RUN: the parameter overrides, as JSON object text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<String>,
+    /// RUN: the job that ran the pipeline (`GET /jobs/{id}` on the server that ran it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
 }
 
 /// How applying an event ended.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "status", rename_all = "lowercase")]
 pub enum Outcome {
-    /// Applied (or found already applied): the rows the write changed.
-    Completed { rows_affected: u64 },
+    /// Applied (or found already applied): the rows the write changed (a run: the rows its
+    /// sinks wrote).
+    Completed {
+        rows_affected: u64,
+        /// RUN: the job that ran the pipeline.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        job_id: Option<String>,
+    },
     /// Not applied: why. `refusal` says, by type, when the event was refused for being over a
     /// limit (the server audits it as `refused`); it is not stored with the event.
     Failed {
         error: String,
         #[serde(skip)]
         refusal: Option<Refusal>,
+        /// RUN: the job that ran the pipeline, when one was started.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        job_id: Option<String>,
     },
 }
 
@@ -259,7 +307,7 @@ impl Outcome {
     /// completion) and the error message (a failure).
     pub fn stored(&self) -> (EventStatus, Option<i64>, Option<&str>) {
         match self {
-            Outcome::Completed { rows_affected } => (
+            Outcome::Completed { rows_affected, .. } => (
                 EventStatus::Completed,
                 Some(i64::try_from(*rows_affected).unwrap_or(i64::MAX)),
                 None,
@@ -268,11 +316,27 @@ impl Outcome {
         }
     }
 
+    /// The job a RUN event started, if any.
+    pub fn job_id(&self) -> Option<&str> {
+        match self {
+            Outcome::Completed { job_id, .. } | Outcome::Failed { job_id, .. } => job_id.as_deref(),
+        }
+    }
+
+    /// A completion of a sync that changed `rows_affected` rows.
+    pub fn completed(rows_affected: u64) -> Self {
+        Outcome::Completed {
+            rows_affected,
+            job_id: None,
+        }
+    }
+
     /// A failure (not a refusal) with its message.
     pub fn failed(error: impl Into<String>) -> Self {
         Outcome::Failed {
             error: error.into(),
             refusal: None,
+            job_id: None,
         }
     }
 }
@@ -280,11 +344,30 @@ impl Outcome {
 impl NewEvent {
     /// Checks every field; the error names the field (`primary_keys: UPSERT needs at least one key`).
     pub fn validate(&self) -> Result<(), SyncError> {
-        source_table_parts(&self.source_table)?;
-        check_target_table(&self.target_table)?;
-        check_keys(self.operation, &self.primary_keys)?;
-        if let Some(filter) = &self.filter {
-            parse_filter(filter)?;
+        if self.operation == Operation::Run {
+            self.validate_run()?;
+        } else {
+            source_table_parts(&self.source_table)?;
+            check_target_table(&self.target_table)?;
+            check_keys(self.operation, &self.primary_keys)?;
+            if let Some(filter) = &self.filter {
+                parse_filter(filter)?;
+            }
+            for (field, value) in [
+                ("pipeline", &self.pipeline),
+                ("country", &self.country),
+                ("params", &self.params),
+            ] {
+                if value.is_some() {
+                    return Err(SyncError::invalid(
+                        field,
+                        format!(
+                            "only RUN events have one ({} syncs a table)",
+                            self.operation
+                        ),
+                    ));
+                }
+            }
         }
         if let Some(by) = &self.created_by
             && by.chars().count() > MAX_NAME_CHARS
@@ -296,6 +379,100 @@ impl NewEvent {
         }
         Ok(())
     }
+}
+
+impl NewEvent {
+    /// The checks of a RUN event's own fields: a pipeline name, a country name, params that are
+    /// a JSON object of scalars, and none of a sync's fields. Whether the pipeline exists, lists
+    /// the country and declares the params is checked against the project when the event runs.
+    fn validate_run(&self) -> Result<(), SyncError> {
+        for (field, empty) in [
+            ("source_table", self.source_table.is_empty()),
+            ("target_table", self.target_table.is_empty()),
+            ("primary_keys", self.primary_keys.is_empty()),
+            ("filter", self.filter.is_none()),
+        ] {
+            if !empty {
+                return Err(SyncError::invalid(
+                    field,
+                    "a RUN event has none; it names `pipeline` (and `country`, `params`)",
+                ));
+            }
+        }
+        let pipeline = self.pipeline.as_deref().unwrap_or_default();
+        if pipeline.is_empty() {
+            return Err(SyncError::invalid("pipeline", "a RUN event needs one"));
+        }
+        if pipeline.chars().count() > MAX_NAME_CHARS
+            || !pipeline
+                .chars()
+                .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.'))
+            || pipeline.starts_with('.')
+        {
+            return Err(SyncError::invalid(
+                "pipeline",
+                format!("`{pipeline}` is not a pipeline name (letters, digits, `_`, `-`, `.`)"),
+            ));
+        }
+        if let Some(country) = &self.country {
+            crate::pipeline::project::check_country(country)
+                .map_err(|e| SyncError::invalid("country", e.to_string()))?;
+        }
+        if let Some(params) = &self.params {
+            run_params(params)?;
+        }
+        Ok(())
+    }
+}
+
+/// A RUN event's `params`: the text of a JSON object whose values are strings, numbers or
+/// booleans, as (name, value) pairs.
+pub fn run_params(text: &str) -> Result<Vec<(String, String)>, SyncError> {
+    let invalid = |message: String| SyncError::invalid("params", message);
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| invalid(format!("not JSON: {e}")))?;
+    let serde_json::Value::Object(map) = value else {
+        return Err(invalid(
+            "must be a JSON object of parameter names to values".into(),
+        ));
+    };
+    param_pairs(map).map_err(|e| invalid(e.to_string()))
+}
+
+/// A parameter override that is not one: the field (`params.<name>`) and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ParamError {
+    pub field: String,
+    pub message: String,
+}
+
+/// Parameter overrides as (name, value) text pairs: names of letters, digits and `_`; values
+/// strings, numbers or booleans.
+pub fn param_pairs(
+    params: impl IntoIterator<Item = (String, serde_json::Value)>,
+) -> Result<Vec<(String, String)>, ParamError> {
+    params
+        .into_iter()
+        .map(|(k, v)| {
+            let error = |message: String| ParamError {
+                field: format!("params.{k}"),
+                message,
+            };
+            if k.is_empty() || !k.chars().all(|c| c.is_alphanumeric() || c == '_') {
+                return Err(error(format!(
+                    "`{k}` is not a parameter name (letters, digits, `_`)"
+                )));
+            }
+            let value = match v {
+                serde_json::Value::String(s) => s,
+                serde_json::Value::Number(n) => n.to_string(),
+                serde_json::Value::Bool(b) => b.to_string(),
+                _ => return Err(error("expected a string, number or boolean".into())),
+            };
+            Ok((k, value))
+        })
+        .collect()
 }
 
 impl NewEvent {
@@ -316,6 +493,10 @@ impl NewEvent {
             completed_at: None,
             created_by: self.created_by.clone(),
             claimed_by: None,
+            pipeline: self.pipeline.clone(),
+            country: self.country.clone(),
+            params: self.params.clone(),
+            job_id: None,
         }
     }
 }
@@ -330,6 +511,9 @@ impl Event {
             primary_keys: self.primary_keys.clone(),
             filter: self.filter.clone(),
             created_by: self.created_by.clone(),
+            pipeline: self.pipeline.clone(),
+            country: self.country.clone(),
+            params: self.params.clone(),
         }
     }
 }
@@ -482,6 +666,9 @@ mod tests {
             primary_keys: vec!["id".into()],
             filter: None,
             created_by: Some("job-42".into()),
+            pipeline: None,
+            country: None,
+            params: None,
         }
     }
 
@@ -596,6 +783,10 @@ mod tests {
             completed_at: DateTime::from_timestamp_micros(1_700_000_001_000_000),
             created_by: None,
             claimed_by: Some("w1".into()),
+            pipeline: None,
+            country: None,
+            params: None,
+            job_id: None,
         };
         let json = serde_json::to_value(&e).unwrap();
         assert_eq!(json["created_at"], "2023-11-14T22:13:20.123456Z");

@@ -21,7 +21,7 @@ use crate::error::{BoxError, Error};
 use crate::pipeline::Plan;
 use crate::pipeline::project::Project;
 use crate::sync::apply::{ApplyLimits, apply_event, plan_event};
-use crate::sync::event::{Event, EventStatus, Outcome};
+use crate::sync::event::{Event, EventStatus, Operation, Outcome};
 use crate::sync::store::EventStore;
 use crate::sync::{Result, SyncError};
 
@@ -36,6 +36,15 @@ pub trait PollerHooks: Send + Sync {
         event: &Event,
         plan: &Plan,
     ) -> std::result::Result<ApplyLimits, BoxError>;
+
+    /// Runs a RUN event's pipeline as its `created_by` and says how it ended; `None` when
+    /// `cancel` fired first (the event stays running and is taken over after its lease). Only a
+    /// server has pipelines to run: by default the event fails saying so.
+    async fn run_pipeline(&self, _event: &Event, _cancel: &CancellationToken) -> Option<Outcome> {
+        Some(Outcome::failed(
+            "RUN events are run by `bridge serve`; this poller only applies table syncs",
+        ))
+    }
 
     /// Called when an event has been claimed, before it is authorized and applied.
     async fn on_claimed(&self, _event: &Event) {}
@@ -255,10 +264,23 @@ impl Poller {
 
     /// Authorizes, applies and records one claimed event. A cancelled apply leaves the event
     /// `running` (recovered after the lease).
-    async fn process(&self, mut event: Event, cancel: &CancellationToken) {
+    async fn process(&self, event: Event, cancel: &CancellationToken) {
         let started = Instant::now();
         let id = event.event_id.clone();
         self.hooks.on_claimed(&event).await;
+        if event.operation == Operation::Run {
+            // A bad row (say, a sync's fields on a RUN) fails here, before anything is planned.
+            let outcome = match event.request().validate() {
+                Err(e) => Some(Outcome::failed(e.to_string())),
+                Ok(()) => self.hooks.run_pipeline(&event, cancel).await,
+            };
+            let Some(outcome) = outcome else {
+                tracing::warn!(event_id = %id, "run cancelled; the event will be recovered after its lease");
+                return;
+            };
+            self.record(event, &outcome, started).await;
+            return;
+        }
         let project = (self.project)();
         let catalog = self.store.source_catalog();
         // What the event reads and writes is known from its plan before anything runs.
@@ -283,9 +305,7 @@ impl Poller {
                         already_applied = applied.already_applied,
                         "event applied"
                     );
-                    Outcome::Completed {
-                        rows_affected: applied.rows_affected,
-                    }
+                    Outcome::completed(applied.rows_affected)
                 }
                 Err(SyncError::Apply(Error::Cancelled)) => {
                     tracing::warn!(event_id = %id, "apply cancelled; the event will be recovered after its lease");
@@ -296,18 +316,26 @@ impl Poller {
                     Outcome::Failed {
                         error: e.to_string(),
                         refusal: e.refusal().cloned(),
+                        job_id: None,
                     }
                 }
             },
         };
+        self.record(event, &outcome, started).await;
+    }
+
+    /// Records how a claimed event ended and tells the hooks.
+    async fn record(&self, mut event: Event, outcome: &Outcome, started: Instant) {
+        let id = event.event_id.clone();
         match self
             .store
-            .finish(&id, &self.options.worker_id, &outcome)
+            .finish(&id, &self.options.worker_id, outcome)
             .await
         {
             Ok(true) => {
-                match &outcome {
-                    Outcome::Completed { rows_affected } => {
+                event.job_id = outcome.job_id().map(str::to_string);
+                match outcome {
+                    Outcome::Completed { rows_affected, .. } => {
                         event.status = EventStatus::Completed;
                         event.rows_affected =
                             Some(i64::try_from(*rows_affected).unwrap_or(i64::MAX));
@@ -319,7 +347,7 @@ impl Poller {
                 }
                 event.completed_at = Some(chrono::Utc::now());
                 self.hooks
-                    .on_finished(&event, &outcome, started.elapsed())
+                    .on_finished(&event, outcome, started.elapsed())
                     .await;
             }
             Ok(false) => tracing::warn!(

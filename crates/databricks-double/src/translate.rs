@@ -376,6 +376,10 @@ pub(crate) fn translate(sql: &str, ctx: &Ctx) -> Result<Plan, String> {
         });
     }
 
+    if w(0) == "ALTER" && w(1) == "TABLE" {
+        return alter_table(&toks, ctx);
+    }
+
     let mut prefix: Vec<String> = Vec::new();
     let mut ddl = false;
     if w(0) == "CREATE" {
@@ -415,6 +419,64 @@ pub(crate) fn translate(sql: &str, ctx: &Ctx) -> Result<Plan, String> {
     let mut statements = prefix;
     statements.push(render(&toks).trim_end().to_string());
     Ok(Plan::Sql { statements, ddl })
+}
+
+/// `ALTER TABLE t ADD COLUMNS (c TYPE [NOT NULL] [COMMENT '..'], ...)` (or `ADD COLUMN c TYPE`):
+/// one SQLite `ADD COLUMN` per column, types translated as CREATE TABLE translates them. Other
+/// ALTERs are refused.
+fn alter_table(toks: &[Tok], ctx: &Ctx) -> Result<Plan, String> {
+    let unsupported = || {
+        "[PARSE_SYNTAX_ERROR] the double supports only ALTER TABLE ... ADD COLUMN(S)".to_string()
+    };
+    let s = sig(toks);
+    let add = s
+        .iter()
+        .position(|(_, t)| t.is_word("ADD"))
+        .filter(|&k| k > 2)
+        .ok_or_else(unsupported)?;
+    let kind = s
+        .get(add + 1)
+        .and_then(|(_, t)| t.upper())
+        .unwrap_or_default();
+    let (defs_at, wrap) = match kind.as_str() {
+        "COLUMNS" => (s[add + 1].0 + 1, false),
+        "COLUMN" => (s[add + 1].0 + 1, true),
+        _ => return Err(unsupported()),
+    };
+    // As a CREATE TABLE, whose translation maps the name and the column types.
+    let mut create = vec![
+        Tok::Word("CREATE".into()),
+        Tok::Space,
+        Tok::Word("TABLE".into()),
+        Tok::Space,
+    ];
+    create.extend_from_slice(&toks[s[2].0..s[add].0]);
+    if wrap {
+        create.push(Tok::Punct("(".into()));
+    }
+    create.extend_from_slice(&toks[defs_at..]);
+    if wrap {
+        create.push(Tok::Punct(")".into()));
+    }
+    let create = rewrite(strip_ddl(create), ctx)?;
+    let target = create_target(&create).ok_or_else(unsupported)?;
+    let open = create
+        .iter()
+        .position(|t| t.is_punct("("))
+        .ok_or_else(unsupported)?;
+    let close = create
+        .iter()
+        .rposition(|t| t.is_punct(")"))
+        .filter(|&c| c > open)
+        .ok_or_else(unsupported)?;
+    let statements = split_commas(&create[open + 1..close])
+        .iter()
+        .map(|def| format!("ALTER TABLE {target} ADD COLUMN {}", render(def)))
+        .collect();
+    Ok(Plan::Sql {
+        statements,
+        ddl: true,
+    })
 }
 
 /// Identifier parts of the dotted name starting at token index `start`.
@@ -1158,6 +1220,22 @@ mod tests {
             sql("CREATE OR REPLACE TABLE a.b.c AS SELECT 1 AS x"),
             "DROP TABLE IF EXISTS \"a.b.c\"; CREATE TABLE \"a.b.c\" AS SELECT 1 AS x"
         );
+    }
+
+    #[test]
+    fn added_columns_become_one_sqlite_alter_each() {
+        assert_eq!(
+            sql(
+                "ALTER TABLE main.s.t ADD COLUMNS (pipeline STRING COMMENT 'RUN: the pipeline', n BIGINT)"
+            ),
+            "ALTER TABLE \"main.s.t\" ADD COLUMN pipeline TEXT; ALTER TABLE \"main.s.t\" ADD COLUMN n BIGINT"
+        );
+        assert_eq!(
+            sql("ALTER TABLE main.s.t ADD COLUMN job_id STRING"),
+            "ALTER TABLE \"main.s.t\" ADD COLUMN job_id TEXT"
+        );
+        let none = |_: &str| false;
+        assert!(translate("ALTER TABLE main.s.t DROP COLUMN x", &ctx(&none)).is_err());
     }
 
     #[test]

@@ -75,3 +75,47 @@ def test_exceptions_pickle_and_carry_their_object() -> None:
     assert pickle.loads(pickle.dumps(ev)).event.event_id == EVENT["event_id"]
     timeout = BridgeTimeoutError("job j did not finish", last_status="running")
     assert pickle.loads(pickle.dumps(timeout)).last_status == "running"
+
+
+RUN_EVENT: Dict[str, Any] = {
+    **EVENT, "operation": "RUN", "source_table": "", "target_table": "", "status": "completed",
+    "error_message": None, "rows_affected": 9, "pipeline": "demo", "country": "colombia",
+    "params": '{"flag": true, "limit": 3, "start_date": "2024-06-01"}', "job_id": "job-3",
+}
+
+
+def test_run_events_parse() -> None:
+    event = SyncEvent.from_dict(RUN_EVENT)
+    assert event.operation is Operation.RUN and event.is_run
+    assert not Operation.RUN.is_sync and Operation.UPSERT.is_sync
+    assert not Operation.RUN.needs_keys
+    assert Operation("run") is Operation.RUN and str(Operation.RUN) == "RUN"
+    assert (event.pipeline, event.country, event.job_id) == ("demo", "colombia", "job-3")
+    assert event.params == {"flag": True, "limit": 3, "start_date": "2024-06-01"}
+    assert event.params_text == RUN_EVENT["params"]
+    assert event.rows_affected == 9 and event.source_table == ""
+    # A Spark row of an older table, or a sync event of the REST API: no RUN keys at all.
+    sync = SyncEvent.from_dict(EVENT)
+    assert not sync.is_run
+    assert (sync.pipeline, sync.country, sync.params, sync.params_text, sync.job_id) == (
+        None, None, None, None, None)
+    # Params text that is not a JSON object stays available as text.
+    odd = SyncEvent.from_dict({**RUN_EVENT, "params": "[1, 2]"})
+    assert odd.params is None and odd.params_text == "[1, 2]"
+    assert SyncEvent.from_dict({**RUN_EVENT, "params": "{not json"}).params_text == "{not json"
+    # A server that sends the params as an object (not text) works too.
+    obj = SyncEvent.from_dict({**RUN_EVENT, "params": {"b": 1, "a": "x"}})
+    assert obj.params == {"b": 1, "a": "x"} and obj.params_text == '{"a": "x", "b": 1}'
+
+
+def test_failed_run_event_error() -> None:
+    failed = SyncEvent.from_dict({**RUN_EVENT, "status": "failed", "rows_affected": None,
+                                  "error_message": "step `sales`: no such table"})
+    error = EventFailedError(failed)
+    assert error.error_message == error.detail == "step `sales`: no such table"
+    assert str(error) == (
+        f"event {EVENT['event_id']} (RUN of pipeline demo for colombia, job job-3) ended "
+        "failed: step `sales`: no such table"
+    )
+    back = pickle.loads(pickle.dumps(error))
+    assert back.event == failed and str(back) == str(error)

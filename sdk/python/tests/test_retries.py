@@ -15,10 +15,14 @@ from sql_databricks_bridge_sdk import (
     BridgeClient,
     BridgeConnectionError,
     BridgeError,
+    BridgeEventsClient,
     ConflictError,
+    EventFailedError,
     EventStatus,
     JobStatus,
+    NotFoundError,
     Operation,
+    PermissionDeniedError,
     ValidationError,
 )
 
@@ -264,3 +268,146 @@ def test_constructor_checks_its_arguments() -> None:
     with pytest.raises(ValueError, match="retries"):
         BridgeClient("http://bridge:8000", TOKEN, retries=-1)
     assert repr(BridgeClient("http://bridge:8000/", TOKEN)) == "BridgeClient(base_url='http://bridge:8000')"
+
+
+RUN_ID = "5d1f3a9e-2b7c-4e8d-9a6f-0c1b2d3e4f5a"
+RUN_EVENT = {
+    "event_id": RUN_ID, "operation": "RUN", "source_table": "", "target_table": "",
+    "primary_keys": [], "filter": None, "status": "pending", "rows_affected": None,
+    "error_message": None, "created_at": "2026-01-01T00:00:00.000000Z", "started_at": None,
+    "completed_at": None, "created_by": "writer", "claimed_by": None, "pipeline": "demo",
+    "country": "colombia", "params": '{"limit": 3, "start_date": "2024-06-01"}',
+}
+ACCEPTED_RUN = {"id": RUN_ID, "status": "pending", "href": f"/events/{RUN_ID}"}
+
+
+def test_submit_run_event_posts_to_events_and_reads_it_back(scripted: Scripted) -> None:
+    scripted.on("POST", "/events", (202, {}, ACCEPTED_RUN, 0.0))
+    scripted.on("GET", f"/events/{RUN_ID}", (200, {}, RUN_EVENT, 0.0))
+    event = client(scripted).submit_run_event(
+        "demo", country="colombia", params={"start_date": "2024-06-01", "limit": 3}
+    )
+    assert event.event_id == RUN_ID and event.operation is Operation.RUN and event.is_run
+    assert event.status is EventStatus.PENDING
+    assert (event.pipeline, event.country) == ("demo", "colombia")
+    assert event.params == {"limit": 3, "start_date": "2024-06-01"}
+    assert event.params_text == RUN_EVENT["params"]
+    assert (event.source_table, event.target_table, event.job_id) == ("", "", None)
+    assert scripted.count("POST", "/events") == 1
+    method, path, headers, body = scripted.requests[0]
+    assert headers.get("Content-Type") == "application/json"
+    # params travel as a JSON object (not text) in the REST body.
+    assert json.loads(body) == {
+        "operation": "RUN", "pipeline": "demo", "country": "colombia",
+        "params": {"limit": 3, "start_date": "2024-06-01"},
+    }
+
+
+def test_submit_run_event_sends_only_what_is_given(scripted: Scripted) -> None:
+    scripted.on("POST", "/events", (202, {}, ACCEPTED_RUN, 0.0))
+    scripted.on("GET", f"/events/{RUN_ID}", (200, {}, {**RUN_EVENT, "country": None, "params": None}, 0.0))
+    c = client(scripted)
+    event = c.submit_run_event("demo")
+    assert event.country is None and event.params is None and event.params_text is None
+    c.submit_run_event("demo", params={})
+    bodies = [json.loads(b) for m, _, _, b in scripted.requests if m == "POST"]
+    assert bodies == [{"operation": "RUN", "pipeline": "demo"}] * 2
+
+
+def test_submitted_run_event_whose_read_fails_is_still_returned(scripted: Scripted) -> None:
+    scripted.on("POST", "/events", (202, {}, ACCEPTED_RUN, 0.0))
+    scripted.on("GET", f"/events/{RUN_ID}", (500, {}, {"error": "internal", "detail": "db locked"}, 0.0))
+    event = client(scripted).submit_run_event("demo", country="mexico", params={"flag": True})
+    assert event.event_id == RUN_ID and event.status is EventStatus.PENDING
+    assert event.operation is Operation.RUN and (event.source_table, event.target_table) == ("", "")
+    assert (event.pipeline, event.country, event.params) == ("demo", "mexico", {"flag": True})
+    assert event.params_text == '{"flag": true}'
+    assert scripted.count("POST", "/events") == 1, "the event was submitted once"
+
+
+def test_wait_for_run_event(scripted: Scripted) -> None:
+    running = {**RUN_EVENT, "status": "running", "started_at": "2026-01-01T00:00:01Z",
+               "claimed_by": "bridge-1", "job_id": "job-7"}
+    completed = {**running, "status": "completed", "rows_affected": 1234,
+                 "completed_at": "2026-01-01T00:00:09Z"}
+    scripted.on("GET", f"/events/{RUN_ID}", (200, {}, RUN_EVENT, 0.0), (200, {}, running, 0.0),
+                (200, {}, completed, 0.0))
+    sleeps: List[float] = []
+    done = client(scripted, sleeps).wait_for_event(RUN_ID, timeout=30, poll_interval=0.01, max_interval=0.02)
+    assert done.status is EventStatus.COMPLETED and done.rows_affected == 1234
+    assert done.job_id == "job-7" and done.claimed_by == "bridge-1"
+    assert len(sleeps) == 2
+
+    failed = {**running, "status": "failed", "error_message": "step `sales`: no such table: sales"}
+    scripted.on("GET", f"/events/{RUN_ID}", (200, {}, failed, 0.0))
+    with pytest.raises(EventFailedError) as info:
+        client(scripted).wait_for_event(RUN_ID, timeout=5)
+    assert info.value.error_message == "step `sales`: no such table: sales"
+    assert info.value.event.job_id == "job-7"
+    assert str(info.value) == (
+        f"event {RUN_ID} (RUN of pipeline demo for colombia, job job-7) ended failed: "
+        "step `sales`: no such table: sales"
+    )
+
+
+def test_run_event_refusals_are_typed_and_not_retried(scripted: Scripted) -> None:
+    c = client(scripted)
+    scripted.on("POST", "/events", (404, {}, {"error": "not_found", "message": "no pipeline `nope`",
+                                              "field": "pipeline"}, 0.0))
+    with pytest.raises(NotFoundError) as missing:
+        c.submit_run_event("nope")
+    assert missing.value.field == "pipeline" and missing.value.detail == "no pipeline `nope`"
+    scripted.on("POST", "/events", (400, {}, {"error": "invalid_request", "field": "params.x",
+                                              "message": "pipeline `demo` declares no param `x`"}, 0.0))
+    with pytest.raises(ValidationError) as undeclared:
+        c.submit_run_event("demo", params={"x": "1"})
+    assert undeclared.value.field == "params.x" and "declares no param" in undeclared.value.detail
+    scripted.on("POST", "/events", (400, {}, {"error": "invalid_request", "field": "country",
+                                              "message": "pipeline `demo` does not list `peru`"}, 0.0))
+    with pytest.raises(ValidationError) as country:
+        c.submit_run_event("demo", country="peru")
+    assert country.value.field == "country"
+    scripted.on("POST", "/events", (403, {}, {"error": "forbidden", "message": "`reader` may not run"}, 0.0))
+    with pytest.raises(PermissionDeniedError):
+        c.submit_run_event("demo")
+    scripted.on("POST", "/events", (422, {}, {"error": "invalid_pipeline", "message": "demo.yaml:3: bad"}, 0.0))
+    with pytest.raises(ValidationError) as invalid:
+        c.submit_run_event("demo")
+    assert invalid.value.status == 422
+    assert scripted.count("POST", "/events") == 5, "each sent once"
+    assert scripted.count("GET", f"/events/{RUN_ID}") == 0
+
+
+def test_run_event_checks_come_before_any_request(scripted: Scripted) -> None:
+    c = client(scripted)
+    for call, argument in [
+        (lambda: c.submit_run_event(".demo"), "pipeline"),
+        (lambda: c.submit_run_event("demo", country="co lombia"), "country"),
+        (lambda: c.submit_run_event("demo", params={"a": None}), "params.a"),  # type: ignore[dict-item]
+        (lambda: c.submit_run_event("demo", params={"a": float("nan")}), "params.a"),
+        (lambda: c.submit_run_event("demo", params={"a b": 1}), "params"),
+        (lambda: c.submit_sync_event("RUN", "main.s.a", "dbo.A"), "operation"),
+        (lambda: c.submit_sync_event(Operation.RUN, "main.s.a", "dbo.A"), "operation"),
+    ]:
+        with pytest.raises(ValueError) as info:
+            call()
+        assert str(info.value).startswith(f"{argument}:"), (argument, info.value)
+    assert scripted.requests == []
+
+
+def test_events_client_rest_run_event(scripted: Scripted) -> None:
+    scripted.on("POST", "/events", (202, {}, ACCEPTED_RUN, 0.0))
+    completed = {**RUN_EVENT, "status": "completed", "rows_affected": 5, "job_id": "job-1"}
+    scripted.on("GET", f"/events/{RUN_ID}", (200, {}, completed, 0.0))
+    events = BridgeEventsClient(client=client(scripted))
+    assert events.transport == "rest"
+    event_id = events.create_run_event("demo", country="colombia", params={"limit": 3})
+    assert event_id == RUN_ID
+    assert json.loads(scripted.requests[0][3]) == {
+        "operation": "RUN", "pipeline": "demo", "country": "colombia", "params": {"limit": 3},
+    }
+    done = events.wait_for_completion(event_id, timeout=5)
+    assert done.is_run and done.job_id == "job-1" and done.rows_affected == 5
+    with pytest.raises(ValueError, match="^pipeline:"):
+        events.create_run_event("a/b")
+    assert scripted.count("POST", "/events") == 1

@@ -265,3 +265,29 @@ def test_writer_token_is_hashed_in_the_permissions_file(server: Server, writer: 
     text = (server.root / "config" / "permissions.yaml").read_text()
     assert WRITER_TOKEN not in text and "token_sha256" in text
     assert writer.list_jobs(limit=1).total >= 0
+
+
+def test_run_event_runs_the_pipeline_and_reports_its_job(reader: BridgeClient) -> None:
+    event = reader.submit_run_event("demo", country="colombia", params={"start_date": "2024-02-01"})
+    assert event.operation is Operation.RUN
+    assert event.pipeline == "demo" and event.country == "colombia"
+    assert event.params == {"start_date": "2024-02-01"}
+    done = reader.wait_for_event(event.event_id, timeout=120, poll_interval=0.1, max_interval=0.5)
+    assert done.status is EventStatus.COMPLETED
+    assert done.job_id and done.rows_affected and done.rows_affected > 0
+    job = reader.get_job(done.job_id)
+    assert job.status is JobStatus.SUCCEEDED
+    assert job.kind == "event" and job.submitted_by == "reader"
+    assert sum(s.rows for s in job.steps if s.kind == "sink") == done.rows_affected
+
+
+def test_run_event_refusals_name_the_field(reader: BridgeClient) -> None:
+    with pytest.raises(NotFoundError) as missing:
+        reader.submit_run_event("nope")
+    assert missing.value.field == "pipeline"
+    with pytest.raises(ValidationError) as country:
+        reader.submit_run_event("demo", country="atlantis")
+    assert country.value.field == "country"
+    with pytest.raises(ValidationError) as param:
+        reader.submit_run_event("demo", params={"volume_root": "/tmp"})
+    assert param.value.field == "params.volume_root"

@@ -1,14 +1,17 @@
 //! The HTTP API: the router and its OpenAPI document. Requests, handlers and their errors live
 //! by resource: [`runs`] (`/runs`, `/extract`), [`jobs`] (`/jobs`), [`sync`] (`/sync`,
-//! `/events/{id}`), [`health`] (`/health/*`, `/metrics`); failures become `{error, detail,
+//! `/events/{id}`), [`run_event`] (`POST /events`), [`health`] (`/health/*`, `/metrics`); failures become `{error, detail,
 //! field}` JSON with the right status ([`error`]), bodies and callers are read by [`extract`].
 
 mod error;
 mod extract;
 mod health;
 mod jobs;
+mod run_event;
 mod runs;
 mod sync;
+
+pub(crate) use runs::{RunRequestError, cap_deletes, check_run};
 
 use std::sync::Arc;
 
@@ -29,6 +32,7 @@ use error::{ApiError, ErrorBody};
 use extract::request_id;
 use health::{__path_live, __path_metrics, __path_ready, Readiness, live, metrics, ready};
 use jobs::{__path_cancel_job, __path_get_job, __path_list_jobs, cancel_job, get_job, list_jobs};
+use run_event::{__path_submit_run_event, RunEventRequest, submit_run_event};
 use runs::{
     __path_start_extract, __path_start_run, ExtractRequest, RunRequest, start_extract, start_run,
 };
@@ -45,6 +49,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/jobs/{id}", get(get_job))
         .route("/jobs/{id}", delete(cancel_job))
         .route("/sync", post(submit_sync))
+        .route("/events", post(submit_run_event))
         .route("/events/{id}", get(get_event))
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
@@ -59,8 +64,8 @@ pub fn router(state: Arc<AppState>) -> Router {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "sql-databricks-bridge", description = "Runs pipelines and syncs between SQL Server and Databricks"),
-    paths(start_run, start_extract, list_jobs, get_job, cancel_job, submit_sync, get_event, live, ready, metrics),
-    components(schemas(RunRequest, ExtractRequest, SyncRequest, Accepted, Job, JobStatus, Event, Operation, ErrorBody, Readiness)),
+    paths(start_run, start_extract, list_jobs, get_job, cancel_job, submit_sync, submit_run_event, get_event, live, ready, metrics),
+    components(schemas(RunRequest, ExtractRequest, SyncRequest, RunEventRequest, Accepted, Job, JobStatus, Event, Operation, ErrorBody, Readiness)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;

@@ -22,7 +22,7 @@ use crate::server::AppState;
 use crate::server::audit::{AuditEntry, AuditResult};
 use crate::server::jobs::{JobStatus, NewJob};
 use crate::server::runner::JobWork;
-use crate::server::versions::ProjectVersion;
+use crate::server::versions::{PipelineEntry, ProjectVersion};
 
 /// Run a pipeline of the project.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -58,52 +58,106 @@ pub(super) struct ExtractRequest {
     pub config_path: Option<String>,
 }
 
-fn params_of(
+pub(super) fn params_of(
     params: &BTreeMap<String, serde_json::Value>,
 ) -> Result<Vec<(String, String)>, ApiError> {
-    params
-        .iter()
-        .map(|(k, v)| {
-            let field = format!("params.{k}");
-            if k.is_empty() || !k.chars().all(|c| c.is_alphanumeric() || c == '_') {
-                return Err(ApiError::bad_request(
-                    &field,
-                    format!("`{k}` is not a parameter name (letters, digits, `_`)"),
-                ));
-            }
-            let value = match v {
-                serde_json::Value::String(s) => s.clone(),
-                serde_json::Value::Number(n) => n.to_string(),
-                serde_json::Value::Bool(b) => b.to_string(),
-                _ => {
-                    return Err(ApiError::bad_request(
-                        &field,
-                        format!("{field}: expected a string, number or boolean"),
-                    ));
-                }
-            };
-            Ok((k.clone(), value))
-        })
-        .collect()
+    crate::sync::event::param_pairs(params.iter().map(|(k, v)| (k.clone(), v.clone())))
+        .map_err(|e| ApiError::bad_request(&e.field, e.message))
 }
 
-/// Over the API, only parameters a pipeline declares in its own `params:` may be overridden:
+/// Why a run request does not fit the project's current files: the request field at fault.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub(crate) struct RunRequestError {
+    /// `pipeline`, `country` or `params.<name>`.
+    pub field: String,
+    pub message: String,
+    /// The pipeline does not exist (the API answers 404).
+    pub not_found: bool,
+}
+
+impl RunRequestError {
+    fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        RunRequestError {
+            field: field.into(),
+            message: message.into(),
+            not_found: false,
+        }
+    }
+}
+
+impl From<RunRequestError> for ApiError {
+    fn from(e: RunRequestError) -> Self {
+        if e.not_found {
+            ApiError::not_found(e.message).field(&e.field)
+        } else {
+            ApiError::bad_request(&e.field, e.message)
+        }
+    }
+}
+
+/// A run request (from the API or a RUN event) checked against a project version: the pipeline
+/// exists, the country is one it lists, and every parameter is one it declares. Returns the
+/// pipeline's name and entry.
+pub(crate) fn check_run<'v>(
+    version: &'v ProjectVersion,
+    pipeline: &str,
+    country: Option<&str>,
+    params: &[(String, String)],
+) -> Result<(&'v str, &'v PipelineEntry), RunRequestError> {
+    let (name, entry) = version.pipeline(pipeline).ok_or_else(|| {
+        let known: Vec<&str> = version.pipelines.keys().map(String::as_str).collect();
+        RunRequestError {
+            not_found: true,
+            ..RunRequestError::new(
+                "pipeline",
+                format!(
+                    "pipeline `{pipeline}` does not exist (pipelines: {})",
+                    known.join(", ")
+                ),
+            )
+        }
+    })?;
+    check_declared(&entry.file, name, params)?;
+    if let Some(country) = country {
+        check_country(country).map_err(|e| RunRequestError::new("country", e.to_string()))?;
+        if !entry.countries.is_empty()
+            && !entry
+                .countries
+                .iter()
+                .any(|c| c.eq_ignore_ascii_case(country))
+        {
+            return Err(RunRequestError::new(
+                "country",
+                format!(
+                    "country: `{country}` is not one of pipeline `{name}`'s countries ({})",
+                    entry.countries.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok((name, entry))
+}
+
+/// Only parameters a pipeline declares in its own `params:` may be overridden by a request:
 /// those of `config/` (output roots, databases) are the operator's, not the caller's.
 fn check_declared(
     file: &Path,
     pipeline: &str,
     params: &[(String, String)],
-) -> Result<(), ApiError> {
+) -> Result<(), RunRequestError> {
     if params.is_empty() {
         return Ok(());
     }
-    let text = std::fs::read_to_string(file).map_err(ApiError::internal)?;
-    let spec = crate::pipeline::spec::parse_pipeline(file, &text)?;
+    let spec = std::fs::read_to_string(file)
+        .map_err(|e| crate::Error::io(file, e))
+        .and_then(|text| crate::pipeline::spec::parse_pipeline(file, &text))
+        .map_err(|e| RunRequestError::new("pipeline", e.to_string()))?;
     for (name, _) in params {
         if !spec.params.contains_key(name) {
             let declared: Vec<&str> = spec.params.keys().map(String::as_str).collect();
-            return Err(ApiError::bad_request(
-                &format!("params.{name}"),
+            return Err(RunRequestError::new(
+                format!("params.{name}"),
                 format!(
                     "params.{name}: not a parameter of pipeline `{pipeline}`; a request may set only those the pipeline declares (params: {})",
                     if declared.is_empty() {
@@ -129,34 +183,12 @@ pub(super) async fn start_run(
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let params = params_of(&request.params)?;
     let version = version(&state)?;
-    let (name, entry) = version.pipeline(&request.pipeline).ok_or_else(|| {
-        let known: Vec<&str> = version.pipelines.keys().map(String::as_str).collect();
-        ApiError::not_found(format!(
-            "pipeline `{}` does not exist (pipelines: {})",
-            request.pipeline,
-            known.join(", ")
-        ))
-        .field("pipeline")
-    })?;
-    check_declared(&entry.file, name, &params)?;
-    if let Some(country) = &request.country {
-        check_country(country).map_err(|e| ApiError::bad_request("country", e.to_string()))?;
-    }
-    if let Some(country) = &request.country
-        && !entry.countries.is_empty()
-        && !entry
-            .countries
-            .iter()
-            .any(|c| c.eq_ignore_ascii_case(country))
-    {
-        return Err(ApiError::bad_request(
-            "country",
-            format!(
-                "country: `{country}` is not one of pipeline `{name}`'s countries ({})",
-                entry.countries.join(", ")
-            ),
-        ));
-    }
+    let (name, entry) = check_run(
+        &version,
+        &request.pipeline,
+        request.country.as_deref(),
+        &params,
+    )?;
     let options = PlanOptions {
         country: request.country.clone(),
         params,
@@ -278,7 +310,7 @@ pub(super) async fn start_extract(
 }
 
 /// Caps the deletes of a plan's SQL Server sinks by the caller's `max_delete_rows`.
-fn cap_deletes(plan: &mut Plan, caps: &BTreeMap<String, u64>) {
+pub(crate) fn cap_deletes(plan: &mut Plan, caps: &BTreeMap<String, u64>) {
     for step in &mut plan.steps {
         if let Some(sink) = &mut step.spec.sink
             && let Some(limit) = caps.get(&step.id)

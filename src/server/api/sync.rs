@@ -43,6 +43,12 @@ pub(super) async fn submit_sync(
     authed: Authed,
     Body(request): Body<SyncRequest>,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    if request.operation == Operation::Run {
+        return Err(ApiError::bad_request(
+            "operation",
+            "operation: RUN runs a pipeline; send it to POST /events",
+        ));
+    }
     let event = NewEvent {
         operation: request.operation,
         source_table: request.source_table,
@@ -50,6 +56,9 @@ pub(super) async fn submit_sync(
         primary_keys: request.primary_keys,
         filter: request.filter,
         created_by: Some(authed.caller.name.clone()),
+        pipeline: None,
+        country: None,
+        params: None,
     };
     event.validate().map_err(|e| {
         let field = e.field().unwrap_or("body");

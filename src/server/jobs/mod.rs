@@ -201,3 +201,16 @@ pub struct Reclaimed {
     /// Owner ids of the dead servers whose rows were dropped.
     pub dead_owners: Vec<String>,
 }
+
+/// A job id derived from `key` (a UUID built from its SHA-256): servers that derive it from the
+/// same work store that work once.
+pub fn derived_id(key: &str) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(key.as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_custom_bytes(bytes)
+        .into_uuid()
+        .hyphenated()
+        .to_string()
+}

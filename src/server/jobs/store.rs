@@ -216,30 +216,41 @@ impl JobStore {
     /// Stores a new job, `queued`, with a fresh id.
     pub fn insert(&self, job: &NewJob) -> Result<Job> {
         let id = uuid::Uuid::new_v4().to_string();
+        self.insert_as(&id, job)?
+            .ok_or_else(|| self.db(rusqlite::Error::QueryReturnedNoRows))
+    }
+
+    /// Stores a new job `queued` under `id`, chosen by the caller so that several servers asking
+    /// for the same work (a RUN event, a schedule slot) store it once: `None` when a job with
+    /// that id exists already.
+    pub fn insert_as(&self, id: &str, job: &NewJob) -> Result<Option<Job>> {
         let conn = self.lock();
-        conn.execute(
-            &format!(
-                "INSERT INTO jobs ({COLUMNS})
+        let inserted = conn
+            .execute(
+                &format!(
+                "INSERT OR IGNORE INTO jobs ({COLUMNS})
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL, NULL, NULL, NULL, ?10, ?11, ?12)"
             ),
-            params![
-                id,
-                job.kind,
-                job.pipeline,
-                job.pipeline_file,
-                job.country,
-                job.params.to_string(),
-                JobStatus::Queued.as_str(),
-                job.submitted_by,
-                now_rfc3339(),
-                job.request.to_string(),
-                self.owner,
-                serde_json::Value::from(job.tables.clone()).to_string(),
-            ],
-        )
-        .map_err(|e| self.db(e))?;
-        self.get_locked(&conn, &id)?
-            .ok_or_else(|| self.db(rusqlite::Error::QueryReturnedNoRows))
+                params![
+                    id,
+                    job.kind,
+                    job.pipeline,
+                    job.pipeline_file,
+                    job.country,
+                    job.params.to_string(),
+                    JobStatus::Queued.as_str(),
+                    job.submitted_by,
+                    now_rfc3339(),
+                    job.request.to_string(),
+                    self.owner,
+                    serde_json::Value::from(job.tables.clone()).to_string(),
+                ],
+            )
+            .map_err(|e| self.db(e))?;
+        if inserted == 0 {
+            return Ok(None);
+        }
+        self.get_locked(&conn, id)
     }
 
     /// Moves a `queued` job to `running`. `false` (nothing changed) if the job is unknown or

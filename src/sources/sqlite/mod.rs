@@ -341,10 +341,7 @@ impl ColumnBuilder {
         }
     }
 
-    fn append(&mut self, value: ValueRef<'_>) -> std::result::Result<(), String> {
-        let mismatch = |what: &str, v: &ValueRef<'_>| {
-            format!("{} value does not fit a {what} column", sqlite_kind(v))
-        };
+    fn append(&mut self, value: ValueRef<'_>) -> std::result::Result<(), CellError> {
         match (self, value) {
             (ColumnBuilder::Boolean(b), ValueRef::Null) => b.append_null(),
             (ColumnBuilder::Boolean(b), ValueRef::Integer(i)) => b.append_value(i != 0),
@@ -363,7 +360,7 @@ impl ColumnBuilder {
             (ColumnBuilder::Date32(b), ValueRef::Text(t)) => {
                 let s = utf8(t)?;
                 let date = NaiveDate::parse_from_str(s.get(..10).unwrap_or(s), "%Y-%m-%d")
-                    .map_err(|_| format!("`{s}` is not a date (expected YYYY-MM-DD)"))?;
+                    .map_err(|_| CellError::not_a(s, "date (expected YYYY-MM-DD)"))?;
                 let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date");
                 b.append_value((date - epoch).num_days() as i32);
             }
@@ -386,7 +383,7 @@ impl ColumnBuilder {
                         .and_then(|d| d.and_hms_opt(0, 0, 0))
                 })
                 .ok_or_else(|| {
-                    format!("`{s}` is not a timestamp (expected YYYY-MM-DD HH:MM:SS[.f])")
+                    CellError::not_a(s, "timestamp (expected YYYY-MM-DD HH:MM:SS[.f])")
                 })?;
                 b.append_value(parsed.and_utc().timestamp_micros());
             }
@@ -395,26 +392,41 @@ impl ColumnBuilder {
                 let s_text = utf8(t)?;
                 let fraction = s_text.trim().split_once('.').map_or("", |(_, f)| f);
                 if fraction.trim_end_matches('0').len() > *s as usize {
-                    return Err(format!(
-                        "`{s_text}` has more than {s} decimals for DECIMAL({p},{s})"
-                    ));
+                    return Err(CellError::TooManyDecimals {
+                        text: s_text.to_string(),
+                        precision: *p,
+                        scale: *s,
+                    });
                 }
                 let v = deltalake::arrow::compute::kernels::cast_utils::parse_decimal::<
                     Decimal128Type,
                 >(s_text.trim(), *p, *s)
-                .map_err(|_| format!("`{s_text}` is not a DECIMAL({p},{s})"))?;
+                .map_err(|_| CellError::NotADecimal {
+                    text: s_text.to_string(),
+                    precision: *p,
+                    scale: *s,
+                })?;
                 b.append_value(v);
             }
             (ColumnBuilder::Decimal(b, p, s), ValueRef::Integer(i)) => {
-                let v = i128::from(i)
-                    .checked_mul(10i128.pow(*s as u32))
-                    .ok_or_else(|| format!("{i} does not fit DECIMAL({p},{s})"))?;
+                let v = i128::from(i).checked_mul(10i128.pow(*s as u32)).ok_or(
+                    CellError::DecimalOverflow {
+                        value: i,
+                        precision: *p,
+                        scale: *s,
+                    },
+                )?;
                 b.append_value(v);
             }
             (ColumnBuilder::Decimal(b, _, s), ValueRef::Real(f)) => {
                 b.append_value((f * 10f64.powi(i32::from(*s))).round() as i128);
             }
-            (builder, v) => return Err(mismatch(builder.kind_name(), &v)),
+            (builder, v) => {
+                return Err(CellError::Mismatch {
+                    found: sqlite_kind(&v),
+                    column: builder.kind_name(),
+                });
+            }
         }
         Ok(())
     }
@@ -450,8 +462,52 @@ impl ColumnBuilder {
     }
 }
 
-fn utf8(bytes: &[u8]) -> std::result::Result<&str, String> {
-    std::str::from_utf8(bytes).map_err(|e| format!("invalid UTF-8: {e}"))
+fn utf8(bytes: &[u8]) -> std::result::Result<&str, CellError> {
+    Ok(std::str::from_utf8(bytes)?)
+}
+
+/// Why a SQLite value does not fit its column's type.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum CellError {
+    #[error("{found} value does not fit a {column} column")]
+    Mismatch {
+        found: &'static str,
+        column: &'static str,
+    },
+    #[error("invalid UTF-8: {0}")]
+    Utf8(#[from] std::str::Utf8Error),
+    #[error("`{text}` is not a {expected}")]
+    NotA {
+        text: String,
+        expected: &'static str,
+    },
+    #[error("`{text}` has more than {scale} decimals for DECIMAL({precision},{scale})")]
+    TooManyDecimals {
+        text: String,
+        precision: u8,
+        scale: i8,
+    },
+    #[error("`{text}` is not a DECIMAL({precision},{scale})")]
+    NotADecimal {
+        text: String,
+        precision: u8,
+        scale: i8,
+    },
+    #[error("{value} does not fit DECIMAL({precision},{scale})")]
+    DecimalOverflow {
+        value: i64,
+        precision: u8,
+        scale: i8,
+    },
+}
+
+impl CellError {
+    fn not_a(text: &str, expected: &'static str) -> Self {
+        CellError::NotA {
+            text: text.to_string(),
+            expected,
+        }
+    }
 }
 
 fn sqlite_kind(v: &ValueRef<'_>) -> &'static str {
@@ -491,7 +547,10 @@ mod tests {
     fn rejects_values_that_do_not_fit() {
         let mut b = ColumnBuilder::new(&DataType::Int64, 4);
         let err = b.append(ValueRef::Text(b"abc")).unwrap_err();
-        assert_eq!(err, "a TEXT value does not fit a INTEGER column");
+        assert_eq!(
+            err.to_string(),
+            "a TEXT value does not fit a INTEGER column"
+        );
         let mut d = ColumnBuilder::new(&DataType::Decimal128(10, 2), 4);
         d.append(ValueRef::Text(b"12.345")).unwrap_err();
         d.append(ValueRef::Text(b"12.34")).unwrap();

@@ -46,7 +46,7 @@ use crate::sync::{Result, SyncError};
 
 mod schema;
 
-pub use schema::{ColumnType, EVENT_COLUMNS, EventColumn, event_schema};
+pub use schema::{ColumnType, EVENT_COLUMNS, EventColumn, RUN_COLUMNS, event_schema};
 use schema::{batch_of, events_of, same_type};
 
 /// How many pending events one claim attempt looks at.
@@ -135,7 +135,37 @@ impl LocalDeltaEvents {
         SyncError::store(&self.location, e)
     }
 
+    /// Checks the table's columns; a table made before RUN events gains their columns in place.
     async fn check_schema(&self) -> Result<()> {
+        let table = self.latest().await?;
+        let names: Vec<String> = table
+            .snapshot()
+            .map_err(|e| self.fail(e))?
+            .snapshot()
+            .arrow_schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        let missing: Vec<&EventColumn> = EVENT_COLUMNS
+            .iter()
+            .filter(|c| RUN_COLUMNS.contains(&c.name) && !names.iter().any(|n| n == c.name))
+            .collect();
+        if !missing.is_empty() && names.len() + missing.len() == EVENT_COLUMNS.len() {
+            let upgraded = table
+                .add_columns()
+                .with_fields(missing.iter().map(|c| {
+                    StructField::new(c.name, c.ty.delta(), c.nullable)
+                        .with_metadata([("comment", c.comment)])
+                }))
+                .await;
+            match upgraded {
+                Ok(t) => *self.table.lock().await = t,
+                // Another server upgraded it first: the check below reads its version.
+                Err(e) => tracing::debug!(error = %e, "adding the RUN columns failed; rechecking"),
+            }
+            tracing::info!(table = %self.location, "events table upgraded with the RUN columns");
+        }
         let table = self.latest().await?;
         let schema = table
             .snapshot()
@@ -258,20 +288,8 @@ impl EventStore for LocalDeltaEvents {
     async fn submit_as(&self, event_id: &str, event: NewEvent) -> Result<Event> {
         event.validate()?;
         let stored = Event {
-            event_id: crate::sync::event::parse_event_id(event_id)?,
-            operation: event.operation,
-            source_table: event.source_table,
-            target_table: event.target_table,
-            primary_keys: event.primary_keys,
-            filter: event.filter,
-            status: EventStatus::Pending,
-            rows_affected: None,
-            error_message: None,
             created_at: now(),
-            started_at: None,
-            completed_at: None,
-            created_by: event.created_by,
-            claimed_by: None,
+            ..event.pending(&crate::sync::event::parse_event_id(event_id)?)
         };
         let batch = batch_of(&stored).map_err(|e| self.fail(e))?;
         for attempt in 0.. {
@@ -410,6 +428,7 @@ impl EventStore for LocalDeltaEvents {
             lit(ScalarValue::Int64(rows)),
             lit(ScalarValue::Utf8(error.map(str::to_string))),
         );
+        let job = lit(ScalarValue::Utf8(outcome.job_id().map(str::to_string)));
         for attempt in 0..=CONFLICT_RETRIES {
             let predicate = col("event_id")
                 .eq(lit(id.as_str()))
@@ -421,6 +440,7 @@ impl EventStore for LocalDeltaEvents {
                     vec![
                         ("status", lit(status.as_str())),
                         ("rows_affected", rows.clone()),
+                        ("job_id", job.clone()),
                         ("error_message", error.clone()),
                         ("completed_at", timestamp(now())),
                     ],
@@ -522,6 +542,9 @@ mod tests {
             primary_keys: vec!["id".into(), format!("k{n}")],
             filter: Some("amount > 1".into()),
             created_by: Some("job".into()),
+            pipeline: None,
+            country: None,
+            params: None,
         }
     }
 
@@ -563,7 +586,7 @@ mod tests {
         assert_eq!(store.get(&first.event_id).await.unwrap().unwrap(), claimed);
 
         // Only the claimer may finish it.
-        let done = Outcome::Completed { rows_affected: 7 };
+        let done = Outcome::completed(7);
         assert!(!store.finish(&first.event_id, "w2", &done).await.unwrap());
         assert!(store.finish(&first.event_id, "w1", &done).await.unwrap());
         assert!(!store.finish(&first.event_id, "w1", &done).await.unwrap());
@@ -607,7 +630,7 @@ mod tests {
         assert_eq!(taken.len(), 1);
         assert_eq!(taken[0].claimed_by.as_deref(), Some("w2"));
         // The crashed worker can no longer finish it; the new claimer can.
-        let done = Outcome::Completed { rows_affected: 1 };
+        let done = Outcome::completed(1);
         assert!(
             !store
                 .finish(&event.event_id, "crashed", &done)

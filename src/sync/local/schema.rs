@@ -52,7 +52,8 @@ impl ColumnType {
         }
     }
 
-    pub(super) fn delta(self) -> DeltaType {
+    /// The Delta type of the column.
+    pub fn delta(self) -> DeltaType {
         match self {
             ColumnType::String => DeltaType::STRING,
             ColumnType::StringArray => {
@@ -88,7 +89,7 @@ const fn column(
 }
 
 /// The columns of `bridge_events`, in table order (the same as `schemas/bridge_events.sql`).
-pub const EVENT_COLUMNS: [EventColumn; 14] = [
+pub const EVENT_COLUMNS: [EventColumn; 18] = [
     column(
         "event_id",
         ColumnType::String,
@@ -99,19 +100,19 @@ pub const EVENT_COLUMNS: [EventColumn; 14] = [
         "operation",
         ColumnType::String,
         false,
-        "INSERT, UPSERT, UPDATE or DELETE",
+        "INSERT, UPSERT, UPDATE, DELETE or RUN",
     ),
     column(
         "source_table",
         ColumnType::String,
         false,
-        "Table the rows come from: catalog.schema.table",
+        "Table the rows come from: catalog.schema.table ('' for RUN)",
     ),
     column(
         "target_table",
         ColumnType::String,
         false,
-        "SQL Server table written: schema.table",
+        "SQL Server table written: schema.table ('' for RUN)",
     ),
     column(
         "primary_keys",
@@ -173,7 +174,34 @@ pub const EVENT_COLUMNS: [EventColumn; 14] = [
         true,
         "Worker id of the server that claimed the event",
     ),
+    column(
+        "pipeline",
+        ColumnType::String,
+        true,
+        "RUN: the pipeline to run (its name under pipelines/)",
+    ),
+    column(
+        "country",
+        ColumnType::String,
+        true,
+        "RUN: the country whose parameters the run uses",
+    ),
+    column(
+        "params",
+        ColumnType::String,
+        true,
+        "RUN: parameter overrides, the text of a JSON object",
+    ),
+    column(
+        "job_id",
+        ColumnType::String,
+        true,
+        "RUN: the server job that ran the pipeline",
+    ),
 ];
+
+/// The columns a RUN event added; a table made by an older bridge lacks them (read as NULL).
+pub const RUN_COLUMNS: [&str; 4] = ["pipeline", "country", "params", "job_id"];
 
 /// The Arrow schema of the events table.
 pub fn event_schema() -> SchemaRef {
@@ -230,6 +258,10 @@ pub(super) fn batch_of(e: &Event) -> std::result::Result<RecordBatch, EventRowEr
         time(e.completed_at),
         text(e.created_by.as_deref()),
         text(e.claimed_by.as_deref()),
+        text(e.pipeline.as_deref()),
+        text(e.country.as_deref()),
+        text(e.params.as_deref()),
+        text(e.job_id.as_deref()),
     ];
     RecordBatch::try_new(event_schema(), columns).map_err(EventRowError::Batch)
 }
@@ -237,9 +269,16 @@ pub(super) fn batch_of(e: &Event) -> std::result::Result<RecordBatch, EventRowEr
 /// The events in a batch read from the table (columns found by name, cast to the table's types).
 pub(super) fn events_of(batch: &RecordBatch) -> std::result::Result<Vec<Event>, EventRowError> {
     let column = |c: &EventColumn| -> std::result::Result<ArrayRef, EventRowError> {
-        let array = batch
-            .column_by_name(c.name)
-            .ok_or(EventRowError::MissingColumn(c.name))?;
+        let array = match batch.column_by_name(c.name) {
+            Some(array) => array,
+            None if RUN_COLUMNS.contains(&c.name) => {
+                return Ok(deltalake::arrow::array::new_null_array(
+                    &c.ty.arrow(),
+                    batch.num_rows(),
+                ));
+            }
+            None => return Err(EventRowError::MissingColumn(c.name)),
+        };
         cast(array, &c.ty.arrow()).map_err(|source| EventRowError::Column {
             column: c.name,
             source,
@@ -297,6 +336,10 @@ pub(super) fn events_of(batch: &RecordBatch) -> std::result::Result<Vec<Event>, 
             completed_at: time(11, row),
             created_by: text(12, row),
             claimed_by: text(13, row),
+            pipeline: text(14, row),
+            country: text(15, row),
+            params: text(16, row),
+            job_id: text(17, row),
             event_id,
         });
     }

@@ -1,9 +1,10 @@
 """Python SDK of sql-databricks-bridge.
 
 * :class:`BridgeClient`: the REST API of ``bridge serve`` (pipeline runs, extractions, jobs,
-  sync events, health).
-* :class:`BridgeEventsClient`: sync events from Databricks notebooks and jobs, written into the
-  events table with Spark or sent through the REST API.
+  sync and RUN events, health).
+* :class:`BridgeEventsClient`: events from Databricks notebooks and jobs (syncs to SQL Server,
+  and RUN events that run a pipeline of the server's project), written into the events table
+  with Spark or sent through the REST API.
 
 No dependency outside the standard library.
 """

@@ -6,6 +6,7 @@ import time
 import urllib.parse
 from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Sequence, Union
 
+from . import _validation as check
 from ._http import Transport
 from ._polling import poll_until
 from .errors import BridgeError, EventFailedError, JobFailedError
@@ -226,7 +227,7 @@ class BridgeClient:
         return job
 
     # -----------------------------------------------------------------------------------------
-    # Sync events
+    # Events: syncs and pipeline runs
 
     def _post_sync(
         self,
@@ -238,8 +239,14 @@ class BridgeClient:
     ) -> str:
         if isinstance(primary_keys, str):
             raise ValueError("primary_keys: expected a list of column names, not one string")
+        name = str(operation.value if isinstance(operation, Operation) else operation)
+        if name.strip().upper() == Operation.RUN.value:
+            raise ValueError(
+                "operation: RUN runs a pipeline, not a sync; use submit_run_event(pipeline, "
+                "country, params)"
+            )
         body: Dict[str, Any] = {
-            "operation": str(operation.value if isinstance(operation, Operation) else operation),
+            "operation": name,
             "source_table": source_table,
             "target_table": target_table,
             "primary_keys": list(primary_keys or []),
@@ -279,8 +286,62 @@ class BridgeClient:
                 raw={"event_id": event_id, "status": "pending"},
             )
 
+    def _post_run(
+        self,
+        pipeline: str,
+        country: Optional[str],
+        params: Optional[Mapping[str, Any]],
+    ) -> str:
+        """``POST /events`` of a checked RUN event; the new event's id."""
+        body: Dict[str, Any] = {"operation": Operation.RUN.value, "pipeline": pipeline}
+        if country is not None:
+            body["country"] = country
+        if params:
+            body["params"] = dict(params)
+        accepted = self._transport.request("POST", "/events", body=body)
+        return _accepted_id(accepted.body)
+
+    def submit_run_event(
+        self,
+        pipeline: str,
+        country: Optional[str] = None,
+        params: Optional[Mapping[str, ParamValue]] = None,
+    ) -> SyncEvent:
+        """Asks for a run of a pipeline of the server's project as an event (``POST /events``,
+        operation RUN) as the token's user, and returns the new event (``pending``). Not
+        retried once the server has answered.
+
+        ``pipeline``, ``country`` and ``params`` are checked first (:class:`ValueError` naming
+        the argument). The server answers :class:`NotFoundError` (``field == "pipeline"``) for
+        an unknown pipeline and :class:`ValidationError` for a country the pipeline does not
+        list (``field == "country"``) or a parameter it does not declare
+        (``field == "params.<name>"``).
+
+        Follow it with :meth:`wait_for_event`; the completed event's ``job_id`` is the job that
+        ran the pipeline (:meth:`get_job`) and ``rows_affected`` the rows its sinks wrote. If
+        reading the event back fails, the event (already submitted) is still returned with what
+        is known, so its id is never lost."""
+        name, country, overrides, text = check.run_request(pipeline, country, params)
+        event_id = self._post_run(name, country, overrides)
+        try:
+            return self.get_event(event_id)
+        except BridgeError:
+            return SyncEvent(
+                event_id=event_id,
+                operation=Operation.RUN,
+                source_table="",
+                target_table="",
+                status=EventStatus.PENDING,
+                pipeline=name,
+                country=country,
+                params=overrides,
+                params_text=text,
+                raw={"event_id": event_id, "status": "pending"},
+            )
+
     def get_event(self, id: Union[str, SyncEvent]) -> SyncEvent:
-        """A sync event: status, rows affected, error."""
+        """An event (a sync or a RUN): status, rows affected, error, and for a RUN its
+        pipeline, country, params and job."""
         event_id = _id(id, "id")
         response = self._transport.request("GET", f"/events/{_path_id(event_id)}")
         return SyncEvent.from_dict(_object(response.body, "event"))
@@ -292,7 +353,7 @@ class BridgeClient:
         poll_interval: float = 1.0,
         max_interval: float = 10.0,
     ) -> SyncEvent:
-        """Polls an event until it is ``completed`` (returned) or ``failed``
+        """Polls an event (a sync or a RUN) until it is ``completed`` (returned) or ``failed``
         (:class:`EventFailedError` with the server's ``error_message``); raises
         :class:`BridgeTimeoutError` after ``timeout`` seconds."""
         event_id = _id(id, "id")

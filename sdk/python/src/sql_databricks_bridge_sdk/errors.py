@@ -158,7 +158,8 @@ class JobFailedError(BridgeError):
 
 
 class EventFailedError(BridgeError):
-    """A sync event ended ``failed``; ``detail`` holds the server's ``error_message``."""
+    """An event (a sync or a pipeline run) ended ``failed``; ``detail`` holds the server's
+    ``error_message``."""
 
     def __init__(self, event: "SyncEvent") -> None:
         self.event = event
@@ -166,10 +167,15 @@ class EventFailedError(BridgeError):
 
     def _message(self) -> str:
         event = self.event
-        return (
-            f"event {event.event_id} ({event.operation} {event.source_table} -> "
-            f"{event.target_table}) ended {event.status}: {self.detail}"
-        )
+        if str(event.operation) == "RUN":
+            what = f"RUN of pipeline {event.pipeline}"
+            if event.country:
+                what += f" for {event.country}"
+            if event.job_id:
+                what += f", job {event.job_id}"
+        else:
+            what = f"{event.operation} {event.source_table} -> {event.target_table}"
+        return f"event {event.event_id} ({what}) ended {event.status}: {self.detail}"
 
     @property
     def error_message(self) -> Optional[str]:

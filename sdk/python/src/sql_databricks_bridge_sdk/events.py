@@ -1,45 +1,31 @@
-"""`BridgeEventsClient`: ask for Databricks -> SQL Server syncs from a notebook or a job.
+"""`BridgeEventsClient`: ask for Databricks -> SQL Server syncs and for pipeline runs from a
+notebook or a job.
 
 Two ways to submit an event:
 
 * **Spark** (in Databricks): the event is a row INSERTed into the events table
   (``bridge.events.bridge_events``) with ``spark.sql`` and bound parameters; a ``bridge serve``
   polling that table claims and applies it as the user named in ``created_by``.
-* **REST**: ``POST /sync`` on the server with a bearer token; the event runs as the token's user.
+* **REST**: ``POST /sync`` (syncs) or ``POST /events`` (RUN events) on the server with a bearer
+  token; the event runs as the token's user.
 """
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from . import _validation as check
-from .client import BridgeClient, wait_for_event_with
-from .errors import NotFoundError
+from .client import BridgeClient, ParamValue, wait_for_event_with
+from .errors import BridgeError, NotFoundError
 from .models import Operation, SyncEvent
 
 __all__ = ["BridgeEventsClient", "DEFAULT_EVENTS_TABLE"]
 
 #: The events table of ``schemas/bridge_events.sql``.
 DEFAULT_EVENTS_TABLE = "bridge.events.bridge_events"
-
-_COLUMNS = (
-    "event_id",
-    "operation",
-    "source_table",
-    "target_table",
-    "primary_keys",
-    "filter",
-    "status",
-    "rows_affected",
-    "error_message",
-    "created_at",
-    "started_at",
-    "completed_at",
-    "created_by",
-    "claimed_by",
-)
 
 
 def _active_spark_session() -> Any:
@@ -67,6 +53,25 @@ def _spark_version(spark: Any) -> Optional[Tuple[int, ...]]:
     return tuple(numbers)
 
 
+def _lacks_run_columns(error: BaseException) -> bool:
+    """Whether Spark refused an INSERT because the table has no ``pipeline`` column
+    (``UNRESOLVED_COLUMN`` on Spark 3.4 to 4, Delta's own wording on Databricks)."""
+    text = str(error)
+    if "TABLE_OR_VIEW_NOT_FOUND" in text or not _PIPELINE_COLUMN.search(text):
+        return False
+    return any(marker in text for marker in _MISSING_COLUMN_MARKERS)
+
+
+_PIPELINE_COLUMN = re.compile(r"`pipeline`|column[^.]*\bpipeline\b", re.IGNORECASE)
+_MISSING_COLUMN_MARKERS = (
+    "UNRESOLVED_COLUMN",
+    "MISSING_COLUMN",
+    "cannot be resolved",
+    "Cannot find",
+    "does not exist",
+)
+
+
 def _row_dict(row: Any) -> Dict[str, Any]:
     if isinstance(row, Mapping):
         return dict(row)
@@ -77,7 +82,7 @@ def _row_dict(row: Any) -> Dict[str, Any]:
 
 
 class BridgeEventsClient:
-    """Submits sync events and follows them, through Spark or the REST API.
+    """Submits events (syncs and pipeline runs) and follows them, through Spark or the REST API.
 
     In a Databricks notebook::
 
@@ -87,6 +92,9 @@ class BridgeEventsClient:
             filter="period = '2024-06'",
         )
         events.wait_for_completion(event_id)
+
+        run_id = events.create_run_event("demo", country="colombia", params={"day": "2024-06-01"})
+        job_id = events.wait_for_completion(run_id).job_id
 
     Elsewhere: ``BridgeEventsClient(base_url="http://bridge:8000", token=TOKEN)``.
 
@@ -269,6 +277,75 @@ class BridgeEventsClient:
         }
         return query, args
 
+    def create_run_event(
+        self,
+        pipeline: str,
+        country: Optional[str] = None,
+        params: Optional[Mapping[str, ParamValue]] = None,
+    ) -> str:
+        """Asks the server to run a pipeline of its project (a RUN event) and returns the event
+        id.
+
+        ``pipeline`` is the pipeline's name (or file name) under ``pipelines/``; ``country``
+        the country whose parameters the run uses; ``params`` overrides of the parameters the
+        pipeline declares (names of letters, digits and ``_``; values strings, numbers or
+        booleans). They are checked first (:class:`ValueError` naming the argument); whether
+        the pipeline exists, lists the country and declares the parameters, the server checks:
+        through Spark, that makes the event ``failed``; through REST, the call raises.
+
+        With Spark the run is done as ``created_by``; the events table needs the RUN columns
+        (``bridge setup-events-table --apply`` adds them to an older table). Once the event is
+        ``completed``, its ``job_id`` is the job that ran the pipeline and ``rows_affected`` the
+        rows its sinks wrote."""
+        name, country_name, overrides, text = check.run_request(pipeline, country, params)
+        if self._spark is None:
+            assert self._client is not None
+            return self._client._post_run(name, country_name, overrides)
+        event_id = str(uuid.uuid4())
+        query, args = self._run_insert_statement(event_id, name, country_name, text)
+        try:
+            self._spark.sql(query, args=args)
+        except Exception as e:
+            if _lacks_run_columns(e):
+                raise BridgeError(
+                    f"{self._table_name} has no RUN columns (pipeline, country, params, job_id): "
+                    "it was made by an older bridge; `bridge setup-events-table --apply` adds "
+                    f"them ({type(e).__name__}: {str(e)[:300]})",
+                    error="events_table_outdated",
+                ) from e
+            raise
+        return event_id
+
+    def _run_insert_statement(
+        self,
+        event_id: str,
+        pipeline: str,
+        country: Optional[str],
+        params_text: Optional[str],
+    ) -> Tuple[str, Dict[str, str]]:
+        # As _insert_statement: every value a bound string parameter, '' for NULL. A RUN event
+        # has no source or target table ('': the columns are NOT NULL) and leaves primary_keys
+        # and filter NULL.
+        query = (
+            f"INSERT INTO {self._quoted_table} "
+            "(`event_id`, `operation`, `source_table`, `target_table`, "
+            "`status`, `created_at`, `created_by`, `pipeline`, `country`, `params`) "
+            "SELECT :event_id, :operation, :source_table, :target_table, "
+            "'pending', current_timestamp(), :created_by, :pipeline, NULLIF(:country, ''), "
+            "NULLIF(:params, '')"
+        )
+        args = {
+            "event_id": event_id,
+            "operation": Operation.RUN.value,
+            "source_table": "",
+            "target_table": "",
+            "created_by": self._created_by or "",
+            "pipeline": pipeline,
+            "country": country or "",
+            "params": params_text or "",
+        }
+        return query, args
+
     # -----------------------------------------------------------------------------------------
     # Following
 
@@ -278,8 +355,9 @@ class BridgeEventsClient:
             assert self._client is not None
             return self._client.get_event(event_id)
         event_id = check.event_id(event_id)
-        columns = ", ".join(f"`{c}`" for c in _COLUMNS)
-        query = f"SELECT {columns} FROM {self._quoted_table} WHERE `event_id` = :event_id"
+        # Every column: a table made by an older bridge lacks the RUN columns (pipeline,
+        # country, params, job_id), and SyncEvent reads missing ones as None.
+        query = f"SELECT * FROM {self._quoted_table} WHERE `event_id` = :event_id"
         rows = self._spark.sql(query, args={"event_id": event_id}).collect()
         if not rows:
             raise NotFoundError(f"no event `{event_id}` in {self._table_name}", error="not_found")
@@ -292,7 +370,7 @@ class BridgeEventsClient:
         poll_interval: float = 2.0,
         max_interval: float = 15.0,
     ) -> SyncEvent:
-        """Polls the event until it is ``completed`` (returned) or ``failed``
+        """Polls the event (a sync or a RUN) until it is ``completed`` (returned) or ``failed``
         (:class:`EventFailedError` with the server's ``error_message``); raises
         :class:`BridgeTimeoutError` after ``timeout`` seconds."""
         return wait_for_event_with(

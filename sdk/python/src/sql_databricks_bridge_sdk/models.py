@@ -7,9 +7,10 @@ older SDK; a status the SDK does not know becomes a non-final pseudo-member of i
 from __future__ import annotations
 
 import datetime as _dt
+import json
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Dict, Iterator, List, Mapping, Optional
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
 __all__ = [
     "JobStatus",
@@ -87,12 +88,14 @@ class EventStatus(_OpenStrEnum):
 
 
 class Operation(str, Enum):
-    """What a sync event does to the SQL Server table."""
+    """What an event does: a sync to a SQL Server table (INSERT, UPSERT, UPDATE, DELETE) or a
+    run of a pipeline of the server's project (RUN)."""
 
     INSERT = "INSERT"
     UPSERT = "UPSERT"
     UPDATE = "UPDATE"
     DELETE = "DELETE"
+    RUN = "RUN"
 
     @classmethod
     def _missing_(cls, value: object) -> Any:
@@ -109,7 +112,12 @@ class Operation(str, Enum):
     @property
     def needs_keys(self) -> bool:
         """UPSERT, UPDATE and DELETE identify rows by ``primary_keys``."""
-        return self is not Operation.INSERT
+        return self in (Operation.UPSERT, Operation.UPDATE, Operation.DELETE)
+
+    @property
+    def is_sync(self) -> bool:
+        """Whether the operation syncs a table (every operation but RUN)."""
+        return self is not Operation.RUN
 
 
 def _str(value: Any) -> Optional[str]:
@@ -120,6 +128,22 @@ def _str(value: Any) -> Optional[str]:
         text = value.isoformat()
         return text[:-6] + "Z" if text.endswith("+00:00") else text
     return str(value)
+
+
+def _params(value: Any) -> Tuple[Optional[Dict[str, Any]], Optional[str]]:
+    """A RUN event's ``params`` (the text of a JSON object) as (dict, text). Text that is not a
+    JSON object gives no dict but stays available as text; an object (not text) is taken as is."""
+    if value is None:
+        return None, None
+    if isinstance(value, Mapping):
+        params = dict(value)
+        return params, json.dumps(params, sort_keys=True)
+    text = str(value)
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        return None, text
+    return (dict(parsed) if isinstance(parsed, dict) else None), text
 
 
 def _int(value: Any) -> Optional[int]:
@@ -245,7 +269,14 @@ class JobPage:
 
 @dataclass(frozen=True)
 class SyncEvent:
-    """A Databricks -> SQL Server sync event and its outcome."""
+    """An event of the events table and its outcome: a Databricks -> SQL Server sync, or (RUN)
+    a run of a pipeline of the server's project.
+
+    A RUN event has empty ``source_table`` and ``target_table``, names ``pipeline`` (and
+    ``country``, ``params``), and once the server started its job, ``job_id`` (read the job with
+    :meth:`BridgeClient.get_job`). ``rows_affected`` of a completed RUN is the rows its sinks
+    wrote. ``params`` is the overrides parsed from ``params_text``, the JSON object text stored
+    with the event (``None`` when there are none, or when the text is not a JSON object)."""
 
     event_id: str
     operation: Operation
@@ -261,11 +292,17 @@ class SyncEvent:
     completed_at: Optional[str] = None
     created_by: Optional[str] = None
     claimed_by: Optional[str] = None
+    pipeline: Optional[str] = None
+    country: Optional[str] = None
+    params: Optional[Dict[str, Any]] = None
+    params_text: Optional[str] = None
+    job_id: Optional[str] = None
     raw: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "SyncEvent":
         keys = data.get("primary_keys")
+        params, params_text = _params(data.get("params"))
         return cls(
             event_id=str(data["event_id"]),
             operation=Operation(str(data.get("operation", ""))),
@@ -281,12 +318,22 @@ class SyncEvent:
             completed_at=_str(data.get("completed_at")),
             created_by=_str(data.get("created_by")),
             claimed_by=_str(data.get("claimed_by")),
+            pipeline=_str(data.get("pipeline")),
+            country=_str(data.get("country")),
+            params=params,
+            params_text=params_text,
+            job_id=_str(data.get("job_id")),
             raw=dict(data),
         )
 
     @property
     def id(self) -> str:
         return self.event_id
+
+    @property
+    def is_run(self) -> bool:
+        """Whether the event runs a pipeline (RUN) rather than syncing a table."""
+        return self.operation is Operation.RUN
 
     @property
     def is_final(self) -> bool:

@@ -35,6 +35,22 @@ fn store(dir: &tempfile::TempDir) -> JobStore {
 }
 
 #[test]
+fn two_servers_storing_one_id_store_one_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (store(&dir), store(&dir));
+    let id = crate::server::jobs::derived_id("schedule/demo/co/1700000000000");
+    let first = a.insert_as(&id, &new_job("demo")).unwrap().unwrap();
+    assert_eq!(first.id, id);
+    assert!(b.insert_as(&id, &new_job("demo")).unwrap().is_none());
+    assert!(a.insert_as(&id, &new_job("other")).unwrap().is_none());
+    assert_eq!(b.get(&id).unwrap().unwrap().pipeline, "demo");
+    assert_ne!(
+        id,
+        crate::server::jobs::derived_id("schedule/demo/co/1700000060000")
+    );
+}
+
+#[test]
 fn insert_and_get() {
     let dir = tempfile::tempdir().unwrap();
     let s = store(&dir);

@@ -1,0 +1,266 @@
+//! RUN events: a pipeline run asked for in the events table. The server checks the request
+//! against its current project files (the pipeline exists, lists the country, declares the
+//! params), plans it, authorises the plan as the event's `created_by`, and runs it as a job of
+//! its runner; the event's outcome is the job's.
+//!
+//! Once per event: the job's id is derived from the event id (and an attempt number), so a
+//! poller that takes the event over finds the job and waits for it instead of starting another.
+//! Only a job stopped by a shutdown or crash (`interrupted`) is started again, as the next
+//! attempt.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::Authorized;
+use crate::error::BoxError;
+use crate::pipeline::{Plan, PlanOptions};
+use crate::server::AppState;
+use crate::server::api::{RunRequestError, cap_deletes, check_run};
+use crate::server::audit::{AuditEntry, AuditResult};
+use crate::server::jobs::{Job, JobStatus, NewJob, derived_id};
+use crate::server::runner::JobWork;
+use crate::sync::event::run_params;
+use crate::sync::{Event, Outcome};
+
+/// How often a RUN event's job is looked at while it runs.
+const JOB_POLL: Duration = Duration::from_millis(100);
+
+/// Attempts of one event looked for before giving up (each was interrupted by a shutdown).
+const MAX_ATTEMPTS: u32 = 5;
+
+/// Authorises a plan as an event's `created_by` (auditing a refusal).
+pub(super) type AuthorizeAs<'a> =
+    &'a (dyn Fn(&Event, &Plan) -> Result<Authorized, BoxError> + Sync);
+
+/// Runs a RUN event's pipeline, or waits for the job an earlier claim of it started. `None`
+/// when `cancel` fired first (the event stays running and is taken over after its lease).
+pub(super) async fn run_event(
+    state: &Arc<AppState>,
+    event: &Event,
+    authorize: AuthorizeAs<'_>,
+    cancel: &CancellationToken,
+) -> Option<Outcome> {
+    let mut attempt = 0;
+    loop {
+        let id = derived_id(&format!("event/{}/{attempt}", event.event_id));
+        let existing = match blocking(state, {
+            let id = id.clone();
+            move |jobs| jobs.get(&id)
+        })
+        .await
+        {
+            Ok(job) => job,
+            Err(e) => return Some(Outcome::failed(format!("the job store failed: {e}"))),
+        };
+        match existing {
+            Some(job) if job.status == JobStatus::Interrupted && attempt + 1 < MAX_ATTEMPTS => {
+                attempt += 1;
+            }
+            Some(_) => return wait_for(state, &id, cancel).await,
+            None => {
+                if let Err(error) = start(state, event, authorize, &id).await {
+                    return Some(Outcome::failed(error.to_string()));
+                }
+                return wait_for(state, &id, cancel).await;
+            }
+        }
+    }
+}
+
+/// Why a RUN event's run was not started (the event fails with it).
+#[derive(Debug, thiserror::Error)]
+enum StartError {
+    #[error("the server's project files are invalid (see GET /health/ready); nothing was run")]
+    NoValidFiles,
+    #[error(transparent)]
+    Params(crate::sync::SyncError),
+    #[error(transparent)]
+    Request(RunRequestError),
+    #[error(transparent)]
+    Plan(crate::Error),
+    #[error("{0}")]
+    Refused(BoxError),
+    #[error("the job store failed: {0}")]
+    JobStore(crate::Error),
+    #[error("the audit log cannot be written, so the run was not started: {0}")]
+    Unaudited(crate::Error),
+}
+
+/// Checks, plans, authorises and starts the event's run as job `id` (nothing is started when
+/// it fails).
+async fn start(
+    state: &Arc<AppState>,
+    event: &Event,
+    authorize: AuthorizeAs<'_>,
+    id: &str,
+) -> Result<(), StartError> {
+    let version = state.versions.current().ok_or(StartError::NoValidFiles)?;
+    let pipeline = event.pipeline.as_deref().unwrap_or_default();
+    let params = match &event.params {
+        Some(text) => run_params(text).map_err(StartError::Params)?,
+        None => Vec::new(),
+    };
+    let (name, entry) = check_run(&version, pipeline, event.country.as_deref(), &params)
+        .map_err(StartError::Request)?;
+    let options = PlanOptions {
+        country: event.country.clone(),
+        params: params.clone(),
+    };
+    let mut plan =
+        Plan::from_file(&version.project, &entry.file, &options).map_err(StartError::Plan)?;
+    let authorized = authorize(event, &plan).map_err(StartError::Refused)?;
+    cap_deletes(&mut plan, &authorized.delete_caps);
+    let params_json: serde_json::Map<String, serde_json::Value> = params
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::Value::from(v.as_str())))
+        .collect();
+    let new = NewJob {
+        kind: "event".into(),
+        pipeline: name.to_string(),
+        pipeline_file: Some(entry.display.display().to_string()),
+        country: plan.country.clone(),
+        params: serde_json::Value::Object(params_json.clone()),
+        submitted_by: event.created_by.clone(),
+        request: serde_json::json!({
+            "event_id": event.event_id, "pipeline": name, "country": event.country,
+            "params": params_json,
+        }),
+        tables: authorized.tables.clone(),
+    };
+    let job = blocking(state, {
+        let id = id.to_string();
+        move |jobs| jobs.insert_as(&id, &new)
+    })
+    .await
+    .map_err(StartError::JobStore)?;
+    // `None`: another server stored this attempt first; the caller waits for it.
+    let Some(job) = job else { return Ok(()) };
+    let audited = state.audit.append(&AuditEntry {
+        request_id: format!("event-{}", event.event_id),
+        caller: event.created_by.clone(),
+        action: "event".into(),
+        tables: authorized.tables.clone(),
+        result: AuditResult::Started,
+        job_id: Some(job.id.clone()),
+        event_id: Some(event.event_id.clone()),
+        pipeline: Some(name.to_string()),
+        ..AuditEntry::default()
+    });
+    if let Err(e) = audited {
+        let error = StartError::Unaudited(e);
+        let closed = {
+            let (id, message) = (job.id.clone(), error.to_string());
+            blocking(state, move |jobs| {
+                jobs.finish(&id, JobStatus::Failed, None, Some(message))
+            })
+            .await
+        };
+        if !matches!(closed, Ok(true)) {
+            tracing::error!(job = %job.id, "could not close a job whose audit line failed");
+        }
+        return Err(error);
+    }
+    tracing::info!(event_id = %event.event_id, job = %job.id, pipeline = %name, "run event started");
+    state.runner.start(
+        job,
+        JobWork {
+            project: version.project.clone(),
+            version,
+            plan,
+            tables: authorized.tables,
+        },
+    );
+    Ok(())
+}
+
+/// Waits until job `id` ends and returns the event's outcome; `None` when `cancel` fires first
+/// or the job was interrupted by this server's shutdown.
+async fn wait_for(state: &Arc<AppState>, id: &str, cancel: &CancellationToken) -> Option<Outcome> {
+    loop {
+        let job = {
+            let id = id.to_string();
+            blocking(state, move |jobs| jobs.get(&id)).await
+        };
+        match job {
+            Err(e) => return Some(Outcome::failed(format!("the job store failed: {e}"))),
+            Ok(None) => return Some(Outcome::failed(format!("job {id} disappeared"))),
+            Ok(Some(job)) => {
+                if let Some(outcome) = outcome_of(&job) {
+                    return outcome;
+                }
+            }
+        }
+        tokio::select! {
+            () = cancel.cancelled() => return None,
+            () = tokio::time::sleep(JOB_POLL) => {}
+        }
+    }
+}
+
+/// The event's outcome once `job` has ended: `Some(None)` when it was interrupted (the event
+/// is taken over and the run started again), `None` while it is queued or running.
+fn outcome_of(job: &Job) -> Option<Option<Outcome>> {
+    let job_id = Some(job.id.clone());
+    let failed = |error: String| Outcome::Failed {
+        error,
+        refusal: None,
+        job_id: job_id.clone(),
+    };
+    Some(match job.status {
+        JobStatus::Queued | JobStatus::Running => return None,
+        JobStatus::Interrupted => None,
+        JobStatus::Succeeded => Some(Outcome::Completed {
+            rows_affected: job.summary.as_ref().map_or(0, rows_written),
+            job_id: job_id.clone(),
+        }),
+        JobStatus::Failed => Some(failed(
+            job.error
+                .clone()
+                .unwrap_or_else(|| format!("job {} failed", job.id)),
+        )),
+        JobStatus::Cancelled => Some(failed(format!(
+            "job {} was cancelled before it committed",
+            job.id
+        ))),
+    })
+}
+
+/// Rows the sinks of a run wrote, from its stored summary.
+fn rows_written(summary: &serde_json::Value) -> u64 {
+    summary["steps"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| s["kind"] == "sink")
+        .filter_map(|s| s["rows"].as_u64())
+        .sum()
+}
+
+/// Runs a job-store call off the async threads.
+async fn blocking<T: Send + 'static>(
+    state: &Arc<AppState>,
+    call: impl FnOnce(&crate::server::jobs::JobStore) -> crate::Result<T> + Send + 'static,
+) -> crate::Result<T> {
+    let jobs = Arc::clone(&state.jobs);
+    tokio::task::spawn_blocking(move || call(&jobs))
+        .await
+        .map_err(|e| crate::Error::internal("a job-store task failed", e))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_are_those_the_sinks_wrote() {
+        let summary = serde_json::json!({"steps": [
+            {"id": "s", "kind": "source", "rows": 10},
+            {"id": "a", "kind": "sink", "rows": 10},
+            {"id": "b", "kind": "sink", "rows": 3},
+        ]});
+        assert_eq!(rows_written(&summary), 13);
+        assert_eq!(rows_written(&serde_json::json!({})), 0);
+    }
+}
