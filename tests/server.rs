@@ -2387,3 +2387,130 @@ mod run_events {
         assert_eq!(jobs_of(&server, "demo").await, 2, "nothing ran");
     }
 }
+
+/// A RUN event whose server died is taken over once its lease has passed, not before: the
+/// interrupted run starts again as the event's next attempt, and the event ends with that job.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_servers_run_event_is_taken_over_after_its_lease_and_not_before() {
+    let scratch = project();
+    let args = [
+        "--no-schedules",
+        "--server-lease",
+        "2",
+        "--event-lease",
+        "8",
+    ];
+    let first = Server::start(&scratch, &args);
+    let (status, body) = first
+        .post(
+            "/events",
+            Some(READER),
+            json!({"operation": "RUN", "pipeline": "slow"}),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let id = body["id"].as_str().unwrap().to_string();
+    async fn jobs(server: &Server) -> Value {
+        server.get("/jobs?pipeline=slow", Some(READER)).await.1
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let first_job = loop {
+        let list = jobs(&first).await;
+        if list["items"][0]["status"] == "running" {
+            break list["items"][0]["id"].as_str().unwrap().to_string();
+        }
+        assert!(Instant::now() < deadline, "the run never started: {list}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let (_, event) = first.get(&format!("/events/{id}"), Some(READER)).await;
+    let claimer = event["claimed_by"].as_str().unwrap().to_string();
+    first.kill();
+
+    let second = Server::start(&scratch, &args);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (_, event) = second.get(&format!("/events/{id}"), Some(READER)).await;
+    assert_eq!(event["status"], "running", "{event}");
+    assert_eq!(
+        event["claimed_by"],
+        claimer.as_str(),
+        "a live lease is not taken over: {event}"
+    );
+    assert_eq!(jobs(&second).await["total"], 1);
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let next_job = loop {
+        let list = jobs(&second).await;
+        if list["total"] == 2 && list["items"][0]["status"] == "running" {
+            break list["items"][0]["id"].as_str().unwrap().to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the run was not taken over: {list}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_ne!(next_job, first_job);
+    let (_, old) = second
+        .get(&format!("/jobs/{first_job}"), Some(READER))
+        .await;
+    assert_eq!(old["status"], "interrupted", "{old}");
+    let (_, event) = second.get(&format!("/events/{id}"), Some(READER)).await;
+    assert_ne!(event["claimed_by"], claimer.as_str(), "{event}");
+
+    // Cancelling the new attempt ends the event with it.
+    let (status, body) = second
+        .delete(&format!("/jobs/{next_job}"), Some(READER))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let event = loop {
+        let (_, event) = second.get(&format!("/events/{id}"), Some(READER)).await;
+        if event["status"] == "failed" {
+            break event;
+        }
+        assert!(Instant::now() < deadline, "{event}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(event["job_id"], next_job.as_str(), "{event}");
+    assert!(
+        event["error_message"]
+            .as_str()
+            .unwrap()
+            .contains("cancelled"),
+        "{event}"
+    );
+    assert_eq!(jobs(&second).await["total"], 2, "no third run");
+}
+
+/// Two servers sharing a project (one job store) run each schedule slot once.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_servers_run_each_schedule_slot_once() {
+    let scratch = project();
+    let demo = std::fs::read_to_string(scratch.path("pipelines/demo.yaml")).unwrap();
+    let ticking = demo
+        .replacen("name: demo", "name: ticking", 1)
+        .replace("schedule: \"0 6 * * *\"", "schedule: \"*/2 * * * * *\"")
+        .replace("countries: [colombia, mexico]", "countries: [colombia]");
+    assert!(ticking.contains("*/2 * * * * *"));
+    scratch.write("pipelines/ticking.yaml", &ticking);
+    let a = Server::start(&scratch, &[]);
+    let b = Server::start(&scratch, &[]);
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    drop(b);
+    let (_, list) = a
+        .get("/jobs?pipeline=ticking&limit=500", Some(READER))
+        .await;
+    let mut per_slot: std::collections::BTreeMap<String, usize> = Default::default();
+    for job in list["items"].as_array().unwrap() {
+        assert_eq!(job["kind"], "schedule", "{job}");
+        let slot = job["request"]["slot"]
+            .as_str()
+            .expect("jobs name their slot");
+        *per_slot.entry(slot.to_string()).or_default() += 1;
+    }
+    assert!(per_slot.len() >= 2, "{per_slot:?}");
+    assert!(
+        per_slot.values().all(|n| *n == 1),
+        "a slot ran twice: {per_slot:?}"
+    );
+}
