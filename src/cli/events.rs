@@ -71,6 +71,9 @@ pub async fn setup_events_table(cx: &Context, args: SetupEventsTableArgs) -> Res
         run(upgrade).await?;
         println!("events table {table}: added the RUN columns (pipeline, country, params, job_id)");
     }
+    // Clustered on status (a table made by an older bridge was not): polls and claims skip the
+    // files of finished events. Setting it again is a no-op.
+    run(format!("ALTER TABLE {quoted} CLUSTER BY (status)")).await?;
     println!("events table {table} is ready (warehouse {warehouse})");
     Ok(Outcome::Success)
 }

@@ -94,7 +94,7 @@ impl DatabricksEvents {
         Ok(vec![
             format!("CREATE SCHEMA IF NOT EXISTS {schema}"),
             format!(
-                "CREATE TABLE IF NOT EXISTS {quoted} (\n{}\n)\nUSING DELTA\nCOMMENT 'Databricks -> SQL Server sync requests (bridge serve)'\nTBLPROPERTIES (\n  'delta.enableDeletionVectors' = 'true',\n  'delta.enableRowTracking' = 'true'\n)",
+                "CREATE TABLE IF NOT EXISTS {quoted} (\n{}\n)\nUSING DELTA\nCLUSTER BY (status)\nCOMMENT 'Databricks -> SQL Server sync requests and pipeline runs (bridge serve)'\nTBLPROPERTIES (\n  'delta.enableDeletionVectors' = 'true',\n  'delta.enableRowTracking' = 'true'\n)",
                 columns.join(",\n")
             ),
         ])

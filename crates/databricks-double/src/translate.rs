@@ -422,13 +422,18 @@ pub(crate) fn translate(sql: &str, ctx: &Ctx) -> Result<Plan, String> {
 }
 
 /// `ALTER TABLE t ADD COLUMNS (c TYPE [NOT NULL] [COMMENT '..'], ...)` (or `ADD COLUMN c TYPE`):
-/// one SQLite `ADD COLUMN` per column, types translated as CREATE TABLE translates them. Other
-/// ALTERs are refused.
+/// one SQLite `ADD COLUMN` per column, types translated as CREATE TABLE translates them.
+/// `ALTER TABLE t CLUSTER BY (...)` is accepted and does nothing; other ALTERs are refused.
 fn alter_table(toks: &[Tok], ctx: &Ctx) -> Result<Plan, String> {
     let unsupported = || {
         "[PARSE_SYNTAX_ERROR] the double supports only ALTER TABLE ... ADD COLUMN(S)".to_string()
     };
     let s = sig(toks);
+    // Liquid clustering changes only how Delta lays out files: nothing to do here.
+    let has = |word: &str| s.iter().any(|(_, t)| t.is_word(word));
+    if has("CLUSTER") && !has("ADD") {
+        return Ok(Plan::NoOp);
+    }
     let add = s
         .iter()
         .position(|(_, t)| t.is_word("ADD"))
@@ -1236,6 +1241,10 @@ mod tests {
         );
         let none = |_: &str| false;
         assert!(translate("ALTER TABLE main.s.t DROP COLUMN x", &ctx(&none)).is_err());
+        assert!(matches!(
+            translate("ALTER TABLE main.s.t CLUSTER BY (status)", &ctx(&none)),
+            Ok(Plan::NoOp)
+        ));
     }
 
     #[test]
