@@ -2514,3 +2514,46 @@ async fn two_servers_run_each_schedule_slot_once() {
         "a slot ran twice: {per_slot:?}"
     );
 }
+
+/// A RUN event outlasting its lease stays with its live claimer: the claim is renewed while the
+/// run goes on, so a second server polling the same store does not take it over.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_live_servers_long_run_event_is_not_taken_over() {
+    let scratch = project();
+    let args = ["--no-schedules", "--event-lease", "2"];
+    let first = Server::start(&scratch, &args);
+    let second = Server::start(&scratch, &args);
+    let (status, body) = first
+        .post(
+            "/events",
+            Some(READER),
+            json!({"operation": "RUN", "pipeline": "slow"}),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let id = body["id"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (claimer, job) = loop {
+        let (_, event) = first.get(&format!("/events/{id}"), Some(READER)).await;
+        let (_, list) = first.get("/jobs?pipeline=slow", Some(READER)).await;
+        if event["status"] == "running" && list["items"][0]["status"] == "running" {
+            break (
+                event["claimed_by"].as_str().unwrap().to_string(),
+                list["items"][0]["id"].as_str().unwrap().to_string(),
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the run never started: {event} {list}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let (_, event) = second.get(&format!("/events/{id}"), Some(READER)).await;
+    assert_eq!(event["status"], "running", "{event}");
+    assert_eq!(event["claimed_by"], claimer.as_str(), "{event}");
+    let (_, list) = second.get("/jobs?pipeline=slow", Some(READER)).await;
+    assert_eq!(list["total"], 1, "run once: {list}");
+    let (status, body) = first.delete(&format!("/jobs/{job}"), Some(READER)).await;
+    assert_eq!(status, 202, "{body}");
+}

@@ -459,6 +459,30 @@ impl EventStore for DatabricksEvents {
         )))
     }
 
+    async fn heartbeat(&self, event_id: &str, worker: &str) -> Result<bool> {
+        check_worker(worker)?;
+        let id = parse_event_id(event_id)?;
+        let params = [
+            ts_param("now", Utc::now()),
+            StatementParam::string("id", &id),
+            StatementParam::string("worker", worker),
+        ];
+        for _ in 0..3 {
+            match self
+                .update(
+                    "started_at = :now",
+                    "event_id = :id AND status = 'running' AND claimed_by = :worker",
+                    &params,
+                )
+                .await?
+            {
+                Update::Changed(n) => return Ok(n > 0),
+                Update::Conflict => {}
+            }
+        }
+        Ok(false)
+    }
+
     async fn pending_count(&self) -> Result<u64> {
         let count = self
             .scalar(

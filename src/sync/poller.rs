@@ -169,6 +169,9 @@ impl Poller {
         let _watcher = this.store.watch_path().and_then(|p| watch(&p, &wake));
         let applies = CancellationToken::new();
         let mut inflight: JoinSet<()> = JoinSet::new();
+        // RUN events wait for their job (the runner limits how many run at once): they do not
+        // hold one of the `max_concurrent` apply slots, so a long run does not stall syncs.
+        let mut runs: JoinSet<()> = JoinSet::new();
         let mut reclaimed: VecDeque<Event> = VecDeque::new();
         let mut last_reclaim: Option<Instant> = None;
         // Events this poller is applying (a reclaim of one of them is not applied twice).
@@ -210,7 +213,12 @@ impl Poller {
                 let this = Arc::clone(&this);
                 let cancel = applies.clone();
                 let applying = Arc::clone(&applying);
-                inflight.spawn(async move {
+                let set = if event.operation == Operation::Run {
+                    &mut runs
+                } else {
+                    &mut inflight
+                };
+                set.spawn(async move {
                     let id = event.event_id.clone();
                     this.process(event, &cancel).await;
                     busy(&applying).remove(&id);
@@ -222,14 +230,18 @@ impl Poller {
                 _ = tokio::time::sleep(this.options.interval), if !full => {}
                 _ = wake.notified(), if !full => {}
                 Some(_) = inflight.join_next(), if !inflight.is_empty() => {}
+                Some(_) = runs.join_next(), if !runs.is_empty() => {}
             }
         }
         tracing::info!(
             worker = %this.options.worker_id,
-            in_flight = inflight.len(),
+            in_flight = inflight.len() + runs.len(),
             "events poller stopping"
         );
-        let drain = async { while inflight.join_next().await.is_some() {} };
+        let drain = async {
+            while inflight.join_next().await.is_some() {}
+            while runs.join_next().await.is_some() {}
+        };
         if tokio::time::timeout(this.options.shutdown_grace, drain)
             .await
             .is_err()
@@ -239,6 +251,7 @@ impl Poller {
             );
             applies.cancel();
             while inflight.join_next().await.is_some() {}
+            while runs.join_next().await.is_some() {}
         }
     }
 
@@ -272,7 +285,27 @@ impl Poller {
             // A bad row (say, a sync's fields on a RUN) fails here, before anything is planned.
             let outcome = match event.request().validate() {
                 Err(e) => Some(Outcome::failed(e.to_string())),
-                Ok(()) => self.hooks.run_pipeline(&event, cancel).await,
+                Ok(()) => {
+                    // A run may outlast the lease: the claim is renewed while it goes on.
+                    let beat = async {
+                        loop {
+                            tokio::time::sleep(self.options.reclaim_period()).await;
+                            match self.store.heartbeat(&id, &self.options.worker_id).await {
+                                Ok(true) => {}
+                                Ok(false) => {
+                                    tracing::warn!(event_id = %id, "the run event was taken over while it ran here")
+                                }
+                                Err(e) => {
+                                    tracing::warn!(event_id = %id, error = %e, "renewing the claim failed")
+                                }
+                            }
+                        }
+                    };
+                    tokio::select! {
+                        outcome = self.hooks.run_pipeline(&event, cancel) => outcome,
+                        () = beat => None,
+                    }
+                }
             };
             let Some(outcome) = outcome else {
                 tracing::warn!(event_id = %id, "run cancelled; the event will be recovered after its lease");

@@ -47,6 +47,11 @@ pub trait EventStore: Send + Sync + std::fmt::Debug {
     /// `false` (and changes nothing) when it is not: another worker took it over.
     async fn finish(&self, event_id: &str, worker: &str, outcome: &Outcome) -> Result<bool>;
 
+    /// Renews `worker`'s claim of a running event (its `started_at` becomes now), so that a
+    /// run longer than the lease is not taken over while its claimer is alive. Returns `false`
+    /// when the event is no longer running under `worker`.
+    async fn heartbeat(&self, event_id: &str, worker: &str) -> Result<bool>;
+
     /// How many events are pending.
     async fn pending_count(&self) -> Result<u64>;
 

@@ -460,6 +460,27 @@ impl EventStore for LocalDeltaEvents {
         )))
     }
 
+    async fn heartbeat(&self, event_id: &str, worker: &str) -> Result<bool> {
+        check_worker(worker)?;
+        let id = parse_event_id(event_id)?;
+        for attempt in 0..=CONFLICT_RETRIES {
+            let predicate = col("event_id")
+                .eq(lit(id.as_str()))
+                .and(col("status").eq(lit(EventStatus::Running.as_str())))
+                .and(col("claimed_by").eq(lit(worker)));
+            match self
+                .update(predicate, vec![("started_at", timestamp(now()))])
+                .await?
+            {
+                Update::Changed(n) => return Ok(n > 0),
+                Update::Conflict => {
+                    tracing::debug!(event_id = %id, attempt, "heartbeat conflicted; retrying");
+                }
+            }
+        }
+        Ok(false)
+    }
+
     async fn pending_count(&self) -> Result<u64> {
         let table = self.latest().await?;
         let ctx: SessionContext = deltalake::delta_datafusion::create_session().into_inner();
