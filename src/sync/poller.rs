@@ -293,10 +293,10 @@ impl Poller {
                             match self.store.heartbeat(&id, &self.options.worker_id).await {
                                 Ok(true) => {}
                                 Ok(false) => {
-                                    tracing::warn!(event_id = %id, "the run event was taken over while it ran here")
+                                    tracing::warn!(event_id = %id, "the run event was taken over while it ran here");
                                 }
                                 Err(e) => {
-                                    tracing::warn!(event_id = %id, error = %e, "renewing the claim failed")
+                                    tracing::warn!(event_id = %id, error = %e, "renewing the claim failed");
                                 }
                             }
                         }
