@@ -598,3 +598,353 @@ impl EventStore for SqliteEvents {
         Some(self.inner.path.clone())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+    use crate::sync::event::Operation;
+
+    fn request(n: usize) -> NewEvent {
+        NewEvent {
+            operation: Operation::Upsert,
+            source_table: "main.sales.results".into(),
+            target_table: "dbo.Results".into(),
+            primary_keys: vec!["id".into(), format!("k{n}")],
+            filter: Some("amount > 1".into()),
+            created_by: Some("job".into()),
+            pipeline: None,
+            country: None,
+            params: None,
+        }
+    }
+
+    fn store_in(dir: &tempfile::TempDir) -> SqliteEvents {
+        SqliteEvents::open(dir.path().join("sub").join("events.db")).unwrap()
+    }
+
+    #[tokio::test]
+    async fn events_round_trip_and_claims_go_oldest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_in(&dir);
+        assert_eq!(store.pending_count().await.unwrap(), 0);
+        assert_eq!(store.oldest_pending().await.unwrap(), None);
+        let first = store.submit(request(1)).await.unwrap();
+        let second = store.submit(request(2)).await.unwrap();
+        let id = "6F9619FF-8B86-D011-B42D-00C04FC964FF";
+        let third = store.submit_as(id, request(3)).await.unwrap();
+        assert_eq!(third.event_id, id.to_lowercase());
+        let e = store.submit_as("job-7", request(4)).await.unwrap_err();
+        assert_eq!(e.field(), Some("event_id"), "{e}");
+        assert!(
+            store.submit_as(id, request(5)).await.is_err(),
+            "ids are unique"
+        );
+        assert_eq!(store.get(&first.event_id).await.unwrap().unwrap(), first);
+        assert_eq!(store.get(id).await.unwrap().unwrap(), third);
+        assert_eq!(store.get("not-a-uuid").await.unwrap(), None);
+        assert_eq!(store.pending_count().await.unwrap(), 3);
+        assert_eq!(
+            store.oldest_pending().await.unwrap(),
+            Some(first.created_at)
+        );
+
+        let claimed = store.claim_next("w1").await.unwrap().unwrap();
+        assert_eq!(claimed.event_id, first.event_id);
+        assert_eq!(claimed.status, EventStatus::Running);
+        assert_eq!(claimed.claimed_by.as_deref(), Some("w1"));
+        assert!(claimed.started_at.is_some());
+        assert_eq!(store.get(&first.event_id).await.unwrap().unwrap(), claimed);
+        assert_eq!(store.pending_count().await.unwrap(), 2);
+        assert_eq!(
+            store.oldest_pending().await.unwrap(),
+            Some(second.created_at)
+        );
+
+        // Only the claimer may finish it, once.
+        let done = Outcome::Completed {
+            rows_affected: 7,
+            job_id: Some("job-1".into()),
+        };
+        assert!(!store.finish(&first.event_id, "w2", &done).await.unwrap());
+        assert!(store.finish(&first.event_id, "w1", &done).await.unwrap());
+        assert!(!store.finish(&first.event_id, "w1", &done).await.unwrap());
+        let finished = store.get(&first.event_id).await.unwrap().unwrap();
+        assert_eq!(finished.status, EventStatus::Completed);
+        assert_eq!(finished.rows_affected, Some(7));
+        assert_eq!(finished.job_id.as_deref(), Some("job-1"));
+        assert!(finished.completed_at.is_some());
+        // A pending event cannot be finished.
+        let failed = Outcome::failed("boom");
+        assert!(!store.finish(&second.event_id, "w1", &failed).await.unwrap());
+
+        let next = store.claim_next("w1").await.unwrap().unwrap();
+        assert_eq!(next.event_id, second.event_id);
+        assert!(store.finish(&next.event_id, "w1", &failed).await.unwrap());
+        let next = store.get(&second.event_id).await.unwrap().unwrap();
+        assert_eq!(
+            (
+                next.status,
+                next.error_message.as_deref(),
+                next.rows_affected
+            ),
+            (EventStatus::Failed, Some("boom"), None)
+        );
+        assert_eq!(
+            store.claim_next("w1").await.unwrap().unwrap().event_id,
+            third.event_id
+        );
+        assert!(store.claim_next("w1").await.unwrap().is_none());
+        assert!(store.claim_next("").await.is_err(), "worker is checked");
+
+        let listed: Vec<String> = store
+            .list(None, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.event_id)
+            .collect();
+        assert_eq!(
+            listed,
+            [&third.event_id, &second.event_id, &first.event_id].map(String::clone),
+            "newest first"
+        );
+        assert_eq!(store.list(None, 2).await.unwrap().len(), 2);
+        let failed = store.list(Some(EventStatus::Failed), 10).await.unwrap();
+        assert_eq!(failed.len(), 1);
+        assert_eq!(failed[0].event_id, second.event_id);
+        assert!(
+            store
+                .list(Some(EventStatus::Pending), 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_claimers_on_one_file_claim_each_event_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = store_in(&dir);
+        let b = store_in(&dir);
+        let n = 60;
+        let mut submitted = HashSet::new();
+        for i in 0..n {
+            let store = if i % 2 == 0 { &a } else { &b };
+            submitted.insert(store.submit(request(i)).await.unwrap().event_id);
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        for t in 0..8 {
+            // Each task its own connection half the time: both instances, several per file.
+            let store = match t % 3 {
+                0 => a.clone(),
+                1 => b.clone(),
+                _ => store_in(&dir),
+            };
+            tasks.spawn(async move {
+                let worker = format!("w{t}");
+                let mut mine = Vec::new();
+                while let Some(e) = store.claim_next(&worker).await.unwrap() {
+                    assert_eq!(e.claimed_by.as_deref(), Some(worker.as_str()));
+                    assert!(
+                        store
+                            .finish(&e.event_id, &worker, &Outcome::completed(1))
+                            .await
+                            .unwrap()
+                    );
+                    mine.push(e.event_id);
+                }
+                mine
+            });
+        }
+        let mut claimed = Vec::new();
+        while let Some(mine) = tasks.join_next().await {
+            claimed.extend(mine.unwrap());
+        }
+        assert_eq!(claimed.len(), n, "every event claimed exactly once");
+        assert_eq!(claimed.into_iter().collect::<HashSet<_>>(), submitted);
+        assert_eq!(a.pending_count().await.unwrap(), 0);
+        assert_eq!(
+            b.list(Some(EventStatus::Completed), 1000)
+                .await
+                .unwrap()
+                .len(),
+            n
+        );
+    }
+
+    #[tokio::test]
+    async fn stale_claims_are_taken_over_after_the_lease_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_in(&dir);
+        let event = store.submit(request(1)).await.unwrap();
+        store.claim_next("crashed").await.unwrap().unwrap();
+        assert!(
+            store
+                .reclaim_stale("w2", Duration::from_secs(600))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let taken = store
+            .reclaim_stale("w2", Duration::from_millis(10))
+            .await
+            .unwrap();
+        assert_eq!(taken.len(), 1);
+        assert_eq!(taken[0].event_id, event.event_id);
+        assert_eq!(taken[0].claimed_by.as_deref(), Some("w2"));
+        assert_eq!(taken[0].status, EventStatus::Running);
+        // Just taken over: not stale again at once.
+        assert!(
+            store
+                .reclaim_stale("w3", Duration::from_secs(1))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let done = Outcome::completed(1);
+        assert!(
+            !store
+                .finish(&event.event_id, "crashed", &done)
+                .await
+                .unwrap()
+        );
+        assert!(store.finish(&event.event_id, "w2", &done).await.unwrap());
+        // Finished events are never reclaimed.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(
+            store
+                .reclaim_stale("w3", Duration::from_millis(1))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[tokio::test]
+    async fn prune_deletes_only_events_finished_before_the_cutoff() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_in(&dir);
+        let mut ids = Vec::new();
+        for i in 0..4 {
+            ids.push(store.submit(request(i)).await.unwrap().event_id);
+        }
+        // 0 completed, 1 failed, 2 running, 3 pending.
+        for (i, outcome) in [Outcome::completed(1), Outcome::failed("x")]
+            .iter()
+            .enumerate()
+        {
+            let e = store.claim_next("w").await.unwrap().unwrap();
+            assert_eq!(e.event_id, ids[i]);
+            assert!(store.finish(&e.event_id, "w", outcome).await.unwrap());
+        }
+        store.claim_next("w").await.unwrap().unwrap();
+        let hour_ago = Utc::now() - chrono::Duration::hours(1);
+        assert_eq!(store.prune(hour_ago).await.unwrap(), 0, "recent rows stay");
+        assert_eq!(store.list(None, 10).await.unwrap().len(), 4);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert_eq!(store.prune(Utc::now()).await.unwrap(), 2);
+        let left: Vec<(String, EventStatus)> = store
+            .list(None, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.event_id, e.status))
+            .collect();
+        assert_eq!(
+            left,
+            [
+                (ids[3].clone(), EventStatus::Pending),
+                (ids[2].clone(), EventStatus::Running)
+            ]
+        );
+        assert_eq!(store.pending_count().await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_old_default_delta_table_is_imported_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let old_path = dir.path().join(".bridge/events/bridge_events");
+        let db = dir.path().join(".bridge/events.db");
+        // No old table: nothing imported, no table created.
+        let empty = tempfile::tempdir().unwrap();
+        let fresh = SqliteEvents::open_default(&empty.path().join("events.db"), &old_path)
+            .await
+            .unwrap();
+        assert!(fresh.list(None, 10).await.unwrap().is_empty());
+        assert!(!old_path.exists());
+
+        let old = LocalDeltaEvents::open(&old_path).await.unwrap();
+        let done = old.submit(request(1)).await.unwrap();
+        let running = old.submit(request(2)).await.unwrap();
+        let pending = old.submit(request(3)).await.unwrap();
+        old.claim_next("old").await.unwrap().unwrap();
+        assert!(
+            old.finish(&done.event_id, "old", &Outcome::completed(5))
+                .await
+                .unwrap()
+        );
+        old.claim_next("old").await.unwrap().unwrap();
+        let before = old.all_events().await.unwrap();
+        assert_eq!(before.len(), 3);
+
+        let store = SqliteEvents::open_default(&db, &old_path).await.unwrap();
+        let mut after = store.list(None, 10).await.unwrap();
+        after.reverse();
+        assert_eq!(
+            after, before,
+            "ids, statuses and timestamps kept, oldest first"
+        );
+        assert_eq!(store.pending_count().await.unwrap(), 1);
+        assert_eq!(
+            store.oldest_pending().await.unwrap(),
+            Some(pending.created_at)
+        );
+        // Pending stays claimable, running stays reclaimable and finishable by its claimer.
+        assert_eq!(
+            store.claim_next("new").await.unwrap().unwrap().event_id,
+            pending.event_id
+        );
+        assert!(
+            store
+                .finish(&running.event_id, "old", &Outcome::completed(1))
+                .await
+                .unwrap()
+        );
+
+        // Once only: a reopen imports nothing more, even if the old table changed.
+        old.submit(request(4)).await.unwrap();
+        drop(store);
+        let store = SqliteEvents::open_default(&db, &old_path).await.unwrap();
+        assert_eq!(store.list(None, 10).await.unwrap().len(), 3);
+        // And an import again adds only what is missing.
+        let again = store.import(old.all_events().await.unwrap()).await.unwrap();
+        assert_eq!(again, 1);
+        assert_eq!(store.list(None, 10).await.unwrap().len(), 4);
+    }
+
+    #[test]
+    fn a_database_of_a_newer_bridge_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.db");
+        drop(SqliteEvents::open(&path).unwrap());
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        let e = SqliteEvents::open(&path).unwrap_err();
+        assert!(e.to_string().contains("newer bridge"), "{e}");
+    }
+
+    #[test]
+    fn the_watched_path_is_the_database_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_in(&dir);
+        assert_eq!(
+            store.watch_path().unwrap(),
+            dir.path().join("sub").join("events.db")
+        );
+    }
+}
