@@ -1530,10 +1530,7 @@ mod events {
             .post("/sync", Some(WRITER), insert("main.calibration.results"))
             .await;
         assert_eq!(status, 500, "{body}");
-        let store =
-            bridge::sync::LocalDeltaEvents::open(scratch.path(".bridge/events/bridge_events"))
-                .await
-                .unwrap();
+        let store = bridge::sync::SqliteEvents::open(scratch.path(".bridge/events.db")).unwrap();
         use bridge::sync::EventStore;
         assert!(
             store.list(None, 10).await.unwrap().is_empty(),
@@ -1735,10 +1732,7 @@ steps:
 
         // An event written straight into the events table by someone who is not in the
         // permissions file is refused, unapplied.
-        let store =
-            bridge::sync::LocalDeltaEvents::open(scratch.path(".bridge/events/bridge_events"))
-                .await
-                .unwrap();
+        let store = bridge::sync::SqliteEvents::open(scratch.path(".bridge/events.db")).unwrap();
         use bridge::sync::EventStore;
         let stranger = store
             .submit(bridge::sync::NewEvent {
@@ -2027,10 +2021,7 @@ mod security {
         );
 
         // An events row written straight into the table is authorised the same way.
-        let store =
-            bridge::sync::LocalDeltaEvents::open(scratch.path(".bridge/events/bridge_events"))
-                .await
-                .unwrap();
+        let store = bridge::sync::SqliteEvents::open(scratch.path(".bridge/events.db")).unwrap();
         use bridge::sync::EventStore;
         let event = store
             .submit(bridge::sync::NewEvent {
@@ -2189,7 +2180,7 @@ async fn sync_filters_calling_unbounded_functions_are_refused_naming_them() {
 /// written straight into the events table (as a Databricks job does).
 mod run_events {
     use super::*;
-    use bridge::sync::{EventStore, LocalDeltaEvents, NewEvent, Operation};
+    use bridge::sync::{EventStore, NewEvent, Operation, SqliteEvents};
 
     async fn wait_event(server: &Server, id: &str) -> Value {
         let deadline = Instant::now() + Duration::from_secs(120);
@@ -2205,7 +2196,7 @@ mod run_events {
     }
 
     /// An event read from the events table itself (whoever created it).
-    async fn wait_stored(store: &LocalDeltaEvents, id: &str) -> Value {
+    async fn wait_stored(store: &SqliteEvents, id: &str) -> Value {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             let event = store.get(id).await.unwrap().expect("stored");
@@ -2278,9 +2269,7 @@ mod run_events {
         assert!(!files_under(&scratch, "output/volume/colombia").is_empty());
 
         // A row written into the events table, as a Databricks job would: the same.
-        let store = LocalDeltaEvents::open(scratch.path(".bridge/events/bridge_events"))
-            .await
-            .unwrap();
+        let store = SqliteEvents::open(scratch.path(".bridge/events.db")).unwrap();
         let row = store
             .submit(run_row("reader", "demo", Some("mexico"), None))
             .await
