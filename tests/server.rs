@@ -370,6 +370,23 @@ fn a_zero_poll_interval_is_refused() {
     assert!(common::stdout(&out).is_empty(), "it never listened");
 }
 
+#[test]
+fn a_zero_event_retention_is_refused() {
+    let scratch = project();
+    let out = refused_serve(&scratch, &["--event-retention-days", "0"]);
+    let err = common::stderr(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an invalid argument exits 2: {err}"
+    );
+    assert!(
+        err.contains("--event-retention-days") && err.contains("more than 0"),
+        "{err}"
+    );
+    assert!(common::stdout(&out).is_empty(), "it never listened");
+}
+
 /// `bridge serve` with `extra` arguments, which must exit on its own: one still serving after
 /// 30 s is killed and fails the test (it accepted the arguments).
 fn refused_serve(scratch: &Scratch, extra: &[&str]) -> std::process::Output {
@@ -2228,6 +2245,30 @@ mod run_events {
             .get(&format!("/jobs?pipeline={pipeline}"), Some(READER))
             .await;
         list["total"].as_u64().unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn events_of_the_old_default_delta_table_are_imported_and_run() {
+        let scratch = project();
+        let old =
+            bridge::sync::LocalDeltaEvents::open(scratch.path(".bridge/events/bridge_events"))
+                .await
+                .unwrap();
+        let pending = old
+            .submit(run_row("reader", "demo", Some("mexico"), None))
+            .await
+            .unwrap();
+        drop(old);
+        let server = Server::start(&scratch, &["--no-schedules"]);
+        let event = wait_event(&server, &pending.event_id).await;
+        assert_eq!(event["status"], "completed", "{event}");
+        assert_eq!(
+            event["created_at"],
+            serde_json::to_value(&pending).unwrap()["created_at"]
+        );
+        let store = SqliteEvents::open(scratch.path(".bridge/events.db")).unwrap();
+        assert_eq!(store.list(None, 10).await.unwrap().len(), 1);
+        assert_eq!(jobs_of(&server, "demo").await, 1, "run once");
     }
 
     /// A pipeline reading a SQL Server table the writer has no grant on.
