@@ -141,6 +141,7 @@ impl Fixture {
                 worker_id: worker.into(),
                 max_concurrent: 2,
                 shutdown_grace: Duration::from_secs(10),
+                retention: None,
             },
         )
     }
@@ -783,6 +784,7 @@ async fn a_poller_shut_down_mid_apply_leaves_the_event_for_recovery() {
             max_concurrent: 1,
             // No grace: in-flight applies are cancelled at once.
             shutdown_grace: Duration::ZERO,
+            retention: None,
         },
     );
     poller.run(shutdown).await;

@@ -265,7 +265,7 @@ impl Poller {
         match self.store.prune(before).await {
             Ok(0) => {}
             Ok(n) => {
-                tracing::info!(events = n, %before, "deleted finished events past the retention")
+                tracing::info!(events = n, %before, "deleted finished events past the retention");
             }
             Err(e) => tracing::warn!(error = %e, "events poller: deleting old events failed"),
         }
