@@ -17,6 +17,12 @@ and 10 x N rows landed in dbo.burst_N (read from the test server's SQLite file).
 
 A flat per-event cost shows as CPU ms per event (and events/s) about equal across sizes.
 
+`--store delta` runs the same with the previous store, the local Delta table (`serve
+--events-table`), for comparison; events then go through POST /sync (`--submit api`, also available
+for the SQLite store) while the server runs, and the drain is timed from the first POST to the
+last event finished (the poller applies one event at a time, oldest first, so the last one
+finished means all did; every event's status is then checked).
+
 Usage (the bench venv of benches/check.sh: polars, pyarrow, pymssql):
   python benches/events_burst.py [--sizes 100,1000] [--bridge PATH] [--server PATH] [--keep]
 Exits non-zero when a check fails.
@@ -85,16 +91,28 @@ class Serve:
 
     def __init__(self, a, proj: str, port: int, stderr: str):
         self.err = open(stderr, "a")
+        extra = ["--events-table", os.path.join(proj, ".bridge", "events_delta")] if a.store == "delta" else []
         self.proc = subprocess.Popen(
-            [a.bridge, "--root", proj, "serve", "--listen", "127.0.0.1:0", "--no-schedules"],
+            [a.bridge, "--root", proj, "serve", "--listen", "127.0.0.1:0", "--no-schedules", *extra],
             stdout=subprocess.PIPE, stderr=self.err, text=True, env=bridge_env(port))
         line = self.proc.stdout.readline()
         self.started = time.perf_counter()
         if not line.startswith("listening on "):
             self.stop()
             raise BenchError(f"bridge serve did not start: {line!r} (see {stderr})")
+        self.base = line.split("listening on ", 1)[1].strip()
         self.cpu0 = proc_cpu(self.proc.pid)
         threading.Thread(target=self.proc.stdout.read, daemon=True).start()
+
+    def call(self, method: str, path: str, body: dict | None = None) -> dict:
+        import urllib.request
+
+        req = urllib.request.Request(self.base + path, method=method,
+                                     data=json.dumps(body).encode() if body is not None else None,
+                                     headers={"Authorization": f"Bearer {TOKEN}",
+                                              "Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=120) as r:
+            return json.loads(r.read())
 
     def cpu(self) -> float:
         return proc_cpu(self.proc.pid) - self.cpu0
@@ -131,6 +149,30 @@ def counts(db: str) -> dict[str, int]:
         conn.close()
 
 
+def drain_api(a, proj: str, port: int, stderr: str, n: int, target: str) -> dict:
+    """N events through POST /sync while the server applies them; the statuses at the end, the
+    drain seconds and the server's CPU seconds (both taken before the final status checks)."""
+    serve = Serve(a, proj, port, stderr)
+    try:
+        t0 = time.perf_counter()
+        cpu0 = serve.cpu()
+        ids = [serve.call("POST", "/sync", {"operation": "INSERT", "source_table": "main.bench.ev",
+                                            "target_table": target})["id"] for _ in range(n)]
+        log(f"{n} events posted in {time.perf_counter() - t0:.1f} s; draining")
+        deadline = time.monotonic() + a.timeout
+        while serve.call("GET", f"/events/{ids[-1]}")["status"] not in ("completed", "failed"):
+            if time.monotonic() > deadline:
+                raise BenchError(f"backlog of {n} not drained after {a.timeout} s")
+            time.sleep(0.1)
+        out = {"drain_s": time.perf_counter() - t0, "cpu_s": serve.cpu() - cpu0}
+        for ev_id in ids:
+            status = serve.call("GET", f"/events/{ev_id}")["status"]
+            out[status] = out.get(status, 0) + 1
+        return out
+    finally:
+        serve.stop()
+
+
 def burst(a, work: str, server: TdsServer, n: int) -> dict:
     proj = os.path.join(work, f"burst_{n}")
     make_project(a, proj, server.port)
@@ -140,30 +182,34 @@ def burst(a, work: str, server: TdsServer, n: int) -> dict:
     tsql(server.port, f"IF OBJECT_ID('{table}') IS NOT NULL DROP TABLE {table}",
          benchlib.create_table_sql(f"dbo.{table}").replace(" PRIMARY KEY", ""))
     stderr = os.path.join(work, f"serve_{n}.stderr")
-    Serve(a, proj, server.port, stderr).stop()  # creates .bridge/events.db
-    db = os.path.join(proj, ".bridge", "events.db")
-    if not os.path.exists(db):
-        raise BenchError(f"{db} was not created: is `bridge` a build with the SQLite events store?")
-    write_backlog(db, n, f"dbo.{table}")
-    log(f"{n} events written to {db}; draining")
-    serve = Serve(a, proj, server.port, stderr)
-    try:
-        deadline = time.monotonic() + a.timeout
-        while True:
-            c = counts(db)
-            if c.get("pending", 0) + c.get("running", 0) == 0:
-                break
-            if time.monotonic() > deadline:
-                raise BenchError(f"backlog of {n} not drained after {a.timeout} s: {c}")
-            time.sleep(0.05)
-        drain = time.perf_counter() - serve.started
-        cpu = serve.cpu()
-    finally:
-        serve.stop()
+    if a.submit == "api":
+        c = drain_api(a, proj, server.port, stderr, n, f"dbo.{table}")
+        drain, cpu = c.pop("drain_s"), c.pop("cpu_s")
+    else:
+        db = os.path.join(proj, ".bridge", "events.db")
+        Serve(a, proj, server.port, stderr).stop()  # creates .bridge/events.db
+        if not os.path.exists(db):
+            raise BenchError(f"{db} was not created: is `bridge` a build with the SQLite events store?")
+        write_backlog(db, n, f"dbo.{table}")
+        log(f"{n} events written to {db}; draining")
+        serve = Serve(a, proj, server.port, stderr)
+        try:
+            deadline = time.monotonic() + a.timeout
+            while True:
+                c = counts(db)
+                if c.get("pending", 0) + c.get("running", 0) == 0:
+                    break
+                if time.monotonic() > deadline:
+                    raise BenchError(f"backlog of {n} not drained after {a.timeout} s: {c}")
+                time.sleep(0.05)
+            drain = time.perf_counter() - serve.started
+            cpu = serve.cpu()
+        finally:
+            serve.stop()
+        c = counts(db)
     conn = sqlite3.connect(f"file:{server.db}?mode=ro", uri=True)
     landed = conn.execute(f'SELECT COUNT(*) FROM "{table}"').fetchone()[0]
     conn.close()
-    c = counts(db)
     return {"events": n, "drain_s": drain, "events_per_s": n / drain, "serve_cpu_s": cpu,
             "cpu_ms_per_event": 1000 * cpu / n, "completed": c.get("completed", 0), "failed": c.get("failed", 0),
             "left": c.get("pending", 0) + c.get("running", 0), "rows": landed}
@@ -177,14 +223,22 @@ def main() -> int:
     p.add_argument("--workdir", help="keep everything in this folder (default a temp folder, removed)")
     p.add_argument("--keep", action="store_true", help="keep the temp folder")
     p.add_argument("--timeout", type=float, default=3600, help="seconds one backlog may take to drain")
+    p.add_argument("--store", choices=["sqlite", "delta"], default="sqlite",
+                   help="the events store: the default SQLite database or a local Delta table (--events-table)")
+    p.add_argument("--submit", choices=["direct", "api"],
+                   help="write the backlog into the database before serving (direct, SQLite only; the default "
+                        "there) or POST /sync while serving (api; the default for delta)")
     a = p.parse_args()
+    a.submit = a.submit or ("api" if a.store == "delta" else "direct")
+    if a.store == "delta" and a.submit == "direct":
+        p.error("--submit direct needs --store sqlite")
     sizes = [int(s) for s in a.sizes.split(",") if s]
     for b in (a.bridge, a.server):
         if not os.access(b, os.X_OK):
             p.error(f"{b} not found: build it (cargo build --release -p sql-databricks-bridge -p tds-test-server)")
     work = a.workdir or tempfile.mkdtemp(prefix="bridge-events-burst-")
     os.makedirs(work, exist_ok=True)
-    log(f"bridge {a.bridge}, work folder {work}")
+    log(f"bridge {a.bridge}, store {a.store}, submit {a.submit}, work folder {work}")
     server = TdsServer(a.server, os.path.join(work, "sqlserver.db"), work)
     results, ok = [], True
     try:
