@@ -107,8 +107,11 @@ impl ServeOptions {
         zero_refused: Some("0 would take every other server for dead"),
     };
 
+    /// How long finished events are kept by default (30 days).
+    pub const DEFAULT_EVENT_RETENTION: Duration = Duration::from_secs(30 * 86_400);
     /// The default of `--event-retention-days`.
-    pub const DEFAULT_EVENT_RETENTION_DAYS: f64 = 30.0;
+    pub const DEFAULT_EVENT_RETENTION_DAYS: f64 =
+        Self::DEFAULT_EVENT_RETENTION.as_secs_f64() / 86_400.0;
 
     /// The event retention of `days` days (`--event-retention-days`); refused when not a finite
     /// number of days more than 0.
@@ -145,7 +148,7 @@ impl Default for ServeOptions {
             events_table: None,
             databricks_events: None,
             shutdown_grace: Self::SHUTDOWN_GRACE.default,
-            event_retention: Duration::from_secs(30 * 86_400),
+            event_retention: Self::DEFAULT_EVENT_RETENTION,
             max_concurrent_jobs: Self::DEFAULT_MAX_JOBS,
             permissions: None,
             audit_log: None,
