@@ -370,6 +370,23 @@ fn a_zero_poll_interval_is_refused() {
     assert!(common::stdout(&out).is_empty(), "it never listened");
 }
 
+#[test]
+fn a_zero_event_retention_is_refused() {
+    let scratch = project();
+    let out = refused_serve(&scratch, &["--event-retention-days", "0"]);
+    let err = common::stderr(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an invalid argument exits 2: {err}"
+    );
+    assert!(
+        err.contains("--event-retention-days") && err.contains("more than 0"),
+        "{err}"
+    );
+    assert!(common::stdout(&out).is_empty(), "it never listened");
+}
+
 /// `bridge serve` with `extra` arguments, which must exit on its own: one still serving after
 /// 30 s is killed and fails the test (it accepted the arguments).
 fn refused_serve(scratch: &Scratch, extra: &[&str]) -> std::process::Output {
@@ -1530,10 +1547,7 @@ mod events {
             .post("/sync", Some(WRITER), insert("main.calibration.results"))
             .await;
         assert_eq!(status, 500, "{body}");
-        let store =
-            bridge::sync::LocalDeltaEvents::open(scratch.path(".bridge/events/bridge_events"))
-                .await
-                .unwrap();
+        let store = bridge::sync::SqliteEvents::open(scratch.path(".bridge/events.db")).unwrap();
         use bridge::sync::EventStore;
         assert!(
             store.list(None, 10).await.unwrap().is_empty(),
@@ -1735,10 +1749,7 @@ steps:
 
         // An event written straight into the events table by someone who is not in the
         // permissions file is refused, unapplied.
-        let store =
-            bridge::sync::LocalDeltaEvents::open(scratch.path(".bridge/events/bridge_events"))
-                .await
-                .unwrap();
+        let store = bridge::sync::SqliteEvents::open(scratch.path(".bridge/events.db")).unwrap();
         use bridge::sync::EventStore;
         let stranger = store
             .submit(bridge::sync::NewEvent {
@@ -2027,10 +2038,7 @@ mod security {
         );
 
         // An events row written straight into the table is authorised the same way.
-        let store =
-            bridge::sync::LocalDeltaEvents::open(scratch.path(".bridge/events/bridge_events"))
-                .await
-                .unwrap();
+        let store = bridge::sync::SqliteEvents::open(scratch.path(".bridge/events.db")).unwrap();
         use bridge::sync::EventStore;
         let event = store
             .submit(bridge::sync::NewEvent {
@@ -2189,7 +2197,7 @@ async fn sync_filters_calling_unbounded_functions_are_refused_naming_them() {
 /// written straight into the events table (as a Databricks job does).
 mod run_events {
     use super::*;
-    use bridge::sync::{EventStore, LocalDeltaEvents, NewEvent, Operation};
+    use bridge::sync::{EventStore, NewEvent, Operation, SqliteEvents};
 
     async fn wait_event(server: &Server, id: &str) -> Value {
         let deadline = Instant::now() + Duration::from_secs(120);
@@ -2205,7 +2213,7 @@ mod run_events {
     }
 
     /// An event read from the events table itself (whoever created it).
-    async fn wait_stored(store: &LocalDeltaEvents, id: &str) -> Value {
+    async fn wait_stored(store: &SqliteEvents, id: &str) -> Value {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             let event = store.get(id).await.unwrap().expect("stored");
@@ -2237,6 +2245,30 @@ mod run_events {
             .get(&format!("/jobs?pipeline={pipeline}"), Some(READER))
             .await;
         list["total"].as_u64().unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn events_of_the_old_default_delta_table_are_imported_and_run() {
+        let scratch = project();
+        let old =
+            bridge::sync::LocalDeltaEvents::open(scratch.path(".bridge/events/bridge_events"))
+                .await
+                .unwrap();
+        let pending = old
+            .submit(run_row("reader", "demo", Some("mexico"), None))
+            .await
+            .unwrap();
+        drop(old);
+        let server = Server::start(&scratch, &["--no-schedules"]);
+        let event = wait_event(&server, &pending.event_id).await;
+        assert_eq!(event["status"], "completed", "{event}");
+        assert_eq!(
+            event["created_at"],
+            serde_json::to_value(&pending).unwrap()["created_at"]
+        );
+        let store = SqliteEvents::open(scratch.path(".bridge/events.db")).unwrap();
+        assert_eq!(store.list(None, 10).await.unwrap().len(), 1);
+        assert_eq!(jobs_of(&server, "demo").await, 1, "run once");
     }
 
     /// A pipeline reading a SQL Server table the writer has no grant on.
@@ -2278,9 +2310,7 @@ mod run_events {
         assert!(!files_under(&scratch, "output/volume/colombia").is_empty());
 
         // A row written into the events table, as a Databricks job would: the same.
-        let store = LocalDeltaEvents::open(scratch.path(".bridge/events/bridge_events"))
-            .await
-            .unwrap();
+        let store = SqliteEvents::open(scratch.path(".bridge/events.db")).unwrap();
         let row = store
             .submit(run_row("reader", "demo", Some("mexico"), None))
             .await

@@ -16,7 +16,7 @@ use bridge::sync::event::Outcome;
 use bridge::sync::local::EVENT_COLUMNS;
 use bridge::sync::{
     AllowAll, ApplyLimits, Event, EventStatus, EventStore, LocalDeltaEvents, NewEvent, Operation,
-    Poller, PollerHooks, PollerOptions, SourceCatalog, apply_event,
+    Poller, PollerHooks, PollerOptions, SourceCatalog, SqliteEvents, apply_event,
 };
 use deltalake::DeltaTable;
 use deltalake::arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
@@ -119,6 +119,11 @@ impl Fixture {
         )
     }
 
+    /// The events store as `bridge serve` opens it by default (a SQLite file).
+    fn sqlite_store(&self) -> Arc<SqliteEvents> {
+        Arc::new(SqliteEvents::open(self.dir.path().join(".bridge").join("events.db")).unwrap())
+    }
+
     fn poller(&self, store: Arc<dyn EventStore>, worker: &str, lease: Duration) -> Poller {
         self.poller_with(store, worker, lease, Arc::new(AllowAll))
     }
@@ -141,6 +146,7 @@ impl Fixture {
                 worker_id: worker.into(),
                 max_concurrent: 2,
                 shutdown_grace: Duration::from_secs(10),
+                retention: None,
             },
         )
     }
@@ -783,6 +789,7 @@ async fn a_poller_shut_down_mid_apply_leaves_the_event_for_recovery() {
             max_concurrent: 1,
             // No grace: in-flight applies are cancelled at once.
             shutdown_grace: Duration::ZERO,
+            retention: None,
         },
     );
     poller.run(shutdown).await;
@@ -956,6 +963,24 @@ async fn two_stores_claiming_concurrently_claim_each_event_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_pollers_apply_many_events_exactly_once() {
     let f = Fixture::new().await;
+    let (a, b) = (f.store().await, f.store().await);
+    two_pollers_apply_exactly_once(&f, a, b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_pollers_on_one_sqlite_file_apply_many_events_exactly_once() {
+    let f = Fixture::new().await;
+    let (a, b) = (f.sqlite_store(), f.sqlite_store());
+    two_pollers_apply_exactly_once(&f, a, b).await;
+}
+
+/// Two pollers, each with its own store instance on the same events table, apply 20 events into
+/// a keyless table: each once.
+async fn two_pollers_apply_exactly_once(
+    f: &Fixture,
+    store_a: Arc<dyn EventStore>,
+    store_b: Arc<dyn EventStore>,
+) {
     // A target without a key, so a second application would show as duplicate rows.
     f.tsql(
         "CREATE TABLE dbo.Log (id INT NOT NULL, name NVARCHAR(50) NULL, amount DECIMAL(18,2) NULL)",
@@ -964,8 +989,6 @@ async fn two_pollers_apply_many_events_exactly_once() {
     let rows: Vec<(i64, String, f64)> = (0..100).map(|i| (i, format!("n{i}"), 1.5)).collect();
     let rows: Vec<(i64, &str, f64)> = rows.iter().map(|(i, n, a)| (*i, n.as_str(), *a)).collect();
     f.source("main.sales.bulk", &rows).await;
-    let store_a = f.store().await;
-    let store_b = f.store().await;
     const EVENTS: i64 = 20;
     let mut ids = Vec::new();
     for k in 0..EVENTS {
@@ -1223,4 +1246,53 @@ async fn the_poller_wakes_when_an_event_arrives() {
     );
     shutdown.cancel();
     running.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_to_the_sqlite_store_wakes_the_poller_at_once() {
+    let f = Fixture::new().await;
+    f.tsql("CREATE TABLE dbo.Woken (id INT NOT NULL, name NVARCHAR(50) NULL, amount DECIMAL(18,2) NULL)")
+        .await;
+    f.source("main.sales.woken", &[(1, "a", 1.0), (2, "b", 2.0)])
+        .await;
+    let store = f.sqlite_store();
+    // Noise in the same folder does not matter; the database's own files do.
+    std::fs::write(f.dir.path().join(".bridge").join("other.log"), "x").unwrap();
+    let project = f.project.clone();
+    let poller = Poller::new(
+        store.clone(),
+        move || project.clone(),
+        Arc::new(AllowAll),
+        PollerOptions {
+            // Never by the clock within the test: only a wake-up applies the event in time.
+            interval: Duration::from_secs(3600),
+            lease: Duration::from_secs(600),
+            worker_id: "woken".into(),
+            max_concurrent: 1,
+            shutdown_grace: Duration::from_secs(10),
+            retention: None,
+        },
+    );
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(poller.run(shutdown.clone()));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Another process's connection writes the event.
+    let writer = SqliteEvents::open(f.dir.path().join(".bridge").join("events.db")).unwrap();
+    let mut e = request(Operation::Insert, "main.sales.woken", &[], None);
+    e.target_table = "dbo.Woken".into();
+    let id = writer.submit(e).await.unwrap().event_id;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        let status = store.get(&id).await.unwrap().unwrap().status;
+        if matches!(status, EventStatus::Completed | EventStatus::Failed)
+            || Instant::now() > deadline
+        {
+            break status;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    shutdown.cancel();
+    running.await.unwrap();
+    assert_eq!(status, EventStatus::Completed, "the poller was not woken");
+    assert_eq!(f.rows("SELECT COUNT(*) FROM Woken"), ["2"]);
 }

@@ -20,7 +20,8 @@ pub struct ServeArgs {
     /// Seconds after which a running event is presumed abandoned by a dead server and retaken.
     #[arg(long, default_value_t = ServeOptions::EVENT_LEASE.default.as_secs_f64())]
     event_lease: f64,
-    /// The local events Delta table (default .bridge/events/bridge_events).
+    /// Keep the events in this local Delta table instead of the default SQLite database
+    /// .bridge/events.db (the store before; e.g. .bridge/events/bridge_events).
     #[arg(long, conflicts_with = "databricks_events")]
     events_table: Option<PathBuf>,
     /// Poll the events table in Databricks instead (default bridge.events.bridge_events),
@@ -30,6 +31,10 @@ pub struct ServeArgs {
     /// Seconds a shutdown waits for running jobs before interrupting them.
     #[arg(long, default_value_t = ServeOptions::SHUTDOWN_GRACE.default.as_secs_f64())]
     shutdown_grace: f64,
+    /// Days after which completed and failed events are deleted from the local events database
+    /// (checked hourly; pending and running events are kept).
+    #[arg(long, default_value_t = ServeOptions::DEFAULT_EVENT_RETENTION_DAYS)]
+    event_retention_days: f64,
     /// Jobs that run at the same time; others wait queued.
     #[arg(long, default_value_t = ServeOptions::DEFAULT_MAX_JOBS)]
     max_jobs: usize,
@@ -60,6 +65,7 @@ impl ServeArgs {
             events_table: self.events_table,
             databricks_events: self.databricks_events,
             shutdown_grace: ServeOptions::SHUTDOWN_GRACE.from_secs(self.shutdown_grace)?,
+            event_retention: ServeOptions::event_retention_days(self.event_retention_days)?,
             max_concurrent_jobs: self.max_jobs,
             permissions: self.permissions,
             audit_log: self.audit_log,

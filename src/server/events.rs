@@ -49,6 +49,7 @@ pub async fn run_poller(state: Arc<AppState>, options: ServeOptions, stop: Cance
             interval: options.poll_interval,
             lease: options.event_lease,
             shutdown_grace: options.shutdown_grace,
+            retention: Some(options.event_retention),
             ..PollerOptions::default()
         },
     );

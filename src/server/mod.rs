@@ -106,13 +106,16 @@ pub async fn serve(root: &Path, options: ServeOptions, shutdown: CancellationTok
     // Invalid files at startup do not stop the server: /health/ready reports them and the next
     // valid edit is picked up.
     let _ = versions.reload().await;
-    let events_path = options
-        .events_table
-        .clone()
-        .unwrap_or_else(|| bridge_dir.join("events").join("bridge_events"));
-    let events: Arc<dyn EventStore> = match &options.databricks_events {
-        None => Arc::new(crate::sync::LocalDeltaEvents::open(&events_path).await?),
-        Some(table) => {
+    let events: Arc<dyn EventStore> = match (&options.databricks_events, &options.events_table) {
+        (None, Some(path)) => Arc::new(crate::sync::LocalDeltaEvents::open(path).await?),
+        (None, None) => Arc::new(
+            crate::sync::SqliteEvents::open_default(
+                &bridge_dir.join("events.db"),
+                &bridge_dir.join("events").join("bridge_events"),
+            )
+            .await?,
+        ),
+        (Some(table), _) => {
             let client = base.databricks_client().await?;
             let warehouse = client.warehouse_id().map(str::to_string).ok_or_else(|| {
                 Error::Invalid(

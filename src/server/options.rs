@@ -17,13 +17,17 @@ pub struct ServeOptions {
     pub poll_interval: Duration,
     /// A running event older than this is presumed abandoned by a dead server and taken over.
     pub event_lease: Duration,
-    /// The local events Delta table (default `.bridge/events/bridge_events`).
+    /// An explicit local events Delta table; without it (and without `databricks_events`) the
+    /// events live in the SQLite database `.bridge/events.db`.
     pub events_table: Option<PathBuf>,
     /// Use this Databricks table (`catalog.schema.table`) as the events table instead of the
     /// local one, through the project's SQL warehouse.
     pub databricks_events: Option<String>,
     /// How long a shutdown waits for running jobs before interrupting them.
     pub shutdown_grace: Duration,
+    /// Completed and failed events are deleted from the local SQLite events store once
+    /// finished longer ago than this (`--event-retention-days`, default 30 days).
+    pub event_retention: Duration,
     /// Jobs run at the same time; more wait queued.
     pub max_concurrent_jobs: usize,
     /// The permissions file (default `config/permissions.yaml`).
@@ -103,11 +107,33 @@ impl ServeOptions {
         zero_refused: Some("0 would take every other server for dead"),
     };
 
+    /// How long finished events are kept by default (30 days).
+    pub const DEFAULT_EVENT_RETENTION: Duration = Duration::from_secs(30 * 86_400);
+    /// The default of `--event-retention-days`.
+    pub const DEFAULT_EVENT_RETENTION_DAYS: f64 =
+        Self::DEFAULT_EVENT_RETENTION.as_secs_f64() / 86_400.0;
+
+    /// The event retention of `days` days (`--event-retention-days`); refused when not a finite
+    /// number of days more than 0.
+    pub fn event_retention_days(days: f64) -> Result<Duration> {
+        if !(days.is_finite() && days > 0.0) {
+            return Err(Error::Invalid(format!(
+                "--event-retention-days: must be more than 0 days (0 would delete every finished event at once), got {days}; the default is {}",
+                Self::DEFAULT_EVENT_RETENTION_DAYS
+            )));
+        }
+        Duration::try_from_secs_f64(days * 86_400.0)
+            .map_err(|e| Error::Invalid(format!("--event-retention-days: {days} days: {e}")))
+    }
+
     /// Refuses the durations that must be more than 0, the first in field order.
     pub fn check(&self) -> Result<()> {
         Self::POLL_INTERVAL.check(self.poll_interval)?;
         Self::EVENT_LEASE.check(self.event_lease)?;
         Self::SHUTDOWN_GRACE.check(self.shutdown_grace)?;
+        if self.event_retention.is_zero() {
+            Self::event_retention_days(0.0)?;
+        }
         Self::SERVER_LEASE.check(self.server_lease)?;
         Ok(())
     }
@@ -122,6 +148,7 @@ impl Default for ServeOptions {
             events_table: None,
             databricks_events: None,
             shutdown_grace: Self::SHUTDOWN_GRACE.default,
+            event_retention: Self::DEFAULT_EVENT_RETENTION,
             max_concurrent_jobs: Self::DEFAULT_MAX_JOBS,
             permissions: None,
             audit_log: None,

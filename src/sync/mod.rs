@@ -4,6 +4,7 @@
 //! - [`event`]: the request ([`NewEvent`]), the stored row ([`Event`]) and their checks.
 //! - [`filter`]: what an event's `filter` may contain (bounded expressions and functions).
 //! - [`store`]: the [`EventStore`] trait (submit, claim, reclaim, finish) every backend implements.
+//! - [`sqlite`]: [`SqliteEvents`], the events table as a local SQLite database (the default).
 //! - [`local`]: [`LocalDeltaEvents`], the events table as a local Delta table.
 //! - [`databricks`]: [`DatabricksEvents`], the events table in Databricks via a SQL warehouse.
 //! - [`apply`]: [`apply_event`], one event as a pipeline run (source -> filter -> `sqlserver` sink).
@@ -19,6 +20,7 @@ pub mod event;
 pub mod filter;
 pub mod local;
 pub mod poller;
+pub mod sqlite;
 pub mod store;
 
 pub use apply::{AppliedEvent, ApplyLimits, SourceCatalog, apply_event};
@@ -26,6 +28,7 @@ pub use databricks::DatabricksEvents;
 pub use event::{Event, EventStatus, NewEvent, Operation, Outcome};
 pub use local::LocalDeltaEvents;
 pub use poller::{AllowAll, Poller, PollerHooks, PollerOptions, ProjectSource};
+pub use sqlite::SqliteEvents;
 pub use store::EventStore;
 
 use crate::error::{Error, Location};

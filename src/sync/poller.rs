@@ -84,7 +84,13 @@ pub struct PollerOptions {
     pub max_concurrent: usize,
     /// On shutdown, how long in-flight applies may take before they are cancelled (default 30 s).
     pub shutdown_grace: Duration,
+    /// Completed and failed events are deleted from the store once finished longer ago than
+    /// this (checked every [`PRUNE_PERIOD`]; default 30 days); `None` keeps them.
+    pub retention: Option<Duration>,
 }
+
+/// How often finished events past the retention are deleted.
+pub const PRUNE_PERIOD: Duration = Duration::from_secs(3600);
 
 impl Default for PollerOptions {
     fn default() -> Self {
@@ -94,6 +100,7 @@ impl Default for PollerOptions {
             worker_id: default_worker_id(),
             max_concurrent: 1,
             shutdown_grace: Duration::from_secs(30),
+            retention: Some(Duration::from_secs(30 * 24 * 3600)),
         }
     }
 }
@@ -174,6 +181,7 @@ impl Poller {
         let mut runs: JoinSet<()> = JoinSet::new();
         let mut reclaimed: VecDeque<Event> = VecDeque::new();
         let mut last_reclaim: Option<Instant> = None;
+        let mut last_prune: Option<Instant> = None;
         // Events this poller is applying (a reclaim of one of them is not applied twice).
         let applying: Arc<Mutex<HashSet<String>>> = Arc::default();
         let slots = this.options.max_concurrent.max(1);
@@ -189,6 +197,12 @@ impl Poller {
                     Ok(events) => reclaimed.extend(events),
                     Err(e) => tracing::warn!(error = %e, "events poller: reclaiming failed"),
                 }
+            }
+            if let Some(retention) = this.options.retention
+                && last_prune.is_none_or(|t| t.elapsed() >= PRUNE_PERIOD)
+            {
+                last_prune = Some(Instant::now());
+                this.prune(retention).await;
             }
             while inflight.len() < slots && !shutdown.is_cancelled() {
                 let event = match reclaimed.pop_front() {
@@ -252,6 +266,21 @@ impl Poller {
             applies.cancel();
             while inflight.join_next().await.is_some() {}
             while runs.join_next().await.is_some() {}
+        }
+    }
+
+    /// Deletes the events finished longer than `retention` ago.
+    async fn prune(&self, retention: Duration) {
+        let before = chrono::Duration::from_std(retention)
+            .ok()
+            .and_then(|r| chrono::Utc::now().checked_sub_signed(r))
+            .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+        match self.store.prune(before).await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(events = n, %before, "deleted finished events past the retention");
+            }
+            Err(e) => tracing::warn!(error = %e, "events poller: deleting old events failed"),
         }
     }
 
@@ -401,22 +430,41 @@ fn busy(set: &Mutex<HashSet<String>>) -> std::sync::MutexGuard<'_, HashSet<Strin
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Watches `path` (recursively) and wakes the poller on any change; `None` (interval polling
-/// only) when watching is not possible.
+/// Watches `path` and wakes the poller on any change; `None` (interval polling only) when
+/// watching is not possible. A folder is watched with everything under it; a file with its
+/// siblings whose names start with its name (a SQLite database and its `-wal` file), so that
+/// other files of its folder do not wake the poller.
 fn watch(path: &Path, wake: &Arc<Notify>) -> Option<notify::RecommendedWatcher> {
     use notify::Watcher;
     let wake = Arc::clone(wake);
+    let (target, mode, prefix) = if path.is_file() {
+        let prefix = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        let folder = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        (folder, notify::RecursiveMode::NonRecursive, prefix)
+    } else {
+        (path, notify::RecursiveMode::Recursive, None)
+    };
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok_and(|e| !e.kind.is_access()) {
+        let Ok(event) = event else { return };
+        let ours = prefix.as_deref().is_none_or(|prefix| {
+            event.paths.iter().any(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(prefix))
+            })
+        });
+        if ours && !event.kind.is_access() {
             wake.notify_one();
         }
     })
     .map_err(|e| tracing::warn!(error = %e, "events poller: cannot watch for new events"))
     .ok()?;
     watcher
-        .watch(path, notify::RecursiveMode::Recursive)
+        .watch(target, mode)
         .map_err(|e| {
-            tracing::warn!(path = %path.display(), error = %e, "events poller: cannot watch for new events");
+            tracing::warn!(path = %target.display(), error = %e, "events poller: cannot watch for new events");
         })
         .ok()?;
     Some(watcher)

@@ -1,5 +1,6 @@
 //! The events table behind a small trait: submit, look up, claim, reclaim after a crash, finish.
-//! Backends: [`LocalDeltaEvents`](crate::sync::LocalDeltaEvents) (a local Delta table) and
+//! Backends: [`SqliteEvents`](crate::sync::SqliteEvents) (a local SQLite database, the default),
+//! [`LocalDeltaEvents`](crate::sync::LocalDeltaEvents) (a local Delta table) and
 //! [`DatabricksEvents`](crate::sync::DatabricksEvents) (conditional `UPDATE ... WHERE status = ...`
 //! statements on a SQL warehouse).
 
@@ -58,8 +59,15 @@ pub trait EventStore: Send + Sync + std::fmt::Debug {
     /// `created_at` of the oldest pending event (the "event lag" is now minus this).
     async fn oldest_pending(&self) -> Result<Option<DateTime<Utc>>>;
 
-    /// A local folder whose changes mean "new events" (the poller watches it to wake at once),
-    /// when the backend has one.
+    /// Deletes completed and failed events that finished before `finished_before` (retention);
+    /// returns how many. Backends that keep their history elsewhere delete nothing.
+    async fn prune(&self, _finished_before: DateTime<Utc>) -> Result<u64> {
+        Ok(0)
+    }
+
+    /// A local path whose changes mean "new events" (the poller watches it to wake at once),
+    /// when the backend has one: a folder (watched with everything under it) or a file (watched
+    /// with its siblings whose names start with its name, such as a SQLite `-wal` file).
     fn watch_path(&self) -> Option<PathBuf> {
         None
     }

@@ -126,6 +126,11 @@ impl LocalDeltaEvents {
         Ok(store)
     }
 
+    /// Every event of the table, oldest first.
+    pub async fn all_events(&self) -> Result<Vec<Event>> {
+        self.read(None, oldest_first(), None).await
+    }
+
     /// The table folder.
     pub fn path(&self) -> &Path {
         &self.path
