@@ -543,6 +543,31 @@ impl EventStore for SqliteEvents {
         .await
     }
 
+    async fn heartbeat(&self, event_id: &str, worker: &str) -> Result<bool> {
+        check_worker(worker)?;
+        let id = parse_event_id(event_id)?;
+        let worker = worker.to_string();
+        self.blocking(move |inner| {
+            let conn = inner.lock();
+            let n = conn
+                .prepare_cached(
+                    "UPDATE events SET started_at = ?1 \
+                     WHERE event_id = ?2 AND status = ?3 AND claimed_by = ?4",
+                )
+                .and_then(|mut stmt| {
+                    stmt.execute(params![
+                        micros(now()),
+                        id,
+                        EventStatus::Running.as_str(),
+                        worker
+                    ])
+                })
+                .map_err(|e| inner.fail(e))?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
     async fn pending_count(&self) -> Result<u64> {
         self.blocking(|inner| {
             let n: i64 = inner
