@@ -4,7 +4,9 @@
 # that the three extraction paths (bridge, ConnectorX, pymssql + Polars) write the same rows as
 # the loaded table, and that every write-back (bridge insert and upsert, Python baselines)
 # produced the expected table: row counts and an order-independent checksum over all columns.
-# Exits non-zero on any mismatch. Env: ROWS (default 50000), BENCH_VENV, CARGO_TARGET_DIR.
+# Then a burst of BURST sync events (default 200) drained by `bridge serve` from its default
+# events store, checked exactly once (benches/events_burst.py).
+# Exits non-zero on any mismatch. Env: ROWS (default 50000), BURST, BENCH_VENV, CARGO_TARGET_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
@@ -22,5 +24,8 @@ fi
 if [ ! -x "$debug/tds-test-server" ]; then
   cargo build -p tds-test-server --bin tds-test-server
 fi
-exec "$venv/bin/python" benches/run.py --rows "${ROWS:-50000}" --check \
+"$venv/bin/python" benches/run.py --rows "${ROWS:-50000}" --check \
+  --bridge "$debug/bridge" --server "$debug/tds-test-server"
+# A small burst of sync events through the default events store: every one applied once.
+exec "$venv/bin/python" benches/events_burst.py --sizes "${BURST:-200}" \
   --bridge "$debug/bridge" --server "$debug/tds-test-server"
