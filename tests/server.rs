@@ -2584,6 +2584,8 @@ async fn a_live_servers_long_run_event_is_not_taken_over() {
     assert_eq!(event["claimed_by"], claimer.as_str(), "{event}");
     let (_, list) = second.get("/jobs?pipeline=slow", Some(READER)).await;
     assert_eq!(list["total"], 1, "run once: {list}");
-    let (status, body) = first.delete(&format!("/jobs/{job}"), Some(READER)).await;
-    assert_eq!(status, 202, "{body}");
+    // Whichever server claimed the event runs its job and cancels it.
+    let (a, _) = first.delete(&format!("/jobs/{job}"), Some(READER)).await;
+    let (b, _) = second.delete(&format!("/jobs/{job}"), Some(READER)).await;
+    assert!([a, b].contains(&202), "{a} {b}");
 }

@@ -15,9 +15,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::Authorized;
 use crate::error::BoxError;
-use crate::pipeline::{Plan, PlanOptions};
+use crate::pipeline::Plan;
 use crate::server::AppState;
-use crate::server::api::{RunRequestError, cap_deletes, check_run};
+use crate::server::api::{PlanRunError, cap_deletes, plan_run};
 use crate::server::audit::{AuditEntry, AuditResult};
 use crate::server::jobs::{Job, JobStatus, NewJob, derived_id};
 use crate::server::runner::JobWork;
@@ -77,9 +77,7 @@ enum StartError {
     #[error(transparent)]
     Params(crate::sync::SyncError),
     #[error(transparent)]
-    Request(RunRequestError),
-    #[error(transparent)]
-    Plan(crate::Error),
+    Planning(PlanRunError),
     #[error("{0}")]
     Refused(BoxError),
     #[error("the job store failed: {0}")]
@@ -102,14 +100,9 @@ async fn start(
         Some(text) => run_params(text).map_err(StartError::Params)?,
         None => Vec::new(),
     };
-    let (name, entry) = check_run(&version, pipeline, event.country.as_deref(), &params)
-        .map_err(StartError::Request)?;
-    let options = PlanOptions {
-        country: event.country.clone(),
-        params: params.clone(),
-    };
-    let mut plan =
-        Plan::from_file(&version.project, &entry.file, &options).map_err(StartError::Plan)?;
+    let (name, entry, mut plan) =
+        plan_run(&version, pipeline, event.country.as_deref(), params.clone())
+            .map_err(StartError::Planning)?;
     let authorized = authorize(event, &plan).map_err(StartError::Refused)?;
     cap_deletes(&mut plan, &authorized.delete_caps);
     let params_json: serde_json::Map<String, serde_json::Value> = params

@@ -11,7 +11,7 @@ mod run_event;
 mod runs;
 mod sync;
 
-pub(crate) use runs::{RunRequestError, cap_deletes, check_run};
+pub(crate) use runs::{PlanRunError, cap_deletes, plan_run};
 
 use std::sync::Arc;
 

@@ -11,11 +11,11 @@ use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody};
 use super::extract::{Authed, Body};
-use super::runs::{check_run, params_of};
+use super::runs::{params_of, plan_run};
+use super::sync::store_audited;
 use super::{Accepted, AppStateRef, version};
 use crate::auth::authorize;
-use crate::pipeline::{Plan, PlanOptions};
-use crate::server::audit::{AuditEntry, AuditResult};
+use crate::server::audit::AuditEntry;
 use crate::sync::{NewEvent, Operation};
 
 /// A pipeline run, queued as an event and run by a server's events poller as the caller.
@@ -71,19 +71,14 @@ pub(super) async fn submit_run_event(
         ApiError::bad_request(field, e.to_string())
     })?;
     let version = version(&state)?;
-    let (name, entry) = check_run(
+    // Checked now so the caller hears at once; the poller checks again against the files of
+    // the moment it runs.
+    let (name, _, plan) = plan_run(
         &version,
         &request.pipeline,
         request.country.as_deref(),
-        &params,
-    )?;
-    let options = PlanOptions {
-        country: request.country.clone(),
         params,
-    };
-    // Checked now so the caller hears at once; the poller checks again against the files of
-    // the moment it runs.
-    let plan = Plan::from_file(&version.project, &entry.file, &options)?;
+    )?;
     let policy = state.policy(&version.project)?;
     let entry = AuditEntry {
         request_id: authed.request_id.clone(),
@@ -104,31 +99,5 @@ pub(super) async fn submit_run_event(
             .await);
     }
     let event_id = uuid::Uuid::new_v4().hyphenated().to_string();
-    // Audited before it is stored: no poller can run an event the log does not show.
-    let queued = AuditEntry {
-        result: AuditResult::Started,
-        event_id: Some(event_id.clone()),
-        ..entry
-    };
-    state.audit(queued.clone()).await?;
-    let event = match state.events.submit_as(&event_id, event).await {
-        Ok(event) => event,
-        Err(e) => {
-            let failed = AuditEntry {
-                result: AuditResult::Failed,
-                error: Some(format!("not stored: {e}")),
-                ..queued
-            };
-            let _ = state.audit(failed).await;
-            return Err(ApiError::internal(e));
-        }
-    };
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(Accepted {
-            id: event.event_id.clone(),
-            status: event.status.to_string(),
-            href: format!("/events/{}", event.event_id),
-        }),
-    ))
+    store_audited(&state, entry, &event_id, event).await
 }

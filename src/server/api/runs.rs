@@ -139,6 +139,41 @@ pub(crate) fn check_run<'v>(
     Ok((name, entry))
 }
 
+/// Why a run request was not planned: it does not fit the project's files, or it does not plan.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PlanRunError {
+    #[error(transparent)]
+    Request(#[from] RunRequestError),
+    #[error(transparent)]
+    Plan(#[from] crate::Error),
+}
+
+impl From<PlanRunError> for ApiError {
+    fn from(e: PlanRunError) -> Self {
+        match e {
+            PlanRunError::Request(e) => e.into(),
+            PlanRunError::Plan(e) => e.into(),
+        }
+    }
+}
+
+/// A run request checked against a project version ([`check_run`]), then planned with its
+/// country and params. Returns the pipeline's name and entry, and the plan.
+pub(crate) fn plan_run<'v>(
+    version: &'v ProjectVersion,
+    pipeline: &str,
+    country: Option<&str>,
+    params: Vec<(String, String)>,
+) -> Result<(&'v str, &'v PipelineEntry, Plan), PlanRunError> {
+    let (name, entry) = check_run(version, pipeline, country, &params)?;
+    let options = PlanOptions {
+        country: country.map(str::to_string),
+        params,
+    };
+    let plan = Plan::from_file(&version.project, &entry.file, &options)?;
+    Ok((name, entry, plan))
+}
+
 /// Only parameters a pipeline declares in its own `params:` may be overridden by a request:
 /// those of `config/` (output roots, databases) are the operator's, not the caller's.
 fn check_declared(
@@ -183,17 +218,12 @@ pub(super) async fn start_run(
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let params = params_of(&request.params)?;
     let version = version(&state)?;
-    let (name, entry) = check_run(
+    let (name, entry, plan) = plan_run(
         &version,
         &request.pipeline,
         request.country.as_deref(),
-        &params,
-    )?;
-    let options = PlanOptions {
-        country: request.country.clone(),
         params,
-    };
-    let plan = Plan::from_file(&version.project, &entry.file, &options)?;
+    )?;
     let request_json = serde_json::json!({
         "pipeline": name, "country": request.country, "params": request.params,
     });

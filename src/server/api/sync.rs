@@ -1,6 +1,8 @@
 //! `POST /sync` (a Databricks -> SQL Server sync event, authorised from its plan and audited
 //! before it is stored) and `GET /events/{id}`.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
@@ -11,6 +13,7 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{Authed, Body};
 use super::{Accepted, AppStateRef, version};
 use crate::auth::{SqlTable, authorize};
+use crate::server::AppState;
 use crate::server::audit::{AuditEntry, AuditResult};
 use crate::server::visibility;
 use crate::sync::apply::plan_event;
@@ -111,14 +114,25 @@ pub(super) async fn submit_sync(
             )
             .await);
     }
-    // Audited before it is stored: no poller can apply an event the log does not show.
+    store_audited(&state, entry, &event_id, event).await
+}
+
+/// Audits `entry` as started under `event_id`, then stores the event and answers 202 with it:
+/// no poller can apply an event the audit log does not show. A failure to store it is audited
+/// as failed.
+pub(super) async fn store_audited(
+    state: &Arc<AppState>,
+    entry: AuditEntry,
+    event_id: &str,
+    event: NewEvent,
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let started = AuditEntry {
         result: AuditResult::Started,
-        event_id: Some(event_id.clone()),
+        event_id: Some(event_id.to_string()),
         ..entry
     };
     state.audit(started.clone()).await?;
-    let event = match state.events.submit_as(&event_id, event).await {
+    let event = match state.events.submit_as(event_id, event).await {
         Ok(event) => event,
         Err(e) => {
             let failed = AuditEntry {
