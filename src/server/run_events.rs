@@ -55,8 +55,18 @@ pub(super) async fn run_event(
             Err(e) => return Some(Outcome::failed(format!("the job store failed: {e}"))),
         };
         match existing {
-            Some(job) if job.status == JobStatus::Interrupted && attempt + 1 < MAX_ATTEMPTS => {
+            Some(job) if job.status == JobStatus::Interrupted => {
                 attempt += 1;
+                if attempt == MAX_ATTEMPTS {
+                    return Some(Outcome::Failed {
+                        error: format!(
+                            "the run was interrupted {MAX_ATTEMPTS} times by servers stopping (last job {}); submit the event again",
+                            job.id
+                        ),
+                        refusal: None,
+                        job_id: Some(job.id),
+                    });
+                }
             }
             Some(_) => return wait_for(state, &id, cancel).await,
             None => {
