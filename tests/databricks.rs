@@ -1166,6 +1166,47 @@ mod events {
         );
     }
 
+    /// Retention deletes only events finished before the cut-off: pending, running and recent
+    /// ones stay.
+    #[test]
+    fn retention_deletes_only_old_finished_events() {
+        let f = Fixture::new(DoubleConfig::default());
+        ok(f.bridge(&["setup-events-table", "--apply"]));
+        let row = |id: &str, status: &str, completed: &str| {
+            f.double
+                .execute_sql(&format!(
+                    "INSERT INTO bridge.events.bridge_events (event_id, operation, source_table, target_table, status, created_at, completed_at, created_by) \
+                     VALUES ('{id}', 'INSERT', 'main.s.t', 'dbo.T', '{status}', '2024-01-01T00:00:00.000000Z', {completed}, 'alice')"
+                ))
+                .unwrap();
+        };
+        let old = "'2024-01-02T00:00:00.000000Z'";
+        let recent = "'2024-03-01T00:00:00.000000Z'";
+        row("00000000-0000-4000-8000-000000000001", "completed", old);
+        row("00000000-0000-4000-8000-000000000002", "failed", old);
+        row("00000000-0000-4000-8000-000000000003", "completed", recent);
+        row("00000000-0000-4000-8000-000000000004", "pending", "NULL");
+        row("00000000-0000-4000-8000-000000000005", "running", "NULL");
+        let store = store(&f);
+        let cut = chrono::DateTime::parse_from_rfc3339("2024-02-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        assert_eq!(f.rt.block_on(store.prune(cut)).unwrap(), 2);
+        let left = f
+            .double
+            .query_sql("SELECT event_id FROM \"bridge.events.bridge_events\" ORDER BY event_id")
+            .unwrap();
+        let left: Vec<&str> = left.iter().filter_map(|r| r[0].as_deref()).collect();
+        assert_eq!(
+            left,
+            [
+                "00000000-0000-4000-8000-000000000003",
+                "00000000-0000-4000-8000-000000000004",
+                "00000000-0000-4000-8000-000000000005"
+            ]
+        );
+    }
+
     /// A 502 after the warehouse ran an INSERT must not make the client send it again: the
     /// error is surfaced and the event exists once. Reads are still retried on 502.
     #[test]

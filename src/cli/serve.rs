@@ -31,8 +31,9 @@ pub struct ServeArgs {
     /// Seconds a shutdown waits for running jobs before interrupting them.
     #[arg(long, default_value_t = ServeOptions::SHUTDOWN_GRACE.default.as_secs_f64())]
     shutdown_grace: f64,
-    /// Days after which completed and failed events are deleted from the local events database
-    /// (checked hourly; pending and running events are kept).
+    /// Days after which completed and failed events are deleted from the events store (the
+    /// local database, or the Databricks table with --databricks-events; checked hourly;
+    /// pending and running events are kept; a local Delta table keeps everything).
     #[arg(long, default_value_t = ServeOptions::DEFAULT_EVENT_RETENTION_DAYS)]
     event_retention_days: f64,
     /// Jobs that run at the same time; others wait queued.

@@ -25,7 +25,7 @@ pub struct ServeOptions {
     pub databricks_events: Option<String>,
     /// How long a shutdown waits for running jobs before interrupting them.
     pub shutdown_grace: Duration,
-    /// Completed and failed events are deleted from the local SQLite events store once
+    /// Completed and failed events are deleted from the SQLite or Databricks events store once
     /// finished longer ago than this (`--event-retention-days`, default 30 days).
     pub event_retention: Duration,
     /// Jobs run at the same time; more wait queued.

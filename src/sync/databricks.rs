@@ -459,6 +459,21 @@ impl EventStore for DatabricksEvents {
         )))
     }
 
+    async fn prune(&self, finished_before: DateTime<Utc>) -> Result<u64> {
+        // Only finished rows, by a predicate on the clustering column: pending and running
+        // events are never touched.
+        let sql = format!(
+            "DELETE FROM {} WHERE status IN ('completed', 'failed') AND completed_at < :before",
+            self.quoted
+        );
+        self.statement(&sql, &[ts_param("before", finished_before)])
+            .await
+            .map_err(|e| self.fail(e))?
+            .affected_rows()
+            .await
+            .map_err(|e| self.fail(e))
+    }
+
     async fn heartbeat(&self, event_id: &str, worker: &str) -> Result<bool> {
         check_worker(worker)?;
         let id = parse_event_id(event_id)?;
