@@ -353,38 +353,28 @@ async fn auth_matrix_with_audit_lines() {
     );
 }
 
-#[test]
-fn a_zero_poll_interval_is_refused() {
+/// `serve` refuses `flag 0` at once: exit 2, the flag named, never listening.
+fn assert_zero_refused(flag: &str) {
     let scratch = project();
-    let out = refused_serve(&scratch, &["--poll-interval", "0"]);
+    let out = refused_serve(&scratch, &[flag, "0"]);
     let err = common::stderr(&out);
     assert_eq!(
         out.status.code(),
         Some(2),
         "an invalid argument exits 2: {err}"
     );
-    assert!(
-        err.contains("--poll-interval") && err.contains("more than 0"),
-        "{err}"
-    );
+    assert!(err.contains(flag) && err.contains("more than 0"), "{err}");
     assert!(common::stdout(&out).is_empty(), "it never listened");
 }
 
 #[test]
+fn a_zero_poll_interval_is_refused() {
+    assert_zero_refused("--poll-interval");
+}
+
+#[test]
 fn a_zero_event_retention_is_refused() {
-    let scratch = project();
-    let out = refused_serve(&scratch, &["--event-retention-days", "0"]);
-    let err = common::stderr(&out);
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "an invalid argument exits 2: {err}"
-    );
-    assert!(
-        err.contains("--event-retention-days") && err.contains("more than 0"),
-        "{err}"
-    );
-    assert!(common::stdout(&out).is_empty(), "it never listened");
+    assert_zero_refused("--event-retention-days");
 }
 
 /// `bridge serve` with `extra` arguments, which must exit on its own: one still serving after

@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use rusqlite::types::Type;
+use rusqlite::types::{Type, Value};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::sync::event::{
@@ -212,6 +212,41 @@ impl SqliteEvents {
     }
 
     /// Runs `f` on the blocking pool.
+    /// `UPDATE events SET {set}` of an event still running under `worker`; `values` are bound
+    /// to the placeholders of `set` (`?1`...), the event and the worker after them. Whether the
+    /// event changed (`false`: it is no longer `worker`'s).
+    async fn update_claimed(
+        &self,
+        event_id: &str,
+        worker: &str,
+        set: &'static str,
+        mut values: Vec<Value>,
+    ) -> Result<bool> {
+        check_worker(worker)?;
+        let id = parse_event_id(event_id)?;
+        let n = values.len();
+        let sql = format!(
+            "UPDATE events SET {set} WHERE event_id = ?{} AND status = ?{} AND claimed_by = ?{}",
+            n + 1,
+            n + 2,
+            n + 3
+        );
+        values.extend([
+            Value::from(id),
+            Value::from(EventStatus::Running.as_str().to_string()),
+            Value::from(worker.to_string()),
+        ]);
+        self.blocking(move |inner| {
+            let changed = inner
+                .lock()
+                .prepare_cached(&sql)
+                .and_then(|mut stmt| stmt.execute(rusqlite::params_from_iter(values)))
+                .map_err(|e| inner.fail(e))?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+
     async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Inner) -> Result<T> + Send + 'static,
@@ -511,60 +546,29 @@ impl EventStore for SqliteEvents {
     }
 
     async fn finish(&self, event_id: &str, worker: &str, outcome: &Outcome) -> Result<bool> {
-        check_worker(worker)?;
-        let id = parse_event_id(event_id)?;
         let (status, rows, error) = outcome.stored();
-        let error = error.map(str::to_string);
-        let job = outcome.job_id().map(str::to_string);
-        let worker = worker.to_string();
-        self.blocking(move |inner| {
-            let conn = inner.lock();
-            let mut stmt = conn
-                .prepare_cached(
-                    "UPDATE events SET status = ?1, rows_affected = ?2, error_message = ?3, \
-                     job_id = ?4, completed_at = ?5 \
-                     WHERE event_id = ?6 AND status = ?7 AND claimed_by = ?8",
-                )
-                .map_err(|e| inner.fail(e))?;
-            let n = stmt
-                .execute(params![
-                    status.as_str(),
-                    rows,
-                    error,
-                    job,
-                    micros(now()),
-                    id,
-                    EventStatus::Running.as_str(),
-                    worker
-                ])
-                .map_err(|e| inner.fail(e))?;
-            Ok(n == 1)
-        })
+        self.update_claimed(
+            event_id,
+            worker,
+            "status = ?1, rows_affected = ?2, error_message = ?3, job_id = ?4, completed_at = ?5",
+            vec![
+                Value::from(status.as_str().to_string()),
+                Value::from(rows),
+                Value::from(error.map(str::to_string)),
+                Value::from(outcome.job_id().map(str::to_string)),
+                Value::from(micros(now())),
+            ],
+        )
         .await
     }
 
     async fn heartbeat(&self, event_id: &str, worker: &str) -> Result<bool> {
-        check_worker(worker)?;
-        let id = parse_event_id(event_id)?;
-        let worker = worker.to_string();
-        self.blocking(move |inner| {
-            let conn = inner.lock();
-            let n = conn
-                .prepare_cached(
-                    "UPDATE events SET started_at = ?1 \
-                     WHERE event_id = ?2 AND status = ?3 AND claimed_by = ?4",
-                )
-                .and_then(|mut stmt| {
-                    stmt.execute(params![
-                        micros(now()),
-                        id,
-                        EventStatus::Running.as_str(),
-                        worker
-                    ])
-                })
-                .map_err(|e| inner.fail(e))?;
-            Ok(n == 1)
-        })
+        self.update_claimed(
+            event_id,
+            worker,
+            "started_at = ?1",
+            vec![Value::from(micros(now()))],
+        )
         .await
     }
 
