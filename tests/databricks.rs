@@ -1278,10 +1278,11 @@ mod events {
             for i in 0..12 {
                 // Some events carry keys: the ARRAY<STRING> column comes back as they were.
                 let keys: &[&str] = if i % 3 == 0 { &["id", "period"] } else { &[] };
+                // Each its own target: the syncs of one target are claimed one at a time.
                 let e = a
                     .submit(insert_event(
                         &format!("main.s.t{i}"),
-                        "dbo.T",
+                        &format!("dbo.T{i}"),
                         keys,
                         "alice",
                     ))
@@ -1289,6 +1290,12 @@ mod events {
                     .unwrap();
                 ids.push(e.event_id);
             }
+            let t0 = ids[0].clone();
+            // Held back while a sync of its target runs (compared case-insensitively).
+            let later = a
+                .submit(insert_event("main.s.t0", "DBO.t0", &[], "alice"))
+                .await
+                .unwrap();
             let keyed = a.get(&ids[0]).await.unwrap().unwrap();
             assert_eq!(keyed.primary_keys, ["id", "period"]);
             assert!(
@@ -1299,7 +1306,7 @@ mod events {
                     .primary_keys
                     .is_empty()
             );
-            assert_eq!(a.pending_count().await.unwrap(), 12);
+            assert_eq!(a.pending_count().await.unwrap(), 13);
             let claim_all = |s: Arc<DatabricksEvents>, worker: &'static str| async move {
                 let mut got = Vec::new();
                 while let Some(e) = s.claim_next(worker).await.unwrap() {
@@ -1322,9 +1329,25 @@ mod events {
             all.sort();
             ids.sort();
             assert_eq!(all, ids, "every event claimed exactly once");
+            assert_eq!(a.pending_count().await.unwrap(), 1, "dbo.T0 is busy");
+            let t0_claimer = if x.contains(&t0) {
+                "server-a"
+            } else {
+                "server-b"
+            };
+            assert!(
+                a.finish(&t0, t0_claimer, &Outcome::completed(1))
+                    .await
+                    .unwrap()
+            );
+            let next = b.claim_next("server-b").await.unwrap().unwrap();
+            assert_eq!(
+                next.event_id, later.event_id,
+                "claimable once dbo.T0 is free"
+            );
             assert_eq!(a.pending_count().await.unwrap(), 0);
             // Only the claimer can finish an event; a finished event cannot be finished again.
-            let first = &x.first().or(y.first()).unwrap().clone();
+            let first = &x.iter().chain(&y).find(|id| **id != t0).unwrap().clone();
             let owner = if x.contains(first) {
                 "server-a"
             } else {

@@ -594,7 +594,7 @@ async fn sigterm_interrupts_running_jobs_cleanly() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn queued_jobs_do_not_start_once_a_shutdown_began() {
+async fn queued_runs_do_not_start_once_a_shutdown_began_and_the_next_server_runs_them() {
     let scratch = project();
     // A run of a few seconds: long enough to be running at SIGTERM, short enough for the grace.
     let slow = std::fs::read_to_string(scratch.path("pipelines/slow.yaml")).unwrap();
@@ -638,25 +638,26 @@ async fn queued_jobs_do_not_start_once_a_shutdown_began() {
         "the first job must outlast the SIGTERM: {job}"
     );
     assert!(server.terminate(), "serve exits 0 on SIGTERM");
+    assert!(
+        files_under(&scratch, "output/volume").is_empty(),
+        "the queued run never started there"
+    );
 
+    // The run stays in the queue: the next server claims it and runs it, as its submitter.
+    let stopped = chrono::Utc::now();
     let server = Server::start(&scratch, &["--no-schedules"]);
     let (_, job) = server.get(&format!("/jobs/{running}"), Some(READER)).await;
     assert_eq!(
         job["status"], "succeeded",
         "running jobs finish within the grace: {job}"
     );
-    let (_, job) = server.get(&format!("/jobs/{queued}"), Some(READER)).await;
-    assert_eq!(job["status"], "interrupted", "{job}");
-    assert_eq!(
-        job["error"],
-        bridge::server::runner::SHUTDOWN_ERROR,
-        "{job}"
-    );
-    assert!(
-        job["started_at"].is_null(),
-        "the queued job never started: {job}"
-    );
-    assert!(files_under(&scratch, "output/volume").is_empty());
+    let job = server.wait_finished(&queued).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["submitted_by"], "reader", "{job}");
+    let started: chrono::DateTime<chrono::Utc> =
+        job["started_at"].as_str().unwrap().parse().unwrap();
+    assert!(started > stopped, "started by the next server: {job}");
+    assert!(!files_under(&scratch, "output/volume").is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1043,8 +1044,8 @@ async fn two_servers_on_one_root_keep_each_others_jobs() {
         .await;
     let theirs = second.wait_finished(body["id"].as_str().unwrap()).await;
     assert_eq!(theirs["status"], "succeeded", "{theirs}");
-    let second_owner = theirs["owner"].as_str().unwrap().to_string();
-    assert_ne!(second_owner, owner);
+    // Runs are items of the shared queue: whichever server claimed it ran it.
+    assert!(theirs["owner"].as_str().is_some(), "{theirs}");
     assert_eq!(versions().len(), 2, "{:?}", versions());
 
     // The second stops cleanly: its copies go, the first's job is still untouched.
@@ -2533,6 +2534,250 @@ async fn two_servers_run_each_schedule_slot_once() {
         per_slot.values().all(|n| *n == 1),
         "a slot ran twice: {per_slot:?}"
     );
+}
+
+/// Servers on two machines (two project roots, so two job stores) sharing one events store:
+/// each schedule slot is queued and run once in all, by one of them.
+#[tokio::test(flavor = "multi_thread")]
+async fn servers_on_two_machines_run_each_schedule_slot_once() {
+    let events_dir = tempfile::tempdir().unwrap();
+    let events = events_dir
+        .path()
+        .join("bridge_events")
+        .display()
+        .to_string();
+    let (a, b) = (project(), project());
+    for scratch in [&a, &b] {
+        let demo = std::fs::read_to_string(scratch.path("pipelines/demo.yaml")).unwrap();
+        scratch.write(
+            "pipelines/ticking.yaml",
+            &demo
+                .replacen("name: demo", "name: ticking", 1)
+                .replace("schedule: \"0 6 * * *\"", "schedule: \"*/2 * * * * *\"")
+                .replace("countries: [colombia, mexico]", "countries: [colombia]"),
+        );
+    }
+    let args = ["--events-table", events.as_str()];
+    let server_a = Server::start(&a, &args);
+    let server_b = Server::start(&b, &args);
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    drop(server_b);
+    let server_b = Server::start(&b, &["--no-schedules", "--events-table", events.as_str()]);
+    let mut per_slot: std::collections::BTreeMap<String, Vec<&str>> = Default::default();
+    let lists = [
+        server_a
+            .get("/jobs?pipeline=ticking&limit=500", Some(READER))
+            .await
+            .1,
+        server_b
+            .get("/jobs?pipeline=ticking&limit=500", Some(READER))
+            .await
+            .1,
+    ];
+    for (list, machine) in lists.iter().zip(["a", "b"]) {
+        for job in list["items"].as_array().unwrap() {
+            assert_eq!(job["kind"], "schedule", "{job}");
+            assert!(job["submitted_by"].is_null(), "run as the scheduler: {job}");
+            let slot = job["request"]["slot"]
+                .as_str()
+                .expect("jobs name their slot");
+            per_slot.entry(slot.to_string()).or_default().push(machine);
+        }
+    }
+    assert!(per_slot.len() >= 2, "{per_slot:?}");
+    assert!(
+        per_slot.values().all(|machines| machines.len() == 1),
+        "a slot ran twice: {per_slot:?}"
+    );
+    // One queue item per slot, whichever server queued it first.
+    let store = bridge::sync::LocalDeltaEvents::open(&events).await.unwrap();
+    let items: Vec<bridge::sync::Event> = store
+        .all_events()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.pipeline.as_deref() == Some("ticking"))
+        .collect();
+    assert!(items.len() >= per_slot.len(), "{items:?}");
+    // Two servers queueing a slot at the same instant may both append it to a Delta table
+    // (the SQLite store refuses the second); rows of one id are claimed as one
+    // item: one claim, one run.
+    let mut claims: std::collections::BTreeMap<&str, std::collections::BTreeSet<String>> =
+        Default::default();
+    for e in &items {
+        claims
+            .entry(e.event_id.as_str())
+            .or_default()
+            .insert(format!("{:?} {:?}", e.claimed_by, e.started_at));
+    }
+    assert!(
+        claims.values().all(|c| c.len() == 1),
+        "an item claimed twice: {claims:?}"
+    );
+    assert!(items.iter().all(|e| e.created_by.is_none()), "{items:?}");
+}
+
+/// A RUN item naming no creator runs only as the item of one of its pipeline's schedule slots
+/// (as the scheduler); one forged into the events table fails without running.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_item_without_a_creator_that_is_no_schedule_slot_fails() {
+    use bridge::sync::EventStore;
+    let scratch = project();
+    let store = bridge::sync::SqliteEvents::open(scratch.path(".bridge/events.db")).unwrap();
+    let item = bridge::sync::NewEvent {
+        operation: bridge::sync::Operation::Run,
+        source_table: String::new(),
+        target_table: String::new(),
+        primary_keys: Vec::new(),
+        filter: None,
+        created_by: None,
+        pipeline: Some("demo".into()),
+        country: Some("colombia".into()),
+        params: None,
+    };
+    // Any id, and the id of a real slot of demo's schedule (06:00 UTC) two days ago: outside
+    // the hour before the item was created.
+    let day_before = (chrono::Utc::now() - chrono::Duration::days(2))
+        .date_naive()
+        .and_hms_opt(6, 0, 0)
+        .unwrap()
+        .and_utc();
+    let old_slot = bridge::server::jobs::derived_id(&format!(
+        "schedule/demo/colombia/{}",
+        day_before.timestamp_millis()
+    ));
+    let forged = [
+        store.submit(item.clone()).await.unwrap().event_id,
+        store.submit_as(&old_slot, item).await.unwrap().event_id,
+    ];
+    let server = Server::start(&scratch, &["--no-schedules"]);
+    for id in &forged {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        // (Read from the store: an event naming no creator is no caller's to see.)
+        let event = loop {
+            let event = store.get(id).await.unwrap().unwrap();
+            if matches!(
+                event.status,
+                bridge::sync::EventStatus::Completed | bridge::sync::EventStatus::Failed
+            ) {
+                break event;
+            }
+            assert!(Instant::now() < deadline, "never finished: {event:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(event.status, bridge::sync::EventStatus::Failed, "{event:?}");
+        assert!(
+            event
+                .error_message
+                .as_deref()
+                .unwrap()
+                .contains("created_by is empty"),
+            "{event:?}"
+        );
+    }
+    let (_, list) = server.get("/jobs", Some(READER)).await;
+    assert_eq!(list["total"], 0, "nothing ran: {list}");
+}
+
+/// A run accepted by a server with no room left is claimed and run by a server on another
+/// machine sharing the events store; the accepting server reports how it ended.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_accepted_by_a_busy_server_runs_on_another_machine() {
+    let events_dir = tempfile::tempdir().unwrap();
+    let events = events_dir
+        .path()
+        .join("bridge_events")
+        .display()
+        .to_string();
+    let (a, b) = (project(), project());
+    let events_arg = ["--no-schedules", "--events-table", events.as_str()];
+    let busy = Server::start(&a, &[&events_arg[..], &["--max-jobs", "1"]].concat());
+    let (_, body) = busy
+        .post("/runs", Some(READER), json!({"pipeline": "slow"}))
+        .await;
+    let slow = body["id"].as_str().unwrap().to_string();
+    busy.wait_job(&slow, |j| j["status"] == "running").await;
+    let other = Server::start(&b, &events_arg);
+    let (status, body) = busy
+        .post(
+            "/runs",
+            Some(READER),
+            json!({"pipeline": "demo", "country": "colombia"}),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let id = body["id"].as_str().unwrap().to_string();
+    let here = busy.wait_finished(&id).await;
+    assert_eq!(here["status"], "succeeded", "{here}");
+    let there = other.wait_finished(&id).await;
+    assert_eq!(there["status"], "succeeded", "{there}");
+    assert_eq!(
+        there["submitted_by"], "reader",
+        "run as its submitter: {there}"
+    );
+    assert_ne!(here["owner"], there["owner"], "ran on the other machine");
+    assert!(!files_under(&b, "output/volume").is_empty(), "written by b");
+    let (_, job) = busy.get(&format!("/jobs/{slow}"), Some(READER)).await;
+    assert_eq!(job["status"], "running", "{job}");
+    let (status, _) = busy.delete(&format!("/jobs/{slow}"), Some(READER)).await;
+    assert_eq!(status, 202);
+}
+
+/// A run accepted but not started yet is cancelled in the job store; the server that claims its
+/// item then runs nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_queued_run_cancelled_before_any_server_claims_it_never_runs() {
+    let scratch = project();
+    // One job at a time, busy: the second run's item waits in the queue, unclaimed.
+    let server = Server::start(&scratch, &["--no-schedules", "--max-jobs", "1"]);
+    let (_, body) = server
+        .post("/runs", Some(READER), json!({"pipeline": "slow"}))
+        .await;
+    let slow = body["id"].as_str().unwrap().to_string();
+    server.wait_job(&slow, |j| j["status"] == "running").await;
+    let (_, body) = server
+        .post(
+            "/runs",
+            Some(READER),
+            json!({"pipeline": "demo", "country": "colombia"}),
+        )
+        .await;
+    let queued = body["id"].as_str().unwrap().to_string();
+    let (status, body) = server
+        .delete(&format!("/jobs/{queued}"), Some(READER))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let (_, job) = server.get(&format!("/jobs/{queued}"), Some(READER)).await;
+    assert_eq!(job["status"], "cancelled", "{job}");
+    // Once the slow run is cancelled too, the item is claimed and fails without running.
+    let (status, _) = server.delete(&format!("/jobs/{slow}"), Some(READER)).await;
+    assert_eq!(status, 202);
+    let event_id = job["request"]["event_id"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let event = loop {
+        let (_, event) = server
+            .get(&format!("/events/{event_id}"), Some(READER))
+            .await;
+        if event["status"] == "failed" {
+            break event;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the item never finished: {event}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        event["error_message"]
+            .as_str()
+            .unwrap()
+            .contains("cancelled"),
+        "{event}"
+    );
+    let (_, job) = server.get(&format!("/jobs/{queued}"), Some(READER)).await;
+    assert_eq!(job["status"], "cancelled", "{job}");
+    assert!(job["started_at"].is_null(), "{job}");
+    assert!(files_under(&scratch, "output/volume").is_empty());
 }
 
 /// A RUN event outlasting its lease stays with its live claimer: the claim is renewed while the

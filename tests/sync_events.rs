@@ -908,8 +908,12 @@ async fn two_stores_claiming_concurrently_claim_each_event_once() {
     let mut submitted = BTreeSet::new();
     for i in 0..EVENTS {
         let store = if i % 2 == 0 { &a } else { &b };
+        // Each its own target: the syncs of one target are claimed one at a time.
         let e = store
-            .submit(request(Operation::Insert, "main.sales.new", &[], None))
+            .submit(NewEvent {
+                target_table: format!("dbo.Target{i}"),
+                ..request(Operation::Insert, "main.sales.new", &[], None)
+            })
             .await
             .unwrap();
         submitted.insert(e.event_id);

@@ -39,6 +39,10 @@ pub struct ServeArgs {
     /// Jobs that run at the same time; others wait queued.
     #[arg(long, default_value_t = ServeOptions::DEFAULT_MAX_JOBS)]
     max_jobs: usize,
+    /// Sync events applied at the same time (the events of one target table are always applied
+    /// one after the other, in order).
+    #[arg(long, default_value_t = ServeOptions::DEFAULT_EVENT_WORKERS)]
+    event_workers: usize,
     /// The permissions file (default config/permissions.yaml).
     #[arg(long)]
     permissions: Option<PathBuf>,
@@ -68,6 +72,7 @@ impl ServeArgs {
             shutdown_grace: ServeOptions::SHUTDOWN_GRACE.from_secs(self.shutdown_grace)?,
             event_retention: ServeOptions::event_retention_days(self.event_retention_days)?,
             max_concurrent_jobs: self.max_jobs,
+            event_workers: ServeOptions::check_event_workers(self.event_workers)?,
             permissions: self.permissions,
             audit_log: self.audit_log,
             schedules: !self.no_schedules,

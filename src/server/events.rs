@@ -50,6 +50,7 @@ pub async fn run_poller(state: Arc<AppState>, options: ServeOptions, stop: Cance
             lease: options.event_lease,
             shutdown_grace: options.shutdown_grace,
             retention: Some(options.event_retention),
+            max_concurrent: options.event_workers,
             ..PollerOptions::default()
         },
     );
@@ -92,21 +93,25 @@ impl ServerHooks {
             self.audit(AuditEntry {
                 result: AuditResult::Refused,
                 error: Some(refusal.to_string()),
-                ..Self::entry(event)
+                ..self.entry(event)
             });
             Err(refusal.into())
         };
-        let Some(name) = event.created_by.as_deref() else {
-            return refused(EventRefusal::NoCreator);
-        };
-        let Some(caller) = self.permissions.current().caller(name) else {
-            return refused(EventRefusal::UnknownUser(name.to_string()));
+        // A schedule's own item runs as the scheduler (the operator's, like every scheduled
+        // run); any other event must name a user.
+        let caller = match event.created_by.as_deref() {
+            None if self.scheduled(event) => None,
+            None => return refused(EventRefusal::NoCreator),
+            Some(name) => match self.permissions.current().caller(name) {
+                Some(caller) => Some(caller),
+                None => return refused(EventRefusal::UnknownUser(name.to_string())),
+            },
         };
         let policy = match (self.policy)(plan) {
             Ok(policy) => policy,
             Err(e) => return refused(EventRefusal::Policy(e)),
         };
-        let authorized = match authorize(Some(&caller), plan, &policy) {
+        let authorized = match authorize(caller.as_ref(), plan, &policy) {
             Ok(authorized) => authorized,
             Err(refusal) => return refused(EventRefusal::Access(refusal)),
         };
@@ -114,11 +119,25 @@ impl ServerHooks {
         Ok(authorized)
     }
 
-    fn entry(event: &Event) -> AuditEntry {
+    /// Whether `event` is the item of one of the current pipelines' schedule slots.
+    fn scheduled(&self, event: &Event) -> bool {
+        self.state
+            .versions
+            .current()
+            .is_some_and(|version| crate::server::schedule::slot_of(&version, event).is_some())
+    }
+
+    /// The audit line of an event (a schedule's item is the scheduler's `schedule` action).
+    fn entry(&self, event: &Event) -> AuditEntry {
+        let scheduled = event.created_by.is_none() && self.scheduled(event);
         AuditEntry {
             request_id: format!("event-{}", event.event_id),
-            caller: event.created_by.clone(),
-            action: "event".into(),
+            caller: if scheduled {
+                Some("scheduler".into())
+            } else {
+                event.created_by.clone()
+            },
+            action: if scheduled { "schedule" } else { "event" }.into(),
             tables: [event.target_table.clone()]
                 .into_iter()
                 .filter(|t| !t.is_empty())
@@ -137,6 +156,10 @@ impl PollerHooks for ServerHooks {
         Ok(ApplyLimits {
             max_delete_rows: authorized.delete_caps.values().min().copied(),
         })
+    }
+
+    fn has_room_for_a_run(&self) -> bool {
+        self.state.runner.has_room()
     }
 
     async fn run_pipeline(&self, event: &Event, cancel: &CancellationToken) -> Option<Outcome> {
@@ -158,7 +181,7 @@ impl PollerHooks for ServerHooks {
             result,
             rows,
             error,
-            ..Self::entry(event)
+            ..self.entry(event)
         });
     }
 }

@@ -30,6 +30,9 @@ pub struct ServeOptions {
     pub event_retention: Duration,
     /// Jobs run at the same time; more wait queued.
     pub max_concurrent_jobs: usize,
+    /// Sync events this server applies at the same time (events of one target table are always
+    /// applied one after the other); at least 1.
+    pub event_workers: usize,
     /// The permissions file (default `config/permissions.yaml`).
     pub permissions: Option<PathBuf>,
     /// The audit log (default `.bridge/audit.log`).
@@ -86,6 +89,9 @@ impl ServeOptions {
     pub const DEFAULT_LISTEN: SocketAddr =
         SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)), 8000);
     pub const DEFAULT_MAX_JOBS: usize = 2;
+    /// Sync events applied at the same time by default: an apply mostly waits on SQL Server and
+    /// the source, so a few overlap well even on two cores.
+    pub const DEFAULT_EVENT_WORKERS: usize = 4;
     pub const POLL_INTERVAL: Seconds = Seconds {
         flag: "poll-interval",
         default: Duration::from_secs(2),
@@ -126,7 +132,19 @@ impl ServeOptions {
             .map_err(|e| Error::Invalid(format!("--event-retention-days: {days} days: {e}")))
     }
 
-    /// Refuses the durations that must be more than 0, the first in field order.
+    /// `--event-workers`: refused when 0 (no event would ever be applied).
+    pub fn check_event_workers(workers: usize) -> Result<usize> {
+        if workers == 0 {
+            return Err(Error::Invalid(format!(
+                "--event-workers: must be at least 1 (0 would never apply an event); the default is {}",
+                Self::DEFAULT_EVENT_WORKERS
+            )));
+        }
+        Ok(workers)
+    }
+
+    /// Refuses the durations that must be more than 0, the first in field order, and 0 event
+    /// workers.
     pub fn check(&self) -> Result<()> {
         Self::POLL_INTERVAL.check(self.poll_interval)?;
         Self::EVENT_LEASE.check(self.event_lease)?;
@@ -135,6 +153,7 @@ impl ServeOptions {
             Self::event_retention_days(0.0)?;
         }
         Self::SERVER_LEASE.check(self.server_lease)?;
+        Self::check_event_workers(self.event_workers)?;
         Ok(())
     }
 }
@@ -150,6 +169,7 @@ impl Default for ServeOptions {
             shutdown_grace: Self::SHUTDOWN_GRACE.default,
             event_retention: Self::DEFAULT_EVENT_RETENTION,
             max_concurrent_jobs: Self::DEFAULT_MAX_JOBS,
+            event_workers: Self::DEFAULT_EVENT_WORKERS,
             permissions: None,
             audit_log: None,
             schedules: true,

@@ -1,12 +1,15 @@
-//! RUN events: a pipeline run asked for in the events table. The server checks the request
-//! against its current project files (the pipeline exists, lists the country, declares the
-//! params), plans it, authorises the plan as the event's `created_by`, and runs it as a job of
-//! its runner; the event's outcome is the job's.
+//! RUN items of the events store, the one queue of pipeline runs: RUN events (a Databricks job's
+//! row, `POST /events`), runs accepted by `POST /runs`, and schedule slots. The server whose
+//! poller claims an item checks it against its current project files (the pipeline exists,
+//! lists the country, declares the params), plans it, authorises the plan as the item's
+//! `created_by` (a schedule's item: as the scheduler), and runs it as a job of its runner; the
+//! item's outcome is the job's.
 //!
-//! Once per event: the job's id is derived from the event id (and an attempt number), so a
-//! poller that takes the event over finds the job and waits for it instead of starting another.
-//! Only a job stopped by a shutdown or crash (`interrupted`) is started again, as the next
-//! attempt.
+//! Once per item: the job's id is derived from the item id (and an attempt number), so a poller
+//! that takes the item over finds the job and waits for it instead of starting another. Only a
+//! job stopped by a shutdown or crash (`interrupted`) is started again, as the next attempt.
+//! `POST /runs` stores the first attempt's job (queued) when it accepts the request, so the
+//! caller can follow and cancel it at once; the claimer adopts that job and runs it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,11 +24,14 @@ use crate::server::api::{PlanRunError, cap_deletes, plan_run};
 use crate::server::audit::{AuditEntry, AuditResult};
 use crate::server::jobs::{Job, JobStatus, NewJob, derived_id};
 use crate::server::runner::JobWork;
+use crate::server::schedule::slot_of;
+use crate::server::versions::ProjectVersion;
 use crate::sync::event::run_params;
 use crate::sync::{Event, Outcome};
 
-/// How often a RUN event's job is looked at while it runs.
-const JOB_POLL: Duration = Duration::from_millis(100);
+/// How often a RUN event's job is looked at while it runs on another server sharing the job
+/// store (a job of this server's runner wakes its waiter when it ends).
+const JOB_POLL: Duration = Duration::from_millis(500);
 
 /// Attempts of one event looked for before giving up (each was interrupted by a shutdown).
 const MAX_ATTEMPTS: u32 = 5;
@@ -55,6 +61,15 @@ pub(super) async fn run_event(
             Err(e) => return Some(Outcome::failed(format!("the job store failed: {e}"))),
         };
         match existing {
+            // Not started by anyone: accepted by `POST /runs` (stored queued by the server that
+            // took the request), or interrupted before it started. Only the claimer of the item
+            // starts it, here.
+            Some(job) if never_started(state, &job) => {
+                if let Err(error) = start(state, event, authorize, &id, Some(job)).await {
+                    return Some(failed_with_job(error, &id));
+                }
+                return wait_for(state, &id, cancel).await;
+            }
             Some(job) if job.status == JobStatus::Interrupted => {
                 attempt += 1;
                 if attempt == MAX_ATTEMPTS {
@@ -70,7 +85,7 @@ pub(super) async fn run_event(
             }
             Some(_) => return wait_for(state, &id, cancel).await,
             None => {
-                if let Err(error) = start(state, event, authorize, &id).await {
+                if let Err(error) = start(state, event, authorize, &id, None).await {
                     return Some(Outcome::failed(error.to_string()));
                 }
                 return wait_for(state, &id, cancel).await;
@@ -96,14 +111,92 @@ enum StartError {
     Unaudited(crate::Error),
 }
 
+/// Whether `job` was never started by any server (and is not waiting in this server's runner).
+fn never_started(state: &AppState, job: &Job) -> bool {
+    job.started_at.is_none()
+        && match job.status {
+            JobStatus::Queued => state.runner.finished(&job.id).is_none(),
+            JobStatus::Interrupted => true,
+            _ => false,
+        }
+}
+
+/// The outcome of an item whose run, stored as job `id` by `POST /runs`, could not start: the
+/// job is closed as failed with the same message.
+fn failed_with_job(error: StartError, id: &str) -> Outcome {
+    Outcome::Failed {
+        error: error.to_string(),
+        refusal: None,
+        job_id: Some(id.to_string()),
+    }
+}
+
+/// The id a queue item's first attempt runs as: `POST /runs` answers with it before any server
+/// claims the item.
+pub(crate) fn first_job_id(event_id: &str) -> String {
+    derived_id(&format!("event/{event_id}/0"))
+}
+
 /// Checks, plans, authorises and starts the event's run as job `id` (nothing is started when
-/// it fails).
+/// it fails). `accepted` is the job `POST /runs` stored for it (queued; it was audited then), which
+/// this server adopts and runs, or closes as failed when the run cannot start.
 async fn start(
     state: &Arc<AppState>,
     event: &Event,
     authorize: AuthorizeAs<'_>,
     id: &str,
+    accepted: Option<Job>,
 ) -> Result<(), StartError> {
+    let checked = check_and_plan(state, event, authorize);
+    if accepted.is_none() {
+        return start_new(state, event, id, checked?).await;
+    }
+    let (version, plan, authorized, _) = match checked {
+        Ok(checked) => checked,
+        Err(error) => {
+            let (job_id, message) = (id.to_string(), error.to_string());
+            let closed = blocking(state, move |jobs| {
+                jobs.finish(&job_id, JobStatus::Failed, None, Some(message))
+            })
+            .await;
+            if closed.is_err() {
+                tracing::error!(job = %id, "could not close a job whose run could not start");
+            }
+            return Err(error);
+        }
+    };
+    let job = blocking(state, {
+        let id = id.to_string();
+        move |jobs| jobs.adopt(&id)
+    })
+    .await
+    .map_err(StartError::JobStore)?;
+    // `None`: cancelled while it waited; the caller reports that.
+    let Some(job) = job else { return Ok(()) };
+    tracing::info!(event_id = %event.event_id, job = %job.id, pipeline = %job.pipeline, "accepted run started");
+    state.runner.start(
+        job,
+        JobWork {
+            project: version.project.clone(),
+            version,
+            plan,
+            tables: authorized.tables,
+        },
+    );
+    Ok(())
+}
+
+/// What starting an item's run needs, once checked: the project version, the plan (deletes
+/// capped by the creator's limits), the authorisation and the job to store.
+type Checked = (Arc<ProjectVersion>, Plan, Authorized, NewJob);
+
+/// Checks the item against the current project files, plans it and authorises the plan as its
+/// creator (or the scheduler, for a schedule's item).
+fn check_and_plan(
+    state: &Arc<AppState>,
+    event: &Event,
+    authorize: AuthorizeAs<'_>,
+) -> Result<Checked, StartError> {
     let version = state.versions.current().ok_or(StartError::NoValidFiles)?;
     let pipeline = event.pipeline.as_deref().unwrap_or_default();
     let params = match &event.params {
@@ -119,19 +212,40 @@ async fn start(
         .iter()
         .map(|(k, v)| (k.clone(), serde_json::Value::from(v.as_str())))
         .collect();
+    // A schedule's item (authorised as the scheduler above) is a scheduled job.
+    let slot = slot_of(&version, event);
+    let mut request = serde_json::json!({
+        "event_id": event.event_id, "pipeline": name, "country": event.country,
+        "params": params_json,
+    });
+    if let Some(slot) = slot {
+        request["slot"] = slot
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+            .into();
+    }
     let new = NewJob {
-        kind: "event".into(),
+        kind: if slot.is_some() { "schedule" } else { "event" }.into(),
         pipeline: name.to_string(),
         pipeline_file: Some(entry.display.display().to_string()),
         country: plan.country.clone(),
-        params: serde_json::Value::Object(params_json.clone()),
+        params: serde_json::Value::Object(params_json),
         submitted_by: event.created_by.clone(),
-        request: serde_json::json!({
-            "event_id": event.event_id, "pipeline": name, "country": event.country,
-            "params": params_json,
-        }),
+        request,
         tables: authorized.tables.clone(),
     };
+    Ok((version, plan, authorized, new))
+}
+
+/// Stores the run of an item as job `id` (unless another server stored it first), audits it and
+/// starts it.
+async fn start_new(
+    state: &Arc<AppState>,
+    event: &Event,
+    id: &str,
+    (version, plan, authorized, new): Checked,
+) -> Result<(), StartError> {
+    let slot = new.kind == "schedule";
+    let name = new.pipeline.clone();
     let job = blocking(state, {
         let id = id.to_string();
         move |jobs| jobs.insert_as(&id, &new)
@@ -142,13 +256,17 @@ async fn start(
     let Some(job) = job else { return Ok(()) };
     let audited = state.audit.append(&AuditEntry {
         request_id: format!("event-{}", event.event_id),
-        caller: event.created_by.clone(),
-        action: "event".into(),
+        caller: if slot {
+            Some("scheduler".into())
+        } else {
+            event.created_by.clone()
+        },
+        action: if slot { "schedule" } else { "event" }.into(),
         tables: authorized.tables.clone(),
         result: AuditResult::Started,
         job_id: Some(job.id.clone()),
         event_id: Some(event.event_id.clone()),
-        pipeline: Some(name.to_string()),
+        pipeline: Some(name.clone()),
         ..AuditEntry::default()
     });
     if let Err(e) = audited {
@@ -195,9 +313,16 @@ async fn wait_for(state: &Arc<AppState>, id: &str, cancel: &CancellationToken) -
                 }
             }
         }
+        let ended = state.runner.finished(id);
+        let next_look = async {
+            match ended {
+                Some(done) => done.cancelled_owned().await,
+                None => tokio::time::sleep(JOB_POLL).await,
+            }
+        };
         tokio::select! {
             () = cancel.cancelled() => return None,
-            () = tokio::time::sleep(JOB_POLL) => {}
+            () = next_look => {}
         }
     }
 }

@@ -36,6 +36,8 @@ pub struct JobWork {
 struct Active {
     cancel: CancellationToken,
     tables: Vec<String>,
+    /// Fired once the job's final status is stored.
+    done: CancellationToken,
 }
 
 /// Starts, tracks and cancels jobs.
@@ -46,6 +48,7 @@ pub struct JobRunner {
     active: Mutex<HashMap<String, Active>>,
     tracker: TaskTracker,
     permits: Arc<Semaphore>,
+    max_concurrent: usize,
     /// Fired when a shutdown begins: queued jobs no longer start (they become `interrupted`).
     stopping: CancellationToken,
     /// Fired when the server stops waiting for jobs; their status becomes `interrupted`.
@@ -86,6 +89,7 @@ impl JobRunner {
             active: Mutex::new(HashMap::new()),
             tracker: TaskTracker::new(),
             permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
+            max_concurrent: max_concurrent.max(1),
             stopping: CancellationToken::new(),
             shutting_down: CancellationToken::new(),
         }
@@ -94,11 +98,13 @@ impl JobRunner {
     /// Runs a job (already stored as queued) in the background.
     pub fn start(self: &Arc<Self>, job: Job, work: JobWork) {
         let cancel = CancellationToken::new();
+        let done = CancellationToken::new();
         self.active.lock().expect("runner lock").insert(
             job.id.clone(),
             Active {
                 cancel: cancel.clone(),
                 tables: work.tables.clone(),
+                done: done.clone(),
             },
         );
         let runner = Arc::clone(self);
@@ -106,7 +112,18 @@ impl JobRunner {
             let id = job.id.clone();
             runner.execute(job, work, cancel).await;
             runner.active.lock().expect("runner lock").remove(&id);
+            done.cancel();
         });
+    }
+
+    /// A token fired once job `id`, queued or running in this server, has its final status
+    /// stored; `None` when the job is not active here (finished, or another server's).
+    pub fn finished(&self, id: &str) -> Option<CancellationToken> {
+        self.active
+            .lock()
+            .expect("runner lock")
+            .get(id)
+            .map(|a| a.done.clone())
     }
 
     /// Asks a job to stop.
@@ -133,6 +150,11 @@ impl JobRunner {
     /// Jobs queued or running in this server.
     pub fn active_count(&self) -> usize {
         self.active.lock().expect("runner lock").len()
+    }
+
+    /// Whether one more job would start at once (fewer jobs queued or running than slots).
+    pub fn has_room(&self) -> bool {
+        self.active_count() < self.max_concurrent
     }
 
     /// Stops taking jobs, lets running ones finish for up to `grace`, then cancels the rest
@@ -174,8 +196,17 @@ impl JobRunner {
         let result = match start {
             Start::ShuttingDown | Start::Cancelled => Err(Error::Cancelled),
             Start::Run(_permit) => {
-                if let Err(e) = self.store.mark_running(&job.id) {
-                    tracing::error!(job = %job.id, error = %e, "could not record the job as running");
+                match self.store.mark_running(&job.id) {
+                    Ok(true) => {}
+                    // Cancelled in the store while it waited (a queued run cancelled through
+                    // another server), or started elsewhere: its stored status stands.
+                    Ok(false) => {
+                        tracing::info!(job = %job.id, "the job is no longer queued; not starting it");
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::error!(job = %job.id, error = %e, "could not record the job as running");
+                    }
                 }
                 let options = RunOptions {
                     run_id: Some(job.id.clone()),
@@ -228,11 +259,12 @@ impl JobRunner {
             ),
         };
         tracing::info!(job = %job.id, pipeline = %job.pipeline, %status, "job finished");
+        // Counted before it is stored: whoever sees the final status sees it counted.
+        self.metrics
+            .job_finished(&job.pipeline, status, rows.unwrap_or(0), elapsed);
         if let Err(e) = self.store.finish(&job.id, status, summary, error.clone()) {
             tracing::error!(job = %job.id, error = %e, "could not record the job's result");
         }
-        self.metrics
-            .job_finished(&job.pipeline, status, rows.unwrap_or(0), elapsed);
         let entry = AuditEntry {
             request_id: format!("job-{}", job.id),
             caller: job.submitted_by.clone(),

@@ -1,7 +1,10 @@
-//! Runs pipelines with a `schedule:` while serving: one job per country listed in `countries:`
+//! Runs pipelines with a `schedule:` while serving: one run per country listed in `countries:`
 //! at each cron time (UTC), each skipped while the previous scheduled run of the same pipeline
-//! for the same country is still going. Servers sharing a job store run each slot once: its job
-//! id is derived from the pipeline, the country and the scheduled time.
+//! for the same country is still going here. A slot is queued as a RUN item of the events store
+//! (the one queue of all work) under an id derived from the pipeline, the country and the
+//! scheduled time, so servers sharing the store (one machine's SQLite file, or the Databricks
+//! events table across machines) queue and run each slot once; the poller that claims the item
+//! runs it as the scheduler ([`slot_of`] tells such an item from a forged one).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,9 +16,8 @@ use tokio_util::sync::CancellationToken;
 use crate::pipeline::{Plan, PlanOptions};
 use crate::server::AppState;
 use crate::server::audit::{AuditEntry, AuditResult};
-use crate::server::jobs::{JobStatus, NewJob};
-use crate::server::runner::JobWork;
 use crate::server::versions::{PipelineEntry, ProjectVersion};
+use crate::sync::{Event, NewEvent, Operation};
 
 /// Longest sleep between looks at the schedules (edits are picked up at least this often).
 const TICK: Duration = Duration::from_secs(1);
@@ -105,92 +107,72 @@ async fn start_one(
     // Scheduled runs are the operator's: their tables need no grant, but what they write must
     // be inside the output roots, like any job's.
     let policy = state.policy(&version.project)?;
-    let tables = match crate::auth::authorize(None, &plan, &policy) {
-        Ok(authorized) => authorized.tables,
-        Err(refusal) => {
-            let line = AuditEntry {
-                request_id: format!("schedule-{name}"),
-                caller: Some("scheduler".into()),
-                action: "schedule".into(),
-                result: AuditResult::Refused,
-                pipeline: Some(name.to_string()),
-                error: Some(refusal.to_string()),
-                ..AuditEntry::default()
-            };
-            if let Err(e) = state.audit.append(&line) {
-                tracing::error!(error = %e, "audit log write failed");
-            }
-            return Err(crate::Error::Invalid(format!(
-                "scheduled run refused: {refusal}"
-            )));
+    // (Checked again, as the scheduler, by the server that runs the item.)
+    if let Err(refusal) = crate::auth::authorize(None, &plan, &policy) {
+        let line = AuditEntry {
+            request_id: format!("schedule-{name}"),
+            caller: Some("scheduler".into()),
+            action: "schedule".into(),
+            result: AuditResult::Refused,
+            pipeline: Some(name.to_string()),
+            error: Some(refusal.to_string()),
+            ..AuditEntry::default()
+        };
+        if let Err(e) = state.audit.append(&line) {
+            tracing::error!(error = %e, "audit log write failed");
         }
-    };
-    let new = NewJob {
-        kind: "schedule".into(),
-        pipeline: name.to_string(),
-        pipeline_file: Some(entry.display.display().to_string()),
-        country: plan.country.clone(),
-        params: serde_json::json!({}),
-        submitted_by: None,
-        request: serde_json::json!({
-            "pipeline": name, "country": country,
-            "slot": slot.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        }),
-        tables: tables.clone(),
-    };
-    let jobs = Arc::clone(&state.jobs);
-    // One job per (pipeline, country, scheduled time), whichever server stores it first.
-    let id = slot_job_id(name, plan.country.as_deref(), slot);
-    let job = tokio::task::spawn_blocking(move || jobs.insert_as(&id, &new))
-        .await
-        .map_err(|e| crate::Error::internal("a background task of the scheduler failed", e))??;
-    let Some(job) = job else {
-        tracing::info!(pipeline = %name, country = ?plan.country, %slot, "another server started this scheduled run");
-        return Ok(());
-    };
-    let entry_audit = AuditEntry {
-        request_id: format!("schedule-{}", job.id),
-        caller: Some("scheduler".into()),
-        action: "schedule".into(),
-        result: AuditResult::Started,
-        job_id: Some(job.id.clone()),
-        pipeline: Some(name.to_string()),
-        ..AuditEntry::default()
-    };
-    let audit = Arc::clone(&state.audit);
-    let audited = tokio::task::spawn_blocking(move || audit.append(&entry_audit))
-        .await
-        .map_err(|e| crate::Error::internal("a background task of the scheduler failed", e))
-        .and_then(|r| r);
-    if let Err(e) = audited {
-        // Not run without its audit line; closed, so it does not hold off the next schedule.
-        let jobs = Arc::clone(&state.jobs);
-        let id = job.id.clone();
-        let _ = tokio::task::spawn_blocking(move || {
-            jobs.finish(
-                &id,
-                JobStatus::Failed,
-                None,
-                Some(crate::server::api::UNAUDITED.to_string()),
-            )
-        })
-        .await;
-        return Err(e);
+        return Err(crate::Error::Invalid(format!(
+            "scheduled run refused: {refusal}"
+        )));
     }
-    tracing::info!(pipeline = %name, job = %job.id, "scheduled run started");
-    state.runner.start(
-        job,
-        JobWork {
-            version: Arc::clone(version),
-            project: version.project.clone(),
-            tables,
-            plan,
-        },
-    );
+    // One item per (pipeline, country, scheduled time) in the events store, whichever server
+    // queues it first; the server whose poller claims it runs it (`run_events`).
+    let id = slot_job_id(name, plan.country.as_deref(), slot);
+    let item = NewEvent {
+        operation: Operation::Run,
+        source_table: String::new(),
+        target_table: String::new(),
+        primary_keys: Vec::new(),
+        filter: None,
+        created_by: None,
+        pipeline: Some(name.to_string()),
+        country: plan.country.clone(),
+        params: None,
+    };
+    match state.events.submit_once(&id, item).await {
+        Ok(Some(_)) => {
+            tracing::info!(pipeline = %name, country = ?plan.country, %slot, event_id = %id, "scheduled run queued");
+        }
+        Ok(None) => {
+            tracing::info!(pipeline = %name, country = ?plan.country, %slot, "another server queued this scheduled run");
+        }
+        Err(e) => return Err(e.into()),
+    }
     Ok(())
 }
 
-/// The id of the job of a schedule slot: the same on every server sharing the job store, so the
+/// The slot of a schedule a RUN item stands for, when it is one: it names no creator and no
+/// params, and its id is the slot id of its pipeline's schedule at one of the schedule's times
+/// in the hour before the item was created (and at most a minute after, for clock skew between
+/// servers). Such an item runs as the scheduler; any other RUN item needs a `created_by`.
+pub(crate) fn slot_of(version: &ProjectVersion, event: &Event) -> Option<DateTime<Utc>> {
+    if event.operation != Operation::Run || event.created_by.is_some() || event.params.is_some() {
+        return None;
+    }
+    let (name, entry) = version.pipeline(event.pipeline.as_deref()?)?;
+    let schedule = entry.schedule.as_ref()?;
+    let until = event.created_at + chrono::Duration::minutes(1);
+    let mut after = event.created_at - chrono::Duration::hours(1);
+    while let Some(time) = schedule.next_after(after).filter(|t| *t <= until) {
+        if slot_job_id(name, event.country.as_deref(), time) == event.event_id {
+            return Some(time);
+        }
+        after = time;
+    }
+    None
+}
+
+/// The id of a schedule slot's item: the same on every server sharing the events store, so the
 /// slot runs once.
 fn slot_job_id(pipeline: &str, country: Option<&str>, slot: DateTime<Utc>) -> String {
     let key = format!(

@@ -3,7 +3,13 @@
 //!
 //! `num_affected_rows` tells whether this worker won a claim. A concurrent update of the same
 //! row that Delta refuses (a `DELTA_CONCURRENT_*` error) is a lost race, not a failure.
+//!
+//! Claims take the oldest pending event whose target table has no sync running (the candidates'
+//! query excludes them); two servers claiming at the same instant may still start two events of
+//! one target side by side (on one machine the sink's table lock then runs them one after the
+//! other; across machines their order is not kept).
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -13,10 +19,11 @@ use crate::databricks::{DatabricksClient, DatabricksError, Disposition, Statemen
 use crate::sql::{Dialect, quote_ident};
 use crate::sync::apply::SourceCatalog;
 use crate::sync::event::{
-    Event, EventRowError, EventStatus, NewEvent, Operation, Outcome, check_worker, parse_event_id,
+    Event, EventRowError, EventStatus, NewEvent, Operation, Outcome, check_worker, claimable,
+    parse_event_id,
 };
 use crate::sync::local::{ColumnType, EVENT_COLUMNS};
-use crate::sync::store::EventStore;
+use crate::sync::store::{Claim, EventStore};
 use crate::sync::{Result, SyncError};
 
 /// The default events table.
@@ -136,6 +143,24 @@ impl DatabricksEvents {
         self.client
             .execute_statement(&self.warehouse_id, sql, params, Disposition::Inline)
             .await
+    }
+
+    /// Deletes the pending rows of `event_id` when another row of that id was claimed (a
+    /// duplicate queued at the same instant by another server).
+    async fn drop_duplicate(&self, event_id: &str) -> Result<()> {
+        let sql = format!(
+            "DELETE FROM {0} WHERE event_id = :id AND status = 'pending' AND EXISTS \
+             (SELECT 1 FROM {0} AS o WHERE o.event_id = :id AND o.status <> 'pending')",
+            self.quoted
+        );
+        match self
+            .statement(&sql, &[StatementParam::string("id", event_id)])
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if is_conflict(&e) => Ok(()),
+            Err(e) => Err(self.fail(e)),
+        }
     }
 
     /// Rows of a query as events.
@@ -298,12 +323,23 @@ fn event_of(row: &[Option<String>]) -> std::result::Result<Event, EventRowError>
 #[async_trait]
 impl EventStore for DatabricksEvents {
     async fn submit_as(&self, event_id: &str, event: NewEvent) -> Result<Event> {
+        match self.submit_once(event_id, event).await? {
+            Some(stored) => Ok(stored),
+            None => Err(SyncError::Duplicate(event_id.to_string())),
+        }
+    }
+
+    /// One `INSERT ... SELECT ... WHERE NOT EXISTS` (the id looked up in the same statement).
+    /// Two inserts of one id committing at the same instant may both land; their rows share the
+    /// id, so a claim (by id) takes both as one event.
+    async fn submit_once(&self, event_id: &str, event: NewEvent) -> Result<Option<Event>> {
         event.validate()?;
         let stored = event.pending(&parse_event_id(event_id)?);
         let keys = serde_json::to_string(&stored.primary_keys).expect("strings serialize");
         let sql = format!(
-            "INSERT INTO {} (event_id, operation, source_table, target_table, primary_keys, filter, status, created_at, created_by, pipeline, country, params) \
-             VALUES (:event_id, :operation, :source_table, :target_table, from_json(:primary_keys, 'array<string>'), :filter, 'pending', :created_at, :created_by, :pipeline, :country, :params)",
+            "INSERT INTO {0} (event_id, operation, source_table, target_table, primary_keys, filter, status, created_at, created_by, pipeline, country, params) \
+             SELECT :event_id, :operation, :source_table, :target_table, from_json(:primary_keys, 'array<string>'), :filter, 'pending', :created_at, :created_by, :pipeline, :country, :params \
+             WHERE NOT EXISTS (SELECT 1 FROM {0} WHERE event_id = :event_id)",
             self.quoted
         );
         let params = [
@@ -319,10 +355,14 @@ impl EventStore for DatabricksEvents {
             StatementParam::typed("country", "STRING", stored.country.clone()),
             StatementParam::typed("params", "STRING", stored.params.clone()),
         ];
-        self.statement(&sql, &params)
+        let inserted = self
+            .statement(&sql, &params)
+            .await
+            .map_err(|e| self.fail(e))?
+            .affected_rows()
             .await
             .map_err(|e| self.fail(e))?;
-        Ok(stored)
+        Ok((inserted > 0).then_some(stored))
     }
 
     async fn get(&self, event_id: &str) -> Result<Option<Event>> {
@@ -349,22 +389,38 @@ impl EventStore for DatabricksEvents {
         }
     }
 
-    async fn claim_next(&self, worker: &str) -> Result<Option<Event>> {
+    async fn claim(&self, worker: &str, what: Claim) -> Result<Option<Event>> {
         check_worker(worker)?;
+        let runs = if what == Claim::Any {
+            ""
+        } else {
+            "operation <> 'RUN' AND "
+        };
         let candidates = self
             .events(
                 &format!(
-                    "WHERE status = 'pending' ORDER BY created_at, event_id LIMIT {CLAIM_CANDIDATES}"
+                    "WHERE status = 'pending' AND {runs}(operation = 'RUN' OR lower(target_table) NOT IN \
+                     (SELECT lower(target_table) FROM {} WHERE status = 'running' AND operation <> 'RUN')) \
+                     ORDER BY created_at, event_id LIMIT {CLAIM_CANDIDATES}",
+                    self.quoted
                 ),
                 &[],
             )
             .await?;
-        for mut event in candidates {
+        // Of several pending syncs of one target, only the oldest.
+        for mut event in claimable(candidates, &HashSet::new()) {
             let now = Utc::now();
+            // A row whose id another row has already claimed is a duplicate (two servers queued
+            // one schedule slot at the same instant): never claimed, and dropped below.
+            let claim_sql = format!(
+                "event_id = :id AND status = 'pending' AND NOT EXISTS \
+                 (SELECT 1 FROM {} AS o WHERE o.event_id = :id AND o.status <> 'pending')",
+                self.quoted
+            );
             let updated = self
                 .update(
                     "status = 'running', started_at = :now, claimed_by = :worker",
-                    "event_id = :id AND status = 'pending'",
+                    &claim_sql,
                     &[
                         ts_param("now", now),
                         StatementParam::string("worker", worker),
@@ -377,6 +433,9 @@ impl EventStore for DatabricksEvents {
                 event.started_at = Some(now);
                 event.claimed_by = Some(worker.to_string());
                 return Ok(Some(event));
+            }
+            if event.operation == Operation::Run {
+                self.drop_duplicate(&event.event_id).await?;
             }
         }
         Ok(None)

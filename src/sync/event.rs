@@ -1,6 +1,7 @@
 //! Sync events: what a Databricks job asks for (a [`NewEvent`]) and the row that tracks it
 //! ([`Event`]), with the checks every event passes before it is stored or applied.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::ops::ControlFlow;
 
@@ -601,6 +602,28 @@ pub fn parse_event_id(id: &str) -> Result<String, SyncError> {
     uuid::Uuid::parse_str(id)
         .map(|u| u.hyphenated().to_string())
         .map_err(|_| SyncError::invalid("event_id", format!("`{id}` is not a UUID")))
+}
+
+/// Of pending `candidates` (oldest first), those a worker may claim: RUN events, and sync events
+/// whose target table is not among `running` (the lowercased targets of running syncs) nor
+/// that of an older candidate, so the events of one target are applied in order, one at a time.
+pub fn claimable(candidates: Vec<Event>, running: &HashSet<String>) -> Vec<Event> {
+    let mut held = running.clone();
+    candidates
+        .into_iter()
+        .filter(|event| {
+            event.operation == Operation::Run || held.insert(event.target_table.to_lowercase())
+        })
+        .collect()
+}
+
+/// The lowercased target tables of the running sync events among `events`.
+pub fn running_targets<'a>(events: impl IntoIterator<Item = &'a Event>) -> HashSet<String> {
+    events
+        .into_iter()
+        .filter(|e| e.status == EventStatus::Running && e.operation != Operation::Run)
+        .map(|e| e.target_table.to_lowercase())
+        .collect()
 }
 
 /// Checks a worker id: 1 to 200 characters.

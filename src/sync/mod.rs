@@ -29,7 +29,7 @@ pub use event::{Event, EventStatus, NewEvent, Operation, Outcome};
 pub use local::LocalDeltaEvents;
 pub use poller::{AllowAll, Poller, PollerHooks, PollerOptions, ProjectSource};
 pub use sqlite::SqliteEvents;
-pub use store::EventStore;
+pub use store::{Claim, EventStore};
 
 use crate::error::{Error, Location};
 
@@ -45,6 +45,9 @@ pub enum SyncError {
     /// The events table could not be read or written.
     #[error("events table {location}: {message}")]
     Store { location: String, message: String },
+    /// An event with this id is stored already (nothing was stored).
+    #[error("event_id: an event with id {0} is stored already")]
+    Duplicate(String),
     /// Applying the event failed (a pipeline error: source, SQL, SQL Server).
     #[error(transparent)]
     Apply(#[from] Error),
@@ -94,6 +97,7 @@ impl From<SyncError> for Error {
             SyncError::Store { location, message } => {
                 Error::io(location, std::io::Error::other(message))
             }
+            SyncError::Duplicate(id) => Error::Invalid(SyncError::Duplicate(id).to_string()),
             SyncError::Apply(e) => e,
         }
     }

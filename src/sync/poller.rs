@@ -22,7 +22,7 @@ use crate::pipeline::Plan;
 use crate::pipeline::project::Project;
 use crate::sync::apply::{ApplyLimits, apply_event, plan_event};
 use crate::sync::event::{Event, EventStatus, Operation, Outcome};
-use crate::sync::store::EventStore;
+use crate::sync::store::{Claim, EventStore};
 use crate::sync::{Result, SyncError};
 
 /// How the server takes part in each event.
@@ -44,6 +44,12 @@ pub trait PollerHooks: Send + Sync {
         Some(Outcome::failed(
             "RUN events are run by `bridge serve`; this poller only applies table syncs",
         ))
+    }
+
+    /// Whether this server has room to run one more pipeline now: when it has not, the poller
+    /// claims only syncs and leaves RUN items to servers that have (default: always).
+    fn has_room_for_a_run(&self) -> bool {
+        true
     }
 
     /// Called when an event has been claimed, before it is authorized and applied.
@@ -204,6 +210,9 @@ impl Poller {
                 last_prune = Some(Instant::now());
                 this.prune(retention).await;
             }
+            // One RUN item per round: its job is in the runner (which says whether there is
+            // room for another) before the next is claimed.
+            let mut run_claimed = false;
             while inflight.len() < slots && !shutdown.is_cancelled() {
                 let event = match reclaimed.pop_front() {
                     Some(event) if busy(&applying).contains(&event.event_id) => {
@@ -214,7 +223,11 @@ impl Poller {
                         continue;
                     }
                     Some(event) => event,
-                    None => match this.store.claim_next(&this.options.worker_id).await {
+                    None => match this
+                        .store
+                        .claim(&this.options.worker_id, this.claimable(run_claimed))
+                        .await
+                    {
                         Ok(Some(event)) => event,
                         Ok(None) => break,
                         Err(e) => {
@@ -223,6 +236,7 @@ impl Poller {
                         }
                     },
                 };
+                run_claimed |= event.operation == Operation::Run;
                 busy(&applying).insert(event.event_id.clone());
                 let this = Arc::clone(&this);
                 let cancel = applies.clone();
@@ -266,6 +280,16 @@ impl Poller {
             applies.cancel();
             while inflight.join_next().await.is_some() {}
             while runs.join_next().await.is_some() {}
+        }
+    }
+
+    /// What this poller may claim now: RUN items only while the server has room for a run and
+    /// none was claimed in this round yet.
+    fn claimable(&self, run_claimed: bool) -> Claim {
+        if !run_claimed && self.hooks.has_room_for_a_run() {
+            Claim::Any
+        } else {
+            Claim::SyncsOnly
         }
     }
 

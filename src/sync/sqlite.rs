@@ -11,10 +11,17 @@
 //! `event_id` index. Finished events are deleted after the retention period
 //! ([`SqliteEvents::prune`]).
 //!
+//! # Order
+//!
+//! Sync events of one target table are applied one at a time, in submission order: a pending
+//! sync is not claimed while a sync of the same target table (compared case-insensitively) is
+//! running, so the events of different tables are what several workers apply side by side. RUN
+//! events are not held back (their pipelines take the output locks they need).
+//!
 //! # Atomic claims
 //!
-//! A claim is one statement, `UPDATE ... SET status = 'running' WHERE seq = (the oldest pending)
-//! AND status = 'pending' RETURNING ...`. SQLite runs a write statement under the database's
+//! A claim is one statement, `UPDATE ... SET status = 'running' WHERE seq = (the oldest pending
+//! event whose target has no running sync) AND status = 'pending' RETURNING ...`. SQLite runs a write statement under the database's
 //! write lock, from the read of the oldest pending event to the update, so of several servers
 //! sharing the file (WAL mode, a 5 s busy timeout) exactly one claims each event.
 //! [`finish`](EventStore::finish) is `UPDATE ... WHERE event_id = ? AND status = 'running' AND
@@ -33,7 +40,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use crate::sync::event::{
     Event, EventRowError, EventStatus, NewEvent, Outcome, check_worker, parse_event_id,
 };
-use crate::sync::store::EventStore;
+use crate::sync::store::{Claim, EventStore};
 use crate::sync::{LocalDeltaEvents, Result, SyncError};
 
 /// The version of the schema, in `PRAGMA user_version`.
@@ -247,6 +254,37 @@ impl SqliteEvents {
         .await
     }
 
+    /// Validates and stores a pending event under `event_id` with `insert` (`INSERT`, or
+    /// `INSERT OR IGNORE` which stores nothing when the id exists: then [`SyncError::Duplicate`]).
+    async fn store_new(
+        &self,
+        event_id: &str,
+        event: NewEvent,
+        insert_sql: &'static str,
+    ) -> Result<Event> {
+        event.validate()?;
+        let stored = Event {
+            created_at: now(),
+            ..event.pending(&parse_event_id(event_id)?)
+        };
+        let row = stored.clone();
+        self.blocking(move |inner| {
+            let conn = inner.lock();
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "{insert_sql} INTO events ({COLUMNS}) VALUES \
+                     (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
+                ))
+                .map_err(|e| inner.fail(e))?;
+            match insert(&mut stmt, &row).map_err(|e| inner.fail(e))? {
+                0 => Err(SyncError::Duplicate(row.event_id.clone())),
+                _ => Ok(()),
+            }
+        })
+        .await?;
+        Ok(stored)
+    }
+
     async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Inner) -> Result<T> + Send + 'static,
@@ -381,25 +419,15 @@ fn micros(t: DateTime<Utc>) -> i64 {
 #[async_trait]
 impl EventStore for SqliteEvents {
     async fn submit_as(&self, event_id: &str, event: NewEvent) -> Result<Event> {
-        event.validate()?;
-        let stored = Event {
-            created_at: now(),
-            ..event.pending(&parse_event_id(event_id)?)
-        };
-        let row = stored.clone();
-        self.blocking(move |inner| {
-            let conn = inner.lock();
-            let mut stmt = conn
-                .prepare_cached(&format!(
-                    "INSERT INTO events ({COLUMNS}) VALUES \
-                     (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
-                ))
-                .map_err(|e| inner.fail(e))?;
-            insert(&mut stmt, &row).map_err(|e| inner.fail(e))?;
-            Ok(())
-        })
-        .await?;
-        Ok(stored)
+        self.store_new(event_id, event, "INSERT").await
+    }
+
+    async fn submit_once(&self, event_id: &str, event: NewEvent) -> Result<Option<Event>> {
+        match self.store_new(event_id, event, "INSERT OR IGNORE").await {
+            Ok(stored) => Ok(Some(stored)),
+            Err(SyncError::Duplicate(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     async fn get(&self, event_id: &str) -> Result<Option<Event>> {
@@ -437,15 +465,21 @@ impl EventStore for SqliteEvents {
         }
     }
 
-    async fn claim_next(&self, worker: &str) -> Result<Option<Event>> {
+    async fn claim(&self, worker: &str, what: Claim) -> Result<Option<Event>> {
         check_worker(worker)?;
         let worker = worker.to_string();
+        let runs = what == Claim::Any;
         self.blocking(move |inner| {
             let conn = inner.lock();
             let mut claim = conn
                 .prepare_cached(&format!(
                     "UPDATE events SET status = ?1, started_at = ?2, claimed_by = ?3 \
-                     WHERE seq = (SELECT seq FROM events WHERE status = ?4 ORDER BY seq LIMIT 1) \
+                     WHERE seq = (SELECT seq FROM events AS e WHERE e.status = ?4 \
+                       AND (?5 OR e.operation <> 'RUN') \
+                       AND (e.operation = 'RUN' OR NOT EXISTS (SELECT 1 FROM events AS r \
+                         WHERE r.status = ?1 AND r.operation <> 'RUN' \
+                         AND lower(r.target_table) = lower(e.target_table))) \
+                     ORDER BY e.seq LIMIT 1) \
                      AND status = ?4 RETURNING {COLUMNS}"
                 ))
                 .map_err(|e| inner.fail(e))?;
@@ -456,7 +490,8 @@ impl EventStore for SqliteEvents {
                             EventStatus::Running.as_str(),
                             micros(now()),
                             worker,
-                            EventStatus::Pending.as_str()
+                            EventStatus::Pending.as_str(),
+                            runs
                         ],
                         event_of,
                     )
@@ -752,6 +787,47 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn the_syncs_of_one_target_are_claimed_one_at_a_time_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_in(&dir);
+        let first = store.submit(request(1)).await.unwrap();
+        let same_target = store
+            .submit(NewEvent {
+                target_table: "DBO.results".into(),
+                ..request(2)
+            })
+            .await
+            .unwrap();
+        let other_target = store
+            .submit(NewEvent {
+                target_table: "dbo.Other".into(),
+                ..request(3)
+            })
+            .await
+            .unwrap();
+        let claim = |w: &'static str| {
+            let store = store.clone();
+            async move { store.claim_next(w).await.unwrap().map(|e| e.event_id) }
+        };
+        assert_eq!(claim("w1").await, Some(first.event_id.clone()));
+        // dbo.Results has a sync running: the next event of another table is claimed instead.
+        assert_eq!(claim("w2").await, Some(other_target.event_id.clone()));
+        assert_eq!(
+            claim("w3").await,
+            None,
+            "held back while its target is busy"
+        );
+        assert_eq!(store.pending_count().await.unwrap(), 1);
+        assert!(
+            store
+                .finish(&first.event_id, "w1", &Outcome::completed(1))
+                .await
+                .unwrap()
+        );
+        assert_eq!(claim("w3").await, Some(same_target.event_id));
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn concurrent_claimers_on_one_file_claim_each_event_once() {
         let dir = tempfile::tempdir().unwrap();
@@ -761,7 +837,11 @@ mod tests {
         let mut submitted = HashSet::new();
         for i in 0..n {
             let store = if i % 2 == 0 { &a } else { &b };
-            submitted.insert(store.submit(request(i)).await.unwrap().event_id);
+            let event = NewEvent {
+                target_table: format!("dbo.Results{}", i % 5),
+                ..request(i)
+            };
+            submitted.insert(store.submit(event).await.unwrap().event_id);
         }
         let mut tasks = tokio::task::JoinSet::new();
         for t in 0..8 {
@@ -931,16 +1011,18 @@ mod tests {
             store.oldest_pending().await.unwrap(),
             Some(pending.created_at)
         );
-        // Pending stays claimable, running stays reclaimable and finishable by its claimer.
-        assert_eq!(
-            store.claim_next("new").await.unwrap().unwrap().event_id,
-            pending.event_id
-        );
+        // Running stays finishable by its claimer; pending stays claimable (once the running
+        // event of its target is done: one target's events are applied in order).
+        assert!(store.claim_next("new").await.unwrap().is_none());
         assert!(
             store
                 .finish(&running.event_id, "old", &Outcome::completed(1))
                 .await
                 .unwrap()
+        );
+        assert_eq!(
+            store.claim_next("new").await.unwrap().unwrap().event_id,
+            pending.event_id
         );
 
         // Once only: a reopen imports nothing more, even if the old table changed.

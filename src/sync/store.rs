@@ -13,6 +13,22 @@ use chrono::{DateTime, Utc};
 use crate::sync::Result;
 use crate::sync::event::{Event, EventStatus, NewEvent, Outcome};
 
+/// Which events a claim may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// Any event.
+    Any,
+    /// Sync events only (no RUN item).
+    SyncsOnly,
+}
+
+impl Claim {
+    /// Whether an event of `operation` may be claimed.
+    pub fn allows(self, operation: crate::sync::Operation) -> bool {
+        self == Claim::Any || operation != crate::sync::Operation::Run
+    }
+}
+
 /// Where sync events live. Every state change is atomic: of several callers racing for the same
 /// event, exactly one changes it and the others see "nothing to do", never an error.
 #[async_trait]
@@ -28,6 +44,11 @@ pub trait EventStore: Send + Sync + std::fmt::Debug {
     /// can claim the event.
     async fn submit_as(&self, event_id: &str, event: NewEvent) -> Result<Event>;
 
+    /// Stores a new event under `event_id` unless an event with that id is stored already
+    /// (then `None`, and nothing changes): work with a deterministic id, such as a schedule's
+    /// slot, is queued once however many servers queue it.
+    async fn submit_once(&self, event_id: &str, event: NewEvent) -> Result<Option<Event>>;
+
     /// An event by id; `None` when there is none (or the id is not a UUID).
     async fn get(&self, event_id: &str) -> Result<Option<Event>>;
 
@@ -35,9 +56,17 @@ pub trait EventStore: Send + Sync + std::fmt::Debug {
     async fn list(&self, status: Option<EventStatus>, limit: usize) -> Result<Vec<Event>>;
 
     /// Claims the oldest pending event for `worker`: `running`, `started_at` now, `claimed_by`
-    /// worker. Returns the claimed event, or `None` when nothing is pending (or every pending
+    /// worker. A sync event whose target table has a sync running is not claimed (the events of
+    /// one target are applied in submission order, one at a time); RUN events always may be.
+    /// Returns the claimed event, or `None` when nothing claimable is pending (or every such
     /// event was claimed by someone else first).
-    async fn claim_next(&self, worker: &str) -> Result<Option<Event>>;
+    async fn claim_next(&self, worker: &str) -> Result<Option<Event>> {
+        self.claim(worker, Claim::Any).await
+    }
+
+    /// [`EventStore::claim_next`], of the events `what` allows: a server whose runner is full
+    /// claims only syncs, leaving RUN items to servers with room.
+    async fn claim(&self, worker: &str, what: Claim) -> Result<Option<Event>>;
 
     /// Takes over `running` events whose `started_at` is older than `older_than` (their claimer
     /// crashed or lost its lease): each becomes claimed by `worker` with `started_at` now.

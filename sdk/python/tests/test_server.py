@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 import traceback
+import uuid
 
 import pytest
 
@@ -47,6 +48,9 @@ def test_run_pipeline_and_wait_for_job(reader: BridgeClient) -> None:
     assert done.country == "colombia"
     assert done.submitted_by == "reader"
     assert done.pipeline_file == "pipelines/demo.yaml"
+    # The run went through the queue: its request names the queue item it ran as.
+    item = done.request.pop("event_id")
+    assert uuid.UUID(item)
     assert done.request == {"pipeline": "demo", "country": "colombia", "params": {}}
     assert done.error is None
     assert done.created_at and done.started_at and done.finished_at

@@ -19,6 +19,7 @@ use crate::server::audit::{AuditEntry, AuditResult};
 use crate::server::jobs::{Job, JobFilter, JobStatus, Page};
 use crate::server::runner::CancelOutcome;
 use crate::server::visibility;
+use crate::sync::EventStatus;
 
 /// Who may cancel a job: the caller who submitted it, or one with write access to every SQL
 /// Server table it touches (to every table at all, for a job that touches none).
@@ -133,11 +134,57 @@ pub(super) async fn list_jobs(
 async fn load_job(state: &AppState, id: &str) -> Result<Job, ApiError> {
     let jobs = Arc::clone(&state.jobs);
     let key = id.to_string();
-    tokio::task::spawn_blocking(move || jobs.get(&key))
+    let job = tokio::task::spawn_blocking(move || jobs.get(&key))
         .await
         .map_err(ApiError::internal)?
         .map_err(ApiError::internal)?
-        .ok_or_else(|| no_job(id))
+        .ok_or_else(|| no_job(id))?;
+    Ok(with_item_status(state, job).await)
+}
+
+/// A run accepted here but claimed from the events store by a server on another machine (which
+/// keeps its own job store) stays queued in this one until its item is finished: then the
+/// item's outcome is recorded here (a server sharing this job store finishes the job before
+/// its item, so this only sees items run elsewhere).
+async fn with_item_status(state: &AppState, job: Job) -> Job {
+    let item = match job.request.get("event_id").and_then(|v| v.as_str()) {
+        Some(item) if job.status == JobStatus::Queued && state.runner.tables(&job.id).is_none() => {
+            item.to_string()
+        }
+        _ => return job,
+    };
+    let event = match state.events.get(&item).await {
+        Ok(Some(event)) => event,
+        Ok(None) => return job,
+        Err(e) => {
+            tracing::warn!(job = %job.id, error = %e, "could not read the job's queue item");
+            return job;
+        }
+    };
+    let (status, summary, error) = match event.status {
+        // Claimed but not finished: while it runs on another machine it stays queued here (a
+        // server of this machine that claimed it is about to adopt the job).
+        EventStatus::Pending | EventStatus::Running => return job,
+        EventStatus::Completed => (
+            JobStatus::Succeeded,
+            Some(serde_json::json!({
+                "rows_written": event.rows_affected, "ran_by": event.claimed_by, "job_id": event.job_id,
+            })),
+            None,
+        ),
+        EventStatus::Failed => (JobStatus::Failed, None, event.error_message.clone()),
+    };
+    let jobs = Arc::clone(&state.jobs);
+    let id = job.id.clone();
+    let recorded = tokio::task::spawn_blocking(move || {
+        jobs.finish(&id, status, summary, error)?;
+        jobs.get(&id)
+    })
+    .await;
+    match recorded {
+        Ok(Ok(Some(stored))) => stored,
+        _ => job,
+    }
 }
 
 fn no_job(id: &str) -> ApiError {
@@ -171,7 +218,13 @@ pub(super) async fn cancel_job(
     UrlPath(id): UrlPath<String>,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let job = load_job(&state, &id).await?;
-    let tables = state.runner.tables(&id);
+    // A run queued in the events store and not started by any server yet is cancelled in the
+    // job store: the server that claims its item then finds it cancelled and runs nothing.
+    let waiting = job.status == JobStatus::Queued && job.request.get("event_id").is_some();
+    let tables = state
+        .runner
+        .tables(&id)
+        .or_else(|| waiting.then(|| job.tables.clone()));
     let entry = AuditEntry {
         request_id: authed.request_id.clone(),
         caller: Some(authed.caller.name.clone()),
@@ -194,7 +247,21 @@ pub(super) async fn cancel_job(
             .await);
     }
     let outcome = match tables {
-        Some(_) => state.runner.cancel(&id),
+        Some(_) if state.runner.tables(&id).is_some() => state.runner.cancel(&id),
+        Some(_) => {
+            let (jobs, job_id) = (Arc::clone(&state.jobs), id.clone());
+            let error = format!("cancelled by `{}` before it started", authed.caller.name);
+            let cancelled =
+                tokio::task::spawn_blocking(move || jobs.cancel_queued(&job_id, &error))
+                    .await
+                    .map_err(ApiError::internal)?
+                    .map_err(ApiError::internal)?;
+            if cancelled {
+                CancelOutcome::Cancelling
+            } else {
+                CancelOutcome::NotActive
+            }
+        }
         None => CancelOutcome::NotActive,
     };
     if outcome == CancelOutcome::NotActive {

@@ -1,5 +1,7 @@
 //! `POST /runs` (a pipeline of the project) and `POST /extract` (a country's queries): the
-//! request is checked and planned, the plan authorised and audited, then the job is queued.
+//! request is checked and planned, the plan authorised and audited, then the job is queued: a
+//! run as a RUN item of the events store, which any server sharing the store may claim and run
+//! (`run_events`); an extraction in this server's runner.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -20,9 +22,11 @@ use crate::pipeline::project::{check_country, check_relative};
 use crate::pipeline::{Plan, PlanOptions};
 use crate::server::AppState;
 use crate::server::audit::{AuditEntry, AuditResult};
-use crate::server::jobs::{JobStatus, NewJob};
+use crate::server::jobs::{Job, JobStatus, NewJob};
+use crate::server::run_events::first_job_id;
 use crate::server::runner::JobWork;
 use crate::server::versions::{PipelineEntry, ProjectVersion};
+use crate::sync::{NewEvent, Operation};
 
 /// Run a pipeline of the project.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -237,8 +241,7 @@ pub(super) async fn start_run(
         request: request_json,
         tables: Vec::new(),
     };
-    let project = version.project.clone();
-    submit(&state, &authed, (version, project), plan, job).await
+    enqueue_run(&state, &authed, &request, plan, job, &version.project).await
 }
 
 /// Start the extraction of a country's queries (the original `/extract`).
@@ -350,15 +353,17 @@ pub(crate) fn cap_deletes(plan: &mut Plan, caps: &BTreeMap<String, u64>) {
     }
 }
 
-async fn submit(
+/// Authorises `plan` as the caller (a refusal is audited and answered 403), caps its deletes by
+/// the caller's limits and records the tables it touches in `job`.
+async fn authorize_plan(
     state: &Arc<AppState>,
     authed: &Authed,
-    (version, project): (Arc<ProjectVersion>, crate::pipeline::Project),
-    mut plan: Plan,
-    mut job: NewJob,
-) -> Result<(StatusCode, Json<Accepted>), ApiError> {
-    let policy = state.policy(&project)?;
-    let authorized = match authorize(Some(&authed.caller), &plan, &policy) {
+    project: &crate::pipeline::Project,
+    plan: &mut Plan,
+    job: &mut NewJob,
+) -> Result<crate::auth::Authorized, ApiError> {
+    let policy = state.policy(project)?;
+    let authorized = match authorize(Some(&authed.caller), plan, &policy) {
         Ok(authorized) => authorized,
         Err(refusal) => {
             let entry = AuditEntry {
@@ -379,14 +384,30 @@ async fn submit(
                 .await);
         }
     };
-    let tables = authorized.tables.clone();
-    job.tables = tables.clone();
-    cap_deletes(&mut plan, &authorized.delete_caps);
+    job.tables = authorized.tables.clone();
+    cap_deletes(plan, &authorized.delete_caps);
+    Ok(authorized)
+}
+
+/// Stores `job` queued (under `id`, or a fresh id) and audits its start; a job whose audit line
+/// cannot be written is closed as failed and the error returned.
+async fn store_audited(
+    state: &Arc<AppState>,
+    authed: &Authed,
+    id: Option<String>,
+    job: NewJob,
+    event_id: Option<String>,
+) -> Result<Job, ApiError> {
     let jobs = Arc::clone(&state.jobs);
-    let job = tokio::task::spawn_blocking(move || jobs.insert(&job))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)?;
+    let job = tokio::task::spawn_blocking(move || match id {
+        Some(id) => jobs.insert_as(&id, &job).and_then(|stored| {
+            stored.ok_or_else(|| crate::Error::Invalid(format!("a job with id {id} exists")))
+        }),
+        None => jobs.insert(&job),
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(ApiError::internal)?;
     // The job is stored `queued` but runs only once its audit line is on disk; without one it
     // is closed as failed, never started.
     let audited = state
@@ -394,30 +415,99 @@ async fn submit(
             request_id: authed.request_id.clone(),
             caller: Some(authed.caller.name.clone()),
             action: job.kind.clone(),
-            tables,
+            tables: job.tables.clone(),
             result: AuditResult::Started,
             job_id: Some(job.id.clone()),
+            event_id,
             pipeline: Some(job.pipeline.clone()),
             ..AuditEntry::default()
         })
         .await;
     if let Err(e) = audited {
-        let jobs = Arc::clone(&state.jobs);
-        let id = job.id.clone();
-        let closed = tokio::task::spawn_blocking(move || {
-            jobs.finish(&id, JobStatus::Failed, None, Some(UNAUDITED.to_string()))
-        })
-        .await;
-        if !matches!(closed, Ok(Ok(true))) {
-            tracing::error!(target: "bridge::server::api", job = %job.id, "could not close a job whose audit line failed");
-        }
+        close_failed(state, &job.id, UNAUDITED.to_string()).await;
         return Err(e);
     }
-    let accepted = Accepted {
-        id: job.id.clone(),
-        status: job.status.to_string(),
-        href: format!("/jobs/{}", job.id),
+    Ok(job)
+}
+
+/// Closes a queued job as failed with `error`.
+async fn close_failed(state: &Arc<AppState>, id: &str, error: String) {
+    let jobs = Arc::clone(&state.jobs);
+    let job_id = id.to_string();
+    let closed = tokio::task::spawn_blocking(move || {
+        jobs.finish(&job_id, JobStatus::Failed, None, Some(error))
+    })
+    .await;
+    if !matches!(closed, Ok(Ok(true))) {
+        tracing::error!(target: "bridge::server::api", job = %id, "could not close a job that cannot start");
+    }
+}
+
+/// `202 Accepted` for a queued job.
+fn accepted(job: &Job) -> (StatusCode, Json<Accepted>) {
+    (
+        StatusCode::ACCEPTED,
+        Json(Accepted {
+            id: job.id.clone(),
+            status: job.status.to_string(),
+            href: format!("/jobs/{}", job.id),
+        }),
+    )
+}
+
+/// Queues an accepted run as a RUN item of the events store, the queue every server claims work
+/// from: its first attempt's job is stored (queued) and audited now, so the caller can follow
+/// and cancel it; the server that claims the item runs it (`run_events`), after checking and
+/// authorising it again against its current files.
+async fn enqueue_run(
+    state: &Arc<AppState>,
+    authed: &Authed,
+    request: &RunRequest,
+    mut plan: Plan,
+    mut job: NewJob,
+    project: &crate::pipeline::Project,
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    authorize_plan(state, authed, project, &mut plan, &mut job).await?;
+    let event_id = uuid::Uuid::new_v4().hyphenated().to_string();
+    job.request["event_id"] = event_id.clone().into();
+    let item = NewEvent {
+        operation: Operation::Run,
+        source_table: String::new(),
+        target_table: String::new(),
+        primary_keys: Vec::new(),
+        filter: None,
+        created_by: Some(authed.caller.name.clone()),
+        pipeline: Some(job.pipeline.clone()),
+        country: request.country.clone(),
+        params: (!request.params.is_empty())
+            .then(|| serde_json::to_string(&request.params).expect("JSON values serialize")),
     };
+    let job = store_audited(
+        state,
+        authed,
+        Some(first_job_id(&event_id)),
+        job,
+        Some(event_id.clone()),
+    )
+    .await?;
+    if let Err(e) = state.events.submit_as(&event_id, item).await {
+        let error = format!("the run could not be queued: {e}");
+        close_failed(state, &job.id, error.clone()).await;
+        return Err(ApiError::internal(error));
+    }
+    Ok(accepted(&job))
+}
+
+async fn submit(
+    state: &Arc<AppState>,
+    authed: &Authed,
+    (version, project): (Arc<ProjectVersion>, crate::pipeline::Project),
+    mut plan: Plan,
+    mut job: NewJob,
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    let authorized = authorize_plan(state, authed, &project, &mut plan, &mut job).await?;
+    let job = store_audited(state, authed, None, job, None).await?;
+    let answer = accepted(&job);
     state.runner.start(
         job,
         JobWork {
@@ -427,5 +517,5 @@ async fn submit(
             tables: authorized.tables,
         },
     );
-    Ok((StatusCode::ACCEPTED, Json(accepted)))
+    Ok(answer)
 }

@@ -253,6 +253,50 @@ impl JobStore {
         self.get_locked(&conn, id)
     }
 
+    /// Makes this server the owner of a job no server started, to run it here: one `queued` by
+    /// another server (a run accepted by `POST /runs` there, whose queue item this server
+    /// claimed), or one `interrupted` before it started (its server stopped first), which
+    /// becomes queued again. `None` (nothing changed) when the job is unknown, was started, or
+    /// was cancelled meanwhile.
+    pub fn adopt(&self, id: &str) -> Result<Option<Job>> {
+        let conn = self.lock();
+        let changed = conn
+            .execute(
+                "UPDATE jobs SET owner = ?1, status = ?2, error = NULL, finished_at = NULL
+                 WHERE id = ?3 AND started_at IS NULL AND status IN (?2, ?4)",
+                params![
+                    self.owner,
+                    JobStatus::Queued.as_str(),
+                    id,
+                    JobStatus::Interrupted.as_str()
+                ],
+            )
+            .map_err(|e| self.db(e))?;
+        if changed == 0 {
+            return Ok(None);
+        }
+        self.get_locked(&conn, id)
+    }
+
+    /// Cancels a job that is still `queued` (no server started it); `false` (nothing changed)
+    /// when it is not queued any more.
+    pub fn cancel_queued(&self, id: &str, error: &str) -> Result<bool> {
+        let changed = self
+            .lock()
+            .execute(
+                "UPDATE jobs SET status = ?1, finished_at = ?2, error = ?3 WHERE id = ?4 AND status = ?5",
+                params![
+                    JobStatus::Cancelled.as_str(),
+                    now_rfc3339(),
+                    error,
+                    id,
+                    JobStatus::Queued.as_str()
+                ],
+            )
+            .map_err(|e| self.db(e))?;
+        Ok(changed == 1)
+    }
+
     /// Moves a `queued` job to `running`. `false` (nothing changed) if the job is unknown or
     /// not queued, e.g. cancelled while it waited.
     pub fn mark_running(&self, id: &str) -> Result<bool> {

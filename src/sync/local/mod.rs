@@ -40,8 +40,11 @@ use deltalake::kernel::transaction::TransactionError;
 use deltalake::protocol::SaveMode;
 use tokio::sync::Mutex;
 
-use crate::sync::event::{Event, EventStatus, NewEvent, Outcome, check_worker, parse_event_id};
-use crate::sync::store::EventStore;
+use crate::sync::event::{
+    Event, EventStatus, NewEvent, Operation, Outcome, check_worker, claimable, parse_event_id,
+    running_targets,
+};
+use crate::sync::store::{Claim, EventStore};
 use crate::sync::{Result, SyncError};
 
 mod schema;
@@ -216,6 +219,18 @@ impl LocalDeltaEvents {
         }
     }
 
+    /// The lowercased target tables of the running sync events.
+    async fn running_targets(&self) -> Result<std::collections::HashSet<String>> {
+        let running = self
+            .read(
+                Some(col("status").eq(lit(EventStatus::Running.as_str()))),
+                Vec::new(),
+                None,
+            )
+            .await?;
+        Ok(running_targets(&running))
+    }
+
     /// Rows matching `filter`, sorted, at most `limit`.
     async fn read(
         &self,
@@ -269,6 +284,41 @@ impl LocalDeltaEvents {
         }
     }
 
+    /// Deletes the pending rows of `event_id` when another row of that id is no longer pending
+    /// (a duplicate queued at the same instant by another server: `submit_once` looks the id up
+    /// before it appends); `true` when it did.
+    async fn drop_duplicate(&self, event_id: &str) -> Result<bool> {
+        let taken = self
+            .read(
+                Some(
+                    col("event_id")
+                        .eq(lit(event_id))
+                        .and(col("status").not_eq(lit(EventStatus::Pending.as_str()))),
+                ),
+                Vec::new(),
+                Some(1),
+            )
+            .await?;
+        if taken.is_empty() {
+            return Ok(false);
+        }
+        let table = self.latest().await?;
+        let deleted = table
+            .delete()
+            .with_predicate(
+                col("event_id")
+                    .eq(lit(event_id))
+                    .and(col("status").eq(lit(EventStatus::Pending.as_str()))),
+            )
+            .await;
+        match deleted {
+            Ok((table, _)) => self.remember(table).await,
+            Err(e) if is_conflict(&e) => {}
+            Err(e) => return Err(self.fail(e)),
+        }
+        Ok(true)
+    }
+
     /// Claims one event if it is still pending; `true` if this call claimed it.
     async fn try_claim(&self, event_id: &str, worker: &str, now: DateTime<Utc>) -> Result<bool> {
         let predicate = col("event_id")
@@ -317,6 +367,15 @@ impl EventStore for LocalDeltaEvents {
         unreachable!("the loop returns")
     }
 
+    /// Looks the id up, then appends: two servers queueing one id at the same instant may both
+    /// store it, and the claim (by id) then takes both rows as one event.
+    async fn submit_once(&self, event_id: &str, event: NewEvent) -> Result<Option<Event>> {
+        if self.get(event_id).await?.is_some() {
+            return Ok(None);
+        }
+        self.submit_as(event_id, event).await.map(Some)
+    }
+
     async fn get(&self, event_id: &str) -> Result<Option<Event>> {
         let Ok(id) = parse_event_id(event_id) else {
             return Ok(None);
@@ -340,7 +399,7 @@ impl EventStore for LocalDeltaEvents {
         .await
     }
 
-    async fn claim_next(&self, worker: &str) -> Result<Option<Event>> {
+    async fn claim(&self, worker: &str, what: Claim) -> Result<Option<Event>> {
         check_worker(worker)?;
         for _ in 0..CLAIM_ROUNDS {
             let candidates = self
@@ -350,6 +409,8 @@ impl EventStore for LocalDeltaEvents {
                     Some(CLAIM_CANDIDATES),
                 )
                 .await?;
+            let mut candidates = claimable(candidates, &self.running_targets().await?);
+            candidates.retain(|e| what.allows(e.operation));
             if candidates.is_empty() {
                 return Ok(None);
             }
@@ -357,6 +418,10 @@ impl EventStore for LocalDeltaEvents {
             // lost together would otherwise all race again for the next oldest.
             let mut candidates = std::collections::VecDeque::from(candidates);
             while let Some(mut event) = candidates.pop_front() {
+                if event.operation == Operation::Run && self.drop_duplicate(&event.event_id).await?
+                {
+                    continue;
+                }
                 let now = now();
                 if self.try_claim(&event.event_id, worker, now).await? {
                     event.status = EventStatus::Running;
