@@ -260,3 +260,27 @@ def checksum_sqlite(db: str, table: str, batch: int = 200_000) -> Checksum:
         return c
     finally:
         conn.close()
+
+
+def events_project(proj: str, bridge: str, env: dict, token: str) -> None:
+    """A scratch project for the events measures: `lakehouse_root` set, a `bench` user (`token`)
+    who may write every SQL Server table and read every lakehouse table, and the lakehouse Delta
+    table `main.bench.ev` of 10 generated rows (written by `bridge run` from a Parquet file)."""
+    import os
+    import subprocess
+
+    os.makedirs(os.path.join(proj, "pipelines"), exist_ok=True)
+    os.makedirs(os.path.join(proj, "config"), exist_ok=True)
+    with open(os.path.join(proj, "config", "defaults.yaml"), "w") as f:
+        f.write("params:\n  lakehouse_root: output/delta\n")
+    with open(os.path.join(proj, "config", "permissions.yaml"), "w") as f:
+        f.write(f'users:\n  - name: bench\n    token: "{token}"\n    permissions:\n'
+                f'      - table: "*"\n        access: read_write\n'
+                f'      - lakehouse_table: "*"\n        access: read\n')
+    write_parquet(os.path.join(proj, "ev.parquet"), 0, 10, 0)
+    pipe = os.path.join(proj, "pipelines", "mkdelta.yaml")
+    with open(pipe, "w") as f:
+        f.write("name: mkdelta\nsteps:\n  - id: rows\n    source: {type: parquet, path: ev.parquet}\n"
+                "  - id: out\n    sink: {type: delta, from: rows, path: output/delta/main/bench/ev, mode: overwrite}\n")
+    subprocess.run([bridge, "--root", proj, "run", pipe], check=True, env=env, stdout=subprocess.DEVNULL)
+    os.remove(pipe)

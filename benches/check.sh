@@ -4,8 +4,9 @@
 # that the three extraction paths (bridge, ConnectorX, pymssql + Polars) write the same rows as
 # the loaded table, and that every write-back (bridge insert and upsert, Python baselines)
 # produced the expected table: row counts and an order-independent checksum over all columns.
-# Then a burst of BURST sync events (default 200) drained by `bridge serve` from its default
-# events store, checked exactly once (benches/events_burst.py).
+# Then bursts of events drained by `bridge serve` from its default events store, each checked
+# exactly once (benches/events_burst.py): BURST sync events (default 200) with one and with two
+# servers, 40 RUN events, 100 refused syncs.
 # Exits non-zero on any mismatch. Env: ROWS (default 50000), BURST, BENCH_VENV, CARGO_TARGET_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +27,12 @@ if [ ! -x "$debug/tds-test-server" ]; then
 fi
 "$venv/bin/python" benches/run.py --rows "${ROWS:-50000}" --check \
   --bridge "$debug/bridge" --server "$debug/tds-test-server"
-# A small burst of sync events through the default events store: every one applied once.
-exec "$venv/bin/python" benches/events_burst.py --sizes "${BURST:-200}" \
-  --bridge "$debug/bridge" --server "$debug/tds-test-server"
+# Small bursts through the default events store, each event once: syncs (one server, then two
+# sharing the store), RUN events of the demo pipeline for both countries, and refused syncs.
+burst() {
+  "$venv/bin/python" benches/events_burst.py --bridge "$debug/bridge" --server "$debug/tds-test-server" "$@"
+}
+burst --sizes "${BURST:-200}"
+burst --sizes "${BURST:-200}" --servers 2
+burst --sizes 40 --kind run
+burst --sizes 100 --kind refused

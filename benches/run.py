@@ -375,22 +375,7 @@ steps:
     def events(self) -> None:
         e = self.a.events
         proj = os.path.join(self.work, "events")
-        os.makedirs(os.path.join(proj, "pipelines"), exist_ok=True)
-        os.makedirs(os.path.join(proj, "config"), exist_ok=True)
-        with open(os.path.join(proj, "config", "defaults.yaml"), "w") as f:
-            f.write("params:\n  lakehouse_root: output/delta\n")
-        with open(os.path.join(proj, "config", "permissions.yaml"), "w") as f:
-            f.write(f'users:\n  - name: bench\n    token: "{TOKEN}"\n    permissions:\n'
-                    f'      - table: "*"\n        access: read_write\n'
-                    f'      - lakehouse_table: "*"\n        access: read\n')
-        benchlib.write_parquet(os.path.join(proj, "ev.parquet"), 0, 10, 0)
-        pipe = os.path.join(proj, "pipelines", "mkdelta.yaml")
-        with open(pipe, "w") as f:
-            f.write("name: mkdelta\nsteps:\n  - id: rows\n    source: {type: parquet, path: ev.parquet}\n"
-                    "  - id: out\n    sink: {type: delta, from: rows, path: output/delta/main/bench/ev, mode: overwrite}\n")
-        subprocess.run([self.a.bridge, "--root", proj, "run", pipe], check=True, env=self.bridge_env(),
-                       stdout=subprocess.DEVNULL)
-        os.remove(pipe)
+        benchlib.events_project(proj, self.a.bridge, self.bridge_env(), TOKEN)
         self.tsql("IF OBJECT_ID('ev_target') IS NOT NULL DROP TABLE ev_target",
                   benchlib.create_table_sql("dbo.ev_target").replace(" PRIMARY KEY", ""))
         err = open(os.path.join(self.logs, "serve.stderr"), "w")

@@ -1269,6 +1269,17 @@ mod events {
     }
 
     #[test]
+    fn the_databricks_store_keeps_the_store_contract() {
+        let f = Fixture::new(DoubleConfig::default());
+        ok(f.bridge(&["setup-events-table", "--apply"]));
+        let store = store(&f);
+        f.rt.block_on(crate::common::store_contract::check(
+            &store,
+            std::time::Duration::from_millis(300),
+        ));
+    }
+
+    #[test]
     fn each_event_is_claimed_by_exactly_one_of_two_pollers() {
         let f = Fixture::new(DoubleConfig::default());
         ok(f.bridge(&["setup-events-table", "--apply"]));

@@ -1300,3 +1300,19 @@ async fn a_write_to_the_sqlite_store_wakes_the_poller_at_once() {
     assert_eq!(status, EventStatus::Completed, "the poller was not woken");
     assert_eq!(f.rows("SELECT COUNT(*) FROM Woken"), ["2"]);
 }
+
+#[tokio::test]
+async fn the_sqlite_store_keeps_the_store_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = bridge::sync::SqliteEvents::open(dir.path().join("events.db")).unwrap();
+    common::store_contract::check(&store, Duration::from_millis(100)).await;
+}
+
+#[tokio::test]
+async fn the_local_delta_store_keeps_the_store_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalDeltaEvents::open(dir.path().join("bridge_events"))
+        .await
+        .unwrap();
+    common::store_contract::check(&store, Duration::from_millis(300)).await;
+}

@@ -160,14 +160,37 @@ pub async fn apply_event(
     catalog: SourceCatalog,
     cancel: &CancellationToken,
 ) -> Result<AppliedEvent> {
-    let plan = plan_event(project, event, limits, catalog)?;
+    let mut plan = plan_event(project, event, limits, catalog)?;
+    apply_planned(project, event, &mut plan, limits, catalog, cancel).await
+}
+
+/// [`apply_event`] of the event's `plan` (from [`plan_event`], e.g. the one its authorisation
+/// looked at): `limits` cap its deletes before it runs.
+pub async fn apply_planned(
+    project: &Project,
+    event: &Event,
+    plan: &mut Plan,
+    limits: &ApplyLimits,
+    catalog: SourceCatalog,
+    cancel: &CancellationToken,
+) -> Result<AppliedEvent> {
+    if event.operation == Operation::Delete
+        && let Some(limit) = limits.max_delete_rows
+    {
+        for step in &mut plan.steps {
+            if let Some(sink) = step.spec.sink.as_mut() {
+                sink.config_mut().cap_deletes(limit);
+            }
+        }
+    }
+    let plan = &*plan;
     catalog.check_exists(project, &event.source_table)?;
     let options = RunOptions {
         cancel: Some(cancel.clone()),
         memory_limit: Some(EVENT_MEMORY_LIMIT),
         ..RunOptions::default()
     };
-    let running = run(project, &plan, &options);
+    let running = run(project, plan, &options);
     tokio::pin!(running);
     // The run stops by itself when cancelled before its commit; one stuck (waiting on a lock)
     // is dropped after a grace period, which closes its connection and rolls it back.

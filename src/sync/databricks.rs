@@ -334,7 +334,10 @@ impl EventStore for DatabricksEvents {
     /// id, so a claim (by id) takes both as one event.
     async fn submit_once(&self, event_id: &str, event: NewEvent) -> Result<Option<Event>> {
         event.validate()?;
-        let stored = event.pending(&parse_event_id(event_id)?);
+        let mut stored = event.pending(&parse_event_id(event_id)?);
+        // At the table's precision (microseconds): the event returned is the event stored.
+        stored.created_at = DateTime::from_timestamp_micros(stored.created_at.timestamp_micros())
+            .unwrap_or(stored.created_at);
         let keys = serde_json::to_string(&stored.primary_keys).expect("strings serialize");
         let sql = format!(
             "INSERT INTO {0} (event_id, operation, source_table, target_table, primary_keys, filter, status, created_at, created_by, pipeline, country, params) \

@@ -23,7 +23,7 @@ pub mod poller;
 pub mod sqlite;
 pub mod store;
 
-pub use apply::{AppliedEvent, ApplyLimits, SourceCatalog, apply_event};
+pub use apply::{AppliedEvent, ApplyLimits, SourceCatalog, apply_event, apply_planned};
 pub use databricks::DatabricksEvents;
 pub use event::{Event, EventStatus, NewEvent, Operation, Outcome};
 pub use local::LocalDeltaEvents;

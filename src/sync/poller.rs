@@ -2,6 +2,11 @@
 //! run, applies it and records the outcome. It wakes every `interval` and at once when the store's
 //! watch folder changes.
 //!
+//! Up to `max_concurrent` syncs are applied at once (the store hands out one target's syncs one
+//! at a time, in order); RUN items wait for their job outside those slots, and are claimed only
+//! while the server has room to run one more (one per round), so a busy server leaves them to
+//! others sharing the store.
+//!
 //! Recovery: an event whose claimer died stays `running`; once its `started_at` is older than the
 //! lease, any poller takes it over and applies it again, which the idempotency key makes safe.
 //! On shutdown the poller stops claiming, lets in-flight applies finish within the grace period,
@@ -20,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use crate::error::{BoxError, Error};
 use crate::pipeline::Plan;
 use crate::pipeline::project::Project;
-use crate::sync::apply::{ApplyLimits, apply_event, plan_event};
+use crate::sync::apply::{ApplyLimits, apply_planned, plan_event};
 use crate::sync::event::{Event, EventStatus, Operation, Outcome};
 use crate::sync::store::{Claim, EventStore};
 use crate::sync::{Result, SyncError};
@@ -369,13 +374,15 @@ impl Poller {
         }
         let project = (self.project)();
         let catalog = self.store.source_catalog();
-        // What the event reads and writes is known from its plan before anything runs.
+        // What the event reads and writes is known from its plan before anything runs; the
+        // plan authorised is the plan applied (its deletes capped by the creator's limits).
         let authorized = match plan_event(&project, &event, &ApplyLimits::default(), catalog) {
             Err(e) => Err(e.to_string()),
             Ok(plan) => self
                 .hooks
                 .authorize(&event, &plan)
                 .await
+                .map(|limits| (plan, limits))
                 .map_err(|refusal| refusal.to_string()),
         };
         let outcome = match authorized {
@@ -383,29 +390,31 @@ impl Poller {
                 tracing::info!(event_id = %id, reason = %refusal, "event refused");
                 Outcome::failed(refusal)
             }
-            Ok(limits) => match apply_event(&project, &event, &limits, catalog, cancel).await {
-                Ok(applied) => {
-                    tracing::info!(
-                        event_id = %id,
-                        rows = applied.rows_affected,
-                        already_applied = applied.already_applied,
-                        "event applied"
-                    );
-                    Outcome::completed(applied.rows_affected)
-                }
-                Err(SyncError::Apply(Error::Cancelled)) => {
-                    tracing::warn!(event_id = %id, "apply cancelled; the event will be recovered after its lease");
-                    return;
-                }
-                Err(e) => {
-                    tracing::warn!(event_id = %id, error = %e, "event failed");
-                    Outcome::Failed {
-                        error: e.to_string(),
-                        refusal: e.refusal().cloned(),
-                        job_id: None,
+            Ok((mut plan, limits)) => {
+                match apply_planned(&project, &event, &mut plan, &limits, catalog, cancel).await {
+                    Ok(applied) => {
+                        tracing::info!(
+                            event_id = %id,
+                            rows = applied.rows_affected,
+                            already_applied = applied.already_applied,
+                            "event applied"
+                        );
+                        Outcome::completed(applied.rows_affected)
+                    }
+                    Err(SyncError::Apply(Error::Cancelled)) => {
+                        tracing::warn!(event_id = %id, "apply cancelled; the event will be recovered after its lease");
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(event_id = %id, error = %e, "event failed");
+                        Outcome::Failed {
+                            error: e.to_string(),
+                            refusal: e.refusal().cloned(),
+                            job_id: None,
+                        }
                     }
                 }
-            },
+            }
         };
         self.record(event, &outcome, started).await;
     }

@@ -364,7 +364,10 @@ impl Session {
             },
             Step::Begin => {
                 if self.ctx.trancount == 0 {
-                    if let Err(e) = self.conn.execute_batch("BEGIN") {
+                    // IMMEDIATE: a transaction takes the write lock when it begins, so two
+                    // writing sessions wait for each other (as SQL Server's locks make them)
+                    // instead of the later one failing when its read snapshot goes stale.
+                    if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
                         return Ok(self.statement_failed(&map_sqlite_error(&e)));
                     }
                     self.descriptor += 1;
