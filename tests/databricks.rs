@@ -1275,7 +1275,7 @@ mod events {
         let store = store(&f);
         f.rt.block_on(crate::common::store_contract::check(
             &store,
-            std::time::Duration::from_millis(300),
+            std::time::Duration::from_millis(1500),
         ));
     }
 

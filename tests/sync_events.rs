@@ -1305,7 +1305,7 @@ async fn a_write_to_the_sqlite_store_wakes_the_poller_at_once() {
 async fn the_sqlite_store_keeps_the_store_contract() {
     let dir = tempfile::tempdir().unwrap();
     let store = bridge::sync::SqliteEvents::open(dir.path().join("events.db")).unwrap();
-    common::store_contract::check(&store, Duration::from_millis(100)).await;
+    common::store_contract::check(&store, Duration::from_millis(500)).await;
 }
 
 #[tokio::test]
@@ -1314,5 +1314,5 @@ async fn the_local_delta_store_keeps_the_store_contract() {
     let store = LocalDeltaEvents::open(dir.path().join("bridge_events"))
         .await
         .unwrap();
-    common::store_contract::check(&store, Duration::from_millis(300)).await;
+    common::store_contract::check(&store, Duration::from_millis(1500)).await;
 }

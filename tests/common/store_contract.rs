@@ -35,8 +35,8 @@ fn run(pipeline: &str) -> NewEvent {
     }
 }
 
-/// Runs the contract on an empty `store`. `lease` is how long to wait before a claim counts as
-/// stale (stores with coarse timestamps need more than a few milliseconds).
+/// Runs the contract on an empty `store`. `lease` is how long a claim stays fresh: longer than
+/// one heartbeat plus one reclaim of the store takes on a busy machine.
 pub async fn check(store: &dyn EventStore, lease: Duration) {
     assert_eq!(store.pending_count().await.unwrap(), 0);
     assert_eq!(store.oldest_pending().await.unwrap(), None);
@@ -129,9 +129,10 @@ pub async fn check(store: &dyn EventStore, lease: Duration) {
         "a renewed claim is not stale"
     );
     assert!(taken.contains(&other_target.event_id), "{taken:?}");
+    // (Against a long lease: the takeover renewed the claims, whatever the store's speed.)
     assert!(
         store
-            .reclaim_stale("w4", lease)
+            .reclaim_stale("w4", Duration::from_secs(60))
             .await
             .unwrap()
             .iter()
