@@ -142,6 +142,7 @@ pub(super) async fn sweep_stale_staging(
     target: &ObjPath,
     current: Option<&PreviousManifest>,
     spool_root: Option<&std::path::Path>,
+    local_root: Option<&std::path::Path>,
 ) {
     let objects: Vec<ObjPath> = match store
         .list(Some(staging_root))
@@ -200,9 +201,58 @@ pub(super) async fn sweep_stale_staging(
         }
         if clean {
             remove_prefix(store, &group).await;
+            if let Some(root) = local_root {
+                // A local store keeps an upload cut short as `{file}#{n}`, which it does not
+                // list (so `remove_prefix` cannot see it): the group's folder goes as a whole.
+                let _ = std::fs::remove_dir_all(root.join(group.as_ref()));
+            }
             if let Some(spool) = spool_root {
                 let _ = std::fs::remove_dir_all(spool.join(&run).join(&step));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::local::LocalFileSystem;
+
+    #[tokio::test]
+    async fn a_dead_runs_unlisted_partial_uploads_are_swept_with_its_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn ObjectStore> =
+            Arc::new(LocalFileSystem::new_with_prefix(dir.path()).unwrap());
+        let staging_root = ObjPath::from(".bridge-staging");
+        let group = child(&child(&staging_root, "dead-run"), "out");
+        RunRecord {
+            run_id: "dead-run".into(),
+            step: "out".into(),
+            path: "numbers".into(),
+            files: Vec::new(),
+            replaces: Vec::new(),
+        }
+        .write(&store, &group)
+        .await
+        .unwrap();
+        // What object_store leaves of a multipart upload cut short by a kill.
+        let partial = dir
+            .path()
+            .join(".bridge-staging/dead-run/out/out-00000.parquet#1");
+        std::fs::write(&partial, b"half a file").unwrap();
+        let target = ObjPath::from("numbers");
+        sweep_stale_staging(
+            &store,
+            &staging_root,
+            "numbers",
+            "this-run",
+            &target,
+            None,
+            None,
+            Some(dir.path()),
+        )
+        .await;
+        assert!(!partial.exists());
+        assert!(!dir.path().join(".bridge-staging/dead-run/out").exists());
     }
 }

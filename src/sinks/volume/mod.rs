@@ -242,6 +242,7 @@ impl Sink for VolumeSink {
             &target,
             previous.as_ref(),
             spool_root.as_deref(),
+            self.local_root.as_deref(),
         )
         .await;
         let group = child(&child(&staging_root, &self.run.run_id), &self.step);
