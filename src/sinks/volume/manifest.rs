@@ -129,6 +129,15 @@ pub(super) fn file_tag(run_id: &str, previous: &[String]) -> String {
     tag
 }
 
+/// The local folders a dead run may have left files in, besides the store.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct LocalFolders<'a> {
+    /// Where a volume's files are spooled before their upload.
+    pub spool_root: Option<&'a std::path::Path>,
+    /// The folder of a local destination (the store's root).
+    pub local_root: Option<&'a std::path::Path>,
+}
+
 /// Removes what runs that died left for this output: their staging folders and, from their run
 /// records, the files they put in the folder without committing them (or, when their manifest is
 /// the current one, the previous files they did not get to remove). Staging folders of other
@@ -141,9 +150,12 @@ pub(super) async fn sweep_stale_staging(
     run_id: &str,
     target: &ObjPath,
     current: Option<&PreviousManifest>,
-    spool_root: Option<&std::path::Path>,
-    local_root: Option<&std::path::Path>,
+    disk: LocalFolders<'_>,
 ) {
+    let LocalFolders {
+        spool_root,
+        local_root,
+    } = disk;
     let objects: Vec<ObjPath> = match store
         .list(Some(staging_root))
         .map_ok(|m| m.location)
@@ -248,8 +260,10 @@ mod tests {
             "this-run",
             &target,
             None,
-            None,
-            Some(dir.path()),
+            LocalFolders {
+                spool_root: None,
+                local_root: Some(dir.path()),
+            },
         )
         .await;
         assert!(!partial.exists());

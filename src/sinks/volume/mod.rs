@@ -53,7 +53,7 @@ use crate::sinks::lock::{canonical_local, normal_folder};
 use crate::sinks::{Sink, StagedOutput, check_columns};
 use commit::{Mover, StagedVolume};
 use config::{Compression, VolumeSinkSpec};
-use manifest::{RunRecord, StagedFile, file_tag, read_manifest, sweep_stale_staging};
+use manifest::{LocalFolders, RunRecord, StagedFile, file_tag, read_manifest, sweep_stale_staging};
 use partition::{PartitionWriter, split_by_partition};
 
 /// Default rows per row group.
@@ -241,8 +241,10 @@ impl Sink for VolumeSink {
             &self.run.run_id,
             &target,
             previous.as_ref(),
-            spool_root.as_deref(),
-            self.local_root.as_deref(),
+            LocalFolders {
+                spool_root: spool_root.as_deref(),
+                local_root: self.local_root.as_deref(),
+            },
         )
         .await;
         let group = child(&child(&staging_root, &self.run.run_id), &self.step);
