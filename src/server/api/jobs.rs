@@ -247,6 +247,8 @@ pub(super) async fn cancel_job(
             .await);
     }
     let outcome = match tables {
+        // Final in the store: the runner may still hold it for the moment after its record.
+        _ if job.status.is_final() => CancelOutcome::NotActive,
         Some(_) if state.runner.tables(&id).is_some() => state.runner.cancel(&id),
         Some(_) => {
             let (jobs, job_id) = (Arc::clone(&state.jobs), id.clone());
