@@ -122,6 +122,20 @@ impl Server {
         .await
     }
 
+    /// Polls `GET /events/{id}` until the event is completed or failed.
+    async fn wait_event(&self, id: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(180);
+        loop {
+            let (status, event) = self.get(&format!("/events/{id}"), Some(READER)).await;
+            assert_eq!(status, 200, "{event}");
+            if matches!(event["status"].as_str(), Some("completed" | "failed")) {
+                return event;
+            }
+            assert!(Instant::now() < deadline, "event never finished: {event}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// SIGTERM, then waits for the process to exit; returns whether it exited successfully.
     fn terminate(mut self) -> bool {
         let pid = self.child.id().to_string();
@@ -1411,19 +1425,6 @@ mod events {
         }
     }
 
-    pub async fn wait_event(server: &Server, id: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(180);
-        loop {
-            let (status, event) = server.get(&format!("/events/{id}"), Some(READER)).await;
-            assert_eq!(status, 200, "{event}");
-            if matches!(event["status"].as_str(), Some("completed" | "failed")) {
-                return event;
-            }
-            assert!(Instant::now() < deadline, "event never finished: {event}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
     fn insert(source: &str) -> Value {
         json!({"operation": "INSERT", "source_table": source, "target_table": "dbo.Results"})
     }
@@ -1458,7 +1459,7 @@ mod events {
         );
 
         let server = Server::start_env(&scratch, &["--no-schedules", "--event-lease", "1"], &env);
-        let event = wait_event(&server, &id).await;
+        let event = server.wait_event(&id).await;
         assert_eq!(event["status"], "completed", "{event}");
         assert_eq!(event["rows_affected"], rows, "{event}");
         assert_eq!(count(&sql, "SELECT COUNT(*) FROM Results"), rows);
@@ -1509,7 +1510,7 @@ mod events {
         }
         let mut claimers = std::collections::BTreeSet::new();
         for id in &ids {
-            let event = wait_event(&server_a, id).await;
+            let event = server_a.wait_event(id).await;
             assert_eq!(event["status"], "completed", "{event}");
             assert_eq!(event["rows_affected"], 100);
             claimers.insert(event["claimed_by"].as_str().unwrap().to_string());
@@ -1714,7 +1715,7 @@ steps:
         let (_, body) = server
             .post("/sync", Some(WRITER), insert("main.calibration.seed"))
             .await;
-        let seeded = wait_event(&server, body["id"].as_str().unwrap()).await;
+        let seeded = server.wait_event(body["id"].as_str().unwrap()).await;
         assert_eq!(seeded["status"], "completed", "{seeded}");
         // writer may delete at most 2 rows of dbo.Results; this deletes 3.
         let delete = json!({"operation": "DELETE", "source_table": "main.calibration.gone",
@@ -1722,7 +1723,7 @@ steps:
         let (status, body) = server.post("/sync", Some(WRITER), delete).await;
         assert_eq!(status, 202, "{body}");
         let id = body["id"].as_str().unwrap().to_string();
-        let event = wait_event(&server, &id).await;
+        let event = server.wait_event(&id).await;
         assert_eq!(event["status"], "failed", "{event}");
         let error = event["error_message"].as_str().unwrap();
         assert!(error.contains("max_delete_rows 2"), "{error}");
@@ -1756,7 +1757,7 @@ steps:
             })
             .await
             .unwrap();
-        let event = wait_event(&server, &stranger.event_id).await;
+        let event = server.wait_event(&stranger.event_id).await;
         assert_eq!(event["status"], "failed", "{event}");
         assert!(
             event["error_message"]
@@ -1989,7 +1990,7 @@ mod security {
                           "target_table": "dbo.Results"});
         let (status, answer) = server.post("/sync", Some(OPS), body).await;
         assert_eq!(status, 202, "{answer}");
-        let event = super::events::wait_event(&server, answer["id"].as_str().unwrap()).await;
+        let event = server.wait_event(answer["id"].as_str().unwrap()).await;
         assert_eq!(event["status"], "completed", "{event}");
         assert_eq!(
             super::events::count(&sql, "SELECT COUNT(*) FROM Results"),
@@ -2045,7 +2046,7 @@ mod security {
             })
             .await
             .unwrap();
-        let event = super::events::wait_event(&server, &event.event_id).await;
+        let event = server.wait_event(&event.event_id).await;
         assert_eq!(event["status"], "failed", "{event}");
         assert!(
             event["error_message"]
@@ -2184,38 +2185,25 @@ async fn sync_filters_calling_unbounded_functions_are_refused_naming_them() {
     assert_eq!(status, 202, "{body}");
 }
 
+/// An event read from the events table itself (whoever created it).
+async fn wait_stored(store: &dyn bridge::sync::EventStore, id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let event = store.get(id).await.unwrap().expect("stored");
+        let event = serde_json::to_value(&event).unwrap();
+        if matches!(event["status"].as_str(), Some("completed" | "failed")) {
+            return event;
+        }
+        assert!(Instant::now() < deadline, "event never finished: {event}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// RUN events: pipeline runs asked for through the events queue, by `POST /events` or by a row
 /// written straight into the events table (as a Databricks job does).
 mod run_events {
     use super::*;
     use bridge::sync::{EventStore, NewEvent, Operation, SqliteEvents};
-
-    async fn wait_event(server: &Server, id: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let (status, event) = server.get(&format!("/events/{id}"), Some(READER)).await;
-            assert_eq!(status, 200, "{event}");
-            if matches!(event["status"].as_str(), Some("completed" | "failed")) {
-                return event;
-            }
-            assert!(Instant::now() < deadline, "event never finished: {event}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// An event read from the events table itself (whoever created it).
-    async fn wait_stored(store: &SqliteEvents, id: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let event = store.get(id).await.unwrap().expect("stored");
-            let event = serde_json::to_value(&event).unwrap();
-            if matches!(event["status"].as_str(), Some("completed" | "failed")) {
-                return event;
-            }
-            assert!(Instant::now() < deadline, "event never finished: {event}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
 
     fn run_row(by: &str, pipeline: &str, country: Option<&str>, params: Option<&str>) -> NewEvent {
         NewEvent {
@@ -2251,7 +2239,7 @@ mod run_events {
             .unwrap();
         drop(old);
         let server = Server::start(&scratch, &["--no-schedules"]);
-        let event = wait_event(&server, &pending.event_id).await;
+        let event = server.wait_event(&pending.event_id).await;
         assert_eq!(event["status"], "completed", "{event}");
         assert_eq!(
             event["created_at"],
@@ -2283,7 +2271,7 @@ mod run_events {
         assert_eq!(status, 202, "{body}");
         let id = body["id"].as_str().unwrap().to_string();
         assert_eq!(body["href"], format!("/events/{id}"));
-        let event = wait_event(&server, &id).await;
+        let event = server.wait_event(&id).await;
         assert_eq!(event["status"], "completed", "{event}");
         assert_eq!(event["operation"], "RUN");
         assert_eq!(event["pipeline"], "demo");
@@ -2306,7 +2294,7 @@ mod run_events {
             .submit(run_row("reader", "demo", Some("mexico"), None))
             .await
             .unwrap();
-        let event = wait_event(&server, &row.event_id).await;
+        let event = server.wait_event(&row.event_id).await;
         assert_eq!(event["status"], "completed", "{event}");
         assert_eq!(jobs_of(&server, "demo").await, 2);
 
@@ -2483,15 +2471,8 @@ async fn a_killed_servers_run_event_is_taken_over_after_its_lease_and_not_before
         .delete(&format!("/jobs/{next_job}"), Some(READER))
         .await;
     assert_eq!(status, 202, "{body}");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let event = loop {
-        let (_, event) = second.get(&format!("/events/{id}"), Some(READER)).await;
-        if event["status"] == "failed" {
-            break event;
-        }
-        assert!(Instant::now() < deadline, "{event}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let event = second.wait_event(&id).await;
+    assert_eq!(event["status"], "failed", "{event}");
     assert_eq!(event["job_id"], next_job.as_str(), "{event}");
     assert!(
         event["error_message"]
@@ -2652,27 +2633,15 @@ async fn a_run_item_without_a_creator_that_is_no_schedule_slot_fails() {
     ];
     let server = Server::start(&scratch, &["--no-schedules"]);
     for id in &forged {
-        let deadline = Instant::now() + Duration::from_secs(60);
         // (Read from the store: an event naming no creator is no caller's to see.)
-        let event = loop {
-            let event = store.get(id).await.unwrap().unwrap();
-            if matches!(
-                event.status,
-                bridge::sync::EventStatus::Completed | bridge::sync::EventStatus::Failed
-            ) {
-                break event;
-            }
-            assert!(Instant::now() < deadline, "never finished: {event:?}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
-        assert_eq!(event.status, bridge::sync::EventStatus::Failed, "{event:?}");
+        let event = wait_stored(&store, id).await;
+        assert_eq!(event["status"], "failed", "{event}");
         assert!(
-            event
-                .error_message
-                .as_deref()
+            event["error_message"]
+                .as_str()
                 .unwrap()
                 .contains("created_by is empty"),
-            "{event:?}"
+            "{event}"
         );
     }
     let (_, list) = server.get("/jobs", Some(READER)).await;
@@ -2753,20 +2722,8 @@ async fn a_queued_run_cancelled_before_any_server_claims_it_never_runs() {
     let (status, _) = server.delete(&format!("/jobs/{slow}"), Some(READER)).await;
     assert_eq!(status, 202);
     let event_id = job["request"]["event_id"].as_str().unwrap().to_string();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let event = loop {
-        let (_, event) = server
-            .get(&format!("/events/{event_id}"), Some(READER))
-            .await;
-        if event["status"] == "failed" {
-            break event;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the item never finished: {event}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let event = server.wait_event(&event_id).await;
+    assert_eq!(event["status"], "failed", "{event}");
     assert!(
         event["error_message"]
             .as_str()

@@ -2,10 +2,11 @@
 //! user of the permissions file whose grants cover everything the event's plan reads and
 //! writes: the lakehouse source and the SQL Server target), and audit lines and metrics.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{AccessPolicy, Authorized, PermissionsStore, authorize};
@@ -32,6 +33,7 @@ pub async fn run_poller(state: Arc<AppState>, options: ServeOptions, stop: Cance
         audit: Arc::clone(&state.audit),
         metrics: Arc::clone(&state.metrics),
         refused: Mutex::new(HashSet::new()),
+        slots: Mutex::new(HashMap::new()),
         state: Arc::clone(&state),
     });
     let versions = Arc::clone(&state.versions);
@@ -68,6 +70,10 @@ struct ServerHooks {
     /// Events `authorize` refused (and audited as `refused`) whose outcome is not recorded yet:
     /// their failure gets no second audit line.
     refused: Mutex<HashSet<String>>,
+    /// The schedule slot of each claimed item without a creator (`None`: not a slot), decided
+    /// once per item against the files of its claim, so its authorisation, job and audit lines
+    /// agree even when the files change meanwhile.
+    slots: Mutex<HashMap<String, Option<DateTime<Utc>>>>,
     /// What RUN events run with (project versions, job store, runner).
     state: Arc<AppState>,
 }
@@ -87,7 +93,12 @@ impl ServerHooks {
 
     /// Whether `created_by` may do what the event's `plan` reads and writes; a refusal is
     /// audited (once) and fails the event.
-    fn authorized(&self, event: &Event, plan: &Plan) -> Result<Authorized, BoxError> {
+    fn authorized(
+        &self,
+        event: &Event,
+        plan: &Plan,
+    ) -> Result<(Authorized, Option<DateTime<Utc>>), BoxError> {
+        let slot = self.slot(event);
         let refused = |refusal: EventRefusal| {
             self.refused_ids().insert(event.event_id.clone());
             self.audit(AuditEntry {
@@ -100,7 +111,7 @@ impl ServerHooks {
         // A schedule's own item runs as the scheduler (the operator's, like every scheduled
         // run); any other event must name a user.
         let caller = match event.created_by.as_deref() {
-            None if self.scheduled(event) => None,
+            None if slot.is_some() => None,
             None => return refused(EventRefusal::NoCreator),
             Some(name) => match self.permissions.current().caller(name) {
                 Some(caller) => Some(caller),
@@ -116,20 +127,29 @@ impl ServerHooks {
             Err(refusal) => return refused(EventRefusal::Access(refusal)),
         };
         self.refused_ids().remove(&event.event_id);
-        Ok(authorized)
+        Ok((authorized, slot))
     }
 
-    /// Whether `event` is the item of one of the current pipelines' schedule slots.
-    fn scheduled(&self, event: &Event) -> bool {
-        self.state
-            .versions
-            .current()
-            .is_some_and(|version| crate::server::schedule::slot_of(&version, event).is_some())
+    /// The schedule slot `event` is the item of, among the current pipelines' schedules.
+    fn slot(&self, event: &Event) -> Option<DateTime<Utc>> {
+        if event.created_by.is_some() {
+            return None;
+        }
+        let mut slots = self
+            .slots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *slots.entry(event.event_id.clone()).or_insert_with(|| {
+            self.state
+                .versions
+                .current()
+                .and_then(|version| crate::server::schedule::slot_of(&version, event))
+        })
     }
 
     /// The audit line of an event (a schedule's item is the scheduler's `schedule` action).
     fn entry(&self, event: &Event) -> AuditEntry {
-        let scheduled = event.created_by.is_none() && self.scheduled(event);
+        let scheduled = self.slot(event).is_some();
         AuditEntry {
             request_id: format!("event-{}", event.event_id),
             caller: if scheduled {
@@ -152,7 +172,7 @@ impl ServerHooks {
 #[async_trait::async_trait]
 impl PollerHooks for ServerHooks {
     async fn authorize(&self, event: &Event, plan: &Plan) -> Result<ApplyLimits, BoxError> {
-        let authorized = self.authorized(event, plan)?;
+        let (authorized, _) = self.authorized(event, plan)?;
         Ok(ApplyLimits {
             max_delete_rows: authorized.delete_caps.values().min().copied(),
         })
@@ -174,6 +194,11 @@ impl PollerHooks for ServerHooks {
             .event_finished(&event.operation.to_string(), ok, rows.unwrap_or(0), took);
         // A refusal was audited when it was decided: one line per event, not `refused` then
         // `failed`.
+        let entry = self.entry(event);
+        self.slots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&event.event_id);
         if self.refused_ids().remove(&event.event_id) && !ok {
             return;
         }
@@ -181,7 +206,7 @@ impl PollerHooks for ServerHooks {
             result,
             rows,
             error,
-            ..self.entry(event)
+            ..entry
         });
     }
 }

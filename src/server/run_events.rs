@@ -14,6 +14,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Authorized;
@@ -24,7 +25,6 @@ use crate::server::api::{PlanRunError, cap_deletes, plan_run};
 use crate::server::audit::{AuditEntry, AuditResult};
 use crate::server::jobs::{Job, JobStatus, NewJob, derived_id};
 use crate::server::runner::JobWork;
-use crate::server::schedule::slot_of;
 use crate::server::versions::ProjectVersion;
 use crate::sync::event::run_params;
 use crate::sync::{Event, Outcome};
@@ -36,9 +36,10 @@ const JOB_POLL: Duration = Duration::from_millis(500);
 /// Attempts of one event looked for before giving up (each was interrupted by a shutdown).
 const MAX_ATTEMPTS: u32 = 5;
 
-/// Authorises a plan as an event's `created_by` (auditing a refusal).
+/// Authorises a plan as an event's `created_by` (auditing a refusal), or as the scheduler for
+/// the item of a schedule slot, whose time it returns too.
 pub(super) type AuthorizeAs<'a> =
-    &'a (dyn Fn(&Event, &Plan) -> Result<Authorized, BoxError> + Sync);
+    &'a (dyn Fn(&Event, &Plan) -> Result<(Authorized, Option<DateTime<Utc>>), BoxError> + Sync);
 
 /// Runs a RUN event's pipeline, or waits for the job an earlier claim of it started. `None`
 /// when `cancel` fired first (the event stays running and is taken over after its lease).
@@ -138,8 +139,8 @@ pub(crate) fn first_job_id(event_id: &str) -> String {
 }
 
 /// Checks, plans, authorises and starts the event's run as job `id` (nothing is started when
-/// it fails). `accepted` is the job `POST /runs` stored for it (queued; it was audited then), which
-/// this server adopts and runs, or closes as failed when the run cannot start.
+/// it fails). `accepted` is the job `POST /runs` stored for it (queued; it was audited then),
+/// which this server adopts and runs, or closes as failed when the run cannot start.
 async fn start(
     state: &Arc<AppState>,
     event: &Event,
@@ -147,48 +148,55 @@ async fn start(
     id: &str,
     accepted: Option<Job>,
 ) -> Result<(), StartError> {
-    let checked = check_and_plan(state, event, authorize);
-    if accepted.is_none() {
-        return start_new(state, event, id, checked?).await;
-    }
-    let (version, plan, authorized, _) = match checked {
+    let checked = match check_and_plan(state, event, authorize) {
         Ok(checked) => checked,
         Err(error) => {
-            let (job_id, message) = (id.to_string(), error.to_string());
-            let closed = blocking(state, move |jobs| {
-                jobs.finish(&job_id, JobStatus::Failed, None, Some(message))
-            })
-            .await;
-            if closed.is_err() {
-                tracing::error!(job = %id, "could not close a job whose run could not start");
+            if accepted.is_some() {
+                close_failed(state, id, error.to_string()).await;
             }
             return Err(error);
         }
     };
-    let job = blocking(state, {
-        let id = id.to_string();
-        move |jobs| jobs.adopt(&id)
-    })
-    .await
-    .map_err(StartError::JobStore)?;
-    // `None`: cancelled while it waited; the caller reports that.
+    let job = if accepted.is_some() {
+        // `None`: cancelled while it waited; the caller reports that.
+        blocking(state, {
+            let id = id.to_string();
+            move |jobs| jobs.adopt(&id)
+        })
+        .await
+        .map_err(StartError::JobStore)?
+    } else {
+        let Some(job) = store_audited(state, event, id, &checked).await? else {
+            // Another server stored this attempt first; the caller waits for it.
+            return Ok(());
+        };
+        Some(job)
+    };
     let Some(job) = job else { return Ok(()) };
-    tracing::info!(event_id = %event.event_id, job = %job.id, pipeline = %job.pipeline, "accepted run started");
+    tracing::info!(event_id = %event.event_id, job = %job.id, pipeline = %job.pipeline, "run started");
     state.runner.start(
         job,
         JobWork {
-            project: version.project.clone(),
-            version,
-            plan,
-            tables: authorized.tables,
+            project: checked.version.project.clone(),
+            version: checked.version,
+            plan: checked.plan,
+            tables: checked.authorized.tables,
         },
     );
     Ok(())
 }
 
-/// What starting an item's run needs, once checked: the project version, the plan (deletes
-/// capped by the creator's limits), the authorisation and the job to store.
-type Checked = (Arc<ProjectVersion>, Plan, Authorized, NewJob);
+/// What starting an item's run needs, once checked.
+struct Checked {
+    version: Arc<ProjectVersion>,
+    /// Deletes capped by the creator's limits.
+    plan: Plan,
+    authorized: Authorized,
+    /// The slot of the schedule the item stands for (run as the scheduler).
+    slot: Option<DateTime<Utc>>,
+    /// The job to store when no server stored it yet.
+    job: NewJob,
+}
 
 /// Checks the item against the current project files, plans it and authorises the plan as its
 /// creator (or the scheduler, for a schedule's item).
@@ -206,14 +214,12 @@ fn check_and_plan(
     let (name, entry, mut plan) =
         plan_run(&version, pipeline, event.country.as_deref(), params.clone())
             .map_err(StartError::Planning)?;
-    let authorized = authorize(event, &plan).map_err(StartError::Refused)?;
+    let (authorized, slot) = authorize(event, &plan).map_err(StartError::Refused)?;
     cap_deletes(&mut plan, &authorized.delete_caps);
     let params_json: serde_json::Map<String, serde_json::Value> = params
         .iter()
         .map(|(k, v)| (k.clone(), serde_json::Value::from(v.as_str())))
         .collect();
-    // A schedule's item (authorised as the scheduler above) is a scheduled job.
-    let slot = slot_of(&version, event);
     let mut request = serde_json::json!({
         "event_id": event.event_id, "pipeline": name, "country": event.country,
         "params": params_json,
@@ -223,7 +229,8 @@ fn check_and_plan(
             .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
             .into();
     }
-    let new = NewJob {
+    let job = NewJob {
+        // A schedule's item (authorised as the scheduler) is a scheduled job.
         kind: if slot.is_some() { "schedule" } else { "event" }.into(),
         pipeline: name.to_string(),
         pipeline_file: Some(entry.display.display().to_string()),
@@ -233,67 +240,66 @@ fn check_and_plan(
         request,
         tables: authorized.tables.clone(),
     };
-    Ok((version, plan, authorized, new))
+    Ok(Checked {
+        version,
+        plan,
+        authorized,
+        slot,
+        job,
+    })
 }
 
-/// Stores the run of an item as job `id` (unless another server stored it first), audits it and
-/// starts it.
-async fn start_new(
+/// Stores the run of an item as job `id` and audits it; `None` when another server stored it
+/// first. A job whose audit line cannot be written is closed as failed.
+async fn store_audited(
     state: &Arc<AppState>,
     event: &Event,
     id: &str,
-    (version, plan, authorized, new): Checked,
-) -> Result<(), StartError> {
-    let slot = new.kind == "schedule";
-    let name = new.pipeline.clone();
+    checked: &Checked,
+) -> Result<Option<Job>, StartError> {
     let job = blocking(state, {
-        let id = id.to_string();
+        let (id, new) = (id.to_string(), checked.job.clone());
         move |jobs| jobs.insert_as(&id, &new)
     })
     .await
     .map_err(StartError::JobStore)?;
-    // `None`: another server stored this attempt first; the caller waits for it.
-    let Some(job) = job else { return Ok(()) };
+    let Some(job) = job else { return Ok(None) };
+    let scheduled = checked.slot.is_some();
     let audited = state.audit.append(&AuditEntry {
         request_id: format!("event-{}", event.event_id),
-        caller: if slot {
+        caller: if scheduled {
             Some("scheduler".into())
         } else {
             event.created_by.clone()
         },
-        action: if slot { "schedule" } else { "event" }.into(),
-        tables: authorized.tables.clone(),
+        action: if scheduled { "schedule" } else { "event" }.into(),
+        tables: checked.authorized.tables.clone(),
         result: AuditResult::Started,
         job_id: Some(job.id.clone()),
         event_id: Some(event.event_id.clone()),
-        pipeline: Some(name.clone()),
+        pipeline: Some(job.pipeline.clone()),
         ..AuditEntry::default()
     });
     if let Err(e) = audited {
         let error = StartError::Unaudited(e);
-        let closed = {
-            let (id, message) = (job.id.clone(), error.to_string());
-            blocking(state, move |jobs| {
-                jobs.finish(&id, JobStatus::Failed, None, Some(message))
-            })
-            .await
-        };
-        if !matches!(closed, Ok(true)) {
-            tracing::error!(job = %job.id, "could not close a job whose audit line failed");
-        }
+        close_failed(state, &job.id, error.to_string()).await;
         return Err(error);
     }
-    tracing::info!(event_id = %event.event_id, job = %job.id, pipeline = %name, "run event started");
-    state.runner.start(
-        job,
-        JobWork {
-            project: version.project.clone(),
-            version,
-            plan,
-            tables: authorized.tables,
-        },
-    );
-    Ok(())
+    Ok(Some(job))
+}
+
+/// Closes job `id`, which cannot start, as failed with `error` (logged when even that fails).
+pub(crate) async fn close_failed(state: &Arc<AppState>, id: &str, error: String) {
+    let closed = {
+        let id = id.to_string();
+        blocking(state, move |jobs| {
+            jobs.finish(&id, JobStatus::Failed, None, Some(error))
+        })
+        .await
+    };
+    if !matches!(closed, Ok(true)) {
+        tracing::error!(job = %id, "could not close a job that cannot start");
+    }
 }
 
 /// Waits until job `id` ends and returns the event's outcome; `None` when `cancel` fires first

@@ -128,17 +128,7 @@ async fn start_one(
     // One item per (pipeline, country, scheduled time) in the events store, whichever server
     // queues it first; the server whose poller claims it runs it (`run_events`).
     let id = slot_job_id(name, plan.country.as_deref(), slot);
-    let item = NewEvent {
-        operation: Operation::Run,
-        source_table: String::new(),
-        target_table: String::new(),
-        primary_keys: Vec::new(),
-        filter: None,
-        created_by: None,
-        pipeline: Some(name.to_string()),
-        country: plan.country.clone(),
-        params: None,
-    };
+    let item = NewEvent::run(name, plan.country.as_deref(), &Default::default(), None);
     match state.events.submit_once(&id, item).await {
         Ok(Some(_)) => {
             tracing::info!(pipeline = %name, country = ?plan.country, %slot, event_id = %id, "scheduled run queued");

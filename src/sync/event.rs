@@ -343,6 +343,28 @@ impl Outcome {
 }
 
 impl NewEvent {
+    /// A RUN request: `pipeline` for `country` with parameter overrides `params` (stored as the
+    /// text of a JSON object, none when empty), asked for by `created_by` (none: a schedule slot).
+    pub fn run(
+        pipeline: &str,
+        country: Option<&str>,
+        params: &std::collections::BTreeMap<String, serde_json::Value>,
+        created_by: Option<&str>,
+    ) -> NewEvent {
+        NewEvent {
+            operation: Operation::Run,
+            source_table: String::new(),
+            target_table: String::new(),
+            primary_keys: Vec::new(),
+            filter: None,
+            created_by: created_by.map(str::to_string),
+            pipeline: Some(pipeline.to_string()),
+            country: country.map(str::to_string),
+            params: (!params.is_empty())
+                .then(|| serde_json::to_string(params).expect("JSON values serialize")),
+        }
+    }
+
     /// Checks every field; the error names the field (`primary_keys: UPSERT needs at least one key`).
     pub fn validate(&self) -> Result<(), SyncError> {
         if self.operation == Operation::Run {

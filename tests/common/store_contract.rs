@@ -22,17 +22,7 @@ fn sync(target: &str) -> NewEvent {
 }
 
 fn run(pipeline: &str) -> NewEvent {
-    NewEvent {
-        operation: Operation::Run,
-        source_table: String::new(),
-        target_table: String::new(),
-        primary_keys: Vec::new(),
-        filter: None,
-        created_by: None,
-        pipeline: Some(pipeline.into()),
-        country: Some("colombia".into()),
-        params: None,
-    }
+    NewEvent::run(pipeline, Some("colombia"), &Default::default(), None)
 }
 
 /// Runs the contract on an empty `store`. `lease` is how long a claim stays fresh: longer than
@@ -46,19 +36,9 @@ pub async fn check(store: &dyn EventStore, lease: Duration) {
     let same_target = store.submit(sync("DBO.a")).await.unwrap();
     let other_target = store.submit(sync("dbo.B")).await.unwrap();
     let item_id = "6f9619ff-8b86-d011-b42d-00c04fc964ff";
-    let item = store
-        .submit_once(item_id, run("demo"))
-        .await
-        .unwrap()
-        .expect("a new id is stored");
-    assert!(
-        store
-            .submit_once(item_id, run("demo"))
-            .await
-            .unwrap()
-            .is_none(),
-        "an id is queued once"
-    );
+    let queue_item = || async { store.submit_once(item_id, run("demo")).await.unwrap() };
+    let item = queue_item().await.expect("a new id is stored");
+    assert!(queue_item().await.is_none(), "an id is queued once");
     assert_eq!(store.get(&first.event_id).await.unwrap().unwrap(), first);
     assert_eq!(store.get("not-a-uuid").await.unwrap(), None);
     assert_eq!(store.pending_count().await.unwrap(), 4);
@@ -93,11 +73,7 @@ pub async fn check(store: &dyn EventStore, lease: Duration) {
         (EventStatus::Completed, Some(3))
     );
     assert!(
-        store
-            .submit_once(item_id, run("demo"))
-            .await
-            .unwrap()
-            .is_none(),
+        queue_item().await.is_none(),
         "a claimed id is not queued again"
     );
     let next = store.claim_next("w2").await.unwrap().unwrap();

@@ -54,18 +54,12 @@ pub(super) async fn submit_run_event(
         ));
     }
     let params = params_of(&request.params)?;
-    let event = NewEvent {
-        operation: Operation::Run,
-        source_table: String::new(),
-        target_table: String::new(),
-        primary_keys: Vec::new(),
-        filter: None,
-        created_by: Some(authed.caller.name.clone()),
-        pipeline: Some(request.pipeline.clone()),
-        country: request.country.clone(),
-        params: (!request.params.is_empty())
-            .then(|| serde_json::to_string(&request.params).expect("JSON values serialize")),
-    };
+    let event = NewEvent::run(
+        &request.pipeline,
+        request.country.as_deref(),
+        &request.params,
+        Some(&authed.caller.name),
+    );
     event.validate().map_err(|e| {
         let field = e.field().unwrap_or("body");
         ApiError::bad_request(field, e.to_string())

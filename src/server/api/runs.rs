@@ -22,11 +22,11 @@ use crate::pipeline::project::{check_country, check_relative};
 use crate::pipeline::{Plan, PlanOptions};
 use crate::server::AppState;
 use crate::server::audit::{AuditEntry, AuditResult};
-use crate::server::jobs::{Job, JobStatus, NewJob};
-use crate::server::run_events::first_job_id;
+use crate::server::jobs::{Job, NewJob};
+use crate::server::run_events::{close_failed, first_job_id};
 use crate::server::runner::JobWork;
 use crate::server::versions::{PipelineEntry, ProjectVersion};
-use crate::sync::{NewEvent, Operation};
+use crate::sync::NewEvent;
 
 /// Run a pipeline of the project.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -430,19 +430,6 @@ async fn store_audited(
     Ok(job)
 }
 
-/// Closes a queued job as failed with `error`.
-async fn close_failed(state: &Arc<AppState>, id: &str, error: String) {
-    let jobs = Arc::clone(&state.jobs);
-    let job_id = id.to_string();
-    let closed = tokio::task::spawn_blocking(move || {
-        jobs.finish(&job_id, JobStatus::Failed, None, Some(error))
-    })
-    .await;
-    if !matches!(closed, Ok(Ok(true))) {
-        tracing::error!(target: "bridge::server::api", job = %id, "could not close a job that cannot start");
-    }
-}
-
 /// `202 Accepted` for a queued job.
 fn accepted(job: &Job) -> (StatusCode, Json<Accepted>) {
     (
@@ -470,18 +457,12 @@ async fn enqueue_run(
     authorize_plan(state, authed, project, &mut plan, &mut job).await?;
     let event_id = uuid::Uuid::new_v4().hyphenated().to_string();
     job.request["event_id"] = event_id.clone().into();
-    let item = NewEvent {
-        operation: Operation::Run,
-        source_table: String::new(),
-        target_table: String::new(),
-        primary_keys: Vec::new(),
-        filter: None,
-        created_by: Some(authed.caller.name.clone()),
-        pipeline: Some(job.pipeline.clone()),
-        country: request.country.clone(),
-        params: (!request.params.is_empty())
-            .then(|| serde_json::to_string(&request.params).expect("JSON values serialize")),
-    };
+    let item = NewEvent::run(
+        &job.pipeline,
+        request.country.as_deref(),
+        &request.params,
+        Some(&authed.caller.name),
+    );
     let job = store_audited(
         state,
         authed,
