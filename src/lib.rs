@@ -2,6 +2,7 @@
 //! Pipelines are YAML files rendered with per-country parameters and run as a DAG on DataFusion.
 
 pub mod auth;
+pub mod changes;
 pub mod databricks;
 pub mod diagnostics;
 pub mod error;

@@ -208,5 +208,8 @@ fn print_summary(summary: &RunSummary) {
                 .collect();
             println!("    truncated below the microsecond: {}", counts.join(", "));
         }
+        for change in &s.schema_changes {
+            println!("    schema: {change}");
+        }
     }
 }

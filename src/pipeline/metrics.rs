@@ -51,6 +51,9 @@ pub struct StepMetrics {
     cancel: CancellationToken,
     /// A sink found its write applied before (its idempotency key recorded) and changed nothing.
     already_applied: std::sync::atomic::AtomicBool,
+    /// How a sink's target schema changed, or differs from its input, in words (`added column
+    /// `email` (string)`): listed in the run summary.
+    schema_changes: Mutex<Vec<String>>,
 }
 
 impl StepMetrics {
@@ -79,6 +82,19 @@ impl StepMetrics {
     /// this run changed nothing; the rows recorded are the first application's.
     pub fn mark_already_applied(&self) {
         self.already_applied.store(true, Ordering::Relaxed);
+    }
+
+    /// Records how the sink's target schema changed (or what of it the input lacks).
+    pub fn note_schema_change(&self, change: impl Into<String>) {
+        self.schema_changes
+            .lock()
+            .expect("metrics lock")
+            .push(change.into());
+    }
+
+    /// What [`StepMetrics::note_schema_change`] recorded, in order.
+    pub fn schema_changes(&self) -> Vec<String> {
+        self.schema_changes.lock().expect("metrics lock").clone()
     }
 
     /// Whether the sink found its write applied before ([`StepMetrics::mark_already_applied`]).

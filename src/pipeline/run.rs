@@ -97,6 +97,10 @@ pub struct StepReport {
     /// written, `rows` are the first application's.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub already_applied: bool,
+    /// How a sink changed its target's schema (columns added) or what of the target the input
+    /// lacks (columns written as null).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub schema_changes: Vec<String>,
 }
 
 /// A sink ready to run: built, input planned, schema checked.
@@ -315,6 +319,7 @@ async fn run_steps(project: &Project, plan: &Plan, options: &RunOptions) -> Resu
                         _ => run.truncations.of(&s.id),
                     },
                     already_applied: m.already_applied(),
+                    schema_changes: m.schema_changes(),
                 }
             })
             .collect(),
