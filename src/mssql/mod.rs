@@ -9,7 +9,9 @@ pub mod ranges;
 pub mod settings;
 pub mod types;
 
-pub use connect::{Client, MssqlError, Phase, Pool, connect, open_pool, pool, test_connection};
+pub use connect::{
+    Client, MssqlError, Phase, Pool, PooledClient, connect, open_pool, pool, test_connection,
+};
 pub use settings::SqlServerSettings;
 
 use crate::sql::SqlValue;

@@ -6,13 +6,14 @@
 //! mapping. Range partitioning wraps the query as a derived table, so the query may not end with
 //! `ORDER BY` (SQL Server refuses it there).
 
+pub mod change_tracking;
 pub mod config;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use deltalake::arrow::array::{ArrayRef, RecordBatch};
-use deltalake::arrow::datatypes::{Field, Schema, SchemaRef};
+use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use deltalake::datafusion::catalog::TableProvider;
 use deltalake::datafusion::catalog::streaming::StreamingTable;
 use deltalake::datafusion::common::ScalarValue;
@@ -38,7 +39,8 @@ use crate::pipeline::state::WatermarkStore;
 use crate::sources::sqlite::DEFAULT_BATCH_SIZE;
 use crate::sources::{BatchSender, Source, batch_channel};
 use crate::sql::{Dialect, SqlValue, quote_ident};
-use config::{IncrementalSpec, PartitionSpec, SqlServerSourceSpec};
+use change_tracking::{ChangeTracking, SnapshotRead};
+use config::{IncrementalMode, PartitionSpec, SqlServerSourceSpec};
 
 /// Streams a SQL Server query.
 #[derive(Debug)]
@@ -51,6 +53,8 @@ pub struct SqlServerSource {
     batch_size: usize,
     partition: Option<PartitionSpec>,
     incremental: Option<Incremental>,
+    /// `incremental: {mode: change_tracking}`.
+    change_tracking: Option<ChangeTracking>,
     /// What `datetime2(7)` digits below the microsecond become (from the sinks it feeds).
     sub_microsecond: SubMicrosecond,
     keep_offsets: bool,
@@ -77,10 +81,13 @@ type ExactMax = Arc<Mutex<Option<i128>>>;
 /// maximum, and the exact maximum of a timestamp column with the index of its builder.
 type Watermark = (usize, SharedMax, ExactMax, usize);
 
-/// Incremental extraction state of one source.
+/// Watermark extraction state of one source.
 #[derive(Debug)]
 struct Incremental {
-    spec: IncrementalSpec,
+    /// The ever-increasing column.
+    column: String,
+    /// The lower bound of the first run.
+    initial: Option<String>,
     store: WatermarkStore,
     run: RunInfo,
     max: SharedMax,
@@ -112,13 +119,29 @@ impl SqlServerSource {
             sql,
             batch_size: spec.batch_size.unwrap_or(DEFAULT_BATCH_SIZE).max(1),
             partition: spec.partition.clone(),
-            incremental: spec.incremental.clone().map(|spec| Incremental {
-                spec,
-                store: WatermarkStore::for_project(project_root),
-                run: run.clone(),
-                max: Arc::default(),
-                exact: Arc::default(),
+            incremental: spec.incremental.as_ref().and_then(|inc| {
+                Some(Incremental {
+                    column: inc.watermark_column()?.to_string(),
+                    initial: inc.initial.clone(),
+                    store: WatermarkStore::for_project(project_root),
+                    run: run.clone(),
+                    max: Arc::default(),
+                    exact: Arc::default(),
+                })
             }),
+            change_tracking: match (&spec.incremental, &spec.table) {
+                (Some(inc), Some(table)) if inc.mode == IncrementalMode::ChangeTracking => Some(
+                    ChangeTracking::new(
+                        &step.id,
+                        table,
+                        inc,
+                        WatermarkStore::for_project(project_root),
+                        run,
+                    )
+                    .map_err(|e| Error::step_from(&step.id, e))?,
+                ),
+                _ => None,
+            },
             sub_microsecond,
             keep_offsets: spec.keep_offsets,
             truncations: Arc::clone(&run.truncations),
@@ -137,11 +160,11 @@ impl SqlServerSource {
         let last = inc
             .store
             .get(&inc.run.pipeline, inc.run.country.as_deref(), &self.step)?
-            .or_else(|| inc.spec.initial.clone());
+            .or_else(|| inc.initial.clone());
         let Some(last) = last else {
             return Ok(self.sql.clone());
         };
-        let column = quote_ident(&inc.spec.column, Dialect::SqlServer).map_err(|e| self.fail(e))?;
+        let column = quote_ident(&inc.column, Dialect::SqlServer).map_err(|e| self.fail(e))?;
         let mut params = self.sql.params.clone();
         params.push(SqlValue::Text(last));
         Ok(RenderedSql {
@@ -227,6 +250,72 @@ impl SqlServerSource {
             return Err(self.fail("the query returns no result set"));
         }
         Ok((Arc::new(Schema::new(fields)), Arc::new(columns)))
+    }
+
+    /// Opens a change-tracking read: checks the table, decides snapshot or changes, and reads
+    /// it as one partition in a snapshot transaction. The schema is the table's (columns other
+    /// than the key nullable: a deleted key has only its key) then `_change_op` and
+    /// `_change_version`.
+    async fn open_change_tracking(
+        &self,
+        ct: &ChangeTracking,
+        pool: Pool,
+    ) -> Result<Arc<dyn TableProvider>> {
+        let target = self.settings.describe();
+        let prepared = {
+            let mut conn = pool.get().await.map_err(|e| self.fail(e))?;
+            ct.prepare(&mut conn, &target).await?
+        };
+        let (table_schema, table_columns) = self.describe(&pool, &self.sql).await?;
+        let names: Vec<String> = table_columns.iter().map(|c| c.name.clone()).collect();
+        let sql = ct.query(&prepared, &names)?;
+        let is_key = |name: &str| {
+            prepared.keys.iter().any(|k| {
+                name == k || name.strip_suffix(OFFSET_SUFFIX) == Some(k.as_str())
+            })
+        };
+        let mut fields: Vec<Field> = table_schema
+            .fields()
+            .iter()
+            .map(|f| {
+                let nullable = f.is_nullable() || !is_key(f.name());
+                f.as_ref().clone().with_nullable(nullable)
+            })
+            .collect();
+        let mut columns = table_columns.as_ref().clone();
+        for (name, data_type) in [
+            (crate::changes::OP_COLUMN, DataType::Utf8),
+            (crate::changes::VERSION_COLUMN, DataType::Int64),
+        ] {
+            if names.iter().any(|n| n == name) {
+                return Err(self.fail(format!(
+                    "the table has a column `{name}`, which change tracking adds to every row; rename it in SQL Server"
+                )));
+            }
+            fields.push(Field::new(name, data_type.clone(), false));
+            columns.push(ValueColumn {
+                name: name.to_string(),
+                data_type,
+                keep_offset: false,
+            });
+        }
+        let schema: SchemaRef = Arc::new(Schema::new(fields));
+        let partition = SqlServerPartition {
+            step: self.step.clone(),
+            target,
+            pool,
+            sql,
+            schema: schema.clone(),
+            columns: Arc::new(columns),
+            batch_size: self.batch_size,
+            watermark: None,
+            sub_microsecond: self.sub_microsecond,
+            truncations: (Arc::clone(&self.truncations), 0),
+            snapshot: Some(ct.snapshot_read(&prepared.database)),
+        };
+        let table = StreamingTable::try_new(schema, vec![Arc::new(partition)])
+            .map_err(|e| self.fail(e))?;
+        Ok(Arc::new(table))
     }
 
     /// The queries of each partition: the query itself, or one key range each.
@@ -329,6 +418,9 @@ fn observe_max(watermark: Option<&Watermark>, arrays: &[ArrayRef]) -> Result<(),
 #[async_trait]
 impl Source for SqlServerSource {
     async fn after_commit(&self) -> Result<()> {
+        if let Some(ct) = &self.change_tracking {
+            return ct.save();
+        }
         let Some(inc) = &self.incremental else {
             return Ok(());
         };
@@ -363,19 +455,22 @@ impl Source for SqlServerSource {
                 },
                 _ => self.fail(e),
             })?;
+        if let Some(ct) = &self.change_tracking {
+            return self.open_change_tracking(ct, pool).await;
+        }
         let sql = self.effective_sql()?;
         let (schema, columns) = self.describe(&pool, &sql).await?;
         let watermark = match &self.incremental {
             Some(inc) => {
-                let index = schema.index_of(&inc.spec.column).map_err(|_| {
+                let index = schema.index_of(&inc.column).map_err(|_| {
                     self.fail(format!(
                         "incremental.column: `{}` is not a column of the query",
-                        inc.spec.column
+                        inc.column
                     ))
                 })?;
                 let builder = columns
                     .iter()
-                    .position(|c| c.name == inc.spec.column)
+                    .position(|c| c.name == inc.column)
                     .expect("a schema column is a value column");
                 Some((index, Arc::clone(&inc.max), Arc::clone(&inc.exact), builder))
             }
@@ -398,6 +493,7 @@ impl Source for SqlServerSource {
                     watermark: watermark.clone(),
                     sub_microsecond: self.sub_microsecond,
                     truncations: (Arc::clone(&self.truncations), index),
+                    snapshot: None,
                 }) as Arc<dyn PartitionStream>
             })
             .collect();
@@ -420,6 +516,8 @@ struct SqlServerPartition {
     sub_microsecond: SubMicrosecond,
     /// Where this partition (the index) records what it truncated.
     truncations: (Arc<Truncations>, usize),
+    /// A change-tracking read: the query runs in a snapshot transaction.
+    snapshot: Option<SnapshotRead>,
 }
 
 impl std::fmt::Debug for SqlServerPartition {
@@ -447,6 +545,7 @@ impl PartitionStream for SqlServerPartition {
             watermark: self.watermark.clone(),
             sub_microsecond: self.sub_microsecond,
             truncations: (Arc::clone(&self.truncations.0), self.truncations.1),
+            snapshot: self.snapshot.clone(),
         };
         let step = self.step.clone();
         let target = self.target.clone();
@@ -468,6 +567,7 @@ struct Read {
     watermark: Option<Watermark>,
     sub_microsecond: SubMicrosecond,
     truncations: (Arc<Truncations>, usize),
+    snapshot: Option<SnapshotRead>,
 }
 
 async fn stream_rows(
@@ -497,11 +597,17 @@ async fn stream_rows(
             },
         }))
     })?;
+    conn.in_doubt = true;
+    if let Some(snapshot) = &read.snapshot {
+        snapshot
+            .begin(&mut conn, target)
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+    }
     let mut query = tiberius::Query::new(sql.text.clone());
     for p in &sql.params {
         bind(&mut query, p);
     }
-    conn.in_doubt = true;
     let mut rows = query
         .query(&mut conn.client)
         .await
@@ -558,6 +664,12 @@ async fn stream_rows(
         }
     }
     drop(rows);
+    if let Some(snapshot) = &read.snapshot {
+        snapshot
+            .end(&mut conn, target)
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+    }
     conn.in_doubt = false;
     if let Some((_, _, exact, builder)) = watermark
         && let Some(ns) = columns[*builder].max_nanos()
