@@ -162,6 +162,7 @@
 //! [`TdsServer::write_before`] slips a write in just before a given statement (a concurrent
 //! commit as READ COMMITTED would show it).
 
+mod change_tracking;
 mod describe;
 mod error;
 mod functions;
@@ -265,6 +266,7 @@ impl TdsServer {
         admin
             .query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))
             .map_err(std::io::Error::other)?;
+        change_tracking::create_catalog(&admin).map_err(std::io::Error::other)?;
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let (stop, stop_rx) = watch::channel(false);
