@@ -40,8 +40,10 @@ pub(crate) struct Token64(Arc<AtomicU64>);
 impl Token64 {
     /// Start a new transaction: later changes get a new version.
     pub(crate) fn renew(&self) {
-        self.0
-            .store(NEXT_TOKEN.fetch_add(1, Ordering::Relaxed), Ordering::Relaxed);
+        self.0.store(
+            NEXT_TOKEN.fetch_add(1, Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
     }
 }
 
@@ -455,7 +457,8 @@ pub(crate) fn translate(conn: &Connection, sql: &str, ctx: &Ctx) -> Vec<Step> {
                 let (Some(first), Some(last)) = (piece.first(), piece.last()) else {
                     continue;
                 };
-                let text = &sql[offsets.at(&sql, first.span.start)..offsets.at(&sql, last.span.end)];
+                let text =
+                    &sql[offsets.at(&sql, first.span.start)..offsets.at(&sql, last.span.end)];
                 steps.extend(translate_batch(text, ctx));
             }
         }
@@ -514,7 +517,10 @@ fn not_tracked(table: &str) -> SqlError {
 /// The tracked table's stored name, or error 208 / 4998.
 fn tracked_table(conn: &Connection, table: &str) -> Result<String, SqlError> {
     let Some(name) = table_name(conn, table)? else {
-        return Err(SqlError::new(208, format!("Invalid object name '{table}'.")));
+        return Err(SqlError::new(
+            208,
+            format!("Invalid object name '{table}'."),
+        ));
     };
     if !is_tracked(conn, &name)? {
         return Err(not_tracked(&name));
@@ -528,9 +534,7 @@ fn rewrite_changetable<'a>(conn: &Connection, sql: &'a str) -> Result<Cow<'a, st
         return Ok(Cow::Borrowed(sql));
     };
     let sig: Vec<&TokenWithSpan> = tokens.iter().filter(|t| significant(&t.token)).collect();
-    let is_word = |t: &Token, kw: &str| {
-        matches!(t, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(kw))
-    };
+    let is_word = |t: &Token, kw: &str| matches!(t, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(kw));
     let offsets = Offsets::new(sql);
     let mut out = String::new();
     let mut copied = 0;
@@ -568,8 +572,8 @@ fn rewrite_changetable<'a>(conn: &Connection, sql: &'a str) -> Result<Cow<'a, st
         if end == comma + 1 {
             return Err(bad(","));
         }
-        let since = &sql[offsets.at(sql, sig[comma + 1].span.start)
-            ..offsets.at(sql, sig[end - 1].span.end)];
+        let since = &sql
+            [offsets.at(sql, sig[comma + 1].span.start)..offsets.at(sql, sig[end - 1].span.end)];
         let table = tracked_table(conn, &table)?;
         let keys = key_columns(conn, &table)?;
         let start = offsets.at(sql, sig[i].span.start);
@@ -745,13 +749,17 @@ pub(crate) fn execute(
         Command::Flush(arg) => {
             let raw = match arg {
                 FlushArg::Literal(s) => s.clone(),
-                FlushArg::Param(p) => match params.iter().find(|(n, _)| n.eq_ignore_ascii_case(p))
-                {
-                    Some((_, Value::Text(s))) => s.clone(),
-                    _ => {
-                        return Err(SqlError::new(137, format!("Must declare the scalar variable \"{p}\".")));
+                FlushArg::Param(p) => {
+                    match params.iter().find(|(n, _)| n.eq_ignore_ascii_case(p)) {
+                        Some((_, Value::Text(s))) => s.clone(),
+                        _ => {
+                            return Err(SqlError::new(
+                                137,
+                                format!("Must declare the scalar variable \"{p}\"."),
+                            ));
+                        }
                     }
-                },
+                }
             };
             let name = crate::functions::object_name(&raw).unwrap_or(raw);
             flush(conn, &name)?;
@@ -802,7 +810,11 @@ fn enable(conn: &Connection, db: &str, table: &str, track_columns: bool) -> Resu
         .map(|(k, ty)| format!("{} {}", q(k), q(ty)))
         .collect::<Vec<_>>()
         .join(", ");
-    let key_names = keys.iter().map(|(k, _)| q(k)).collect::<Vec<_>>().join(", ");
+    let key_names = keys
+        .iter()
+        .map(|(k, _)| q(k))
+        .collect::<Vec<_>>()
+        .join(", ");
     let of = |row: &str| {
         keys.iter()
             .map(|(k, _)| format!("{row}.{}", q(k)))
@@ -901,7 +913,9 @@ mod tests {
     #[test]
     fn recognises_the_statements() {
         assert_eq!(
-            cmd("ALTER DATABASE [x] SET CHANGE_TRACKING = ON (CHANGE_RETENTION = 2 DAYS, AUTO_CLEANUP = ON)"),
+            cmd(
+                "ALTER DATABASE [x] SET CHANGE_TRACKING = ON (CHANGE_RETENTION = 2 DAYS, AUTO_CLEANUP = ON)"
+            ),
             Some(Ok(Command::DatabaseOn {
                 retention: Some((2, "DAYS".into(), 2880)),
                 auto_cleanup: Some(true)

@@ -450,7 +450,8 @@ pub(crate) fn create_system_views(
 ) -> rusqlite::Result<()> {
     let db = database.replace('\'', "''");
     // User tables: neither SQLite's nor this server's internal ones (change tracking).
-    let user = "m.name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND m.name NOT LIKE '\\_\\_ct\\_%' ESCAPE '\\'";
+    let user =
+        "m.name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND m.name NOT LIKE '\\_\\_ct\\_%' ESCAPE '\\'";
     crate::change_tracking::create_views(conn)?;
     conn.execute_batch(&format!(
         "DROP VIEW IF EXISTS temp.\"INFORMATION_SCHEMA.TABLE_CONSTRAINTS\";

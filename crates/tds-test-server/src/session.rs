@@ -336,9 +336,7 @@ impl Session {
             )
         {
             self.snapshot_check = false;
-            if let Err(e) =
-                crate::change_tracking::check_snapshot(&self.conn, &self.ctx.database)
-            {
+            if let Err(e) = crate::change_tracking::check_snapshot(&self.conn, &self.ctx.database) {
                 return Ok(self.statement_failed(&e));
             }
         }

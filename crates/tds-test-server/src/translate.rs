@@ -680,7 +680,9 @@ impl VisitorMut for Rewriter<'_> {
                                 "The change_tracking_min_valid_version function requires 1 argument(s).",
                             ));
                         };
-                        raw(crate::change_tracking::min_valid_version_sql(&id.to_string()))
+                        raw(crate::change_tracking::min_valid_version_sql(
+                            &id.to_string(),
+                        ))
                     }
                     "SERVERPROPERTY" => {
                         let p = args.first().and_then(|a| string_arg(a)).unwrap_or_default();
