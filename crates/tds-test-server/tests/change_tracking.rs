@@ -525,3 +525,36 @@ async fn snapshot_transactions_need_the_database_option_and_do_not_block_writers
     exec(&mut r, "COMMIT").await;
     s.shutdown().await;
 }
+
+#[tokio::test]
+async fn bulk_load_is_tracked_as_one_version() {
+    let s = server().await;
+    let mut c = connect(&s).await;
+    exec(
+        &mut c,
+        "CREATE TABLE t (id INT NOT NULL PRIMARY KEY, name NVARCHAR(20), amount INT)",
+    )
+    .await;
+    exec(&mut c, ENABLE_DB).await;
+    exec(&mut c, "ALTER TABLE t ENABLE CHANGE_TRACKING").await;
+    let mut req = c.bulk_insert("t").await.expect("bulk insert starts");
+    for i in 1..=3i32 {
+        let mut row = tiberius::TokenRow::new();
+        row.push(tiberius::ColumnData::I32(Some(i)));
+        row.push(tiberius::ColumnData::String(Some(format!("n{i}").into())));
+        row.push(tiberius::ColumnData::I32(Some(i)));
+        req.send(row).await.expect("row sent");
+    }
+    assert_eq!(req.finalize().await.expect("bulk load").total(), 3);
+    assert_eq!(current(&mut c).await, Some(1));
+    let got = changes(&mut c, 0).await;
+    assert_eq!(
+        got,
+        [
+            ("insert".into(), 1, 1, Some("n1".into())),
+            ("insert".into(), 1, 2, Some("n2".into())),
+            ("insert".into(), 1, 3, Some("n3".into())),
+        ]
+    );
+    s.shutdown().await;
+}
