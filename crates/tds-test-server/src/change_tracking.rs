@@ -663,7 +663,7 @@ pub(crate) fn check_snapshot(conn: &Connection, database: &str) -> Result<(), Sq
     ))
 }
 
-/// Is `table` tracked? (TRUNCATE refuses tracked tables.)
+/// SQL that fails with error 4711 when `table` is change-tracked (run before a TRUNCATE).
 pub(crate) fn truncate_guard_sql(table: &str) -> String {
     format!(
         "SELECT __TDS_RAISE(4711, 'Cannot truncate table ''' || name || ''' because it is published for replication or enabled for Change Data Capture.') \
