@@ -9,7 +9,6 @@ use rusqlite::types::Value;
 use crate::error::{SqlError, map_sqlite_error};
 use crate::translate::{
     ColumnHint, Ctx, DESCRIBE_PROC, DescribeArg, Kind, QueryInfo, Shape, Step, hint_for,
-    translate_batch,
 };
 use crate::types::{COLLATION_NAME, Len, SqlType};
 
@@ -474,7 +473,7 @@ pub(crate) fn describe(
 ) -> Result<Vec<Vec<Value>>, Failure> {
     let params =
         param_decls(args.params.as_deref().unwrap_or(""), true).map_err(Failure::compile)?;
-    let steps = translate_batch(&args.tsql, ctx);
+    let steps = crate::change_tracking::translate(conn, &args.tsql, ctx);
     let found = match first_query(&steps) {
         None => return Ok(Vec::new()),
         Some(r) => r.map_err(Failure::compile)?,

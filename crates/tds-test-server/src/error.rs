@@ -122,6 +122,14 @@ pub(crate) fn map_sqlite_error(err: &rusqlite::Error) -> SqlError {
             }
             _ => {}
         }
+        // Raised on purpose by `__TDS_RAISE(number, message)` (functions.rs).
+        if let Some((number, message)) = text
+            .strip_prefix(crate::functions::RAISE_PREFIX)
+            .and_then(|r| r.split_once(": "))
+            && let Ok(number) = number.parse()
+        {
+            return SqlError::new(number, message);
+        }
         if let Some(name) = text.strip_prefix("no such table: ") {
             return SqlError::new(208, format!("Invalid object name '{name}'."));
         }

@@ -429,11 +429,14 @@ pub(crate) fn information_schema_type(column: &str) -> Option<SqlType> {
         | "NUMERIC_SCALE" => SqlType::Int,
         "NUMERIC_PRECISION" => SqlType::TinyInt,
         "NUMERIC_PRECISION_RADIX" | "DATETIME_PRECISION" => SqlType::SmallInt,
-        "TABLE_CATALOG" | "TABLE_SCHEMA" | "TABLE_NAME" | "COLUMN_NAME" | "DATA_TYPE" => {
+        "TABLE_CATALOG" | "TABLE_SCHEMA" | "TABLE_NAME" | "COLUMN_NAME" | "DATA_TYPE"
+        | "CONSTRAINT_CATALOG" | "CONSTRAINT_SCHEMA" | "CONSTRAINT_NAME" => {
             SqlType::NVarChar(Len::N(128))
         }
         "IS_NULLABLE" => SqlType::VarChar(Len::N(3)),
         "TABLE_TYPE" => SqlType::VarChar(Len::N(10)),
+        "CONSTRAINT_TYPE" => SqlType::VarChar(Len::N(11)),
+        "IS_DEFERRABLE" | "INITIALLY_DEFERRED" => SqlType::VarChar(Len::N(2)),
         "COLUMN_DEFAULT" => SqlType::NVarChar(Len::N(4000)),
         "COLLATION_NAME" => SqlType::NVarChar(Len::N(128)),
         _ => return None,
@@ -446,14 +449,35 @@ pub(crate) fn create_system_views(
     database: &str,
 ) -> rusqlite::Result<()> {
     let db = database.replace('\'', "''");
+    // User tables: neither SQLite's nor this server's internal ones (change tracking).
+    let user =
+        "m.name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND m.name NOT LIKE '\\_\\_ct\\_%' ESCAPE '\\'";
+    crate::change_tracking::create_views(conn)?;
     conn.execute_batch(&format!(
-        "DROP VIEW IF EXISTS temp.\"INFORMATION_SCHEMA.TABLES\";
+        "DROP VIEW IF EXISTS temp.\"INFORMATION_SCHEMA.TABLE_CONSTRAINTS\";
+         DROP VIEW IF EXISTS temp.\"INFORMATION_SCHEMA.KEY_COLUMN_USAGE\";
+         CREATE TEMP VIEW \"INFORMATION_SCHEMA.TABLE_CONSTRAINTS\" AS
+           SELECT '{db}' AS CONSTRAINT_CATALOG, 'dbo' AS CONSTRAINT_SCHEMA,
+                  'PK_' || m.name AS CONSTRAINT_NAME, '{db}' AS TABLE_CATALOG,
+                  'dbo' AS TABLE_SCHEMA, m.name AS TABLE_NAME,
+                  'PRIMARY KEY' AS CONSTRAINT_TYPE, 'NO' AS IS_DEFERRABLE, 'NO' AS INITIALLY_DEFERRED
+           FROM main.sqlite_master m
+           WHERE m.type = 'table' AND {user}
+             AND EXISTS (SELECT 1 FROM pragma_table_info(m.name) p WHERE p.pk > 0);
+         CREATE TEMP VIEW \"INFORMATION_SCHEMA.KEY_COLUMN_USAGE\" AS
+           SELECT '{db}' AS CONSTRAINT_CATALOG, 'dbo' AS CONSTRAINT_SCHEMA,
+                  'PK_' || m.name AS CONSTRAINT_NAME, '{db}' AS TABLE_CATALOG,
+                  'dbo' AS TABLE_SCHEMA, m.name AS TABLE_NAME, p.name AS COLUMN_NAME,
+                  p.pk AS ORDINAL_POSITION
+           FROM main.sqlite_master m JOIN pragma_table_info(m.name) p
+           WHERE m.type = 'table' AND {user} AND p.pk > 0;
+         DROP VIEW IF EXISTS temp.\"INFORMATION_SCHEMA.TABLES\";
          DROP VIEW IF EXISTS temp.\"INFORMATION_SCHEMA.COLUMNS\";
          CREATE TEMP VIEW \"INFORMATION_SCHEMA.TABLES\" AS
            SELECT '{db}' AS TABLE_CATALOG, 'dbo' AS TABLE_SCHEMA, m.name AS TABLE_NAME,
                   CASE m.type WHEN 'view' THEN 'VIEW' ELSE 'BASE TABLE' END AS TABLE_TYPE
            FROM main.sqlite_master m
-           WHERE m.type IN ('table', 'view') AND m.name NOT LIKE 'sqlite\\_%' ESCAPE '\\';
+           WHERE m.type IN ('table', 'view') AND {user};
          CREATE TEMP VIEW \"INFORMATION_SCHEMA.COLUMNS\" AS
            SELECT '{db}' AS TABLE_CATALOG, 'dbo' AS TABLE_SCHEMA, m.name AS TABLE_NAME,
                   p.name AS COLUMN_NAME, p.cid + 1 AS ORDINAL_POSITION, p.dflt_value AS COLUMN_DEFAULT,
@@ -467,14 +491,22 @@ pub(crate) fn create_system_views(
                   __TDS_TYPE_INFO(p.type, 'dt_precision') AS DATETIME_PRECISION,
                   __TDS_TYPE_INFO(p.type, 'collation') AS COLLATION_NAME
            FROM main.sqlite_master m JOIN pragma_table_info(m.name) p
-           WHERE m.type IN ('table', 'view') AND m.name NOT LIKE 'sqlite\\_%' ESCAPE '\\';"
+           WHERE m.type IN ('table', 'view') AND {user};"
     ))
 }
+
+/// Prefix of the message of `__TDS_RAISE(number, message)`, mapped back to a SQL Server error.
+pub(crate) const RAISE_PREFIX: &str = "__TDS_ERROR ";
 
 /// Register the T-SQL helper functions.
 pub(crate) fn register(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
     let det = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC;
     let vol = FunctionFlags::SQLITE_UTF8;
+    conn.create_scalar_function("__TDS_RAISE", 2, vol, |c| -> rusqlite::Result<i64> {
+        let number: i64 = c.get(0)?;
+        let message = text_of(c.get_raw(1)).unwrap_or_default();
+        Err(user_err(format!("{RAISE_PREFIX}{number}: {message}")))
+    })?;
     conn.create_scalar_function("ISNULL", 2, det, |c| {
         Ok(match c.get_raw(0) {
             ValueRef::Null => Value::from(c.get_raw(1)),

@@ -85,9 +85,12 @@
 //! | `INSERT … VALUES / SELECT` | passed through |
 //! | `UPDATE t SET t.c = … FROM t JOIN s ON …` | `UPDATE t SET c = … FROM s WHERE …` (inner joins only) |
 //! | `DELETE t FROM t JOIN s ON … WHERE …` | `DELETE FROM t WHERE EXISTS (SELECT 1 FROM s WHERE …)` |
-//! | `TRUNCATE TABLE t` (one table) | `DELETE FROM t` |
+//! | `TRUNCATE TABLE t` | `DELETE FROM t`; a change-tracked table is refused (4711) |
 //! | `MERGE INTO t USING src ON … WHEN [NOT] MATCHED [BY TARGET/SOURCE] [AND …] THEN UPDATE/DELETE/INSERT` | script in a savepoint: stage the inserts against the initial state, BY SOURCE actions, MATCHED actions in clause order, insert staged rows; DONE counts all affected rows |
-//! | `INFORMATION_SCHEMA.TABLES`, `INFORMATION_SCHEMA.COLUMNS` | per-connection temp views over `sqlite_master`/`pragma_table_info` with SQL Server column types (`COLLATION_NAME` SQL_Latin1_General_CP1_CI_AS for char/varchar/nchar/nvarchar/text/ntext) |
+//! | `INFORMATION_SCHEMA.TABLES`, `INFORMATION_SCHEMA.COLUMNS` | per-connection temp views over `sqlite_master`/`pragma_table_info` with SQL Server column types (`COLLATION_NAME` SQL_Latin1_General_CP1_CI_AS for char/varchar/nchar/nvarchar/text/ntext); internal `__ct_*` tables are hidden |
+//! | `INFORMATION_SCHEMA.TABLE_CONSTRAINTS`, `INFORMATION_SCHEMA.KEY_COLUMN_USAGE` | per-connection temp views listing each table's PRIMARY KEY only (named `PK_<table>`, schema `dbo`, `ORDINAL_POSITION` = position in the key); UNIQUE/FOREIGN KEY/CHECK constraints are not listed |
+//! | `ALTER DATABASE …`, `ALTER TABLE … ENABLE/DISABLE CHANGE_TRACKING`, `CHANGETABLE(CHANGES …)`, `CHANGE_TRACKING_*`, `sys.change_tracking_*`, `sp_flush_CT_internal_table_on_demand`, `SET TRANSACTION ISOLATION LEVEL` | see "Change tracking" below |
+//! | `DB_ID()`, `DB_ID(name)` | 1 (there is one database) |
 //! | `COLLATIONPROPERTY(name, 'CodePage' / 'LCID' / 'ComparisonStyle' / 'Version')` | 1252 / 1033 / 196609 / 0 for SQL_Latin1_General_CP1_CI_AS, NULL for other names |
 //! | `IF cond stmt [ELSE stmt]` (incl. `BEGIN … END`) | condition evaluated by SQLite, branch executed |
 //! | `OBJECT_ID(name [, 'U'/'V'/'TR'])`, name a literal (`'x'`, `'tempdb..#t'`, `'[db].[dbo].[x]'`) or an expression | lookup of the name's last part in `sqlite_master` (tables, views, triggers: id = rowid) / `sqlite_temp_master` (id = -rowid, negative as SQL Server's temp objects) |
@@ -108,13 +111,64 @@
 //! | `INSERT BULK t (…)` + BulkLoad packets | rows inserted in one savepoint, DONE with the row count |
 //!
 //! Not supported (answered with an ERROR token, never a panic): `MERGE … OUTPUT`, `DECLARE`/variables,
-//! `EXEC` of procedures other than `sp_describe_first_result_set`, `ELSE IF`, `TOP … PERCENT/WITH TIES`, `FOR XML/JSON`, `OUTPUT`, outer
+//! `EXEC` of procedures other than `sp_describe_first_result_set` and `sp_flush_CT_internal_table_on_demand`, `ELSE IF`, `TOP … PERCENT/WITH TIES`, `FOR XML/JSON`, `OUTPUT`, outer
 //! joins in `UPDATE/DELETE … FROM`, savepoints, RPCs other than `sp_executesql` and
 //! `sp_describe_first_result_set`, `sys.*`
-//! catalog views, MARS, TLS, SSPI. T-SQL functions SQLite does not know (`FORMAT`, …) fail with SQLite's
+//! catalog views other than `sys.change_tracking_databases`/`sys.change_tracking_tables`, MARS, TLS, SSPI. T-SQL functions SQLite does not know (`FORMAT`, …) fail with SQLite's
 //! "no such function" message. SQLite errors map to SQL Server numbers: UNIQUE/PRIMARY KEY →
 //! 2627, NOT NULL → 515, other constraints → 547, syntax → 102, missing table → 208, missing
 //! column → 207, existing table → 2714, anything else → 50000.
+//!
+//! # Change tracking
+//!
+//! SQL Server's Change Tracking is emulated with SQLite triggers and internal tables (`__ct_*`,
+//! hidden from INFORMATION_SCHEMA; code in `change_tracking.rs`):
+//!
+//! | T-SQL | Behaviour |
+//! |---|---|
+//! | `ALTER DATABASE name\|CURRENT SET CHANGE_TRACKING = ON [(CHANGE_RETENTION = n DAYS\|HOURS\|MINUTES, AUTO_CLEANUP = ON\|OFF)]` | enables tracking (default retention 2 DAYS); any database name; already on → 5088 |
+//! | `ALTER DATABASE … SET CHANGE_TRACKING = OFF` | disables; 22115 while a table is still tracked |
+//! | `ALTER DATABASE … SET ALLOW_SNAPSHOT_ISOLATION ON\|OFF` | allows SNAPSHOT transactions (off by default) |
+//! | `ALTER TABLE t ENABLE CHANGE_TRACKING [WITH (TRACK_COLUMNS_UPDATED = ON\|OFF)]` | creates the table's change log and triggers; errors: no table 4902, database not enabled 4996, no primary key 4997, already tracked 4995 |
+//! | `ALTER TABLE t DISABLE CHANGE_TRACKING` | drops the log and triggers; not tracked → 4998 |
+//! | `CHANGE_TRACKING_CURRENT_VERSION()` | bigint: version of the last committed change (0 before any), NULL while the database is not enabled |
+//! | `CHANGE_TRACKING_MIN_VALID_VERSION(id)` | bigint: the version current when tracking was enabled on the table, raised by cleanup; NULL for an untracked or unknown table or a disabled database |
+//! | `CHANGETABLE(CHANGES t, last)` (`last` a literal, parameter or NULL) | one row per key changed after `last`: `SYS_CHANGE_VERSION` bigint (its last change), `SYS_CHANGE_CREATION_VERSION` bigint (its last insert after `last`, else NULL), `SYS_CHANGE_OPERATION` nchar(1), `SYS_CHANGE_COLUMNS` varbinary(max) and `SYS_CHANGE_CONTEXT` varbinary(128) (always NULL), then the key columns with their declared types; untracked table → 4998 |
+//! | `sys.change_tracking_databases` | `database_id`, `is_auto_cleanup_on`, `retention_period`, `retention_period_units` (1 MINUTES, 2 HOURS, 3 DAYS), `retention_period_units_desc`, `max_cleanup_version`; one row while enabled |
+//! | `sys.change_tracking_tables` | `object_id` (as `OBJECT_ID`), `is_track_columns_updated_on`, `min_valid_version`, `begin_version`, `cleanup_version` |
+//! | `EXEC [sys.]sp_flush_CT_internal_table_on_demand [@TableToClean =] N'dbo.t'` (literal or parameter) | cleanup of that table, see below |
+//! | `SET TRANSACTION ISOLATION LEVEL SNAPSHOT` / `READ COMMITTED` (or another level) | the session's isolation for its next `BEGIN TRAN` |
+//!
+//! Operations: the last change of a key decides: a delete → `D`; otherwise `I` when the key was
+//! inserted after `last` (so insert then update → `I`, and delete then re-insert → `I`), else `U`.
+//! Insert then delete after `last` → `D`. An UPDATE that changes a primary key is recorded as a
+//! delete of the old key and an insert of the new one. Every write path is tracked: INSERT,
+//! UPDATE, DELETE, MERGE, `INSERT BULK`; `TRUNCATE TABLE` of a tracked table is refused (4711).
+//!
+//! Versions are global to the database and, as in SQL Server, one per transaction: an
+//! autocommit statement is its own transaction, an explicit `BEGIN TRAN … COMMIT` gets one
+//! version for all its changes, a rollback leaves neither changes nor a version. The version is
+//! taken when the transaction first writes to a tracked table, not at commit; since SQLite has
+//! one writer at a time the order is the commit order. Writes made straight through SQLite
+//! ([`TdsServer::execute_sqlite`]) share one version per admin connection until a session writes.
+//!
+//! Cleanup happens only on `sp_flush_CT_internal_table_on_demand` (there is no background task,
+//! whatever `AUTO_CLEANUP` says): it deletes the table's changes whose version was committed at
+//! least the retention period ago and raises the table's minimum valid version (and
+//! `cleanup_version`) to the newest expired version; a client whose `last` is at least that
+//! version has lost nothing. Retention is measured from the time the version was first written.
+//! Extension: `CHANGE_RETENTION = 0 MINUTES` is accepted (SQL Server requires at least 1 minute)
+//! so a test can expire every change at once.
+//!
+//! SNAPSHOT isolation: `BEGIN TRAN` under SNAPSHOT is a deferred SQLite transaction, whose first
+//! read fixes a WAL snapshot: later commits of other sessions are not seen, and writers are not
+//! blocked. Its first statement fails with 3952 when the database does not allow snapshot
+//! isolation. A write in it that conflicts with a newer commit fails with SQLite's busy error
+//! (1222), not SQL Server's 3960.
+//!
+//! Not supported: `CHANGETABLE(VERSION …)`, `CHANGE_TRACKING_IS_COLUMN_IN_MASK`,
+//! `WITH CHANGE_TRACKING_CONTEXT`, column-level tracking (`SYS_CHANGE_COLUMNS` is always NULL),
+//! change tracking statements in a batch without `;` between them and their neighbours.
 //!
 //! # sp_describe_first_result_set
 //!
@@ -162,6 +216,7 @@
 //! [`TdsServer::write_before`] slips a write in just before a given statement (a concurrent
 //! commit as READ COMMITTED would show it).
 
+mod change_tracking;
 mod describe;
 mod error;
 mod functions;
@@ -265,6 +320,7 @@ impl TdsServer {
         admin
             .query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))
             .map_err(std::io::Error::other)?;
+        change_tracking::create_catalog(&admin).map_err(std::io::Error::other)?;
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let (stop, stop_rx) = watch::channel(false);

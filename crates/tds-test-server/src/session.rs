@@ -13,7 +13,7 @@ use crate::error::{Error, SqlError, map_sqlite_error};
 use crate::login::parse_login7;
 use crate::server::Shared;
 use crate::tokens::{done, prelogin_response, tok};
-use crate::translate::{ColumnHint, Ctx, Kind, QueryInfo, Step, hint_for, translate_batch};
+use crate::translate::{ColumnHint, Ctx, Kind, QueryInfo, Step, hint_for};
 use crate::types::{Len, SqlType, encode_value, read_type_info, read_value};
 use crate::wire::{Input, MessageReader, Outgoing, Packet, ResponseWriter, SliceReader, ptype};
 
@@ -49,6 +49,12 @@ struct Session {
     param_types: Vec<(String, SqlType)>,
     /// RETURNSTATUS of the running RPC when it is not the default (0, or 1 after an error).
     proc_status: Option<i32>,
+    /// Change tracking transaction token (one version per transaction).
+    ct_token: crate::change_tracking::Token64,
+    /// `SET TRANSACTION ISOLATION LEVEL SNAPSHOT` is in effect.
+    snapshot: bool,
+    /// A SNAPSHOT transaction has begun and its first statement has not run yet (error 3952).
+    snapshot_check: bool,
 }
 
 /// Open a SQLite connection for a session and register the T-SQL helper functions.
@@ -58,6 +64,7 @@ pub(crate) fn open_connection(shared: &Shared) -> Result<rusqlite::Connection, E
     // WAL with NORMAL sync survives a crash of any process; only an OS crash may lose commits.
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     crate::functions::register(&conn)?;
+    crate::change_tracking::register(&conn)?;
     Ok(conn)
 }
 
@@ -77,7 +84,18 @@ pub(crate) fn run(
             return;
         }
     };
+    let ct_token = match crate::change_tracking::register(&conn) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!("cannot register change tracking for connection {spid}: {e}");
+            let _ = tx.blocking_send(Outgoing::Close);
+            return;
+        }
+    };
     let mut s = Session {
+        ct_token,
+        snapshot: false,
+        snapshot_check: false,
         conn,
         w: ResponseWriter::new(tx, spid, shared.faults.clone()),
         ctx: Ctx {
@@ -288,7 +306,7 @@ impl Session {
             self.insert_bulk(rest);
             return self.finish_request(false);
         }
-        let steps = translate_batch(&text, &self.ctx);
+        let steps = crate::change_tracking::translate(&self.conn, &text, &self.ctx);
         let flow = self.run_steps(&steps, &Vec::new())?;
         self.finish_request(matches!(flow, Flow::Cancelled))
     }
@@ -306,6 +324,21 @@ impl Session {
     fn run_step(&mut self, step: &Step, params: &Params) -> Result<Flow, Error> {
         if self.attn.load(Ordering::Relaxed) {
             return Ok(Flow::Cancelled);
+        }
+        // Outside a transaction every statement is its own transaction: a new version.
+        if self.ctx.trancount == 0 {
+            self.ct_token.renew();
+        }
+        if self.snapshot_check
+            && matches!(
+                step,
+                Step::Sql { .. } | Step::SelectInto { .. } | Step::If { .. } | Step::Script(_)
+            )
+        {
+            self.snapshot_check = false;
+            if let Err(e) = crate::change_tracking::check_snapshot(&self.conn, &self.ctx.database) {
+                return Ok(self.statement_failed(&e));
+            }
         }
         let flow = match step {
             Step::Sql {
@@ -367,9 +400,17 @@ impl Session {
                     // IMMEDIATE: a transaction takes the write lock when it begins, so two
                     // writing sessions wait for each other (as SQL Server's locks make them)
                     // instead of the later one failing when its read snapshot goes stale.
-                    if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
+                    // Under SNAPSHOT isolation a deferred BEGIN: its first read fixes a WAL
+                    // snapshot that never blocks other sessions' writers.
+                    let begin = if self.snapshot {
+                        "BEGIN DEFERRED"
+                    } else {
+                        "BEGIN IMMEDIATE"
+                    };
+                    if let Err(e) = self.conn.execute_batch(begin) {
                         return Ok(self.statement_failed(&map_sqlite_error(&e)));
                     }
+                    self.snapshot_check = self.snapshot;
                     self.descriptor += 1;
                     self.flush_pending();
                     self.w.env_begin_tran(self.descriptor);
@@ -388,6 +429,20 @@ impl Session {
                 Flow::Continue
             }
             Step::Ignore => Flow::Continue,
+            Step::ChangeTracking(crate::change_tracking::Command::Isolation(snapshot)) => {
+                self.snapshot = *snapshot;
+                self.statement_done(0, 0);
+                Flow::Continue
+            }
+            Step::ChangeTracking(cmd) => {
+                match crate::change_tracking::execute(&self.conn, &self.ctx, cmd, params) {
+                    Ok(()) => {
+                        self.statement_done(0, 0);
+                        Flow::Continue
+                    }
+                    Err(e) => self.statement_failed(&e),
+                }
+            }
             Step::Fail(e) => {
                 self.send_error(e);
                 self.statement_done(done::ERROR, 0);
@@ -436,6 +491,7 @@ impl Session {
             return self.statement_failed(&map_sqlite_error(&e));
         }
         self.ctx.trancount = 0;
+        self.snapshot_check = false;
         self.flush_pending();
         self.w.env_end_tran(commit, self.descriptor);
         self.statement_done(0, 0);
@@ -788,7 +844,7 @@ impl Session {
             self.insert_bulk(rest);
             return Ok(Flow::Continue);
         }
-        let steps = translate_batch(&stmt, &self.ctx);
+        let steps = crate::change_tracking::translate(&self.conn, &stmt, &self.ctx);
         self.run_steps(&steps, &named)
     }
 
@@ -902,6 +958,9 @@ impl Session {
         );
         let mut failure: Option<SqlError> = None;
         let mut count: u64 = 0;
+        if self.ctx.trancount == 0 {
+            self.ct_token.renew();
+        }
         if let Err(e) = self.conn.execute_batch("SAVEPOINT tds_bulk") {
             failure = Some(map_sqlite_error(&e));
         }

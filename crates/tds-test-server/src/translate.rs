@@ -154,6 +154,8 @@ pub(crate) enum Step {
     Use(String),
     /// Accepted and ignored (`SET NOCOUNT ON`, ...).
     Ignore,
+    /// A change tracking statement (see `change_tracking`).
+    ChangeTracking(crate::change_tracking::Command),
     /// A statement that cannot be executed; reported when reached.
     Fail(SqlError),
 }
@@ -269,6 +271,14 @@ fn strip_schema(name: &mut ObjectName) {
             .0
             .last()
             .map(|p| p.to_string().trim_matches('"').to_ascii_uppercase());
+        if schema.as_deref() == Some("SYS") {
+            let view = format!(
+                "sys.{}",
+                last.to_string().trim_matches('"').to_ascii_lowercase()
+            );
+            name.0 = vec![ObjectNamePart::Identifier(ident(&view))];
+            return;
+        }
         if schema.as_deref() == Some("INFORMATION_SCHEMA") {
             let view = format!(
                 "INFORMATION_SCHEMA.{}",
@@ -438,7 +448,12 @@ fn expr_hint(e: &Expr) -> Option<SqlType> {
                 Some(SqlType::Int)
             }
             "QUOTENAME" => Some(SqlType::NVarChar(Len::N(258))),
-            "COUNT_BIG" | "DATEDIFF_BIG" | "ROWCOUNT_BIG" => Some(SqlType::BigInt),
+            "COUNT_BIG"
+            | "DATEDIFF_BIG"
+            | "ROWCOUNT_BIG"
+            | "CHANGE_TRACKING_CURRENT_VERSION"
+            | "CHANGE_TRACKING_MIN_VALID_VERSION" => Some(SqlType::BigInt),
+            "DB_ID" => Some(SqlType::Int),
             "DATEDIFF" | "DATEPART" | "YEAR" | "MONTH" | "DAY" => Some(SqlType::Int),
             "DATENAME" => Some(SqlType::NVarChar(Len::N(30))),
             "DATEADD" => function_args(f).get(2).and_then(|a| expr_hint(a)),
@@ -653,6 +668,22 @@ impl VisitorMut for Rewriter<'_> {
                     "SCOPE_IDENTITY" => raw("last_insert_rowid()"),
                     "ROWCOUNT_BIG" => raw("changes()"),
                     "DB_NAME" => raw(sql_string(&self.ctx.database)),
+                    // One database: every name is it.
+                    "DB_ID" => raw("1"),
+                    "CHANGE_TRACKING_CURRENT_VERSION" => {
+                        raw(crate::change_tracking::current_version_sql())
+                    }
+                    "CHANGE_TRACKING_MIN_VALID_VERSION" => {
+                        let Some(id) = args.first() else {
+                            return self.fail(SqlError::new(
+                                174,
+                                "The change_tracking_min_valid_version function requires 1 argument(s).",
+                            ));
+                        };
+                        raw(crate::change_tracking::min_valid_version_sql(
+                            &id.to_string(),
+                        ))
+                    }
                     "SERVERPROPERTY" => {
                         let p = args.first().and_then(|a| string_arg(a)).unwrap_or_default();
                         raw(sql_string(&server_property(&p)))
@@ -1159,19 +1190,18 @@ fn translate_inner(mut stmt: Statement, ctx: &Ctx) -> Result<Step, SqlError> {
             Ok(sql_step(stmt.to_string(), Kind::Other))
         }
         Statement::Truncate(t) => {
-            let mut stmts: Vec<(String, bool)> = t
-                .table_names
-                .iter()
-                .map(|n| {
-                    let mut n = n.name.clone();
-                    strip_schema(&mut n);
-                    (format!("DELETE FROM {n}"), false)
-                })
-                .collect();
-            match stmts.len() {
-                1 => Ok(sql_step(stmts.remove(0).0, Kind::Other)),
-                _ => Ok(Step::Script(stmts)),
+            // A change-tracked table is refused first (error 4711), as SQL Server does.
+            let mut stmts: Vec<(String, bool)> = Vec::new();
+            for n in &t.table_names {
+                let mut n = n.name.clone();
+                strip_schema(&mut n);
+                stmts.push((
+                    crate::change_tracking::truncate_guard_sql(&last_part(&n)),
+                    false,
+                ));
+                stmts.push((format!("DELETE FROM {n}"), false));
             }
+            Ok(Step::Script(stmts))
         }
         Statement::StartTransaction { .. } => Ok(Step::Begin),
         Statement::Commit { .. } => Ok(Step::Commit),
@@ -1613,7 +1643,10 @@ mod tests {
             sql_of("DELETE t FROM t JOIN s ON t.id = s.id WHERE s.x = 1"),
             "DELETE FROM t WHERE EXISTS (SELECT 1 FROM s WHERE (t.id = s.id) AND (s.x = 1))"
         );
-        assert_eq!(sql_of("TRUNCATE TABLE dbo.t"), "DELETE FROM t");
+        let Step::Script(stmts) = one("TRUNCATE TABLE dbo.t") else {
+            panic!("expected a script");
+        };
+        assert_eq!(stmts[1].0, "DELETE FROM t");
     }
 
     #[test]
