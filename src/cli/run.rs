@@ -72,10 +72,12 @@ pub fn plan(cx: &Context, args: PlanArgs) -> Result<Outcome> {
         &cx.input_path(args.pipeline),
         &args.plan.options(),
     )?;
+    let mut summary = plan.summary();
+    plan.incremental_state(&cx.project, &mut summary)?;
     if cx.json {
-        print_json(&plan.summary());
+        print_json(&summary);
     } else {
-        print_plan(&plan);
+        print_plan(summary);
     }
     Ok(Outcome::Success)
 }
@@ -133,8 +135,7 @@ pub async fn run_plan(
     Ok(Outcome::Success)
 }
 
-fn print_plan(plan: &Plan) {
-    let summary = plan.summary();
+fn print_plan(summary: bridge::pipeline::plan::PlanSummary<'_>) {
     println!(
         "pipeline {}{}",
         summary.pipeline,
@@ -155,6 +156,9 @@ fn print_plan(plan: &Plan) {
         }
         if let Some(writes) = step.writes {
             println!("  writes: {writes}");
+        }
+        if let Some(incremental) = step.incremental {
+            println!("  incremental: {incremental}");
         }
         if let Some(sql) = step.sql {
             for line in sql.trim_end().lines() {

@@ -98,6 +98,10 @@ pub struct StepSummary<'a> {
     pub query_file: Option<String>,
     /// Where a sink writes.
     pub writes: Option<String>,
+    /// What an incremental source resumes from (its mode and saved position), filled by
+    /// [`Plan::incremental_state`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub incremental: Option<String>,
 }
 
 impl Plan {
@@ -285,9 +289,35 @@ impl Plan {
                         .unwrap_or_default(),
                     query_file: s.query_file.as_ref().map(|p| p.display().to_string()),
                     writes: s.spec.sink.as_ref().map(|sink| sink.config().describe()),
+                    incremental: None,
                 })
                 .collect(),
         }
+    }
+
+    /// Fills each incremental source's `incremental` in `summary` from the project's saved
+    /// state (`change_tracking, saved version 42`), as the next run would resume.
+    pub fn incremental_state(
+        &self,
+        project: &Project,
+        summary: &mut PlanSummary<'_>,
+    ) -> Result<()> {
+        let store = crate::pipeline::state::WatermarkStore::for_project(project.root());
+        for step in &mut summary.steps {
+            let Some(source) = self.step(step.id).and_then(|s| s.spec.source.as_ref()) else {
+                continue;
+            };
+            step.incremental =
+                source
+                    .config()
+                    .incremental_state(&crate::sources::StateContext {
+                        store: &store,
+                        pipeline: &self.name,
+                        country: self.country.as_deref(),
+                        step: step.id,
+                    })?;
+        }
+        Ok(())
     }
 }
 

@@ -80,6 +80,21 @@ pub trait SourceConfig: Send + Sync + Debug {
 
     /// Builds the running source.
     fn build(&self, cx: &SourceContext<'_>) -> Result<Box<dyn Source>>;
+
+    /// What an incremental source resumes from, for `bridge plan`: its mode and the saved
+    /// position (`None` for kinds that read everything each run).
+    fn incremental_state(&self, _cx: &StateContext<'_>) -> Result<Option<String>> {
+        Ok(None)
+    }
+}
+
+/// Where a source's saved state between runs is kept, and whose it is.
+pub struct StateContext<'a> {
+    /// The project's state store.
+    pub store: &'a crate::pipeline::state::WatermarkStore,
+    pub pipeline: &'a str,
+    pub country: Option<&'a str>,
+    pub step: &'a str,
 }
 
 /// Everything a source kind needs to build its running [`Source`].

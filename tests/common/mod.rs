@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod store_contract;
+pub mod tds;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -135,6 +135,12 @@ pub(crate) enum Command {
         retention: Option<(i64, String, i64)>,
         auto_cleanup: Option<bool>,
     },
+    /// `ALTER DATABASE x SET CHANGE_TRACKING (CHANGE_RETENTION = n unit, AUTO_CLEANUP = ON|OFF)`:
+    /// new options for a database that tracks changes.
+    DatabaseOptions {
+        retention: Option<(i64, String, i64)>,
+        auto_cleanup: Option<bool>,
+    },
     /// `ALTER DATABASE x SET CHANGE_TRACKING = OFF`.
     DatabaseOff,
     /// `ALTER DATABASE x SET ALLOW_SNAPSHOT_ISOLATION ON|OFF`.
@@ -223,6 +229,20 @@ fn command(w: &Words<'_>) -> Option<Result<Command, SqlError>> {
         }
         if !w.is(i, "CHANGE_TRACKING") {
             return None;
+        }
+        if w.tok(i + 1) == Some(&Token::LParen) {
+            return Some(database_options(w, i + 1).and_then(|cmd| match cmd {
+                Command::DatabaseOn {
+                    retention,
+                    auto_cleanup,
+                } if retention.is_some() || auto_cleanup.is_some() => {
+                    Ok(Command::DatabaseOptions {
+                        retention,
+                        auto_cleanup,
+                    })
+                }
+                _ => Err(bad("CHANGE_TRACKING")),
+            }));
         }
         if w.tok(i + 1) != Some(&Token::Eq) {
             return Some(Err(bad("CHANGE_TRACKING")));
@@ -708,6 +728,41 @@ pub(crate) fn execute(
             )
             .map_err(sqlerr)?;
         }
+        Command::DatabaseOptions {
+            retention,
+            auto_cleanup,
+        } => {
+            if !db_state(conn)?.enabled {
+                return Err(SqlError::new(
+                    5087,
+                    format!(
+                        "Change tracking is not enabled for database '{db}'; enable it with SET CHANGE_TRACKING = ON."
+                    ),
+                ));
+            }
+            if let Some((v, unit, minutes)) = retention {
+                let code = match unit.as_str() {
+                    "MINUTES" => 1,
+                    "HOURS" => 2,
+                    _ => 3,
+                };
+                conn.execute(
+                    &format!(
+                        "UPDATE main.{DATABASE} SET retention_period = ?1, retention_period_units = ?2, \
+                         retention_period_units_desc = ?3, retention_minutes = ?4"
+                    ),
+                    rusqlite::params![v, code, unit, minutes],
+                )
+                .map_err(sqlerr)?;
+            }
+            if let Some(on) = auto_cleanup {
+                conn.execute(
+                    &format!("UPDATE main.{DATABASE} SET is_auto_cleanup_on = ?1"),
+                    rusqlite::params![on],
+                )
+                .map_err(sqlerr)?;
+            }
+        }
         Command::DatabaseOff => {
             let tables: i64 = conn
                 .query_row(&format!("SELECT count(*) FROM main.{TABLES}"), [], |r| {
@@ -927,6 +982,13 @@ mod tests {
             Some(Ok(Command::DatabaseOn {
                 retention: Some((2, "DAYS".into(), 2880)),
                 auto_cleanup: Some(true)
+            }))
+        );
+        assert_eq!(
+            cmd("ALTER DATABASE [x] SET CHANGE_TRACKING (CHANGE_RETENTION = 0 MINUTES)"),
+            Some(Ok(Command::DatabaseOptions {
+                retention: Some((0, "MINUTES".into(), 0)),
+                auto_cleanup: None,
             }))
         );
         assert_eq!(

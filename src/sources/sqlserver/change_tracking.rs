@@ -180,14 +180,9 @@ impl ChangeTracking {
         .await
         .map_err(|e| self.query_failed(e))?;
         let Some(min_valid) = min_valid else {
-            let exists = scalar_i64(
-                conn,
-                target,
-                "SELECT CAST(OBJECT_ID(@P1) AS bigint)",
-                &name,
-            )
-            .await
-            .map_err(|e| self.query_failed(e))?;
+            let exists = scalar_i64(conn, target, "SELECT CAST(OBJECT_ID(@P1) AS bigint)", &name)
+                .await
+                .map_err(|e| self.query_failed(e))?;
             let table = self.quoted.clone();
             return Err(fail(match exists {
                 None => ChangeTrackingError::NoTable { database, table },
@@ -531,7 +526,10 @@ mod tests {
     fn a_snapshot_reads_every_row_as_an_insert_at_the_current_version() {
         let ct = tracking(&[]);
         let sql = ct
-            .query(&prepared(ReadKind::Snapshot, &["id"]), &["id".into(), "v".into()])
+            .query(
+                &prepared(ReadKind::Snapshot, &["id"]),
+                &["id".into(), "v".into()],
+            )
             .unwrap();
         assert_eq!(
             sql.text,

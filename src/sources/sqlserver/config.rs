@@ -8,7 +8,7 @@ use crate::auth::Access;
 use crate::error::Result;
 use crate::pipeline::resources::{Declaring, ResourceContext};
 use crate::pipeline::spec::{FieldError, check_column_names};
-use crate::sources::{QueryText, Source, SourceConfig, SourceContext};
+use crate::sources::{QueryText, Source, SourceConfig, SourceContext, StateContext};
 use crate::sql::Dialect;
 
 /// A SQL Server query source.
@@ -151,7 +151,10 @@ impl SourceConfig for SqlServerSourceSpec {
                     );
                 }
                 if !inc.keys.is_empty() {
-                    return refuse("incremental.keys", "only `mode: change_tracking` takes keys");
+                    return refuse(
+                        "incremental.keys",
+                        "only `mode: change_tracking` takes keys",
+                    );
                 }
                 if inc.on_expired != OnExpired::Fail {
                     return refuse(
@@ -197,6 +200,43 @@ impl SourceConfig for SqlServerSourceSpec {
             .iter()
             .map(|n| Ok((cx.sql_table(n, database)?, Access::Read, false)))
             .collect()
+    }
+
+    fn incremental_state(&self, cx: &StateContext<'_>) -> Result<Option<String>> {
+        let Some(inc) = &self.incremental else {
+            return Ok(None);
+        };
+        Ok(Some(match inc.mode {
+            IncrementalMode::Watermark => {
+                let saved = cx.store.get(cx.pipeline, cx.country, cx.step)?;
+                format!(
+                    "watermark on `{}`, {}",
+                    inc.column.as_deref().unwrap_or_default(),
+                    match (saved, &inc.initial) {
+                        (Some(value), _) =>
+                            format!("saved value {value}: the next run reads rows past it"),
+                        (None, Some(initial)) => format!(
+                            "no saved value: the next run reads rows past the initial {initial}"
+                        ),
+                        (None, None) => "no saved value: the next run reads every row".to_string(),
+                    }
+                )
+            }
+            IncrementalMode::ChangeTracking => {
+                let saved =
+                    super::change_tracking::saved_in(cx.store, cx.pipeline, cx.country, cx.step)?;
+                format!(
+                    "change_tracking, {}",
+                    match saved {
+                        Some(version) => format!(
+                            "saved version {version}: the next run reads the changes after it"
+                        ),
+                        None => "no saved version: the next run reads a snapshot of the table"
+                            .to_string(),
+                    }
+                )
+            }
+        }))
     }
 
     fn build(&self, cx: &SourceContext<'_>) -> Result<Box<dyn Source>> {

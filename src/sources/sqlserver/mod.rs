@@ -270,9 +270,10 @@ impl SqlServerSource {
         let names: Vec<String> = table_columns.iter().map(|c| c.name.clone()).collect();
         let sql = ct.query(&prepared, &names)?;
         let is_key = |name: &str| {
-            prepared.keys.iter().any(|k| {
-                name == k || name.strip_suffix(OFFSET_SUFFIX) == Some(k.as_str())
-            })
+            prepared
+                .keys
+                .iter()
+                .any(|k| name == k || name.strip_suffix(OFFSET_SUFFIX) == Some(k.as_str()))
         };
         let mut fields: Vec<Field> = table_schema
             .fields()
@@ -313,8 +314,8 @@ impl SqlServerSource {
             truncations: (Arc::clone(&self.truncations), 0),
             snapshot: Some(ct.snapshot_read(&prepared.database)),
         };
-        let table = StreamingTable::try_new(schema, vec![Arc::new(partition)])
-            .map_err(|e| self.fail(e))?;
+        let table =
+            StreamingTable::try_new(schema, vec![Arc::new(partition)]).map_err(|e| self.fail(e))?;
         Ok(Arc::new(table))
     }
 
