@@ -62,6 +62,8 @@ pub struct RunInfo {
     pub country: Option<String>,
     /// What the run's steps dropped below the microsecond.
     pub truncations: Arc<crate::output_types::Truncations>,
+    /// Which sources read a whole table as change rows, and which sinks they feed.
+    pub snapshots: Arc<crate::changes::Snapshots>,
 }
 
 /// What a run did, per step.
@@ -122,6 +124,12 @@ pub async fn run(project: &Project, plan: &Plan, options: &RunOptions) -> Result
 
 async fn run_steps(project: &Project, plan: &Plan, options: &RunOptions) -> Result<RunSummary> {
     let started = Instant::now();
+    let upstream: BTreeMap<String, Vec<String>> = plan
+        .steps
+        .iter()
+        .filter(|s| s.kind == StepKind::Sink)
+        .map(|s| (s.id.clone(), plan.upstream_sources(&s.id)))
+        .collect();
     let run = RunInfo {
         run_id: options
             .run_id
@@ -129,13 +137,8 @@ async fn run_steps(project: &Project, plan: &Plan, options: &RunOptions) -> Resu
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
         pipeline: plan.name.clone(),
         country: plan.country.clone(),
-        truncations: Arc::new(Truncations::new(
-            plan.steps
-                .iter()
-                .filter(|s| s.kind == StepKind::Sink)
-                .map(|s| (s.id.clone(), plan.upstream_sources(&s.id)))
-                .collect(),
-        )),
+        truncations: Arc::new(Truncations::new(upstream.clone())),
+        snapshots: Arc::new(crate::changes::Snapshots::new(upstream)),
     };
     // delta-rs' session: DataFusion with the Delta planner (needed by Delta writes) and
     // case-sensitive identifiers, so mixed-case SQL Server column names work unquoted.

@@ -216,6 +216,9 @@ impl ChangeTracking {
             },
             Some(saved) => ReadKind::Changes { since: saved },
         };
+        if kind == ReadKind::Snapshot {
+            self.run.snapshots.mark(&self.step);
+        }
         tracing::info!(step = %self.step, table = %self.quoted, ?kind, "change tracking read planned");
         Ok(Prepared {
             kind,
@@ -489,6 +492,7 @@ mod tests {
             pipeline: "p".into(),
             country: None,
             truncations: Arc::new(crate::output_types::Truncations::new(Default::default())),
+            snapshots: Arc::default(),
         };
         let store = WatermarkStore::for_project(std::path::Path::new("/nonexistent"));
         ChangeTracking::new("s", "dbo.Sales", &spec, store, &run).unwrap()
