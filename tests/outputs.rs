@@ -302,3 +302,80 @@ fn a_commit_that_fails_half_way_leaves_the_previous_set_readable_with_its_manife
         ]
     );
 }
+
+/// A volume folder's columns are recorded in its manifest; the next run's are compared with
+/// them: an added column is written and listed in the run summary, a dropped or retyped one
+/// fails the run with nothing written (unless `schema_evolution` accepts it).
+#[test]
+fn a_change_of_a_folders_columns_is_listed_or_refused_never_silent() {
+    let s = project();
+    let pipeline = |columns: &str, policy: &str| {
+        s.write(
+            "pipelines/drift.yaml",
+            &format!(
+                "name: drift
+steps:
+  - id: items
+    source: {{type: csv, path: data/items.csv}}
+  - id: picked
+    transform: {{sql: 'SELECT {columns} FROM items'}}
+  - id: out
+    sink: {{type: volume, from: picked, destination: out, path: items{policy}}}
+"
+            ),
+        );
+    };
+    s.write("data/items.csv", "id,name,price\n1,a,1.5\n2,b,2.5\n");
+    pipeline("id, name", "");
+    ok(s.bridge(&["run", "pipelines/drift.yaml"]));
+    let columns = manifest(&s.path("out/items"))["columns"].clone();
+    assert_eq!(
+        columns,
+        serde_json::json!([{"name": "id", "type": "Int64"}, {"name": "name", "type": "Utf8"}])
+    );
+
+    // Added: written and listed.
+    pipeline("id, name, price", "");
+    let out = ok(s.bridge(&["--output", "json", "run", "pipelines/drift.yaml"]));
+    let summary: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let sink = summary["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|step| step["id"] == "out")
+        .unwrap();
+    assert_eq!(
+        sink["schema_changes"],
+        serde_json::json!(["added `price` (Float64) (since the previous run of out/items)"]),
+        "{sink}"
+    );
+    let run_id = manifest(&s.path("out/items"))["run_id"].clone();
+
+    // Dropped and retyped: refused, nothing written.
+    pipeline("CAST(id AS VARCHAR) AS id, name", "");
+    let refused = s.bridge(&["run", "pipelines/drift.yaml"]);
+    let err = stderr(&refused);
+    assert_eq!(refused.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("dropped `price`")
+            && err.contains("retyped `id` from Int64 to Utf8")
+            && err.contains("schema_evolution: replace"),
+        "{err}"
+    );
+    assert_eq!(manifest(&s.path("out/items"))["run_id"], run_id);
+    // `fail` refuses even an added column.
+    pipeline("id, name, price, 1 AS one", ", schema_evolution: fail");
+    let refused = s.bridge(&["run", "pipelines/drift.yaml"]);
+    assert!(
+        stderr(&refused).contains("added `one`"),
+        "{}",
+        stderr(&refused)
+    );
+    // `replace` takes any change.
+    pipeline(
+        "CAST(id AS VARCHAR) AS id, name",
+        ", schema_evolution: replace",
+    );
+    ok(s.bridge(&["run", "pipelines/drift.yaml"]));
+    assert_ne!(manifest(&s.path("out/items"))["run_id"], run_id);
+}

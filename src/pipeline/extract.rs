@@ -12,7 +12,7 @@ use crate::pipeline::plan::{Plan, PlanOptions};
 use crate::pipeline::project::Project;
 use crate::pipeline::spec::{
     Compression, PipelineSpec, SinkSpec, SourceSpec, SqlServerSourceSpec, SqliteSourceSpec,
-    StepSpec, VolumeSinkSpec,
+    StepSpec, VolumeSchemaEvolution, VolumeSinkSpec,
 };
 
 /// Parameter choosing where `extract` runs the queries: `sqlite` (default) or `sqlserver`.
@@ -137,6 +137,9 @@ pub fn extract_pipeline(
                 max_rows_per_file: None,
                 partition_by: None,
                 sub_microsecond: Default::default(),
+                // An extract folder follows its query: a changed column is written (and listed
+                // in the run summary), not refused.
+                schema_evolution: VolumeSchemaEvolution::Replace,
             })),
         });
     }

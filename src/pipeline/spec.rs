@@ -15,7 +15,7 @@ use crate::error::{Error, Location, Result};
 // Each kind's configuration lives in its folder; the format is all of them.
 pub use crate::sinks::delta::config::{DeltaSinkSpec, DeltaWriteMode};
 pub use crate::sinks::sqlserver::config::{SqlServerSinkSpec, SqlServerWriteMode};
-pub use crate::sinks::volume::config::{Compression, VolumeSinkSpec};
+pub use crate::sinks::volume::config::{Compression, VolumeSchemaEvolution, VolumeSinkSpec};
 pub use crate::sources::csv::config::CsvSourceSpec;
 pub use crate::sources::databricks::config::{DatabricksSourceSpec, ResultDisposition};
 pub use crate::sources::delta::config::DeltaSourceSpec;

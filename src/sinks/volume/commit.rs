@@ -50,6 +50,8 @@ pub(super) struct StagedVolume {
     /// object stores and the Files API replace an object atomically by writing it.
     pub(super) local_manifest: bool,
     pub(super) run: RunInfo,
+    /// The columns written, recorded in the manifest.
+    pub(super) columns: Vec<super::drift::ManifestColumn>,
 }
 
 #[async_trait]
@@ -98,6 +100,7 @@ impl StagedOutput for StagedVolume {
             bytes: self.files.iter().map(|f| f.bytes).sum(),
             files: &self.files,
             truncated_sub_microsecond: self.run.truncations.for_output(&self.step),
+            columns: &self.columns,
         };
         let body =
             PutPayload::from(serde_json::to_vec_pretty(&manifest).expect("manifest serializes"));

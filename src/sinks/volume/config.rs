@@ -45,6 +45,36 @@ pub struct VolumeSinkSpec {
     /// `nanoseconds` (keep them; Spark and Databricks cannot read such files).
     #[serde(default)]
     pub sub_microsecond: crate::output_types::SubMicrosecond,
+    /// What a run does when its columns differ from those of the folder's previous run (its
+    /// `_SUCCESS` lists them): `add_columns` (default: new columns are written and listed in
+    /// the run summary; dropped or retyped columns fail the run), `fail` (any change fails) or
+    /// `replace` (any change is written and listed).
+    #[serde(default)]
+    pub schema_evolution: VolumeSchemaEvolution,
+}
+
+/// How a volume sink treats a change of its folder's columns.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum VolumeSchemaEvolution {
+    /// New columns are written and listed; dropped or retyped columns fail the run.
+    #[default]
+    AddColumns,
+    /// Any change of the columns fails the run.
+    Fail,
+    /// Any change is written and listed in the run summary.
+    Replace,
+}
+
+impl VolumeSchemaEvolution {
+    /// The name as written in a pipeline file.
+    pub fn name(self) -> &'static str {
+        match self {
+            VolumeSchemaEvolution::AddColumns => "add_columns",
+            VolumeSchemaEvolution::Fail => "fail",
+            VolumeSchemaEvolution::Replace => "replace",
+        }
+    }
 }
 
 /// Parquet compression codecs.

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::commit::remove_prefix;
+use super::drift::ManifestColumn;
 use super::{SUCCESS_FILE, child, join};
 use crate::sinks::lock::normal_folder;
 
@@ -39,6 +40,8 @@ pub(super) struct Manifest<'a> {
     /// the way to these files (by this sink or the sources it reads).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub(super) truncated_sub_microsecond: BTreeMap<String, u64>,
+    /// The files' columns (the next run compares its own with them).
+    pub(super) columns: &'a [ManifestColumn],
 }
 
 /// What the bridge reads back from a previous `_SUCCESS`: whose it is and its files.
@@ -47,6 +50,9 @@ pub(super) struct PreviousManifest {
     pub(super) run_id: String,
     #[serde(default)]
     files: Vec<ListedFile>,
+    /// The files' columns (absent from manifests written before they were recorded).
+    #[serde(default)]
+    pub(super) columns: Option<Vec<ManifestColumn>>,
 }
 
 #[derive(Debug, Deserialize)]

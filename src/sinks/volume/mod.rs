@@ -26,6 +26,7 @@
 
 mod commit;
 pub mod config;
+mod drift;
 mod manifest;
 mod partition;
 
@@ -232,6 +233,24 @@ impl Sink for VolumeSink {
                 format!("reading the previous {SUCCESS_FILE}: {e}"),
             )
         })?;
+        // The columns written, against those of the folder's previous run, before anything is.
+        let columns = drift::columns_of(
+            &OutputSchema::plan(
+                &self.step,
+                input.schema().as_arrow(),
+                Target::Parquet,
+                self.spec.sub_microsecond,
+            )?
+            .schema(),
+        );
+        if let Some(before) = previous.as_ref().and_then(|m| m.columns.as_ref()) {
+            drift::Drift::between(before, &columns).apply(
+                &self.step,
+                &format!("{}/{}", self.destination, self.spec.path),
+                self.spec.schema_evolution,
+                &metrics,
+            )?;
+        }
         let staging_root = child(&prefix, STAGING_DIR);
         let spool_root = databricks.is_some().then(spool_root);
         sweep_stale_staging(
@@ -296,6 +315,7 @@ impl Sink for VolumeSink {
             local_manifest: self.local_root.is_some(),
             run: self.run.clone(),
             path: self.spec.path.clone(),
+            columns,
         };
         let tag = file_tag(&self.run.run_id, &previous_files);
         let written = self
