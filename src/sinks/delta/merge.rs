@@ -16,7 +16,7 @@ use deltalake::datafusion::common::{Column, ScalarValue};
 use deltalake::datafusion::error::Result as DfResult;
 use deltalake::datafusion::functions_window::expr_fn::row_number;
 use deltalake::datafusion::logical_expr::{
-    Expr, ExprFunctionExt, Operator, binary_expr, cast, col, ident, lit,
+    Expr, ExprFunctionExt, Operator, binary_expr, cast, col, ident, lit, when,
 };
 use deltalake::datafusion::prelude::{DataFrame, SessionContext};
 use deltalake::errors::DeltaResult;
@@ -79,13 +79,14 @@ pub fn without_deletes(input: DataFrame) -> DfResult<DataFrame> {
 }
 
 /// The rows as the table takes them: `_change_op` kept only when `keep_op` (the merge reads it),
-/// `_deleted_at` null for soft deletes, and a null of the table's type for each column the table
+/// for soft deletes `_deleted_at` (`now` on delete rows, else null), and a null of the table's type for each column the table
 /// has and the input lacks (`missing`).
 pub fn table_rows(
     input: DataFrame,
     deletes: DeltaDeletes,
     missing: &[DriftColumn],
     keep_op: bool,
+    now: chrono::DateTime<chrono::Utc>,
 ) -> DeltaResult<DataFrame> {
     let mut columns: Vec<Expr> = input
         .schema()
@@ -95,7 +96,15 @@ pub fn table_rows(
         .map(|f| ident(f.name()))
         .collect();
     if deletes == DeltaDeletes::Soft && !missing.iter().any(|c| c.name == DELETED_AT_COLUMN) {
-        columns.push(typed_null(deleted_at_type()).alias(DELETED_AT_COLUMN));
+        // The merge copies it: delta-rs fills a column the merge adds from the source's column
+        // of that name whatever the clause sets, so the value is decided here.
+        let deleted_at = if input.schema().has_column_with_unqualified_name(OP_COLUMN) {
+            when(ident(OP_COLUMN).eq(lit(DELETE)), timestamp(now))
+                .otherwise(typed_null(deleted_at_type()))?
+        } else {
+            typed_null(deleted_at_type())
+        };
+        columns.push(deleted_at.alias(DELETED_AT_COLUMN));
     }
     for column in missing {
         let arrow: ArrowType = (&column.data_type).try_into_arrow()?;
@@ -110,6 +119,14 @@ pub fn deleted_at_type() -> ArrowType {
         deltalake::arrow::datatypes::TimeUnit::Microsecond,
         Some(crate::output_types::UTC.into()),
     )
+}
+
+/// An instant (`_deleted_at`'s type) as a literal.
+fn timestamp(at: chrono::DateTime<chrono::Utc>) -> Expr {
+    lit(ScalarValue::TimestampMicrosecond(
+        Some(at.timestamp_micros()),
+        Some(crate::output_types::UTC.into()),
+    ))
 }
 
 fn typed_null(data_type: ArrowType) -> Expr {
@@ -129,8 +146,9 @@ pub struct MergePlan<'a> {
     pub deletes: DeltaDeletes,
     /// Whether the table gets new columns (delta-rs schema evolution).
     pub add_columns: bool,
-    /// When the run commits: a soft delete's `_deleted_at`.
-    pub now: chrono::DateTime<chrono::Utc>,
+    /// Whether the table has `_deleted_at` already (a soft delete of a row deleted before keeps
+    /// its time); false when this merge adds it.
+    pub has_deleted_at: bool,
 }
 
 /// Applies `source` (from [`table_rows`], with `_change_op` when the input has it) to `table` in
@@ -169,13 +187,14 @@ pub async fn merge(
         builder = match plan.deletes {
             DeltaDeletes::Hard => builder.when_matched_delete(|d| d.predicate(is_delete))?,
             DeltaDeletes::Soft => {
-                let now = lit(ScalarValue::TimestampMicrosecond(
-                    Some(plan.now.timestamp_micros()),
-                    Some(crate::output_types::UTC.into()),
-                ));
+                let first = if plan.has_deleted_at {
+                    is_delete.and(t(DELETED_AT_COLUMN).is_null())
+                } else {
+                    is_delete
+                };
                 builder.when_matched_update(|u| {
-                    u.predicate(is_delete.and(t(DELETED_AT_COLUMN).is_null()))
-                        .update(Column::from_name(DELETED_AT_COLUMN), now)
+                    u.predicate(first)
+                        .update(Column::from_name(DELETED_AT_COLUMN), s(DELETED_AT_COLUMN))
                 })?
             }
         };

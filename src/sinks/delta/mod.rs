@@ -271,13 +271,13 @@ impl StagedOutput for PendingDeltaWrite {
             (DeltaWriteMode::Merge, Some(table)) => {
                 let last = df(merge::last_changes(self.input.clone(), &spec.keys))?;
                 let source =
-                    merge::table_rows(self.counted(last)?, spec.deletes, &drift.missing, true)
+                    merge::table_rows(self.counted(last)?, spec.deletes, &drift.missing, true, now)
                         .map_err(|e| fail(&e))?;
                 let plan = merge::MergePlan {
                     keys: &spec.keys,
                     deletes: spec.deletes,
                     add_columns,
-                    now,
+                    has_deleted_at: !drift.added.iter().any(|c| c.name == DELETED_AT_COLUMN),
                 };
                 let (table, m) = merge::merge(table, &self.ctx, source, &plan)
                     .await
@@ -305,13 +305,14 @@ impl StagedOutput for PendingDeltaWrite {
                     // A new table: the last change of each key, deletes left out.
                     let last = df(merge::last_changes(self.input.clone(), &spec.keys))?;
                     let last = df(merge::without_deletes(last))?;
-                    merge::table_rows(self.counted(last)?, spec.deletes, &[], false)
+                    merge::table_rows(self.counted(last)?, spec.deletes, &[], false, now)
                 } else {
                     merge::table_rows(
                         self.counted(self.input.clone())?,
                         DeltaDeletes::Hard,
                         &drift.missing,
                         true,
+                        now,
                     )
                 }
                 .map_err(|e| fail(&e))?;
