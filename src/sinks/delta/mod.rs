@@ -1,16 +1,29 @@
-//! `delta` sink: appends to or overwrites a Delta table in one delta-rs commit.
+//! `delta` sink: appends to, overwrites or merges into a Delta table in one delta-rs commit.
 //! The write streams the input plan; it runs in the commit phase, after every other sink staged,
 //! and first among the commits ([`CommitPhase::WritesData`]). Columns are written as the output
 //! type policy says ([`crate::output_types`]): `timestamp` for instants, `timestamp_ntz` (with
 //! its table feature, on new tables) for wall-clock times, no unsigned or nanosecond types.
 //!
-//! An existing table keeps its schema (append and overwrite alike): when the sink stages (the
-//! first async point after [`Sink::check`], before anything of the table is written) and again
-//! when it commits, the planned output is compared with the table's columns, types, partition
-//! columns and protocol ([`check_existing`]). A column the table holds as another type is refused
-//! naming both types and the cast to use, never converted silently (delta-rs alone would cast
-//! `timestamp_ntz` into a `timestamp` column, or a number into a string); only lossless
-//! widenings (smaller integers, `float` into `double`, decimals with room for every digit) pass.
+//! `mode: merge` applies the input by `keys` ([`merge`]): change rows (with
+//! [`crate::changes::OP_COLUMN`]) insert, update or delete their key, other rows upsert; several
+//! rows of one key resolve to the last (highest [`crate::changes::VERSION_COLUMN`], then input
+//! order); `deletes: soft` keeps a deleted key's row and sets its `_deleted_at`. The change
+//! columns are not written. A missing table is created with the last change of each key
+//! (deletes left out). Matching on keys makes a repeated merge of the same input change nothing
+//! more. Rows reported are the input's rows left after last-wins; the commit's output line
+//! gives delta-rs' inserted, updated and deleted counts.
+//!
+//! An existing table's columns are compared with the output's (every mode), when the sink
+//! stages (the first async point after [`Sink::check`], before anything of the table is
+//! written) and again when it commits ([`check_existing`]). A column the table holds as another
+//! type is always refused naming both types and the cast to use, never converted silently
+//! (delta-rs alone would cast `timestamp_ntz` into a `timestamp` column, or a number into a
+//! string); only lossless widenings (smaller integers, `float` into `double`, decimals with room
+//! for every digit) pass. Columns that differ by name are schema drift ([`drift`]): with
+//! `schema_evolution: add_columns` (the default) new output columns are added as nullable
+//! columns in the same commit and nullable table columns the output lacks are written as null,
+//! each listed in the run summary ([`StepMetrics::note_schema_change`]); a NOT NULL column the
+//! output lacks, and with `schema_evolution: fail` any drift, is refused naming every column.
 
 pub mod config;
 pub mod drift;
