@@ -368,3 +368,20 @@ fn merge_keys_are_checked_against_the_input_before_anything_is_written() {
     assert!(!out.status.success(), "{text}");
     assert!(text.contains("`mode: merge` needs `keys`"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_change_operation_fails_the_merge_with_nothing_written() {
+    let s = project("mode: merge, keys: [id]");
+    run(&s, "id,name\n1,a\n");
+    let before = state(&s).await;
+    let out = try_run(&s, "id,name,_change_op\n1,b,update\n2,c,upsert\n");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.lines().any(|l| l.starts_with("error: step `lake`")
+            && l.contains("column `_change_op` has the value `upsert`")),
+        "{err}"
+    );
+    assert_eq!(state(&s).await, before);
+    assert_eq!(rows(&s, "*").await, ["1|a"]);
+}

@@ -46,6 +46,16 @@ pub fn last_changes(input: DataFrame, keys: &[String]) -> DfResult<DataFrame> {
         .map(|f| f.name().clone())
         .collect();
     let has_version = columns.iter().any(|c| c == VERSION_COLUMN);
+    // Every operation is checked as the input streams, before last-wins keeps some of them.
+    let input = input.select(
+        columns
+            .iter()
+            .map(|c| match c.as_str() {
+                OP_COLUMN => super::change_op::checked(ident(c)).alias(c),
+                _ => ident(c),
+            })
+            .collect::<Vec<_>>(),
+    )?;
     let numbered = input.window(vec![row_number().alias(ORDINAL)])?;
     let mut order = Vec::new();
     if has_version {

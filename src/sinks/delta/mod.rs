@@ -25,6 +25,7 @@
 //! each listed in the run summary ([`StepMetrics::note_schema_change`]); a NOT NULL column the
 //! output lacks, and with `schema_evolution: fail` any drift, is refused naming every column.
 
+mod change_op;
 pub mod config;
 pub mod drift;
 pub mod merge;
