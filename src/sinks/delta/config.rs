@@ -1,4 +1,5 @@
-//! The `delta` sink's configuration: a Delta table appended to or overwritten in one commit.
+//! The `delta` sink's configuration: a Delta table appended to, overwritten or merged into by
+//! key in one commit, with what to do when the input's columns drift from the table's.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -18,9 +19,27 @@ pub struct DeltaSinkSpec {
     pub from: String,
     /// Table location: a local path (relative to the project root) or a URL.
     pub path: String,
-    /// `append` adds rows; `overwrite` replaces the table's content (default `append`).
+    /// `append` adds rows; `overwrite` replaces the table's content; `merge` applies the rows by
+    /// `keys` (upserts, and deletes for change rows whose `_change_op` is `delete`). Default
+    /// `append`.
     #[serde(default)]
     pub mode: DeltaWriteMode,
+    /// The columns that identify a row, for `mode: merge` (required there, refused otherwise).
+    /// Several input rows of one key resolve to the last one: highest `_change_version` when
+    /// the input has that column, else the last in input order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<String>,
+    /// What a merge does with a deleted key (`_change_op` = `delete`): `hard` (default) deletes
+    /// the row; `soft` keeps it and sets its `_deleted_at` (timestamp, UTC: the run's commit
+    /// time), a column the table gets when missing. A later insert or update clears it.
+    #[serde(default)]
+    pub deletes: DeltaDeletes,
+    /// What to do when the input's columns differ from an existing table's: `add_columns`
+    /// (default) adds new input columns as nullable columns in the same commit and writes null
+    /// into nullable table columns the input lacks (both listed in the run summary); `fail`
+    /// refuses either before anything is written. A column of another type is always refused.
+    #[serde(default)]
+    pub schema_evolution: SchemaEvolution,
     /// Partition columns for a new table.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub partition_by: Vec<String>,
@@ -40,6 +59,31 @@ pub enum DeltaWriteMode {
     Append,
     /// Replace the table's rows with the input's, in one commit.
     Overwrite,
+    /// Upsert (and delete) the rows by `keys`, in one commit (the table is created when
+    /// missing).
+    Merge,
+}
+
+/// What a merge does with a key whose last change is a delete.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DeltaDeletes {
+    /// Delete the table's row.
+    #[default]
+    Hard,
+    /// Keep the row and set its `_deleted_at` to the run's commit time.
+    Soft,
+}
+
+/// What a Delta sink does when the input's columns differ from the table's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SchemaEvolution {
+    /// Add new input columns (nullable) and write null into nullable columns the input lacks.
+    #[default]
+    AddColumns,
+    /// Refuse any difference before writing.
+    Fail,
 }
 
 impl SinkConfig for DeltaSinkSpec {
@@ -48,7 +92,19 @@ impl SinkConfig for DeltaSinkSpec {
     }
 
     fn describe(&self) -> String {
-        format!("{} (delta, {:?})", self.path, self.mode)
+        let mode = match self.mode {
+            DeltaWriteMode::Append => "append".to_string(),
+            DeltaWriteMode::Overwrite => "overwrite".to_string(),
+            DeltaWriteMode::Merge => format!(
+                "merge on {}{}",
+                self.keys.join(", "),
+                match self.deletes {
+                    DeltaDeletes::Hard => "",
+                    DeltaDeletes::Soft => ", soft deletes",
+                }
+            ),
+        };
+        format!("{} (delta, {mode})", self.path)
     }
 
     fn sub_microsecond(&self) -> Option<SubMicrosecond> {
@@ -56,11 +112,62 @@ impl SinkConfig for DeltaSinkSpec {
     }
 
     fn check(&self) -> std::result::Result<(), FieldError> {
-        check_column_names("partition_by", self.partition_by.iter())
+        check_column_names("partition_by", self.partition_by.iter())?;
+        check_column_names("keys", self.keys.iter())?;
+        match self.mode {
+            DeltaWriteMode::Merge => {
+                if self.keys.is_empty() {
+                    return Err(FieldError::new(
+                        "keys",
+                        "`mode: merge` needs `keys`: the columns that identify a row (e.g. \
+                         `keys: [id]`)",
+                    ));
+                }
+                if let Some(i) =
+                    (1..self.keys.len()).find(|&i| self.keys[..i].contains(&self.keys[i]))
+                {
+                    return Err(FieldError::new(
+                        "keys",
+                        format!("column `{}` is listed twice", self.keys[i]),
+                    ));
+                }
+                if let Some(k) = self.keys.iter().find(|k| is_change_column(k)) {
+                    return Err(FieldError::new(
+                        "keys",
+                        format!(
+                            "`{k}` is a change column (not written to the table) and cannot be a \
+                             key"
+                        ),
+                    ));
+                }
+            }
+            mode => {
+                let mode = format!("{mode:?}").to_lowercase();
+                if !self.keys.is_empty() {
+                    return Err(FieldError::new(
+                        "keys",
+                        format!(
+                            "keys are for `mode: merge` only; remove them or set `mode: merge` \
+                             (the mode is `{mode}`)"
+                        ),
+                    ));
+                }
+                if self.deletes == DeltaDeletes::Soft {
+                    return Err(FieldError::new(
+                        "deletes",
+                        format!(
+                            "`deletes: soft` is for `mode: merge` only; remove it or set `mode: \
+                             merge` (the mode is `{mode}`)"
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The table (a lakehouse table under `lakehouse_root`, else its location); an overwrite
-    /// deletes rows.
+    /// and a merge delete rows.
     fn resources(&self, cx: &ResourceContext<'_>) -> Declaring {
         Ok(vec![(cx.delta(&self.path)?, Access::Write, true)])
     }
@@ -72,5 +179,81 @@ impl SinkConfig for DeltaSinkSpec {
             self,
             cx.run,
         )))
+    }
+}
+
+/// Whether a column is one of the change columns a merge reads but does not write.
+pub(crate) fn is_change_column(name: &str) -> bool {
+    name == crate::changes::OP_COLUMN || name == crate::changes::VERSION_COLUMN
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(yaml: &str) -> DeltaSinkSpec {
+        serde_yaml::from_str(&format!("{{from: s, path: lake/t, {yaml}}}")).unwrap()
+    }
+
+    fn refused(yaml: &str) -> FieldError {
+        spec(yaml).check().unwrap_err()
+    }
+
+    #[test]
+    fn merge_needs_keys_and_keys_need_merge() {
+        let e = refused("mode: merge");
+        assert_eq!(e.field, "keys");
+        assert!(
+            e.message.contains("`mode: merge` needs `keys`"),
+            "{}",
+            e.message
+        );
+        let e = refused("keys: [id]");
+        assert_eq!(e.field, "keys");
+        assert!(e.message.contains("the mode is `append`"), "{}", e.message);
+        let e = refused("mode: overwrite, deletes: soft");
+        assert_eq!(e.field, "deletes");
+        assert!(
+            e.message.contains("the mode is `overwrite`"),
+            "{}",
+            e.message
+        );
+        let e = refused("mode: merge, keys: [id, _change_version]");
+        assert!(
+            e.message.contains("`_change_version` is a change column"),
+            "{}",
+            e.message
+        );
+        let e = refused("mode: merge, keys: [id, region, id]");
+        assert!(e.message.contains("`id` is listed twice"), "{}", e.message);
+        let e = refused("mode: merge, keys: [a.b]");
+        assert_eq!(e.field, "keys");
+        spec("mode: merge, keys: [id, region], deletes: soft")
+            .check()
+            .unwrap();
+    }
+
+    #[test]
+    fn fields_have_their_defaults_and_unknown_ones_are_refused() {
+        let s = spec("mode: merge, keys: [id]");
+        assert_eq!(s.deletes, DeltaDeletes::Hard);
+        assert_eq!(s.schema_evolution, SchemaEvolution::AddColumns);
+        assert_eq!(
+            spec("schema_evolution: fail").schema_evolution,
+            SchemaEvolution::Fail
+        );
+        assert!(
+            serde_yaml::from_str::<DeltaSinkSpec>("{from: s, path: t, schema_evolution: add}")
+                .is_err()
+        );
+        assert!(serde_yaml::from_str::<DeltaSinkSpec>("{from: s, path: t, key: [id]}").is_err());
+        assert_eq!(
+            spec("mode: merge, keys: [id, region], deletes: soft").describe(),
+            "lake/t (delta, merge on id, region, soft deletes)"
+        );
+        assert_eq!(
+            spec("mode: overwrite").describe(),
+            "lake/t (delta, overwrite)"
+        );
     }
 }

@@ -1,32 +1,50 @@
-//! `delta` sink: appends to or overwrites a Delta table in one delta-rs commit.
+//! `delta` sink: appends to, overwrites or merges into a Delta table in one delta-rs commit.
 //! The write streams the input plan; it runs in the commit phase, after every other sink staged,
 //! and first among the commits ([`CommitPhase::WritesData`]). Columns are written as the output
 //! type policy says ([`crate::output_types`]): `timestamp` for instants, `timestamp_ntz` (with
 //! its table feature, on new tables) for wall-clock times, no unsigned or nanosecond types.
 //!
-//! An existing table keeps its schema (append and overwrite alike): when the sink stages (the
-//! first async point after [`Sink::check`], before anything of the table is written) and again
-//! when it commits, the planned output is compared with the table's columns, types, partition
-//! columns and protocol ([`check_existing`]). A column the table holds as another type is refused
-//! naming both types and the cast to use, never converted silently (delta-rs alone would cast
-//! `timestamp_ntz` into a `timestamp` column, or a number into a string); only lossless
-//! widenings (smaller integers, `float` into `double`, decimals with room for every digit) pass.
+//! `mode: merge` applies the input by `keys` ([`merge`]): change rows (with
+//! [`crate::changes::OP_COLUMN`]) insert, update or delete their key, other rows upsert; several
+//! rows of one key resolve to the last (highest [`crate::changes::VERSION_COLUMN`], then input
+//! order); `deletes: soft` keeps a deleted key's row and sets its `_deleted_at`. The change
+//! columns are not written. A missing table is created with the last change of each key
+//! (deletes left out). Matching on keys makes a repeated merge of the same input change nothing
+//! more. Rows reported are the input's rows left after last-wins; the commit's output line
+//! gives delta-rs' inserted, updated and deleted counts.
+//!
+//! An existing table's columns are compared with the output's (every mode), when the sink
+//! stages (the first async point after [`Sink::check`], before anything of the table is
+//! written) and again when it commits ([`check_existing`]). A column the table holds as another
+//! type is always refused naming both types and the cast to use, never converted silently
+//! (delta-rs alone would cast `timestamp_ntz` into a `timestamp` column, or a number into a
+//! string); only lossless widenings (smaller integers, `float` into `double`, decimals with room
+//! for every digit) pass. Columns that differ by name are schema drift ([`drift`]): with
+//! `schema_evolution: add_columns` (the default) new output columns are added as nullable
+//! columns in the same commit and nullable table columns the output lacks are written as null,
+//! each listed in the run summary ([`StepMetrics::note_schema_change`]); a NOT NULL column the
+//! output lacks, and with `schema_evolution: fail` any drift, is refused naming every column.
 
+mod change_op;
 pub mod config;
+pub mod drift;
+pub mod merge;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use deltalake::DeltaTable;
-use deltalake::arrow::datatypes::{Schema, SchemaRef};
+use deltalake::arrow::datatypes::{DataType as ArrowType, Field, Schema, SchemaRef};
 use deltalake::datafusion::catalog::TableProvider;
 use deltalake::datafusion::prelude::{DataFrame, SessionContext};
 use deltalake::kernel::engine::arrow_conversion::TryFromArrow;
 use deltalake::kernel::transaction::PROTOCOL;
 use deltalake::kernel::{DataType, PrimitiveType, StructType};
+use deltalake::operations::write::SchemaMode;
 use deltalake::protocol::SaveMode;
 use deltalake::table::state::DeltaTableState;
 
+use crate::changes::{DELETED_AT_COLUMN, OP_COLUMN, VERSION_COLUMN};
 use crate::error::{Error, Result};
 use crate::output_types::{OutputSchema, Target};
 use crate::pipeline::metrics::{CountingTable, StepMetrics};
@@ -35,7 +53,8 @@ use crate::pipeline::run::RunInfo;
 use crate::sinks::lock::canonical_local;
 use crate::sinks::typed::TypedTable;
 use crate::sinks::{CommitPhase, Sink, StagedOutput, check_columns};
-use config::{DeltaSinkSpec, DeltaWriteMode};
+use config::{DeltaDeletes, DeltaSinkSpec, DeltaWriteMode, SchemaEvolution, is_change_column};
+use drift::{Drift, DriftColumn};
 
 /// Writes a Delta table.
 #[derive(Debug)]
@@ -56,6 +75,80 @@ impl DeltaSink {
             run: run.clone(),
         }
     }
+
+    /// Refuses change columns a merge cannot read: `_change_op` must be text,
+    /// `_change_version` an integer, and a soft-deleting merge sets `_deleted_at` itself.
+    fn check_change_columns(&self, schema: &Schema) -> Result<()> {
+        let refuse = |column: &str, what: String| {
+            Error::step(
+                &self.step,
+                format!(
+                    "Delta table {}: {what}; `mode: merge` reads `{OP_COLUMN}` (text: insert, \
+                     update or delete) and `{VERSION_COLUMN}` (an integer ordering the changes \
+                     of a key); CAST or rename `{column}` in a transform",
+                    self.location
+                ),
+            )
+        };
+        if let Ok(op) = schema.field_with_name(OP_COLUMN)
+            && !matches!(
+                op.data_type(),
+                ArrowType::Utf8 | ArrowType::LargeUtf8 | ArrowType::Utf8View
+            )
+        {
+            return Err(refuse(
+                OP_COLUMN,
+                format!("column `{OP_COLUMN}` is {}, not text", op.data_type()),
+            ));
+        }
+        if let Ok(version) = schema.field_with_name(VERSION_COLUMN)
+            && !version.data_type().is_integer()
+        {
+            return Err(refuse(
+                VERSION_COLUMN,
+                format!(
+                    "column `{VERSION_COLUMN}` is {}, not an integer",
+                    version.data_type()
+                ),
+            ));
+        }
+        if self.spec.deletes == DeltaDeletes::Soft
+            && schema.field_with_name(DELETED_AT_COLUMN).is_ok()
+        {
+            return Err(Error::step(
+                &self.step,
+                format!(
+                    "Delta table {}: the input has a column `{DELETED_AT_COLUMN}`, which \
+                     `deletes: soft` sets itself (the time a key was deleted); drop or rename \
+                     it in a transform, or use `deletes: hard`",
+                    self.location
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The columns the table gets from an input of `schema`: a merge drops the change columns and,
+/// with soft deletes, adds a nullable `_deleted_at`.
+fn table_schema(spec: &DeltaSinkSpec, schema: &Schema) -> SchemaRef {
+    if spec.mode != DeltaWriteMode::Merge {
+        return Arc::new(schema.clone());
+    }
+    let mut fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .filter(|f| !is_change_column(f.name()))
+        .map(|f| f.as_ref().clone())
+        .collect();
+    if spec.deletes == DeltaDeletes::Soft {
+        fields.push(Field::new(
+            DELETED_AT_COLUMN,
+            merge::deleted_at_type(),
+            true,
+        ));
+    }
+    Arc::new(Schema::new(fields))
 }
 
 #[async_trait]
@@ -67,7 +160,12 @@ impl Sink for DeltaSink {
             schema,
             "partition_by",
             self.spec.partition_by.iter(),
-        )
+        )?;
+        if self.spec.mode == DeltaWriteMode::Merge {
+            check_columns(&self.step, schema, "keys", self.spec.keys.iter())?;
+            self.check_change_columns(schema)?;
+        }
+        Ok(())
     }
 
     fn output(&self) -> Result<String> {
@@ -87,8 +185,7 @@ impl Sink for DeltaSink {
         input: DataFrame,
         metrics: Arc<StepMetrics>,
     ) -> Result<Box<dyn StagedOutput>> {
-        // The input as Databricks reads it; counting wraps it so rows written are known without
-        // reading the table back.
+        // The input as Databricks reads it.
         let typed = TypedTable::new(
             input.into_view(),
             &self.step,
@@ -98,32 +195,30 @@ impl Sink for DeltaSink {
         )?;
         // An existing table is checked before anything is written (the write itself happens at
         // commit): `check` is synchronous and cannot read the table's log.
-        let output = typed.schema();
+        let output = table_schema(&self.spec, &typed.schema());
         if let Some(table) = open_existing(&self.step, &self.location).await? {
             check_existing(
                 &self.step,
                 &self.location,
                 &output,
                 &self.spec.partition_by,
+                self.spec.schema_evolution,
                 table
                     .snapshot()
                     .map_err(|e| delta_error(&self.step, &self.location, &e))?,
             )?;
         }
-        let counted = ctx
-            .read_table(Arc::new(CountingTable::new(
-                Arc::new(typed),
-                Arc::clone(&metrics),
-            )))
+        let input = ctx
+            .read_table(Arc::new(typed))
             .map_err(|e| Error::step(&self.step, e))?;
         Ok(Box::new(PendingDeltaWrite {
             step: self.step.clone(),
             location: self.location.clone(),
-            mode: self.spec.mode,
-            partition_by: self.spec.partition_by.clone(),
+            spec: self.spec.clone(),
             ctx: ctx.clone(),
-            input: counted,
+            input,
             output,
+            metrics,
         }))
     }
 }
@@ -132,12 +227,26 @@ impl Sink for DeltaSink {
 struct PendingDeltaWrite {
     step: String,
     location: String,
-    mode: DeltaWriteMode,
-    partition_by: Vec<String>,
+    spec: DeltaSinkSpec,
     ctx: SessionContext,
+    /// The typed input (change columns included).
     input: DataFrame,
-    /// The planned output schema (checked again against the table as it is at commit).
+    /// The columns the table gets (checked again against the table as it is at commit).
     output: SchemaRef,
+    /// Counts the rows written (applied, for a merge) as the write streams them.
+    metrics: Arc<StepMetrics>,
+}
+
+impl PendingDeltaWrite {
+    /// `input` counted as it streams (rows written are known without reading the table back).
+    fn counted(&self, input: DataFrame) -> Result<DataFrame> {
+        self.ctx
+            .read_table(Arc::new(CountingTable::new(
+                input.into_view(),
+                Arc::clone(&self.metrics),
+            )))
+            .map_err(|e| Error::step(&self.step, e))
+    }
 }
 
 #[async_trait]
@@ -152,48 +261,122 @@ impl StagedOutput for PendingDeltaWrite {
 
     async fn commit(self: Box<Self>) -> Result<Vec<String>> {
         let fail = |e: &dyn std::fmt::Display| delta_error(&self.step, &self.location, e);
-        let table = match open_existing(&self.step, &self.location).await? {
+        let now = chrono::Utc::now();
+        let (table, drift) = match open_existing(&self.step, &self.location).await? {
             Some(table) => {
                 // Another writer (not a bridge run: those wait for the lock) may have changed
                 // the table since it was staged.
-                check_existing(
+                let drift = check_existing(
                     &self.step,
                     &self.location,
                     &self.output,
-                    &self.partition_by,
+                    &self.spec.partition_by,
+                    self.spec.schema_evolution,
                     table.snapshot().map_err(|e| fail(&e))?,
                 )?;
-                table
+                (Some(table), drift)
             }
-            None => {
-                if !self.location.contains("://") {
-                    std::fs::create_dir_all(&self.location)
-                        .map_err(|e| Error::io(&self.location, e))?;
+            None => (None, Drift::default()),
+        };
+        let spec = &self.spec;
+        let add_columns = !drift.added.is_empty();
+        let df = |r: deltalake::datafusion::error::Result<DataFrame>| r.map_err(|e| fail(&e));
+        let written = match (spec.mode, table) {
+            (DeltaWriteMode::Merge, Some(table)) => {
+                let last = df(merge::last_changes(self.input.clone(), &spec.keys))?;
+                let source =
+                    merge::table_rows(self.counted(last)?, spec.deletes, &drift.missing, true, now)
+                        .map_err(|e| fail(&e))?;
+                let plan = merge::MergePlan {
+                    keys: &spec.keys,
+                    deletes: spec.deletes,
+                    add_columns,
+                    has_deleted_at: !drift.added.iter().any(|c| c.name == DELETED_AT_COLUMN),
+                };
+                let (table, m) = merge::merge(table, &self.ctx, source, &plan)
+                    .await
+                    .map_err(|e| fail(&e))?;
+                tracing::info!(
+                    step = %self.step,
+                    table = %self.location,
+                    inserted = m.num_target_rows_inserted,
+                    updated = m.num_target_rows_updated,
+                    deleted = m.num_target_rows_deleted,
+                    source_rows = m.num_source_rows,
+                    "merged"
+                );
+                format!(
+                    "{} (version {}: {} inserted, {} updated, {} deleted)",
+                    self.location,
+                    table.version().unwrap_or_default(),
+                    m.num_target_rows_inserted,
+                    m.num_target_rows_updated,
+                    m.num_target_rows_deleted
+                )
+            }
+            (mode, table) => {
+                let rows = if mode == DeltaWriteMode::Merge {
+                    // A new table: the last change of each key, deletes left out.
+                    let last = df(merge::last_changes(self.input.clone(), &spec.keys))?;
+                    let last = df(merge::without_deletes(last))?;
+                    merge::table_rows(self.counted(last)?, spec.deletes, &[], false, now)
+                } else {
+                    merge::table_rows(
+                        self.counted(self.input.clone())?,
+                        DeltaDeletes::Hard,
+                        &drift.missing,
+                        true,
+                        now,
+                    )
                 }
-                let url = deltalake::ensure_table_uri(&self.location).map_err(|e| fail(&e))?;
-                deltalake::DeltaTableBuilder::from_url(url)
-                    .and_then(deltalake::DeltaTableBuilder::build)
-                    .map_err(|e| fail(&e))?
+                .map_err(|e| fail(&e))?;
+                let table = match table {
+                    Some(table) => table,
+                    None => self.new_table()?,
+                };
+                let mut write = table
+                    .write(Vec::new())
+                    .with_input_plan(rows.logical_plan().clone())
+                    .with_session_state(Arc::new(self.ctx.state()))
+                    .with_save_mode(match mode {
+                        DeltaWriteMode::Overwrite => SaveMode::Overwrite,
+                        _ => SaveMode::Append,
+                    });
+                if add_columns {
+                    write = write.with_schema_mode(SchemaMode::Merge);
+                }
+                if !spec.partition_by.is_empty() {
+                    write = write.with_partition_columns(spec.partition_by.clone());
+                }
+                let table = write.await.map_err(|e| fail(&e))?;
+                format!(
+                    "{} (version {})",
+                    self.location,
+                    table.version().unwrap_or_default()
+                )
             }
         };
-        let mode = match self.mode {
-            DeltaWriteMode::Append => SaveMode::Append,
-            DeltaWriteMode::Overwrite => SaveMode::Overwrite,
-        };
-        let mut write = table
-            .write(Vec::new())
-            .with_input_plan(self.input.logical_plan().clone())
-            .with_session_state(Arc::new(self.ctx.state()))
-            .with_save_mode(mode);
-        if !self.partition_by.is_empty() {
-            write = write.with_partition_columns(self.partition_by.clone());
+        for note in drift.notes() {
+            self.metrics.note_schema_change(note);
         }
-        let table = write.await.map_err(|e| fail(&e))?;
-        let version = table.version().unwrap_or_default();
-        Ok(vec![format!("{} (version {version})", self.location)])
+        Ok(vec![written])
     }
 
     async fn abort(self: Box<Self>) {}
+}
+
+impl PendingDeltaWrite {
+    /// A table object for a location that holds none yet (the write creates it).
+    fn new_table(&self) -> Result<DeltaTable> {
+        let fail = |e: &dyn std::fmt::Display| delta_error(&self.step, &self.location, e);
+        if !self.location.contains("://") {
+            std::fs::create_dir_all(&self.location).map_err(|e| Error::io(&self.location, e))?;
+        }
+        let url = deltalake::ensure_table_uri(&self.location).map_err(|e| fail(&e))?;
+        deltalake::DeltaTableBuilder::from_url(url)
+            .and_then(deltalake::DeltaTableBuilder::build)
+            .map_err(|e| fail(&e))
+    }
 }
 
 /// A Delta failure as one line: the kernel's errors can carry a backtrace after their first
@@ -246,32 +429,27 @@ pub enum ExistingTableError {
         incoming_type: String,
         hint: String,
     },
-    /// The step's output has a column the table does not have.
+    /// The step's output has a column whose name differs from a table column's only in case
+    /// (Delta column names are case-insensitive: it cannot be added).
     #[error(
         "step `{step}`: Delta table {table}: the step's output has column `{column}`, which the \
-         table does not have{similar} (its columns: {columns}; nothing was written); drop or \
-         rename it in a transform, or write to a new table (another `path`): the delta sink does \
-         not change an existing table's schema"
+         table has as `{existing}` (Delta column names ignore case, so it cannot be added as a new \
+         column; nothing was written); rename it in a transform (`\"{column}\" AS \"{existing}\"`), \
+         or write to a new table (another `path`)"
     )]
-    NotInTable {
+    CaseOnly {
         step: String,
         table: String,
         column: String,
-        /// `; it has `Name`` when only the case differs.
-        similar: String,
-        columns: String,
+        existing: String,
     },
-    /// The table has a column the step's output does not have.
-    #[error(
-        "step `{step}`: Delta table {table}: the table's column `{column}` ({table_type}) is not \
-         in the step's output (nothing was written); select it in a transform (`CAST(NULL AS \
-         <type>) AS \"{column}\"` for no value), or write to a new table (another `path`)"
-    )]
-    MissingColumn {
+    /// The output's columns differ from the table's by name in a way `schema_evolution` (or a
+    /// NOT NULL column) does not allow.
+    #[error("step `{step}`: Delta table {table}: {refusal}")]
+    Drift {
         step: String,
         table: String,
-        column: String,
-        table_type: String,
+        refusal: drift::DriftRefusal,
     },
     /// A column needs a table feature the table's protocol does not have.
     #[error(
@@ -325,17 +503,19 @@ pub enum ExistingTableError {
     },
 }
 
-/// Compares the planned output (`output`: the output type policy's schema) with an existing
-/// table: the same columns (by name, in any order), each of the table's type or one that widens
-/// into it without loss, the partition columns `partition_by` asks for, and a protocol this
-/// bridge can write whose features cover the output's types.
+/// Compares the planned output (`output`: the columns the table gets) with an existing table:
+/// columns by name (in any order), each of the table's type or one that widens into it without
+/// loss, the partition columns `partition_by` asks for, and a protocol this bridge can write
+/// whose features cover the output's types. Returns the columns that differ by name
+/// ([`Drift`]) when `evolution` allows them.
 pub fn check_existing(
     step: &str,
     location: &str,
     output: &Schema,
     partition_by: &[String],
+    evolution: SchemaEvolution,
     table: &DeltaTableState,
-) -> Result<(), Box<ExistingTableError>> {
+) -> Result<Drift, Box<ExistingTableError>> {
     let table_schema = table.schema();
     let existing = table.metadata().partition_columns();
     if !partition_by.is_empty() && partition_by != existing {
@@ -350,7 +530,7 @@ pub fn check_existing(
         .protocol()
         .writer_features()
         .map(|f| f.iter().map(ToString::to_string).collect());
-    compare_schemas(
+    let drift = compare_schemas(
         step,
         location,
         output,
@@ -360,13 +540,21 @@ pub fn check_existing(
             writer_features,
         },
     )?;
+    if let Some(refusal) = drift.refusal(evolution) {
+        return Err(Box::new(ExistingTableError::Drift {
+            step: step.into(),
+            table: location.into(),
+            refusal,
+        }));
+    }
     PROTOCOL.can_write_to(table).map_err(|source| {
         Box::new(ExistingTableError::Protocol {
             step: step.into(),
             table: location.into(),
             source,
         })
-    })
+    })?;
+    Ok(drift)
 }
 
 /// What a table's protocol allows writers, as far as the check needs it.
@@ -387,21 +575,17 @@ impl TableProtocol {
     }
 }
 
-/// The schema comparison of [`check_existing`].
+/// The schema comparison of [`check_existing`]: refuses a retyped column (or one whose name
+/// differs only in case, or that needs a feature the protocol lacks) and returns how the output's
+/// columns differ from the table's by name.
 fn compare_schemas(
     step: &str,
     location: &str,
     output: &Schema,
     table: &StructType,
     protocol: &TableProtocol,
-) -> Result<(), Box<ExistingTableError>> {
-    let table_columns = || {
-        table
-            .fields()
-            .map(|f| format!("{} {}", f.name(), spark_name(f.data_type())))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+) -> Result<Drift, Box<ExistingTableError>> {
+    let mut drift = Drift::default();
     let mut incoming_types = Vec::with_capacity(output.fields().len());
     for field in output.fields() {
         let column = field.name();
@@ -414,43 +598,49 @@ fn compare_schemas(
                 source,
             })
         })?;
-        let Some(target) = table.field(column) else {
-            let similar = table
-                .fields()
-                .find(|f| f.name().eq_ignore_ascii_case(column))
-                .map(|f| format!("; it has `{}`", f.name()))
-                .unwrap_or_default();
-            return Err(Box::new(ExistingTableError::NotInTable {
-                step: step.into(),
-                table: location.into(),
-                column: column.clone(),
-                similar,
-                columns: table_columns(),
-            }));
-        };
-        if !widens_into(&incoming, target.data_type()) {
-            return Err(Box::new(ExistingTableError::ColumnType {
-                step: step.into(),
-                table: location.into(),
-                column: column.clone(),
-                table_type: spark_name(target.data_type()),
-                incoming_type: spark_name(&incoming),
-                hint: cast_hint(column, &incoming, target.data_type()),
-            }));
+        match table.field(column) {
+            Some(target) => {
+                if !widens_into(&incoming, target.data_type()) {
+                    return Err(Box::new(ExistingTableError::ColumnType {
+                        step: step.into(),
+                        table: location.into(),
+                        column: column.clone(),
+                        table_type: spark_name(target.data_type()),
+                        incoming_type: spark_name(&incoming),
+                        hint: cast_hint(column, &incoming, target.data_type()),
+                    }));
+                }
+            }
+            None => {
+                if let Some(existing) = table
+                    .fields()
+                    .find(|f| f.name().eq_ignore_ascii_case(column))
+                {
+                    return Err(Box::new(ExistingTableError::CaseOnly {
+                        step: step.into(),
+                        table: location.into(),
+                        column: column.clone(),
+                        existing: existing.name().clone(),
+                    }));
+                }
+                drift.added.push(DriftColumn {
+                    name: column.clone(),
+                    data_type: incoming.clone(),
+                    nullable: true,
+                });
+            }
         }
         incoming_types.push((column, incoming));
     }
-    if let Some(missing) = table
+    drift.missing = table
         .fields()
-        .find(|f| output.field_with_name(f.name()).is_err())
-    {
-        return Err(Box::new(ExistingTableError::MissingColumn {
-            step: step.into(),
-            table: location.into(),
-            column: missing.name().clone(),
-            table_type: spark_name(missing.data_type()),
-        }));
-    }
+        .filter(|f| output.field_with_name(f.name()).is_err())
+        .map(|f| DriftColumn {
+            name: f.name().clone(),
+            data_type: f.data_type().clone(),
+            nullable: f.is_nullable(),
+        })
+        .collect();
     for (column, incoming) in incoming_types {
         if contains(&incoming, &PrimitiveType::TimestampNtz) && !protocol.has(TIMESTAMP_NTZ_FEATURE)
         {
@@ -470,7 +660,7 @@ fn compare_schemas(
             }));
         }
     }
-    Ok(())
+    Ok(drift)
 }
 
 /// The writer feature `timestamp_ntz` columns need.
@@ -639,7 +829,7 @@ mod tests {
         writer_features: None,
     };
 
-    fn compare(out: &Schema, t: &StructType, p: &TableProtocol) -> Result<(), String> {
+    fn compare(out: &Schema, t: &StructType, p: &TableProtocol) -> Result<Drift, String> {
         compare_schemas("load", "/lake/t", out, t, p).map_err(|e| e.to_string())
     }
 
@@ -741,7 +931,7 @@ mod tests {
     }
 
     #[test]
-    fn columns_must_match_by_name() {
+    fn columns_are_matched_by_name_and_the_rest_is_drift() {
         let e = compare(
             &output(&[("id", Arrow::Int64), ("Amount", Arrow::Float64)]),
             &table(&[("id", DataType::LONG), ("amount", DataType::DOUBLE)]),
@@ -749,26 +939,78 @@ mod tests {
         )
         .unwrap_err();
         assert!(
-            e.contains("has column `Amount`, which the table does not have; it has `amount` (its columns: id bigint, amount double"),
+            e.contains("has column `Amount`, which the table has as `amount`")
+                && e.contains("`\"Amount\" AS \"amount\"`"),
             "{e}"
         );
-        let e = compare(
-            &output(&[("id", Arrow::Int64)]),
-            &table(&[("id", DataType::LONG), ("note", DataType::STRING)]),
+        let drift = compare(
+            &output(&[("email", Arrow::Utf8), ("id", Arrow::Int64)]),
+            &StructType::try_new([
+                StructField::nullable("id", DataType::LONG),
+                StructField::nullable("note", DataType::STRING),
+                StructField::not_null("code", DataType::INTEGER),
+            ])
+            .unwrap(),
             &PLAIN,
         )
-        .unwrap_err();
-        assert!(
-            e.contains("the table's column `note` (string) is not in the step's output"),
-            "{e}"
+        .unwrap();
+        let names = |c: &[DriftColumn]| c.iter().map(|c| c.name.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&drift.added), ["email"]);
+        assert_eq!(drift.added[0].data_type, DataType::STRING);
+        assert_eq!(names(&drift.missing), ["note", "code"]);
+        assert_eq!(
+            drift.missing.iter().map(|c| c.nullable).collect::<Vec<_>>(),
+            [true, false]
         );
         // Order does not matter.
-        compare(
+        let drift = compare(
             &output(&[("note", Arrow::Utf8), ("id", Arrow::Int64)]),
             &table(&[("id", DataType::LONG), ("note", DataType::STRING)]),
             &PLAIN,
         )
         .unwrap();
+        assert!(drift.is_empty(), "{drift:?}");
+        // A new column needs the table features its type needs.
+        let e = compare(
+            &output(&[("id", Arrow::Int64), ("at", NTZ)]),
+            &table(&[("id", DataType::LONG)]),
+            &PLAIN,
+        )
+        .unwrap_err();
+        assert!(e.contains("needs the table feature `timestampNtz`"), "{e}");
+    }
+
+    #[test]
+    fn a_merge_table_has_no_change_columns_and_soft_deletes_add_deleted_at() {
+        let input = output(&[
+            ("id", Arrow::Int64),
+            (OP_COLUMN, Arrow::Utf8),
+            (VERSION_COLUMN, Arrow::Int64),
+        ]);
+        let spec = |yaml: &str| -> DeltaSinkSpec {
+            serde_yaml::from_str(&format!("{{from: s, path: t, {yaml}}}")).unwrap()
+        };
+        let names = |s: SchemaRef| {
+            s.fields()
+                .iter()
+                .map(|f| format!("{} {}", f.name(), f.data_type()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            names(table_schema(&spec("mode: append"), &input)),
+            ["id Int64", "_change_op Utf8", "_change_version Int64"]
+        );
+        assert_eq!(
+            names(table_schema(&spec("mode: merge, keys: [id]"), &input)),
+            ["id Int64"]
+        );
+        assert_eq!(
+            names(table_schema(
+                &spec("mode: merge, keys: [id], deletes: soft"),
+                &input
+            )),
+            ["id Int64", "_deleted_at Timestamp(µs, \"UTC\")"]
+        );
     }
 
     #[test]
