@@ -4,18 +4,26 @@
 
 mod common;
 
-use common::tds::{bridge_with, tsql};
+use common::tds::{bridge_with, tds_lines, tsql};
 use common::*;
 use tds_test_server::{TdsServer, TdsServerConfig};
 
 /// A tracked table `dbo.items` with rows 1..=3, in a database that allows snapshot isolation.
 async fn tracked_server() -> TdsServer {
+    tracked(
+        "CREATE TABLE dbo.items (id INT NOT NULL PRIMARY KEY, name NVARCHAR(20) NULL, amount DECIMAL(10,2) NULL);
+         INSERT INTO dbo.items VALUES (1, N'one', 1.50), (2, N'two', 2.00), (3, N'three', 3.25);",
+    )
+    .await
+}
+
+/// A server where `create` made `dbo.items`, then tracked.
+async fn tracked(create: &str) -> TdsServer {
     let server = TdsServer::start(TdsServerConfig::default()).await.unwrap();
+    tsql(&server, create).await;
     tsql(
         &server,
-        "CREATE TABLE dbo.items (id INT NOT NULL PRIMARY KEY, name NVARCHAR(20) NULL, amount DECIMAL(10,2) NULL);
-         INSERT INTO dbo.items VALUES (1, N'one', 1.50), (2, N'two', 2.00), (3, N'three', 3.25);
-         ALTER DATABASE bridge SET ALLOW_SNAPSHOT_ISOLATION ON;
+        "ALTER DATABASE bridge SET ALLOW_SNAPSHOT_ISOLATION ON;
          ALTER DATABASE bridge SET CHANGE_TRACKING = ON (CHANGE_RETENTION = 2 DAYS, AUTO_CLEANUP = ON);
          ALTER TABLE dbo.items ENABLE CHANGE_TRACKING;",
     )
@@ -240,5 +248,144 @@ async fn an_expired_version_fails_and_full_refresh_reads_a_new_snapshot() {
     tsql(&server, "UPDATE dbo.items SET name = N'deux' WHERE id = 2;").await;
     run(&s, &server, 3).await;
     assert_eq!(ops(&change_lines(&s, 3)), ["2|deux|2.00|update"]);
+    server.shutdown().await;
+}
+
+/// A project merging `dbo.items` by change tracking into the Delta table `lake/items`; with
+/// `blocker`, a second sink (a volume folder partitioned by `name`) whose commit fails when
+/// `out/items/name=<blocker>` is a file in the way: the Delta merge commits first, the run fails
+/// after it, and the version is not saved.
+fn merge_project(incremental: &str) -> Scratch {
+    let s = Scratch::empty();
+    s.write(
+        "pipelines/ct.yaml",
+        &format!(
+            "name: ct\nsteps:\n  - id: items\n    source:\n      type: sqlserver\n      table: dbo.items\n      incremental: {incremental}\n  - id: lake\n    sink: {{type: delta, from: items, path: lake/items, mode: merge, keys: [id]}}\n  - id: copy\n    sink: {{type: volume, from: items, destination: out, path: items, partition_by: name}}\n"
+        ),
+    );
+    s
+}
+
+/// The Delta table's rows, `columns` in id order.
+async fn lake_lines(s: &Scratch, columns: &str) -> Vec<String> {
+    let url = deltalake::ensure_table_uri(s.path("lake/items").to_str().unwrap()).unwrap();
+    let table = deltalake::open_table(url).await.unwrap();
+    let ctx = deltalake::datafusion::prelude::SessionContext::new();
+    table.update_datafusion_session(&ctx.state()).unwrap();
+    ctx.register_table("t", table.table_provider().await.unwrap())
+        .unwrap();
+    query_lines(&ctx, &format!("SELECT {columns} FROM t ORDER BY id")).await
+}
+
+/// Runs the merge pipeline, then compares the Delta table with the source, value by value.
+async fn run_and_compare(s: &Scratch, server: &TdsServer, columns: &str) {
+    ok(bridge_with(s, server, &["run", "pipelines/ct.yaml"]).await);
+    let source = tds_lines(
+        server,
+        &format!("SELECT {columns} FROM dbo.items ORDER BY id"),
+    )
+    .await;
+    assert_eq!(lake_lines(s, columns).await, source);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_runs_of_changes_keep_a_delta_table_equal_to_the_source() {
+    let server = tracked(
+        "CREATE TABLE dbo.items (id INT NOT NULL PRIMARY KEY, name NVARCHAR(20) NULL, qty INT NULL);
+         INSERT INTO dbo.items VALUES (1, N'a', 10), (2, N'b', 20), (3, N'c', 30), (4, N'd', NULL);",
+    )
+    .await;
+    let s = merge_project("{mode: change_tracking}");
+    run_and_compare(&s, &server, "id, name, qty").await;
+    assert_eq!(lake_lines(&s, "id").await.len(), 4);
+
+    // Run 2: updates, deletes, inserts, a key deleted and inserted again, one updated twice.
+    tsql(
+        &server,
+        "UPDATE dbo.items SET qty = 11 WHERE id = 1;
+         UPDATE dbo.items SET qty = 12 WHERE id = 1;
+         DELETE FROM dbo.items WHERE id = 2;
+         DELETE FROM dbo.items WHERE id = 3;
+         INSERT INTO dbo.items VALUES (3, N'c again', 33);
+         INSERT INTO dbo.items VALUES (5, N'e', 50), (6, N'f', NULL);
+         UPDATE dbo.items SET name = NULL WHERE id = 4;",
+    )
+    .await;
+    run_and_compare(&s, &server, "id, name, qty").await;
+
+    // Run 3 fails after the Delta merge committed (another sink's commit fails), so the version
+    // is not saved; the repeat reads the same changes and merges them again without duplicates.
+    tsql(
+        &server,
+        "DELETE FROM dbo.items WHERE id = 5;
+         INSERT INTO dbo.items VALUES (7, N'g', 70);
+         UPDATE dbo.items SET name = N'blocked' WHERE id = 6;",
+    )
+    .await;
+    s.write("out/items/name=blocked", "in the way");
+    let failed = bridge_with(&s, &server, &["run", "pipelines/ct.yaml"]).await;
+    assert_eq!(failed.status.code(), Some(1), "{}", stderr(&failed));
+    std::fs::remove_file(s.path("out/items/name=blocked")).unwrap();
+    run_and_compare(&s, &server, "id, name, qty").await;
+    let ids = lake_lines(&s, "id").await;
+    assert_eq!(ids, ["1", "3", "4", "6", "7"], "each key once");
+
+    // A new source column: added to the Delta table in the merge's commit.
+    tsql(
+        &server,
+        "ALTER TABLE dbo.items ADD note NVARCHAR(10) NULL;
+         UPDATE dbo.items SET note = N'hi' WHERE id = 7;",
+    )
+    .await;
+    let out = ok(bridge_with(
+        &s,
+        &server,
+        &["--output", "json", "run", "pipelines/ct.yaml"],
+    )
+    .await);
+    let summary: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let lake = summary["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|step| step["id"] == "lake")
+        .unwrap()
+        .clone();
+    assert!(
+        lake["schema_changes"]
+            .to_string()
+            .contains("added column `note`"),
+        "{lake}"
+    );
+    let source = tds_lines(
+        &server,
+        "SELECT id, name, qty, note FROM dbo.items ORDER BY id",
+    )
+    .await;
+    assert_eq!(lake_lines(&s, "id, name, qty, note").await, source);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_refresh_after_lost_deletes_leaves_the_delta_table_equal_to_the_source() {
+    let server = tracked(
+        "CREATE TABLE dbo.items (id INT NOT NULL PRIMARY KEY, name NVARCHAR(20) NULL, qty INT NULL);
+         INSERT INTO dbo.items VALUES (1, N'a', 10), (2, N'b', 20), (3, N'c', 30);",
+    )
+    .await;
+    let s = merge_project("{mode: change_tracking, on_expired: full_refresh}");
+    run_and_compare(&s, &server, "id, name, qty").await;
+    // A delete and an insert whose changes are cleaned up before any run reads them.
+    tsql(
+        &server,
+        "DELETE FROM dbo.items WHERE id = 1;
+         INSERT INTO dbo.items VALUES (9, N'i', 90);
+         ALTER DATABASE bridge SET CHANGE_TRACKING (CHANGE_RETENTION = 0 MINUTES);
+         EXEC sys.sp_flush_CT_internal_table_on_demand @TableToClean = N'dbo.items';",
+    )
+    .await;
+    // The snapshot merge removes key 1, which no change row reports any more.
+    run_and_compare(&s, &server, "id, name, qty").await;
+    assert_eq!(lake_lines(&s, "id").await, ["2", "3", "9"]);
     server.shutdown().await;
 }

@@ -19,15 +19,9 @@ pub fn env_for(server: &TdsServer) -> Vec<(String, String)> {
 
 /// Runs T-SQL through the bridge's own connection code.
 pub async fn tsql(server: &TdsServer, sql: &str) {
-    let settings = bridge::mssql::SqlServerSettings {
-        host: Some("127.0.0.1".into()),
-        port: Some(server.addr().port()),
-        username: Some("sa".into()),
-        password_env: Some("PATH".into()), // any set variable; the test server ignores passwords
-        encrypt: Some(bridge::mssql::settings::Encrypt::DangerPlaintext),
-        ..Default::default()
-    };
-    let mut client = bridge::mssql::connect(&settings).await.unwrap();
+    let mut client = bridge::mssql::connect(&super::tds_settings(server.addr().port()))
+        .await
+        .unwrap();
     client
         .simple_query(sql)
         .await
@@ -54,4 +48,38 @@ pub async fn bridge_with(s: &Scratch, server: &TdsServer, args: &[&str]) -> std:
     })
     .await
     .unwrap()
+}
+
+/// Rows of a query on the test server as `a|b|c` lines (NULL for nulls), read over TDS: the
+/// source side of a comparison.
+pub async fn tds_lines(server: &TdsServer, sql: &str) -> Vec<String> {
+    use tiberius::ColumnData;
+    let mut client = bridge::mssql::connect(&super::tds_settings(server.addr().port()))
+        .await
+        .unwrap();
+    let rows = client
+        .simple_query(sql)
+        .await
+        .unwrap()
+        .into_first_result()
+        .await
+        .unwrap();
+    rows.into_iter()
+        .map(|row| {
+            row.into_iter()
+                .map(|value| match value {
+                    ColumnData::U8(Some(v)) => v.to_string(),
+                    ColumnData::I16(Some(v)) => v.to_string(),
+                    ColumnData::I32(Some(v)) => v.to_string(),
+                    ColumnData::I64(Some(v)) => v.to_string(),
+                    ColumnData::Bit(Some(v)) => v.to_string(),
+                    ColumnData::String(Some(v)) => v.to_string(),
+                    ColumnData::F64(Some(v)) => v.to_string(),
+                    other if format!("{other:?}").ends_with("(None)") => "NULL".to_string(),
+                    other => panic!("tds_lines: add a rendering for {other:?}"),
+                })
+                .collect::<Vec<_>>()
+                .join("|")
+        })
+        .collect()
 }

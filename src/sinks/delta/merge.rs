@@ -7,6 +7,9 @@
 //! change of a key is then applied ([`merge`]): a `delete` (`_change_op`) deletes the row (hard)
 //! or sets its `_deleted_at` (soft, once: a row deleted before keeps its time); anything else
 //! updates the row or inserts it, clearing `_deleted_at`. The change columns are not written.
+//! A source that read a whole table this run ([`crate::changes::Snapshots`]: a change-tracking
+//! snapshot) also deletes (or soft-deletes) the table's keys it lacks, so a full refresh after
+//! lost deletes leaves the table equal to the source.
 
 use std::sync::Arc;
 
@@ -159,6 +162,10 @@ pub struct MergePlan<'a> {
     /// Whether the table has `_deleted_at` already (a soft delete of a row deleted before keeps
     /// its time); false when this merge adds it.
     pub has_deleted_at: bool,
+    /// The source is a whole table's snapshot (read at this time): keys of the table it lacks
+    /// were deleted (the deletes themselves may be lost, cleaned up before they were read), so
+    /// they are deleted too, or soft-deleted.
+    pub snapshot: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Applies `source` (from [`table_rows`], with `_change_op` when the input has it) to `table` in
@@ -228,5 +235,17 @@ pub async fn merge(
         }
         i
     })?;
+    if let Some(now) = plan.snapshot {
+        builder = match plan.deletes {
+            DeltaDeletes::Hard => builder.when_not_matched_by_source_delete(|d| d)?,
+            // (A column this merge adds is null on rows the source lacks.)
+            DeltaDeletes::Soft if plan.has_deleted_at => builder
+                .when_not_matched_by_source_update(|u| {
+                    u.predicate(t(DELETED_AT_COLUMN).is_null())
+                        .update(Column::from_name(DELETED_AT_COLUMN), timestamp(now))
+                })?,
+            DeltaDeletes::Soft => builder,
+        };
+    }
     builder.await
 }

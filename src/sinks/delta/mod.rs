@@ -219,6 +219,7 @@ impl Sink for DeltaSink {
             input,
             output,
             metrics,
+            snapshot: self.run.snapshots.feeds(&self.step),
         }))
     }
 }
@@ -235,6 +236,9 @@ struct PendingDeltaWrite {
     output: SchemaRef,
     /// Counts the rows written (applied, for a merge) as the write streams them.
     metrics: Arc<StepMetrics>,
+    /// The input is a whole table's snapshot (a change-tracking source's first run or full
+    /// refresh): a merge also removes the keys it lacks.
+    snapshot: bool,
 }
 
 impl PendingDeltaWrite {
@@ -292,6 +296,7 @@ impl StagedOutput for PendingDeltaWrite {
                     deletes: spec.deletes,
                     add_columns,
                     has_deleted_at: !drift.added.iter().any(|c| c.name == DELETED_AT_COLUMN),
+                    snapshot: self.snapshot.then_some(now),
                 };
                 let (table, m) = merge::merge(table, &self.ctx, source, &plan)
                     .await
