@@ -385,3 +385,41 @@ async fn an_unknown_change_operation_fails_the_merge_with_nothing_written() {
     assert_eq!(state(&s).await, before);
     assert_eq!(rows(&s, "*").await, ["1|a"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_null_key_fails_the_merge_with_nothing_written() {
+    let s = project("mode: merge, keys: [id]");
+    run(&s, "id,name\n1,a\n");
+    let before = state(&s).await;
+    let out = try_run(&s, "id,name\n1,b\n,c\n");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("key column `id` is null"), "{err}");
+    assert_eq!(state(&s).await, before);
+    assert_eq!(rows(&s, "*").await, ["1|a"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn target_file_size_is_the_new_tables_property_and_splits_its_files() {
+    let s = project("mode: merge, keys: [id], target_file_size: 1024");
+    let mut csv = String::from("id,name\n");
+    for i in 0..5000 {
+        csv.push_str(&format!("{i},name number {i}\n"));
+    }
+    run(&s, &csv);
+    let table = open(&s.path("lake/t")).await;
+    let snapshot = table.snapshot().unwrap();
+    assert_eq!(
+        snapshot
+            .metadata()
+            .configuration()
+            .get("delta.targetFileSize")
+            .map(String::as_str),
+        Some("1024")
+    );
+    let files = list_files(&s.path("lake/t"))
+        .into_iter()
+        .filter(|f| f.ends_with(".parquet"))
+        .count();
+    assert!(files > 1, "{files} data files");
+}

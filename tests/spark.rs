@@ -954,3 +954,76 @@ fn what_spark_writes_loads_into_sql_server() {
     );
     assert_none("what_spark_writes_loads_into_sql_server", &problems);
 }
+
+// ---- Change tracking merged into Delta -> Spark ------------------------------------------------
+
+/// A Delta table kept by change tracking and `mode: merge` with soft deletes, after a snapshot
+/// and a run of changes: Spark (the table's data files) and the `deltalake` package read the
+/// table's columns without the change columns, each key once, the deleted key flagged.
+#[test]
+fn a_change_tracked_merge_reads_back_in_spark() {
+    warm_up();
+    let f = Fixture::new();
+    f.tsql(
+        "CREATE TABLE dbo.ct_items (id INT NOT NULL PRIMARY KEY, name NVARCHAR(20) NULL, qty INT NULL);
+         INSERT INTO dbo.ct_items VALUES (1, N'a', 10), (2, N'b', 20), (3, N'c', 30);
+         ALTER DATABASE bridge SET ALLOW_SNAPSHOT_ISOLATION ON;
+         ALTER DATABASE bridge SET CHANGE_TRACKING = ON;
+         ALTER TABLE dbo.ct_items ENABLE CHANGE_TRACKING;",
+    );
+    let pipeline = "name: ct
+steps:
+  - id: t
+    source: {type: sqlserver, table: dbo.ct_items, incremental: {mode: change_tracking}}
+  - id: lake
+    sink: {type: delta, from: t, path: lake/ct, mode: merge, keys: [id], deletes: soft}
+";
+    let mut problems = run_problems("first run", &f.run("ct", pipeline));
+    f.tsql(
+        "UPDATE dbo.ct_items SET qty = 11 WHERE id = 1;
+         DELETE FROM dbo.ct_items WHERE id = 2;
+         INSERT INTO dbo.ct_items VALUES (4, N'd', NULL);",
+    );
+    problems.extend(run_problems("second run", &f.run("ct", pipeline)));
+    // id|name|qty|deleted: the deleted key keeps its last values.
+    let want = [
+        "1|a|11|false",
+        "2|b|20|true",
+        "3|c|30|false",
+        "4|d|NULL|false",
+    ];
+    let lake = f.scratch.path("lake/ct");
+    for cmd in ["read_delta_files", "read_delta"] {
+        let Some((table, _)) = read(cmd, &lake, &mut problems) else {
+            continue;
+        };
+        let names: Vec<&str> = table.columns.iter().map(|c| c.name.as_str()).collect();
+        if names != ["id", "name", "qty", "_deleted_at"] {
+            problems.push(format!("{cmd}: columns are {names:?}"));
+            continue;
+        }
+        let text = |v: &Value| match v {
+            Value::Null => "NULL".to_string(),
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        let mut got: Vec<String> = table
+            .rows
+            .iter()
+            .map(|r| {
+                format!(
+                    "{}|{}|{}|{}",
+                    text(&r[0]),
+                    text(&r[1]),
+                    text(&r[2]),
+                    !r[3].is_null()
+                )
+            })
+            .collect();
+        got.sort();
+        if got != want {
+            problems.push(format!("{cmd}: rows {got:?}, expected {want:?}"));
+        }
+    }
+    assert_none("a_change_tracked_merge_reads_back_in_spark", &problems);
+}

@@ -53,10 +53,13 @@ pub async fn bridge_with(s: &Scratch, server: &TdsServer, args: &[&str]) -> std:
 /// Rows of a query on the test server as `a|b|c` lines (NULL for nulls), read over TDS: the
 /// source side of a comparison.
 pub async fn tds_lines(server: &TdsServer, sql: &str) -> Vec<String> {
+    query_lines_on(&super::tds_settings(server.addr().port()), sql).await
+}
+
+/// Rows of a query on any SQL Server as `a|b|c` lines (NULL for nulls).
+pub async fn query_lines_on(settings: &bridge::mssql::SqlServerSettings, sql: &str) -> Vec<String> {
     use tiberius::ColumnData;
-    let mut client = bridge::mssql::connect(&super::tds_settings(server.addr().port()))
-        .await
-        .unwrap();
+    let mut client = bridge::mssql::connect(settings).await.unwrap();
     let rows = client
         .simple_query(sql)
         .await

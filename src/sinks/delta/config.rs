@@ -40,6 +40,12 @@ pub struct DeltaSinkSpec {
     /// refuses either before anything is written. A column of another type is always refused.
     #[serde(default)]
     pub schema_evolution: SchemaEvolution,
+    /// Target size in bytes of the table's data files (default 104857600, delta-rs'): set as
+    /// the table property `delta.targetFileSize` when the sink creates the table, and used by
+    /// every write. A merge rewrites each file that holds a changed key, so smaller files make
+    /// merges of changes clustered by key (recent rows) rewrite less of the table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_file_size: Option<std::num::NonZeroU64>,
     /// Partition columns for a new table.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub partition_by: Vec<String>,

@@ -55,6 +55,7 @@ pub fn last_changes(input: DataFrame, keys: &[String]) -> DfResult<DataFrame> {
             .iter()
             .map(|c| match c.as_str() {
                 OP_COLUMN => super::change_op::checked(ident(c)).alias(c),
+                _ if keys.contains(c) => super::null_keys::checked(ident(c), c).alias(c),
                 _ => ident(c),
             })
             .collect::<Vec<_>>(),

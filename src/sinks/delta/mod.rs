@@ -29,6 +29,7 @@ mod change_op;
 pub mod config;
 pub mod drift;
 pub mod merge;
+mod null_keys;
 
 use std::sync::Arc;
 
@@ -335,6 +336,7 @@ impl StagedOutput for PendingDeltaWrite {
                     )
                 }
                 .map_err(|e| fail(&e))?;
+                let new = table.is_none();
                 let table = match table {
                     Some(table) => table,
                     None => self.new_table()?,
@@ -352,6 +354,13 @@ impl StagedOutput for PendingDeltaWrite {
                 }
                 if !spec.partition_by.is_empty() {
                     write = write.with_partition_columns(spec.partition_by.clone());
+                }
+                if let Some(size) = spec.target_file_size {
+                    write = write.with_target_file_size(Some(size));
+                    if new {
+                        write = write
+                            .with_configuration([("delta.targetFileSize", Some(size.to_string()))]);
+                    }
                 }
                 let table = write.await.map_err(|e| fail(&e))?;
                 format!(

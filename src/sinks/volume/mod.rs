@@ -246,7 +246,11 @@ impl Sink for VolumeSink {
         if let Some(before) = previous.as_ref().and_then(|m| m.columns.as_ref()) {
             drift::Drift::between(before, &columns).apply(
                 &self.step,
-                &format!("{}/{}", self.destination, self.spec.path),
+                &format!(
+                    "{}/{}",
+                    self.spec.destination.trim_end_matches('/'),
+                    self.spec.path
+                ),
                 self.spec.schema_evolution,
                 &metrics,
             )?;
