@@ -7,8 +7,10 @@ changed, in the same run, on the TDS test server (crates/tds-test-server).
   2. two Delta tables are made from it (measured, for information): `lake/ct` by the
      change-tracking source's first run (a snapshot merged by key) and `lake/full` by a full
      extract with `mode: overwrite`;
-  3. --changed percent of the rows change (default 1: half updated, half deleted), then
-     both are brought up to date (measured, side by side):
+  3. --changed percent of the rows change (default 1: half updated, half deleted): spread over
+     the whole key range (--pattern spread, the default: every file of the Delta table holds
+     changed keys) or the highest keys (--pattern recent: recent rows, as nightly changes often
+     are); then both tables are brought up to date (measured, side by side):
        change tracking  `incremental: {mode: change_tracking}` -> delta `mode: merge`, keys [id]
        full reload      the whole table -> delta `mode: overwrite`
   4. both Delta tables, read with the `deltalake` Python package (delta-rs' reader), must equal
@@ -18,7 +20,8 @@ Reported: wall s, client CPU s (the bridge process, wait4), peak RSS, the test s
 and the ratios full / change tracking for wall time and client CPU (target >= 20x).
 
 Usage (the bench venv of benches/check.sh):
-  python benches/change_tracking.py [--rows 1000000] [--changed 1] [--bridge PATH] [--server PATH]
+  python benches/change_tracking.py [--rows 1000000] [--changed 1] [--pattern spread|recent]
+                                    [--target-file-size BYTES] [--bridge PATH] [--server PATH]
                                     [--results benches/RESULTS.md] [--keep]
 Exits non-zero when a check fails.
 """
@@ -42,6 +45,12 @@ from run import BenchError, Spawner, TdsServer, default_binary, log  # noqa: E40
 benchlib = None  # imported by main() after the spawner is forked (see run.Spawner)
 
 TARGET = 20.0
+
+
+def delta_files(path: str) -> list[str]:
+    from deltalake import DeltaTable
+
+    return DeltaTable(path).file_uris()
 
 
 class CtBench:
@@ -124,12 +133,13 @@ steps:
                   "ALTER DATABASE bench SET CHANGE_TRACKING = ON (CHANGE_RETENTION = 2 DAYS)",
                   "ALTER TABLE dbo.ct ENABLE CHANGE_TRACKING")
         log(f"loaded {n} rows in {time.perf_counter() - t0:.1f} s (not measured)")
-        ct = """name: ct
+        size = f", target_file_size: {a.target_file_size}" if a.target_file_size else ""
+        ct = f"""name: ct
 steps:
   - id: t
-    source: {type: sqlserver, table: dbo.ct, incremental: {mode: change_tracking}}
+    source: {{type: sqlserver, table: dbo.ct, incremental: {{mode: change_tracking}}}}
   - id: lake
-    sink: {type: delta, from: t, path: lake/ct, mode: merge, keys: [id]}
+    sink: {{type: delta, from: t, path: lake/ct, mode: merge, keys: [id]{size}}}
 """
         full = """name: full
 steps:
@@ -141,27 +151,37 @@ steps:
         results = [self.run("change tracking: first run (snapshot + merge into a new table)", ct),
                    self.run("full reload: first run (extract + overwrite)", full)]
         self.check_equal("after the first runs")
-        every = max(1, round(200 / a.changed))  # half of the changed rows updated, half deleted
-        self.tsql(f"UPDATE dbo.ct SET big = big + 1, note = 'changed' WHERE id % {every} = 0",
-                  f"DELETE FROM dbo.ct WHERE id % {every} = 1")
-        log(f"changed {2 * (n // every)} rows (1 in {every} updated, 1 in {every} deleted)")
+        half = round(n * a.changed / 200)  # half of the changed rows updated, half deleted
+        if a.pattern == "spread":
+            every = n // half
+            updated, deleted = f"id % {every} = 0", f"id % {every} = 1"
+        else:
+            updated, deleted = f"id >= {n - half}", f"id >= {n - 2 * half} AND id < {n - half}"
+        self.tsql(f"UPDATE dbo.ct SET big = big + 1, note = 'changed' WHERE {updated}",
+                  f"DELETE FROM dbo.ct WHERE {deleted}")
+        changed = 2 * half
+        log(f"changed {changed} rows ({a.pattern}: {updated} updated, {deleted} deleted)")
         incremental = self.run("change tracking: changes + merge", ct)
         reload = self.run("full reload: extract + overwrite", full)
         results += [incremental, reload]
         self.check_equal("after the changes")
-        self.checks.append(("change tracking read only the changed rows", incremental["rows"] == 2 * (n // every),
+        self.checks.append(("change tracking read only the changed rows", incremental["rows"] == changed,
                             f"{incremental['rows']} rows"))
+        self.files = {name: len(delta_files(os.path.join(self.project, "lake", name))) for name in ("ct", "full")}
         return results
 
 
-def write_results(a, results: list[dict], checks: list) -> None:
+def write_results(a, results: list[dict], checks: list, files: dict) -> None:
     inc, full = results[2], results[3]
     wall_ratio = full["wall_s"] / inc["wall_s"]
     cpu_ratio = full["cpu_s"] / inc["cpu_s"]
     lines = [f"\n### {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC — change tracking vs full reload, "
-             f"N = {a.rows:,} rows, {a.changed} % changed\n",
+             f"N = {a.rows:,} rows, {a.changed} % changed ({a.pattern})\n",
              f"bridge `{a.bridge}`, tds-test-server `{a.server}` (benches/change_tracking.py). Both Delta "
-             "tables were read back with the `deltalake` Python package and equal the source table.\n",
+             "tables were read back with the `deltalake` Python package and equal the source table. "
+             f"Delta data files after the runs: lake/ct {files['ct']}, lake/full {files['full']}"
+             + (f" (target_file_size {a.target_file_size:,} bytes on lake/ct)" if a.target_file_size else "")
+             + ".\n",
              "| run | sink rows | wall s | client CPU s | peak RSS MB | server CPU s |",
              "|---|---:|---:|---:|---:|---:|"]
     for r in results:
@@ -182,6 +202,10 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rows", type=int, default=1_000_000)
     p.add_argument("--changed", type=float, default=1.0, help="percent of rows changed (half updates, half deletes)")
+    p.add_argument("--pattern", choices=["spread", "recent"], default="spread",
+                   help="which rows change: spread over all keys (default) or the highest keys")
+    p.add_argument("--target-file-size", type=int, default=None,
+                   help="the change-tracking Delta table's target_file_size in bytes (default: delta-rs')")
     p.add_argument("--bridge", default=default_binary("bridge"))
     p.add_argument("--server", default=default_binary("tds-test-server"))
     p.add_argument("--results", default=None, help="append the section to this file (e.g. benches/RESULTS.md)")
@@ -196,7 +220,7 @@ def main() -> int:
     try:
         bench = CtBench(a, spawner)
         results = bench.main()
-        write_results(a, results, bench.checks)
+        write_results(a, results, bench.checks, bench.files)
         failed = [c for c in bench.checks if not c[1]]
         for name, _, detail in failed:
             log(f"FAILED: {name}: {detail}")

@@ -62,8 +62,8 @@ pub struct RunInfo {
     pub country: Option<String>,
     /// What the run's steps dropped below the microsecond.
     pub truncations: Arc<crate::output_types::Truncations>,
-    /// Which sources read a whole table as change rows, and which sinks they feed.
-    pub snapshots: Arc<crate::changes::Snapshots>,
+    /// What the run's change sources read, and which sinks they feed.
+    pub change_feeds: Arc<crate::changes::ChangeFeeds>,
 }
 
 /// What a run did, per step.
@@ -138,7 +138,7 @@ async fn run_steps(project: &Project, plan: &Plan, options: &RunOptions) -> Resu
         pipeline: plan.name.clone(),
         country: plan.country.clone(),
         truncations: Arc::new(Truncations::new(upstream.clone())),
-        snapshots: Arc::new(crate::changes::Snapshots::new(upstream)),
+        change_feeds: Arc::new(crate::changes::ChangeFeeds::new(upstream)),
     };
     // delta-rs' session: DataFusion with the Delta planner (needed by Delta writes) and
     // case-sensitive identifiers, so mixed-case SQL Server column names work unquoted.

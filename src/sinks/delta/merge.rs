@@ -7,7 +7,7 @@
 //! change of a key is then applied ([`merge`]): a `delete` (`_change_op`) deletes the row (hard)
 //! or sets its `_deleted_at` (soft, once: a row deleted before keeps its time); anything else
 //! updates the row or inserts it, clearing `_deleted_at`. The change columns are not written.
-//! A source that read a whole table this run ([`crate::changes::Snapshots`]: a change-tracking
+//! A source that read a whole table this run ([`crate::changes::ChangeFeeds`]: a change-tracking
 //! snapshot) also deletes (or soft-deletes) the table's keys it lacks, so a full refresh after
 //! lost deletes leaves the table equal to the source.
 
@@ -41,7 +41,9 @@ const TARGET: &str = "target";
 
 /// The last row of each key of `input`: by `_change_version` (highest) when the input has it,
 /// then by input order. Keeps `_change_op` (the merge reads it), drops `_change_version`.
-pub fn last_changes(input: DataFrame, keys: &[String]) -> DfResult<DataFrame> {
+/// `unique`: the input has one row per key already (a change source read directly by its
+/// keys), so only the checks apply.
+pub fn last_changes(input: DataFrame, keys: &[String], unique: bool) -> DfResult<DataFrame> {
     let columns: Vec<String> = input
         .schema()
         .fields()
@@ -60,6 +62,14 @@ pub fn last_changes(input: DataFrame, keys: &[String]) -> DfResult<DataFrame> {
             })
             .collect::<Vec<_>>(),
     )?;
+    let written: Vec<Expr> = columns
+        .iter()
+        .filter(|c| *c != VERSION_COLUMN)
+        .map(ident)
+        .collect();
+    if unique {
+        return input.select(written);
+    }
     let numbered = input.window(vec![row_number().alias(ORDINAL)])?;
     let mut order = Vec::new();
     if has_version {
@@ -74,13 +84,7 @@ pub fn last_changes(input: DataFrame, keys: &[String]) -> DfResult<DataFrame> {
     numbered
         .window(vec![last])?
         .filter(ident(LAST).eq(lit(1u64)))?
-        .select(
-            columns
-                .iter()
-                .filter(|c| *c != VERSION_COLUMN)
-                .map(ident)
-                .collect::<Vec<_>>(),
-        )
+        .select(written)
 }
 
 /// Drops the rows whose last change is a delete (a new table has nothing to delete).

@@ -220,7 +220,17 @@ impl Sink for DeltaSink {
             input,
             output,
             metrics,
-            snapshot: self.run.snapshots.feeds(&self.step),
+            snapshot: self.run.change_feeds.snapshot_reaches(&self.step),
+            unique_keys: self
+                .run
+                .change_feeds
+                .of(&self.spec.from)
+                .is_some_and(|feed| {
+                    let (mut a, mut b) = (feed.keys.clone(), self.spec.keys.clone());
+                    a.sort();
+                    b.sort();
+                    a == b
+                }),
         }))
     }
 }
@@ -240,6 +250,8 @@ struct PendingDeltaWrite {
     /// The input is a whole table's snapshot (a change-tracking source's first run or full
     /// refresh): a merge also removes the keys it lacks.
     snapshot: bool,
+    /// The input is a change source's rows, one per merge key.
+    unique_keys: bool,
 }
 
 impl PendingDeltaWrite {
@@ -288,7 +300,11 @@ impl StagedOutput for PendingDeltaWrite {
         let df = |r: deltalake::datafusion::error::Result<DataFrame>| r.map_err(|e| fail(&e));
         let written = match (spec.mode, table) {
             (DeltaWriteMode::Merge, Some(table)) => {
-                let last = df(merge::last_changes(self.input.clone(), &spec.keys))?;
+                let last = df(merge::last_changes(
+                    self.input.clone(),
+                    &spec.keys,
+                    self.unique_keys,
+                ))?;
                 let source =
                     merge::table_rows(self.counted(last)?, spec.deletes, &drift.missing, true, now)
                         .map_err(|e| fail(&e))?;
@@ -323,7 +339,11 @@ impl StagedOutput for PendingDeltaWrite {
             (mode, table) => {
                 let rows = if mode == DeltaWriteMode::Merge {
                     // A new table: the last change of each key, deletes left out.
-                    let last = df(merge::last_changes(self.input.clone(), &spec.keys))?;
+                    let last = df(merge::last_changes(
+                        self.input.clone(),
+                        &spec.keys,
+                        self.unique_keys,
+                    ))?;
                     let last = df(merge::without_deletes(last))?;
                     merge::table_rows(self.counted(last)?, spec.deletes, &[], false, now)
                 } else {

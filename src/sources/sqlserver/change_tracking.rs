@@ -216,9 +216,13 @@ impl ChangeTracking {
             },
             Some(saved) => ReadKind::Changes { since: saved },
         };
-        if kind == ReadKind::Snapshot {
-            self.run.snapshots.mark(&self.step);
-        }
+        self.run.change_feeds.record(
+            &self.step,
+            crate::changes::Feed {
+                keys: keys.clone(),
+                snapshot: kind == ReadKind::Snapshot,
+            },
+        );
         tracing::info!(step = %self.step, table = %self.quoted, ?kind, "change tracking read planned");
         Ok(Prepared {
             kind,
@@ -492,7 +496,7 @@ mod tests {
             pipeline: "p".into(),
             country: None,
             truncations: Arc::new(crate::output_types::Truncations::new(Default::default())),
-            snapshots: Arc::default(),
+            change_feeds: Arc::default(),
         };
         let store = WatermarkStore::for_project(std::path::Path::new("/nonexistent"));
         ChangeTracking::new("s", "dbo.Sales", &spec, store, &run).unwrap()
