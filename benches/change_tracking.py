@@ -40,6 +40,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
+from events_burst import bridge_env, tsql  # noqa: E402
 from run import BenchError, Spawner, TdsServer, default_binary, log  # noqa: E402
 
 benchlib = None  # imported by main() after the spawner is forked (see run.Spawner)
@@ -67,16 +68,10 @@ class CtBench:
         self.n = 0
 
     def env(self) -> dict:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SQLSERVER_") and k != "RUST_LOG"}
-        env.update(SQLSERVER_HOST="127.0.0.1", SQLSERVER_PORT=str(self.server.port), SQLSERVER_DATABASE="bench",
-                   SQLSERVER_USERNAME="sa", SQLSERVER_PASSWORD="unused-by-the-test-server",
-                   SQLSERVER_ENCRYPT="danger_plaintext")
-        return env
+        return bridge_env(self.server.port)
 
     def tsql(self, *sql: str) -> None:
-        import subprocess
-        subprocess.run([sys.executable, os.path.join(HERE, "workers.py"), "tsql", "--port", str(self.server.port),
-                        *sql], check=True)
+        tsql(self.server.port, *sql)
 
     def run(self, label: str, yaml: str) -> dict:
         """Runs `bridge run` on a pipeline: wall s, client CPU s, peak RSS MB, server CPU s, summary."""
@@ -129,8 +124,8 @@ steps:
   - id: load
     sink: {type: sqlserver, from: rows, table: dbo.ct, mode: insert}
 """)
-        self.tsql("ALTER DATABASE bench SET ALLOW_SNAPSHOT_ISOLATION ON",
-                  "ALTER DATABASE bench SET CHANGE_TRACKING = ON (CHANGE_RETENTION = 2 DAYS)",
+        self.tsql("ALTER DATABASE master SET ALLOW_SNAPSHOT_ISOLATION ON",
+                  "ALTER DATABASE master SET CHANGE_TRACKING = ON (CHANGE_RETENTION = 2 DAYS)",
                   "ALTER TABLE dbo.ct ENABLE CHANGE_TRACKING")
         log(f"loaded {n} rows in {time.perf_counter() - t0:.1f} s (not measured)")
         size = f", target_file_size: {a.target_file_size}" if a.target_file_size else ""
@@ -171,13 +166,26 @@ steps:
         return results
 
 
+def git_rev() -> str:
+    import subprocess
+    try:
+        rev = subprocess.run(["git", "-C", HERE, "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                             check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", HERE, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+        return rev + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
 def write_results(a, results: list[dict], checks: list, files: dict) -> None:
     inc, full = results[2], results[3]
     wall_ratio = full["wall_s"] / inc["wall_s"]
     cpu_ratio = full["cpu_s"] / inc["cpu_s"]
     lines = [f"\n### {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC — change tracking vs full reload, "
              f"N = {a.rows:,} rows, {a.changed} % changed ({a.pattern})\n",
-             f"bridge `{a.bridge}`, tds-test-server `{a.server}` (benches/change_tracking.py). Both Delta "
+             f"bridge `{a.bridge}`, tds-test-server `{a.server}`, git {git_rev()} "
+             "(benches/change_tracking.py). Both Delta "
              "tables were read back with the `deltalake` Python package and equal the source table. "
              f"Delta data files after the runs: lake/ct {files['ct']}, lake/full {files['full']}"
              + (f" (target_file_size {a.target_file_size:,} bytes on lake/ct)" if a.target_file_size else "")

@@ -2203,20 +2203,13 @@ async fn wait_stored(store: &dyn bridge::sync::EventStore, id: &str) -> Value {
 /// written straight into the events table (as a Databricks job does).
 mod run_events {
     use super::*;
-    use bridge::sync::{EventStore, NewEvent, Operation, SqliteEvents};
+    use bridge::sync::{EventStore, NewEvent, SqliteEvents};
 
     fn run_row(by: &str, pipeline: &str, country: Option<&str>, params: Option<&str>) -> NewEvent {
-        NewEvent {
-            operation: Operation::Run,
-            source_table: String::new(),
-            target_table: String::new(),
-            primary_keys: Vec::new(),
-            filter: None,
-            created_by: Some(by.into()),
-            pipeline: Some(pipeline.into()),
-            country: country.map(str::to_string),
-            params: params.map(str::to_string),
-        }
+        let params = params
+            .map(|text| serde_json::from_str(text).expect("a JSON object"))
+            .unwrap_or_default();
+        NewEvent::run(pipeline, country, &params, Some(by))
     }
 
     async fn jobs_of(server: &Server, pipeline: &str) -> u64 {
@@ -2605,17 +2598,7 @@ async fn a_run_item_without_a_creator_that_is_no_schedule_slot_fails() {
     use bridge::sync::EventStore;
     let scratch = project();
     let store = bridge::sync::SqliteEvents::open(scratch.path(".bridge/events.db")).unwrap();
-    let item = bridge::sync::NewEvent {
-        operation: bridge::sync::Operation::Run,
-        source_table: String::new(),
-        target_table: String::new(),
-        primary_keys: Vec::new(),
-        filter: None,
-        created_by: None,
-        pipeline: Some("demo".into()),
-        country: Some("colombia".into()),
-        params: None,
-    };
+    let item = bridge::sync::NewEvent::run("demo", Some("colombia"), &Default::default(), None);
     // Any id, and the id of a real slot of demo's schedule (06:00 UTC) two days ago: outside
     // the hour before the item was created.
     let day_before = (chrono::Utc::now() - chrono::Duration::days(2))

@@ -83,19 +83,7 @@ async fn real_server_types_round_trip_to_parquet() {
 async fn real_server_change_tracking_merges_into_delta() {
     require_server();
     let settings = bridge::mssql::SqlServerSettings::from_env().unwrap();
-    let exec = |sql: &'static str| {
-        let settings = settings.clone();
-        async move {
-            let mut client = bridge::mssql::connect(&settings).await.unwrap();
-            client
-                .simple_query(sql)
-                .await
-                .unwrap()
-                .into_results()
-                .await
-                .unwrap();
-        }
-    };
+    let exec = |sql: &'static str| common::tds::tsql_on(&settings, sql);
     exec(
         "IF NOT EXISTS (SELECT 1 FROM sys.change_tracking_databases WHERE database_id = DB_ID())
            EXEC (N'ALTER DATABASE CURRENT SET CHANGE_TRACKING = ON (CHANGE_RETENTION = 2 DAYS, AUTO_CLEANUP = ON)');

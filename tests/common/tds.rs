@@ -17,11 +17,14 @@ pub fn env_for(server: &TdsServer) -> Vec<(String, String)> {
     ]
 }
 
-/// Runs T-SQL through the bridge's own connection code.
+/// Runs T-SQL on the test server through the bridge's own connection code.
 pub async fn tsql(server: &TdsServer, sql: &str) {
-    let mut client = bridge::mssql::connect(&super::tds_settings(server.addr().port()))
-        .await
-        .unwrap();
+    tsql_on(&super::tds_settings(server.addr().port()), sql).await;
+}
+
+/// Runs T-SQL on any SQL Server through the bridge's own connection code.
+pub async fn tsql_on(settings: &bridge::mssql::SqlServerSettings, sql: &str) {
+    let mut client = bridge::mssql::connect(settings).await.unwrap();
     client
         .simple_query(sql)
         .await

@@ -56,8 +56,8 @@ pub fn last_changes(input: DataFrame, keys: &[String], unique: bool) -> DfResult
         columns
             .iter()
             .map(|c| match c.as_str() {
-                OP_COLUMN => super::change_op::checked(ident(c)).alias(c),
-                _ if keys.contains(c) => super::null_keys::checked(ident(c), c).alias(c),
+                OP_COLUMN => super::checks::change_op(ident(c)).alias(c),
+                _ if keys.contains(c) => super::checks::key(ident(c), c).alias(c),
                 _ => ident(c),
             })
             .collect::<Vec<_>>(),

@@ -25,11 +25,10 @@
 //! each listed in the run summary ([`StepMetrics::note_schema_change`]); a NOT NULL column the
 //! output lacks, and with `schema_evolution: fail` any drift, is refused naming every column.
 
-mod change_op;
+mod checks;
 pub mod config;
 pub mod drift;
 pub mod merge;
-mod null_keys;
 
 use std::sync::Arc;
 
