@@ -188,6 +188,17 @@ async fn an_untracked_database_or_table_fails_naming_the_statements_to_run() {
     run(&s, &server, 1).await;
     assert!(change_lines(&s, 1).is_empty(), "an empty table's snapshot");
 
+    // Keys other than the primary key are refused: CHANGETABLE reports changes by primary key.
+    let s = volume_project("{mode: change_tracking, keys: [name]}");
+    let out = bridge_with(&s, &server, &["run", "pipelines/ct.yaml", "--param", "n=1"]).await;
+    assert!(
+        stderr(&out)
+            .contains("incremental.keys: [name] are not the primary key of [dbo].[items] ([id])"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!s.path("out/run-1").exists());
+
     // A configuration change tracking cannot serve is refused before anything runs.
     let s = volume_project("{mode: change_tracking, column: id}");
     let out = s.bridge(&["validate"]);

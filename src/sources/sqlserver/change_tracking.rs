@@ -50,6 +50,14 @@ pub enum ChangeTrackingError {
         "table {table} has no primary key and `incremental.keys` names none; change tracking needs the key to report changes by"
     )]
     NoKeys { table: String },
+    #[error(
+        "incremental.keys: [{keys}] are not the primary key of {table} ([{primary_key}]); change tracking reports changes by primary key, so leave `keys` out or list exactly those columns"
+    )]
+    KeysAreNotThePrimaryKey {
+        table: String,
+        keys: String,
+        primary_key: String,
+    },
     #[error("incremental.keys: `{key}` is not a column of {table}")]
     UnknownKey { key: String, table: String },
     #[error(
@@ -189,9 +197,24 @@ impl ChangeTracking {
                 Some(_) => ChangeTrackingError::TableNotEnabled { database, table },
             }));
         };
+        // CHANGETABLE reports changes by primary key: given keys must be those columns (when the
+        // catalog shows them), or each row would not stand for one key.
+        let primary_key = self.primary_key(conn, target).await?;
         let keys = if self.keys.is_empty() {
-            self.primary_key(conn, target).await?
+            primary_key
         } else {
+            let sorted = |keys: &[String]| {
+                let mut keys = keys.to_vec();
+                keys.sort();
+                keys
+            };
+            if !primary_key.is_empty() && sorted(&primary_key) != sorted(&self.keys) {
+                return Err(fail(ChangeTrackingError::KeysAreNotThePrimaryKey {
+                    table: self.quoted.clone(),
+                    keys: self.keys.join(", "),
+                    primary_key: primary_key.join(", "),
+                }));
+            }
             self.keys.clone()
         };
         if keys.is_empty() {
