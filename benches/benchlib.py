@@ -240,6 +240,24 @@ def checksum_parquet(paths: list[str]) -> Checksum:
     return c
 
 
+def rtrim_delta(path: str, column: str, below: int | None = None) -> Checksum:
+    """How trimming the trailing blanks of `column` changes the checksum of a Parquet file's rows
+    (those with id < below, if given): trimmed minus as written, over the rows that end with a
+    blank (the checksum is additive). freebcp trims them (see baselines/FINDINGS.md)."""
+    d = Checksum()
+    f = pq.ParquetFile(path)
+    for i in range(f.num_row_groups):
+        t = f.read_row_group(i)
+        mask = pc.ends_with(t.column(column), " ")
+        if below is not None:
+            mask = pc.and_(mask, pc.less(t.column("id"), below))
+        t = t.filter(pc.fill_null(mask, False))
+        k = t.schema.get_field_index(column)
+        d = d + Checksum().add_table(t.set_column(k, column, pc.utf8_rtrim(t.column(column), characters=" ")))
+        d = d - Checksum().add_table(t)
+    return d
+
+
 def checksum_sqlite(db: str, table: str, batch: int = 200_000) -> Checksum:
     """Checksum of a table read straight from the test server's SQLite file (its storage
     encoding: decimals/dates/GUIDs as text, bit as 0/1): the independent oracle for write-back."""

@@ -1,28 +1,41 @@
 #!/usr/bin/env python3
-"""Benchmark of the bridge against the Python baselines, side by side in one run (ratios), on the
-TDS test server (crates/tds-test-server). See README.md "Benchmarks".
+"""Benchmark of the bridge against its peers, side by side in one run (ratios), on the TDS test
+server (crates/tds-test-server). See README.md "Benchmarks".
 
 Phases (each measured client is its own child process: wall time, peak RSS from wait4, its CPU
-seconds, and the test server's CPU seconds during it, from /proc/PID/stat):
+seconds, and the test server's CPU seconds during it, from /proc/PID/stat; the report gives both
+CPUs per million rows as well):
 
   1. generate N deterministic rows of 10 mixed columns (benchlib.py) as Parquet, plus the rows an
      upsert writes (N rows, half of them existing keys);
   2. write-back, insert: `bridge run` with a parquet source and the `sqlserver` sink loads the N
      rows into dbo.bench (this is also how the extraction table is loaded);
   3. extraction of `SELECT * FROM dbo.bench` to Parquet: `bridge run` (one connection, and
-     `partition:` on P connections), ConnectorX (1 and P partitions), the original Python path
-     (pymssql fetchall -> Polars write_parquet, on the first --python-rows rows), and a raw TDS
-     client that discards the packets (the test server's own ceiling);
+     `partition:` on P connections); the peers ConnectorX (1 and P partitions), arrow-odbc
+     (FreeTDS ODBC driver) and mssql-python (`arrow_reader`), both streamed batch by batch into a
+     pyarrow ParquetWriter; the original Python path (pymssql fetchall -> Polars write_parquet, on
+     the first --python-rows rows); and two limits: a raw TDS client that discards the packets
+     (the test server's own ceiling) and the Parquet encode limit (pyarrow writes the in-memory
+     table with the bridge's compression and row groups: the CPU an extraction cannot avoid);
   4. write-back, upsert: `bridge run` upserts N rows (N/2 updates, N/2 inserts) into dbo.bench;
-  5. Python write-back baselines on --writeback-rows rows (pymssql executemany, pymssql multi-row
+  5. bulk write-back peers on the same N rows: mssql-python `bulkcopy_arrow` (from the Parquet
+     file, batch by batch) and FreeTDS `freebcp -c` (from a tab-separated file exported
+     beforehand, not timed), insert and upsert (bulk copy into a staging table, then the bridge's
+     UPDATE/INSERT);
+  6. Python write-back baselines on --writeback-rows rows (pymssql executemany, pymssql multi-row
      VALUES, python-tds bulk copy; upsert through python-tds bulk copy into a #temp table);
-  6. event latency: `bridge serve` with the local events table; E events submitted one after the
+  7. event latency: `bridge serve` with the local events table; E events submitted one after the
      other through POST /sync; started_at - created_at of each (GET /events/{id}).
 
 Every output is checked: row count and an order-independent checksum over all normalised columns
 (benchlib.py) of each extraction's Parquet and of each written table (read straight from the
-server's SQLite file) against the generated data. --check (CI) runs small N and exits non-zero on
-any mismatch or failure, without timing targets and without appending to RESULTS.md.
+server's SQLite file) against the generated data. (freebcp trims trailing blanks off character
+values, so its expected table has `note` right-trimmed: baselines/FINDINGS.md.)
+
+A peer that fails (non-zero exit, exception, or output that differs from the data) is listed
+under "Peers that failed" with its error, left out of the ratios, and the run goes on. --check
+(CI) runs small N, without timing targets and without appending to RESULTS.md, and exits non-zero
+on any mismatch or failure, a failed peer included unless it is named in --allow-fail.
 """
 
 from __future__ import annotations
@@ -45,9 +58,19 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 benchlib = None  # imported by main() after the spawner is forked (see Spawner)
+workers = None  # likewise
 
 TCK = os.sysconf("SC_CLK_TCK")
 TOKEN = "bench-token-0123456789abcdef"
+BASE = os.path.join(HERE, "baselines")
+# Peers, by the name --allow-fail and --peers take.
+EXTRACT_PEERS = ("raw-tds", "connectorx", "arrow-odbc", "mssql-python", "parquet-encode", "pymssql", "pytds")
+BULK_PEERS = ("mssql-python-bulk", "freebcp")  # write-back on all N rows
+PY_WRITEBACK = ("pytds-bulk", "pymssql-values", "pymssql-executemany")  # on --writeback-rows rows
+PEERS = EXTRACT_PEERS + BULK_PEERS + PY_WRITEBACK
+OPTIONAL_PEERS = ("arrow-odbc", "mssql-python", "parquet-encode", *BULK_PEERS)  # --peers picks from these
+ENCODE_LIMIT = "Parquet encode limit (pyarrow, same compression and row groups)"
+RSS_TARGET_MB = 200
 
 
 class BenchError(Exception):
@@ -169,6 +192,9 @@ class Bench:
         self.spawner = spawner
         self.results: list[dict] = []
         self.checks: list[tuple[str, bool, str]] = []
+        self.failed: list[tuple[str, str, str]] = []  # (peer, label, error)
+        self.label = ""  # of the last measure, for a failing peer's report
+        self.freebcp_want = None  # freebcp's expected (insert, upsert) checksums, see freebcp_input
         self.work = a.workdir or tempfile.mkdtemp(prefix="bridge-bench-")
         os.makedirs(self.work, exist_ok=True)
         self.logs = os.path.join(self.work, "logs")
@@ -186,6 +212,7 @@ class Bench:
     def measure(self, label: str, cmd: list[str], env: dict | None = None, timeout: float | None = None) -> dict:
         """Runs one child to completion: wall s, peak RSS MB (wait4), its CPU s, server CPU s."""
         self.n_log += 1
+        self.label = label
         base = os.path.join(self.logs, f"{self.n_log:02d}-{label.replace(' ', '_').replace('/', '_')}")
         c0 = self.server.cpu()
         t0 = time.perf_counter()
@@ -197,9 +224,12 @@ class Bench:
         with open(base + ".stderr") as f:
             stderr = f.read()
         if r["rc"] != 0:
-            raise BenchError(f"{label}: exit {r['rc']}: {' '.join(cmd)}\n{stderr[-3000:]}{stdout[-2000:]}")
+            # first line: the child's last words (a Python child's exception), then the details
+            last = next((ln for ln in reversed((stderr or stdout).splitlines()) if ln.strip()), "")
+            raise BenchError(f"{label}: exit {r['rc']}: {last.strip()}\n{' '.join(cmd)}\n"
+                             f"{stderr[-3000:]}{stdout[-2000:]}")
         return {"wall_s": wall, "rss_mb": r["maxrss_kb"] / 1024, "cpu_s": r["cpu_s"],
-                "server_cpu_s": server_cpu, "stdout": stdout}
+                "server_cpu_s": server_cpu, "stdout": stdout, "stderr": stderr}
 
     def bridge_env(self) -> dict:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SQLSERVER_") and k != "RUST_LOG"}
@@ -226,7 +256,9 @@ class Bench:
              "rows_per_s": rows / m["wall_s"] if m["wall_s"] > 0 else 0.0,
              "mb_per_s": rows * self.bytes_per_row / m["wall_s"] / 1e6 if m["wall_s"] > 0 else 0.0,
              "rss_mb": round(m["rss_mb"], 1), "cpu_s": round(m["cpu_s"], 2),
-             "server_cpu_s": round(m["server_cpu_s"], 2), **extra}
+             "server_cpu_s": round(m["server_cpu_s"], 2),
+             "cpu_per_mrow": m["cpu_s"] / rows * 1e6 if rows else 0.0,
+             "server_cpu_per_mrow": m["server_cpu_s"] / rows * 1e6 if rows else 0.0, **extra}
         self.results.append(r)
         log(f"{group} / {name}: {rows} rows in {m['wall_s']:.2f} s = {r['rows_per_s']:,.0f} rows/s, "
             f"peak RSS {m['rss_mb']:.0f} MB, client CPU {m['cpu_s']:.1f} s, server CPU {m['server_cpu_s']:.1f} s")
@@ -237,6 +269,30 @@ class Bench:
         self.checks.append((what, ok, f"got {got}, expected {want}"))
         log(f"check {what}: {'OK' if ok else 'MISMATCH'} ({got}{'' if ok else f'; expected {want}'})")
         return ok
+
+    def peer(self, peer: str, fn, *args) -> None:
+        """Runs fn(*args), the measure(s) of one peer. A failure -- non-zero exit, exception, or an
+        output check that fails -- is recorded under "Peers that failed" with its exact text, the
+        peer's rows are marked and left out of the ratios, and the run goes on (--check fails on
+        it unless the peer is in --allow-fail)."""
+        n_results, n_checks = len(self.results), len(self.checks)
+        self.label = peer
+        try:
+            fn(*args)
+            bad = [c for c in self.checks[n_checks:] if not c[1]]
+            error = "; ".join(f"{what}: {detail}" for what, _, detail in bad)
+        except Exception as e:  # any failure of a peer is its result, recorded below
+            error = str(e).splitlines()[0] if isinstance(e, BenchError) else f"{type(e).__name__}: {e}"
+            error = error.removeprefix(f"{self.label}: ")
+        for r in self.results[n_results:]:
+            r["peer"] = peer
+        if not error:
+            return
+        self.checks[n_checks:] = [c for c in self.checks[n_checks:] if c[1]]
+        for r in self.results[n_results:]:
+            r["failed"] = True
+        self.failed.append((peer, self.label, error))
+        log(f"peer {peer} FAILED ({self.label}): {error}")
 
     def parquet_files(self, folder: str) -> list[str]:
         return sorted(glob.glob(os.path.join(self.project, folder, "**", "*.parquet"), recursive=True))
@@ -276,65 +332,82 @@ steps:
 
     def extraction(self) -> None:
         a, n, p = self.a, self.a.rows, self.a.partitions
-        q = "SELECT * FROM dbo.bench"
-        base = os.path.join(HERE, "baselines")
-        m = self.measure("raw TDS read", [self.py, os.path.join(base, "raw_tds_read.py"), "--port",
-                                          str(self.server.port), "--query", q])
-        rows = json.loads(m["stdout"].strip().splitlines()[-1])["rows"]
-        self.record("extract", "server ceiling: raw TDS client, discards rows", rows, m)
-        if rows != n:
-            self.checks.append(("raw TDS read row count", False, f"{rows} != {n}"))
+        self.peer("raw-tds", self.raw_read)
+        self.bridge_extract("bridge run", "bridge_1", "{type: sqlserver, table: dbo.bench}", n)
+        if p > 1:
+            self.bridge_extract(f"bridge run, partition: {p}", f"bridge_p{p}",
+                                f"{{type: sqlserver, table: dbo.bench, partition: {{column: id, partitions: {p}}}}}", n)
+        self.peer("connectorx", self.extract_peer, "ConnectorX -> Parquet", "connectorx_extract.py", [])
+        if p > 1:
+            self.peer("connectorx", self.extract_peer, f"ConnectorX -> Parquet, {p} partitions",
+                      "connectorx_extract.py", ["--partition-on", "id", "--partition-num", str(p)])
+        batch = ["--batch-size", str(a.peer_batch_rows)]
+        if "arrow-odbc" in a.peers:
+            self.peer("arrow-odbc", self.extract_peer, "arrow-odbc (FreeTDS ODBC) -> ParquetWriter",
+                      "arrow_odbc_extract.py", batch)
+        if "mssql-python" in a.peers:
+            self.peer("mssql-python", self.extract_peer, "mssql-python arrow_reader -> ParquetWriter",
+                      "mssql_python_extract.py", batch)
+        if not a.skip_python:
+            k = a.python_rows
+            for drv in ["pymssql"] + (["pytds"] if a.python_tds else []):
+                self.peer(drv, self.extract_peer, f"{drv} fetchall -> Polars write_parquet", "python_extract.py",
+                          ["--driver", drv], k)
+        if "parquet-encode" in a.peers:
+            self.peer("parquet-encode", self.encode_limit)
+        if a.small_rows < n:
+            s = a.small_rows
+            self.bridge_extract(f"bridge run, first {s} rows (RSS scaling)", "bridge_small",
+                                f'{{type: sqlserver, sql: "SELECT * FROM dbo.bench WHERE id < {s}"}}', s)
 
-        def bridge_extract(label: str, name: str, source: str, rows: int) -> None:
-            folder = f"out/{name}"
-            shutil.rmtree(os.path.join(self.project, folder), ignore_errors=True)
-            m = self.bridge_run(label, f"{name}.yaml", f"""name: {name}
+    def bridge_extract(self, label: str, name: str, source: str, rows: int) -> None:
+        folder = f"out/{name}"
+        shutil.rmtree(os.path.join(self.project, folder), ignore_errors=True)
+        m = self.bridge_run(label, f"{name}.yaml", f"""name: {name}
 steps:
   - id: t
     source: {source}
   - id: out
     sink: {{type: volume, from: t, destination: out, path: {name}}}
 """)
-            self.record("extract", label, rows, m)
-            self.check(f"{label}: Parquet equals dbo.bench", benchlib.checksum_parquet(self.parquet_files(folder)),
-                       self.src_ck[rows])
-            shutil.rmtree(os.path.join(self.project, folder), ignore_errors=True)
+        self.record("extract", label, rows, m)
+        self.check(f"{label}: Parquet equals dbo.bench", benchlib.checksum_parquet(self.parquet_files(folder)),
+                   self.src_ck[rows])
+        shutil.rmtree(os.path.join(self.project, folder), ignore_errors=True)
 
-        bridge_extract("bridge run", "bridge_1", "{type: sqlserver, table: dbo.bench}", n)
-        if p > 1:
-            bridge_extract(f"bridge run, partition: {p}", f"bridge_p{p}",
-                           f"{{type: sqlserver, table: dbo.bench, partition: {{column: id, partitions: {p}}}}}", n)
+    def raw_read(self) -> None:
+        """The test server's ceiling: a TDS client that reads the packets and decodes nothing."""
+        n = self.a.rows
+        m = self.measure("raw TDS read", [self.py, os.path.join(BASE, "raw_tds_read.py"), "--port",
+                                          str(self.server.port), "--query", "SELECT * FROM dbo.bench"])
+        rows = json.loads(m["stdout"].strip().splitlines()[-1])["rows"]
+        self.record("extract", "server ceiling: raw TDS client, discards rows", rows, m)
+        self.check("raw TDS read row count", rows, n)
 
-        def cx(label: str, extra: list[str]) -> None:
-            out = os.path.join(self.work, "cx.parquet")
-            m = self.measure(label, [self.py, os.path.join(base, "connectorx_extract.py"), "--port",
-                                     str(self.server.port), "--query", q, "--out", out, *extra])
-            self.record("extract", label, n, m)
-            self.check(f"{label}: Parquet equals dbo.bench", benchlib.checksum_parquet([out]), self.src_ck[n])
-            os.remove(out)
+    def extract_peer(self, label: str, script: str, extra: list[str], rows: int | None = None) -> None:
+        """One extraction peer (baselines/SCRIPT) of the first `rows` ids (default all) to one Parquet file."""
+        n = self.a.rows
+        rows = n if rows is None else rows
+        q = "SELECT * FROM dbo.bench" + ("" if rows >= n else f" WHERE id < {rows}")
+        out = os.path.join(self.work, "peer.parquet")
+        m = self.measure(label, [self.py, os.path.join(BASE, script), "--port", str(self.server.port), "--query", q,
+                                 "--out", out, *extra])
+        self.record("extract", label, rows, m, sample=rows < n)
+        self.check(f"{label}: Parquet equals dbo.bench" + ("" if rows >= n else f" (id < {rows})"),
+                   benchlib.checksum_parquet([out]), self.src_ck[rows])
+        os.remove(out)
 
-        cx("ConnectorX -> Parquet", [])
-        if p > 1:
-            cx(f"ConnectorX -> Parquet, {p} partitions", ["--partition-on", "id", "--partition-num", str(p)])
-
-        if not a.skip_python:
-            k = a.python_rows
-            drivers = ["pymssql"] + (["pytds"] if a.python_tds else [])
-            for drv in drivers:
-                out = os.path.join(self.work, "py.parquet")
-                label = f"{drv} fetchall -> Polars write_parquet"
-                qk = q if k >= n else f"SELECT * FROM dbo.bench WHERE id < {k}"
-                m = self.measure(label, [self.py, os.path.join(base, "python_extract.py"), "--driver", drv,
-                                         "--port", str(self.server.port), "--query", qk, "--out", out])
-                self.record("extract", label, k, m, sample=k < n)
-                self.check(f"{label}: Parquet equals dbo.bench (id < {k})", benchlib.checksum_parquet([out]),
-                           self.src_ck[k])
-                os.remove(out)
-
-        if a.small_rows < n:
-            s = a.small_rows
-            bridge_extract(f"bridge run, first {s} rows (RSS scaling)", "bridge_small",
-                           f'{{type: sqlserver, sql: "SELECT * FROM dbo.bench WHERE id < {s}"}}', s)
+    def encode_limit(self) -> None:
+        """pyarrow writes the in-memory table: wall and CPU of the write alone, no server."""
+        n = self.a.rows
+        out = os.path.join(self.work, "encode.parquet")
+        m = self.measure("parquet encode", [self.py, os.path.join(BASE, "parquet_encode.py"), "--parquet",
+                                            os.path.join(self.project, "data", "src.parquet"), "--out", out])
+        j = json.loads(m["stdout"].strip().splitlines()[-1])
+        m.update(wall_s=j["seconds"], cpu_s=j["encode_cpu_s"], server_cpu_s=0.0)
+        self.record("extract", ENCODE_LIMIT, j["rows"], m)
+        self.check(f"{ENCODE_LIMIT}: Parquet equals the data set", benchlib.checksum_parquet([out]), self.src_ck[n])
+        os.remove(out)
 
     def writeback_upsert(self) -> None:
         n = self.a.rows
@@ -350,27 +423,75 @@ steps:
                    benchlib.checksum_sqlite(self.server.db, "bench"), self.src_ck[n // 2] + self.upsert_ck)
 
     def python_writeback(self) -> None:
+        """The Python write-back baselines on the first --writeback-rows rows (py_src/py_upsert.parquet)."""
         k = self.a.writeback_rows
         data = os.path.join(self.project, "data")
-        w = os.path.join(HERE, "workers.py")
         for method in self.a.writeback_methods:
             table = "bench_py_" + method.replace("-", "_")
-            self.tsql(f"IF OBJECT_ID('{table}') IS NOT NULL DROP TABLE {table}", benchlib.create_table_sql(table))
-            m = self.measure(f"{method} insert", [self.py, w, "writeback", "--method", method, "--mode", "insert",
-                                                   "--parquet", os.path.join(data, "py_src.parquet"),
-                                                   "--table", table, "--port", str(self.server.port)])
-            self.record("write-back", f"{method}, insert", k, m, sample=k < self.a.rows)
-            self.check(f"{method} insert: {table} equals the Parquet input",
-                       benchlib.checksum_sqlite(self.server.db, table), self.src_ck[k])
+            self.peer(method, self.writeback_peer, method, "insert", table, k, os.path.join(data, "py_src.parquet"),
+                      self.src_ck[k], True)
             if method == "pytds-bulk":
-                m = self.measure(f"{method} upsert", [self.py, w, "writeback", "--method", method, "--mode",
-                                                       "upsert", "--parquet", os.path.join(data, "py_upsert.parquet"),
-                                                       "--table", table, "--port", str(self.server.port)])
-                self.record("write-back", f"{method} into #stage + UPDATE/INSERT, upsert ({k // 2 + k % 2} updates)",
-                            k, m, sample=k < self.a.rows)
-                self.check(f"{method} upsert: {table} equals the expected table",
-                           benchlib.checksum_sqlite(self.server.db, table),
-                           self.src_ck[k // 2] + self.py_upsert_ck)
+                self.peer(method, self.writeback_peer, method, "upsert", table, k,
+                          os.path.join(data, "py_upsert.parquet"), self.src_ck[k // 2] + self.py_upsert_ck)
+
+    def bulk_writeback(self) -> None:
+        """The bulk peers on all N rows, the bridge's own input (src/upsert.parquet): insert into a
+        fresh table, then upsert into it."""
+        n = self.a.rows
+        data = os.path.join(self.project, "data")
+        src, up = os.path.join(data, "src.parquet"), os.path.join(data, "upsert.parquet")
+        for method in [m for m in BULK_PEERS if m in self.a.peers]:
+            table = "bench_peer_" + method.replace("-", "_")
+            want = (self.src_ck[n], self.src_ck[n // 2] + self.upsert_ck)
+            if method == "freebcp":
+                self.freebcp_want = None
+                self.peer(method, self.freebcp_input, src, up)
+                if self.freebcp_want is None:
+                    continue
+                want = self.freebcp_want
+            self.peer(method, self.writeback_peer, method, "insert", table, n, src, want[0], True)
+            self.peer(method, self.writeback_peer, method, "upsert", table, n, up, want[1])
+            for f in (src, up):
+                if os.path.exists(tsv_of(f)):
+                    os.remove(tsv_of(f))
+
+    def freebcp_input(self, src: str, up: str) -> None:
+        """freebcp's input files (tab-separated exports of the Parquet files, not timed) and its
+        expected tables: freebcp trims trailing blanks off `note` (FINDINGS.md), so they are trimmed too."""
+        t0 = time.perf_counter()
+        for f in (src, up):
+            workers.export_tsv(f, tsv_of(f))
+        log(f"exported the freebcp input files in {time.perf_counter() - t0:.1f} s (not measured)")
+        n = self.a.rows
+        self.freebcp_want = (self.src_ck[n] + benchlib.rtrim_delta(src, "note"),
+                             self.src_ck[n // 2] + benchlib.rtrim_delta(src, "note", below=n // 2)
+                             + self.upsert_ck + benchlib.rtrim_delta(up, "note"))
+
+    def writeback_peer(self, method: str, mode: str, table: str, rows: int, parquet: str, want, create=False) -> None:
+        """One write-back peer: `workers.py writeback`, except freebcp's insert, timed as the bare
+        freebcp command. Upsert: into a staging table, then the bridge's UPDATE/INSERT."""
+        if create:
+            self.tsql(f"IF OBJECT_ID('{table}') IS NOT NULL DROP TABLE {table}", benchlib.create_table_sql(table))
+        tsv = tsv_of(parquet)
+        batch = self.a.freebcp_batch or max(rows, 1)
+        if method == "freebcp" and mode == "insert":
+            m = self.measure("freebcp insert", workers.freebcp_command(table, tsv, self.server.port, batch,
+                                                                       self.a.freebcp), env=workers.freebcp_env())
+            workers.freebcp_check(0, m["stdout"], m["stderr"], rows)
+        else:
+            cmd = [self.py, os.path.join(HERE, "workers.py"), "writeback", "--method", method, "--mode", mode,
+                   "--parquet", parquet, "--table", table, "--port", str(self.server.port)]
+            if method == "mssql-python-bulk":
+                cmd += ["--batch-rows", str(self.a.peer_batch_rows)]
+            if method == "freebcp":
+                cmd += ["--tsv", tsv, "--freebcp", self.a.freebcp, "--freebcp-batch", str(batch)]
+            m = self.measure(f"{method} {mode}", cmd)
+        stage = "#stage" if method in PY_WRITEBACK else f"{table}_stage"
+        name = (f"{method}, insert" if mode == "insert" else
+                f"{method} into {stage} + UPDATE/INSERT, upsert ({rows // 2 + rows % 2} updates)")
+        self.record("write-back", name, rows, m, sample=rows < self.a.rows)
+        self.check(f"{method} {mode}: {table} equals the expected table",
+                   benchlib.checksum_sqlite(self.server.db, table), want)
 
     def events(self) -> None:
         e = self.a.events
@@ -457,102 +578,162 @@ steps:
 
     # ------------------------------------------------------------------ report
 
-    def find(self, group: str, prefix: str) -> dict | None:
+    def find(self, group: str, name: str, prefix: bool = False) -> dict | None:
+        """The result of a path (the first whose name starts with `name`, with prefix), unless it failed."""
         for r in self.results:
-            if r["group"] == group and r["name"].startswith(prefix):
+            if r["group"] == group and not r.get("failed") and (r["name"].startswith(name) if prefix
+                                                                  else r["name"] == name):
                 return r
         return None
 
     def report(self) -> str:
         a = self.a
-        lines = []
         ts = dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
-        lines.append(f"### {ts} — N = {a.rows:,} rows, {machine()}")
-        lines.append("")
-        lines.append(f"bridge `{a.bridge}` ({profile_of(a.bridge)}), tds-test-server `{a.server}` "
-                     f"({profile_of(a.server)}), git {git_rev()}. MB/s = rows/s x {self.bytes_per_row:.0f} "
-                     f"B/row (the data set's Arrow size). Wall time includes process start and connect.")
-        lines.append("")
-        lines.append("| phase | path | rows | wall s | rows/s | MB/s | peak RSS MB | client CPU s | server CPU s |")
-        lines.append("|---|---|---:|---:|---:|---:|---:|---:|---:|")
-        for r in self.results:
-            name = r["name"] + (" (sample)" if r.get("sample") else "")
-            lines.append(f"| {r['group']} | {name} | {r['rows']:,} | {r['wall_s']:.2f} | {r['rows_per_s']:,.0f} | "
-                         f"{r['mb_per_s']:.1f} | {r['rss_mb']:.0f} | {r['cpu_s']:.1f} | {r['server_cpu_s']:.1f} |")
-        if hasattr(self, "event_stats"):
-            s = self.event_stats
-            lines.append(f"| events | bridge serve, POST /sync one at a time: started_at - created_at | "
-                         f"{s['completed']} events | {s['wall_s']:.1f} | p50 {s['p50_s'] * 1000:.0f} ms | "
-                         f"p99 {s['p99_s'] * 1000:.0f} ms | {s['serve_rss_mb']:.0f} | {s['serve_cpu_s']:.1f} | "
-                         f"{s['server_cpu_s']:.1f} |")
-        lines.append("")
-        lines.append("Ratios (rows/s, bridge / baseline; baselines on a sample ran on fewer rows, see the table):")
-        lines.append("")
-        lines.append("| ratio | value | target | met |" if not a.check else
-                     "| ratio | value | target | met (not evaluated with --check) |")
-        lines.append("|---|---:|---|---|")
-
-        def ratio(label, num, den, target=None, higher=True):
-            if num is None or den is None:
-                return
-            v = num["rows_per_s"] / den["rows_per_s"]
-            if a.check:
-                target = None
-            met = "" if target is None else ("yes" if (v >= target if higher else v <= target) else "**no**")
-            lines.append(f"| {label} | {v:.2f}x | {'' if target is None else f'>= {target}x'} | {met} |")
-
-        def met(ok: bool) -> str:
-            return "" if a.check else "yes" if ok else "**no**"
-
-        p = a.partitions
-        b1 = self.find("extract", "bridge run")
-        bp = self.find("extract", f"bridge run, partition: {p}") if p > 1 else None
-        c1 = self.find("extract", "ConnectorX -> Parquet")
-        cp = self.find("extract", f"ConnectorX -> Parquet, {p} partitions") if p > 1 else None
-        py = self.find("extract", "pymssql fetchall")
-        raw = self.find("extract", "server ceiling")
-        best_b = max([x for x in (b1, bp) if x], key=lambda r: r["rows_per_s"], default=None)
-        best_c = max([x for x in (c1, cp) if x], key=lambda r: r["rows_per_s"], default=None)
-        ratio("extract: bridge / ConnectorX (1 connection each)", b1, c1, 1.5)
-        ratio(f"extract: bridge / ConnectorX ({p} partitions each)", bp, cp, 1.5)
-        ratio("extract: best bridge / best ConnectorX", best_b, best_c, 1.5)
-        ratio("extract: bridge (1 connection) / pymssql + Polars", b1, py, 10)
-        ratio("extract: best bridge / pymssql + Polars", best_b, py, 10)
-        ratio("extract: bridge (1 connection) / raw TDS client (server ceiling)", b1, raw)
-        ratio("extract: best bridge / raw TDS client (server ceiling)", best_b, raw)
-        ratio("extract: ConnectorX / raw TDS client (server ceiling)", c1, raw)
-        bi = self.find("write-back", "bridge sqlserver sink, insert")
-        bu = self.find("write-back", "bridge sqlserver sink, upsert")
-        for method in a.writeback_methods:
-            ratio(f"write-back insert: bridge / {method}", bi, self.find("write-back", f"{method}, insert"),
-                  5 if method == "pymssql-executemany" else None)
-        ratio("write-back upsert: bridge / pytds-bulk + UPDATE/INSERT", bu,
-              self.find("write-back", "pytds-bulk into #stage"))
-        small = self.find("extract", "bridge run, first")
-        if b1:
-            lines.append(f"| peak RSS of `bridge run` at {a.rows:,} rows | {b1['rss_mb']:.0f} MB | < 300 MB "
-                         f"(at 10M) | {met(b1['rss_mb'] < 300)} |")
-        if b1 and small:
-            g = b1["rss_mb"] / small["rss_mb"]
-            # Below one Parquet row group (the volume sink's default is 1,048,576 rows) the writer's
-            # buffer grows with the rows, so flatness is only meaningful from 1M rows on.
-            flat = small["rows"] >= 1_000_000
-            lines.append(f"| peak RSS `bridge run` {a.rows:,} rows / {small['rows']:,} rows | {g:.2f}x | <= 1.10x "
-                         f"(10M vs 1M) | {met(g <= 1.10) if flat else 'n/a: below one 1M-row row group'} |")
-        if bp:
-            lines.append(f"| peak RSS of `bridge run`, {p} partitions | {bp['rss_mb']:.0f} MB | < 300 MB | "
-                         f"{met(bp['rss_mb'] < 300)} |")
-        if hasattr(self, "event_stats"):
-            s = self.event_stats
-            lines.append(f"| event latency p50 (p99) | {s['p50_s'] * 1000:.0f} ms ({s['p99_s'] * 1000:.0f} ms) | "
-                         f"p50 < 1 s | {met(s['p50_s'] < 1)} |")
-        lines.append("")
+        lines = [f"### {ts} — N = {a.rows:,} rows, {machine()}", "",
+                 f"bridge `{a.bridge}` ({profile_of(a.bridge)}), tds-test-server `{a.server}` "
+                 f"({profile_of(a.server)}), git {git_rev()}. MB/s = rows/s x {self.bytes_per_row:.0f} "
+                 f"B/row (the data set's Arrow size). Wall time includes process start and connect (the "
+                 f"Parquet encode limit's: the write alone). CPU s/M rows = CPU seconds per million rows.", ""]
+        lines += self.results_table() + [""] + self.ratio_lines() + [""] + self.failed_lines()
         bad = [c for c in self.checks if not c[1]]
         lines.append(f"Output checks (row count + order-independent checksum vs the generated data): "
                      f"{len(self.checks) - len(bad)}/{len(self.checks)} OK"
                      + ("" if not bad else "; FAILED: " + "; ".join(f"{w} ({d})" for w, _, d in bad)) + ".")
         lines.append("")
         return "\n".join(lines)
+
+    def results_table(self) -> list[str]:
+        lines = ["| phase | path | rows | wall s | rows/s | MB/s | peak RSS MB | client CPU s | server CPU s | "
+                 "client CPU s/M rows | server CPU s/M rows |",
+                 "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in self.results:
+            name = r["name"] + (" (sample)" if r.get("sample") else "") + (" **(failed)**" if r.get("failed") else "")
+            lines.append(f"| {r['group']} | {name} | {r['rows']:,} | {r['wall_s']:.2f} | {r['rows_per_s']:,.0f} | "
+                         f"{r['mb_per_s']:.1f} | {r['rss_mb']:.0f} | {r['cpu_s']:.1f} | {r['server_cpu_s']:.1f} | "
+                         f"{r['cpu_per_mrow']:.2f} | {r['server_cpu_per_mrow']:.2f} |")
+        if hasattr(self, "event_stats"):
+            s = self.event_stats
+            lines.append(f"| events | bridge serve, POST /sync one at a time: started_at - created_at | "
+                         f"{s['completed']} events | {s['wall_s']:.1f} | p50 {s['p50_s'] * 1000:.0f} ms | "
+                         f"p99 {s['p99_s'] * 1000:.0f} ms | {s['serve_rss_mb']:.0f} | {s['serve_cpu_s']:.1f} | "
+                         f"{s['server_cpu_s']:.1f} | | |")
+        return lines
+
+    def ratio_lines(self) -> list[str]:
+        a = self.a
+        lines = ["Ratios (rows/s: bridge / peer; CPU/row: peer / bridge, so above 1x the bridge is ahead in both, "
+                 "except bridge / Parquet encode limit; peers on a sample ran on fewer rows, see the table):", "",
+                 "| ratio | value | target | met |" if not a.check else
+                 "| ratio | value | target | met (not evaluated with --check) |",
+                 "|---|---:|---|---|"]
+
+        def add(label: str, v: float, target: float | None = None, higher: bool = True) -> None:
+            target = None if a.check else target
+            met = "" if target is None else ("yes" if (v >= target if higher else v <= target) else "**no**")
+            goal = "" if target is None else f"{'>=' if higher else '<='} {target}x"
+            lines.append(f"| {label} | {v:.2f}x | {goal} | {met} |")
+
+        def ratio(label: str, num, den, target: float | None = None) -> None:  # rows/s, num / den
+            if num and den:
+                add(label, num["rows_per_s"] / den["rows_per_s"], target)
+
+        def cpu(label: str, num, den, target: float | None = None, higher: bool = True) -> None:  # CPU/row
+            if num and den and den["cpu_per_mrow"] > 0:
+                add(label, num["cpu_per_mrow"] / den["cpu_per_mrow"], target, higher)
+
+        self.extract_ratios(ratio, cpu)
+        self.writeback_ratios(ratio, cpu)
+        lines += self.rss_lines()
+        return lines
+
+    def extract_ratios(self, ratio, cpu) -> None:
+        p = self.a.partitions
+        b1 = self.find("extract", "bridge run")
+        bp = self.find("extract", f"bridge run, partition: {p}") if p > 1 else None
+        c1 = self.find("extract", "ConnectorX -> Parquet")
+        cp = self.find("extract", f"ConnectorX -> Parquet, {p} partitions") if p > 1 else None
+        ao = self.find("extract", "arrow-odbc", prefix=True)
+        mp = self.find("extract", "mssql-python", prefix=True)
+        py = self.find("extract", "pymssql fetchall", prefix=True)
+        raw = self.find("extract", "server ceiling", prefix=True)
+        enc = self.find("extract", ENCODE_LIMIT)
+        best_b = max([x for x in (b1, bp) if x], key=lambda r: r["rows_per_s"], default=None)
+        best_c = max([x for x in (c1, cp) if x], key=lambda r: r["rows_per_s"], default=None)
+        peers = [x for x in (c1, cp, ao, mp) if x]
+        fastest = max(peers, key=lambda r: r["rows_per_s"], default=None)
+        leanest = min(peers, key=lambda r: r["cpu_per_mrow"], default=None)
+        ratio("extract: bridge / ConnectorX (1 connection each)", b1, c1, 1.5)
+        ratio(f"extract: bridge / ConnectorX ({p} partitions each)", bp, cp, 1.5)
+        ratio("extract: best bridge / best ConnectorX", best_b, best_c, 1.5)
+        ratio("extract: bridge (1 connection) / arrow-odbc", b1, ao)
+        ratio("extract: bridge (1 connection) / mssql-python", b1, mp)
+        if fastest:
+            ratio(f"extract: best bridge / fastest peer ({fastest['name']})", best_b, fastest)
+        ratio("extract: bridge (1 connection) / pymssql + Polars", b1, py, 10)
+        ratio("extract: best bridge / pymssql + Polars", best_b, py, 10)
+        ratio("extract: bridge (1 connection) / raw TDS client (server ceiling)", b1, raw)
+        ratio("extract: best bridge / raw TDS client (server ceiling)", best_b, raw)
+        ratio("extract: ConnectorX / raw TDS client (server ceiling)", c1, raw)
+        if leanest:
+            cpu(f"extract CPU/row: leanest peer ({leanest['name']}) / bridge (1 connection)", leanest, b1, 1.5)
+        cpu("extract CPU/row: bridge (1 connection) / Parquet encode limit", b1, enc, 2, higher=False)
+
+    def writeback_ratios(self, ratio, cpu) -> None:
+        bi = self.find("write-back", "bridge sqlserver sink, insert")
+        bu = self.find("write-back", "bridge sqlserver sink, upsert", prefix=True)
+        bulk = [m for m in BULK_PEERS if m in self.a.peers]
+        for method in self.a.writeback_methods + bulk:
+            ratio(f"write-back insert: bridge / {method}", bi, self.find("write-back", f"{method}, insert"),
+                  5 if method == "pymssql-executemany" else None)
+        upserts = [m for m in ("pytds-bulk", *bulk) if m in self.a.writeback_methods + bulk]
+        for method in upserts:
+            ratio(f"write-back upsert: bridge / {method} + UPDATE/INSERT", bu,
+                  self.find("write-back", f"{method} into", prefix=True))
+        for mode, bridge, name in (("insert", bi, "{}, insert"), ("upsert", bu, "{} into")):
+            peers = [self.find("write-back", name.format(m), prefix=True) for m in ("pytds-bulk", *BULK_PEERS)]
+            leanest = min([x for x in peers if x], key=lambda r: r["cpu_per_mrow"], default=None)
+            if leanest:
+                cpu(f"write-back {mode} CPU/row: leanest bulk peer ({leanest['peer']}) / bridge", leanest, bridge, 2)
+
+    def rss_lines(self) -> list[str]:
+        a, p, lines = self.a, self.a.partitions, []
+
+        def met(ok: bool) -> str:
+            return "" if a.check else "yes" if ok else "**no**"
+
+        b1 = self.find("extract", "bridge run")
+        bp = self.find("extract", f"bridge run, partition: {p}") if p > 1 else None
+        small = self.find("extract", "bridge run, first", prefix=True)
+        if b1:
+            lines.append(f"| peak RSS of `bridge run` at {a.rows:,} rows | {b1['rss_mb']:.0f} MB | "
+                         f"< {RSS_TARGET_MB} MB | {met(b1['rss_mb'] < RSS_TARGET_MB)} |")
+        if b1 and small:
+            g = b1["rss_mb"] / small["rss_mb"]
+            # Below one Parquet row group (the volume sink's default is 1,048,576 rows) the writer's
+            # buffer grows with the rows, so flatness is only meaningful from 1M rows on.
+            flat = small["rows"] >= 1_000_000
+            lines.append(f"| RSS scaling: peak RSS `bridge run` {a.rows:,} rows / {small['rows']:,} rows | "
+                         f"{g:.2f}x | <= 1.10x (10M / 1M rows) | "
+                         f"{met(g <= 1.10) if flat else 'n/a: below one 1M-row row group'} |")
+        if bp:
+            lines.append(f"| peak RSS of `bridge run`, {p} partitions | {bp['rss_mb']:.0f} MB | < {RSS_TARGET_MB} MB | "
+                         f"{met(bp['rss_mb'] < RSS_TARGET_MB)} |")
+        if hasattr(self, "event_stats"):
+            s = self.event_stats
+            lines.append(f"| event latency p50 (p99) | {s['p50_s'] * 1000:.0f} ms ({s['p99_s'] * 1000:.0f} ms) | "
+                         f"p50 < 1 s | {met(s['p50_s'] < 1)} |")
+        return lines
+
+    def failed_lines(self) -> list[str]:
+        if not self.failed:
+            return []
+        kept = self.a.keep or self.a.workdir
+        lines = [f"Peers that failed (left out of the ratios; their output is under {self.logs}"
+                 f"{'' if kept else ', removed after the run unless --keep'}):", ""]
+        for peer, label, error in self.failed:
+            allowed = " (allowed by --allow-fail)" if peer in self.a.allow_fail else ""
+            lines.append(f"- `{peer}`, {label}{allowed}: {error.replace(chr(10), ' ')}")
+        return lines + [""]
 
     def run(self) -> int:
         a = self.a
@@ -563,6 +744,8 @@ steps:
         try:
             phases = [("write-back insert", self.writeback_insert), ("extraction", self.extraction),
                       ("write-back upsert", self.writeback_upsert)]
+            if any(m in a.peers for m in BULK_PEERS):
+                phases.append(("bulk write-back peers", self.bulk_writeback))
             if not a.skip_python:
                 phases.append(("python write-back", self.python_writeback))
             if a.events > 0:
@@ -580,17 +763,25 @@ steps:
         text = self.report()
         print(text)
         failed = [c for c in self.checks if not c[1]]
+        # outside --check a failed peer is a result (listed in the report), in --check a failure
+        blocking = sorted({f[0] for f in self.failed if a.check and f[0] not in a.allow_fail})
         if not a.check and not a.no_append:
             with open(a.results, "a") as f:
                 f.write("\n" + text)
             log(f"appended to {a.results}")
         if not a.keep and not a.workdir:
             shutil.rmtree(self.work, ignore_errors=True)
-        if failed:
-            log(f"{len(failed)} check(s) failed; logs under {self.logs}" + ("" if a.keep or a.workdir else
-                                                                             " (removed; use --keep)"))
+        if failed or blocking:
+            peers = f" and peer(s) not in --allow-fail: {', '.join(blocking)}" if blocking else ""
+            log(f"{len(failed)} check(s) failed{peers}; logs under {self.logs}"
+                + ("" if a.keep or a.workdir else " (removed; use --keep)"))
             return 1
         return 0
+
+
+def tsv_of(parquet: str) -> str:
+    """Where freebcp's tab-separated export of a Parquet file goes."""
+    return parquet.removesuffix(".parquet") + ".tsv"
 
 
 def profile_of(path: str) -> str:
@@ -644,8 +835,20 @@ def main() -> int:
     p.add_argument("--small-rows", type=int, help="rows of the RSS-scaling extraction (default N/10)")
     p.add_argument("--skip-python", action="store_true", help="no Python extraction or write-back baselines")
     p.add_argument("--python-tds", action="store_true", help="also the python-tds + Polars extraction path")
-    p.add_argument("--writeback-methods", default="pytds-bulk,pymssql-values,pymssql-executemany",
-                   help="Python write-back baselines (comma-separated)")
+    p.add_argument("--writeback-methods", default=",".join(PY_WRITEBACK),
+                   help="Python write-back baselines on --writeback-rows rows (comma-separated)")
+    p.add_argument("--peers", default=",".join(OPTIONAL_PEERS),
+                   help=f"which of the peers {', '.join(OPTIONAL_PEERS)} run (comma-separated; default all; "
+                        f"ConnectorX and the raw TDS read always run)")
+    p.add_argument("--allow-fail", action="append", default=[], metavar="PEER",
+                   help=f"--check: a failure of this peer does not fail the check (repeatable or comma-separated; "
+                        f"default none); peers: {', '.join(PEERS)}")
+    p.add_argument("--peer-batch-rows", type=int, default=65_536,
+                   help="rows per Arrow batch of arrow-odbc, mssql-python and mssql-python-bulk (default 65,536)")
+    p.add_argument("--freebcp", default="freebcp", help="the freebcp binary (FreeTDS; default from PATH)")
+    p.add_argument("--freebcp-batch", type=int, default=0,
+                   help="freebcp -b: rows per committed batch (default 0: all rows in one, one transaction "
+                        "like the bridge's sink)")
     p.add_argument("--events", type=int, help="sync events for the latency measure (default 100; --check: 5)")
     p.add_argument("--workdir", help="keep everything in this folder (default a temp folder, removed)")
     p.add_argument("--keep", action="store_true", help="keep the temp folder")
@@ -659,14 +862,22 @@ def main() -> int:
     a.small_rows = min(n, a.small_rows or max(1, n // 10))
     a.events = a.events if a.events is not None else (5 if a.check else 100)
     a.writeback_methods = [m for m in a.writeback_methods.split(",") if m]
+    a.peers = [m for m in a.peers.split(",") if m]
+    a.allow_fail = [m for arg in a.allow_fail for m in arg.split(",") if m]
+    for name, given, known in (("--peers", a.peers, OPTIONAL_PEERS), ("--allow-fail", a.allow_fail, PEERS),
+                               ("--writeback-methods", a.writeback_methods, PY_WRITEBACK)):
+        unknown = [m for m in given if m not in known]
+        if unknown:
+            p.error(f"{name}: unknown {', '.join(unknown)} (known: {', '.join(known)})")
     for b in (a.bridge, a.server):
         if not os.access(b, os.X_OK):
             p.error(f"{b} not found: build it (cargo build --release -p sql-databricks-bridge -p tds-test-server)")
     spawner = Spawner()
-    global benchlib
+    global benchlib, workers
     import benchlib as _benchlib
+    import workers as _workers
 
-    benchlib = _benchlib
+    benchlib, workers = _benchlib, _workers
     try:
         return Bench(a, spawner).run()
     finally:

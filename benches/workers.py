@@ -2,16 +2,25 @@
 """Child processes of the benchmark harness (`run.py` runs each one on its own, so its wall time
 and peak RSS are its own). Each prints one JSON line on stdout.
 
-  writeback --method M --mode insert|upsert --parquet F --table T --port P
-      The Python write-back baselines, reading the same Parquet file the bridge's sink reads:
+  writeback --method M --mode insert|upsert --parquet F [--tsv F] --table T --port P
+      The write-back baselines, reading the same Parquet file the bridge's sink reads:
         pymssql-executemany  cursor.executemany, one INSERT per row, one transaction (the closest
                              stand-in for pyodbc executemany; pyodbc + FreeTDS fails against the
                              test server, see baselines/FINDINGS.md)
         pymssql-values       multi-row INSERT ... VALUES, 1000 rows per statement, one transaction
         pytds-bulk           python-tds cursor.copy_to (INSERT BULK + BulkLoad packets): the real
                              bulk copy, the fair match for fast_executemany / the bridge's bulk load
-      upsert: rows go into #stage with the method, then the same UPDATE ... FROM JOIN and
-      INSERT ... WHERE NOT EXISTS the bridge's sink runs, in one transaction.
+        mssql-python-bulk    mssql-python cursor.bulkcopy_arrow: Microsoft's driver's bulk copy (a
+                             Rust core) fed a RecordBatchReader over the Parquet file, batch by
+                             batch, no Python object per value; all rows in one bulk-copy batch
+        freebcp              FreeTDS `freebcp TABLE in TSV -c` (character format; --tsv made from
+                             the Parquet file beforehand by export_tsv; --parquet gives the row
+                             count); run.py times its insert as the bare freebcp command instead
+      upsert: rows go into a staging table with the method, then the same UPDATE ... FROM JOIN and
+      INSERT ... WHERE NOT EXISTS the bridge's sink runs, in one transaction. The staging table is
+      #stage on the method's connection, except for mssql-python-bulk and freebcp, whose bulk copy
+      opens a connection of its own: there it is a real table T_stage, created and dropped by the
+      worker (timed).
   tsql --port P SQL...
       Runs T-SQL batches (table setup), autocommit.
 """
@@ -21,6 +30,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import subprocess
 import sys
 import time
 
@@ -28,6 +39,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import COLUMNS, NAMES  # noqa: E402
 
 HOST = "127.0.0.1"
+OWN_CONNECTION = ("mssql-python-bulk", "freebcp")  # their bulk copy opens a connection of its own
+METHODS = ["pymssql-executemany", "pymssql-values", "pytds-bulk", *OWN_CONNECTION]
 
 
 def connect_pymssql(port: int, autocommit: bool):
@@ -42,6 +55,18 @@ def connect_pytds(port: int, autocommit: bool):
 
     return pytds.connect(server=HOST, port=port, user="sa", password="pw", database="master",
                          autocommit=autocommit)
+
+
+def connect_mssql_python(port: int):
+    """Autocommit: with autocommit off the driver opens a transaction at connect, which on the test
+    server takes the write lock at once (BEGIN IMMEDIATE) and blocks bulkcopy_arrow's own
+    connection; the merge below runs in an explicit transaction instead."""
+    import mssql_python
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "baselines"))
+    from mssql_python_extract import connection_string
+
+    return mssql_python.connect(connection_string(HOST, port, "master", "sa", "pw"), autocommit=True)
 
 
 def read_rows(path: str) -> list[tuple]:
@@ -125,25 +150,126 @@ def load(method: str, port: int, table: str, rows: list[tuple], pre_sql: list[st
     conn.close()
 
 
+def merge_sql(table: str, stage: str) -> list[str]:
+    """The statements the bridge's upsert runs after staging: update the existing keys, insert the new."""
+    sets = ", ".join(f"{c} = s.{c}" for c in NAMES if c != "id")
+    scols = ", ".join(f"s.{c}" for c in NAMES)
+    return [f"UPDATE t SET {sets} FROM {table} AS t INNER JOIN {stage} AS s ON t.id = s.id",
+            f"INSERT INTO {table} ({', '.join(NAMES)}) SELECT {scols} FROM {stage} AS s "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {table} AS t WHERE t.id = s.id)"]
+
+
+def stage_sql(stage: str) -> str:
+    types = ", ".join(f"{c} {t.replace(' PRIMARY KEY', '')}" for c, t in COLUMNS)
+    return f"CREATE TABLE {stage} ({types})"
+
+
+# ---------------------------------------------------------------- freebcp (FreeTDS)
+
+
+def export_tsv(parquet: str, tsv: str) -> None:
+    """The freebcp -c input made from a Parquet file: one line per row, tab-separated, in column
+    order; NULL as an empty field (how bcp's character format spells NULL; the data set has no
+    empty strings), bit as 0/1, timestamps as `YYYY-MM-DD HH:MM:SS.ffffff`, floats in their
+    shortest round-trip form. Fails on a value holding a tab or a line break (never quoted)."""
+    import pyarrow as pa
+    import pyarrow.csv as csv
+    import pyarrow.parquet as pq
+
+    f = pq.ParquetFile(parquet)
+    flag = f.schema_arrow.get_field_index("flag")
+    schema = f.schema_arrow.set(flag, pa.field("flag", pa.int8()))
+    opts = csv.WriteOptions(include_header=False, delimiter="\t", quoting_style="none")
+    with csv.CSVWriter(tsv, schema, write_options=opts) as w:
+        for b in f.iter_batches(columns=NAMES):
+            w.write_batch(b.set_column(flag, "flag", b.column(flag).cast(pa.int8())))
+
+
+def freebcp_env() -> dict:
+    """FreeTDS takes the file's character set from the locale: UTF-8 for the `ñ` of `name`."""
+    return {**os.environ, "LC_ALL": "C.UTF-8"}
+
+
+def freebcp_command(table: str, tsv: str, port: int, batch: int, freebcp: str = "freebcp") -> list[str]:
+    return [freebcp, f"dbo.{table}", "in", tsv, "-S", f"{HOST}:{port}", "-U", "sa", "-P", "pw", "-D", "master",
+            "-c", "-b", str(batch)]
+
+
+def freebcp_check(rc: int, stdout: str, stderr: str, rows: int) -> None:
+    """freebcp's own report: exit 0, no `Msg` line, and `N rows copied.` with N = rows. (It prints
+    `N rows copied.` and exits 0 even when the server dropped the connection before answering the
+    bulk load: the checksum of the table is the real check.)"""
+    m = re.search(r"^(\d+) rows copied\.$", stdout, re.M)
+    msgs = [ln for ln in stderr.splitlines() if ln.strip()]
+    if rc != 0 or not m or int(m.group(1)) != rows or any(ln.startswith("Msg ") for ln in msgs):
+        raise RuntimeError(f"freebcp: exit {rc}, {m.group(0) if m else 'no rows-copied line'} "
+                           f"(expected {rows}); stderr: {' | '.join(msgs[-6:]) or '-'}")
+
+
+# ---------------------------------------------------------------- write-back
+
+
+def bulk_own_connection(a, table: str) -> int:
+    """Bulk-loads the input into `table` with a method whose bulk copy opens its own connection."""
+    import pyarrow.parquet as pq
+
+    f = pq.ParquetFile(a.parquet)
+    rows = f.metadata.num_rows
+    if a.method == "freebcp":
+        cmd = freebcp_command(table, a.tsv, a.port, a.freebcp_batch or max(rows, 1), a.freebcp)
+        p = subprocess.run(cmd, capture_output=True, text=True, env=freebcp_env())
+        freebcp_check(p.returncode, p.stdout, p.stderr, rows)
+        return rows
+    import pyarrow as pa
+
+    reader = pa.RecordBatchReader.from_batches(f.schema_arrow, f.iter_batches(batch_size=a.batch_rows))
+    conn = connect_mssql_python(a.port)
+    try:
+        res = conn.cursor().bulkcopy_arrow(table, reader, batch_size=0, timeout=0, keep_nulls=True)
+    finally:
+        conn.close()
+    if res["rows_copied"] != rows:
+        raise RuntimeError(f"bulkcopy_arrow copied {res['rows_copied']} of {rows} rows")
+    return rows
+
+
+def writeback_own_connection(a) -> int:
+    """mssql-python-bulk and freebcp: insert = the bulk copy alone; upsert = into a real staging
+    table (the bulk copy's connection cannot see a #temp table of ours), then the merge."""
+    if a.mode == "insert":
+        return bulk_own_connection(a, a.table)
+    stage = f"{a.table}_stage"
+    if a.method == "freebcp":
+        conn = connect_pymssql(a.port, autocommit=True)
+    else:
+        conn = connect_mssql_python(a.port)
+    cur = conn.cursor()
+    cur.execute(f"IF OBJECT_ID('{stage}') IS NOT NULL DROP TABLE {stage}")
+    cur.execute(stage_sql(stage))
+    rows = bulk_own_connection(a, stage)
+    for s in ["BEGIN TRANSACTION", *merge_sql(a.table, stage), "COMMIT TRANSACTION", f"DROP TABLE {stage}"]:
+        cur.execute(s)
+    conn.close()
+    return rows
+
+
 def writeback(a) -> None:
     t0 = time.perf_counter()
-    rows = read_rows(a.parquet)
-    t_read = time.perf_counter() - t0
-    if a.mode == "insert":
-        load(a.method, a.port, a.table, rows, [], [])
+    t_read = 0.0
+    if a.method in OWN_CONNECTION:
+        n = writeback_own_connection(a)
     else:
-        stage = "#bench_stage"
-        types = ", ".join(f"{c} {t.replace(' PRIMARY KEY', '')}" for c, t in COLUMNS)
-        sets = ", ".join(f"{c} = s.{c}" for c in NAMES if c != "id")
-        scols = ", ".join(f"s.{c}" for c in NAMES)
-        load(a.method, a.port, stage, rows, [f"CREATE TABLE {stage} ({types})"], [
-            f"UPDATE t SET {sets} FROM {a.table} AS t INNER JOIN {stage} AS s ON t.id = s.id",
-            f"INSERT INTO {a.table} ({', '.join(NAMES)}) SELECT {scols} FROM {stage} AS s "
-            f"WHERE NOT EXISTS (SELECT 1 FROM {a.table} AS t WHERE t.id = s.id)",
-            f"DROP TABLE {stage}",
-        ])
+        rows = read_rows(a.parquet)
+        n = len(rows)
+        t_read = time.perf_counter() - t0
+        if a.mode == "insert":
+            load(a.method, a.port, a.table, rows, [], [])
+        else:
+            stage = "#bench_stage"
+            load(a.method, a.port, stage, rows, [stage_sql(stage)],
+                 [*merge_sql(a.table, stage), f"DROP TABLE {stage}"])
     seconds = time.perf_counter() - t0
-    print(json.dumps({"tool": a.method, "mode": a.mode, "rows": len(rows), "seconds": round(seconds, 3),
+    print(json.dumps({"tool": a.method, "mode": a.mode, "rows": n, "seconds": round(seconds, 3),
                       "parquet_read_seconds": round(t_read, 3)}), flush=True)
 
 
@@ -159,15 +285,23 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
     w = sub.add_parser("writeback")
-    w.add_argument("--method", required=True, choices=["pymssql-executemany", "pymssql-values", "pytds-bulk"])
+    w.add_argument("--method", required=True, choices=METHODS)
     w.add_argument("--mode", choices=["insert", "upsert"], default="insert")
     w.add_argument("--parquet", required=True)
+    w.add_argument("--tsv", help="freebcp: the character file made from --parquet (export_tsv)")
+    w.add_argument("--batch-rows", type=int, default=65_536,
+                   help="mssql-python-bulk: rows per Arrow batch read from the Parquet file")
+    w.add_argument("--freebcp", default="freebcp", help="the freebcp binary")
+    w.add_argument("--freebcp-batch", type=int, default=0,
+                   help="freebcp -b: rows per committed batch (default 0: all rows in one, one transaction)")
     w.add_argument("--table", required=True)
     w.add_argument("--port", type=int, required=True)
     t = sub.add_parser("tsql")
     t.add_argument("--port", type=int, required=True)
     t.add_argument("sql", nargs="+")
     a = p.parse_args()
+    if a.cmd == "writeback" and a.method == "freebcp" and not a.tsv:
+        p.error("--method freebcp needs --tsv")
     {"writeback": writeback, "tsql": tsql}[a.cmd](a)
 
 

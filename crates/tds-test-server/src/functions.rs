@@ -323,15 +323,7 @@ fn type_info(decl: &str, field: &str) -> Value {
         SqlType::Time(n) | SqlType::DateTime2(n) | SqlType::DateTimeOffset(n) => Some(n as i64),
         _ => None,
     };
-    let collated = matches!(
-        t,
-        SqlType::Char(_)
-            | SqlType::VarChar(_)
-            | SqlType::NChar(_)
-            | SqlType::NVarChar(_)
-            | SqlType::Text
-            | SqlType::NText
-    );
+    let collated = t.is_collated();
     let int = |v: Option<i64>| v.map(Value::Integer).unwrap_or(Value::Null);
     match field {
         "name" => Value::Text(base),

@@ -1,5 +1,8 @@
 //! A dev-only TDS (SQL Server wire protocol, TDS 7.4, plaintext) test server backed by SQLite.
-//! Integration tests and benchmarks talk to it with real SQL Server clients (tiberius, pymssql).
+//! Integration tests and benchmarks talk to it with real SQL Server clients (tiberius, pymssql,
+//! python-tds, ConnectorX; Microsoft's mssql-python with its ODBC driver and bulk copy,
+//! arrow-odbc over FreeTDS' ODBC driver, FreeTDS' `freebcp`). `clients/check_clients.py`
+//! (run by `benches/check.sh` in CI) is where the real clients judge this double.
 //!
 //! # Usage
 //!
@@ -108,12 +111,16 @@
 //! | `sp_executesql` RPC (id 10 or by name) with `@P1…` parameters | parameters bound by name (SQLite accepts `@P1`); `SELECT @P1` reports the declared type |
 //! | `sp_describe_first_result_set` RPC (by name only, as SQL Server has no proc id for it; `sys.` prefix allowed) with `@tsql`, `@params`, `@browse_information_mode` (named or positional) | metadata of the first result-returning statement of `@tsql` (THEN branch first for `IF`; none → empty result set), computed by preparing it in SQLite, never running it; see below |
 //! | `EXEC[UTE] [sys.]sp_describe_first_result_set @tsql = N'…', @params = N'@P1 int', @browse_information_mode = 0`, positional (`EXEC sp_describe_first_result_set N'…'`), or without `EXEC` as the first statement of a batch | same; inside `sp_executesql` the arguments may be its parameters (`@tsql = @P1`) |
-//! | `INSERT BULK t (…)` + BulkLoad packets | rows inserted in one savepoint, DONE with the row count |
+//! | `sp_prepare` (11), `sp_execute` (12), `sp_prepexec` (13), `sp_unprepare` (15) RPCs, by id or name (ODBC drivers, mssql-python) | statements kept per connection under handles 1, 2, …; the handle goes back as a RETURNVALUE after RETURNSTATUS; unknown handle → 8179 (`prepared.rs`) |
+//! | `sp_datatype_info_100 @data_type, @ODBCVer` (what ODBC drivers send for `SQLGetTypeInfo`, FreeTDS at connect) | SQL Server's rows for that ODBC type (0: all types) |
+//! | `SET FMTONLY ON\|OFF` | queries send COLMETADATA and no rows; other statements do not run |
+//! | SqlBulkCopy's metadata batch (SqlClient, mssql-python `bulkcopy`: `SELECT @@TRANCOUNT`, column list from `sys.all_columns`, `SET FMTONLY ON; EXEC(N'SELECT … FROM t')`, `EXEC sp_tablecollations_100 N't'`) | recognised as a whole and answered as SQL Server does for an ordinary table (`bulk_copy.rs`) |
+//! | `INSERT BULK t (…)` + BulkLoad packets | rows inserted in one savepoint, DONE with the row count; the message may end with DONE (12 or 8 bytes) or without it (freebcp); DATE's TYPE_INFO has no length byte, as MS-TDS says |
 //!
 //! Not supported (answered with an ERROR token, never a panic): `MERGE … OUTPUT`, `DECLARE`/variables,
-//! `EXEC` of procedures other than `sp_describe_first_result_set` and `sp_flush_CT_internal_table_on_demand`, `ELSE IF`, `TOP … PERCENT/WITH TIES`, `FOR XML/JSON`, `OUTPUT`, outer
-//! joins in `UPDATE/DELETE … FROM`, savepoints, RPCs other than `sp_executesql` and
-//! `sp_describe_first_result_set`, `sys.*`
+//! `EXEC` of procedures other than `sp_describe_first_result_set`, `sp_tablecollations_100`, `sp_datatype_info_100` and `sp_flush_CT_internal_table_on_demand`, `ELSE IF`, `TOP … PERCENT/WITH TIES`, `FOR XML/JSON`, `OUTPUT`, outer
+//! joins in `UPDATE/DELETE … FROM`, savepoints, RPCs other than `sp_executesql`, the prepared
+//! statement procedures and `sp_describe_first_result_set`, `sys.*`
 //! catalog views other than `sys.change_tracking_databases`/`sys.change_tracking_tables`, MARS, TLS, SSPI. T-SQL functions SQLite does not know (`FORMAT`, …) fail with SQLite's
 //! "no such function" message. SQLite errors map to SQL Server numbers: UNIQUE/PRIMARY KEY →
 //! 2627, NOT NULL → 515, other constraints → 547, syntax → 102, missing table → 208, missing
@@ -201,7 +208,8 @@
 //!
 //! # Protocol notes
 //!
-//! PRELOGIN answers ENCRYPTION=NOT_SUP; LOGIN7 is answered with ENVCHANGE (database, collation
+//! PRELOGIN answers ENCRYPTION=NOT_SUP (clients that require TLS cannot connect; mssql-python
+//! needs `Encrypt=no`, which with NOT_SUP means no TLS at all, as MS-TDS specifies); LOGIN7 is answered with ENVCHANGE (database, collation
 //! SQL_Latin1_General_CP1_CI_AS, language, packet size), LOGINACK with the highest common TDS
 //! version (7.4 for tiberius) and DONE. Clients older than 7.2 get 4-byte DONE row counts, but
 //! date/time and MAX types are always sent in their 7.3/7.2 forms. Result columns are always
@@ -216,11 +224,14 @@
 //! [`TdsServer::write_before`] slips a write in just before a given statement (a concurrent
 //! commit as READ COMMITTED would show it).
 
+mod bulk_copy;
 mod change_tracking;
+mod datatype_info;
 mod describe;
 mod error;
 mod functions;
 mod login;
+mod prepared;
 mod server;
 mod session;
 mod tokens;

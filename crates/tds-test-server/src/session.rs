@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use crate::describe::{DescribeArgs, Resolver, static_type};
 use crate::error::{Error, SqlError, map_sqlite_error};
 use crate::login::parse_login7;
+use crate::prepared::{Prepared, Statement, SystemProc, handle_of, text_of};
 use crate::server::Shared;
 use crate::tokens::{done, prelogin_response, tok};
 use crate::translate::{ColumnHint, Ctx, Kind, QueryInfo, Step, hint_for};
@@ -49,6 +50,12 @@ struct Session {
     param_types: Vec<(String, SqlType)>,
     /// RETURNSTATUS of the running RPC when it is not the default (0, or 1 after an error).
     proc_status: Option<i32>,
+    /// Output parameters of the running RPC (ordinal, name, value), sent after RETURNSTATUS.
+    return_values: Vec<(u16, String, i32)>,
+    /// Statements prepared by `sp_prepare` / `sp_prepexec`.
+    prepared: Prepared,
+    /// `SET FMTONLY ON`: queries send their metadata only, other statements do not run.
+    fmtonly: bool,
     /// Change tracking transaction token (one version per transaction).
     ct_token: crate::change_tracking::Token64,
     /// `SET TRANSACTION ISOLATION LEVEL SNAPSHOT` is in effect.
@@ -114,6 +121,9 @@ pub(crate) fn run(
         had_error: false,
         param_types: Vec::new(),
         proc_status: None,
+        return_values: Vec::new(),
+        prepared: Prepared::default(),
+        fmtonly: false,
     };
     while let Some(p) = rx.blocking_recv() {
         let res = s.handle(&mut rx, p);
@@ -123,6 +133,7 @@ pub(crate) fn run(
             Err(Error::Closed) => break,
             Err(e) => {
                 tracing::warn!("connection {spid}: closing: {e}");
+                eprintln!("tds-test-server: connection {spid}: closing: {e}");
                 break;
             }
         }
@@ -267,8 +278,7 @@ impl Session {
         let err = if self.had_error { done::ERROR } else { 0 };
         if self.in_proc {
             let status = self.proc_status.take();
-            self.w
-                .return_status(status.unwrap_or(if self.had_error { 1 } else { 0 }));
+            self.end_proc(status.unwrap_or(if self.had_error { 1 } else { 0 }));
             let status = err | if cancelled { done::ATTN } else { 0 };
             self.w.done(tok::DONEPROC, status, 0);
         } else {
@@ -306,6 +316,7 @@ impl Session {
             self.insert_bulk(rest);
             return self.finish_request(false);
         }
+        let text = crate::bulk_copy::rewrite(&text).unwrap_or(text);
         let steps = crate::change_tracking::translate(&self.conn, &text, &self.ctx);
         let flow = self.run_steps(&steps, &Vec::new())?;
         self.finish_request(matches!(flow, Flow::Cancelled))
@@ -429,6 +440,22 @@ impl Session {
                 Flow::Continue
             }
             Step::Ignore => Flow::Continue,
+            Step::FmtOnly(on) => {
+                self.fmtonly = *on;
+                Flow::Continue
+            }
+            Step::TableCollations(table) => {
+                match crate::bulk_copy::table_collations(&self.conn, table) {
+                    Ok(rows) => {
+                        self.proc_rows(&crate::bulk_copy::table_collations_columns(), &rows)?
+                    }
+                    Err(e) => self.statement_failed(&e),
+                }
+            }
+            Step::DatatypeInfo(data_type) => self.proc_rows(
+                &crate::datatype_info::columns(),
+                &crate::datatype_info::rows(*data_type),
+            )?,
             Step::ChangeTracking(crate::change_tracking::Command::Isolation(snapshot)) => {
                 self.snapshot = *snapshot;
                 self.statement_done(0, 0);
@@ -601,6 +628,11 @@ impl Session {
                 &e,
             ));
         }
+        if self.fmtonly && (kind != Kind::Query || st.column_count() == 0) {
+            drop(st);
+            self.statement_done(0, 0);
+            return Ok(Flow::Continue);
+        }
         if st.column_count() == 0 {
             let r = st.raw_execute();
             drop(st);
@@ -642,7 +674,7 @@ impl Session {
             })
             .collect();
         let mut rows = st.raw_query();
-        let first = rows.next();
+        let first = if self.fmtonly { Ok(None) } else { rows.next() };
         let mut cols = Vec::with_capacity(ncol);
         let mut stmt_error = None;
         match &first {
@@ -750,13 +782,12 @@ impl Session {
         loop {
             let name_len = r.u16le()?;
             // SQL Server has no procedure id for sp_describe_first_result_set: by name only.
-            let proc = if name_len == 0xFFFF {
-                match r.u16le()? {
-                    10 => "sp_executesql".to_string(),
-                    id => format!("procedure id {id}"),
-                }
+            let (proc, name) = if name_len == 0xFFFF {
+                let id = r.u16le()?;
+                (SystemProc::from_id(id), format!("procedure id {id}"))
             } else {
-                r.utf16(name_len as usize)?
+                let name = r.utf16(name_len as usize)?;
+                (SystemProc::from_name(&name), name)
             };
             let _options = r.u16le()?;
             self.param_types.clear();
@@ -764,47 +795,98 @@ impl Session {
             while !r.at_end()? && !matches!(r.rest().first(), Some(0x80 | 0xFF | 0xFE)) {
                 let name = r.b_varchar()?;
                 let _status = r.u8()?;
-                let t = read_type_info(&mut r, false)?;
+                let t = read_type_info(&mut r)?;
                 let v = read_value(&mut r, &t, false)?;
                 params.push((name, v));
             }
-            let proc_name = proc
-                .rsplit('.')
-                .next()
-                .unwrap_or(&proc)
-                .trim_matches(|c| c == '[' || c == ']');
-            if proc_name.eq_ignore_ascii_case("sp_executesql") {
-                let flow = self.execute_sql_rpc(params)?;
-                if matches!(flow, Flow::Cancelled) {
-                    cancelled = true;
-                    break;
-                }
-            } else if crate::translate::is_describe_proc(&proc) {
-                let args = params
-                    .into_iter()
-                    .map(|(n, v)| ((!n.is_empty()).then_some(n), v))
-                    .collect();
-                match crate::describe::bind_args(args) {
-                    Ok(args) => {
-                        self.describe_first_result_set(&args, true)?;
-                    }
-                    Err(e) => {
-                        self.send_error(&e);
-                        self.proc_status = Some(crate::describe::ERROR_MISC);
+            let flow = match proc {
+                Some(proc) => self.system_proc(proc, params)?,
+                None if crate::translate::is_describe_proc(&name) => {
+                    let args = params
+                        .into_iter()
+                        .map(|(n, v)| ((!n.is_empty()).then_some(n), v))
+                        .collect();
+                    match crate::describe::bind_args(args) {
+                        Ok(args) => self.describe_first_result_set(&args, true)?,
+                        Err(e) => {
+                            self.send_error(&e);
+                            self.proc_status = Some(crate::describe::ERROR_MISC);
+                            Flow::Continue
+                        }
                     }
                 }
-            } else {
-                self.send_error(&SqlError::unsupported(format!("RPC {proc}")));
+                None => {
+                    self.send_error(&SqlError::unsupported(format!("RPC {name}")));
+                    Flow::Continue
+                }
+            };
+            if matches!(flow, Flow::Cancelled) {
+                cancelled = true;
+                break;
             }
             if r.at_end()? {
                 break;
             }
             r.skip(1)?;
             // Each batched RPC answers with its own RETURNSTATUS + DONEPROC(MORE).
-            self.w.return_status(self.proc_status.take().unwrap_or(0));
+            let status = self.proc_status.take().unwrap_or(0);
+            self.end_proc(status);
             self.w.done(tok::DONEPROC, done::MORE, 0);
         }
         self.finish_request(cancelled)
+    }
+
+    /// RETURNSTATUS, then the RETURNVALUE of each output parameter, as SQL Server orders them.
+    fn end_proc(&mut self, status: i32) {
+        self.w.return_status(status);
+        for (ordinal, name, value) in std::mem::take(&mut self.return_values) {
+            self.w.return_value_int(ordinal, &name, value);
+        }
+    }
+
+    /// `sp_executesql` and the prepared-statement procedures (`prepared.rs`).
+    fn system_proc(&mut self, proc: SystemProc, params: Params) -> Result<Flow, Error> {
+        let arg = |i: usize| params.get(i).map(|(_, v)| v);
+        let prepared = match proc {
+            SystemProc::ExecuteSql => return self.execute_sql_rpc(params),
+            SystemProc::Prepare | SystemProc::PrepExec => text_of(arg(1), "@params")
+                .and_then(|decl| Ok((decl, text_of(arg(2), "@stmt")?)))
+                .map(|(decl, sql)| {
+                    let handle = self.prepared.insert(Statement { sql, decl });
+                    let name = params.first().map(|(n, _)| n.clone()).unwrap_or_default();
+                    self.return_values.push((0, name, handle));
+                    handle
+                }),
+            SystemProc::Execute => handle_of(proc, arg(0)),
+            SystemProc::Unprepare => {
+                handle_of(proc, arg(0)).and_then(|h| self.prepared.remove(h).map(|()| h))
+            }
+        };
+        let handle = match prepared {
+            Ok(h) => h,
+            Err(e) => {
+                self.send_error(&e);
+                return Ok(Flow::Abort);
+            }
+        };
+        let first_value = match proc {
+            SystemProc::PrepExec => 3,
+            SystemProc::Execute => 1,
+            _ => return Ok(Flow::Continue),
+        };
+        let statement = match self.prepared.get(handle) {
+            Ok(st) => st.clone(),
+            Err(e) => {
+                self.send_error(&e);
+                return Ok(Flow::Abort);
+            }
+        };
+        let mut call = vec![
+            (String::new(), Value::Text(statement.sql)),
+            (String::new(), Value::Text(statement.decl)),
+        ];
+        call.extend(params.into_iter().skip(first_value));
+        self.execute_sql_rpc(call)
     }
 
     fn execute_sql_rpc(&mut self, params: Params) -> Result<Flow, Error> {
@@ -864,6 +946,24 @@ impl Session {
                 Ok(Flow::StatementError)
             }
         }
+    }
+
+    /// The result set of a system procedure run from a batch: DONEINPROC, RETURNSTATUS 0 and
+    /// DONEPROC, as SQL Server ends an `EXEC`.
+    fn proc_rows(
+        &mut self,
+        columns: &[(&str, SqlType, bool)],
+        rows: &[Vec<Value>],
+    ) -> Result<Flow, Error> {
+        let in_proc = std::mem::replace(&mut self.in_proc, true);
+        self.flush_pending();
+        let flow = self.send_rows(columns, rows)?;
+        self.in_proc = in_proc;
+        if !in_proc {
+            self.w.return_status(0);
+            self.w.done(tok::DONEPROC, done::MORE, 0);
+        }
+        Ok(flow)
     }
 
     /// Send a result set computed by the server itself.
@@ -942,7 +1042,7 @@ impl Session {
         for _ in 0..n {
             let _user = r.u32le()?;
             let _flags = r.u16le()?;
-            let t = read_type_info(r, true)?;
+            let t = read_type_info(r)?;
             let name = r.b_varchar()?;
             cols.push((name, t));
         }
@@ -973,7 +1073,9 @@ impl Session {
                 }
             };
             let mut values: Vec<Value> = Vec::with_capacity(n);
-            loop {
+            // Rows until DONE (tiberius, mssql-python) or the end of the message (FreeTDS'
+            // freebcp sends no DONE).
+            while !r.at_end()? {
                 let token = r.u8()?;
                 match token {
                     tok::ROW => {
@@ -996,10 +1098,9 @@ impl Session {
                             }
                         }
                     }
-                    tok::DONE => {
-                        r.skip(12)?;
-                        break;
-                    }
+                    // The rest of the message (DONE's status, command and row count: 8 bytes
+                    // from mssql-python, 12 from tiberius) is drained below.
+                    tok::DONE => break,
                     other => {
                         return Err(Error::protocol(format!(
                             "unexpected token {other:#x} in bulk load"

@@ -22,6 +22,7 @@ pub(crate) mod tok {
     pub const DONEPROC: u8 = 0xFE;
     pub const DONEINPROC: u8 = 0xFF;
     pub const RETURNSTATUS: u8 = 0x79;
+    pub const RETURNVALUE: u8 = 0xAC;
 }
 
 /// Name reported in LOGINACK and ERROR tokens.
@@ -135,6 +136,19 @@ impl ResponseWriter {
     pub fn return_status(&mut self, status: i32) {
         self.put_u8(tok::RETURNSTATUS);
         self.put(&status.to_le_bytes());
+    }
+
+    /// RETURNVALUE of an `int OUTPUT` parameter (the handle of `sp_prepare`/`sp_prepexec`):
+    /// ordinal, name, status 0x01 (output parameter), user type, flags, TYPE_INFO INTN(4), value.
+    pub fn return_value_int(&mut self, ordinal: u16, name: &str, value: i32) {
+        self.put_u8(tok::RETURNVALUE);
+        self.put_u16(ordinal);
+        self.put_b_varchar(name);
+        self.put_u8(0x01);
+        self.put_u32(0);
+        self.put_u16(0x0001);
+        self.put(&[0x26, 4, 4]);
+        self.put(&value.to_le_bytes());
     }
 
     /// ERROR token.

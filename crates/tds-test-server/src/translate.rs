@@ -109,11 +109,7 @@ pub(crate) const DESCRIBE_PROC: &str = "sp_describe_first_result_set";
 
 /// Is `name` (possibly `sys.`/`master.sys.`-qualified, bracketed) sp_describe_first_result_set?
 pub(crate) fn is_describe_proc(name: &str) -> bool {
-    name.rsplit('.')
-        .next()
-        .unwrap_or(name)
-        .trim_matches(|c| c == '[' || c == ']' || c == '"')
-        .eq_ignore_ascii_case(DESCRIBE_PROC)
+    last_part_of(name).eq_ignore_ascii_case(DESCRIBE_PROC)
 }
 
 /// One executable unit of a batch.
@@ -154,6 +150,12 @@ pub(crate) enum Step {
     Use(String),
     /// Accepted and ignored (`SET NOCOUNT ON`, ...).
     Ignore,
+    /// `SET FMTONLY ON|OFF`: queries answer with their column metadata only (`bulk_copy`).
+    FmtOnly(bool),
+    /// `EXEC sp_tablecollations_100 N'table'` (`bulk_copy`).
+    TableCollations(String),
+    /// `EXEC sp_datatype_info_100 @data_type[, @ODBCVer]` (`datatype_info`).
+    DatatypeInfo(i64),
     /// A change tracking statement (see `change_tracking`).
     ChangeTracking(crate::change_tracking::Command),
     /// A statement that cannot be executed; reported when reached.
@@ -174,6 +176,14 @@ pub(crate) struct Ctx {
 }
 
 /// Translate a whole batch. Parse errors become a single failing step.
+/// The last part of a possibly qualified, bracketed name (`sys.[sp_x]` -> `sp_x`).
+fn last_part_of(name: &str) -> &str {
+    name.rsplit('.')
+        .next()
+        .unwrap_or(name)
+        .trim_matches(|c| c == '[' || c == ']' || c == '"')
+}
+
 pub(crate) fn translate_batch(sql: &str, ctx: &Ctx) -> Vec<Step> {
     // T-SQL runs a procedure named by the first word of a batch without EXEC.
     let head: String = sql
@@ -182,7 +192,11 @@ pub(crate) fn translate_batch(sql: &str, ctx: &Ctx) -> Vec<Step> {
         .take_while(|c| c.is_alphanumeric() || matches!(c, '_' | '.' | '[' | ']'))
         .collect();
     let exec;
-    let sql = if is_describe_proc(&head) {
+    let proc = last_part_of(&head);
+    let sql = if is_describe_proc(&head)
+        || proc.eq_ignore_ascii_case(crate::datatype_info::PROC)
+        || proc.eq_ignore_ascii_case(crate::bulk_copy::TABLE_COLLATIONS_PROC)
+    {
         exec = format!("EXEC {sql}");
         exec.as_str()
     } else {
@@ -1115,6 +1129,54 @@ fn translate_inner(mut stmt: Statement, ctx: &Ctx) -> Result<Step, SqlError> {
             immediate: false,
             ..
         } if is_describe_proc(&last_part(name)) => describe_step(parameters),
+        Statement::Execute {
+            name: Some(name),
+            parameters,
+            immediate: false,
+            ..
+        } if last_part(name).eq_ignore_ascii_case(crate::datatype_info::PROC) => {
+            let data_type = match parameters.first() {
+                None => Some(0),
+                Some(Expr::Value(v)) => match &v.value {
+                    Value::Number(n, _) => n.parse().ok(),
+                    _ => None,
+                },
+                Some(Expr::UnaryOp {
+                    op: UnaryOperator::Minus,
+                    expr,
+                }) => match expr.as_ref() {
+                    Expr::Value(v) => match &v.value {
+                        Value::Number(n, _) => n.parse::<i64>().ok().map(|n| -n),
+                        _ => None,
+                    },
+                    _ => None,
+                },
+                Some(_) => None,
+            };
+            data_type
+                .map(Step::DatatypeInfo)
+                .ok_or_else(|| SqlError::syntax("sp_datatype_info_100 expects an ODBC type number"))
+        }
+        Statement::Execute {
+            name: Some(name),
+            parameters,
+            immediate: false,
+            ..
+        } if last_part(name).eq_ignore_ascii_case(crate::bulk_copy::TABLE_COLLATIONS_PROC) => {
+            match parameters.as_slice() {
+                [Expr::Value(v)] => match &v.value {
+                    Value::NationalStringLiteral(s) | Value::SingleQuotedString(s) => {
+                        Ok(Step::TableCollations(s.clone()))
+                    }
+                    _ => Err(SqlError::syntax(
+                        "sp_tablecollations_100 expects a table name",
+                    )),
+                },
+                _ => Err(SqlError::syntax(
+                    "sp_tablecollations_100 expects a table name",
+                )),
+            }
+        }
         Statement::Insert(ins) => {
             if ins.output.is_some() {
                 return Err(SqlError::unsupported("INSERT ... OUTPUT"));
@@ -1211,8 +1273,11 @@ fn translate_inner(mut stmt: Statement, ctx: &Ctx) -> Result<Step, SqlError> {
         Statement::Rollback { .. } => Err(SqlError::unsupported("ROLLBACK to a savepoint")),
         Statement::Set(_) => {
             let text = stmt.to_string();
-            if text.to_ascii_uppercase().starts_with("SET @") {
+            let upper = text.to_ascii_uppercase();
+            if upper.starts_with("SET @") {
                 Err(SqlError::unsupported("variables (SET @var)"))
+            } else if let Some(on) = upper.strip_prefix("SET FMTONLY ") {
+                Ok(Step::FmtOnly(on.trim() == "ON"))
             } else {
                 Ok(Step::Ignore)
             }

@@ -203,6 +203,19 @@ impl SqlType {
     }
 
     /// T-SQL spelling, e.g. `decimal(18,4)`, `nvarchar(max)`.
+    /// Character types, the ones that carry a collation.
+    pub fn is_collated(self) -> bool {
+        matches!(
+            self,
+            SqlType::Char(_)
+                | SqlType::VarChar(_)
+                | SqlType::NChar(_)
+                | SqlType::NVarChar(_)
+                | SqlType::Text
+                | SqlType::NText
+        )
+    }
+
     pub fn tsql_name(&self) -> String {
         let len = |l: &Len| match l {
             Len::N(n) => n.to_string(),
@@ -782,9 +795,9 @@ pub(crate) struct WireType {
     pub plp: bool,
 }
 
-/// Read a client TYPE_INFO. `bulk` enables tiberius' bulk COLMETADATA quirks
-/// (an extra length byte after DATEN, no table name after TEXT/NTEXT/IMAGE).
-pub(crate) fn read_type_info(inp: &mut impl Input, bulk: bool) -> Result<WireType, Error> {
+/// Read a client TYPE_INFO (an RPC parameter's, or a bulk load's COLMETADATA, where clients
+/// send no table name after TEXT/NTEXT/IMAGE).
+pub(crate) fn read_type_info(inp: &mut impl Input) -> Result<WireType, Error> {
     let code = inp.u8()?;
     let mut t = WireType {
         code,
@@ -804,11 +817,8 @@ pub(crate) fn read_type_info(inp: &mut impl Input, bulk: bool) -> Result<WireTyp
             let _precision = inp.u8()?;
             t.scale = inp.u8()?;
         }
-        0x28 => {
-            if bulk {
-                inp.u8()?;
-            }
-        }
+        // DATENTYPE: no length or scale in TYPE_INFO (MS-TDS 2.2.5.6), in bulk loads too.
+        0x28 => {}
         0x29..=0x2B => {
             t.scale = inp.u8()?;
             if t.scale > 7 {
@@ -829,7 +839,6 @@ pub(crate) fn read_type_info(inp: &mut impl Input, bulk: bool) -> Result<WireTyp
             if code != 0x22 {
                 inp.skip(5)?;
             }
-            let _ = bulk;
         }
         0xF1 => {
             t.plp = true;

@@ -70,11 +70,13 @@ impl Encode<BytesMut> for VarLenContext {
 
         // length
         match self.r#type {
+            // PATCH(sql-databricks-bridge): DATENTYPE has no length in TYPE_INFO (MS-TDS
+            // 2.2.5.6); the byte written here made SQL Server refuse a bulk load with a DATE
+            // column followed by another (error 4816, upstream #373, #410).
             #[cfg(feature = "tds73")]
-            VarLenType::Daten
-            | VarLenType::Timen
-            | VarLenType::DatetimeOffsetn
-            | VarLenType::Datetime2 => {
+            VarLenType::Daten => {}
+            #[cfg(feature = "tds73")]
+            VarLenType::Timen | VarLenType::DatetimeOffsetn | VarLenType::Datetime2 => {
                 dst.put_u8(self.len() as u8);
             }
             VarLenType::Bitn
