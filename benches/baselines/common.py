@@ -84,7 +84,7 @@ def extract_parser(doc: str) -> argparse.ArgumentParser:
     p.add_argument("--database", default="master")
     p.add_argument("--query", default="SELECT * FROM bench")
     p.add_argument("--batch-size", type=int, default=65_536, help="rows per Arrow batch the driver returns")
-    p.add_argument("--row-group-rows", type=int, default=1_048_576,
+    p.add_argument("--row-group-rows", type=int, default=262_144,
                    help="rows per Parquet row group (default: the bridge's volume sink default)")
     p.add_argument("--out", default="out.parquet")
     p.add_argument("--compression", default="zstd")

@@ -4,7 +4,7 @@
 Loads the data set into memory first (not measured: the --parquet file, which holds the generated
 rows, or benchlib.generate with --rows), then writes it once with pyarrow using the bridge's
 settings: zstd at the default level (1 in Arrow C++ as in the Rust parquet crate the bridge uses)
-and row groups of 1,048,576 rows (the volume sink's DEFAULT_ROW_GROUP_SIZE). No database, no
+and row groups of 262,144 rows (the volume sink's DEFAULT_ROW_GROUP_SIZE). No database, no
 network, no type conversion: the CPU an extraction to Parquet cannot avoid.
 
 Prints one JSON line: {"rows", "seconds", "encode_cpu_s", "bytes", "peak_rss_mb", ...}: "seconds"
@@ -23,7 +23,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from common import report  # noqa: E402
 
-ROW_GROUP_SIZE = 1_048_576  # src/sinks/volume/mod.rs DEFAULT_ROW_GROUP_SIZE
+ROW_GROUP_SIZE = 262_144  # src/sinks/volume/mod.rs DEFAULT_ROW_GROUP_SIZE
 
 
 def load(a: argparse.Namespace):

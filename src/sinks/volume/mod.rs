@@ -57,8 +57,11 @@ use config::{Compression, VolumeSinkSpec};
 use manifest::{LocalFolders, RunRecord, StagedFile, file_tag, read_manifest, sweep_stale_staging};
 use partition::{PartitionWriter, split_by_partition};
 
-/// Default rows per row group.
-pub const DEFAULT_ROW_GROUP_SIZE: usize = 1_048_576;
+/// Default rows per row group: 262,144, Polars' default too (about 9 MB of zstd Parquet for the
+/// benchmark's 10 mixed columns). Spark and Photon split and read Parquet by row group, of any
+/// size. Each group is encoded in memory before it is written, so 1,048,576-row groups held
+/// 1.3x more memory at 10M rows than at 1M (benches/RESULTS.md, 2026-12-07).
+pub const DEFAULT_ROW_GROUP_SIZE: usize = 262_144;
 /// Name of the manifest written last.
 pub const SUCCESS_FILE: &str = "_SUCCESS";
 /// Folder (under the destination) where runs stage their files.
