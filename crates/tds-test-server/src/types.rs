@@ -202,7 +202,6 @@ impl SqlType {
         Some(t)
     }
 
-    /// T-SQL spelling, e.g. `decimal(18,4)`, `nvarchar(max)`.
     /// Character types, the ones that carry a collation.
     pub fn is_collated(self) -> bool {
         matches!(
@@ -216,6 +215,7 @@ impl SqlType {
         )
     }
 
+    /// T-SQL spelling, e.g. `decimal(18,4)`, `nvarchar(max)`.
     pub fn tsql_name(&self) -> String {
         let len = |l: &Len| match l {
             Len::N(n) => n.to_string(),
