@@ -86,6 +86,21 @@ async fn state(s: &Scratch) -> (u64, Vec<String>) {
     )
 }
 
+/// Runs `csv` through the project and expects it refused: exit 1, an error line of the `lake`
+/// step holding every one of `needles`, and the table as it was (same version, same rows).
+async fn assert_refused(s: &Scratch, csv: &str, needles: &[&str], context: &str) {
+    let before = state(s).await;
+    let out = try_run(s, csv);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{context}: {err}");
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("error: step `lake`") && needles.iter().all(|n| l.contains(n))),
+        "{context}: {err}"
+    );
+    assert_eq!(state(s).await, before, "{context}: the table changed");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn merge_without_an_op_column_upserts_every_row_and_creates_the_table() {
     let s = project("mode: merge, keys: [id]");
@@ -289,22 +304,19 @@ async fn schema_evolution_fail_refuses_new_and_missing_columns_with_nothing_writ
     ] {
         let s = project(sink);
         run(&s, "id,name,note\n1,a,n\n");
-        let before = state(&s).await;
-        let out = try_run(&s, "id,name,email,phone\n2,b,b@x,5\n");
-        let err = stderr(&out);
-        assert_eq!(out.status.code(), Some(1), "{sink}: {err}");
-        assert!(
-            err.lines()
-                .any(|l| l.starts_with("error: step `lake`: Delta table ")
-                    && l.contains(
-                        "the step's output has columns the table does not have: `email` (string), \
-                     `phone` (bigint); and the table's columns `note` (string) are not in the \
-                     step's output (nothing was written)"
-                    )
-                    && l.contains("set `schema_evolution: add_columns`")),
-            "{sink}: {err}"
-        );
-        assert_eq!(state(&s).await, before, "{sink}: the table changed");
+        assert_refused(
+            &s,
+            "id,name,email,phone\n2,b,b@x,5\n",
+            &[
+                "error: step `lake`: Delta table ",
+                "the step's output has columns the table does not have: `email` (string), \
+                 `phone` (bigint); and the table's columns `note` (string) are not in the \
+                 step's output (nothing was written)",
+                "set `schema_evolution: add_columns`",
+            ],
+            sink,
+        )
+        .await;
         assert_eq!(rows(&s, "*").await, ["1|a|n"], "{sink}");
     }
 }
@@ -314,20 +326,17 @@ async fn a_retyped_column_is_refused_with_nothing_written() {
     for sink in ["mode: merge, keys: [id]", "mode: overwrite"] {
         let s = project(sink);
         run(&s, "id,name\n1,a\n");
-        let before = state(&s).await;
-        let out = try_run(&s, "id,name,extra\n1,42,x\n");
-        let err = stderr(&out);
-        assert_eq!(out.status.code(), Some(1), "{sink}: {err}");
-        assert!(
-            err.lines()
-                .any(|l| l.starts_with("error: step `lake`: Delta table ")
-                    && l.contains(
-                        "column `name` is string in the table but bigint in the step's output"
-                    )
-                    && l.contains("`CAST(\"name\" AS VARCHAR) AS \"name\"`")),
-            "{sink}: {err}"
-        );
-        assert_eq!(state(&s).await, before, "{sink}: the table changed");
+        assert_refused(
+            &s,
+            "id,name,extra\n1,42,x\n",
+            &[
+                "error: step `lake`: Delta table ",
+                "column `name` is string in the table but bigint in the step's output",
+                "`CAST(\"name\" AS VARCHAR) AS \"name\"`",
+            ],
+            sink,
+        )
+        .await;
     }
 }
 
@@ -373,16 +382,13 @@ fn merge_keys_are_checked_against_the_input_before_anything_is_written() {
 async fn an_unknown_change_operation_fails_the_merge_with_nothing_written() {
     let s = project("mode: merge, keys: [id]");
     run(&s, "id,name\n1,a\n");
-    let before = state(&s).await;
-    let out = try_run(&s, "id,name,_change_op\n1,b,update\n2,c,upsert\n");
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(
-        err.lines().any(|l| l.starts_with("error: step `lake`")
-            && l.contains("column `_change_op` has the value `upsert`")),
-        "{err}"
-    );
-    assert_eq!(state(&s).await, before);
+    assert_refused(
+        &s,
+        "id,name,_change_op\n1,b,update\n2,c,upsert\n",
+        &["column `_change_op` has the value `upsert`"],
+        "unknown operation",
+    )
+    .await;
     assert_eq!(rows(&s, "*").await, ["1|a"]);
 }
 
@@ -390,12 +396,13 @@ async fn an_unknown_change_operation_fails_the_merge_with_nothing_written() {
 async fn a_null_key_fails_the_merge_with_nothing_written() {
     let s = project("mode: merge, keys: [id]");
     run(&s, "id,name\n1,a\n");
-    let before = state(&s).await;
-    let out = try_run(&s, "id,name\n1,b\n,c\n");
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("key column `id` is null"), "{err}");
-    assert_eq!(state(&s).await, before);
+    assert_refused(
+        &s,
+        "id,name\n1,b\n,c\n",
+        &["key column `id` is null"],
+        "null key",
+    )
+    .await;
     assert_eq!(rows(&s, "*").await, ["1|a"]);
 }
 

@@ -54,24 +54,7 @@ impl Fixture {
 
     /// Runs T-SQL through the bridge's own connection code.
     fn tsql(&self, sql: &str) {
-        let settings = bridge::mssql::SqlServerSettings {
-            host: Some("127.0.0.1".into()),
-            port: Some(self.server.addr().port()),
-            username: Some("sa".into()),
-            password_env: Some("PATH".into()), // any set variable: the test server ignores it
-            encrypt: Some(bridge::mssql::settings::Encrypt::DangerPlaintext),
-            ..Default::default()
-        };
-        self.rt.block_on(async {
-            let mut client = bridge::mssql::connect(&settings).await.unwrap();
-            client
-                .simple_query(sql)
-                .await
-                .unwrap()
-                .into_results()
-                .await
-                .unwrap_or_else(|e| panic!("{sql}: {e}"));
-        });
+        self.rt.block_on(common::tds::tsql(&self.server, sql));
     }
 
     /// Rows of a SQLite query on the server's database as `a|b|c` lines (`NULL` for nulls).

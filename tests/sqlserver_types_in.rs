@@ -57,18 +57,7 @@ impl Fixture {
 
     /// Runs T-SQL through the bridge's own connection code.
     fn tsql(&self, sql: &str) {
-        self.rt.block_on(async {
-            let mut client = bridge::mssql::connect(&tds_settings(self.server.addr().port()))
-                .await
-                .unwrap();
-            client
-                .simple_query(sql)
-                .await
-                .unwrap()
-                .into_results()
-                .await
-                .unwrap_or_else(|e| panic!("{sql}: {e}"));
-        });
+        self.rt.block_on(common::tds::tsql(&self.server, sql));
     }
 
     /// The rows of a query, read back over TDS, as `a|b|c` lines ([`render`]).

@@ -64,15 +64,7 @@ impl Fixture {
 
     /// Runs T-SQL through the bridge's own connection code.
     async fn tsql(&self, sql: &str) {
-        let settings = common::tds_settings(self.server.addr().port());
-        let mut client = bridge::mssql::connect(&settings).await.unwrap();
-        client
-            .simple_query(sql)
-            .await
-            .unwrap()
-            .into_results()
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        common::tds::tsql(&self.server, sql).await;
     }
 
     fn rows(&self, sql: &str) -> Vec<String> {

@@ -74,14 +74,20 @@ def report(**fields) -> None:
     print(json.dumps(fields), flush=True)
 
 
-def extract_parser(doc: str) -> argparse.ArgumentParser:
-    """The command line every extraction peer takes (connection, query, output)."""
+def connection_parser(doc: str) -> argparse.ArgumentParser:
+    """The connection options every peer takes (the TDS test server's defaults)."""
     p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=1433)
     p.add_argument("--user", default="sa")
     p.add_argument("--password", default="pw")
     p.add_argument("--database", default="master")
+    return p
+
+
+def extract_parser(doc: str) -> argparse.ArgumentParser:
+    """The command line every Arrow extraction peer takes (connection, query, output)."""
+    p = connection_parser(doc)
     p.add_argument("--query", default="SELECT * FROM bench")
     p.add_argument("--batch-size", type=int, default=65_536, help="rows per Arrow batch the driver returns")
     p.add_argument("--row-group-rows", type=int, default=262_144,

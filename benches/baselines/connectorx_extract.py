@@ -12,23 +12,17 @@ sends ENCRYPT_NOT_SUP and the connection is plaintext. Use --url-params to add i
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
 from urllib.parse import quote
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import report  # noqa: E402
+from common import connection_parser, report  # noqa: E402
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=1433)
-    p.add_argument("--user", default="sa")
-    p.add_argument("--password", default="pw")
-    p.add_argument("--database", default="master")
+    p = connection_parser(__doc__)
     p.add_argument("--query", default="SELECT * FROM bench")
     p.add_argument("--url-params", default="", help="extra URL query string, e.g. 'encrypt=true&trust_server_certificate=true'")
     p.add_argument("--partition-on", help="integer column to split the query on (ConnectorX partitioning)")

@@ -10,13 +10,12 @@ file size (0 with --discard, which only iterates over the rows: the read ceiling
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import report  # noqa: E402
+from common import connection_parser, report  # noqa: E402
 
 
 def connect(a):
@@ -50,13 +49,8 @@ def to_polars_safe(df):
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = connection_parser(__doc__)
     p.add_argument("--driver", choices=["pytds", "pymssql"], default="pytds")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=1433)
-    p.add_argument("--user", default="sa")
-    p.add_argument("--password", default="pw")
-    p.add_argument("--database", default="master")
     p.add_argument("--query", default="SELECT * FROM bench")
     p.add_argument("--mode", choices=["fetchall", "chunked"], default="fetchall")
     p.add_argument("--batch-rows", type=int, default=50_000)

@@ -15,11 +15,10 @@ the text lengths of the generated values (a rough payload size, the same for eve
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 
-from common import COLUMN_NAMES, create_table_sql, make_row, report
+from common import COLUMN_NAMES, connection_parser, create_table_sql, make_row, report
 
 
 def payload_bytes(rows) -> int:
@@ -146,12 +145,7 @@ def run_pymssql_values(a, data):
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=1433)
-    p.add_argument("--user", default="sa")
-    p.add_argument("--password", default="pw")
-    p.add_argument("--database", default="master")
+    p = connection_parser(__doc__)
     p.add_argument("--table", default="bench_write")
     p.add_argument("--rows", type=int, default=50_000)
     p.add_argument("--start", type=int, default=0, help="first row number (id) to generate")

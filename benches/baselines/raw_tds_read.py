@@ -9,7 +9,6 @@ token's row count. Prints one JSON line like the other baselines (bytes = TDS by
 
 from __future__ import annotations
 
-import argparse
 import os
 import socket
 import struct
@@ -17,7 +16,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import report  # noqa: E402
+from common import connection_parser, report  # noqa: E402
 
 PRELOGIN, LOGIN7, SQL_BATCH = 0x12, 0x10, 0x01
 
@@ -99,12 +98,7 @@ def sql_batch(sql: str) -> bytes:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=1433)
-    p.add_argument("--user", default="sa")
-    p.add_argument("--password", default="pw")
-    p.add_argument("--database", default="master")
+    p = connection_parser(__doc__)
     p.add_argument("--query", default="SELECT * FROM bench")
     p.add_argument("--packet-size", type=int, default=4096, help="requested in LOGIN7 (clients default to 4096)")
     a = p.parse_args()

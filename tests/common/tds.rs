@@ -22,16 +22,17 @@ pub async fn tsql(server: &TdsServer, sql: &str) {
     tsql_on(&super::tds_settings(server.addr().port()), sql).await;
 }
 
-/// Runs T-SQL on any SQL Server through the bridge's own connection code.
+/// Runs T-SQL on any SQL Server through the bridge's own connection code; a failure panics
+/// with the statement and the server's message.
 pub async fn tsql_on(settings: &bridge::mssql::SqlServerSettings, sql: &str) {
     let mut client = bridge::mssql::connect(settings).await.unwrap();
     client
         .simple_query(sql)
         .await
-        .unwrap()
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
         .into_results()
         .await
-        .unwrap();
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
 
 /// Runs the binary on a blocking thread so the server keeps serving.

@@ -4,29 +4,15 @@
 
 use std::time::Duration;
 
-use tds_test_server::{TdsServer, TdsServerConfig};
-use tiberius::{AuthMethod, Client, Config, EncryptionLevel, Row, ToSql};
-use tokio::net::TcpStream;
-use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
+use tds_test_server::TdsServer;
+use tiberius::{Row, ToSql};
 
-type Conn = Client<Compat<TcpStream>>;
+mod common;
 
-async fn server() -> TdsServer {
-    TdsServer::start(TdsServerConfig::default())
-        .await
-        .expect("server starts")
-}
+use common::{Conn, server};
 
 async fn connect(server: &TdsServer) -> Conn {
-    let mut config = Config::new();
-    config.host("127.0.0.1");
-    config.port(server.addr().port());
-    config.database("bridge");
-    config.authentication(AuthMethod::sql_server("sa", "secret"));
-    config.encryption(EncryptionLevel::NotSupported);
-    let tcp = TcpStream::connect(server.addr()).await.expect("tcp");
-    tcp.set_nodelay(true).expect("nodelay");
-    Client::connect(config, tcp.compat_write())
+    common::connect_as(server, "bridge", "sa")
         .await
         .expect("login")
 }

@@ -2,30 +2,17 @@
 //! EXEC, inside `sp_executesql`) through tiberius 0.12, and as an RPC by name through a minimal
 //! raw TDS client (tiberius cannot send RPCs other than sp_executesql).
 
-use tds_test_server::{TdsServer, TdsServerConfig};
-use tiberius::{AuthMethod, Client, ColumnData, Config, EncryptionLevel, Row};
+use tds_test_server::TdsServer;
+use tiberius::{ColumnData, Row};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 
-type Conn = Client<Compat<TcpStream>>;
+mod common;
 
-async fn server() -> TdsServer {
-    TdsServer::start(TdsServerConfig::default())
-        .await
-        .expect("server starts")
-}
+use common::{Conn, server};
 
 async fn connect(server: &TdsServer) -> Conn {
-    let mut config = Config::new();
-    config.host("127.0.0.1");
-    config.port(server.addr().port());
-    config.database("testdb");
-    config.authentication(AuthMethod::sql_server("sa", "secret"));
-    config.encryption(EncryptionLevel::NotSupported);
-    let tcp = TcpStream::connect(server.addr()).await.unwrap();
-    tcp.set_nodelay(true).unwrap();
-    Client::connect(config, tcp.compat_write()).await.unwrap()
+    common::connect_as(server, "testdb", "sa").await.unwrap()
 }
 
 async fn batch(c: &mut Conn, sql: &str) -> tiberius::Result<Vec<Vec<Row>>> {

@@ -4,28 +4,15 @@
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime};
 use tds_test_server::{FaultPlan, TdsServer, TdsServerConfig};
 use tiberius::numeric::Numeric;
-use tiberius::{AuthMethod, Client, Config, EncryptionLevel, Row, Uuid};
+use tiberius::{Row, Uuid};
 use tokio::net::TcpStream;
-use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 
-type Conn = Client<Compat<TcpStream>>;
+mod common;
 
-async fn server() -> TdsServer {
-    TdsServer::start(TdsServerConfig::default())
-        .await
-        .expect("server starts")
-}
+use common::{Conn, server};
 
 async fn connect_as(server: &TdsServer, user: &str) -> tiberius::Result<Conn> {
-    let mut config = Config::new();
-    config.host("127.0.0.1");
-    config.port(server.addr().port());
-    config.database("testdb");
-    config.authentication(AuthMethod::sql_server(user, "secret"));
-    config.encryption(EncryptionLevel::NotSupported);
-    let tcp = TcpStream::connect(server.addr()).await?;
-    tcp.set_nodelay(true)?;
-    Client::connect(config, tcp.compat_write()).await
+    common::connect_as(server, "testdb", user).await
 }
 
 async fn connect(server: &TdsServer) -> Conn {

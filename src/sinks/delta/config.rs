@@ -201,39 +201,33 @@ mod tests {
         serde_yaml::from_str(&format!("{{from: s, path: lake/t, {yaml}}}")).unwrap()
     }
 
-    fn refused(yaml: &str) -> FieldError {
-        spec(yaml).check().unwrap_err()
+    /// Checks that `yaml` is refused on `field` with a message holding `needle`.
+    fn refused(yaml: &str, field: &str, needle: &str) {
+        let e = spec(yaml).check().unwrap_err();
+        assert_eq!(e.field, field, "{yaml}");
+        assert!(e.message.contains(needle), "{yaml}: {}", e.message);
     }
 
     #[test]
     fn merge_needs_keys_and_keys_need_merge() {
-        let e = refused("mode: merge");
-        assert_eq!(e.field, "keys");
-        assert!(
-            e.message.contains("`mode: merge` needs `keys`"),
-            "{}",
-            e.message
+        refused("mode: merge", "keys", "`mode: merge` needs `keys`");
+        refused("keys: [id]", "keys", "the mode is `append`");
+        refused(
+            "mode: overwrite, deletes: soft",
+            "deletes",
+            "the mode is `overwrite`",
         );
-        let e = refused("keys: [id]");
-        assert_eq!(e.field, "keys");
-        assert!(e.message.contains("the mode is `append`"), "{}", e.message);
-        let e = refused("mode: overwrite, deletes: soft");
-        assert_eq!(e.field, "deletes");
-        assert!(
-            e.message.contains("the mode is `overwrite`"),
-            "{}",
-            e.message
+        refused(
+            "mode: merge, keys: [id, _change_version]",
+            "keys",
+            "`_change_version` is a change column",
         );
-        let e = refused("mode: merge, keys: [id, _change_version]");
-        assert!(
-            e.message.contains("`_change_version` is a change column"),
-            "{}",
-            e.message
+        refused(
+            "mode: merge, keys: [id, region, id]",
+            "keys",
+            "`id` is listed twice",
         );
-        let e = refused("mode: merge, keys: [id, region, id]");
-        assert!(e.message.contains("`id` is listed twice"), "{}", e.message);
-        let e = refused("mode: merge, keys: [a.b]");
-        assert_eq!(e.field, "keys");
+        refused("mode: merge, keys: [a.b]", "keys", "");
         spec("mode: merge, keys: [id, region], deletes: soft")
             .check()
             .unwrap();
