@@ -68,7 +68,9 @@ EXTRACT_PEERS = ("raw-tds", "connectorx", "arrow-odbc", "mssql-python", "parquet
 BULK_PEERS = ("mssql-python-bulk", "freebcp")  # write-back on all N rows
 PY_WRITEBACK = ("pytds-bulk", "pymssql-values", "pymssql-executemany")  # on --writeback-rows rows
 PEERS = EXTRACT_PEERS + BULK_PEERS + PY_WRITEBACK
-OPTIONAL_PEERS = ("arrow-odbc", "mssql-python", "parquet-encode", *BULK_PEERS)  # --peers picks from these
+# --peers picks from these; bridge-tiberius: the bridge reading with `read_driver: tiberius`
+OPTIONAL_PEERS = ("arrow-odbc", "mssql-python", "parquet-encode", "bridge-tiberius", *BULK_PEERS)
+TIBERIUS = "bridge run, read_driver: tiberius"
 ENCODE_LIMIT = "Parquet encode limit (pyarrow, same compression and row groups)"
 RSS_TARGET_MB = 200
 
@@ -334,6 +336,9 @@ steps:
         a, n, p = self.a, self.a.rows, self.a.partitions
         self.peer("raw-tds", self.raw_read)
         self.bridge_extract("bridge run", "bridge_1", "{type: sqlserver, table: dbo.bench}", n)
+        if "bridge-tiberius" in a.peers:
+            self.bridge_extract(TIBERIUS, "bridge_tiberius",
+                                "{type: sqlserver, table: dbo.bench, connection: {read_driver: tiberius}}", n)
         if p > 1:
             self.bridge_extract(f"bridge run, partition: {p}", f"bridge_p{p}",
                                 f"{{type: sqlserver, table: dbo.bench, partition: {{column: id, partitions: {p}}}}}", n)
@@ -677,6 +682,9 @@ steps:
         if leanest:
             cpu(f"extract CPU/row: leanest peer ({leanest['name']}) / bridge (1 connection)", leanest, b1, 1.5)
         cpu("extract CPU/row: bridge (1 connection) / Parquet encode limit", b1, enc, 2, higher=False)
+        tib = self.find("extract", TIBERIUS)
+        ratio("extract: bridge (mssql-tds, the default) / bridge reading with tiberius", b1, tib)
+        cpu("extract CPU/row: bridge reading with tiberius / bridge (mssql-tds, the default)", tib, b1)
 
     def writeback_ratios(self, ratio, cpu) -> None:
         bi = self.find("write-back", "bridge sqlserver sink, insert")

@@ -86,6 +86,44 @@ impl MssqlError {
         }
     }
 
+    /// Classifies an `mssql-tds` error raised during `phase`, as [`Self::from_tiberius`] does.
+    pub fn from_mssql_tds(phase: Phase, target: &str, e: &mssql_tds::error::Error) -> Self {
+        use mssql_tds::error::Error as M;
+        let (phase, code, transient, message) = match e {
+            M::SqlServerError { diagnostics } => match diagnostics.errors.first() {
+                Some(first) => {
+                    let code = first.number;
+                    let phase = match code {
+                        18456 | 18452 | 18486 | 18487 | 18488 => Phase::Login,
+                        4060 if phase != Phase::Query => Phase::Database,
+                        _ => phase,
+                    };
+                    (
+                        phase,
+                        Some(code),
+                        TRANSIENT_SERVER_ERRORS.contains(&code),
+                        format!("error {code}: {}", first.message),
+                    )
+                }
+                None => (phase, None, false, e.to_string()),
+            },
+            M::Io(_) | M::TimeoutError(_) | M::ConnectionError(_) => {
+                (phase, None, true, e.to_string())
+            }
+            M::TlsError(_) | M::TlsHandshakeError { .. } => {
+                (Phase::Tls, None, false, e.to_string())
+            }
+            _ => (phase, None, false, e.to_string()),
+        };
+        MssqlError {
+            phase,
+            target: target.to_string(),
+            message,
+            code,
+            transient,
+        }
+    }
+
     fn new(phase: Phase, target: &str, message: impl Into<String>, transient: bool) -> Self {
         MssqlError {
             phase,

@@ -1,7 +1,9 @@
-//! SQL Server over TDS with tiberius: settings, connections and pools, the type mapping and the
-//! value ranges of SQL Server's types.
+//! SQL Server over TDS: settings, tiberius connections and pools, the `mssql-tds` reader that
+//! decodes result rows straight into Arrow, the type mapping and the value ranges of SQL Server's
+//! types.
 //! The `sqlserver` source and sink are built on this module.
 
+pub mod arrow_reader;
 pub mod connect;
 pub(crate) mod encode;
 pub mod probe;

@@ -148,7 +148,31 @@ pub enum AppendError {
     OutsideNanoseconds(String),
 }
 
-/// Arrow builder for one column, fed with tiberius values.
+/// One non-NULL value as a driver decoded it, in the units the builders take.
+#[derive(Debug, Clone, Copy)]
+pub enum Value<'a> {
+    Bool(bool),
+    U8(u8),
+    I16(i16),
+    I32(i32),
+    I64(i64),
+    F32(f32),
+    F64(f64),
+    /// An unscaled decimal and its scale.
+    Decimal(i128, u8),
+    /// Days since 1970-01-01.
+    Date(i64),
+    /// Nanoseconds since midnight.
+    Time(u64),
+    /// Nanoseconds since 1970-01-01 (UTC for a `datetimeoffset`), and a `datetimeoffset`'s
+    /// offset in minutes.
+    Timestamp(i128, Option<i16>),
+    Str(&'a str),
+    Guid(uuid::Uuid),
+    Bytes(&'a [u8]),
+}
+
+/// Arrow builder for one column, fed with values of either driver ([`Value`]).
 pub enum ColumnBuilder {
     Boolean(BooleanBuilder),
     Int16(Int16Builder),
@@ -223,29 +247,102 @@ impl ColumnBuilder {
         }
     }
 
-    /// Appends one value; a value of an unexpected kind (or one the column refuses) is an error
-    /// message.
+    /// Appends one tiberius value; a value of an unexpected kind (or one the column refuses) is
+    /// an error.
     pub fn append(&mut self, value: ColumnData<'_>) -> Result<(), AppendError> {
         use ColumnData as C;
+        let xml;
+        let value = match value {
+            C::Bit(v) => v.map(Value::Bool),
+            C::U8(v) => v.map(Value::U8),
+            C::I16(v) => v.map(Value::I16),
+            C::I32(v) => v.map(Value::I32),
+            C::I64(v) => v.map(Value::I64),
+            C::F32(v) => v.map(Value::F32),
+            C::F64(v) => v.map(Value::F64),
+            C::Numeric(v) => v.map(|n| Value::Decimal(n.value(), n.scale())),
+            C::Date(v) => v.map(|d| Value::Date(i64::from(d.days()) - DAYS_0001_TO_1970)),
+            C::Time(v) => v.map(|t| Value::Time(time_nanos(t))),
+            C::DateTime2(v) => v.map(|dt| Value::Timestamp(datetime2_nanos(dt), None)),
+            C::DateTimeOffset(v) => {
+                v.map(|dto| Value::Timestamp(datetime2_nanos(dto.datetime2()), Some(dto.offset())))
+            }
+            C::DateTime(v) => v.map(|dt| {
+                Value::Timestamp(datetime_nanos(dt.days(), dt.seconds_fragments()), None)
+            }),
+            C::SmallDateTime(v) => v.map(|dt| {
+                Value::Timestamp(smalldatetime_nanos(dt.days(), dt.seconds_fragments()), None)
+            }),
+            C::String(ref v) => v.as_deref().map(Value::Str),
+            C::Guid(v) => v.map(Value::Guid),
+            C::Xml(v) => {
+                xml = v.map(|x| x.to_string());
+                xml.as_deref().map(Value::Str)
+            }
+            C::Binary(ref v) => v.as_deref().map(Value::Bytes),
+        };
+        match value {
+            Some(v) => self.push(v),
+            None => {
+                self.push_null();
+                Ok(())
+            }
+        }
+    }
+
+    /// Appends a NULL (and a NULL offset where offsets are kept).
+    pub fn push_null(&mut self) {
+        match self {
+            Self::Boolean(b) => b.append_null(),
+            Self::Int16(b) => b.append_null(),
+            Self::Int32(b) => b.append_null(),
+            Self::Int64(b) | Self::Time(b, _) => b.append_null(),
+            Self::Float32(b) => b.append_null(),
+            Self::Float64(b) => b.append_null(),
+            Self::Decimal(b, ..) => b.append_null(),
+            Self::Date32(b) => b.append_null(),
+            Self::TimestampMicros {
+                values, offsets, ..
+            } => {
+                values.append_null();
+                if let Some(o) = offsets {
+                    o.append_null();
+                }
+            }
+            Self::TimestampNanos {
+                values, offsets, ..
+            } => {
+                values.append_null();
+                if let Some(o) = offsets {
+                    o.append_null();
+                }
+            }
+            Self::Utf8(b) => b.append_null(),
+            Self::Binary(b) => b.append_null(),
+        }
+    }
+
+    /// Appends one non-NULL value, whichever driver decoded it; a value of an unexpected kind
+    /// (or one the column refuses) is an error.
+    pub fn push(&mut self, value: Value<'_>) -> Result<(), AppendError> {
+        use Value as V;
         match (self, value) {
-            (Self::Boolean(b), C::Bit(v)) => b.append_option(v),
-            (Self::Int16(b), C::U8(v)) => b.append_option(v.map(i16::from)),
-            (Self::Int16(b), C::I16(v)) => b.append_option(v),
-            (Self::Int32(b), C::I32(v)) => b.append_option(v),
-            (Self::Int64(b), C::I64(v)) => b.append_option(v),
-            (Self::Float32(b), C::F32(v)) => b.append_option(v),
-            (Self::Float64(b), C::F64(v)) => b.append_option(v),
-            (Self::Float64(b), C::F32(v)) => b.append_option(v.map(f64::from)),
-            (Self::Decimal(b, _, s), C::Numeric(v)) => {
-                b.append_option(v.map(|n| rescale(n.value(), n.scale() as i8, *s)));
+            (Self::Boolean(b), V::Bool(v)) => b.append_value(v),
+            (Self::Int16(b), V::U8(v)) => b.append_value(i16::from(v)),
+            (Self::Int16(b), V::I16(v)) => b.append_value(v),
+            (Self::Int32(b), V::I32(v)) => b.append_value(v),
+            (Self::Int64(b), V::I64(v)) => b.append_value(v),
+            (Self::Float32(b), V::F32(v)) => b.append_value(v),
+            (Self::Float64(b), V::F64(v)) => b.append_value(v),
+            (Self::Float64(b), V::F32(v)) => b.append_value(f64::from(v)),
+            (Self::Decimal(b, _, s), V::Decimal(v, scale)) => {
+                b.append_value(rescale(v, scale as i8, *s));
             }
-            (Self::Decimal(b, _, s), C::F64(v)) => {
-                b.append_option(v.map(|f| (f * 10f64.powi(i32::from(*s))).round() as i128));
+            (Self::Decimal(b, _, s), V::F64(f)) => {
+                b.append_value((f * 10f64.powi(i32::from(*s))).round() as i128);
             }
-            (Self::Date32(b), C::Date(v)) => {
-                b.append_option(v.map(|d| (i64::from(d.days()) - DAYS_0001_TO_1970) as i32));
-            }
-            (Self::Time(b, unit), C::Time(v)) => {
+            (Self::Date32(b), V::Date(days)) => b.append_value(days as i32),
+            (Self::Time(b, unit), V::Time(ns)) => {
                 let per_unit = match unit {
                     TimeUnit::Second => 1_000_000_000,
                     TimeUnit::Millisecond => 1_000_000,
@@ -253,7 +350,7 @@ impl ColumnBuilder {
                     TimeUnit::Nanosecond => 1,
                 };
                 // The column's unit holds every digit of its scale: nothing is lost.
-                b.append_option(v.map(|t| (time_nanos(t) / per_unit) as i64));
+                b.append_value((ns / per_unit) as i64);
             }
             (
                 Self::TimestampMicros {
@@ -264,48 +361,41 @@ impl ColumnBuilder {
                     max_ns,
                     ..
                 },
-                v,
+                V::Timestamp(ns, offset),
             ) => {
-                push_offset(offsets.as_mut(), &v);
-                match timestamp_nanos(&v)? {
-                    None => values.append_null(),
-                    Some(ns) => {
-                        *max_ns = Some(max_ns.map_or(ns, |m| m.max(ns)));
-                        let (micros, rest) = (ns.div_euclid(1000), ns.rem_euclid(1000));
-                        if rest != 0 {
-                            if *below == SubMicrosecond::Error {
-                                return Err(AppendError::SubMicrosecond(format_nanos(ns)));
-                            }
-                            *truncated += 1;
-                        }
-                        values.append_value(
-                            i64::try_from(micros).expect("years 1..9999 fit in microseconds"),
-                        );
+                let (micros, rest) = (ns.div_euclid(1000), ns.rem_euclid(1000));
+                if rest != 0 {
+                    if *below == SubMicrosecond::Error {
+                        return Err(AppendError::SubMicrosecond(format_nanos(ns)));
                     }
+                    *truncated += 1;
                 }
+                *max_ns = Some(max_ns.map_or(ns, |m| m.max(ns)));
+                push_offset(offsets.as_mut(), offset);
+                values.append_value(
+                    i64::try_from(micros).expect("years 1..9999 fit in microseconds"),
+                );
             }
             (
                 Self::TimestampNanos {
                     values, offsets, ..
                 },
-                v,
+                V::Timestamp(ns, offset),
             ) => {
-                push_offset(offsets.as_mut(), &v);
-                match timestamp_nanos(&v)? {
-                    None => values.append_null(),
-                    Some(ns) => values.append_value(
-                        i64::try_from(ns)
-                            .map_err(|_| AppendError::OutsideNanoseconds(format_nanos(ns)))?,
-                    ),
-                }
+                let ns = i64::try_from(ns)
+                    .map_err(|_| AppendError::OutsideNanoseconds(format_nanos(ns)))?;
+                push_offset(offsets.as_mut(), offset);
+                values.append_value(ns);
             }
-            (Self::Utf8(b), C::String(v)) => b.append_option(v.as_deref()),
-            (Self::Utf8(b), C::Guid(v)) => {
+            (Self::TimestampMicros { .. } | Self::TimestampNanos { .. }, other) => {
+                return Err(AppendError::NotDateTime(format!("{other:?}")));
+            }
+            (Self::Utf8(b), V::Str(v)) => b.append_value(v),
+            (Self::Utf8(b), V::Guid(g)) => {
                 let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
-                b.append_option(v.map(|g| &*g.as_hyphenated().encode_upper(&mut text)));
+                b.append_value(&*g.as_hyphenated().encode_upper(&mut text));
             }
-            (Self::Utf8(b), C::Xml(v)) => b.append_option(v.map(|x| x.to_string())),
-            (Self::Binary(b), C::Binary(v)) => b.append_option(v.as_deref()),
+            (Self::Binary(b), V::Bytes(v)) => b.append_value(v),
             (builder, value) => {
                 return Err(AppendError::Mismatch {
                     value: format!("{value:?}"),
@@ -422,12 +512,9 @@ pub fn truncated_by_column(
         .collect()
 }
 
-fn push_offset(offsets: Option<&mut Int16Builder>, value: &ColumnData<'_>) {
+fn push_offset(offsets: Option<&mut Int16Builder>, offset: Option<i16>) {
     if let Some(offsets) = offsets {
-        match value {
-            ColumnData::DateTimeOffset(Some(dto)) => offsets.append_value(dto.offset()),
-            _ => offsets.append_null(),
-        }
+        offsets.append_option(offset);
     }
 }
 
@@ -463,30 +550,29 @@ fn time_nanos(t: tiberius::time::Time) -> u64 {
     t.increments() * 10u64.pow(9u32.saturating_sub(u32::from(t.scale())))
 }
 
-/// Nanoseconds since 1970-01-01 (UTC for datetimeoffset) of any date-time value.
-fn timestamp_nanos(value: &ColumnData<'_>) -> Result<Option<i128>, AppendError> {
-    const DAY: i128 = 86_400_000_000_000;
-    Ok(match value {
-        ColumnData::DateTime2(v) => v.map(|dt| {
-            (i128::from(dt.date().days()) - i128::from(DAYS_0001_TO_1970)) * DAY
-                + i128::from(time_nanos(dt.time()))
-        }),
-        ColumnData::DateTimeOffset(v) => v.map(|dto| {
-            let dt = dto.datetime2();
-            (i128::from(dt.date().days()) - i128::from(DAYS_0001_TO_1970)) * DAY
-                + i128::from(time_nanos(dt.time()))
-        }),
-        ColumnData::DateTime(v) => v.map(|dt| {
-            // 1/300 s ticks, rounded to the millisecond as SQL Server shows them (.997, not .99667).
-            let millis = (i128::from(dt.seconds_fragments()) * 1000 + 150) / 300;
-            (i128::from(dt.days()) - i128::from(DAYS_1900_TO_1970)) * DAY + millis * 1_000_000
-        }),
-        ColumnData::SmallDateTime(v) => v.map(|dt| {
-            (i128::from(dt.days()) - i128::from(DAYS_1900_TO_1970)) * DAY
-                + i128::from(dt.seconds_fragments()) * 60_000_000_000
-        }),
-        other => return Err(AppendError::NotDateTime(format!("{other:?}"))),
-    })
+const DAY_NS: i128 = 86_400_000_000_000;
+
+/// Nanoseconds since 1970-01-01 of a `datetime2` (UTC for a `datetimeoffset`).
+fn datetime2_nanos(dt: tiberius::time::DateTime2) -> i128 {
+    date_time_nanos(dt.date().days(), time_nanos(dt.time()))
+}
+
+/// Nanoseconds since 1970-01-01 of a day since 0001-01-01 and nanoseconds since midnight.
+pub fn date_time_nanos(days_since_0001: u32, nanos: u64) -> i128 {
+    (i128::from(days_since_0001) - i128::from(DAYS_0001_TO_1970)) * DAY_NS + i128::from(nanos)
+}
+
+/// Nanoseconds since 1970-01-01 of a `datetime`: days since 1900 and 1/300 s ticks, rounded to
+/// the millisecond as SQL Server shows them (.997, not .99667).
+pub fn datetime_nanos(days_since_1900: i32, ticks: u32) -> i128 {
+    let millis = (i128::from(ticks) * 1000 + 150) / 300;
+    (i128::from(days_since_1900) - i128::from(DAYS_1900_TO_1970)) * DAY_NS + millis * 1_000_000
+}
+
+/// Nanoseconds since 1970-01-01 of a `smalldatetime`: days since 1900 and minutes.
+pub fn smalldatetime_nanos(days_since_1900: u16, minutes: u16) -> i128 {
+    (i128::from(days_since_1900) - i128::from(DAYS_1900_TO_1970)) * DAY_NS
+        + i128::from(minutes) * 60_000_000_000
 }
 
 #[cfg(test)]

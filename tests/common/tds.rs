@@ -37,7 +37,18 @@ pub async fn tsql_on(settings: &bridge::mssql::SqlServerSettings, sql: &str) {
 
 /// Runs the binary on a blocking thread so the server keeps serving.
 pub async fn bridge_with(s: &Scratch, server: &TdsServer, args: &[&str]) -> std::process::Output {
-    let env = env_for(server);
+    bridge_with_env(s, server, &[], args).await
+}
+
+/// [`bridge_with`] with more environment variables.
+pub async fn bridge_with_env(
+    s: &Scratch,
+    server: &TdsServer,
+    extra: &[(&str, &str)],
+    args: &[&str],
+) -> std::process::Output {
+    let mut env = env_for(server);
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let root = s.root().to_path_buf();
     let args: Vec<String> = args.iter().map(std::string::ToString::to_string).collect();
     tokio::task::spawn_blocking(move || {

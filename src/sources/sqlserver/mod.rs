@@ -27,7 +27,11 @@ use futures::TryStreamExt;
 use std::sync::Mutex;
 
 use crate::error::{Error, Result};
-use crate::mssql::types::{ColumnBuilder, OFFSET_SUFFIX, arrow_type, truncated_by_column};
+use crate::mssql::arrow_reader::{ArrowReader, ReadError, RowInto};
+use crate::mssql::settings::ReadDriver;
+use crate::mssql::types::{
+    AppendError, ColumnBuilder, OFFSET_SUFFIX, arrow_type, truncated_by_column,
+};
 use crate::mssql::{
     MssqlError, Phase, Pool, SqlServerSettings, bind, nstring_literal, param_declarations,
 };
@@ -305,6 +309,7 @@ impl SqlServerSource {
             step: self.step.clone(),
             target,
             pool,
+            settings: self.settings.clone(),
             sql,
             schema: schema.clone(),
             columns: Arc::new(columns),
@@ -487,6 +492,7 @@ impl Source for SqlServerSource {
                     step: self.step.clone(),
                     target: self.settings.describe(),
                     pool: pool.clone(),
+                    settings: self.settings.clone(),
                     sql,
                     schema: schema.clone(),
                     columns: Arc::clone(&columns),
@@ -508,6 +514,8 @@ struct SqlServerPartition {
     step: String,
     target: String,
     pool: Pool,
+    /// For reads on a connection of their own (`read_driver: mssql_tds`).
+    settings: SqlServerSettings,
     sql: RenderedSql,
     schema: SchemaRef,
     columns: Arc<Vec<ValueColumn>>,
@@ -538,6 +546,7 @@ impl PartitionStream for SqlServerPartition {
     fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
         let (tx, stream) = batch_channel(self.schema.clone());
         let pool = self.pool.clone();
+        let settings = self.settings.clone();
         let sql = self.sql.clone();
         let read = Read {
             schema: self.schema.clone(),
@@ -551,7 +560,7 @@ impl PartitionStream for SqlServerPartition {
         let step = self.step.clone();
         let target = self.target.clone();
         tokio::spawn(async move {
-            let result = stream_rows(&pool, &sql, &read, (&step, &target), &tx).await;
+            let result = stream_rows((&pool, &settings), &sql, &read, (&step, &target), &tx).await;
             if let Err(e) = result {
                 let _ = tx.send(Err(e)).await;
             }
@@ -571,14 +580,74 @@ struct Read {
     snapshot: Option<SnapshotRead>,
 }
 
+/// Reads one partition: with `mssql-tds` (its own connection) unless the settings ask for
+/// tiberius or the read is a change-tracking snapshot (which runs in a pooled connection's
+/// transaction).
 async fn stream_rows(
-    pool: &Pool,
+    connection: (&Pool, &SqlServerSettings),
     sql: &RenderedSql,
     read: &Read,
     (step, target): (&str, &str),
     tx: &BatchSender,
 ) -> Result<(), DataFusionError> {
-    let (schema, batch_size, watermark) = (&read.schema, read.batch_size, read.watermark.as_ref());
+    let (pool, settings) = connection;
+    let mut batches = Batches::new(read, step, tx);
+    let open = if read.snapshot.is_none()
+        && settings.read_driver.unwrap_or_default() == ReadDriver::MssqlTds
+    {
+        read_mssql_tds(settings, sql, &mut batches).await?
+    } else {
+        read_tiberius(pool, sql, read, target, &mut batches).await?
+    };
+    if open {
+        batches.finish().await?;
+    }
+    Ok(())
+}
+
+/// Reads the query with `mssql-tds`, whose decoder writes each value into its builder.
+/// `Ok(false)`: the consumer went away.
+async fn read_mssql_tds(
+    settings: &SqlServerSettings,
+    sql: &RenderedSql,
+    batches: &mut Batches<'_>,
+) -> Result<bool, DataFusionError> {
+    let external = |e: MssqlError| DataFusionError::External(Box::new(e));
+    let mut reader = ArrowReader::connect(settings).await.map_err(external)?;
+    reader
+        .query(&sql.text, &sql.params)
+        .await
+        .map_err(external)?;
+    let mut text = String::with_capacity(256);
+    loop {
+        let mut row = RowInto::new(&mut batches.columns, &mut text);
+        let more = match reader.next_row(&mut row).await {
+            Ok(more) => more,
+            Err(ReadError::Server(e)) => return Err(external(e)),
+            Err(ReadError::Value { column, error }) => {
+                return Err(batches.refused(column, &error));
+            }
+        };
+        if !more {
+            break;
+        }
+        if !batches.row_done().await? {
+            return Ok(false);
+        }
+    }
+    reader.finish().await.map_err(external)?;
+    Ok(true)
+}
+
+/// Reads the query with tiberius on a pooled connection (in a snapshot transaction for
+/// change tracking). `Ok(false)`: the consumer went away.
+async fn read_tiberius(
+    pool: &Pool,
+    sql: &RenderedSql,
+    read: &Read,
+    target: &str,
+    batches: &mut Batches<'_>,
+) -> Result<bool, DataFusionError> {
     let tds = |e: tiberius::error::Error| {
         DataFusionError::External(Box::new(MssqlError::from_tiberius(
             Phase::Query,
@@ -614,54 +683,20 @@ async fn stream_rows(
         .await
         .map_err(tds)?
         .into_row_stream();
-    let mut columns: Vec<ColumnBuilder> = read
-        .columns
-        .iter()
-        .map(|c| {
-            ColumnBuilder::new(
-                &c.data_type,
-                batch_size,
-                read.sub_microsecond,
-                c.keep_offset,
-            )
-        })
-        .collect();
-    let finish = |columns: &mut Vec<ColumnBuilder>| {
-        let mut arrays: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
-        for column in columns.iter_mut() {
-            column.finish_into(&mut arrays);
-        }
-        arrays
-    };
-    let mut in_batch = 0usize;
-    let mut row_number = 0u64;
     while let Some(row) = rows.try_next().await.map_err(tds)? {
-        row_number += 1;
         for (i, value) in row.into_iter().enumerate() {
-            let column = columns.get_mut(i).ok_or_else(|| {
-                DataFusionError::Execution(format!(
-                    "step `{step}`: the query returned more columns than it described"
-                ))
-            })?;
-            column.append(value).map_err(|message| {
-                DataFusionError::Execution(format!(
-                    "step `{step}`: column `{}` row {row_number}: {message}",
-                    read.columns[i].name
-                ))
-            })?;
-        }
-        in_batch += 1;
-        if in_batch == batch_size {
-            let arrays = finish(&mut columns);
-            observe_max(watermark, &arrays)?;
-            if tx
-                .send(Ok(RecordBatch::try_new(schema.clone(), arrays)?))
-                .await
-                .is_err()
-            {
-                return Ok(());
+            let Some(column) = batches.columns.get_mut(i) else {
+                return Err(DataFusionError::Execution(format!(
+                    "step `{}`: the query returned more columns than it described",
+                    batches.step
+                )));
+            };
+            if let Err(error) = column.append(value) {
+                return Err(batches.refused(i, &error));
             }
-            in_batch = 0;
+        }
+        if !batches.row_done().await? {
+            return Ok(false);
         }
     }
     drop(rows);
@@ -672,26 +707,97 @@ async fn stream_rows(
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
     }
     conn.in_doubt = false;
-    if let Some((_, _, exact, builder)) = watermark
-        && let Some(ns) = columns[*builder].max_nanos()
-    {
-        let mut exact = exact.lock().expect("watermark lock");
-        *exact = Some(exact.map_or(ns, |m| m.max(ns)));
+    Ok(true)
+}
+
+/// The builders of one partition, cut into batches of `batch_size` rows as rows complete.
+struct Batches<'a> {
+    read: &'a Read,
+    step: &'a str,
+    tx: &'a BatchSender,
+    columns: Vec<ColumnBuilder>,
+    in_batch: usize,
+    rows: u64,
+}
+
+impl<'a> Batches<'a> {
+    fn new(read: &'a Read, step: &'a str, tx: &'a BatchSender) -> Self {
+        let columns = read
+            .columns
+            .iter()
+            .map(|c| {
+                ColumnBuilder::new(
+                    &c.data_type,
+                    read.batch_size,
+                    read.sub_microsecond,
+                    c.keep_offset,
+                )
+            })
+            .collect();
+        Batches {
+            read,
+            step,
+            tx,
+            columns,
+            in_batch: 0,
+            rows: 0,
+        }
     }
-    let (truncations, index) = &read.truncations;
-    truncations.set(
-        step,
-        *index,
-        &truncated_by_column(read.columns.iter().map(|c| c.name.clone()), &columns),
-    );
-    if in_batch > 0 {
-        let arrays = finish(&mut columns);
-        observe_max(watermark, &arrays)?;
-        let _ = tx
-            .send(Ok(RecordBatch::try_new(schema.clone(), arrays)?))
-            .await;
+
+    /// The error of a value its column refused, naming the column and the row.
+    fn refused(&self, column: usize, error: &AppendError) -> DataFusionError {
+        DataFusionError::Execution(format!(
+            "step `{}`: column `{}` row {}: {error}",
+            self.step,
+            self.read.columns[column].name,
+            self.rows + 1
+        ))
     }
-    Ok(())
+
+    /// Takes the builders' values as one batch (and folds it into the watermark).
+    fn take(&mut self) -> Result<RecordBatch, DataFusionError> {
+        let mut arrays: Vec<ArrayRef> = Vec::with_capacity(self.read.schema.fields().len());
+        for column in self.columns.iter_mut() {
+            column.finish_into(&mut arrays);
+        }
+        observe_max(self.read.watermark.as_ref(), &arrays)?;
+        self.in_batch = 0;
+        Ok(RecordBatch::try_new(self.read.schema.clone(), arrays)?)
+    }
+
+    /// Counts a complete row and sends the batch once it is full; `Ok(false)` when the
+    /// consumer has gone away.
+    async fn row_done(&mut self) -> Result<bool, DataFusionError> {
+        self.rows += 1;
+        self.in_batch += 1;
+        if self.in_batch < self.read.batch_size {
+            return Ok(true);
+        }
+        let batch = self.take()?;
+        Ok(self.tx.send(Ok(batch)).await.is_ok())
+    }
+
+    /// After the last row: the exact watermark, the truncation counts, then the last batch.
+    async fn finish(mut self) -> Result<(), DataFusionError> {
+        let read = self.read;
+        if let Some((_, _, exact, builder)) = &read.watermark
+            && let Some(ns) = self.columns[*builder].max_nanos()
+        {
+            let mut exact = exact.lock().expect("watermark lock");
+            *exact = Some(exact.map_or(ns, |m| m.max(ns)));
+        }
+        let (truncations, index) = &read.truncations;
+        truncations.set(
+            self.step,
+            *index,
+            &truncated_by_column(read.columns.iter().map(|c| c.name.clone()), &self.columns),
+        );
+        if self.in_batch > 0 {
+            let batch = self.take()?;
+            let _ = self.tx.send(Ok(batch)).await;
+        }
+        Ok(())
+    }
 }
 
 /// A watermark as SQL Server parses it back: numbers as digits, timestamps as
