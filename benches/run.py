@@ -11,7 +11,8 @@ CPUs per million rows as well):
   2. write-back, insert: `bridge run` with a parquet source and the `sqlserver` sink loads the N
      rows into dbo.bench (this is also how the extraction table is loaded);
   3. extraction of `SELECT * FROM dbo.bench` to Parquet: `bridge run` (one connection, and
-     `partition:` on P connections); the peers ConnectorX (1 and P partitions), arrow-odbc
+     `partition:` on P connections; and, as the peer bridge-tiberius, one connection read with
+     `read_driver: tiberius` instead of the default mssql-tds); the peers ConnectorX (1 and P partitions), arrow-odbc
      (FreeTDS ODBC driver) and mssql-python (`arrow_reader`), both streamed batch by batch into a
      pyarrow ParquetWriter; the original Python path (pymssql fetchall -> Polars write_parquet, on
      the first --python-rows rows); and two limits: a raw TDS client that discards the packets

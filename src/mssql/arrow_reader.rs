@@ -225,25 +225,25 @@ impl RowWriter for RowInto<'_> {
         }
     }
     fn write_bool(&mut self, col: usize, val: bool) {
-        self.put(col, Value::Bool(val))
+        self.put(col, Value::Bool(val));
     }
     fn write_u8(&mut self, col: usize, val: u8) {
-        self.put(col, Value::U8(val))
+        self.put(col, Value::U8(val));
     }
     fn write_i16(&mut self, col: usize, val: i16) {
-        self.put(col, Value::I16(val))
+        self.put(col, Value::I16(val));
     }
     fn write_i32(&mut self, col: usize, val: i32) {
-        self.put(col, Value::I32(val))
+        self.put(col, Value::I32(val));
     }
     fn write_i64(&mut self, col: usize, val: i64) {
-        self.put(col, Value::I64(val))
+        self.put(col, Value::I64(val));
     }
     fn write_f32(&mut self, col: usize, val: f32) {
-        self.put(col, Value::F32(val))
+        self.put(col, Value::F32(val));
     }
     fn write_f64(&mut self, col: usize, val: f64) {
-        self.put(col, Value::F64(val))
+        self.put(col, Value::F64(val));
     }
     fn write_string(&mut self, col: usize, bytes: Cow<'_, [u8]>, encoding: EncodingType) {
         let mut text = std::mem::take(self.text);
@@ -252,40 +252,40 @@ impl RowWriter for RowInto<'_> {
         *self.text = text;
     }
     fn write_bytes(&mut self, col: usize, bytes: Cow<'_, [u8]>) {
-        self.put(col, Value::Bytes(&bytes))
+        self.put(col, Value::Bytes(&bytes));
     }
     fn write_decimal(&mut self, col: usize, val: DecimalParts) {
-        self.put(col, decimal(&val))
+        self.put(col, decimal(&val));
     }
     fn write_numeric(&mut self, col: usize, val: DecimalParts) {
-        self.put(col, decimal(&val))
+        self.put(col, decimal(&val));
     }
     fn write_date(&mut self, col: usize, val: SqlDate) {
         self.put(
             col,
             Value::Date(i64::from(val.get_days()) - DAYS_0001_TO_1970),
-        )
+        );
     }
     fn write_time(&mut self, col: usize, val: SqlTime) {
-        self.put(col, Value::Time(time_nanos(&val)))
+        self.put(col, Value::Time(time_nanos(&val)));
     }
     fn write_datetime(&mut self, col: usize, val: SqlDateTime) {
         self.put(
             col,
             Value::Timestamp(datetime_nanos(val.days, val.time), None),
-        )
+        );
     }
     fn write_smalldatetime(&mut self, col: usize, val: SqlSmallDateTime) {
         self.put(
             col,
             Value::Timestamp(smalldatetime_nanos(val.days, val.time), None),
-        )
+        );
     }
     fn write_datetime2(&mut self, col: usize, val: SqlDateTime2) {
         self.put(
             col,
             Value::Timestamp(date_time_nanos(val.days, time_nanos(&val.time)), None),
-        )
+        );
     }
     fn write_datetimeoffset(&mut self, col: usize, val: SqlDateTimeOffset) {
         let dt = &val.datetime2;
@@ -295,26 +295,26 @@ impl RowWriter for RowInto<'_> {
                 date_time_nanos(dt.days, time_nanos(&dt.time)),
                 Some(val.offset),
             ),
-        )
+        );
     }
     fn write_money(&mut self, col: usize, val: SqlMoney) {
         let cents = (i64::from(val.msb_part) << 32) | i64::from(val.lsb_part as u32);
-        self.put(col, Value::Decimal(i128::from(cents), 4))
+        self.put(col, Value::Decimal(i128::from(cents), 4));
     }
     fn write_smallmoney(&mut self, col: usize, val: SqlSmallMoney) {
-        self.put(col, Value::Decimal(i128::from(val.int_val), 4))
+        self.put(col, Value::Decimal(i128::from(val.int_val), 4));
     }
     fn write_uuid(&mut self, col: usize, val: uuid::Uuid) {
-        self.put(col, Value::Guid(val))
+        self.put(col, Value::Guid(val));
     }
     fn write_xml(&mut self, col: usize, val: SqlXml) {
-        self.put_text(col, val.as_string())
+        self.put_text(col, val.as_string());
     }
     fn write_json(&mut self, col: usize, val: SqlJson) {
-        self.put_text(col, String::from_utf8_lossy(&val.bytes).into_owned())
+        self.put_text(col, String::from_utf8_lossy(&val.bytes).into_owned());
     }
     fn write_vector(&mut self, col: usize, val: SqlVector) {
-        self.put_text(col, format!("{val:?}"))
+        self.put_text(col, format!("{val:?}"));
     }
     fn end_row(&mut self) {}
 }

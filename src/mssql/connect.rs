@@ -107,12 +107,17 @@ impl MssqlError {
                 }
                 None => (phase, None, false, e.to_string()),
             },
-            M::Io(_) | M::TimeoutError(_) | M::ConnectionError(_) => {
-                (phase, None, true, e.to_string())
-            }
-            M::TlsError(_) | M::TlsHandshakeError { .. } => {
-                (Phase::Tls, None, false, e.to_string())
-            }
+            M::Io(_)
+            | M::TimeoutError(_)
+            | M::ConnectionError(_)
+            | M::ConnectionClosed(_)
+            | M::SessionRecoveryFailed { .. }
+            | M::SessionNotRecoverable(_) => (phase, None, true, e.to_string()),
+            M::TlsError(_)
+            | M::TlsHandshakeError { .. }
+            | M::CertificateExpired
+            | M::CertificateMismatch
+            | M::NoServerCertificate => (Phase::Tls, None, false, e.to_string()),
             _ => (phase, None, false, e.to_string()),
         };
         MssqlError {

@@ -281,3 +281,66 @@ impl SqlServerSettings {
         Ok((ctx, datasource))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mssql_tds::connection::client_context::TdsAuthenticationMethod;
+    use mssql_tds::core::EncryptionSetting;
+
+    /// Settings whose secret variable is `PATH` (set in every test process).
+    fn settings(yaml: &str) -> SqlServerSettings {
+        serde_yaml::from_str(&format!(
+            "{{host: db.example, username: reader, password_env: PATH, aad_token_env: PATH, {yaml}}}"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn mssql_tds_context_carries_host_login_and_encryption() {
+        let path = std::env::var("PATH").unwrap();
+        let (ctx, datasource) =
+            settings("port: 14330, database: sales, trust_server_certificate: true")
+                .to_mssql_tds()
+                .unwrap();
+        assert_eq!(datasource, "tcp:db.example,14330");
+        assert_eq!(ctx.database, "sales");
+        assert_eq!(ctx.user_name, "reader");
+        assert_eq!(ctx.password, path);
+        assert!(ctx.tds_authentication_method == TdsAuthenticationMethod::Password);
+        assert!(ctx.encryption_options.mode == EncryptionSetting::On);
+        assert!(ctx.encryption_options.trust_server_certificate);
+        for off in ["off", "danger_plaintext"] {
+            let (ctx, _) = settings(&format!("encrypt: {off}")).to_mssql_tds().unwrap();
+            assert!(
+                ctx.encryption_options.mode == EncryptionSetting::PreferOff,
+                "{off}"
+            );
+        }
+        let (ctx, datasource) = settings("auth: aad_token").to_mssql_tds().unwrap();
+        assert_eq!(datasource, "tcp:db.example,1433");
+        assert!(ctx.tds_authentication_method == TdsAuthenticationMethod::AccessToken);
+        assert_eq!(ctx.access_token.as_deref(), Some(path.as_str()));
+    }
+
+    #[test]
+    fn read_driver_is_a_setting_a_step_can_override() {
+        let base = settings("read_driver: tiberius");
+        assert_eq!(base.read_driver, Some(ReadDriver::Tiberius));
+        let step = settings("read_driver: mssql_tds");
+        assert_eq!(
+            base.clone().merged(&step).read_driver,
+            Some(ReadDriver::MssqlTds)
+        );
+        assert_eq!(
+            base.merged(&SqlServerSettings::default()).read_driver,
+            Some(ReadDriver::Tiberius)
+        );
+        assert!(serde_yaml::from_str::<SqlServerSettings>("{read_driver: odbc}").is_err());
+        let missing = SqlServerSettings::default().to_mssql_tds().err().unwrap();
+        assert!(
+            missing.to_string().contains("SQL Server host is not set"),
+            "{missing}"
+        );
+    }
+}

@@ -31,7 +31,7 @@ pub struct VolumeSinkSpec {
     /// Parquet compression (default zstd).
     #[serde(default)]
     pub compression: Compression,
-    /// Rows per Parquet row group (default 1,048,576).
+    /// Rows per Parquet row group (default 262,144).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub row_group_size: Option<usize>,
     /// Start a new file after this many rows (default: one file per partition).

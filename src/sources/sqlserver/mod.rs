@@ -1,5 +1,7 @@
 //! `sqlserver` source: a rendered query run with bound parameters (sp_executesql), streamed into
-//! Arrow batches; optionally split into N key ranges read on N pooled connections.
+//! Arrow batches; optionally split into N key ranges read on N connections. Rows are read with
+//! `mssql-tds` ([`crate::mssql::arrow_reader`]) unless `read_driver: tiberius`; change tracking's
+//! snapshot reads use a pooled tiberius connection, whose transaction they run in.
 //!
 //! The schema comes from `sp_describe_first_result_set` before any row is read, so types are the
 //! declared ones (`decimal(18,4)` stays Decimal128(18,4)); see [`crate::mssql::types`] for the
@@ -72,6 +74,9 @@ struct ValueColumn {
     data_type: deltalake::arrow::datatypes::DataType,
     /// A `datetimeoffset` whose offset is kept in a column of its own.
     keep_offset: bool,
+    /// A type `mssql-tds` 0.1.0 misreads, so the query is read with tiberius: `image`, whose
+    /// empty (not NULL) values it returns as NULL (found by tests/spark.rs).
+    needs_tiberius: bool,
 }
 
 /// The highest value of the incremental column seen by this run.
@@ -244,10 +249,12 @@ impl SqlServerSource {
                     true,
                 ));
             }
+            let needs_tiberius = type_name.trim().eq_ignore_ascii_case("image");
             columns.push(ValueColumn {
                 name,
                 data_type,
                 keep_offset,
+                needs_tiberius,
             });
         }
         if fields.is_empty() {
@@ -302,6 +309,7 @@ impl SqlServerSource {
                 name: name.to_string(),
                 data_type,
                 keep_offset: false,
+                needs_tiberius: false,
             });
         }
         let schema: SchemaRef = Arc::new(Schema::new(fields));
@@ -581,8 +589,8 @@ struct Read {
 }
 
 /// Reads one partition: with `mssql-tds` (its own connection) unless the settings ask for
-/// tiberius or the read is a change-tracking snapshot (which runs in a pooled connection's
-/// transaction).
+/// tiberius, the read is a change-tracking snapshot (which runs in a pooled connection's
+/// transaction) or a column has a type `mssql-tds` misreads.
 async fn stream_rows(
     connection: (&Pool, &SqlServerSettings),
     sql: &RenderedSql,
@@ -594,6 +602,7 @@ async fn stream_rows(
     let mut batches = Batches::new(read, step, tx);
     let open = if read.snapshot.is_none()
         && settings.read_driver.unwrap_or_default() == ReadDriver::MssqlTds
+        && !read.columns.iter().any(|c| c.needs_tiberius)
     {
         read_mssql_tds(settings, sql, &mut batches).await?
     } else {
@@ -757,7 +766,7 @@ impl<'a> Batches<'a> {
     /// Takes the builders' values as one batch (and folds it into the watermark).
     fn take(&mut self) -> Result<RecordBatch, DataFusionError> {
         let mut arrays: Vec<ArrayRef> = Vec::with_capacity(self.read.schema.fields().len());
-        for column in self.columns.iter_mut() {
+        for column in &mut self.columns {
             column.finish_into(&mut arrays);
         }
         observe_max(self.read.watermark.as_ref(), &arrays)?;
