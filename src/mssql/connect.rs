@@ -63,13 +63,8 @@ impl MssqlError {
             T::Io { .. } => (phase, None, true),
             T::Tls(_) => (Phase::Tls, None, false),
             T::Server(token) => {
-                let code = token.code();
-                let phase = match code {
-                    18456 | 18452 | 18486 | 18487 | 18488 => Phase::Login,
-                    4060 if phase != Phase::Query => Phase::Database,
-                    _ => phase,
-                };
-                (phase, Some(code), TRANSIENT_SERVER_ERRORS.contains(&code))
+                let (phase, transient) = server_error(phase, token.code());
+                (phase, Some(token.code()), transient)
             }
             _ => (phase, None, false),
         };
@@ -92,18 +87,9 @@ impl MssqlError {
         let (phase, code, transient, message) = match e {
             M::SqlServerError { diagnostics } => match diagnostics.errors.first() {
                 Some(first) => {
-                    let code = first.number;
-                    let phase = match code {
-                        18456 | 18452 | 18486 | 18487 | 18488 => Phase::Login,
-                        4060 if phase != Phase::Query => Phase::Database,
-                        _ => phase,
-                    };
-                    (
-                        phase,
-                        Some(code),
-                        TRANSIENT_SERVER_ERRORS.contains(&code),
-                        format!("error {code}: {}", first.message),
-                    )
+                    let (phase, transient) = server_error(phase, first.number);
+                    let message = format!("error {}: {}", first.number, first.message);
+                    (phase, Some(first.number), transient, message)
                 }
                 None => (phase, None, false, e.to_string()),
             },
@@ -138,6 +124,17 @@ impl MssqlError {
             transient,
         }
     }
+}
+
+/// The phase a server error number raised during `phase` belongs to (a failed login, a database
+/// that cannot be opened), and whether retrying may help.
+fn server_error(phase: Phase, code: u32) -> (Phase, bool) {
+    let phase = match code {
+        18456 | 18452 | 18486 | 18487 | 18488 => Phase::Login,
+        4060 if phase != Phase::Query => Phase::Database,
+        _ => phase,
+    };
+    (phase, TRANSIENT_SERVER_ERRORS.contains(&code))
 }
 
 /// Opens one connection, naming the phase that failed.
