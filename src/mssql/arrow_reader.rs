@@ -38,13 +38,9 @@ impl ArrowReader {
     /// Logs in, naming the phase that failed.
     pub async fn connect(settings: &SqlServerSettings) -> Result<Self, MssqlError> {
         let target = settings.describe();
-        let (ctx, datasource) = settings.to_mssql_tds().map_err(|e| MssqlError {
-            phase: Phase::Config,
-            target: target.clone(),
-            message: e.to_string(),
-            code: None,
-            transient: false,
-        })?;
+        let (ctx, datasource) = settings
+            .to_mssql_tds()
+            .map_err(|e| MssqlError::new(Phase::Config, &target, e.to_string(), false))?;
         let client = TdsConnectionProvider {}
             .create_client(ctx, &datasource, None)
             .await
@@ -84,13 +80,12 @@ impl ArrowReader {
             StatementResult::End => false,
         };
         if !on_rows {
-            return Err(MssqlError {
-                phase: Phase::Query,
-                target: self.target.clone(),
-                message: "the query returned no result set".into(),
-                code: None,
-                transient: false,
-            });
+            return Err(MssqlError::new(
+                Phase::Query,
+                &self.target,
+                "the query returned no result set",
+                false,
+            ));
         }
         Ok(())
     }

@@ -59,63 +59,61 @@ impl MssqlError {
     /// Classifies a tiberius error raised during `phase`.
     pub fn from_tiberius(phase: Phase, target: &str, e: &tiberius::error::Error) -> Self {
         use tiberius::error::Error as T;
-        let (phase, code, transient) = match e {
-            T::Io { .. } => (phase, None, true),
-            T::Tls(_) => (Phase::Tls, None, false),
-            T::Server(token) => {
-                let (phase, transient) = server_error(phase, token.code());
-                (phase, Some(token.code()), transient)
-            }
-            _ => (phase, None, false),
-        };
-        let message = match e {
-            T::Server(token) => format!("error {}: {}", token.code(), token.message()),
-            other => other.to_string(),
-        };
-        MssqlError {
-            phase,
-            target: target.to_string(),
-            message,
-            code,
-            transient,
+        match e {
+            T::Server(token) => Self::server(phase, target, token.code(), token.message()),
+            T::Io { .. } => Self::new(phase, target, e.to_string(), true),
+            T::Tls(_) => Self::new(Phase::Tls, target, e.to_string(), false),
+            _ => Self::new(phase, target, e.to_string(), false),
         }
     }
 
     /// Classifies an `mssql-tds` error raised during `phase`, as [`Self::from_tiberius`] does.
     pub fn from_mssql_tds(phase: Phase, target: &str, e: &mssql_tds::error::Error) -> Self {
         use mssql_tds::error::Error as M;
-        let (phase, code, transient, message) = match e {
+        match e {
             M::SqlServerError { diagnostics } => match diagnostics.errors.first() {
-                Some(first) => {
-                    let (phase, transient) = server_error(phase, first.number);
-                    let message = format!("error {}: {}", first.number, first.message);
-                    (phase, Some(first.number), transient, message)
-                }
-                None => (phase, None, false, e.to_string()),
+                Some(first) => Self::server(phase, target, first.number, &first.message),
+                None => Self::new(phase, target, e.to_string(), false),
             },
             M::Io(_)
             | M::TimeoutError(_)
             | M::ConnectionError(_)
             | M::ConnectionClosed(_)
             | M::SessionRecoveryFailed { .. }
-            | M::SessionNotRecoverable(_) => (phase, None, true, e.to_string()),
+            | M::SessionNotRecoverable(_) => Self::new(phase, target, e.to_string(), true),
             M::TlsError(_)
             | M::TlsHandshakeError { .. }
             | M::CertificateExpired
             | M::CertificateMismatch
-            | M::NoServerCertificate => (Phase::Tls, None, false, e.to_string()),
-            _ => (phase, None, false, e.to_string()),
+            | M::NoServerCertificate => Self::new(Phase::Tls, target, e.to_string(), false),
+            _ => Self::new(phase, target, e.to_string(), false),
+        }
+    }
+
+    /// A server error number and message raised during `phase`: a failed login or a database
+    /// that cannot be opened name their own phase, and the number says whether retrying may help.
+    fn server(phase: Phase, target: &str, code: u32, message: &str) -> Self {
+        let phase = match code {
+            18456 | 18452 | 18486 | 18487 | 18488 => Phase::Login,
+            4060 if phase != Phase::Query => Phase::Database,
+            _ => phase,
         };
         MssqlError {
             phase,
             target: target.to_string(),
-            message,
-            code,
-            transient,
+            message: format!("error {code}: {message}"),
+            code: Some(code),
+            transient: TRANSIENT_SERVER_ERRORS.contains(&code),
         }
     }
 
-    fn new(phase: Phase, target: &str, message: impl Into<String>, transient: bool) -> Self {
+    /// A failure without a server error number.
+    pub(crate) fn new(
+        phase: Phase,
+        target: &str,
+        message: impl Into<String>,
+        transient: bool,
+    ) -> Self {
         MssqlError {
             phase,
             target: target.to_string(),
@@ -124,17 +122,6 @@ impl MssqlError {
             transient,
         }
     }
-}
-
-/// The phase a server error number raised during `phase` belongs to (a failed login, a database
-/// that cannot be opened), and whether retrying may help.
-fn server_error(phase: Phase, code: u32) -> (Phase, bool) {
-    let phase = match code {
-        18456 | 18452 | 18486 | 18487 | 18488 => Phase::Login,
-        4060 if phase != Phase::Query => Phase::Database,
-        _ => phase,
-    };
-    (phase, TRANSIENT_SERVER_ERRORS.contains(&code))
 }
 
 /// Opens one connection, naming the phase that failed.

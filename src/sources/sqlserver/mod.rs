@@ -667,13 +667,12 @@ async fn read_tiberius(
     let mut conn = pool.get().await.map_err(|e| {
         DataFusionError::External(Box::new(match e {
             bb8::RunError::User(e) => e,
-            bb8::RunError::TimedOut => MssqlError {
-                phase: Phase::Tcp,
-                target: target.to_string(),
-                message: "timed out waiting for a pooled connection".into(),
-                code: None,
-                transient: true,
-            },
+            bb8::RunError::TimedOut => MssqlError::new(
+                Phase::Tcp,
+                target,
+                "timed out waiting for a pooled connection",
+                true,
+            ),
         }))
     })?;
     conn.in_doubt = true;
