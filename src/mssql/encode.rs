@@ -267,13 +267,11 @@ pub(crate) fn encode(value: Value<'_>, wire: Wire) -> Result<ColumnData<'static>
             }
             _ => return Err(mismatch()),
         },
-        Wire::DateTime2(scale) => ColumnData::DateTime2(Some(datetime2_of(
-            value,
-            scale,
-            &format!("datetime2({scale})"),
-        )?)),
+        Wire::DateTime2(scale) => {
+            ColumnData::DateTime2(Some(datetime2_of(value, scale, Zone::None)?))
+        }
         Wire::DateTimeOffset(scale) => ColumnData::DateTimeOffset(Some(DateTimeOffset::new(
-            datetime2_of(value, scale, &format!("datetimeoffset({scale}) in UTC"))?,
+            datetime2_of(value, scale, Zone::Utc)?,
             0,
         ))),
         Wire::DateTime => {
@@ -528,15 +526,27 @@ fn date_of(days_since_1970: i64) -> Option<Date> {
         .then(|| Date::new(days as u32))
 }
 
-/// A date/timestamp as datetime2 with `scale` fractional digits (rounded); `column` names the
-/// column type in the message of a value out of range.
-fn datetime2_of(value: Value<'_>, scale: u8, column: &str) -> Result<DateTime2, EncodeError> {
+/// Whether a datetime2 value goes to a `datetime2` column or (in UTC) to a `datetimeoffset` one;
+/// only messages differ.
+#[derive(Debug, Clone, Copy)]
+enum Zone {
+    None,
+    Utc,
+}
+
+/// A date/timestamp as datetime2 with `scale` fractional digits (rounded); `zone` says which
+/// column type a value out of range is refused for.
+fn datetime2_of(value: Value<'_>, scale: u8, zone: Zone) -> Result<DateTime2, EncodeError> {
     let ns = instant_nanos(value).ok_or_else(|| EncodeError::mismatch(value, "to a date-time"))?;
     let unit = 10i128.pow(9 - u32::from(scale));
     let units = (ns + unit / 2).div_euclid(unit);
     let per_day = NANOS_PER_DAY / unit;
     let day_of = |days: i128| i64::try_from(days).ok().and_then(date_of);
     let date = day_of(units.div_euclid(per_day)).ok_or_else(|| {
+        let column = match zone {
+            Zone::None => format!("datetime2({scale})"),
+            Zone::Utc => format!("datetimeoffset({scale}) in UTC"),
+        };
         let rounded = if day_of(ns.div_euclid(NANOS_PER_DAY)).is_some() {
             format!(" rounded to {scale} decimals")
         } else {
@@ -570,11 +580,11 @@ mod tests {
         assert_eq!(to_numeric(Value::Float(1.005), 10, 2).unwrap().value(), 100);
         assert!(fit_int::<i32>(Value::Int(1 << 40), ranges::INT).is_err());
         // 1970-01-02 00:00:00.000000123 as datetime2(7): rounded to 100 ns.
-        let dt = datetime2_of(Value::Nanos(NANOS_PER_DAY + 151), 7, "datetime2(7)").unwrap();
+        let dt = datetime2_of(Value::Nanos(NANOS_PER_DAY + 151), 7, Zone::None).unwrap();
         assert_eq!(dt.date().days() as i64, DAYS_0001_TO_1970 + 1);
         assert_eq!((dt.time().increments(), dt.time().scale()), (2, 7));
         // 23:59:59.9999999 rounds into the next day at scale 0.
-        let dt = datetime2_of(Value::Nanos(NANOS_PER_DAY - 100), 0, "datetime2(0)").unwrap();
+        let dt = datetime2_of(Value::Nanos(NANOS_PER_DAY - 100), 0, Zone::None).unwrap();
         assert_eq!(
             (dt.date().days() as i64, dt.time().increments()),
             (DAYS_0001_TO_1970 + 1, 0)

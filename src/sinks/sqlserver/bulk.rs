@@ -4,11 +4,11 @@
 use deltalake::arrow::array::Array;
 use deltalake::datafusion::execution::SendableRecordBatchStream;
 use futures::StreamExt;
-use tiberius::TokenRow;
 
 use super::conn::{Conn, Fail, is_io};
 use super::plan::WritePlan;
-use crate::mssql::encode::{Wire, encode, value_at};
+use super::rows;
+use crate::mssql::encode::Wire;
 use crate::mssql::{MssqlError, Phase};
 use crate::pipeline::metrics::StepMetrics;
 use crate::sql::{Dialect, quote_ident};
@@ -86,7 +86,7 @@ pub(super) struct BulkColumn {
 
 /// Streams the input into `table` (the target itself or its staging table; `target` names the
 /// target in messages) as a TDS bulk load; returns the rows loaded. Each batch is checked and
-/// encoded whole before any of its rows is sent.
+/// encoded whole ([`rows::encode_batch`]) before any of its rows is sent.
 pub(super) async fn bulk_load(
     conn: &mut Conn,
     table: &str,
@@ -108,9 +108,10 @@ pub(super) async fn bulk_load(
             return Err(sql(&e));
         }
     };
+    let frames = request.column_frames();
     let mut sent: u64 = 0;
     let mut failure: Option<Fail> = None;
-    'batches: while let Some(batch) = stream.next().await {
+    while let Some(batch) = stream.next().await {
         let batch = match batch {
             Ok(b) => b,
             Err(e) => {
@@ -122,36 +123,20 @@ pub(super) async fn bulk_load(
             .iter()
             .map(|c| batch.column(c.input).as_ref())
             .collect();
-        let mut tokens = Vec::with_capacity(batch.num_rows());
-        for row in 0..batch.num_rows() {
-            match encode_row(columns, &arrays, row) {
-                Ok(token) => tokens.push(token),
-                Err((column, message)) => {
-                    failure = Some(Fail::Other(format!(
-                        "column `{column}`, input row {}: {message}; nothing was written to \
-                         {target_name} (its transaction is rolled back)",
-                        sent + row as u64 + 1
-                    )));
-                    break 'batches;
-                }
-            }
+        // The whole batch is checked and encoded before any of it is sent.
+        if let Err(bad) = rows::encode_batch(&mut request, &frames, columns, &arrays) {
+            failure = Some(Fail::Other(format!(
+                "column `{}`, input row {}: {}; nothing was written to {target_name} (its \
+                 transaction is rolled back)",
+                bad.column,
+                sent + bad.row as u64 + 1,
+                bad.message
+            )));
+            break;
         }
-        for token in tokens {
-            // A failed send may leave half a row in the request: the connection stays broken.
-            request.send(token).await.map_err(|e| {
-                let mut fail = MssqlError::from_tiberius(Phase::Query, &target, &e);
-                let hint = if matches!(e, tiberius::error::Error::Encoding(_)) {
-                    " (the code page of a char/varchar column of this row cannot hold one of its \
-                     characters; write it to an nvarchar column or replace the character in a \
-                     transform)"
-                } else {
-                    ""
-                };
-                fail.message = format!("input row {}: {}{hint}", sent + 1, fail.message);
-                Fail::Sql(fail)
-            })?;
-            sent += 1;
-        }
+        // A failed send may leave half a packet on the wire: the connection stays broken.
+        request.flush_packets().await.map_err(|e| sql(&e))?;
+        sent += batch.num_rows() as u64;
         let rows = if count_rows { batch.num_rows() } else { 0 };
         metrics.record(rows, batch.get_array_memory_size());
     }
@@ -170,26 +155,4 @@ pub(super) async fn bulk_load(
             Err(failure.unwrap_or_else(|| sql(&e)))
         }
     }
-}
-
-/// The bulk-load row of input row `row`, or the column and the message of its first bad value.
-fn encode_row(
-    columns: &[BulkColumn],
-    arrays: &[&dyn Array],
-    row: usize,
-) -> Result<TokenRow<'static>, (String, String)> {
-    let mut token = TokenRow::with_capacity(columns.len());
-    for (column, array) in columns.iter().zip(arrays) {
-        if column.not_null && array.is_null(row) {
-            return Err((
-                column.label.clone(),
-                "NULL cannot go into a NOT NULL column".to_string(),
-            ));
-        }
-        let value = value_at(*array, row)
-            .and_then(|v| encode(v, column.wire))
-            .map_err(|e| (column.label.clone(), e.to_string()))?;
-        token.push(value);
-    }
-    Ok(token)
 }

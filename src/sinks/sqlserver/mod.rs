@@ -106,6 +106,7 @@ mod conn;
 mod keys;
 mod modes;
 mod plan;
+mod rows;
 mod target;
 mod types;
 

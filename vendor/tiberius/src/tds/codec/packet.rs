@@ -26,7 +26,8 @@ impl Encode<BytesMut> for Packet {
         let size = (self.payload.len() as u16 + HEADER_BYTES as u16).to_be_bytes();
 
         self.header.encode(dst)?;
-        dst.extend(self.payload);
+        // PATCH(sql-databricks-bridge): one copy of the payload, not `Extend<u8>` byte by byte.
+        dst.extend_from_slice(&self.payload);
 
         dst[2] = size[0];
         dst[3] = size[1];
