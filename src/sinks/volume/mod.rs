@@ -26,6 +26,7 @@
 
 mod commit;
 pub mod config;
+mod dictionary;
 mod drift;
 mod manifest;
 mod partition;
@@ -34,6 +35,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use deltalake::arrow::array::RecordBatch;
 use deltalake::arrow::datatypes::{Schema, SchemaRef};
 use deltalake::datafusion::prelude::{DataFrame, SessionContext};
 use futures::StreamExt;
@@ -428,7 +430,7 @@ impl VolumeSink {
                     let len = room.min(part.num_rows() - offset);
                     let slice = part.slice(offset, len);
                     let open = writer
-                        .open(store, staging, &base_name, &file_schema, &props)
+                        .open(store, staging, &base_name, &file_schema, &props, &slice)
                         .map_err(|e| fail(&e))?;
                     open.writer.write(&slice).await.map_err(|e| fail(&e))?;
                     open.rows += len;
@@ -457,7 +459,14 @@ impl VolumeSink {
                 next_index: 0,
             };
             writer
-                .open(store, staging, &base_name, &file_schema, &props)
+                .open(
+                    store,
+                    staging,
+                    &base_name,
+                    &file_schema,
+                    &props,
+                    &RecordBatch::new_empty(file_schema.clone()),
+                )
                 .map_err(|e| fail(&e))?;
             done.push(writer.close_current().await.map_err(|e| fail(&e))?);
         }

@@ -13,6 +13,7 @@ use object_store::path::Path as ObjPath;
 use parquet::arrow::async_writer::AsyncArrowWriter;
 use parquet::file::properties::WriterProperties;
 
+use super::dictionary;
 use super::join;
 use super::manifest::StagedFile;
 
@@ -37,6 +38,7 @@ impl PartitionWriter {
         base_name: &str,
         schema: &SchemaRef,
         props: &WriterProperties,
+        first: &RecordBatch,
     ) -> parquet::errors::Result<&mut OpenFile> {
         if self.current.is_none() {
             let name = format!("{base_name}-{:05}.parquet", self.next_index);
@@ -47,7 +49,9 @@ impl PartitionWriter {
                 format!("{}/{name}", self.dir)
             };
             let object = BufWriter::new(Arc::clone(store), join(staging, &relative));
-            let writer = AsyncArrowWriter::try_new(object, schema.clone(), Some(props.clone()))?;
+            // The file's first rows choose its columns' encodings.
+            let props = dictionary::for_sample(props, first);
+            let writer = AsyncArrowWriter::try_new(object, schema.clone(), Some(props))?;
             self.current = Some(OpenFile {
                 relative,
                 writer,
