@@ -110,8 +110,17 @@ pub(super) async fn bulk_load(
     };
     let frames = request.column_frames();
     let mut sent: u64 = 0;
-    let mut failure: Option<Fail> = None;
-    while let Some(batch) = stream.next().await {
+    let mut failure: Option<Fail> = (frames.len() != columns.len()).then(|| {
+        Fail::Other(format!(
+            "the server's bulk load into {target_name} has {} columns where {} were planned: the \
+             table changed while the step ran; run it again",
+            frames.len(),
+            columns.len()
+        ))
+    });
+    while failure.is_none()
+        && let Some(batch) = stream.next().await
+    {
         let batch = match batch {
             Ok(b) => b,
             Err(e) => {
