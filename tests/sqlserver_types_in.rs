@@ -741,7 +741,7 @@ fn a_delta_table_spark_wrote_loads_value_for_value() {
 /// A table with two rows every refusal test must leave as they are.
 const REFUSAL_TABLE: &str = "CREATE TABLE dbo.Kept (id INT NOT NULL PRIMARY KEY,
     tiny TINYINT NULL, day DATE NULL, at DATETIME2(7) NULL, amount DECIMAL(5,2) NULL,
-    latin VARCHAR(20) NULL)";
+    latin VARCHAR(20) NULL, r REAL NULL)";
 const REFUSAL_SEED: &str = "INSERT INTO dbo.Kept (id, tiny, day, at, amount, latin) VALUES
     (1, 1, '2024-01-01', '2024-01-01 00:00:00.0000000', 1.50, 'one'),
     (2, 2, '2024-01-02', '2024-01-02 00:00:00.0000000', 2.50, 'two')";
@@ -914,6 +914,27 @@ fn text_the_varchar_code_page_cannot_hold_is_refused_naming_column_and_row() {
         err.contains(
             "column `latin`, input row 3: `東京` cannot be stored in this char/varchar column: \
              its code page 1252 has no `東` (U+6771), which SQL Server would store as `?`"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_double_beyond_real_is_refused_not_sent_as_infinity() {
+    let err = refused(
+        "r",
+        Arc::new(Float64Array::from(vec![
+            Some(3.4e38),
+            Some(-1e39),
+            None,
+            None,
+        ])),
+        1024,
+    );
+    assert!(
+        err.contains(
+            "column `r`, input row 2: -1000000000000000000000000000000000000000 is outside the \
+             range of real (-3.40E+38 to 3.40E+38)"
         ),
         "{err}"
     );

@@ -234,7 +234,9 @@ pub(crate) fn encode(value: Value<'_>, wire: Wire) -> Result<ColumnData<'static>
         Wire::I16 => ColumnData::I16(Some(fit_int(value, ranges::SMALLINT)?)),
         Wire::I32 => ColumnData::I32(Some(fit_int(value, ranges::INT)?)),
         Wire::I64 => ColumnData::I64(Some(fit_int(value, ranges::BIGINT)?)),
-        Wire::F32 => ColumnData::F32(Some(finite(as_float(value).ok_or_else(mismatch)?)? as f32)),
+        Wire::F32 => ColumnData::F32(Some(to_real(finite(
+            as_float(value).ok_or_else(mismatch)?,
+        )?)?)),
         Wire::F64 => ColumnData::F64(Some(finite(as_float(value).ok_or_else(mismatch)?)?)),
         Wire::Numeric { precision, scale } => {
             ColumnData::Numeric(Some(to_numeric(value, precision, scale)?))
@@ -454,6 +456,19 @@ fn finite(f: f64) -> Result<f64, EncodeError> {
     }
 }
 
+/// A finite float as `real`; magnitudes beyond its range (about ±3.4E+38), which would become
+/// infinities SQL Server cannot store, are refused.
+fn to_real(f: f64) -> Result<f32, EncodeError> {
+    let real = f as f32;
+    if real.is_finite() {
+        Ok(real)
+    } else {
+        Err(EncodeError::OutOfRange(format!(
+            "{f} is outside the range of real (-3.40E+38 to 3.40E+38); {OUT_OF_RANGE_HINT}"
+        )))
+    }
+}
+
 /// A numeric/integer/float value as a `decimal(precision, scale)`: rescaled to the column's
 /// scale; a value with more decimals than the scale, or more integer digits than
 /// `precision - scale`, is refused (floats are rounded to the scale).
@@ -607,6 +622,14 @@ mod tests {
             .is_err()
         );
         assert!(encode(Value::Null, Wire::I32).is_ok());
+        let err = encode(Value::Float(1e39), Wire::F32).unwrap_err();
+        assert!(
+            err.to_string().starts_with(
+                "1000000000000000000000000000000000000000 is outside the range of real"
+            ),
+            "{err}"
+        );
+        assert!(encode(Value::Float(-3.4e38), Wire::F32).is_ok());
         assert_eq!(decimal_text(-5, 3), "-0.005");
     }
 }

@@ -386,7 +386,9 @@ impl<'a> Writer<'a> {
                 frame,
             } => {
                 let v = values.get(row);
-                if !v.is_finite() {
+                // NaN, infinities and floats beyond `real`'s range take the general path, which
+                // refuses them.
+                if !v.is_finite() || (*real && !(v as f32).is_finite()) {
                     return false;
                 }
                 let byte_len = *frame == BulkFrame::ByteLen;
