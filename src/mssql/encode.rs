@@ -534,7 +534,7 @@ fn instant_nanos(value: Value<'_>) -> Option<i128> {
 }
 
 /// The `date` of a day counted from 1970-01-01, if SQL Server's dates include it.
-fn date_of(days_since_1970: i64) -> Option<Date> {
+pub(crate) fn date_of(days_since_1970: i64) -> Option<Date> {
     let days = days_since_1970.checked_add(DAYS_0001_TO_1970)?;
     ranges::DATE_DAYS
         .contains(&days)

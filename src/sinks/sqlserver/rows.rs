@@ -22,8 +22,8 @@ use futures::io::{AsyncRead, AsyncWrite};
 use tiberius::{BulkFrame, BulkLoadRequest};
 
 use super::bulk::BulkColumn;
-use crate::mssql::encode::{Wire, encode, value_at};
-use crate::mssql::ranges::{self, DAYS_0001_TO_1970};
+use crate::mssql::encode::{Wire, date_of, encode, value_at};
+use crate::mssql::ranges;
 
 /// The TDS token that starts a row.
 const ROW_TOKEN: u8 = 0xD1;
@@ -426,12 +426,11 @@ impl<'a> Writer<'a> {
                 true
             }
             Writer::Date(values) => {
-                let days = i64::from(values.value(row)) + DAYS_0001_TO_1970;
-                if !ranges::DATE_DAYS.contains(&days) {
+                let Some(date) = date_of(i64::from(values.value(row))) else {
                     return false;
-                }
+                };
                 buf.put_u8(3);
-                buf.put_slice(&(days as u32).to_le_bytes()[..3]);
+                buf.put_slice(&date.days().to_le_bytes()[..3]);
                 true
             }
             Writer::Instant {
@@ -521,10 +520,8 @@ fn datetime2(value: i64, per_unit: i64, scale: u8) -> Option<(i64, u64)> {
     let unit = 10i64.pow(9 - u32::from(scale));
     let units = ns.checked_add(unit / 2)?.div_euclid(unit);
     let per_day = (ranges::NANOS_PER_DAY as i64) / unit;
-    let days = units.div_euclid(per_day).checked_add(DAYS_0001_TO_1970)?;
-    ranges::DATE_DAYS
-        .contains(&days)
-        .then(|| (days, units.rem_euclid(per_day) as u64))
+    let date = date_of(units.div_euclid(per_day))?;
+    Some((i64::from(date.days()), units.rem_euclid(per_day) as u64))
 }
 
 /// Writes `s` as a two-byte length and UTF-16LE, if it has at most `max` UTF-16 units.
@@ -704,11 +701,14 @@ mod tests {
     fn datetime2_rounds_and_stays_in_range() {
         let day = (ranges::NANOS_PER_DAY) as i64;
         // 23:59:59.9999999 rounds into the next day at scale 0.
-        assert_eq!(datetime2(day - 100, 1, 0), Some((DAYS_0001_TO_1970 + 1, 0)));
-        assert_eq!(datetime2(151, 1, 7), Some((DAYS_0001_TO_1970, 2)));
+        assert_eq!(
+            datetime2(day - 100, 1, 0),
+            Some((ranges::DAYS_0001_TO_1970 + 1, 0))
+        );
+        assert_eq!(datetime2(151, 1, 7), Some((ranges::DAYS_0001_TO_1970, 2)));
         assert_eq!(
             datetime2(-1, 1_000_000_000, 0),
-            Some((DAYS_0001_TO_1970 - 1, 86_399))
+            Some((ranges::DAYS_0001_TO_1970 - 1, 86_399))
         );
         // Year 10000 and the i64 overflow both go to the general path.
         assert_eq!(datetime2(253_402_300_800, 1_000_000_000, 0), None);
