@@ -90,6 +90,28 @@ pub struct SqlServerSettings {
     /// source's rows (`SQLSERVER_READ_DRIVER`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub read_driver: Option<ReadDriver>,
+    /// A secret handed over in-process (the Python operator's `sql_server_password` or
+    /// `aad_token`) instead of an environment variable; never read from or written to a file.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub secret: Option<Secret>,
+}
+
+/// A password or token held in memory: its `Debug` never shows it, and it is never serialised.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
 }
 
 impl SqlServerSettings {
@@ -169,7 +191,8 @@ impl SqlServerSettings {
             trust_server_certificate,
             pool_size,
             connect_timeout_secs,
-            read_driver
+            read_driver,
+            secret
         );
         self
     }
@@ -221,9 +244,12 @@ impl SqlServerSettings {
         })
     }
 
-    /// The login's secret, from its environment variable.
+    /// The login's secret: the one handed over in-process, else its environment variable.
     fn credentials(&self) -> Result<Credentials> {
         let secret = |var: &str| {
+            if let Some(Secret(value)) = &self.secret {
+                return Ok(value.clone());
+            }
             std::env::var(var).map_err(|_| {
                 Error::Invalid(format!(
                     "environment variable {var} (the SQL Server secret) is not set"

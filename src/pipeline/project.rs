@@ -23,6 +23,9 @@ pub struct Project {
     snapshot: Option<PathBuf>,
     /// The Databricks profile named on the command line (`--profile`).
     databricks_profile: Option<String>,
+    /// SQL Server settings that win over `config/` and `SQLSERVER_*` (the Python operator's
+    /// connection, with its in-process secret).
+    sqlserver: Option<crate::mssql::SqlServerSettings>,
 }
 
 /// A parameters file in `config/` (`defaults.yaml`, `countries/{country}.yaml`).
@@ -55,7 +58,14 @@ impl Project {
             config: None,
             snapshot: None,
             databricks_profile: None,
+            sqlserver: None,
         }
+    }
+
+    /// Connects to SQL Server with these settings, over `config/` and `SQLSERVER_*`.
+    pub fn with_sqlserver(mut self, settings: crate::mssql::SqlServerSettings) -> Self {
+        self.sqlserver = Some(settings);
+        self
     }
 
     /// Uses this profile of `~/.databrickscfg` (`--profile`): it wins over
@@ -206,7 +216,8 @@ impl Project {
         Ok(params)
     }
 
-    /// SQL Server settings: `sqlserver:` in `config/defaults.yaml`, then `SQLSERVER_*` variables.
+    /// SQL Server settings: `sqlserver:` in `config/defaults.yaml`, then `SQLSERVER_*` variables,
+    /// then those of [`Project::with_sqlserver`].
     pub fn sqlserver_settings(&self) -> Result<crate::mssql::SqlServerSettings> {
         let mut settings = crate::mssql::SqlServerSettings::default();
         let defaults = self.config_dir().join("defaults.yaml");
@@ -215,7 +226,11 @@ impl Project {
         {
             settings = settings.merged(&s);
         }
-        Ok(settings.merged(&crate::mssql::SqlServerSettings::from_env()?))
+        let settings = settings.merged(&crate::mssql::SqlServerSettings::from_env()?);
+        Ok(match &self.sqlserver {
+            Some(over) => settings.merged(over),
+            None => settings,
+        })
     }
 
     /// The `databricks:` section of `config/defaults.yaml` (empty when absent), with the

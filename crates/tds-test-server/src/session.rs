@@ -190,7 +190,7 @@ impl Session {
 
     fn login(&mut self, msg: &[u8]) -> Result<bool, Error> {
         let login = parse_login7(msg)?;
-        if login.user == "bad" {
+        if login.user == "bad" || login.password == crate::login::WRONG_PASSWORD {
             self.w.error(&SqlError {
                 number: 18456,
                 state: 1,

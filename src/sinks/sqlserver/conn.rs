@@ -21,6 +21,8 @@ pub(super) enum Fail {
     Sql(MssqlError),
     /// Reading the input failed (may wrap a transient source error).
     Input(Box<DataFusionError>),
+    /// The input does not fit the table (nothing was written).
+    Plan(super::PlanError),
     /// Data, configuration.
     Other(String),
     /// Over a limit the caller set (nothing was changed).
@@ -32,6 +34,7 @@ impl Fail {
         match self {
             Fail::Sql(e) => Error::step_from(step, e),
             Fail::Input(e) => Error::step_from(step, *e),
+            Fail::Plan(e) => Error::step_from(step, e),
             Fail::Other(message) => Error::step(step, message),
             Fail::Refused(refusal) => Error::Refused {
                 step: step.to_string(),

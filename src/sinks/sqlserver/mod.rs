@@ -129,6 +129,7 @@ use plan::plan_write;
 use target::{TableRef, quote_column, read_columns};
 
 pub use keys::ALREADY_APPLIED;
+pub use plan::PlanError;
 
 /// Writes rows into a SQL Server table.
 #[derive(Debug)]
@@ -297,7 +298,7 @@ impl Sink for SqlServerSink {
                 &schema,
                 &columns,
             )
-            .map_err(|e| Fail::Other(e.to_string()))
+            .map_err(Fail::Plan)
         }
         .await
         .map_err(|e| e.into_error(&self.step))?;

@@ -51,7 +51,7 @@ pub(super) struct PlannedColumn {
 
 /// Why the input cannot be written to the table; nothing was written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(super) enum PlanError {
+pub enum PlanError {
     /// The table has no columns: it does not exist.
     #[error("table {0} does not exist (INFORMATION_SCHEMA.COLUMNS lists no column for it)")]
     NoTable(String),

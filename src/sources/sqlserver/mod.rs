@@ -157,8 +157,58 @@ impl SqlServerSource {
         })
     }
 
+    /// A query read outside a pipeline (the Python operator): `sql` with its bound values,
+    /// optionally split into key ranges, typed as a pipeline's source is (digits below the
+    /// microsecond dropped). `name` stands for the step in messages.
+    pub fn query(
+        name: &str,
+        settings: SqlServerSettings,
+        sql: RenderedSql,
+        partition: Option<PartitionSpec>,
+        batch_size: Option<usize>,
+    ) -> Self {
+        SqlServerSource {
+            step: name.to_string(),
+            location: crate::error::Location::default(),
+            settings,
+            sql,
+            batch_size: batch_size.unwrap_or(DEFAULT_BATCH_SIZE).max(1),
+            partition,
+            incremental: None,
+            change_tracking: None,
+            sub_microsecond: SubMicrosecond::Truncate,
+            keep_offsets: false,
+            truncations: Arc::new(Truncations::new(Default::default())),
+        }
+    }
+
+    /// The query of each key range of the partitioning (the query itself when there is none),
+    /// with its bound values: what each reader runs when the ranges are read elsewhere (the
+    /// operator's Spark executors).
+    pub async fn partition_sql(&self) -> Result<Vec<RenderedSql>> {
+        let pool = crate::mssql::open_pool(&self.settings)
+            .await
+            .map_err(|e| self.fail_sql(e))?;
+        let sql = self.effective_sql()?;
+        self.partition_queries(&pool, &sql).await
+    }
+
     fn fail(&self, e: impl std::fmt::Display) -> Error {
         Error::step(&self.step, e)
+    }
+
+    /// A SQL Server failure of this step, kept as the cause (callers tell a login failure from
+    /// a refused query by it).
+    fn fail_sql(&self, e: MssqlError) -> Error {
+        Error::step_from(&self.step, e)
+    }
+
+    /// A pool that could not hand out a connection.
+    fn fail_pool(&self, e: bb8::RunError<MssqlError>) -> Error {
+        match e {
+            bb8::RunError::User(e) => self.fail_sql(e),
+            timeout @ bb8::RunError::TimedOut => self.fail(timeout),
+        }
     }
 
     /// The query, restricted to rows past the last committed watermark for incremental sources.
@@ -194,7 +244,7 @@ impl SqlServerSource {
         sql: &RenderedSql,
     ) -> Result<(SchemaRef, Arc<Vec<ValueColumn>>)> {
         let target = self.settings.describe();
-        let mut conn = pool.get().await.map_err(|e| self.fail(e))?;
+        let mut conn = pool.get().await.map_err(|e| self.fail_pool(e))?;
         let mut batch = format!(
             "EXEC sp_describe_first_result_set @tsql = {}",
             nstring_literal(&sql.text)
@@ -208,10 +258,10 @@ impl SqlServerSource {
         let rows = conn
             .simple_query(batch)
             .await
-            .map_err(|e| self.fail(MssqlError::from_tiberius(Phase::Query, &target, &e)))?
+            .map_err(|e| self.fail_sql(MssqlError::from_tiberius(Phase::Query, &target, &e)))?
             .into_first_result()
             .await
-            .map_err(|e| self.fail(MssqlError::from_tiberius(Phase::Query, &target, &e)))?;
+            .map_err(|e| self.fail_sql(MssqlError::from_tiberius(Phase::Query, &target, &e)))?;
         let mut fields = Vec::with_capacity(rows.len());
         let mut columns = Vec::with_capacity(rows.len());
         for row in rows {
@@ -274,7 +324,7 @@ impl SqlServerSource {
     ) -> Result<Arc<dyn TableProvider>> {
         let target = self.settings.describe();
         let prepared = {
-            let mut conn = pool.get().await.map_err(|e| self.fail(e))?;
+            let mut conn = pool.get().await.map_err(|e| self.fail_pool(e))?;
             ct.prepare(&mut conn, &target).await?
         };
         let (table_schema, table_columns) = self.describe(&pool, &self.sql).await?;
@@ -343,7 +393,7 @@ impl SqlServerSource {
             "SELECT CAST(MIN({column}) AS bigint), CAST(MAX({column}) AS bigint) FROM ({}) AS bridge_range",
             sql.text
         );
-        let mut conn = pool.get().await.map_err(|e| self.fail(e))?;
+        let mut conn = pool.get().await.map_err(|e| self.fail_pool(e))?;
         let mut query = tiberius::Query::new(range_sql);
         for p in &sql.params {
             bind(&mut query, p);
@@ -351,10 +401,10 @@ impl SqlServerSource {
         let row = query
             .query(&mut conn.client)
             .await
-            .map_err(|e| self.fail(MssqlError::from_tiberius(Phase::Query, &target, &e)))?
+            .map_err(|e| self.fail_sql(MssqlError::from_tiberius(Phase::Query, &target, &e)))?
             .into_row()
             .await
-            .map_err(|e| self.fail(MssqlError::from_tiberius(Phase::Query, &target, &e)))?;
+            .map_err(|e| self.fail_sql(MssqlError::from_tiberius(Phase::Query, &target, &e)))?;
         let (min, max): (Option<i64>, Option<i64>) =
             row.map(|r| (r.get(0), r.get(1))).unwrap_or((None, None));
         let bounds = partition_bounds(min.unwrap_or(0), max.unwrap_or(0), part.partitions);
@@ -467,7 +517,7 @@ impl Source for SqlServerSource {
                     location: self.location.clone(),
                     message: format!("step `{}`: {}", self.step, e.message),
                 },
-                _ => self.fail(e),
+                _ => self.fail_sql(e),
             })?;
         if let Some(ct) = &self.change_tracking {
             return self.open_change_tracking(ct, pool).await;
