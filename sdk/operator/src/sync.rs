@@ -103,14 +103,8 @@ fn mode(operation: &str) -> PyResult<SqlServerWriteMode> {
 
 /// Writes the stream; returns the rows written and whether the idempotency key was already
 /// recorded (then nothing was written and the rows are the first write's).
-async fn write(
-    connection: &Connection,
-    spec: SqlServerSinkSpec,
-    reader: ArrowArrayStreamReader,
-) -> bridge::Result<(u64, bool)> {
-    let sink = SqlServerSink::new(STEP, &spec, connection.settings.clone())?;
+async fn write(sink: SqlServerSink, reader: ArrowArrayStreamReader) -> bridge::Result<(u64, bool)> {
     let schema = reader.schema();
-    sink.check(&schema)?;
     let table = StreamingTable::try_new(
         Arc::clone(&schema),
         vec![Arc::new(OneScan {
@@ -155,8 +149,14 @@ impl Connection {
         };
         spec.check()
             .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        // What the sink refuses before connecting is about the arguments: the table name, the
+        // keys a mode needs and whether the source has them, a cap the mode cannot use.
+        let sink = SqlServerSink::new(STEP, &spec, self.settings.clone())
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
         let reader = source.0;
-        py.detach(|| runtime().block_on(write(self, spec, reader)))
+        sink.check(&reader.schema())
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        py.detach(|| runtime().block_on(write(sink, reader)))
             .map_err(to_py)
     }
 }

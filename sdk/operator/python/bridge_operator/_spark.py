@@ -7,14 +7,24 @@ from typing import Any, Iterator, List, Optional, Sequence, Tuple
 import pyarrow as pa
 
 
+def spark_schema(schema: pa.Schema) -> Any:
+    """The Spark schema of Arrow columns as the bridge's outputs map them: a timestamp without
+    a time zone (``datetime2``, ``datetime``) is ``TIMESTAMP_NTZ``, one with (``datetimeoffset``,
+    read as UTC) is ``TIMESTAMP``."""
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    return from_arrow_schema(schema, prefer_timestamp_ntz=True)
+
+
 def read_small(spark: Any, reader: pa.RecordBatchReader) -> Any:
     """The rows, read on the driver, as ``spark.createDataFrame`` of the Arrow data."""
     table = reader.read_all()
+    schema = spark_schema(table.schema)
     try:
-        return spark.createDataFrame(table)
+        return spark.createDataFrame(table, schema=schema)
     except TypeError:
         # pyspark before 4.0 takes pandas, not Arrow.
-        return spark.createDataFrame(table.to_pandas())
+        return spark.createDataFrame(table.to_pandas(), schema=schema)
 
 
 def read_partitioned(
@@ -25,9 +35,6 @@ def read_partitioned(
     batch_size: Optional[int],
 ) -> Any:
     """One Spark task per key range; each reads its range with its own connection."""
-    from pyspark.sql.pandas.types import from_arrow_schema
-
-    spark_schema = from_arrow_schema(schema, prefer_timestamp_ntz=True)
     queries = list(ranges)
 
     def read(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
@@ -39,4 +46,4 @@ def read_partitioned(
                     yield out
 
     ids = spark.range(0, len(queries), 1, numPartitions=max(1, len(queries)))
-    return ids.mapInArrow(read, spark_schema)
+    return ids.mapInArrow(read, spark_schema(schema))
