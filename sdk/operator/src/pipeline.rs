@@ -49,26 +49,3 @@ pub fn run_pipeline(
     })
     .map_err(to_py)
 }
-
-#[cfg(test)]
-mod tests {
-    use super::project_root;
-    use std::path::{Path, PathBuf};
-
-    #[test]
-    fn a_file_in_pipelines_belongs_to_the_folder_above() {
-        assert_eq!(
-            project_root(Path::new("/p/pipelines/a.yaml")),
-            PathBuf::from("/p")
-        );
-        assert_eq!(
-            project_root(Path::new("pipelines/a.yaml")),
-            PathBuf::from(".")
-        );
-        assert_eq!(
-            project_root(Path::new("elsewhere/a.yaml")),
-            PathBuf::from(".")
-        );
-        assert_eq!(project_root(Path::new("a.yaml")), PathBuf::from("."));
-    }
-}

@@ -128,6 +128,7 @@ impl Connection {
     /// Writes `source` (anything with `__arrow_c_stream__`) into `target_table` in one
     /// transaction; returns `(rows_written, already_applied)`.
     #[pyo3(signature = (source, target_table, operation, primary_keys=Vec::new(), max_delete_rows=None, idempotency_key=None))]
+    #[allow(clippy::too_many_arguments)] // Python's keyword arguments, one by one.
     fn sync(
         &self,
         py: Python<'_>,
