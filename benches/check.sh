@@ -2,8 +2,9 @@
 # CI check of the benchmark harness (keeps it from rotting; timings are not checked):
 # a small run (50,000 rows) with the debug binaries that `cargo test --workspace` built, verifying
 # that every extraction path (bridge, ConnectorX, arrow-odbc, mssql-python, pymssql + Polars, the
-# Parquet encode limit) writes the same rows as the loaded table, and that every write-back (bridge
-# insert and upsert, the bulk peers mssql-python bulkcopy_arrow and freebcp, the Python baselines)
+# Parquet encode limit, the Python operator's extract_to_arrow and ConnectorX into Arrow) writes the
+# same rows as the loaded table, and that every write-back (bridge insert and upsert, the bulk peers
+# mssql-python bulkcopy_arrow and freebcp, the Python baselines, the operator's sync_to_sql_server)
 # produced the expected table: row counts and an order-independent checksum over all columns. A
 # failing peer fails the check too, unless it is named in ALLOW_FAIL (comma-separated peer names,
 # see `run.py --help`; default none).
@@ -46,6 +47,8 @@ fi
 if [ ! -x "$debug/tds-test-server" ]; then
   cargo build -p tds-test-server --bin tds-test-server
 fi
+# The Python operator, debug build, for its peers (extract_to_arrow, sync_to_sql_server).
+VIRTUAL_ENV="$venv" "$venv/bin/maturin" develop -q -m sdk/operator/Cargo.toml >&2
 "$venv/bin/python" benches/run.py --rows "${ROWS:-50000}" --check ${ALLOW_FAIL:+--allow-fail "$ALLOW_FAIL"} \
   --bridge "$debug/bridge" --server "$debug/tds-test-server"
 # The real clients judge the test server: mssql-python (prepared statements, bulkcopy), arrow-odbc

@@ -25,7 +25,12 @@ CPUs per million rows as well):
      UPDATE/INSERT);
   6. Python write-back baselines on --writeback-rows rows (pymssql executemany, pymssql multi-row
      VALUES, python-tds bulk copy; upsert through python-tds bulk copy into a #temp table);
-  7. event latency: `bridge serve` with the local events table; E events submitted one after the
+  7. the Python operator (sdk/operator), when in --peers: `extract_to_arrow` of all N rows into a
+     pyarrow Table against ConnectorX's `read_sql(return_type="arrow")`, and `sync_to_sql_server`
+     of a Parquet file streamed as Arrow batches (insert) on --writeback-rows rows (python-tds bulk
+     copy's rows) and on all N rows; each child times only its call (wall and CPU of all its
+     threads), not its imports or the checksum of what it read;
+  8. event latency: `bridge serve` with the local events table; E events submitted one after the
      other through POST /sync; started_at - created_at of each (GET /events/{id}).
 
 Every output is checked: row count and an order-independent checksum over all normalised columns
@@ -69,9 +74,14 @@ BASE = os.path.join(HERE, "baselines")
 EXTRACT_PEERS = ("raw-tds", "connectorx", "arrow-odbc", "mssql-python", "parquet-encode", "pymssql", "pytds")
 BULK_PEERS = ("mssql-python-bulk", "freebcp")  # write-back on all N rows
 PY_WRITEBACK = ("pytds-bulk", "pymssql-values", "pymssql-executemany")  # on --writeback-rows rows
-PEERS = EXTRACT_PEERS + BULK_PEERS + PY_WRITEBACK
-# --peers picks from these; bridge-tiberius: the bridge reading with `read_driver: tiberius`
-OPTIONAL_PEERS = ("arrow-odbc", "mssql-python", "parquet-encode", "bridge-tiberius", *BULK_PEERS)
+PEERS = EXTRACT_PEERS + BULK_PEERS + PY_WRITEBACK + ("operator",)
+# --peers picks from these; bridge-tiberius: the bridge reading with `read_driver: tiberius`;
+# operator: the Python operator (sdk/operator, installed in this venv) against ConnectorX's
+# in-memory Arrow and python-tds bulk copy
+OPTIONAL_PEERS = ("arrow-odbc", "mssql-python", "parquet-encode", "bridge-tiberius", *BULK_PEERS, "operator")
+OP_EXTRACT = "operator extract_to_arrow -> pyarrow Table"
+CX_ARROW = "ConnectorX read_sql -> pyarrow Table"
+OP_SYNC = "operator sync_to_sql_server from Arrow, insert"
 TIBERIUS = "bridge run, read_driver: tiberius"
 ENCODE_LIMIT = "Parquet encode limit (pyarrow, same compression and row groups)"
 RSS_TARGET_MB = 200
@@ -437,6 +447,38 @@ steps:
         self.check(f"{ENCODE_LIMIT}: Parquet equals the data set", benchlib.checksum_parquet([out]), self.src_ck[n])
         os.remove(out)
 
+    def operator(self) -> None:
+        """The Python operator in-process (phase 7 of the module doc)."""
+        n, k = self.a.rows, self.a.writeback_rows
+        self.peer("operator", self.arrow_extract, "operator", OP_EXTRACT)
+        self.peer("connectorx", self.arrow_extract, "connectorx", CX_ARROW)
+        data = os.path.join(self.project, "data")
+        self.peer("operator", self.operator_sync, "bench_op_sample", k, os.path.join(data, "py_src.parquet"))
+        if n > k:
+            self.peer("operator", self.operator_sync, "bench_op", n, os.path.join(data, "src.parquet"))
+
+    def arrow_extract(self, client: str, label: str) -> None:
+        n = self.a.rows
+        m = self.measure(label, [self.py, os.path.join(BASE, "arrow_extract.py"), "--client", client,
+                                 "--port", str(self.server.port), "--query", "SELECT * FROM dbo.bench"])
+        j = json.loads(m["stdout"].strip().splitlines()[-1])
+        m.update(wall_s=j["seconds"], cpu_s=j["cpu_s"])
+        self.record("operator", label, j["rows"], m)
+        self.check(f"{label}: rows equal dbo.bench", benchlib.Checksum(j["checksum_rows"], j["checksum"]),
+                   self.src_ck[n])
+
+    def operator_sync(self, table: str, rows: int, parquet: str) -> None:
+        self.tsql(f"IF OBJECT_ID('{table}') IS NOT NULL DROP TABLE {table}", benchlib.create_table_sql(table))
+        label = f"{OP_SYNC}" + ("" if rows >= self.a.rows else ", python-tds bulk's rows")
+        m = self.measure(label, [self.py, os.path.join(BASE, "operator_sync.py"), "--parquet", parquet,
+                                 "--table", table, "--port", str(self.server.port)])
+        j = json.loads(m["stdout"].strip().splitlines()[-1])
+        m.update(wall_s=j["seconds"], cpu_s=j["cpu_s"])
+        self.record("operator", label, rows, m, sample=rows < self.a.rows)
+        self.check(f"{label}: rows written", j["rows"], rows)
+        self.check(f"{label}: {table} equals the Parquet input", benchlib.checksum_sqlite(self.server.db, table),
+                   self.src_ck[rows])
+
     def writeback_upsert(self) -> None:
         n = self.a.rows
         m = self.bridge_run("bridge upsert", "upsert.yaml", f"""name: bench_upsert
@@ -671,6 +713,7 @@ steps:
 
         self.extract_ratios(ratio, cpu)
         self.writeback_ratios(ratio, cpu)
+        self.operator_ratios(ratio, cpu)
         lines += self.rss_lines()
         return lines
 
@@ -725,6 +768,18 @@ steps:
             leanest = min([x for x in peers if x], key=lambda r: r["cpu_per_mrow"], default=None)
             if leanest:
                 cpu(f"write-back {mode} CPU/row: leanest bulk peer ({leanest['peer']}) / bridge", leanest, bridge, 2)
+
+    def operator_ratios(self, ratio, cpu) -> None:
+        op, cx = self.find("operator", OP_EXTRACT), self.find("operator", CX_ARROW)
+        ratio("operator: extract_to_arrow / ConnectorX read_sql arrow", op, cx, 1.5)
+        cpu("operator CPU/row: ConnectorX read_sql arrow / extract_to_arrow", cx, op, 1)
+        sync = self.find("operator", f"{OP_SYNC}, python-tds", prefix=True)
+        ratio("operator: sync_to_sql_server / python-tds bulk copy (same rows)", sync,
+              self.find("write-back", "pytds-bulk, insert"), 10)
+        cpu("operator CPU/row: python-tds bulk copy / sync_to_sql_server (same rows)",
+            self.find("write-back", "pytds-bulk, insert"), sync)
+        ratio("operator: sync_to_sql_server / bridge sqlserver sink, insert (all rows)",
+              self.find("operator", OP_SYNC), self.find("write-back", "bridge sqlserver sink, insert"))
 
     def rss_lines(self) -> list[str]:
         a, p, lines = self.a, self.a.partitions, []
@@ -782,6 +837,8 @@ steps:
                 phases.append(("bulk write-back peers", self.bulk_writeback))
             if not a.skip_python:
                 phases.append(("python write-back", self.python_writeback))
+            if "operator" in a.peers:
+                phases.append(("operator", self.operator))
             if a.events > 0:
                 phases.append(("events", self.events))
             for name, fn in phases:

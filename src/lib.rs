@@ -9,6 +9,7 @@ pub mod error;
 pub mod mssql;
 pub mod output_types;
 pub mod pipeline;
+pub mod secret;
 pub mod server;
 pub mod sinks;
 pub mod sources;

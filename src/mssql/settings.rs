@@ -1,10 +1,12 @@
 //! SQL Server connection settings: `sqlserver:` in `config/`, then `SQLSERVER_*` variables, then a
-//! step's `connection:`. Secrets are only ever read from environment variables, never from files.
+//! step's `connection:`. Secrets are read from environment variables, never from files (the Python
+//! operator hands its own over in-process, [`SqlServerSettings::secret`]).
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+pub use crate::secret::Secret;
 
 /// How the connection is encrypted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
@@ -95,23 +97,6 @@ pub struct SqlServerSettings {
     #[serde(skip)]
     #[schemars(skip)]
     pub secret: Option<Secret>,
-}
-
-/// A password or token held in memory: its `Debug` never shows it, and it is never serialised.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret.
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
 }
 
 impl SqlServerSettings {
@@ -247,8 +232,8 @@ impl SqlServerSettings {
     /// The login's secret: the one handed over in-process, else its environment variable.
     fn credentials(&self) -> Result<Credentials> {
         let secret = |var: &str| {
-            if let Some(Secret(value)) = &self.secret {
-                return Ok(value.clone());
+            if let Some(secret) = &self.secret {
+                return Ok(secret.expose().to_string());
             }
             std::env::var(var).map_err(|_| {
                 Error::Invalid(format!(

@@ -1,5 +1,5 @@
-//! Write-back: an Arrow C stream (pyarrow, polars, pandas through pyarrow, Spark batches) written
-//! into a SQL Server table by the bridge's `sqlserver` sink: the table's columns checked first,
+//! Write-back: an Arrow C stream (pyarrow, polars, pandas through pyarrow, Spark batches), or a
+//! Unity Catalog table read through the Statement Execution API, written into a SQL Server table by the bridge's `sqlserver` sink: the table's columns checked first,
 //! then one transaction of TDS bulk loads, the delete cap and the idempotency key, committed
 //! only when every row was written.
 //!
@@ -10,10 +10,13 @@
 use std::sync::{Arc, Mutex};
 
 use arrow_pyarrow::PyArrowType;
+use bridge::databricks::DatabricksSettings;
 use bridge::pipeline::metrics::StepMetrics;
 use bridge::sinks::sqlserver::SqlServerSink;
 use bridge::sinks::sqlserver::config::{SqlServerSinkSpec, SqlServerWriteMode};
 use bridge::sinks::{Sink, SinkConfig};
+use bridge::sources::Source;
+use bridge::sources::databricks::DatabricksSource;
 use deltalake::arrow::array::RecordBatchReader;
 use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::arrow::ffi_stream::ArrowArrayStreamReader;
@@ -22,7 +25,7 @@ use deltalake::datafusion::error::DataFusionError;
 use deltalake::datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use deltalake::datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use deltalake::datafusion::physical_plan::streaming::PartitionStream;
-use deltalake::datafusion::prelude::SessionContext;
+use deltalake::datafusion::prelude::{DataFrame, SessionContext};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
@@ -101,9 +104,21 @@ fn mode(operation: &str) -> PyResult<SqlServerWriteMode> {
     })
 }
 
-/// Writes the stream; returns the rows written and whether the idempotency key was already
-/// recorded (then nothing was written and the rows are the first write's).
-async fn write(sink: SqlServerSink, reader: ArrowArrayStreamReader) -> bridge::Result<(u64, bool)> {
+/// Writes `input` and commits; returns the rows written and whether the idempotency key was
+/// already recorded (then nothing was written and the rows are the first write's).
+async fn write(
+    sink: SqlServerSink,
+    ctx: SessionContext,
+    input: DataFrame,
+) -> bridge::Result<(u64, bool)> {
+    let metrics = Arc::new(StepMetrics::default());
+    let staged = sink.stage(&ctx, input, Arc::clone(&metrics)).await?;
+    staged.commit().await?;
+    Ok((metrics.rows(), metrics.already_applied()))
+}
+
+/// The caller's stream as the input of one scan.
+fn stream_input(reader: ArrowArrayStreamReader) -> bridge::Result<(SessionContext, DataFrame)> {
     let schema = reader.schema();
     let table = StreamingTable::try_new(
         Arc::clone(&schema),
@@ -117,10 +132,38 @@ async fn write(sink: SqlServerSink, reader: ArrowArrayStreamReader) -> bridge::R
     let input = ctx
         .read_table(Arc::new(table))
         .map_err(|e| bridge::Error::step_from(STEP, e))?;
-    let metrics = Arc::new(StepMetrics::default());
-    let staged = sink.stage(&ctx, input, Arc::clone(&metrics)).await?;
-    staged.commit().await?;
-    Ok((metrics.rows(), metrics.already_applied()))
+    Ok((ctx, input))
+}
+
+/// What the sink refuses before connecting is about the arguments: the table name, the keys a
+/// mode needs and whether the source has them, a cap the mode cannot use.
+fn argument_error(e: bridge::Error) -> PyErr {
+    PyValueError::new_err(e.to_string())
+}
+
+impl Connection {
+    /// The sink of one write; refuses what is wrong with the arguments alone.
+    fn sink(
+        &self,
+        target_table: String,
+        operation: &str,
+        primary_keys: Vec<String>,
+        max_delete_rows: Option<u64>,
+        idempotency_key: Option<String>,
+    ) -> PyResult<SqlServerSink> {
+        let spec = SqlServerSinkSpec {
+            from: "source".into(),
+            table: target_table,
+            mode: mode(operation)?,
+            primary_keys,
+            max_delete_rows,
+            idempotency_key,
+            connection: None,
+        };
+        spec.check()
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        SqlServerSink::new(STEP, &spec, self.settings.clone()).map_err(argument_error)
+    }
 }
 
 #[pymethods]
@@ -139,25 +182,61 @@ impl Connection {
         max_delete_rows: Option<u64>,
         idempotency_key: Option<String>,
     ) -> PyResult<(u64, bool)> {
-        let spec = SqlServerSinkSpec {
-            from: "source".into(),
-            table: target_table,
-            mode: mode(operation)?,
+        let sink = self.sink(
+            target_table,
+            operation,
             primary_keys,
             max_delete_rows,
             idempotency_key,
-            connection: None,
-        };
-        spec.check()
-            .map_err(|e| PyValueError::new_err(e.to_string()))?;
-        // What the sink refuses before connecting is about the arguments: the table name, the
-        // keys a mode needs and whether the source has them, a cap the mode cannot use.
-        let sink = SqlServerSink::new(STEP, &spec, self.settings.clone())
-            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        )?;
         let reader = source.0;
-        sink.check(&reader.schema())
-            .map_err(|e| PyValueError::new_err(e.to_string()))?;
-        py.detach(|| runtime().block_on(write(sink, reader)))
-            .map_err(to_py)
+        sink.check(&reader.schema()).map_err(argument_error)?;
+        py.detach(|| {
+            runtime().block_on(async {
+                let (ctx, input) = stream_input(reader)?;
+                write(sink, ctx, input).await
+            })
+        })
+        .map_err(to_py)
+    }
+
+    /// Writes the Unity Catalog table `table`, read through the Statement Execution API of the
+    /// workspace the environment names (`DATABRICKS_HOST` with `DATABRICKS_TOKEN` or a profile,
+    /// `DATABRICKS_WAREHOUSE_ID` unless `warehouse_id`), into `target_table`.
+    #[pyo3(signature = (table, target_table, operation, primary_keys=Vec::new(), max_delete_rows=None, idempotency_key=None, warehouse_id=None))]
+    #[allow(clippy::too_many_arguments)] // Python's keyword arguments, one by one.
+    fn sync_table(
+        &self,
+        py: Python<'_>,
+        table: String,
+        target_table: String,
+        operation: &str,
+        primary_keys: Vec<String>,
+        max_delete_rows: Option<u64>,
+        idempotency_key: Option<String>,
+        warehouse_id: Option<String>,
+    ) -> PyResult<(u64, bool)> {
+        let sink = self.sink(
+            target_table,
+            operation,
+            primary_keys,
+            max_delete_rows,
+            idempotency_key,
+        )?;
+        let source =
+            DatabricksSource::table(STEP, &table, DatabricksSettings::default(), warehouse_id)
+                .map_err(argument_error)?;
+        py.detach(|| {
+            runtime().block_on(async {
+                let ctx = SessionContext::new();
+                let provider = source.open(&ctx).await.map_err(to_py)?;
+                sink.check(provider.schema().as_ref())
+                    .map_err(argument_error)?;
+                let input = ctx
+                    .read_table(provider)
+                    .map_err(|e| to_py(bridge::Error::step_from(STEP, e)))?;
+                write(sink, ctx, input).await.map_err(to_py)
+            })
+        })
     }
 }

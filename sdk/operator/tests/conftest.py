@@ -4,23 +4,37 @@ and one local Spark session (``local[2]``) for the whole run."""
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import socket
 import subprocess
 import sys
+import urllib.request
 
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
 
 
-def _server_binary() -> str:
-    explicit = os.environ.get("TDS_TEST_SERVER")
+def _binary(name: str, variable: str) -> str:
+    explicit = os.environ.get(variable)
     if explicit:
         return explicit
     target = os.environ.get("CARGO_TARGET_DIR") or str(REPO / "target")
-    return str(pathlib.Path(target) / "debug" / "tds-test-server")
+    path = pathlib.Path(target) / "debug" / name
+    if not path.exists():
+        pytest.fail(f"{path} is missing: build it with `cargo build -p {name}`")
+    return str(path)
+
+
+def _start(cmd: list, ready: str) -> tuple:
+    process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    line = process.stdout.readline()
+    if ready not in line:
+        process.kill()
+        pytest.fail(f"{cmd[0]} did not start: {line}")
+    return process, line
 
 
 def _free_port() -> int:
@@ -55,18 +69,47 @@ class Server:
 
 @pytest.fixture
 def server():
-    binary = _server_binary()
-    if not os.path.exists(binary):
-        pytest.fail(f"{binary} is missing: build it with `cargo build -p tds-test-server`")
     port = _free_port()
-    process = subprocess.Popen(
-        [binary, "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    line = process.stdout.readline()
-    if "listening" not in line:
-        process.kill()
-        pytest.fail(f"tds-test-server did not start: {line}")
+    process, _ = _start([_binary("tds-test-server", "TDS_TEST_SERVER"), "--port", str(port)], "listening")
     yield Server(port, process)
+    process.terminate()
+    process.wait(timeout=10)
+
+
+class Workspace:
+    """crates/databricks-double: a Databricks REST double (Statement Execution on SQLite)."""
+
+    def __init__(self, line: str):
+        words = line.split()
+        self.url = words[words.index("on") + 1]
+        self.token = words[words.index("token") + 1]
+        self.warehouse = words[words.index("warehouse") + 1]
+
+    def sql(self, statement: str) -> dict:
+        request = urllib.request.Request(
+            f"{self.url}/api/2.0/sql/statements",
+            data=json.dumps({"warehouse_id": self.warehouse, "statement": statement,
+                             "wait_timeout": "30s"}).encode(),
+            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request) as answer:
+            body = json.load(answer)
+        assert body["status"]["state"] == "SUCCEEDED", body
+        return body
+
+    def environment(self, monkeypatch, tmp_path) -> None:
+        """Points the operator at this workspace through the environment, as a job outside
+        Databricks would."""
+        monkeypatch.setenv("DATABRICKS_HOST", self.url)
+        monkeypatch.setenv("DATABRICKS_TOKEN", self.token)
+        monkeypatch.setenv("DATABRICKS_WAREHOUSE_ID", self.warehouse)
+        monkeypatch.setenv("DATABRICKS_CONFIG_FILE", str(tmp_path / "no-databrickscfg"))
+
+
+@pytest.fixture
+def workspace():
+    process, line = _start([_binary("databricks-double", "DATABRICKS_DOUBLE")], "listening")
+    yield Workspace(line)
     process.terminate()
     process.wait(timeout=10)
 

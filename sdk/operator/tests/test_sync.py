@@ -10,6 +10,7 @@ import pytest
 
 from bridge_operator import (
     BridgeConnectionError,
+    BridgeError,
     BridgeOperator,
     DataError,
     LimitExceededError,
@@ -117,6 +118,30 @@ def test_a_table_name_is_read_with_the_spark_session(server, op, spark):
     assert _state(server) == [(5, "ed", 5.0, 5), (6, "fa", None, None)]
 
 
+def test_a_table_name_outside_databricks_is_read_through_statement_execution(
+    server, op, workspace, monkeypatch, tmp_path
+):
+    workspace.sql("CREATE TABLE main.crm.customers (id INT, name STRING, score DOUBLE, tier SMALLINT)")
+    workspace.sql("INSERT INTO main.crm.customers VALUES (7, 'gi', 7.5, 3), (8, NULL, NULL, NULL)")
+    _create(server)
+    workspace.environment(monkeypatch, tmp_path)
+    monkeypatch.setattr("bridge_operator._operator.active_spark", lambda: None)  # not in Databricks
+    assert op.sync_to_sql_server("main.crm.customers", TABLE, "INSERT") == 2
+    assert _state(server) == [(7, "gi", 7.5, 3), (8, None, None, None)]
+    with pytest.raises(BridgeError, match="nowhere"):
+        op.sync_to_sql_server("main.crm.nowhere", TABLE, "INSERT")
+    assert len(_state(server)) == 2
+
+
+def test_a_table_name_without_spark_or_workspace_says_what_to_set(op, monkeypatch, tmp_path):
+    for var in ("DATABRICKS_HOST", "DATABRICKS_TOKEN", "DATABRICKS_CONFIG_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("DATABRICKS_CONFIG_FILE", str(tmp_path / "no-databrickscfg"))
+    monkeypatch.setattr("bridge_operator._operator.active_spark", lambda: None)
+    with pytest.raises(BridgeError, match="DATABRICKS_HOST"):
+        op.sync_to_sql_server("main.crm.customers", TABLE, "INSERT")
+
+
 def test_an_idempotency_key_writes_once(server, op):
     _create(server)
     data = _arrow([(1, "ana", 1.0, 1)])
@@ -179,7 +204,7 @@ def test_bad_arguments_are_value_errors(op, monkeypatch):
         op.sync_to_sql_server(data, TABLE, "DELETE", primary_keys=["nope"])
     with pytest.raises(ValueError, match="max_delete_rows applies"):
         op.sync_to_sql_server(data, TABLE, "INSERT", max_delete_rows=5)
-    # Outside Databricks (no active Spark session), a table name cannot be read.
-    monkeypatch.setattr("bridge_operator._sources._active_spark", lambda: None)
-    with pytest.raises(ValueError, match="Spark session"):
-        op.sync_to_sql_server("catalog.schema.table", TABLE, "INSERT")
+    # A table name is validated and quoted before it reaches any SQL.
+    monkeypatch.setattr("bridge_operator._operator.active_spark", lambda: None)
+    with pytest.raises(ValueError, match="invalid identifier"):
+        op.sync_to_sql_server("main.sales.x; DROP TABLE y", TABLE, "INSERT")

@@ -29,7 +29,7 @@ use crate::error::{Error, Result};
 use crate::pipeline::plan::PlannedStep;
 use crate::pipeline::render::RenderedSql;
 use crate::sources::Source;
-use crate::sql::SqlValue;
+use crate::sql::{Dialect, SqlValue, quote_ident};
 use config::{DatabricksSourceSpec, ResultDisposition};
 
 /// Reads a query's result from a Databricks SQL warehouse.
@@ -65,6 +65,29 @@ impl DatabricksSource {
             },
             settings,
             location: step.location.clone(),
+        })
+    }
+
+    /// A whole table read outside a pipeline (the Python operator's write-back of a Unity
+    /// Catalog table name, without Spark): `SELECT *` of the validated, quoted name, its result
+    /// fetched as Arrow files. `name` stands for the step in messages.
+    pub fn table(
+        name: &str,
+        table: &str,
+        settings: DatabricksSettings,
+        warehouse_id: Option<String>,
+    ) -> Result<Self> {
+        let quoted = quote_ident(table, Dialect::Databricks).map_err(|e| Error::step(name, e))?;
+        Ok(DatabricksSource {
+            step: name.to_string(),
+            sql: RenderedSql {
+                text: format!("SELECT * FROM {quoted}"),
+                params: Vec::new(),
+            },
+            warehouse_id,
+            disposition: Disposition::ExternalLinks,
+            settings,
+            location: crate::error::Location::default(),
         })
     }
 

@@ -9,7 +9,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 import pyarrow as pa
 
 from . import _native
-from ._sources import arrow_stream, bind_values
+from ._sources import active_spark, arrow_stream, bind_values
 
 _OPERATIONS = ("INSERT", "UPSERT", "UPDATE", "DELETE", "REPLACE")
 
@@ -193,14 +193,19 @@ class BridgeOperator:
         idempotency_key: Optional[str] = None,
         source_table: Optional[str] = None,
         spark: Optional[Any] = None,
+        warehouse_id: Optional[str] = None,
     ) -> int:
         """Writes ``source`` into ``target_table`` in one SQL Server transaction; returns the
         rows written (inserted, updated, upserted or deleted).
 
-        ``source`` is a Unity Catalog table name (read with the active Spark session), a Spark
-        DataFrame (streamed to the driver one partition at a time, never collected whole), a
-        pyarrow Table or RecordBatchReader, or a pandas or polars DataFrame. ``source_table=``
-        is the original SDK's name for a table-name source.
+        ``source`` is a Unity Catalog table name, a Spark DataFrame (streamed to the driver one
+        partition at a time, never collected whole), a pyarrow Table or RecordBatchReader, or a
+        pandas or polars DataFrame. ``source_table=`` is the original SDK's name for a table-name
+        source. A table name is read with ``spark`` or the active Spark session (inside
+        Databricks); without one, through the Statement Execution API of the workspace the
+        environment names (``DATABRICKS_HOST`` and ``DATABRICKS_TOKEN``, or a
+        ``~/.databrickscfg`` profile) on ``warehouse_id`` (default ``DATABRICKS_WAREHOUSE_ID``),
+        its result fetched as Arrow.
 
         ``operation``: ``INSERT`` (bulk load), ``UPSERT`` and ``UPDATE`` (by ``primary_keys``),
         ``DELETE`` (rows whose keys match; ``max_delete_rows`` caps them) or ``REPLACE`` (empty
@@ -219,14 +224,19 @@ class BridgeOperator:
             raise ValueError("target_table: required")
         if operation.upper() not in _OPERATIONS:
             raise ValueError(f"operation: {operation!r} is not one of {', '.join(_OPERATIONS)}")
-        rows, _already_applied = self._connection.sync(
-            arrow_stream(source, spark),
-            target_table,
-            operation,
+        options = dict(
             primary_keys=list(primary_keys or []),
             max_delete_rows=max_delete_rows,
             idempotency_key=idempotency_key,
         )
+        if isinstance(source, str) and (spark or active_spark()) is None:
+            rows, _already_applied = self._connection.sync_table(
+                source, target_table, operation, warehouse_id=warehouse_id, **options
+            )
+        else:
+            rows, _already_applied = self._connection.sync(
+                arrow_stream(source, spark), target_table, operation, **options
+            )
         return rows
 
     # Pipelines ----------------------------------------------------------------------------

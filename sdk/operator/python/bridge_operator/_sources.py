@@ -60,17 +60,13 @@ def arrow_stream(source: Any, spark: Optional[Any] = None) -> Any:
 
     Accepted: a pyarrow Table, RecordBatchReader or RecordBatch; a pandas DataFrame (its index
     is not written); a polars DataFrame or LazyFrame; a Spark DataFrame; a Unity Catalog table
-    name (read with the active Spark session). Anything else exporting ``__arrow_c_stream__``
+    name (read with ``spark`` or the active Spark session). Anything else exporting ``__arrow_c_stream__``
     is read as it is.
     """
     if isinstance(source, str):
-        session = spark or _active_spark()
+        session = spark or active_spark()
         if session is None:
-            raise ValueError(
-                f"source: `{source}` is a table name, which needs a Spark session (inside "
-                "Databricks, or pass spark=); outside Databricks, read the table with the "
-                "Databricks SQL connector into pyarrow and pass that"
-            )
+            raise ValueError(f"source: `{source}` is a table name, which needs a Spark session")
         return spark_batches(session.table(source))
     if isinstance(source, pa.RecordBatch):
         return pa.Table.from_batches([source])
@@ -88,7 +84,7 @@ def arrow_stream(source: Any, spark: Optional[Any] = None) -> Any:
     )
 
 
-def _active_spark() -> Optional[Any]:
+def active_spark() -> Optional[Any]:
     try:
         from pyspark.sql import SparkSession
     except ImportError:
