@@ -10,10 +10,12 @@ pub mod mssql;
 pub mod output_types;
 pub mod pipeline;
 pub mod secret;
+#[cfg(feature = "server")]
 pub mod server;
 pub mod sinks;
 pub mod sources;
 pub mod sql;
+#[cfg(feature = "server")]
 pub mod sync;
 
 pub use error::{Error, Location, Result};

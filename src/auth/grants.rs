@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 use super::names::{LakehouseTable, Pattern, SqlTable};
 
 /// What a grant allows on a table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Access {
     /// Read (extract) the table.
@@ -82,7 +83,8 @@ pub enum Denied {
 }
 
 /// What a grant covers: SQL Server tables (`table:`) or lakehouse tables (`lakehouse_table:`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Scope {
     /// SQL Server tables of the configured database.
@@ -139,7 +141,8 @@ impl fmt::Display for TableRef {
 
 /// One grant of a user: a table, a prefix (`schema.*`, `catalog.*`) or every table (`*`), of
 /// SQL Server or of the lakehouse.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct Grant {
     /// The table as written, normalised: `dbo.Sales`, `staging.*` or `*`.
     pub table: String,
