@@ -167,7 +167,7 @@ pub fn build(
 }
 
 /// The sending end of a [`batch_channel`].
-pub(crate) type BatchSender = tokio::sync::mpsc::Sender<
+pub type BatchSender = tokio::sync::mpsc::Sender<
     std::result::Result<
         deltalake::arrow::array::RecordBatch,
         deltalake::datafusion::error::DataFusionError,
@@ -176,7 +176,7 @@ pub(crate) type BatchSender = tokio::sync::mpsc::Sender<
 
 /// A bounded channel (two batches in flight) whose receiving end is a record batch stream: the
 /// producer (a query reading rows) can never run ahead of the consumer by more than that.
-pub(crate) fn batch_channel(
+pub fn batch_channel(
     schema: deltalake::arrow::datatypes::SchemaRef,
 ) -> (
     BatchSender,

@@ -10,6 +10,7 @@
 //! | `LimitExceededError` | a write went over a limit the caller set (`max_delete_rows`) |
 //! | `DataError` | a value the target cannot hold, duplicate keys, an input stream that failed |
 
+use bridge::error::find_in_chain;
 use bridge::mssql::{MssqlError, Phase};
 use bridge::sinks::sqlserver::PlanError;
 use pyo3::create_exception;
@@ -53,23 +54,19 @@ create_exception!(
     "A value the target cannot hold, duplicate keys, or an input that failed mid-stream."
 );
 
-/// The kind of a bridge failure, from its chain of causes.
+/// The kind of a bridge failure, from its chain of causes (through DataFusion's wrappers too).
 fn kind(error: &bridge::Error) -> Kind {
-    if matches!(error, bridge::Error::Refused { .. }) {
+    if error.refusal().is_some() {
         return Kind::Limit;
     }
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(e) = cause {
-        if let Some(m) = e.downcast_ref::<MssqlError>() {
-            return match m.phase {
-                Phase::Query => Kind::Query,
-                _ => Kind::Connection,
-            };
-        }
-        if e.downcast_ref::<PlanError>().is_some() {
-            return Kind::Schema;
-        }
-        cause = e.source();
+    if let Some(m) = find_in_chain::<MssqlError>(error) {
+        return match m.phase {
+            Phase::Query => Kind::Query,
+            _ => Kind::Connection,
+        };
+    }
+    if find_in_chain::<PlanError>(error).is_some() {
+        return Kind::Schema;
     }
     match error {
         bridge::Error::Step { .. } | bridge::Error::OutputType(_) => Kind::Data,

@@ -82,6 +82,8 @@ fn partition(partition_on: Option<String>, partitions: u32) -> PyResult<Option<P
 
 /// The batches of one extraction, converted to the output type policy.
 struct Batches {
+    /// The runtime the stream's tasks run on (taken once, not per batch).
+    runtime: Arc<tokio::runtime::Runtime>,
     schema: SchemaRef,
     first: Option<RecordBatch>,
     stream: SendableRecordBatchStream,
@@ -96,7 +98,7 @@ impl Iterator for Batches {
             return Some(Ok(batch));
         }
         // pyarrow calls this without the GIL, on a thread that is not the runtime's.
-        let next = runtime().block_on(self.stream.next())?;
+        let next = self.runtime.block_on(self.stream.next())?;
         Some(
             next.map_err(|e| ArrowError::ExternalError(Box::new(e)))
                 .and_then(|batch| {
@@ -149,6 +151,7 @@ async fn open(
         None => None,
     };
     Ok(Batches {
+        runtime: runtime(),
         schema: convert.schema(),
         first,
         stream,

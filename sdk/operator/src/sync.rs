@@ -15,15 +15,14 @@ use bridge::pipeline::metrics::StepMetrics;
 use bridge::sinks::sqlserver::SqlServerSink;
 use bridge::sinks::sqlserver::config::{SqlServerSinkSpec, SqlServerWriteMode};
 use bridge::sinks::{Sink, SinkConfig};
-use bridge::sources::Source;
 use bridge::sources::databricks::DatabricksSource;
+use bridge::sources::{Source, batch_channel};
 use deltalake::arrow::array::RecordBatchReader;
 use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::arrow::ffi_stream::ArrowArrayStreamReader;
 use deltalake::datafusion::catalog::streaming::StreamingTable;
 use deltalake::datafusion::error::DataFusionError;
 use deltalake::datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use deltalake::datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use deltalake::datafusion::physical_plan::streaming::PartitionStream;
 use deltalake::datafusion::prelude::{DataFrame, SessionContext};
 use pyo3::exceptions::PyValueError;
@@ -35,9 +34,6 @@ use crate::runtime::runtime;
 
 /// What messages call the write (it stands for a pipeline's step name).
 const STEP: &str = "sync_to_sql_server";
-
-/// Batches read ahead of the sink.
-const READ_AHEAD: usize = 2;
 
 /// The caller's stream, read by the first (and only) scan.
 struct OneScan {
@@ -57,7 +53,7 @@ impl PartitionStream for OneScan {
     }
 
     fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
-        let (tx, rx) = tokio::sync::mpsc::channel(READ_AHEAD);
+        let (tx, stream) = batch_channel(self.schema.clone());
         let reader = self.reader.lock().unwrap_or_else(|p| p.into_inner()).take();
         match reader {
             Some(reader) => {
@@ -82,10 +78,7 @@ impl PartitionStream for OneScan {
                 )));
             }
         }
-        let stream = futures::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|item| (item, rx))
-        });
-        Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), stream))
+        stream
     }
 }
 
@@ -141,16 +134,33 @@ fn argument_error(e: bridge::Error) -> PyErr {
     PyValueError::new_err(e.to_string())
 }
 
+/// What a write reads: a Unity Catalog table name, or anything with `__arrow_c_stream__`.
+#[derive(FromPyObject)]
+enum Input {
+    Table(String),
+    Stream(PyArrowType<ArrowArrayStreamReader>),
+}
+
+#[pymethods]
 impl Connection {
-    /// The sink of one write; refuses what is wrong with the arguments alone.
-    fn sink(
+    /// Writes `source` into `target_table` in one transaction; returns `(rows_written,
+    /// already_applied)`. `source` is anything with `__arrow_c_stream__`, or a Unity Catalog
+    /// table name read through the Statement Execution API of the workspace the environment
+    /// names (`DATABRICKS_HOST` with `DATABRICKS_TOKEN` or a profile; `DATABRICKS_WAREHOUSE_ID`
+    /// unless `warehouse_id`).
+    #[pyo3(signature = (source, target_table, operation, primary_keys=Vec::new(), max_delete_rows=None, idempotency_key=None, warehouse_id=None))]
+    #[allow(clippy::too_many_arguments)] // Python's keyword arguments, one by one.
+    fn sync(
         &self,
+        py: Python<'_>,
+        source: Input,
         target_table: String,
         operation: &str,
         primary_keys: Vec<String>,
         max_delete_rows: Option<u64>,
         idempotency_key: Option<String>,
-    ) -> PyResult<SqlServerSink> {
+        warehouse_id: Option<String>,
+    ) -> PyResult<(u64, bool)> {
         let spec = SqlServerSinkSpec {
             from: "source".into(),
             table: target_table,
@@ -162,81 +172,37 @@ impl Connection {
         };
         spec.check()
             .map_err(|e| PyValueError::new_err(e.to_string()))?;
-        SqlServerSink::new(STEP, &spec, self.settings.clone()).map_err(argument_error)
-    }
-}
-
-#[pymethods]
-impl Connection {
-    /// Writes `source` (anything with `__arrow_c_stream__`) into `target_table` in one
-    /// transaction; returns `(rows_written, already_applied)`.
-    #[pyo3(signature = (source, target_table, operation, primary_keys=Vec::new(), max_delete_rows=None, idempotency_key=None))]
-    #[allow(clippy::too_many_arguments)] // Python's keyword arguments, one by one.
-    fn sync(
-        &self,
-        py: Python<'_>,
-        source: PyArrowType<ArrowArrayStreamReader>,
-        target_table: String,
-        operation: &str,
-        primary_keys: Vec<String>,
-        max_delete_rows: Option<u64>,
-        idempotency_key: Option<String>,
-    ) -> PyResult<(u64, bool)> {
-        let sink = self.sink(
-            target_table,
-            operation,
-            primary_keys,
-            max_delete_rows,
-            idempotency_key,
-        )?;
-        let reader = source.0;
-        sink.check(&reader.schema()).map_err(argument_error)?;
-        py.detach(|| {
-            runtime().block_on(async {
-                let (ctx, input) = stream_input(reader)?;
-                write(sink, ctx, input).await
-            })
-        })
-        .map_err(to_py)
-    }
-
-    /// Writes the Unity Catalog table `table`, read through the Statement Execution API of the
-    /// workspace the environment names (`DATABRICKS_HOST` with `DATABRICKS_TOKEN` or a profile,
-    /// `DATABRICKS_WAREHOUSE_ID` unless `warehouse_id`), into `target_table`.
-    #[pyo3(signature = (table, target_table, operation, primary_keys=Vec::new(), max_delete_rows=None, idempotency_key=None, warehouse_id=None))]
-    #[allow(clippy::too_many_arguments)] // Python's keyword arguments, one by one.
-    fn sync_table(
-        &self,
-        py: Python<'_>,
-        table: String,
-        target_table: String,
-        operation: &str,
-        primary_keys: Vec<String>,
-        max_delete_rows: Option<u64>,
-        idempotency_key: Option<String>,
-        warehouse_id: Option<String>,
-    ) -> PyResult<(u64, bool)> {
-        let sink = self.sink(
-            target_table,
-            operation,
-            primary_keys,
-            max_delete_rows,
-            idempotency_key,
-        )?;
-        let source =
-            DatabricksSource::table(STEP, &table, DatabricksSettings::default(), warehouse_id)
-                .map_err(argument_error)?;
-        py.detach(|| {
-            runtime().block_on(async {
-                let ctx = SessionContext::new();
-                let provider = source.open(&ctx).await.map_err(to_py)?;
-                sink.check(provider.schema().as_ref())
+        let sink =
+            SqlServerSink::new(STEP, &spec, self.settings.clone()).map_err(argument_error)?;
+        match source {
+            Input::Stream(stream) => {
+                let reader = stream.0;
+                sink.check(&reader.schema()).map_err(argument_error)?;
+                py.detach(|| {
+                    runtime().block_on(async {
+                        let (ctx, input) = stream_input(reader)?;
+                        write(sink, ctx, input).await
+                    })
+                })
+                .map_err(to_py)
+            }
+            Input::Table(table) => {
+                let settings = DatabricksSettings::default();
+                let source = DatabricksSource::table(STEP, &table, settings, warehouse_id)
                     .map_err(argument_error)?;
-                let input = ctx
-                    .read_table(provider)
-                    .map_err(|e| to_py(bridge::Error::step_from(STEP, e)))?;
-                write(sink, ctx, input).await.map_err(to_py)
-            })
-        })
+                py.detach(|| {
+                    runtime().block_on(async {
+                        let ctx = SessionContext::new();
+                        let provider = source.open(&ctx).await.map_err(to_py)?;
+                        sink.check(provider.schema().as_ref())
+                            .map_err(argument_error)?;
+                        let input = ctx
+                            .read_table(provider)
+                            .map_err(|e| to_py(bridge::Error::step_from(STEP, e)))?;
+                        write(sink, ctx, input).await.map_err(to_py)
+                    })
+                })
+            }
+        }
     }
 }

@@ -68,20 +68,10 @@ class Connection:
         primary_keys: Sequence[str] = ...,
         max_delete_rows: Optional[int] = None,
         idempotency_key: Optional[str] = None,
-    ) -> Tuple[int, bool]:
-        """Returns ``(rows_written, already_applied)``."""
-    def sync_table(
-        self,
-        table: str,
-        target_table: str,
-        operation: str,
-        primary_keys: Sequence[str] = ...,
-        max_delete_rows: Optional[int] = None,
-        idempotency_key: Optional[str] = None,
         warehouse_id: Optional[str] = None,
     ) -> Tuple[int, bool]:
-        """A Unity Catalog table through the Statement Execution API; returns
-        ``(rows_written, already_applied)``."""
+        """``source``: anything with ``__arrow_c_stream__``, or a Unity Catalog table name read
+        through the Statement Execution API. Returns ``(rows_written, already_applied)``."""
 
 def run_pipeline(
     path: str,

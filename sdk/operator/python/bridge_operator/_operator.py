@@ -11,8 +11,6 @@ import pyarrow as pa
 from . import _native
 from ._sources import active_spark, arrow_stream, bind_values
 
-_OPERATIONS = ("INSERT", "UPSERT", "UPDATE", "DELETE", "REPLACE")
-
 
 def _encrypt(value: Union[bool, str]) -> str:
     if value is True:
@@ -170,9 +168,8 @@ class BridgeOperator:
 
         session = spark or _spark_session()
         if partition_on is None:
-            if partitions != 1:
-                raise ValueError("partitions: more than 1 needs partition_on")
-            return read_small(session, self.extract_to_arrow(query, params, batch_size=batch_size))
+            reader = self.extract_to_arrow(query, params, None, partitions, batch_size=batch_size)
+            return read_small(session, reader)
         values = bind_values(params)
         ranges = self._connection.partition_queries(query, values, partition_on, partitions)
         schema = self._connection.extract(
@@ -222,21 +219,19 @@ class BridgeOperator:
             raise ValueError("source: required (a table name, DataFrame or Arrow data)")
         if not target_table:
             raise ValueError("target_table: required")
-        if operation.upper() not in _OPERATIONS:
-            raise ValueError(f"operation: {operation!r} is not one of {', '.join(_OPERATIONS)}")
-        options = dict(
+        # A table name without a Spark session goes to the extension as it is (Statement
+        # Execution API); everything else becomes an Arrow C stream.
+        if not (isinstance(source, str) and (spark or active_spark()) is None):
+            source = arrow_stream(source, spark)
+        rows, _already_applied = self._connection.sync(
+            source,
+            target_table,
+            operation,
             primary_keys=list(primary_keys or []),
             max_delete_rows=max_delete_rows,
             idempotency_key=idempotency_key,
+            warehouse_id=warehouse_id,
         )
-        if isinstance(source, str) and (spark or active_spark()) is None:
-            rows, _already_applied = self._connection.sync_table(
-                source, target_table, operation, warehouse_id=warehouse_id, **options
-            )
-        else:
-            rows, _already_applied = self._connection.sync(
-                arrow_stream(source, spark), target_table, operation, **options
-            )
         return rows
 
     # Pipelines ----------------------------------------------------------------------------
